@@ -1,0 +1,53 @@
+//! `fsx`: the command-line tool of fsx.
+//!
+//! The binary is a composition root: it parses arguments, builds concrete
+//! backends and engines from URLs and paths, shows progress, and turns
+//! library errors into messages and exit codes. Logic that can be tested
+//! without a terminal lives in the library crates.
+
+// Printing is this binary's job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod extent_cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// fsx: page-native, deduplicating, branchable storage for databases on
+/// object storage.
+#[derive(Parser)]
+#[command(name = "fsx", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect and verify EXT1 extent files.
+    #[command(subcommand)]
+    Extent(extent_cmd::ExtentCommand),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FSX_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Extent(cmd) => extent_cmd::run(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("fsx: error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The whole fsx test suite, from a fresh clone on a fresh machine.
+#
+# Installs the tools the tests need, starts the real servers they talk to
+# (on 127.0.0.1, free ports, stopped again on exit), checks formatting and
+# lints, runs every test, and ends with a bounded fuzz run of the extent
+# decoder. `.ci/run` calls exactly this script.
+#
+# Environment:
+#   FSX_FUZZ_SECONDS  length of the fuzz run (default 30)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step "tools"
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+if ! command -v cargo-nextest >/dev/null; then
+    cargo install --locked cargo-nextest
+fi
+if ! command -v cargo-fuzz >/dev/null; then
+    cargo install --locked cargo-fuzz
+fi
+cargo --version
+cargo nextest --version | head -n 1
+
+step "formatting"
+cargo fmt --all --check
+(cd fuzz && cargo fmt --check)
+
+step "lints"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+services_env=""
+if [ -x scripts/services.sh ]; then
+    step "services"
+    services_env=$(mktemp -t fsx-services.XXXXXX)
+    trap 'scripts/services.sh stop "$services_env" || true; rm -f "$services_env"' EXIT
+    scripts/services.sh start "$services_env"
+    # shellcheck disable=SC1090
+    source "$services_env"
+fi
+
+step "tests"
+# Doc tests first: nextest's summary should be the last test report printed.
+cargo test --workspace --locked --doc
+cargo nextest run --workspace --locked --no-fail-fast
+
+step "fuzz: extent decoder, ${FSX_FUZZ_SECONDS:-30} s"
+corpus=$(mktemp -d -t fsx-fuzz-corpus.XXXXXX)
+# cargo-fuzz needs unstable rustc flags; RUSTC_BOOTSTRAP lets the stable
+# toolchain accept them, so no nightly toolchain is required.
+fuzz_log=$(mktemp -t fsx-fuzz-log.XXXXXX)
+if (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run decode "$corpus" seeds/decode -- \
+    -max_total_time="${FSX_FUZZ_SECONDS:-30}" -rss_limit_mb=2048 -print_final_stats=1) >"$fuzz_log" 2>&1; then
+    tail -n 12 "$fuzz_log"
+else
+    cat "$fuzz_log"
+    echo "fuzzing found a failure; the reproducer is under fuzz/artifacts/decode/" >&2
+    exit 1
+fi
+rm -rf "$corpus" "$fuzz_log"
+
+step "all checks passed"
