@@ -9,6 +9,8 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod extent_cmd;
+mod store_cmd;
+mod volume_cmd;
 
 use std::process::ExitCode;
 
@@ -25,9 +27,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Create a volume (embedded defaults: SQLite metadata and a data
+    /// directory inside PATH).
+    Init(volume_cmd::InitArgs),
+    #[command(flatten)]
+    Volume(volume_cmd::VolumeCommand),
     /// Inspect and verify EXT1 extent files.
     #[command(subcommand)]
     Extent(extent_cmd::ExtentCommand),
+    /// Check and benchmark storage backends (conformance suite, throughput).
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
 }
 
 fn main() -> ExitCode {
@@ -41,7 +51,10 @@ fn main() -> ExitCode {
 
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Init(args) => volume_cmd::init(args),
+        Command::Volume(cmd) => volume_cmd::run(cmd),
         Command::Extent(cmd) => extent_cmd::run(cmd),
+        Command::Store(cmd) => store_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,519 @@
+//! Volume commands: `fsx init`, file commands (`put`, `get`, `ls`, `rm`,
+//! `mv`, `stat`) and maintenance (`fsck`, `gc`).
+//!
+//! A volume is a directory holding `fsx-volume.json`, which names the
+//! metadata engine and the data store by URL. With the embedded defaults
+//! both live inside the directory (`meta.db`, `data/`), written as paths
+//! relative to it so the directory can be moved whole.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use fsx_engine::{GcOptions, OpenOptions, Progress, SystemEnv, Volume, VolumeOptions};
+use fsx_meta::{MetaEngine, VolumeConfig};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+/// The file in a volume directory that names its engines.
+pub const VOLUME_FILE: &str = "fsx-volume.json";
+
+#[derive(Serialize, Deserialize)]
+struct VolumeFile {
+    meta: String,
+    store: String,
+}
+
+/// `fsx init`.
+#[derive(Args)]
+pub struct InitArgs {
+    /// Directory of the new volume.
+    path: PathBuf,
+    /// Metadata engine URL: sqlite:///path/meta.db, or
+    /// postgres://user:password@host:port/db[?schema=NAME] so several
+    /// machines can share the volume (default: sqlite://meta.db inside the
+    /// volume).
+    #[arg(long)]
+    meta: Option<String>,
+    /// Data store URL: a directory, file:///dir, s3://bucket/prefix?…,
+    /// redis://… (default: data/ inside the volume).
+    #[arg(long)]
+    store: Option<String>,
+    /// Bytes of page data per extent: a power of two, 256K to 16M.
+    #[arg(long, default_value = "2M", value_parser = parse_size)]
+    extent_size: u64,
+}
+
+/// File and maintenance commands on an existing volume.
+#[derive(Subcommand)]
+pub enum VolumeCommand {
+    /// List files.
+    Ls {
+        /// The volume directory.
+        path: PathBuf,
+        /// Only names starting with this.
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+    /// Copy a local file (or stdin with `-`) into the volume.
+    Put {
+        /// The volume directory.
+        path: PathBuf,
+        /// Name in the volume.
+        name: String,
+        /// Source file, or `-` for stdin.
+        source: PathBuf,
+        /// Page size for a new file (a power of two, 512 to 65536).
+        #[arg(long, default_value_t = 4096)]
+        page_size: u32,
+    },
+    /// Copy a file out of the volume to a local file (or stdout with `-`).
+    Get {
+        /// The volume directory.
+        path: PathBuf,
+        /// Name in the volume.
+        name: String,
+        /// Destination, or `-` for stdout.
+        dest: PathBuf,
+    },
+    /// Delete a file.
+    Rm {
+        /// The volume directory.
+        path: PathBuf,
+        /// Name in the volume.
+        name: String,
+    },
+    /// Rename a file.
+    Mv {
+        /// The volume directory.
+        path: PathBuf,
+        /// Current name.
+        from: String,
+        /// New name.
+        to: String,
+        /// Replace `to` if it exists.
+        #[arg(long, short)]
+        force: bool,
+    },
+    /// Show the volume's settings, or one file's.
+    Stat {
+        /// The volume directory.
+        path: PathBuf,
+        /// A file name.
+        name: Option<String>,
+    },
+    /// Check that every referenced extent exists and verifies, that
+    /// reference counts match, and that the store has no orphans. Exits 0
+    /// only when the volume is clean.
+    Fsck {
+        /// The volume directory.
+        path: PathBuf,
+    },
+    /// Delete extents nothing references any more (after a grace period
+    /// that protects writers in flight) and orphan objects.
+    Gc {
+        /// The volume directory.
+        path: PathBuf,
+        /// How long an extent must have been unreferenced (e.g. 1h, 10m, 0s).
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        grace: Duration,
+        /// Leave orphan objects alone.
+        #[arg(long)]
+        no_orphans: bool,
+    },
+}
+
+/// `1048576`, `256K`, `2M`, `16M`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (num, mult) = match s.chars().last() {
+        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("{s:?} is not a size (examples: 2M, 256K, 1048576)"))
+}
+
+/// `90`, `90s`, `15m`, `1h`, `2d`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, mult) = match s.chars().last() {
+        Some('s') => (&s[..s.len() - 1], 1u64),
+        Some('m') => (&s[..s.len() - 1], 60),
+        Some('h') => (&s[..s.len() - 1], 3600),
+        Some('d') => (&s[..s.len() - 1], 86400),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{s:?} is not a duration (examples: 0s, 15m, 1h)"))
+}
+
+/// 128 random bits from the standard library's per-process random hasher
+/// keys, so volume ids need no extra dependency.
+fn new_volume_id() -> String {
+    use std::hash::BuildHasher;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let a = std::collections::hash_map::RandomState::new().hash_one(nanos);
+    let b = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+    format!("vol-{a:016x}{b:016x}")
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Resolves a URL or path from `fsx-volume.json` against the volume dir.
+fn resolve(dir: &Path, url: &str) -> String {
+    if let Some(rest) = url.strip_prefix("sqlite://")
+        && !rest.starts_with('/')
+    {
+        return format!("sqlite://{}", dir.join(rest).display());
+    }
+    if !url.contains("://") && !url.starts_with('/') {
+        return dir.join(url).display().to_string();
+    }
+    url.to_string()
+}
+
+async fn open_meta(url: &str, create: bool) -> anyhow::Result<Arc<dyn MetaEngine>> {
+    if url.starts_with("sqlite://") {
+        Ok(Arc::new(fsx_meta::sqlite::SqliteMeta::open_url(
+            url, create,
+        )?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(fsx_meta::postgres::PgMeta::connect(url).await?))
+    } else {
+        bail!(
+            "unsupported metadata URL {url:?}: use sqlite:///path/to/meta.db or postgres://user:password@host:port/db"
+        )
+    }
+}
+
+fn open_store(url: &str) -> anyhow::Result<Arc<dyn fsx_store::ExtentBackend>> {
+    if url.starts_with("memory://") || url.starts_with("lru://") {
+        bail!(
+            "{url:?} keeps data only in memory; a volume needs a durable store (a directory, s3://, redis://)"
+        );
+    }
+    fsx_store::open_backend(url).with_context(|| format!("cannot open the data store {url:?}"))
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
+}
+
+/// `fsx init`.
+pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
+    let dir = absolute(&args.path)?;
+    let vf = dir.join(VOLUME_FILE);
+    if vf.exists() {
+        bail!(
+            "{} is already an fsx volume ({} exists)",
+            dir.display(),
+            VOLUME_FILE
+        );
+    }
+    let extent_size = u32::try_from(args.extent_size)
+        .ok()
+        .filter(|&e| fsx_meta::check_extent_size(e).is_ok());
+    let Some(extent_size) = extent_size else {
+        bail!(
+            "extent size {} is not allowed: use a power of two from 256K to 16M (default 2M)",
+            args.extent_size
+        );
+    };
+    let created_dir = !dir.exists();
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let result = init_in(&dir, args.meta, args.store, extent_size);
+    if result.is_err() && created_dir {
+        // A refused init leaves nothing behind.
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+fn init_in(
+    dir: &Path,
+    meta: Option<String>,
+    store: Option<String>,
+    extent_size: u32,
+) -> anyhow::Result<ExitCode> {
+    let vf = dir.join(VOLUME_FILE);
+    let file = VolumeFile {
+        meta: meta.unwrap_or_else(|| "sqlite://meta.db".into()),
+        store: store.unwrap_or_else(|| "data".into()),
+    };
+    let meta_url = resolve(dir, &file.meta);
+    let store_url = resolve(dir, &file.store);
+    let env = Arc::new(SystemEnv::new());
+    let volume_id = new_volume_id();
+    let rt = runtime()?;
+    let volume = rt.block_on(async {
+        let meta = open_meta(&meta_url, true).await?;
+        let store = open_store(&store_url)?;
+        let config = VolumeConfig::new(
+            volume_id,
+            extent_size,
+            file.store.clone(),
+            fsx_engine::Environment::now_ms(env.as_ref()),
+        );
+        Volume::create(meta, store, env.clone(), config, VolumeOptions::default())
+            .await
+            .with_context(|| format!("cannot create a volume in {}", dir.display()))
+    })?;
+    std::fs::write(&vf, serde_json::to_vec_pretty(&file)?)
+        .with_context(|| format!("cannot write {}", vf.display()))?;
+    println!(
+        "created volume {} in {}",
+        volume.config().volume_id,
+        dir.display()
+    );
+    println!("  metadata:    {meta_url}");
+    println!("  data store:  {store_url}");
+    println!("  extent size: {} KiB", extent_size / 1024);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the volume in `path`.
+pub async fn open_volume(path: &Path) -> anyhow::Result<Volume> {
+    let dir = absolute(path)?;
+    let vf = dir.join(VOLUME_FILE);
+    let text = std::fs::read(&vf).map_err(|e| {
+        anyhow::anyhow!("{} is not an fsx volume (cannot read {VOLUME_FILE}: {e}); create one with `fsx init {}`", dir.display(), path.display())
+    })?;
+    let file: VolumeFile =
+        serde_json::from_slice(&text).with_context(|| format!("{} is damaged", vf.display()))?;
+    let meta = open_meta(&resolve(&dir, &file.meta), false).await?;
+    let store = open_store(&resolve(&dir, &file.store))?;
+    Volume::open(
+        meta,
+        store,
+        Arc::new(SystemEnv::new()),
+        VolumeOptions::default(),
+    )
+    .await
+    .with_context(|| format!("cannot open the volume in {}", dir.display()))
+}
+
+fn bar(len: Option<u64>, what: &str) -> ProgressBar {
+    let pb = match len {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::new_spinner(),
+    };
+    let style = if len.is_some() {
+        ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta})")
+    } else {
+        ProgressStyle::with_template("{spinner} {msg} {pos}")
+    };
+    if let Ok(style) = style {
+        pb.set_style(style);
+    }
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// Progress of GC and fsck on an indicatif bar (hidden when stderr is not
+/// a terminal).
+struct BarProgress(std::sync::Mutex<Option<ProgressBar>>);
+
+impl Progress for BarProgress {
+    fn phase(&self, name: &str, total: Option<u64>) {
+        let mut b = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(old) = b.take() {
+            old.finish_and_clear();
+        }
+        *b = Some(bar(total, name));
+    }
+
+    fn advance(&self, n: u64) {
+        if let Some(b) = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+        {
+            b.inc(n);
+        }
+    }
+}
+
+impl Drop for BarProgress {
+    fn drop(&mut self) {
+        if let Some(b) = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            b.finish_and_clear();
+        }
+    }
+}
+
+const COPY_CHUNK: usize = 1 << 20;
+
+/// Runs a volume command.
+pub fn run(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(run_async(cmd))
+}
+
+async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        VolumeCommand::Ls { path, prefix } => {
+            let v = open_volume(&path).await?;
+            for f in v.list(&prefix).await? {
+                println!("{:>14} {:>6} {}", f.size, f.page_size, f.name);
+            }
+        }
+        VolumeCommand::Put {
+            path,
+            name,
+            source,
+            page_size,
+        } => {
+            let v = open_volume(&path).await?;
+            let mut input: Box<dyn Read> = if source.as_os_str() == "-" {
+                Box::new(std::io::stdin().lock())
+            } else {
+                Box::new(
+                    std::fs::File::open(&source)
+                        .with_context(|| format!("cannot read {}", source.display()))?,
+                )
+            };
+            let total = std::fs::metadata(&source).ok().map(|m| m.len());
+            let mut f = v.open_file(&name, OpenOptions::create(page_size)).await?;
+            let pb = bar(total, "put");
+            let mut buf = vec![0u8; COPY_CHUNK];
+            let mut offset = 0u64;
+            loop {
+                let n = input.read(&mut buf).context("read failed")?;
+                if n == 0 {
+                    break;
+                }
+                f.write_at(offset, &buf[..n]).await?;
+                offset += n as u64;
+                pb.inc(n as u64);
+            }
+            f.truncate(offset).await?;
+            f.close().await?;
+            pb.finish_and_clear();
+            println!("{name}: {offset} bytes");
+        }
+        VolumeCommand::Get { path, name, dest } => {
+            let v = open_volume(&path).await?;
+            let f = v.open_file(&name, OpenOptions::read()).await?;
+            let mut out: Box<dyn Write> = if dest.as_os_str() == "-" {
+                Box::new(std::io::stdout().lock())
+            } else {
+                Box::new(
+                    std::fs::File::create(&dest)
+                        .with_context(|| format!("cannot create {}", dest.display()))?,
+                )
+            };
+            let mut offset = 0;
+            while offset < f.size() {
+                let chunk = f.read_at(offset, COPY_CHUNK).await?;
+                out.write_all(&chunk).context("write failed")?;
+                offset += chunk.len() as u64;
+            }
+            out.flush()?;
+        }
+        VolumeCommand::Rm { path, name } => open_volume(&path).await?.delete(&name).await?,
+        VolumeCommand::Mv {
+            path,
+            from,
+            to,
+            force,
+        } => open_volume(&path).await?.rename(&from, &to, force).await?,
+        VolumeCommand::Stat { path, name } => {
+            let v = open_volume(&path).await?;
+            match name {
+                Some(n) => {
+                    let f = v.stat(&n).await?;
+                    println!(
+                        "name:      {}\nsize:      {}\npage size: {}\nmodified:  {} ms",
+                        f.name, f.size, f.page_size, f.modified_ms
+                    );
+                }
+                None => {
+                    let c = v.config();
+                    println!(
+                        "volume:      {}\nextent size: {} KiB\ndata store:  {}\nfiles:       {}",
+                        c.volume_id,
+                        c.extent_size / 1024,
+                        v.store(),
+                        v.list("").await?.len()
+                    );
+                }
+            }
+        }
+        VolumeCommand::Fsck { path } => {
+            let v = open_volume(&path).await?;
+            let report = v.fsck(&BarProgress(Default::default())).await?;
+            println!(
+                "checked {} extents ({} bytes)",
+                report.extents_checked, report.bytes_checked
+            );
+            for k in &report.missing {
+                println!("MISSING  {k}: referenced but absent from the store");
+            }
+            for (k, why) in &report.corrupt {
+                println!("CORRUPT  {k}: {why}");
+            }
+            for (k, rec, actual) in &report.refcount_mismatch {
+                println!("REFCOUNT {k}: recorded {rec}, referenced {actual} times");
+            }
+            for k in &report.dangling {
+                println!("DANGLING {k}: referenced but has no extent record");
+            }
+            for k in &report.orphans {
+                println!(
+                    "ORPHAN   {k}: in the store but unknown to the metadata (`fsx gc` removes it)"
+                );
+            }
+            println!(
+                "{} unreferenced extents awaiting GC, {} deletions in progress",
+                report.awaiting_gc, report.deleting
+            );
+            if report.is_clean() {
+                println!("clean");
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!("NOT CLEAN");
+            return Ok(ExitCode::from(1));
+        }
+        VolumeCommand::Gc {
+            path,
+            grace,
+            no_orphans,
+        } => {
+            let v = open_volume(&path).await?;
+            let options = GcOptions::default()
+                .grace_ms(i64::try_from(grace.as_millis()).unwrap_or(i64::MAX))
+                .orphans(!no_orphans);
+            let r = v.gc(&options, &BarProgress(Default::default())).await?;
+            println!(
+                "deleted {} unreferenced extents ({} bytes), {} orphans; finished {} interrupted deletions",
+                r.deleted, r.bytes_freed, r.orphans_deleted, r.resumed
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,555 @@
+//! A file of pages: reads, buffered writes, `sync`, truncate, and packing.
+//!
+//! # Where a page is
+//!
+//! Newest first: the writer's unsynced buffer (only in the writing handle);
+//! the durable dirty-page buffer in the metadata; the extent the page map
+//! names; otherwise a hole, which reads as zeros.
+//!
+//! # Durability
+//!
+//! `write_at` only changes the handle's buffer. `sync` commits the buffer,
+//! the size, and any truncation as one metadata transaction: once it returns,
+//! the writes survive a crash. Packing moves dirty pages into extents later;
+//! it changes where pages are, never what they read as, and is atomic in the
+//! metadata, so a crash during packing loses nothing.
+//!
+//! # Truncation
+//!
+//! Shrinking records the lowest page cut since the last sync. Until then the
+//! handle reads pages at or past it as zeros unless rewritten; at sync the
+//! batch drops durable dirty pages and whole extents past the cut and writes
+//! holes over the pages of a partly cut extent, so a later growth reads
+//! zeros there too.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fsx_format::{Extent, content_key, encode};
+use fsx_meta::{FileMeta, LeaseRequest, PackCommit, PageWrite, WriteBatch};
+use fsx_store::{ExtentBackendExt, ObjectKey};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::volume::Shared;
+
+/// How often packing retries after losing an optimistic race.
+const PACK_ATTEMPTS: usize = 3;
+
+struct Writer {
+    holder: String,
+    buffer: BTreeMap<u64, Option<Bytes>>,
+    buffered_bytes: usize,
+    cut_from: Option<u64>,
+    synced_size: u64,
+}
+
+/// An open file. Reading needs `&self`; writing needs `&mut self` and a
+/// handle opened for writing.
+pub struct File {
+    shared: Arc<Shared>,
+    meta: FileMeta,
+    ppe: u64,
+    size: u64,
+    writer: Option<Writer>,
+}
+
+impl std::fmt::Debug for File {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "File({:?}, {} bytes, {})",
+            self.meta.name,
+            self.size,
+            if self.writer.is_some() { "rw" } else { "ro" }
+        )
+    }
+}
+
+/// What a page of a read resolved to.
+enum Source {
+    Zero,
+    Bytes(Bytes),
+    Extent(usize),
+}
+
+impl File {
+    pub(crate) fn new(shared: Arc<Shared>, meta: FileMeta, holder: Option<String>) -> Self {
+        let ppe = u64::from(shared.config.extent_size / meta.page_size).max(1);
+        let size = meta.size;
+        let writer = holder.map(|holder| Writer {
+            holder,
+            buffer: BTreeMap::new(),
+            buffered_bytes: 0,
+            cut_from: None,
+            synced_size: size,
+        });
+        Self {
+            shared,
+            meta,
+            ppe,
+            size,
+            writer,
+        }
+    }
+
+    /// The file's name when opened.
+    pub fn name(&self) -> &str {
+        &self.meta.name
+    }
+
+    /// Bytes per page.
+    pub fn page_size(&self) -> u32 {
+        self.meta.page_size
+    }
+
+    /// Size in bytes as this handle sees it: its own writes included for a
+    /// writer; as of opening or the last [`File::refresh`] for a reader.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Whether this handle holds the write lease.
+    pub fn is_writer(&self) -> bool {
+        self.writer.is_some()
+    }
+
+    /// Unsynced bytes in this handle's buffer.
+    pub fn unsynced_bytes(&self) -> usize {
+        self.writer.as_ref().map_or(0, |w| w.buffered_bytes)
+    }
+
+    fn ps(&self) -> u64 {
+        u64::from(self.meta.page_size)
+    }
+
+    fn writer_mut(&mut self) -> Result<&mut Writer> {
+        let name = self.meta.name.clone();
+        self.writer.as_mut().ok_or_else(|| {
+            Error::invalid(format!(
+                "{name:?} is open read-only; open it for writing to change it"
+            ))
+        })
+    }
+
+    fn lease(&self, w: &Writer) -> LeaseRequest {
+        LeaseRequest::new(
+            self.meta.id,
+            w.holder.clone(),
+            self.shared.env.now_ms(),
+            self.shared.options.lease_ttl_ms,
+        )
+    }
+
+    /// Re-reads the size from the metadata (readers see other writers'
+    /// synced changes; a writer's own size is always current).
+    pub async fn refresh(&mut self) -> Result<()> {
+        if self.writer.is_none() {
+            self.size = self.shared.meta.file(&self.meta.name).await?.size;
+        }
+        Ok(())
+    }
+
+    /// Reads up to `len` bytes at `offset`; shorter at the end of the file.
+    pub async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let end = offset.saturating_add(len as u64).min(self.size);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let ps = self.ps();
+        let first = offset / ps;
+        let last = (end - 1) / ps;
+        let pages = self.pages(first, last - first + 1).await?;
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        for (i, page) in pages.iter().enumerate() {
+            let page_start = (first + i as u64) * ps;
+            let from = offset.saturating_sub(page_start) as usize;
+            let to = ((end - page_start).min(ps)) as usize;
+            match page {
+                Some(p) => out.extend_from_slice(p.get(from..to).unwrap_or_default()),
+                None => out.resize(out.len() + (to - from), 0),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads page `page_no` whole (zeros for a hole or past the end).
+    pub async fn read_page(&self, page_no: u64) -> Result<Bytes> {
+        let p = self.pages(page_no, 1).await?.pop().flatten();
+        Ok(p.unwrap_or_else(|| Bytes::from(vec![0u8; self.meta.page_size as usize])))
+    }
+
+    /// Pages `[first, first + count)`: `None` for zeros.
+    async fn pages(&self, first: u64, count: u64) -> Result<Vec<Option<Bytes>>> {
+        let s = &self.shared;
+        let map = s
+            .meta
+            .read_map(self.meta.id, first, count, self.ppe)
+            .await?;
+        let dirty: BTreeMap<u64, Option<Bytes>> =
+            map.dirty.into_iter().map(|p| (p.page_no, p.data)).collect();
+        let extents: BTreeMap<u64, String> = map.extents.into_iter().collect();
+        let mut loaded: Vec<Bytes> = Vec::new();
+        let mut loaded_idx: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut sources = Vec::with_capacity(count as usize);
+        for page_no in first..first + count {
+            if let Some(w) = &self.writer {
+                if let Some(p) = w.buffer.get(&page_no) {
+                    sources.push(p.clone().map_or(Source::Zero, Source::Bytes));
+                    continue;
+                }
+                if w.cut_from.is_some_and(|c| page_no >= c) {
+                    sources.push(Source::Zero);
+                    continue;
+                }
+            }
+            if let Some(p) = dirty.get(&page_no) {
+                sources.push(p.clone().map_or(Source::Zero, Source::Bytes));
+                continue;
+            }
+            let idx = page_no / self.ppe;
+            match extents.get(&idx) {
+                None => sources.push(Source::Zero),
+                Some(key) => {
+                    let slot = match loaded_idx.get(&idx) {
+                        Some(&slot) => slot,
+                        None => {
+                            loaded.push(self.load_extent(key).await?);
+                            loaded_idx.insert(idx, loaded.len() - 1);
+                            loaded.len() - 1
+                        }
+                    };
+                    sources.push(Source::Extent(slot));
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(sources.len());
+        for (i, src) in sources.into_iter().enumerate() {
+            let page_no = first + i as u64;
+            out.push(match src {
+                Source::Zero => None,
+                Source::Bytes(b) => Some(b),
+                Source::Extent(slot) => {
+                    let blob = &loaded[slot];
+                    let extent = Extent::decode_trusted(blob)?;
+                    let within = (page_no % self.ppe) as u32;
+                    extent.page(within).map(|p| blob.slice_ref(p))
+                }
+            });
+        }
+        Ok(out)
+    }
+
+    /// A verified extent blob, stored raw, from the cache or the store.
+    async fn load_extent(&self, key: &str) -> Result<Bytes> {
+        load_extent(&self.shared, key, &self.meta.name).await
+    }
+
+    /// Writes `data` at `offset`, growing the file if needed. Not durable
+    /// until [`File::sync`].
+    pub async fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        self.writer_mut()?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        let end = offset
+            .checked_add(data.len() as u64)
+            .ok_or_else(|| Error::invalid("write past the largest possible file offset"))?;
+        let ps = self.ps();
+        let mut pos = offset;
+        while pos < end {
+            let page_no = pos / ps;
+            let page_start = page_no * ps;
+            let in_page = (pos - page_start) as usize;
+            let n = ((ps - in_page as u64).min(end - pos)) as usize;
+            let src = &data[(pos - offset) as usize..(pos - offset) as usize + n];
+            let page = if n == ps as usize {
+                Bytes::copy_from_slice(src)
+            } else {
+                let mut p = if page_start < self.size {
+                    self.read_page(page_no).await?.to_vec()
+                } else {
+                    vec![0u8; ps as usize]
+                };
+                p[in_page..in_page + n].copy_from_slice(src);
+                Bytes::from(p)
+            };
+            self.buffer_page(page_no, Some(page));
+            pos += n as u64;
+        }
+        self.size = self.size.max(end);
+        if self.unsynced_bytes() >= self.shared.options.max_buffer_bytes {
+            self.sync().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes one whole page.
+    pub async fn write_page(&mut self, page_no: u64, data: &[u8]) -> Result<()> {
+        if data.len() != self.meta.page_size as usize {
+            return Err(Error::invalid(format!(
+                "a page of {:?} is {} bytes, not {}",
+                self.meta.name,
+                self.meta.page_size,
+                data.len()
+            )));
+        }
+        self.write_at(page_no * self.ps(), data).await
+    }
+
+    fn buffer_page(&mut self, page_no: u64, data: Option<Bytes>) {
+        if let Some(w) = self.writer.as_mut() {
+            let len = data.as_ref().map_or(0, Bytes::len);
+            if let Some(old) = w.buffer.insert(page_no, data) {
+                w.buffered_bytes -= old.map_or(0, |b| b.len());
+            }
+            w.buffered_bytes += len;
+        }
+    }
+
+    /// Sets the size: shrinking discards the bytes past it (they read as
+    /// zeros if the file grows again); growing adds zeros. Not durable until
+    /// [`File::sync`].
+    pub async fn truncate(&mut self, size: u64) -> Result<()> {
+        self.writer_mut()?;
+        if size >= self.size {
+            self.size = size;
+            return Ok(());
+        }
+        let ps = self.ps();
+        let keep_pages = size.div_ceil(ps);
+        // Zero the tail of a partly kept last page.
+        let tail = (size % ps) as usize;
+        let last_page = if tail != 0 {
+            let mut p = self.read_page(keep_pages - 1).await?.to_vec();
+            p[tail..].fill(0);
+            Some(Bytes::from(p))
+        } else {
+            None
+        };
+        let w = self.writer_mut()?;
+        let dropped: usize = w
+            .buffer
+            .split_off(&keep_pages)
+            .values()
+            .map(|v| v.as_ref().map_or(0, Bytes::len))
+            .sum();
+        w.buffered_bytes -= dropped;
+        w.cut_from = Some(w.cut_from.map_or(keep_pages, |c| c.min(keep_pages)));
+        if let Some(p) = last_page {
+            self.buffer_page(keep_pages - 1, Some(p));
+        }
+        self.size = size;
+        Ok(())
+    }
+
+    /// Makes every write and truncation so far durable, in one metadata
+    /// transaction; then, if the volume says so, packs extents that dirty
+    /// pages fill (a packing failure is logged, not returned: the data is
+    /// already durable).
+    pub async fn sync(&mut self) -> Result<()> {
+        self.commit().await?;
+        if self.shared.options.pack_on_sync
+            && let Err(e) = self.pack(true).await
+        {
+            tracing::warn!(file = %self.meta.name, error = %e, "packing after sync failed; pages stay in the dirty buffer");
+        }
+        Ok(())
+    }
+
+    /// The durable part of `sync`.
+    async fn commit(&mut self) -> Result<()> {
+        let size = self.size;
+        let ps = self.ps();
+        let ppe = self.ppe;
+        let w = self.writer_mut()?;
+        if w.buffer.is_empty() && w.cut_from.is_none() && w.synced_size == size {
+            return Ok(());
+        }
+        let mut pages: BTreeMap<u64, Option<Bytes>> = w.buffer.clone();
+        let cut = w.cut_from;
+        if let Some(cut) = cut {
+            // Holes over the cut part of the extent that straddles the cut.
+            let extent_end = cut.div_ceil(ppe) * ppe;
+            let durable_pages = w.synced_size.div_ceil(ps);
+            for p in cut..extent_end.min(durable_pages) {
+                pages.entry(p).or_insert(None);
+            }
+        }
+        let pages: Vec<PageWrite> = pages
+            .into_iter()
+            .map(|(page_no, data)| PageWrite { page_no, data })
+            .collect();
+        let mut batch = WriteBatch::new(
+            self.lease(
+                self.writer
+                    .as_ref()
+                    .ok_or_else(|| Error::invalid("read-only"))?,
+            ),
+            pages,
+            size,
+        );
+        if let Some(cut) = cut {
+            batch = batch.shrink(cut, cut.div_ceil(ppe));
+        }
+        self.shared.meta.commit_writes(&batch).await?;
+        let w = self.writer_mut()?;
+        w.buffer.clear();
+        w.buffered_bytes = 0;
+        w.cut_from = None;
+        w.synced_size = size;
+        Ok(())
+    }
+
+    /// Syncs, then packs every extent with dirty pages (a checkpoint).
+    pub async fn checkpoint(&mut self) -> Result<()> {
+        self.commit().await?;
+        self.pack(false).await
+    }
+
+    /// Checkpoints and releases the write lease. Dropping a writer without
+    /// closing keeps unsynced writes from ever being durable and leaves the
+    /// lease to expire.
+    pub async fn close(mut self) -> Result<()> {
+        if self.writer.is_none() {
+            return Ok(());
+        }
+        self.checkpoint().await?;
+        let w = self.writer_mut()?;
+        let holder = w.holder.clone();
+        self.shared
+            .meta
+            .release_lease(self.meta.id, &holder)
+            .await?;
+        self.writer = None;
+        Ok(())
+    }
+
+    /// Packs dirty extents: only those that dirty pages fill if `full_only`.
+    async fn pack(&mut self, full_only: bool) -> Result<()> {
+        let summary = self
+            .shared
+            .meta
+            .dirty_summary(self.meta.id, self.ppe)
+            .await?;
+        for d in summary {
+            if full_only && d.pages < self.ppe {
+                continue;
+            }
+            self.pack_extent(d.extent_idx).await?;
+        }
+        Ok(())
+    }
+
+    /// Folds the dirty pages of extent `idx` into a new extent.
+    async fn pack_extent(&mut self, idx: u64) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_pack_extent(idx).await {
+                Err(e) if e.kind() == ErrorKind::Conflict && attempt < PACK_ATTEMPTS => {
+                    tracing::debug!(file = %self.meta.name, idx, attempt, "packing lost a race; retrying");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_pack_extent(&mut self, idx: u64) -> Result<()> {
+        let s = self.shared.clone();
+        let ps = self.ps();
+        let dirty = s.meta.dirty_extent(self.meta.id, idx, self.ppe).await?;
+        let first = idx * self.ppe;
+        let live_pages = dirty.size.div_ceil(ps);
+        let mut pages: BTreeMap<u32, Bytes> = BTreeMap::new();
+        if let Some(key) = &dirty.current_key {
+            let blob = self.load_extent(key).await?;
+            let extent = Extent::decode_trusted(&blob)?;
+            for (i, p) in extent.pages() {
+                pages.insert(i, blob.slice_ref(p));
+            }
+        }
+        for d in &dirty.pages {
+            let within = (d.page_no - first) as u32;
+            match &d.data {
+                Some(b) => pages.insert(within, b.clone()),
+                None => pages.remove(&within),
+            };
+        }
+        pages.retain(|&i, _| first + u64::from(i) < live_pages);
+        let consumed: Vec<(u64, i64)> = dirty.pages.iter().map(|p| (p.page_no, p.seq)).collect();
+
+        let new_key = if pages.is_empty() {
+            None
+        } else {
+            let blob = encode(
+                self.meta.page_size,
+                pages.iter().map(|(i, p)| (*i, p.as_ref())),
+                s.options.compression,
+            )?;
+            let key = content_key(&blob);
+            if dirty.current_key.as_deref() != Some(key.as_str()) {
+                s.meta
+                    .pin_extent(&key, blob.len() as u64, s.env.now_ms())
+                    .await?;
+                let okey = ObjectKey::new(&key)?;
+                // After a successful pin GC cannot be deleting this key, so
+                // an existing object is the same content: skip the upload.
+                if !s.store.exists(&okey).await? {
+                    s.store.put(&okey, Bytes::from(blob.clone())).await?;
+                }
+                s.cache.insert(&key, raw_for_cache(Bytes::from(blob))?);
+            }
+            Some(key)
+        };
+        let lease = self.lease(
+            self.writer
+                .as_ref()
+                .ok_or_else(|| Error::invalid("read-only"))?,
+        );
+        let commit = PackCommit::new(lease, idx, dirty.current_key.clone(), new_key, consumed);
+        s.meta.commit_pack(&commit).await?;
+        Ok(())
+    }
+}
+
+/// Re-encodes a compressed extent raw so cached page reads are slices.
+fn raw_for_cache(blob: Bytes) -> Result<Bytes> {
+    let extent = Extent::decode_trusted(&blob)?;
+    if extent.header().codec == fsx_format::Codec::Raw {
+        return Ok(blob);
+    }
+    let raw = encode(
+        extent.header().page_size,
+        extent.pages(),
+        fsx_format::Compression::None,
+    )?;
+    Ok(Bytes::from(raw))
+}
+
+/// Fetches and verifies an extent: the blob must hash to its key and decode.
+pub(crate) async fn load_extent(s: &Shared, key: &str, file: &str) -> Result<Bytes> {
+    if let Some(b) = s.cache.get(key) {
+        return Ok(b);
+    }
+    let okey = ObjectKey::new(key)?;
+    let blob = s.store.get(&okey).await.map_err(|e| {
+        if e.kind() == fsx_store::ErrorKind::NotFound {
+            Error::corrupt(format!(
+                "extent {key} of {file:?} is missing from the data store; run `fsx fsck`"
+            ))
+            .with_source(e)
+        } else {
+            Error::from(e)
+        }
+    })?;
+    okey.verify_content(&blob).map_err(|e| {
+        Error::corrupt(format!(
+            "extent {key} of {file:?} is damaged in the data store: {e}"
+        ))
+        .with_source(e)
+    })?;
+    let raw = raw_for_cache(blob)?;
+    s.cache.insert(key, raw.clone());
+    Ok(raw)
+}

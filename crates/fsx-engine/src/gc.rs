@@ -1,0 +1,298 @@
+//! Garbage collection and consistency checking.
+//!
+//! # GC protocol
+//!
+//! An extent's object is deleted only after its record has been *claimed*
+//! (marked deleting) in the metadata, and a claim needs the record to be
+//! unreferenced and idle for longer than the grace period. Uploaders pin a
+//! record before uploading and reference it within the grace period, and
+//! neither a pin nor a reference succeeds on a deleting record — so GC never
+//! deletes an extent that a file, or an upload in flight, depends on. The
+//! record is forgotten only after the object is gone; a GC that dies midway
+//! leaves deleting records, which the next run finishes first.
+//!
+//! Store objects with no record at all (orphans: an object left by a
+//! metadata restore, or written by hand) are claimed the same way, by
+//! creating a deleting record, before they are deleted.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use fsx_format::Extent;
+use fsx_meta::{ExtentRecord, ExtentState};
+use fsx_store::{ExtentBackendExt, ObjectKey};
+
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::volume::Volume;
+
+const BATCH: usize = 500;
+
+/// Options of a GC run.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct GcOptions {
+    /// How long an extent must have been unreferenced before it is deleted.
+    pub grace_ms: i64,
+    /// Also delete store objects that no record names.
+    pub orphans: bool,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        Self {
+            grace_ms: 60 * 60 * 1000,
+            orphans: true,
+        }
+    }
+}
+
+impl GcOptions {
+    /// Sets the grace period.
+    pub fn grace_ms(mut self, ms: i64) -> Self {
+        self.grace_ms = ms;
+        self
+    }
+
+    /// Sets whether orphans are collected.
+    pub fn orphans(mut self, yes: bool) -> Self {
+        self.orphans = yes;
+        self
+    }
+}
+
+/// What a GC run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Unreferenced extents deleted.
+    pub deleted: u64,
+    /// Their bytes, as recorded.
+    pub bytes_freed: u64,
+    /// Orphan objects deleted.
+    pub orphans_deleted: u64,
+    /// Deletions left unfinished by an earlier run, finished now.
+    pub resumed: u64,
+}
+
+/// What fsck found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FsckReport {
+    /// Referenced extents fetched and verified.
+    pub extents_checked: u64,
+    /// Their bytes.
+    pub bytes_checked: u64,
+    /// Referenced extents absent from the store.
+    pub missing: Vec<String>,
+    /// Referenced extents whose bytes fail verification, with the fault.
+    pub corrupt: Vec<(String, String)>,
+    /// `(key, recorded refcount, actual references)` that disagree.
+    pub refcount_mismatch: Vec<(String, i64, i64)>,
+    /// Keys the page map names that have no record.
+    pub dangling: Vec<String>,
+    /// Store objects that no record names.
+    pub orphans: Vec<String>,
+    /// Unreferenced extents waiting for GC (normal, not a fault).
+    pub awaiting_gc: u64,
+    /// Records a GC began deleting (finished by the next GC run).
+    pub deleting: u64,
+}
+
+impl FsckReport {
+    /// Whether the volume is consistent.
+    pub fn is_clean(&self) -> bool {
+        self.missing.is_empty()
+            && self.corrupt.is_empty()
+            && self.refcount_mismatch.is_empty()
+            && self.dangling.is_empty()
+            && self.orphans.is_empty()
+    }
+}
+
+impl Volume {
+    async fn all_records(&self) -> Result<Vec<ExtentRecord>> {
+        let mut out = Vec::new();
+        loop {
+            let after = out.last().map(|r: &ExtentRecord| r.key.clone());
+            let page = self
+                .shared
+                .meta
+                .list_extents(after.as_deref(), BATCH)
+                .await?;
+            if page.is_empty() {
+                return Ok(out);
+            }
+            out.extend(page);
+        }
+    }
+
+    async fn all_references(&self) -> Result<BTreeMap<String, i64>> {
+        let mut out = BTreeMap::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .shared
+                .meta
+                .count_references(after.as_deref(), BATCH)
+                .await?;
+            let Some((last, _)) = page.last() else {
+                return Ok(out);
+            };
+            after = Some(last.clone());
+            out.extend(page);
+        }
+    }
+
+    async fn extent_objects(&self) -> Result<Vec<ObjectKey>> {
+        Ok(self
+            .shared
+            .store
+            .list_all(fsx_format::CONTENT_KEY_PREFIX)
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .collect())
+    }
+
+    async fn delete_claimed(&self, key: &str) -> Result<()> {
+        let okey = ObjectKey::new(key)?;
+        self.shared.store.delete(&okey).await?;
+        self.shared.cache.remove(key);
+        self.shared.meta.gc_forget(key).await?;
+        Ok(())
+    }
+
+    /// Deletes unreferenced extents older than the grace period (and
+    /// orphans, if asked).
+    pub async fn gc(&self, options: &GcOptions, progress: &dyn Progress) -> Result<GcReport> {
+        let mut report = GcReport::default();
+        let records = self.all_records().await?;
+        let sizes: BTreeMap<&str, u64> =
+            records.iter().map(|r| (r.key.as_str(), r.bytes)).collect();
+
+        let stuck: Vec<&ExtentRecord> = records
+            .iter()
+            .filter(|r| r.state == ExtentState::Deleting)
+            .collect();
+        if !stuck.is_empty() {
+            progress.phase("finishing interrupted deletions", Some(stuck.len() as u64));
+            for r in stuck {
+                self.delete_claimed(&r.key).await?;
+                report.resumed += 1;
+                progress.advance(1);
+            }
+        }
+
+        progress.phase("deleting unreferenced extents", None);
+        loop {
+            let now = self.shared.env.now_ms();
+            let keys = self
+                .shared
+                .meta
+                .gc_claim(now, options.grace_ms, BATCH)
+                .await?;
+            if keys.is_empty() {
+                break;
+            }
+            for key in keys {
+                self.delete_claimed(&key).await?;
+                report.deleted += 1;
+                report.bytes_freed += sizes.get(key.as_str()).copied().unwrap_or(0);
+                progress.advance(1);
+            }
+        }
+
+        if options.orphans {
+            let known: BTreeSet<&str> = records.iter().map(|r| r.key.as_str()).collect();
+            let candidates: Vec<ObjectKey> = self
+                .extent_objects()
+                .await?
+                .into_iter()
+                .filter(|k| !known.contains(k.as_str()))
+                .collect();
+            progress.phase("deleting orphan objects", Some(candidates.len() as u64));
+            for key in candidates {
+                // A record created since the listing means it is in use now.
+                if self
+                    .shared
+                    .meta
+                    .gc_claim_orphan(key.as_str(), self.shared.env.now_ms())
+                    .await?
+                {
+                    self.delete_claimed(key.as_str()).await?;
+                    report.orphans_deleted += 1;
+                }
+                progress.advance(1);
+            }
+        }
+        tracing::info!(?report, "gc finished");
+        Ok(report)
+    }
+
+    /// Checks that every referenced extent exists and verifies, that
+    /// reference counts match the page map, and that the store holds no
+    /// orphans. Reads every referenced extent once.
+    pub async fn fsck(&self, progress: &dyn Progress) -> Result<FsckReport> {
+        let mut report = FsckReport::default();
+        let records = self.all_records().await?;
+        let refs = self.all_references().await?;
+        let by_key: BTreeMap<&str, &ExtentRecord> =
+            records.iter().map(|r| (r.key.as_str(), r)).collect();
+
+        for (key, &count) in &refs {
+            match by_key.get(key.as_str()) {
+                None => report.dangling.push(key.clone()),
+                Some(r) if r.refcount != count => {
+                    report
+                        .refcount_mismatch
+                        .push((key.clone(), r.refcount, count))
+                }
+                Some(_) => {}
+            }
+        }
+        for r in &records {
+            if !refs.contains_key(&r.key) && r.refcount != 0 {
+                report
+                    .refcount_mismatch
+                    .push((r.key.clone(), r.refcount, 0));
+            }
+            match r.state {
+                ExtentState::Deleting => report.deleting += 1,
+                ExtentState::Live if r.refcount == 0 => report.awaiting_gc += 1,
+                ExtentState::Live => {}
+            }
+        }
+
+        let to_check: Vec<&String> = refs.keys().collect();
+        progress.phase("verifying referenced extents", Some(to_check.len() as u64));
+        for key in to_check {
+            let okey = ObjectKey::new(key)?;
+            match self.shared.store.get(&okey).await {
+                Ok(blob) => {
+                    report.extents_checked += 1;
+                    report.bytes_checked += blob.len() as u64;
+                    let verdict = okey
+                        .verify_content(&blob)
+                        .map_err(|e| e.to_string())
+                        .and_then(|()| {
+                            Extent::decode(&blob).map(|_| ()).map_err(|e| e.to_string())
+                        });
+                    if let Err(fault) = verdict {
+                        report.corrupt.push((key.clone(), fault));
+                    }
+                }
+                Err(e) if e.kind() == fsx_store::ErrorKind::NotFound => {
+                    report.missing.push(key.clone())
+                }
+                Err(e) => return Err(Error::from(e)),
+            }
+            progress.advance(1);
+        }
+
+        progress.phase("looking for orphan objects", None);
+        for key in self.extent_objects().await? {
+            if !by_key.contains_key(key.as_str()) {
+                report.orphans.push(key.as_str().to_string());
+            }
+        }
+        Ok(report)
+    }
+}

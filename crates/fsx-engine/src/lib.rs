@@ -1,0 +1,38 @@
+//! `fsx-engine`: the page store at the heart of fsx.
+//!
+//! Databases write pages; the engine keeps them as files of fixed-size
+//! pages. A write lands in the writer's buffer, `sync` makes it durable in
+//! one small metadata transaction (the dirty-page buffer), and the packer
+//! folds dirty pages into immutable, content-addressed extents in the data
+//! store, switching the page map and reference counts in one transaction.
+//! Identical extents are stored once; an extent is deleted only by GC, only
+//! when nothing references it, and only after a grace period.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`volume`] | open/create a volume over a metadata engine and a store; file namespace |
+//! | [`file`] | reads, buffered writes, sync, truncate, packing |
+//! | [`gc`] | garbage collection and fsck |
+//! | [`env`] | injected clock, identity and liveness |
+//! | [`error`] | [`Error`], classified by caller action |
+//!
+//! The engine is runtime-free: it awaits the metadata and store futures but
+//! spawns nothing and sleeps nowhere, so any executor (or a Workers event
+//! loop) can drive it.
+
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod cache;
+pub mod env;
+pub mod error;
+pub mod file;
+pub mod gc;
+pub mod progress;
+pub mod volume;
+
+pub use env::{Environment, ManualEnv, SystemEnv};
+pub use error::{Error, ErrorKind, Result};
+pub use file::File;
+pub use gc::{FsckReport, GcOptions, GcReport};
+pub use progress::{NoProgress, Progress};
+pub use volume::{OpenOptions, Volume, VolumeOptions};

@@ -1,0 +1,362 @@
+//! A volume: one metadata engine, one data store, and the files in them.
+//!
+//! A data store belongs to exactly one volume. Reference counts live in the
+//! volume's metadata, so a second volume sharing the store could have its
+//! extents collected by the first one's GC; the store's `fsx/volume` marker
+//! object names its volume, and opening checks it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use fsx_format::Compression;
+use fsx_meta::{FileMeta, LeaseRequest, MetaEngine, VolumeConfig};
+use fsx_store::{ExtentBackend, ObjectKey};
+
+use crate::cache::ExtentCache;
+use crate::env::Environment;
+use crate::error::{Error, ErrorKind, Result};
+use crate::file::File;
+
+/// Key of the marker object naming the volume that owns a store.
+pub const VOLUME_MARKER_KEY: &str = "fsx/volume";
+
+/// Tunables of an open volume (not stored in the volume).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct VolumeOptions {
+    /// How long a writer's lease lasts without renewal.
+    pub lease_ttl_ms: i64,
+    /// How new extents are compressed.
+    pub compression: Compression,
+    /// Bytes of verified extents kept in memory.
+    pub cache_bytes: u64,
+    /// Unsynced bytes a writer buffers before syncing on its own.
+    pub max_buffer_bytes: usize,
+    /// Whether `sync` packs extents whose dirty pages fill them.
+    pub pack_on_sync: bool,
+}
+
+impl Default for VolumeOptions {
+    fn default() -> Self {
+        Self {
+            lease_ttl_ms: 30_000,
+            compression: Compression::None,
+            cache_bytes: 64 << 20,
+            max_buffer_bytes: 32 << 20,
+            pack_on_sync: true,
+        }
+    }
+}
+
+impl VolumeOptions {
+    /// Sets the lease time-to-live.
+    pub fn lease_ttl_ms(mut self, ms: i64) -> Self {
+        self.lease_ttl_ms = ms;
+        self
+    }
+
+    /// Sets the compression of new extents.
+    pub fn compression(mut self, c: Compression) -> Self {
+        self.compression = c;
+        self
+    }
+
+    /// Sets the extent cache size.
+    pub fn cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// Sets the unsynced buffer limit.
+    pub fn max_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.max_buffer_bytes = bytes;
+        self
+    }
+
+    /// Sets whether `sync` packs full extents.
+    pub fn pack_on_sync(mut self, yes: bool) -> Self {
+        self.pack_on_sync = yes;
+        self
+    }
+}
+
+/// How to open a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OpenOptions {
+    /// Take the write lease.
+    pub write: bool,
+    /// Create the file if missing, with this page size.
+    pub create_page_size: Option<u32>,
+}
+
+impl OpenOptions {
+    /// Read-only.
+    pub fn read() -> Self {
+        Self {
+            write: false,
+            create_page_size: None,
+        }
+    }
+
+    /// Read-write, the file must exist.
+    pub fn write() -> Self {
+        Self {
+            write: true,
+            create_page_size: None,
+        }
+    }
+
+    /// Read-write, creating the file with `page_size` if missing.
+    pub fn create(page_size: u32) -> Self {
+        Self {
+            write: true,
+            create_page_size: Some(page_size),
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) meta: Arc<dyn MetaEngine>,
+    pub(crate) store: Arc<dyn ExtentBackend>,
+    pub(crate) config: VolumeConfig,
+    pub(crate) env: Arc<dyn Environment>,
+    pub(crate) options: VolumeOptions,
+    pub(crate) cache: ExtentCache,
+}
+
+/// An open volume. Cheap to clone.
+#[derive(Clone)]
+pub struct Volume {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Volume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Volume({}, {:?}, {})",
+            self.shared.config.volume_id, self.shared.meta, self.shared.store
+        )
+    }
+}
+
+async fn read_marker(store: &dyn ExtentBackend) -> Result<Option<String>> {
+    let key = marker_key()?;
+    match store.get(&key).await {
+        Ok(b) => Ok(Some(String::from_utf8_lossy(&b).trim().to_string())),
+        Err(e) if e.kind() == fsx_store::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::from(e)),
+    }
+}
+
+fn marker_key() -> Result<ObjectKey> {
+    ObjectKey::new(VOLUME_MARKER_KEY).map_err(Error::from)
+}
+
+impl Volume {
+    /// Creates a volume: initialises the metadata and claims the store.
+    pub async fn create(
+        meta: Arc<dyn MetaEngine>,
+        store: Arc<dyn ExtentBackend>,
+        env: Arc<dyn Environment>,
+        config: VolumeConfig,
+        options: VolumeOptions,
+    ) -> Result<Self> {
+        fsx_meta::check_extent_size(config.extent_size)?;
+        if let Some(owner) = read_marker(store.as_ref()).await? {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!(
+                    "the data store {store} already belongs to volume {owner}; give this volume its own store \
+                     (or prefix)"
+                ),
+            ));
+        }
+        meta.init_volume(&config).await?;
+        store
+            .put(&marker_key()?, Bytes::from(config.volume_id.clone()))
+            .await?;
+        Ok(Self::assemble(meta, store, env, config, options))
+    }
+
+    /// Opens an existing volume, checking that the store is its own.
+    pub async fn open(
+        meta: Arc<dyn MetaEngine>,
+        store: Arc<dyn ExtentBackend>,
+        env: Arc<dyn Environment>,
+        options: VolumeOptions,
+    ) -> Result<Self> {
+        let config = meta.open_volume().await?;
+        match read_marker(store.as_ref()).await? {
+            Some(owner) if owner == config.volume_id => {}
+            Some(owner) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "the data store {store} belongs to volume {owner}, but the metadata is volume {}: \
+                         check the --store URL",
+                        config.volume_id
+                    ),
+                ));
+            }
+            // Creation stopped between metadata and marker: finish it.
+            None => {
+                store
+                    .put(&marker_key()?, Bytes::from(config.volume_id.clone()))
+                    .await?
+            }
+        }
+        Ok(Self::assemble(meta, store, env, config, options))
+    }
+
+    fn assemble(
+        meta: Arc<dyn MetaEngine>,
+        store: Arc<dyn ExtentBackend>,
+        env: Arc<dyn Environment>,
+        config: VolumeConfig,
+        options: VolumeOptions,
+    ) -> Self {
+        let cache = ExtentCache::new(options.cache_bytes);
+        Self {
+            shared: Arc::new(Shared {
+                meta,
+                store,
+                config,
+                env,
+                options,
+                cache,
+            }),
+        }
+    }
+
+    /// The volume's settings.
+    pub fn config(&self) -> &VolumeConfig {
+        &self.shared.config
+    }
+
+    /// The metadata engine.
+    pub fn meta(&self) -> &Arc<dyn MetaEngine> {
+        &self.shared.meta
+    }
+
+    /// The data store.
+    pub fn store(&self) -> &Arc<dyn ExtentBackend> {
+        &self.shared.store
+    }
+
+    /// Opens a file; with [`OpenOptions::write`] takes its write lease
+    /// (`Busy` if another writer has it).
+    pub async fn open_file(&self, name: &str, options: OpenOptions) -> Result<File> {
+        let s = &self.shared;
+        check_name(name)?;
+        let meta = match s.meta.file(name).await {
+            Ok(m) => m,
+            Err(e) if e.kind() == fsx_meta::MetaErrorKind::NotFound => {
+                match options.create_page_size {
+                    Some(ps) => {
+                        if !fsx_format::valid_page_size(ps) {
+                            return Err(Error::invalid(format!(
+                                "page size {ps} is not supported: use a power of two from 512 to 65536"
+                            )));
+                        }
+                        match s.meta.create_file(name, ps, s.env.now_ms()).await {
+                            Ok(m) => m,
+                            // Lost a creation race: open the winner's file.
+                            Err(e) if e.kind() == fsx_meta::MetaErrorKind::AlreadyExists => {
+                                s.meta.file(name).await?
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    None => {
+                        return Err(Error::new(
+                            ErrorKind::NotFound,
+                            format!("no file {name:?} in this volume"),
+                        ));
+                    }
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let holder = if options.write {
+            Some(self.acquire(&meta).await?)
+        } else {
+            None
+        };
+        Ok(File::new(self.shared.clone(), meta, holder))
+    }
+
+    async fn acquire(&self, file: &FileMeta) -> Result<String> {
+        let s = &self.shared;
+        let holder = s.env.new_holder_id();
+        let current = s.meta.lease(file.id).await?;
+        let dead = current
+            .filter(|l| s.env.holder_is_dead(&l.holder))
+            .map(|l| l.holder);
+        if let Some(d) = &dead {
+            tracing::info!(file = %file.name, holder = %d, "breaking the lease of a writer that is gone");
+        }
+        let req = LeaseRequest::new(
+            file.id,
+            holder.clone(),
+            s.env.now_ms(),
+            s.options.lease_ttl_ms,
+        )
+        .break_holder(dead);
+        s.meta.acquire_lease(&req).await.map_err(|e| {
+            let busy = e.kind() == fsx_meta::MetaErrorKind::Busy;
+            let err = Error::from(e);
+            if busy {
+                Error::new(
+                    ErrorKind::Busy,
+                    format!("cannot write {:?}: {err}", file.name),
+                )
+            } else {
+                err
+            }
+        })?;
+        Ok(holder)
+    }
+
+    /// The file called `name`.
+    pub async fn stat(&self, name: &str) -> Result<FileMeta> {
+        Ok(self.shared.meta.file(name).await?)
+    }
+
+    /// Files whose names start with `prefix`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<FileMeta>> {
+        Ok(self.shared.meta.list_files(prefix).await?)
+    }
+
+    /// Deletes a file; `Busy` while another writer has it open.
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        let s = &self.shared;
+        Ok(s.meta
+            .delete_file(name, &s.env.new_holder_id(), s.env.now_ms())
+            .await?)
+    }
+
+    /// Renames a file, replacing `to` if `replace`.
+    pub async fn rename(&self, from: &str, to: &str, replace: bool) -> Result<()> {
+        check_name(to)?;
+        let s = &self.shared;
+        Ok(s.meta
+            .rename_file(from, to, replace, &s.env.new_holder_id(), s.env.now_ms())
+            .await?)
+    }
+
+    /// Pages per extent for a page size.
+    pub fn pages_per_extent(&self, page_size: u32) -> u64 {
+        u64::from(self.shared.config.extent_size / page_size)
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 4096 || name.contains('\0') {
+        return Err(Error::invalid(format!(
+            "{name:?} is not a valid file name (1 to 4096 bytes, no NUL)"
+        )));
+    }
+    Ok(())
+}

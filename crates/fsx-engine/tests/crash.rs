@@ -1,0 +1,215 @@
+//! Crash test: a writer process is SIGKILLed at random points, again and
+//! again, on one volume (SQLite metadata, local-directory store). After each
+//! kill the volume is reopened and must hold exactly the state after the
+//! last acknowledged sync — or after the one in flight, which may have
+//! committed before its acknowledgement was printed. The writer packs as it
+//! goes, so kills land in writes, syncs, uploads and pack commits.
+//!
+//! The test binary is its own writer: the driver re-runs this test with
+//! `FSX_CRASH_CHILD` set, and the test then plays the writer.
+
+// The child writer reports acknowledgements on stdout.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use common::pattern;
+use fsx_engine::{NoProgress, OpenOptions, SystemEnv, Volume, VolumeOptions};
+use fsx_meta::VolumeConfig;
+use fsx_meta::sqlite::SqliteMeta;
+use fsx_store::local::LocalBackend;
+
+const TEST_NAME: &str = "kill_at_random_points_loses_no_acknowledged_write";
+const KILLS: usize = 60;
+const SPAN: u64 = 1_500_000;
+
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Write { offset: u64, len: usize },
+    Truncate(u64),
+}
+
+fn step(i: u64) -> Step {
+    if i % 13 == 12 {
+        Step::Truncate((i * 31_337) % SPAN)
+    } else {
+        Step::Write {
+            offset: (i * 104_729) % SPAN,
+            len: 1 + ((i * 7_919) % 30_000) as usize,
+        }
+    }
+}
+
+fn model_after(last: Option<u64>) -> Vec<u8> {
+    let mut m = Vec::new();
+    let Some(last) = last else { return m };
+    for i in 0..=last {
+        match step(i) {
+            Step::Write { offset, len } => {
+                let end = offset as usize + len;
+                if m.len() < end {
+                    m.resize(end, 0);
+                }
+                m[offset as usize..end].copy_from_slice(&pattern(i, len));
+            }
+            Step::Truncate(size) => m.resize(size as usize, 0),
+        }
+    }
+    m
+}
+
+async fn open(dir: &Path) -> Volume {
+    let meta = Arc::new(SqliteMeta::open(dir.join("meta.db"), false).unwrap());
+    let store = Arc::new(LocalBackend::open(dir.join("data")).unwrap());
+    let options = VolumeOptions::default().lease_ttl_ms(600_000);
+    Volume::open(meta, store, Arc::new(SystemEnv::new()), options)
+        .await
+        .unwrap()
+}
+
+/// The writer: applies steps from `start` on, printing `ack N` after step N
+/// is durable, until it is killed.
+async fn child(dir: &Path, start: u64) {
+    let volume = open(dir).await;
+    // The killed predecessor's lease is broken because its process is gone.
+    let mut f = volume.open_file("f", OpenOptions::write()).await.unwrap();
+    for i in start.. {
+        match step(i) {
+            Step::Write { offset, len } => f.write_at(offset, &pattern(i, len)).await.unwrap(),
+            Step::Truncate(size) => f.truncate(size).await.unwrap(),
+        }
+        if i % 17 == 16 {
+            f.checkpoint().await.unwrap()
+        } else {
+            f.sync().await.unwrap()
+        }
+        println!("ack {i}");
+    }
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_at_random_points_loses_no_acknowledged_write() {
+    if let Ok(spec) = std::env::var("FSX_CRASH_CHILD") {
+        let (dir, start) = spec.rsplit_once(':').unwrap();
+        child(Path::new(dir), start.parse().unwrap()).await;
+        return;
+    }
+    let seed = std::env::var("FSX_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("crash test seed {seed} (rerun with FSX_CRASH_SEED={seed})");
+    let mut rng = Rng(seed);
+
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let meta = Arc::new(SqliteMeta::open(dir.path().join("meta.db"), true).unwrap());
+        let store = Arc::new(LocalBackend::open(dir.path().join("data")).unwrap());
+        let config = VolumeConfig::new("crash", 256 * 1024, "data", 1);
+        let v = Volume::create(
+            meta,
+            store,
+            Arc::new(SystemEnv::new()),
+            config,
+            VolumeOptions::default(),
+        )
+        .await
+        .unwrap();
+        v.open_file("f", OpenOptions::create(4096))
+            .await
+            .unwrap()
+            .close()
+            .await
+            .unwrap();
+    }
+
+    let mut applied: Option<u64> = None;
+    for kill in 0..KILLS {
+        let start = applied.map_or(0, |a| a + 1);
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
+            .env(
+                "FSX_CRASH_CHILD",
+                format!("{}:{start}", dir.path().display()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let acks_wanted = 1 + rng.below(12);
+        let mut last_ack: Option<u64> = applied;
+        let mut acks = 0;
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        for line in lines {
+            let line = line.unwrap();
+            if let Some(n) = line.strip_prefix("ack ") {
+                last_ack = Some(n.parse().unwrap());
+                acks += 1;
+                if acks == acks_wanted {
+                    break;
+                }
+            }
+        }
+        assert_eq!(
+            acks, acks_wanted,
+            "seed {seed}: the writer died on its own before kill {kill}"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+
+        let volume = open(dir.path()).await;
+        let f = volume.open_file("f", OpenOptions::read()).await.unwrap();
+        let got = f.read_at(0, f.size() as usize).await.unwrap();
+        let acked = last_ack.unwrap();
+        applied = if got == model_after(Some(acked)) {
+            Some(acked)
+        } else if got == model_after(Some(acked + 1)) {
+            Some(acked + 1)
+        } else {
+            panic!(
+                "seed {seed}, kill {kill}: after ack {acked} the file matches neither step {acked} nor {}",
+                acked + 1
+            );
+        };
+        let report = volume.fsck(&NoProgress).await.unwrap();
+        assert!(report.is_clean(), "seed {seed}, kill {kill}: {report:?}");
+    }
+    let volume = open(dir.path()).await;
+    let report = volume
+        .gc(&fsx_engine::GcOptions::default().grace_ms(0), &NoProgress)
+        .await
+        .unwrap();
+    eprintln!(
+        "after {KILLS} kills: {} steps applied, gc freed {} extents",
+        applied.map_or(0, |a| a + 1),
+        report.deleted
+    );
+    let f = volume.open_file("f", OpenOptions::read()).await.unwrap();
+    assert!(
+        f.read_at(0, f.size() as usize).await.unwrap() == model_after(applied),
+        "seed {seed}: after gc"
+    );
+    assert!(volume.fsck(&NoProgress).await.unwrap().is_clean());
+}

@@ -1,0 +1,733 @@
+//! The conformance suite every [`MetaEngine`] passes: one list of named
+//! checks, each run against a fresh, empty engine.
+//!
+//! An engine's tests call [`run`] with a factory of fresh engines (a new
+//! SQLite file, a new PostgreSQL schema) and assert that every check
+//! passes. Checks exercise the contract only, never engine internals.
+
+use bytes::Bytes;
+use fsx_store::BoxFuture;
+
+use crate::contract::*;
+use crate::error::MetaErrorKind;
+
+/// The outcome of one check: `Err` carries what went wrong.
+pub type CheckResult = std::result::Result<(), String>;
+
+/// A check against a fresh engine.
+pub type CheckFn = for<'a> fn(&'a dyn MetaEngine) -> BoxFuture<'a, CheckResult>;
+
+/// Every check, by name.
+pub const CHECKS: &[(&str, CheckFn)] = &[
+    ("volume_init_and_open", |m| {
+        Box::pin(volume_init_and_open(m))
+    }),
+    ("files_create_list_rename_delete", |m| Box::pin(files(m))),
+    ("leases_one_writer", |m| Box::pin(leases(m))),
+    ("writes_are_read_back_as_snapshots", |m| Box::pin(writes(m))),
+    ("pack_consumes_exactly_what_it_read", |m| Box::pin(pack(m))),
+    ("pack_preconditions_change_nothing", |m| {
+        Box::pin(pack_conflicts(m))
+    }),
+    ("shared_extents_are_refcounted", |m| Box::pin(refcounts(m))),
+    ("gc_respects_grace_and_pins", |m| Box::pin(gc(m))),
+    ("shrink_releases_references", |m| Box::pin(shrink(m))),
+    ("listing_pages_through_everything", |m| Box::pin(listing(m))),
+];
+
+/// Runs every check, each on an engine from `fresh`; returns the failures
+/// as `(name, message)`.
+pub async fn run<F, Fut>(mut fresh: F) -> Vec<(&'static str, String)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Box<dyn MetaEngine>>,
+{
+    let mut failures = Vec::new();
+    for (name, check) in CHECKS {
+        let engine = fresh().await;
+        if let Err(e) = check(engine.as_ref()).await {
+            failures.push((*name, e));
+        }
+    }
+    failures
+}
+
+const PS: u32 = 4096;
+const PPE: u64 = 512;
+const TTL: i64 = 30_000;
+
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!($($msg)+));
+        }
+    };
+}
+
+/// `Ok` value or a message naming the call.
+fn ok<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, String> {
+    r.map_err(|e| format!("{what}: unexpected error: {e}"))
+}
+
+/// An error of `kind`, or a message.
+fn err_kind<T: std::fmt::Debug>(
+    what: &str,
+    r: crate::Result<T>,
+    kind: MetaErrorKind,
+) -> CheckResult {
+    match r {
+        Err(e) if e.kind() == kind => Ok(()),
+        Err(e) => Err(format!("{what}: expected {kind}, got {e}")),
+        Ok(v) => Err(format!("{what}: expected {kind}, got Ok({v:?})")),
+    }
+}
+
+fn page(b: u8) -> Option<Bytes> {
+    Some(Bytes::from(vec![b; PS as usize]))
+}
+
+fn pw(page_no: u64, b: u8) -> PageWrite {
+    PageWrite {
+        page_no,
+        data: page(b),
+    }
+}
+
+async fn init(m: &dyn MetaEngine) -> Result<(), String> {
+    ok(
+        "init_volume",
+        m.init_volume(&VolumeConfig::new("vol-test", 2 << 20, "memory://", 1))
+            .await,
+    )
+}
+
+async fn new_file(
+    m: &dyn MetaEngine,
+    name: &str,
+    holder: &str,
+    now: i64,
+) -> Result<(FileMeta, LeaseRequest), String> {
+    let f = ok("create_file", m.create_file(name, PS, now).await)?;
+    let lease = LeaseRequest::new(f.id, holder, now, TTL);
+    ok("acquire_lease", m.acquire_lease(&lease).await)?;
+    Ok((f, lease))
+}
+
+async fn refcount(m: &dyn MetaEngine, key: &str) -> Result<Option<ExtentRecord>, String> {
+    let all = ok("list_extents", m.list_extents(None, 10_000).await)?;
+    Ok(all.into_iter().find(|r| r.key == key))
+}
+
+async fn pack_one(
+    m: &dyn MetaEngine,
+    lease: &LeaseRequest,
+    idx: u64,
+    key: Option<&str>,
+    now: i64,
+) -> Result<(), String> {
+    let d = ok(
+        "dirty_extent",
+        m.dirty_extent(lease.file_id, idx, PPE).await,
+    )?;
+    if let Some(k) = key {
+        ok("pin_extent", m.pin_extent(k, 100, now).await)?;
+    }
+    let consumed = d.pages.iter().map(|p| (p.page_no, p.seq)).collect();
+    let c = PackCommit::new(
+        lease.clone(),
+        idx,
+        d.current_key,
+        key.map(str::to_string),
+        consumed,
+    );
+    ok("commit_pack", m.commit_pack(&c).await)
+}
+
+async fn volume_init_and_open(m: &dyn MetaEngine) -> CheckResult {
+    err_kind(
+        "open before init",
+        m.open_volume().await,
+        MetaErrorKind::NotFound,
+    )?;
+    err_kind(
+        "init with a 3 MiB extent size",
+        m.init_volume(&VolumeConfig::new("v", 3 << 20, "memory://", 1))
+            .await,
+        MetaErrorKind::InvalidInput,
+    )?;
+    let cfg = VolumeConfig::new("vol-1", 1 << 20, "file:///data", 42);
+    ok("init_volume", m.init_volume(&cfg).await)?;
+    let got = ok("open_volume", m.open_volume().await)?;
+    ensure!(got == cfg, "open_volume returned {got:?}, expected {cfg:?}");
+    err_kind(
+        "second init",
+        m.init_volume(&cfg).await,
+        MetaErrorKind::AlreadyExists,
+    )?;
+    Ok(())
+}
+
+async fn files(m: &dyn MetaEngine) -> CheckResult {
+    init(m).await?;
+    let a = ok("create a", m.create_file("db/a%_1", PS, 10).await)?;
+    ensure!(
+        a.size == 0 && a.page_size == PS && a.name == "db/a%_1",
+        "new file is {a:?}"
+    );
+    err_kind(
+        "duplicate create",
+        m.create_file("db/a%_1", PS, 11).await,
+        MetaErrorKind::AlreadyExists,
+    )?;
+    ok("create b", m.create_file("db/ab", 8192, 12).await)?;
+    ok("create c", m.create_file("other", PS, 13).await)?;
+    let names = |v: Vec<FileMeta>| v.into_iter().map(|f| f.name).collect::<Vec<_>>();
+    let listed = names(ok("list", m.list_files("db/a%").await)?);
+    ensure!(
+        listed == ["db/a%_1"],
+        "prefix with % must be literal, got {listed:?}"
+    );
+    let listed = names(ok("list", m.list_files("").await)?);
+    ensure!(
+        listed == ["db/a%_1", "db/ab", "other"],
+        "list all gave {listed:?}"
+    );
+
+    err_kind(
+        "rename onto existing",
+        m.rename_file("db/ab", "other", false, "h", 20).await,
+        MetaErrorKind::AlreadyExists,
+    )?;
+    ok(
+        "rename replace",
+        m.rename_file("db/ab", "other", true, "h", 21).await,
+    )?;
+    let other = ok("file other", m.file("other").await)?;
+    ensure!(
+        other.page_size == 8192,
+        "rename must keep the file's identity, got {other:?}"
+    );
+    err_kind("old name", m.file("db/ab").await, MetaErrorKind::NotFound)?;
+    err_kind(
+        "rename missing",
+        m.rename_file("nope", "x", false, "h", 22).await,
+        MetaErrorKind::NotFound,
+    )?;
+
+    // A live lease of another writer blocks delete and rename.
+    ok(
+        "lease",
+        m.acquire_lease(&LeaseRequest::new(a.id, "w1", 30, TTL))
+            .await,
+    )?;
+    err_kind(
+        "delete under lease",
+        m.delete_file("db/a%_1", "w2", 31).await,
+        MetaErrorKind::Busy,
+    )?;
+    err_kind(
+        "rename under lease",
+        m.rename_file("db/a%_1", "z", false, "w2", 31).await,
+        MetaErrorKind::Busy,
+    )?;
+    ok("delete by holder", m.delete_file("db/a%_1", "w1", 32).await)?;
+    err_kind("deleted", m.file("db/a%_1").await, MetaErrorKind::NotFound)?;
+    err_kind(
+        "delete again",
+        m.delete_file("db/a%_1", "w1", 33).await,
+        MetaErrorKind::NotFound,
+    )?;
+    Ok(())
+}
+
+async fn leases(m: &dyn MetaEngine) -> CheckResult {
+    init(m).await?;
+    let f = ok("create", m.create_file("f", PS, 0).await)?;
+    let l1 = LeaseRequest::new(f.id, "w1", 1000, TTL);
+    let l2 = LeaseRequest::new(f.id, "w2", 1000, TTL);
+    err_kind(
+        "write without lease",
+        m.commit_writes(&WriteBatch::new(l1.clone(), vec![pw(0, 1)], 4096))
+            .await,
+        MetaErrorKind::Busy,
+    )?;
+    ok("w1 acquires", m.acquire_lease(&l1).await)?;
+    ok("w1 renews", m.acquire_lease(&l1).await)?;
+    err_kind(
+        "w2 while held",
+        m.acquire_lease(&l2).await,
+        MetaErrorKind::Busy,
+    )?;
+    err_kind(
+        "w2 writes",
+        m.commit_writes(&WriteBatch::new(l2.clone(), vec![pw(0, 2)], 4096))
+            .await,
+        MetaErrorKind::Busy,
+    )?;
+    ok(
+        "w1 writes",
+        m.commit_writes(&WriteBatch::new(l1.clone(), vec![pw(0, 1)], 4096))
+            .await,
+    )?;
+    let info = ok("lease", m.lease(f.id).await)?.ok_or("no lease recorded")?;
+    ensure!(
+        info.holder == "w1" && info.expires_ms == 1000 + TTL,
+        "lease is {info:?}"
+    );
+    // Breaking a proven-dead holder.
+    ok(
+        "w2 breaks w1",
+        m.acquire_lease(&l2.clone().break_holder(Some("w1".into())))
+            .await,
+    )?;
+    err_kind(
+        "w1 lost it",
+        m.commit_writes(&WriteBatch::new(l1.clone(), vec![pw(0, 3)], 4096))
+            .await,
+        MetaErrorKind::Busy,
+    )?;
+    // Expiry.
+    let later = LeaseRequest::new(f.id, "w3", 1000 + TTL + 1, TTL);
+    ok("w3 after expiry", m.acquire_lease(&later).await)?;
+    ok(
+        "w2 releases (not holder: no-op)",
+        m.release_lease(f.id, "w2").await,
+    )?;
+    err_kind(
+        "w1 again",
+        m.acquire_lease(&LeaseRequest::new(f.id, "w1", 1000 + TTL + 2, TTL))
+            .await,
+        MetaErrorKind::Busy,
+    )?;
+    ok("w3 releases", m.release_lease(f.id, "w3").await)?;
+    ok(
+        "w1 after release",
+        m.acquire_lease(&LeaseRequest::new(f.id, "w1", 1000 + TTL + 3, TTL))
+            .await,
+    )?;
+    // The failed writes changed nothing.
+    let map = ok("read_map", m.read_map(f.id, 0, 1, PPE).await)?;
+    ensure!(
+        map.dirty == vec![pw(0, 1)],
+        "only w1's write may be visible, got {:?}",
+        map.dirty.len()
+    );
+    Ok(())
+}
+
+async fn writes(m: &dyn MetaEngine) -> CheckResult {
+    init(m).await?;
+    let (f, lease) = new_file(m, "f", "w", 5).await?;
+    let batch = WriteBatch::new(
+        lease.clone(),
+        vec![
+            pw(0, 1),
+            pw(2, 2),
+            PageWrite {
+                page_no: 600,
+                data: None,
+            },
+        ],
+        601 * 4096,
+    );
+    ok("commit", m.commit_writes(&batch).await)?;
+    err_kind(
+        "short page",
+        m.commit_writes(&WriteBatch::new(
+            lease.clone(),
+            vec![PageWrite {
+                page_no: 1,
+                data: Some(Bytes::from_static(b"x")),
+            }],
+            1,
+        ))
+        .await,
+        MetaErrorKind::InvalidInput,
+    )?;
+    let map = ok("read_map", m.read_map(f.id, 0, 3, PPE).await)?;
+    ensure!(map.size == 601 * 4096, "size {}", map.size);
+    ensure!(
+        map.dirty == vec![pw(0, 1), pw(2, 2)],
+        "dirty in [0,3) wrong"
+    );
+    let map = ok("read_map", m.read_map(f.id, 599, 10, PPE).await)?;
+    ensure!(
+        map.dirty
+            == vec![PageWrite {
+                page_no: 600,
+                data: None
+            }],
+        "hole must read back as a hole"
+    );
+    let meta = ok("file", m.file("f").await)?;
+    ensure!(meta.size == 601 * 4096, "file size {}", meta.size);
+
+    let before = ok("dirty_extent", m.dirty_extent(f.id, 0, PPE).await)?;
+    ok(
+        "overwrite",
+        m.commit_writes(&WriteBatch::new(lease.clone(), vec![pw(2, 9)], 601 * 4096))
+            .await,
+    )?;
+    let after = ok("dirty_extent", m.dirty_extent(f.id, 0, PPE).await)?;
+    let seq = |d: &DirtyExtent, p: u64| d.pages.iter().find(|x| x.page_no == p).map(|x| x.seq);
+    ensure!(
+        seq(&after, 2) > seq(&before, 2),
+        "a rewrite must get a larger sequence"
+    );
+    ensure!(
+        seq(&after, 0) == seq(&before, 0),
+        "untouched pages keep their sequence"
+    );
+    let summary = ok("dirty_summary", m.dirty_summary(f.id, PPE).await)?;
+    ensure!(
+        summary
+            == vec![
+                DirtySummary {
+                    extent_idx: 0,
+                    pages: 2
+                },
+                DirtySummary {
+                    extent_idx: 1,
+                    pages: 1
+                }
+            ],
+        "summary {summary:?}"
+    );
+    Ok(())
+}
+
+async fn pack(m: &dyn MetaEngine) -> CheckResult {
+    init(m).await?;
+    let (f, lease) = new_file(m, "f", "w", 5).await?;
+    ok(
+        "commit",
+        m.commit_writes(&WriteBatch::new(
+            lease.clone(),
+            vec![pw(0, 1), pw(1, 1)],
+            8192,
+        ))
+        .await,
+    )?;
+    let d = ok("dirty_extent", m.dirty_extent(f.id, 0, PPE).await)?;
+    ensure!(
+        d.current_key.is_none() && d.pages.len() == 2,
+        "dirty extent {d:?}"
+    );
+    // Page 1 is rewritten after the packer read it.
+    ok(
+        "rewrite",
+        m.commit_writes(&WriteBatch::new(lease.clone(), vec![pw(1, 7)], 8192))
+            .await,
+    )?;
+    ok("pin", m.pin_extent("extent/ext-a", 100, 6).await)?;
+    let consumed = d.pages.iter().map(|p| (p.page_no, p.seq)).collect();
+    ok(
+        "commit_pack",
+        m.commit_pack(&PackCommit::new(
+            lease.clone(),
+            0,
+            None,
+            Some("extent/ext-a".into()),
+            consumed,
+        ))
+        .await,
+    )?;
+    let map = ok("read_map", m.read_map(f.id, 0, 2, PPE).await)?;
+    ensure!(
+        map.extents == vec![(0, "extent/ext-a".to_string())],
+        "extents {:?}",
+        map.extents
+    );
+    ensure!(
+        map.dirty == vec![pw(1, 7)],
+        "the rewritten page must stay dirty, got {} dirty",
+        map.dirty.len()
+    );
+    let rec = refcount(m, "extent/ext-a").await?.ok_or("no record")?;
+    ensure!(
+        rec.refcount == 1 && rec.state == ExtentState::Live,
+        "record {rec:?}"
+    );
+    // Packing again with the same content changes no references.
+    pack_one(m, &lease, 0, Some("extent/ext-a"), 7).await?;
+    let rec = refcount(m, "extent/ext-a").await?.ok_or("no record")?;
+    ensure!(
+        rec.refcount == 1,
+        "repacking the same key must keep refcount 1, got {}",
+        rec.refcount
+    );
+    ensure!(
+        ok("read_map", m.read_map(f.id, 0, 2, PPE).await)?
+            .dirty
+            .is_empty(),
+        "all consumed"
+    );
+    Ok(())
+}
+
+async fn pack_conflicts(m: &dyn MetaEngine) -> CheckResult {
+    init(m).await?;
+    let (f, lease) = new_file(m, "f", "w", 5).await?;
+    ok(
+        "commit",
+        m.commit_writes(&WriteBatch::new(lease.clone(), vec![pw(0, 1)], 4096))
+            .await,
+    )?;
+    pack_one(m, &lease, 0, Some("extent/ext-a"), 6).await?;
+    ok(
+        "commit",
+        m.commit_writes(&WriteBatch::new(lease.clone(), vec![pw(0, 2)], 4096))
+            .await,
+    )?;
+    let d = ok("dirty_extent", m.dirty_extent(f.id, 0, PPE).await)?;
+    let consumed: Vec<(u64, i64)> = d.pages.iter().map(|p| (p.page_no, p.seq)).collect();
+    ok("pin b", m.pin_extent("extent/ext-b", 1, 7).await)?;
+    // Wrong expectation.
+    let bad = PackCommit::new(
+        lease.clone(),
+        0,
+        None,
+        Some("extent/ext-b".into()),
+        consumed.clone(),
+    );
+    err_kind(
+        "stale expected key",
+        m.commit_pack(&bad).await,
+        MetaErrorKind::Conflict,
+    )?;
+    // Unpinned new key.
+    let bad = PackCommit::new(
+        lease.clone(),
+        0,
+        Some("extent/ext-a".into()),
+        Some("extent/ext-zz".into()),
+        consumed.clone(),
+    );
+    err_kind(
+        "unpinned key",
+        m.commit_pack(&bad).await,
+        MetaErrorKind::Conflict,
+    )?;
+    // Another writer.
+    let other = LeaseRequest::new(f.id, "intruder", 8, TTL);
+    let bad = PackCommit::new(
+        other,
+        0,
+        Some("extent/ext-a".into()),
+        Some("extent/ext-b".into()),
+        consumed,
+    );
+    err_kind(
+        "without the lease",
+        m.commit_pack(&bad).await,
+        MetaErrorKind::Busy,
+    )?;
+    // Nothing changed.
+    let map = ok("read_map", m.read_map(f.id, 0, 1, PPE).await)?;
+    ensure!(
+        map.extents == vec![(0, "extent/ext-a".to_string())] && map.dirty == vec![pw(0, 2)],
+        "state changed"
+    );
+    let a = refcount(m, "extent/ext-a").await?.ok_or("no a")?;
+    let b = refcount(m, "extent/ext-b").await?.ok_or("no b")?;
+    ensure!(
+        a.refcount == 1 && b.refcount == 0,
+        "refcounts a={} b={}",
+        a.refcount,
+        b.refcount
+    );
+    Ok(())
+}
+
+async fn refcounts(m: &dyn MetaEngine) -> CheckResult {
+    init(m).await?;
+    let (_, l1) = new_file(m, "one", "w", 5).await?;
+    let (_, l2) = new_file(m, "two", "w", 5).await?;
+    for l in [&l1, &l2] {
+        ok(
+            "commit",
+            m.commit_writes(&WriteBatch::new(l.clone(), vec![pw(0, 1)], 4096))
+                .await,
+        )?;
+        pack_one(m, l, 0, Some("extent/ext-same"), 6).await?;
+    }
+    let r = refcount(m, "extent/ext-same").await?.ok_or("no record")?;
+    ensure!(
+        r.refcount == 2,
+        "identical extents of two files: refcount {}",
+        r.refcount
+    );
+    // Rewriting one file's extent releases only its reference (the
+    // reference implementation deleted the shared blob here).
+    ok(
+        "commit",
+        m.commit_writes(&WriteBatch::new(l1.clone(), vec![pw(0, 2)], 4096))
+            .await,
+    )?;
+    pack_one(m, &l1, 0, Some("extent/ext-new"), 7).await?;
+    let r = refcount(m, "extent/ext-same").await?.ok_or("no record")?;
+    ensure!(
+        r.refcount == 1 && r.state == ExtentState::Live,
+        "after rewrite: {r:?}"
+    );
+    ok("delete two", m.delete_file("two", "w", 8).await)?;
+    let r = refcount(m, "extent/ext-same").await?.ok_or("no record")?;
+    ensure!(
+        r.refcount == 0 && r.idle_since_ms == 8,
+        "after delete: {r:?}"
+    );
+    let refs = ok("count_references", m.count_references(None, 100).await)?;
+    ensure!(
+        refs == vec![("extent/ext-new".to_string(), 1)],
+        "references {refs:?}"
+    );
+    Ok(())
+}
+
+async fn gc(m: &dyn MetaEngine) -> CheckResult {
+    init(m).await?;
+    let (_, lease) = new_file(m, "f", "w", 0).await?;
+    ok("pin", m.pin_extent("extent/ext-a", 10, 1000).await)?;
+    ok(
+        "commit",
+        m.commit_writes(&WriteBatch::new(lease.clone(), vec![pw(0, 1)], 4096))
+            .await,
+    )?;
+    pack_one(m, &lease, 0, Some("extent/ext-b"), 1000).await?;
+    // Within the grace period nothing is claimed; referenced never.
+    let c = ok("gc_claim", m.gc_claim(1500, 1000, 10).await)?;
+    ensure!(c.is_empty(), "claimed inside the grace period: {c:?}");
+    // A pin restarts the idle clock.
+    ok("re-pin", m.pin_extent("extent/ext-a", 10, 1900).await)?;
+    let c = ok("gc_claim", m.gc_claim(2500, 1000, 10).await)?;
+    ensure!(c.is_empty(), "a re-pinned extent was claimed: {c:?}");
+    let c = ok("gc_claim", m.gc_claim(3000, 1000, 10).await)?;
+    ensure!(c == ["extent/ext-a"], "claim after grace gave {c:?}");
+    let again = ok("gc_claim", m.gc_claim(3000, 1000, 10).await)?;
+    ensure!(again.is_empty(), "claimed twice: {again:?}");
+    err_kind(
+        "pin while deleting",
+        m.pin_extent("extent/ext-a", 10, 3001).await,
+        MetaErrorKind::Conflict,
+    )?;
+    ok(
+        "commit",
+        m.commit_writes(&WriteBatch::new(lease.clone(), vec![pw(1, 1)], 8192))
+            .await,
+    )?;
+    let d = ok("dirty_extent", m.dirty_extent(lease.file_id, 0, PPE).await)?;
+    let consumed = d.pages.iter().map(|p| (p.page_no, p.seq)).collect();
+    let c = PackCommit::new(
+        lease.clone(),
+        0,
+        Some("extent/ext-b".into()),
+        Some("extent/ext-a".into()),
+        consumed,
+    );
+    err_kind(
+        "reference a deleting extent",
+        m.commit_pack(&c).await,
+        MetaErrorKind::Conflict,
+    )?;
+    ok("forget", m.gc_forget("extent/ext-a").await)?;
+    ok("forget again", m.gc_forget("extent/ext-a").await)?;
+    ensure!(
+        refcount(m, "extent/ext-a").await?.is_none(),
+        "forgotten record still listed"
+    );
+    ok(
+        "forget referenced is a no-op",
+        m.gc_forget("extent/ext-b").await,
+    )?;
+    ensure!(
+        refcount(m, "extent/ext-b")
+            .await?
+            .is_some_and(|r| r.refcount == 1),
+        "referenced record lost"
+    );
+    // Orphans.
+    ensure!(
+        ok("orphan", m.gc_claim_orphan("extent/ext-orphan", 5).await)?,
+        "orphan not claimed"
+    );
+    ensure!(
+        !ok("orphan b", m.gc_claim_orphan("extent/ext-b", 5).await)?,
+        "a referenced key was claimed as orphan"
+    );
+    err_kind(
+        "pin claimed orphan",
+        m.pin_extent("extent/ext-orphan", 1, 6).await,
+        MetaErrorKind::Conflict,
+    )?;
+    ok("forget orphan", m.gc_forget("extent/ext-orphan").await)?;
+    ok(
+        "pin after forget",
+        m.pin_extent("extent/ext-orphan", 1, 7).await,
+    )?;
+    Ok(())
+}
+
+async fn shrink(m: &dyn MetaEngine) -> CheckResult {
+    init(m).await?;
+    let (f, lease) = new_file(m, "f", "w", 0).await?;
+    let pages: Vec<PageWrite> = (0..3).map(|e| pw(e * PPE, e as u8 + 1)).collect();
+    ok(
+        "commit",
+        m.commit_writes(&WriteBatch::new(lease.clone(), pages, 3 * PPE * 4096))
+            .await,
+    )?;
+    for (i, k) in ["extent/ext-0", "extent/ext-1", "extent/ext-2"]
+        .iter()
+        .enumerate()
+    {
+        pack_one(m, &lease, i as u64, Some(k), 1).await?;
+    }
+    ok(
+        "dirty tail",
+        m.commit_writes(&WriteBatch::new(
+            lease.clone(),
+            vec![pw(PPE + 5, 9)],
+            3 * PPE * 4096,
+        ))
+        .await,
+    )?;
+    // Truncate to 1.5 extents: extent 2 goes, dirty pages from PPE + 1 go.
+    let size = PPE * 4096 + 4096;
+    let b = WriteBatch::new(lease.clone(), vec![], size).shrink(PPE + 1, 2);
+    ok("shrink", m.commit_writes(&b).await)?;
+    let map = ok("read_map", m.read_map(f.id, 0, 3 * PPE, PPE).await)?;
+    ensure!(map.size == size, "size {}", map.size);
+    let keys: Vec<&str> = map.extents.iter().map(|(_, k)| k.as_str()).collect();
+    ensure!(keys == ["extent/ext-0", "extent/ext-1"], "extents {keys:?}");
+    ensure!(map.dirty.is_empty(), "dirty pages past the end survived");
+    let r = refcount(m, "extent/ext-2").await?.ok_or("no record")?;
+    ensure!(
+        r.refcount == 0 && r.idle_since_ms == 0,
+        "dropped extent record {r:?}"
+    );
+    Ok(())
+}
+
+async fn listing(m: &dyn MetaEngine) -> CheckResult {
+    init(m).await?;
+    for i in 0..25 {
+        ok(
+            "pin",
+            m.pin_extent(&format!("extent/ext-{i:02}"), i, 1).await,
+        )?;
+    }
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = ok("list_extents", m.list_extents(after.as_deref(), 7).await)?;
+        ensure!(page.len() <= 7, "page of {}", page.len());
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|r| r.key.clone());
+        seen.extend(page.into_iter().map(|r| r.key));
+    }
+    let want: Vec<String> = (0..25).map(|i| format!("extent/ext-{i:02}")).collect();
+    ensure!(seen == want, "paged listing gave {seen:?}");
+    Ok(())
+}

@@ -1,0 +1,428 @@
+//! The metadata contract: what every metadata engine (SQLite, PostgreSQL,
+//! and later a Durable Object's SQLite) provides to the page store.
+//!
+//! # Model
+//!
+//! A volume holds named **files**, each with a fixed page size and a byte
+//! size. A file's pages live in one of two places:
+//!
+//! - the **extent map**: `(file, extent index) → content key`. Extent *i* of a
+//!   file holds its pages `[i·N, (i+1)·N)` where `N = extent size / page
+//!   size`; pages absent from the extent are holes;
+//! - the **dirty-page buffer**: `(file, page) → bytes or hole`, written by
+//!   [`MetaEngine::commit_writes`]. A dirty entry overrides the extent map.
+//!
+//! Every content key that any map entry names has an **extent record** whose
+//! `refcount` equals the number of map entries naming it. Records with
+//! refcount 0 are candidates for garbage collection.
+//!
+//! # Contract
+//!
+//! Each method is one atomic transaction: after it returns `Ok` its effects
+//! are durable (they survive a crash of the process or machine) and visible
+//! to every later call on any engine instance of the same volume; after it
+//! returns `Err` it has changed nothing.
+//!
+//! - **Leases.** A file has at most one writer. [`MetaEngine::acquire_lease`]
+//!   grants the lease when it is free, expired, held by the same holder, or
+//!   held by `break_holder` (a holder the caller has proven dead); otherwise
+//!   it fails with `Busy`. [`MetaEngine::commit_writes`] and
+//!   [`MetaEngine::commit_pack`] fail with `Busy` unless the caller holds the
+//!   lease (an expired lease nobody else took still counts, and is renewed).
+//!   Reads never need a lease and are never blocked by one.
+//! - **Reads are snapshots.** [`MetaEngine::read_map`] returns the size, dirty
+//!   pages and extent keys of one consistent state.
+//! - **Write sequence.** Every `commit_writes` batch gets a sequence number
+//!   larger than any before it for that file; a dirty page carries the
+//!   sequence of the batch that wrote it last.
+//! - **Packing is optimistic.** [`MetaEngine::commit_pack`] installs a new
+//!   extent only if the map entry still holds the expected key and the new
+//!   key's record is live, and removes exactly the dirty pages whose
+//!   `(page, seq)` it consumed; pages rewritten since stay dirty. A failed
+//!   precondition is `Conflict`, and nothing changes.
+//! - **Pins protect uploads.** Before an extent is uploaded it is pinned
+//!   ([`MetaEngine::pin_extent`]): its record exists, is live, and its idle
+//!   clock restarts. GC only claims records whose refcount is 0 and whose idle
+//!   clock is older than the grace period, and a claimed (deleting) record
+//!   cannot be pinned or referenced. So an uploader that finishes within the
+//!   grace period can never have its extent deleted underneath it, and one
+//!   that does not gets `Conflict` and retries.
+//! - **Idempotency.** `release_lease` of a lease not held, `gc_forget` of a
+//!   missing record, and `delete_file` of a file already gone (`NotFound`)
+//!   never corrupt anything.
+
+use bytes::Bytes;
+use fsx_store::BoxFuture;
+
+use crate::Result;
+
+/// Identifier of a file, stable across renames.
+pub type FileId = i64;
+
+/// Settings of a volume, fixed at creation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VolumeConfig {
+    /// Random identifier of the volume.
+    pub volume_id: String,
+    /// Bytes of page data per extent: a power of two, 256 KiB to 16 MiB.
+    pub extent_size: u32,
+    /// URL of the data store, as given at creation.
+    pub store_url: String,
+    /// Creation time, ms since the Unix epoch.
+    pub created_ms: i64,
+}
+
+impl VolumeConfig {
+    /// A configuration; `extent_size` is checked by [`crate::check_extent_size`].
+    pub fn new(
+        volume_id: impl Into<String>,
+        extent_size: u32,
+        store_url: impl Into<String>,
+        created_ms: i64,
+    ) -> Self {
+        Self {
+            volume_id: volume_id.into(),
+            extent_size,
+            store_url: store_url.into(),
+            created_ms,
+        }
+    }
+}
+
+/// What a volume's metadata says about a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FileMeta {
+    /// Identifier, stable across renames.
+    pub id: FileId,
+    /// Name within the volume.
+    pub name: String,
+    /// Bytes per page.
+    pub page_size: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Creation time, ms since the Unix epoch.
+    pub created_ms: i64,
+    /// Last write, ms since the Unix epoch.
+    pub modified_ms: i64,
+}
+
+/// Who wants a lease, and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LeaseRequest {
+    /// The file.
+    pub file_id: FileId,
+    /// Unique name of the writer (process and handle).
+    pub holder: String,
+    /// Current time, ms since the Unix epoch.
+    pub now_ms: i64,
+    /// How long the lease lasts without renewal.
+    pub ttl_ms: i64,
+    /// A holder the caller has proven dead, whose lease may be taken even if
+    /// unexpired.
+    pub break_holder: Option<String>,
+}
+
+impl LeaseRequest {
+    /// A request for `holder` at `now_ms`, lasting `ttl_ms`.
+    pub fn new(file_id: FileId, holder: impl Into<String>, now_ms: i64, ttl_ms: i64) -> Self {
+        Self {
+            file_id,
+            holder: holder.into(),
+            now_ms,
+            ttl_ms,
+            break_holder: None,
+        }
+    }
+
+    /// Allows taking the lease from `holder`, known to be dead.
+    pub fn break_holder(mut self, holder: Option<String>) -> Self {
+        self.break_holder = holder;
+        self
+    }
+}
+
+/// The current holder of a file's lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseInfo {
+    /// Holder name.
+    pub holder: String,
+    /// Expiry, ms since the Unix epoch.
+    pub expires_ms: i64,
+}
+
+/// A page written to the dirty buffer: bytes, or a hole (reads as zeros,
+/// left out of the next extent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageWrite {
+    /// Page number within the file.
+    pub page_no: u64,
+    /// Exactly one page of bytes, or `None` for a hole.
+    pub data: Option<Bytes>,
+}
+
+/// One durable batch of writes to a file (the page store's `sync`).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct WriteBatch {
+    /// The writer's lease (renewed by the commit).
+    pub lease: LeaseRequest,
+    /// Pages to put in the dirty buffer.
+    pub pages: Vec<PageWrite>,
+    /// File size after the batch.
+    pub size: u64,
+    /// When shrinking: dirty pages with `page_no >= drop_pages_from` are
+    /// removed before `pages` are applied.
+    pub drop_pages_from: Option<u64>,
+    /// When shrinking: map entries with `extent_idx >= drop_extents_from`
+    /// are removed (their references released) before `pages` are applied.
+    pub drop_extents_from: Option<u64>,
+}
+
+impl WriteBatch {
+    /// A batch under `lease` leaving the file `size` bytes long.
+    pub fn new(lease: LeaseRequest, pages: Vec<PageWrite>, size: u64) -> Self {
+        Self {
+            lease,
+            pages,
+            size,
+            drop_pages_from: None,
+            drop_extents_from: None,
+        }
+    }
+
+    /// Drops dirty pages from `page_no` and extents from `extent_idx` on.
+    pub fn shrink(mut self, page_no: u64, extent_idx: u64) -> Self {
+        self.drop_pages_from = Some(page_no);
+        self.drop_extents_from = Some(extent_idx);
+        self
+    }
+}
+
+/// A consistent view of part of a file, for reading.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadMap {
+    /// File size in bytes.
+    pub size: u64,
+    /// Dirty pages in the requested range, ascending.
+    pub dirty: Vec<PageWrite>,
+    /// `(extent index, content key)` of map entries overlapping the range,
+    /// ascending.
+    pub extents: Vec<(u64, String)>,
+}
+
+/// A dirty page with the sequence of the batch that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirtyPage {
+    /// Page number.
+    pub page_no: u64,
+    /// Batch sequence.
+    pub seq: i64,
+    /// Bytes, or `None` for a hole.
+    pub data: Option<Bytes>,
+}
+
+/// Everything the packer needs to rebuild one extent of a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirtyExtent {
+    /// File size when read.
+    pub size: u64,
+    /// The extent's current content key, if any.
+    pub current_key: Option<String>,
+    /// Dirty pages of the extent, ascending.
+    pub pages: Vec<DirtyPage>,
+}
+
+/// Installs a packed extent.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PackCommit {
+    /// The writer's lease.
+    pub lease: LeaseRequest,
+    /// Extent index within the file.
+    pub extent_idx: u64,
+    /// The key the map entry must still hold (`None`: no entry).
+    pub expected_key: Option<String>,
+    /// The key to install (`None`: the extent became empty; remove the entry).
+    pub new_key: Option<String>,
+    /// `(page, seq)` of the dirty pages folded into the new extent.
+    pub consumed: Vec<(u64, i64)>,
+}
+
+impl PackCommit {
+    /// A commit replacing `expected_key` by `new_key` at `extent_idx`.
+    pub fn new(
+        lease: LeaseRequest,
+        extent_idx: u64,
+        expected_key: Option<String>,
+        new_key: Option<String>,
+        consumed: Vec<(u64, i64)>,
+    ) -> Self {
+        Self {
+            lease,
+            extent_idx,
+            expected_key,
+            new_key,
+            consumed,
+        }
+    }
+}
+
+/// Lifecycle state of an extent record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtentState {
+    /// Referenced, pinned or waiting out its grace period.
+    Live,
+    /// Claimed by GC: its object is being deleted.
+    Deleting,
+}
+
+/// An extent record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtentRecord {
+    /// Content key.
+    pub key: String,
+    /// Number of map entries naming it.
+    pub refcount: i64,
+    /// Lifecycle state.
+    pub state: ExtentState,
+    /// Blob size in bytes.
+    pub bytes: u64,
+    /// Since when it has been idle (unreferenced or last pinned), ms.
+    pub idle_since_ms: i64,
+}
+
+/// Per-file dirty state, for the packer and for status output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirtySummary {
+    /// Extent index.
+    pub extent_idx: u64,
+    /// Dirty pages in it.
+    pub pages: u64,
+}
+
+/// The metadata engine. See the module docs for the contract.
+pub trait MetaEngine: fsx_store::MaybeSend + fsx_store::MaybeSync + std::fmt::Debug {
+    /// Creates the schema and records `config`; `AlreadyExists` if the
+    /// database already holds a volume.
+    fn init_volume<'a>(&'a self, config: &'a VolumeConfig) -> BoxFuture<'a, Result<()>>;
+
+    /// Checks the schema version (migrating an older one, refusing a newer
+    /// one with `Unsupported`) and returns the configuration; `NotFound` if
+    /// the database holds no volume.
+    fn open_volume(&self) -> BoxFuture<'_, Result<VolumeConfig>>;
+
+    /// Creates an empty file; `AlreadyExists` if the name is taken.
+    fn create_file<'a>(
+        &'a self,
+        name: &'a str,
+        page_size: u32,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<FileMeta>>;
+
+    /// The file called `name`, or `NotFound`.
+    fn file<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<FileMeta>>;
+
+    /// Files whose names start with `prefix`, ascending by name.
+    fn list_files<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<FileMeta>>>;
+
+    /// Renames a file. If `to` exists it is replaced (its references are
+    /// released) when `replace` is set, else `AlreadyExists`. Fails with
+    /// `Busy` if either file has a live lease held by someone other than
+    /// `holder`.
+    fn rename_file<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+        replace: bool,
+        holder: &'a str,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Deletes a file, its dirty pages and its map entries (releasing their
+    /// references). `Busy` if someone other than `holder` has a live lease.
+    fn delete_file<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a str,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Takes or renews a file's lease.
+    fn acquire_lease<'a>(&'a self, request: &'a LeaseRequest) -> BoxFuture<'a, Result<()>>;
+
+    /// Releases a lease if `holder` holds it.
+    fn release_lease<'a>(&'a self, file_id: FileId, holder: &'a str) -> BoxFuture<'a, Result<()>>;
+
+    /// The current lease of a file, expired or not.
+    fn lease(&self, file_id: FileId) -> BoxFuture<'_, Result<Option<LeaseInfo>>>;
+
+    /// Durably applies a batch of writes (see [`WriteBatch`]).
+    fn commit_writes<'a>(&'a self, batch: &'a WriteBatch) -> BoxFuture<'a, Result<()>>;
+
+    /// A snapshot of pages `[first_page, first_page + count)` of a file;
+    /// `pages_per_extent` maps pages to extent indices.
+    fn read_map(
+        &self,
+        file_id: FileId,
+        first_page: u64,
+        count: u64,
+        pages_per_extent: u64,
+    ) -> BoxFuture<'_, Result<ReadMap>>;
+
+    /// Extents of a file with dirty pages, ascending.
+    fn dirty_summary(
+        &self,
+        file_id: FileId,
+        pages_per_extent: u64,
+    ) -> BoxFuture<'_, Result<Vec<DirtySummary>>>;
+
+    /// The dirty pages and current key of one extent of a file.
+    fn dirty_extent(
+        &self,
+        file_id: FileId,
+        extent_idx: u64,
+        pages_per_extent: u64,
+    ) -> BoxFuture<'_, Result<DirtyExtent>>;
+
+    /// Ensures a live record for `key` and restarts its idle clock;
+    /// `Conflict` if GC is deleting it.
+    fn pin_extent<'a>(&'a self, key: &'a str, bytes: u64, now_ms: i64)
+    -> BoxFuture<'a, Result<()>>;
+
+    /// Installs a packed extent (see [`PackCommit`]).
+    fn commit_pack<'a>(&'a self, commit: &'a PackCommit) -> BoxFuture<'a, Result<()>>;
+
+    /// Claims up to `limit` records with refcount 0 idle since before
+    /// `now_ms - grace_ms`, marking them deleting; returns their keys.
+    fn gc_claim(
+        &self,
+        now_ms: i64,
+        grace_ms: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<String>>>;
+
+    /// Claims a store object that has no record (an orphan) by creating a
+    /// deleting record; `false` if a record exists (it is not an orphan).
+    fn gc_claim_orphan<'a>(&'a self, key: &'a str, now_ms: i64) -> BoxFuture<'a, Result<bool>>;
+
+    /// Removes a deleting record once its object is gone.
+    fn gc_forget<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>>;
+
+    /// Extent records with keys after `after`, ascending, at most `limit`.
+    fn list_extents<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<ExtentRecord>>>;
+
+    /// The number of map entries naming each key, for keys after `after`,
+    /// ascending, at most `limit` keys.
+    fn count_references<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<(String, i64)>>>;
+}

@@ -1,0 +1,56 @@
+//! `fsx-meta`: the metadata engine of fsx.
+//!
+//! The page store keeps everything but page data here: files, the map from
+//! `(file, extent index)` to content keys, extent reference counts, the
+//! durable dirty-page buffer, and writer leases. Every engine implements one
+//! contract, [`MetaEngine`] (read its "Contract" section), and passes one
+//! conformance suite, [`conformance`].
+//!
+//! | module | what | feature |
+//! |---|---|---|
+//! | [`contract`] | the [`MetaEngine`] trait and its types | — |
+//! | [`error`] | [`MetaError`], classified by caller action | — |
+//! | [`conformance`] | the shared suite every engine's tests run | — |
+//! | [`sqlite`] | the embedded engine: WAL, one writer, pooled readers | `sqlite` |
+//! | [`hot`] | the hot tier: extents as rows split under a row-size limit | `sqlite` or `postgres` |
+//! | [`postgres`] | the shared engine: several processes on one volume | `postgres` |
+
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod conformance;
+pub mod contract;
+pub mod error;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub mod hot;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+pub use contract::{
+    DirtyExtent, DirtyPage, DirtySummary, ExtentRecord, ExtentState, FileId, FileMeta, LeaseInfo,
+    LeaseRequest, MetaEngine, PackCommit, PageWrite, ReadMap, VolumeConfig, WriteBatch,
+};
+pub use error::{MetaError, MetaErrorKind, Result};
+
+/// The metadata schema version this build writes. Volumes with an older
+/// version are migrated on open; newer ones are refused.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Smallest extent size a volume may be created with.
+pub const MIN_EXTENT_SIZE: u32 = 256 << 10;
+/// Largest extent size a volume may be created with.
+pub const MAX_EXTENT_SIZE: u32 = 16 << 20;
+/// Extent size of a volume created with defaults.
+pub const DEFAULT_EXTENT_SIZE: u32 = 2 << 20;
+
+/// Checks an extent size: a power of two from 256 KiB to 16 MiB.
+pub fn check_extent_size(extent_size: u32) -> Result<()> {
+    if extent_size.is_power_of_two() && (MIN_EXTENT_SIZE..=MAX_EXTENT_SIZE).contains(&extent_size) {
+        Ok(())
+    } else {
+        Err(MetaError::invalid(format!(
+            "extent size {extent_size} is not allowed: use a power of two from 256 KiB to 16 MiB (default 2 MiB)"
+        )))
+    }
+}

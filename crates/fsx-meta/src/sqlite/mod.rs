@@ -1,0 +1,1022 @@
+//! The embedded metadata engine: one SQLite database file.
+//!
+//! Concurrency design (the JuiceFS SQLite engine's "database is locked" is
+//! its users' top complaint, so this is deliberate):
+//!
+//! - WAL journal, so readers never block the writer nor the writer readers;
+//! - one writer connection per process behind a mutex, and every write
+//!   transaction is `BEGIN IMMEDIATE`, so two writers never deadlock on a
+//!   lock upgrade; across processes SQLite's own lock serialises them, with
+//!   a busy timeout instead of an immediate error;
+//! - a pool of reader connections, each read one deferred transaction, i.e.
+//!   one consistent snapshot;
+//! - `synchronous = FULL`: a committed transaction survives power loss,
+//!   which is what makes `sync` an acknowledged, durable write.
+//!
+//! Calls run synchronously when the returned future is first polled: SQLite
+//! does local I/O of a few pages per call, and the futures stay free of any
+//! runtime.
+
+mod hot;
+mod schema;
+
+pub use hot::SqliteHotStore;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use fsx_store::BoxFuture;
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
+
+use crate::contract::*;
+use crate::error::{MetaError, MetaErrorKind, Result};
+use crate::{SCHEMA_VERSION, check_extent_size};
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_IDLE_READERS: usize = 8;
+
+/// The SQLite metadata engine.
+#[derive(Clone)]
+pub struct SqliteMeta {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteMeta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SqliteMeta({})", self.inner.path.display())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic mid-transaction drops the transaction (rollback); the
+    // connection itself stays usable.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) fn sql_err(e: rusqlite::Error) -> MetaError {
+    use rusqlite::ErrorCode;
+    let kind = match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => MetaErrorKind::Unavailable,
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => MetaErrorKind::Corrupt,
+        Some(ErrorCode::CannotOpen | ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => {
+            MetaErrorKind::Unavailable
+        }
+        _ => MetaErrorKind::Other,
+    };
+    MetaError::new(kind, format!("sqlite: {e}")).with_source(e)
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(sql_err)?;
+    Ok(())
+}
+
+impl SqliteMeta {
+    /// Opens (creating if `create`) the database at `path`.
+    ///
+    /// Without `create`, a missing file is `NotFound` with a message that
+    /// names it, rather than an empty new database.
+    pub fn open(path: impl AsRef<Path>, create: bool) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if !create && !path.exists() {
+            return Err(MetaError::not_found(format!(
+                "no metadata database at {}: is this the right volume path? (`fsx init` creates one)",
+                path.display()
+            )));
+        }
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        }
+        let writer = Connection::open_with_flags(&path, flags).map_err(|e| {
+            MetaError::new(
+                MetaErrorKind::Unavailable,
+                format!("cannot open {}: {e}", path.display()),
+            )
+            .with_source(e)
+        })?;
+        configure(&writer)?;
+        let mode: String = writer
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(sql_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(MetaError::new(
+                MetaErrorKind::Unavailable,
+                format!(
+                    "{} cannot use WAL mode (got {mode}); is it on a network file system?",
+                    path.display()
+                ),
+            ));
+        }
+        writer
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(sql_err)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Opens `sqlite://PATH` (`sqlite:///abs/path` or `sqlite://rel/path`).
+    pub fn open_url(url: &str, create: bool) -> Result<Self> {
+        let path = url.strip_prefix("sqlite://").ok_or_else(|| {
+            MetaError::invalid(format!(
+                "{url:?} is not a SQLite URL: use sqlite:///path/to/meta.db"
+            ))
+        })?;
+        if path.is_empty() {
+            return Err(MetaError::invalid(
+                "sqlite:// URL has no path: use sqlite:///path/to/meta.db",
+            ));
+        }
+        Self::open(path, create)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer.
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = lock(&self.inner.writer);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql_err)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(sql_err)?;
+        Ok(out)
+    }
+
+    /// Runs `f` in one read transaction (a snapshot) on a pooled reader.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let pooled = lock(&self.inner.readers).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.inner.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(sql_err)?;
+                configure(&c)?;
+                c
+            }
+        };
+        let out = (|| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Deferred)
+                .map_err(sql_err)?;
+            let out = f(&tx)?;
+            tx.finish().map_err(sql_err)?;
+            Ok(out)
+        })();
+        let mut pool = lock(&self.inner.readers);
+        if pool.len() < MAX_IDLE_READERS {
+            pool.push(conn);
+        }
+        out
+    }
+}
+
+fn schema_version(tx: &Transaction<'_>) -> Result<u32> {
+    let has_table: bool = tx
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'fsx_volume'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .map_err(sql_err)?
+        > 0;
+    if !has_table {
+        return Ok(0);
+    }
+    let v: Option<String> = tx
+        .query_row(
+            "SELECT value FROM fsx_volume WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql_err)?;
+    let v = v.ok_or_else(|| {
+        MetaError::new(MetaErrorKind::Corrupt, "fsx_volume has no schema_version")
+    })?;
+    v.parse().map_err(|_| {
+        MetaError::new(
+            MetaErrorKind::Corrupt,
+            format!("schema_version {v:?} is not a number"),
+        )
+    })
+}
+
+fn migrate(tx: &Transaction<'_>, from: u32) -> Result<()> {
+    for (v, sql) in schema::MIGRATIONS.iter().enumerate().skip(from as usize) {
+        tracing::info!(from = v, to = v + 1, "migrating metadata schema");
+        tx.execute_batch(sql).map_err(sql_err)?;
+    }
+    tx.execute(
+        "INSERT INTO fsx_volume (key, value) VALUES ('schema_version', ?1)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![SCHEMA_VERSION.to_string()],
+    )
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+fn get_setting(tx: &Transaction<'_>, key: &str) -> Result<String> {
+    tx.query_row(
+        "SELECT value FROM fsx_volume WHERE key = ?1",
+        params![key],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(sql_err)?
+    .ok_or_else(|| {
+        MetaError::new(
+            MetaErrorKind::Corrupt,
+            format!("volume setting {key} is missing"),
+        )
+    })
+}
+
+fn parse_setting<T: std::str::FromStr>(tx: &Transaction<'_>, key: &str) -> Result<T> {
+    let v = get_setting(tx, key)?;
+    v.parse().map_err(|_| {
+        MetaError::new(
+            MetaErrorKind::Corrupt,
+            format!("volume setting {key}={v:?} is malformed"),
+        )
+    })
+}
+
+const FILE_COLUMNS: &str = "id, name, page_size, size, created_ms, modified_ms";
+
+fn file_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileMeta> {
+    Ok(FileMeta {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        page_size: r.get(2)?,
+        size: r.get::<_, i64>(3)? as u64,
+        created_ms: r.get(4)?,
+        modified_ms: r.get(5)?,
+    })
+}
+
+fn file_by_name(tx: &Transaction<'_>, name: &str) -> Result<Option<FileMeta>> {
+    tx.query_row(
+        &format!("SELECT {FILE_COLUMNS} FROM fsx_files WHERE name = ?1"),
+        params![name],
+        file_row,
+    )
+    .optional()
+    .map_err(sql_err)
+}
+
+fn file_by_id(tx: &Transaction<'_>, id: FileId) -> Result<FileMeta> {
+    tx.query_row(
+        &format!("SELECT {FILE_COLUMNS} FROM fsx_files WHERE id = ?1"),
+        params![id],
+        file_row,
+    )
+    .optional()
+    .map_err(sql_err)?
+    .ok_or_else(|| MetaError::not_found(format!("file #{id} no longer exists")))
+}
+
+fn lease_of(tx: &Transaction<'_>, file_id: FileId) -> Result<Option<LeaseInfo>> {
+    tx.query_row(
+        "SELECT holder, expires_ms FROM fsx_leases WHERE file_id = ?1",
+        params![file_id],
+        |r| {
+            Ok(LeaseInfo {
+                holder: r.get(0)?,
+                expires_ms: r.get(1)?,
+            })
+        },
+    )
+    .optional()
+    .map_err(sql_err)
+}
+
+fn busy(file_id: FileId, lease: &LeaseInfo, now_ms: i64) -> MetaError {
+    MetaError::new(
+        MetaErrorKind::Busy,
+        format!(
+            "file #{file_id} is open for writing by {} (lease expires in {} ms); only one writer per file at a time",
+            lease.holder,
+            (lease.expires_ms - now_ms).max(0)
+        ),
+    )
+}
+
+/// Requires `req.holder` to hold the lease, and renews it.
+fn check_lease(tx: &Transaction<'_>, req: &LeaseRequest) -> Result<()> {
+    match lease_of(tx, req.file_id)? {
+        Some(l) if l.holder == req.holder => {
+            tx.execute(
+                "UPDATE fsx_leases SET expires_ms = ?2 WHERE file_id = ?1",
+                params![req.file_id, req.now_ms + req.ttl_ms],
+            )
+            .map_err(sql_err)?;
+            Ok(())
+        }
+        Some(l) => Err(busy(req.file_id, &l, req.now_ms)),
+        None => Err(MetaError::new(
+            MetaErrorKind::Busy,
+            format!(
+                "{} does not hold the write lease of file #{} (it was released or taken)",
+                req.holder, req.file_id
+            ),
+        )),
+    }
+}
+
+/// Fails with `Busy` if someone other than `holder` holds a live lease.
+fn check_no_other_writer(
+    tx: &Transaction<'_>,
+    file_id: FileId,
+    holder: &str,
+    now_ms: i64,
+) -> Result<()> {
+    match lease_of(tx, file_id)? {
+        Some(l) if l.holder != holder && l.expires_ms > now_ms => Err(busy(file_id, &l, now_ms)),
+        _ => Ok(()),
+    }
+}
+
+fn incref(tx: &Transaction<'_>, key: &str) -> Result<()> {
+    let n = tx
+        .execute(
+            "UPDATE fsx_extents SET refcount = refcount + 1 WHERE key = ?1 AND state = 0",
+            params![key],
+        )
+        .map_err(sql_err)?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(MetaError::conflict(format!(
+            "extent {key} is not pinned or is being garbage-collected; pack again"
+        )))
+    }
+}
+
+fn decref(tx: &Transaction<'_>, key: &str, now_ms: i64) -> Result<()> {
+    let n = tx
+        .execute(
+            "UPDATE fsx_extents SET refcount = refcount - 1,
+                 idle_since_ms = CASE WHEN refcount = 1 THEN ?2 ELSE idle_since_ms END
+             WHERE key = ?1 AND refcount > 0",
+            params![key, now_ms],
+        )
+        .map_err(sql_err)?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(MetaError::new(
+            MetaErrorKind::Corrupt,
+            format!(
+                "extent {key} is referenced but its record is missing or unreferenced; run `fsx fsck`"
+            ),
+        ))
+    }
+}
+
+/// Removes a file's map entries from `from_idx` on, releasing references.
+fn drop_extents(tx: &Transaction<'_>, file_id: FileId, from_idx: u64, now_ms: i64) -> Result<()> {
+    let keys: Vec<String> = {
+        let mut st = tx
+            .prepare_cached(
+                "SELECT key FROM fsx_extent_map WHERE file_id = ?1 AND extent_idx >= ?2",
+            )
+            .map_err(sql_err)?;
+        st.query_map(params![file_id, from_idx as i64], |r| r.get(0))
+            .map_err(sql_err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sql_err)?
+    };
+    for key in &keys {
+        decref(tx, key, now_ms)?;
+    }
+    tx.execute(
+        "DELETE FROM fsx_extent_map WHERE file_id = ?1 AND extent_idx >= ?2",
+        params![file_id, from_idx as i64],
+    )
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+fn remove_file(tx: &Transaction<'_>, file_id: FileId, now_ms: i64) -> Result<()> {
+    drop_extents(tx, file_id, 0, now_ms)?;
+    for table in ["fsx_dirty_pages", "fsx_leases"] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE file_id = ?1"),
+            params![file_id],
+        )
+        .map_err(sql_err)?;
+    }
+    tx.execute("DELETE FROM fsx_files WHERE id = ?1", params![file_id])
+        .map_err(sql_err)?;
+    Ok(())
+}
+
+fn blob(data: &Option<Bytes>) -> Option<&[u8]> {
+    data.as_deref()
+}
+
+fn extent_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExtentRecord> {
+    Ok(ExtentRecord {
+        key: r.get(0)?,
+        refcount: r.get(1)?,
+        state: if r.get::<_, i64>(2)? == 0 {
+            ExtentState::Live
+        } else {
+            ExtentState::Deleting
+        },
+        bytes: r.get::<_, i64>(3)? as u64,
+        idle_since_ms: r.get(4)?,
+    })
+}
+
+/// Defers a synchronous SQLite call until the future is polled, as callers
+/// of an async contract expect.
+fn lazy<'a, T: 'a>(
+    f: impl FnOnce() -> Result<T> + fsx_store::MaybeSend + 'a,
+) -> BoxFuture<'a, Result<T>> {
+    Box::pin(async move { f() })
+}
+
+impl MetaEngine for SqliteMeta {
+    fn init_volume<'a>(&'a self, config: &'a VolumeConfig) -> BoxFuture<'a, Result<()>> {
+        lazy(move || {
+            check_extent_size(config.extent_size).and_then(|()| {
+                self.write(|tx| {
+                    if schema_version(tx)? != 0 {
+                        return Err(MetaError::new(
+                            MetaErrorKind::AlreadyExists,
+                            format!("{} already holds an fsx volume", self.inner.path.display()),
+                        ));
+                    }
+                    migrate(tx, 0)?;
+                    let settings = [
+                        ("volume_id", config.volume_id.clone()),
+                        ("extent_size", config.extent_size.to_string()),
+                        ("store_url", config.store_url.clone()),
+                        ("created_ms", config.created_ms.to_string()),
+                    ];
+                    for (k, v) in settings {
+                        tx.execute(
+                            "INSERT INTO fsx_volume (key, value) VALUES (?1, ?2)",
+                            params![k, v],
+                        )
+                        .map_err(sql_err)?;
+                    }
+                    Ok(())
+                })
+            })
+        })
+    }
+
+    fn open_volume(&self) -> BoxFuture<'_, Result<VolumeConfig>> {
+        lazy(move || {
+            self.write(|tx| {
+            let version = schema_version(tx)?;
+            if version == 0 {
+                return Err(MetaError::not_found(format!(
+                    "{} holds no fsx volume (run `fsx init` first)",
+                    self.inner.path.display()
+                )));
+            }
+            if version > SCHEMA_VERSION {
+                return Err(MetaError::new(
+                    MetaErrorKind::Unsupported,
+                    format!(
+                        "the volume's metadata format is version {version}, newer than this fsx supports \
+                         ({SCHEMA_VERSION}); upgrade fsx to open it"
+                    ),
+                ));
+            }
+            if version < SCHEMA_VERSION {
+                migrate(tx, version)?;
+            }
+            let config = VolumeConfig {
+                volume_id: get_setting(tx, "volume_id")?,
+                extent_size: parse_setting(tx, "extent_size")?,
+                store_url: get_setting(tx, "store_url")?,
+                created_ms: parse_setting(tx, "created_ms")?,
+            };
+            check_extent_size(config.extent_size)
+                .map_err(|e| MetaError::new(MetaErrorKind::Corrupt, e.message().to_string()))?;
+            Ok(config)
+        })
+        })
+    }
+
+    fn create_file<'a>(
+        &'a self,
+        name: &'a str,
+        page_size: u32,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<FileMeta>> {
+        lazy(move || {
+            self.write(|tx| {
+            if file_by_name(tx, name)?.is_some() {
+                return Err(MetaError::new(MetaErrorKind::AlreadyExists, format!("file {name:?} already exists")));
+            }
+            tx.execute(
+                "INSERT INTO fsx_files (name, page_size, size, created_ms, modified_ms) VALUES (?1, ?2, 0, ?3, ?3)",
+                params![name, page_size, now_ms],
+            )
+            .map_err(sql_err)?;
+            file_by_id(tx, tx.last_insert_rowid())
+        })
+        })
+    }
+
+    fn file<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<FileMeta>> {
+        lazy(move || {
+            self.read(|tx| {
+                file_by_name(tx, name)?
+                    .ok_or_else(|| MetaError::not_found(format!("no file {name:?}")))
+            })
+        })
+    }
+
+    fn list_files<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<FileMeta>>> {
+        lazy(move || {
+            self.read(|tx| {
+            // substr comparison rather than LIKE: names may contain % and _.
+            let mut st = tx
+                .prepare_cached(&format!(
+                    "SELECT {FILE_COLUMNS} FROM fsx_files WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name"
+                ))
+                .map_err(sql_err)?;
+            st.query_map(params![prefix], file_row).map_err(sql_err)?.collect::<rusqlite::Result<_>>().map_err(sql_err)
+        })
+        })
+    }
+
+    fn rename_file<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+        replace: bool,
+        holder: &'a str,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<()>> {
+        lazy(move || {
+            self.write(|tx| {
+                let src = file_by_name(tx, from)?
+                    .ok_or_else(|| MetaError::not_found(format!("no file {from:?}")))?;
+                check_no_other_writer(tx, src.id, holder, now_ms)?;
+                if from == to {
+                    return Ok(());
+                }
+                if let Some(dst) = file_by_name(tx, to)? {
+                    if !replace {
+                        return Err(MetaError::new(
+                            MetaErrorKind::AlreadyExists,
+                            format!("file {to:?} already exists"),
+                        ));
+                    }
+                    check_no_other_writer(tx, dst.id, holder, now_ms)?;
+                    remove_file(tx, dst.id, now_ms)?;
+                }
+                tx.execute(
+                    "UPDATE fsx_files SET name = ?2, modified_ms = ?3 WHERE id = ?1",
+                    params![src.id, to, now_ms],
+                )
+                .map_err(sql_err)?;
+                Ok(())
+            })
+        })
+    }
+
+    fn delete_file<'a>(
+        &'a self,
+        name: &'a str,
+        holder: &'a str,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<()>> {
+        lazy(move || {
+            self.write(|tx| {
+                let f = file_by_name(tx, name)?
+                    .ok_or_else(|| MetaError::not_found(format!("no file {name:?}")))?;
+                check_no_other_writer(tx, f.id, holder, now_ms)?;
+                remove_file(tx, f.id, now_ms)
+            })
+        })
+    }
+
+    fn acquire_lease<'a>(&'a self, req: &'a LeaseRequest) -> BoxFuture<'a, Result<()>> {
+        lazy(move || {
+            self.write(|tx| {
+            file_by_id(tx, req.file_id)?;
+            if let Some(l) = lease_of(tx, req.file_id)? {
+                let free = l.holder == req.holder
+                    || l.expires_ms <= req.now_ms
+                    || req.break_holder.as_deref() == Some(l.holder.as_str());
+                if !free {
+                    return Err(busy(req.file_id, &l, req.now_ms));
+                }
+            }
+            tx.execute(
+                "INSERT INTO fsx_leases (file_id, holder, expires_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (file_id) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms",
+                params![req.file_id, req.holder, req.now_ms + req.ttl_ms],
+            )
+            .map_err(sql_err)?;
+            Ok(())
+        })
+        })
+    }
+
+    fn release_lease<'a>(&'a self, file_id: FileId, holder: &'a str) -> BoxFuture<'a, Result<()>> {
+        lazy(move || {
+            self.write(|tx| {
+                tx.execute(
+                    "DELETE FROM fsx_leases WHERE file_id = ?1 AND holder = ?2",
+                    params![file_id, holder],
+                )
+                .map_err(sql_err)?;
+                Ok(())
+            })
+        })
+    }
+
+    fn lease(&self, file_id: FileId) -> BoxFuture<'_, Result<Option<LeaseInfo>>> {
+        lazy(move || self.read(|tx| lease_of(tx, file_id)))
+    }
+
+    fn commit_writes<'a>(&'a self, batch: &'a WriteBatch) -> BoxFuture<'a, Result<()>> {
+        lazy(move || {
+            self.write(|tx| {
+            let file_id = batch.lease.file_id;
+            let now = batch.lease.now_ms;
+            let file = file_by_id(tx, file_id)?;
+            check_lease(tx, &batch.lease)?;
+            for p in &batch.pages {
+                if let Some(d) = &p.data
+                    && d.len() != file.page_size as usize
+                {
+                    return Err(MetaError::invalid(format!(
+                        "page {} is {} bytes; file {:?} has {}-byte pages",
+                        p.page_no,
+                        d.len(),
+                        file.name,
+                        file.page_size
+                    )));
+                }
+            }
+            if let Some(from) = batch.drop_pages_from {
+                tx.execute(
+                    "DELETE FROM fsx_dirty_pages WHERE file_id = ?1 AND page_no >= ?2",
+                    params![file_id, from as i64],
+                )
+                .map_err(sql_err)?;
+            }
+            if let Some(from) = batch.drop_extents_from {
+                drop_extents(tx, file_id, from, now)?;
+            }
+            let seq: i64 = tx
+                .query_row(
+                    "UPDATE fsx_files SET write_seq = write_seq + 1, size = ?2, modified_ms = ?3 WHERE id = ?1
+                     RETURNING write_seq",
+                    params![file_id, batch.size as i64, now],
+                    |r| r.get(0),
+                )
+                .map_err(sql_err)?;
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT INTO fsx_dirty_pages (file_id, page_no, seq, data) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (file_id, page_no) DO UPDATE SET seq = excluded.seq, data = excluded.data",
+                )
+                .map_err(sql_err)?;
+            for p in &batch.pages {
+                st.execute(params![file_id, p.page_no as i64, seq, blob(&p.data)]).map_err(sql_err)?;
+            }
+            Ok(())
+        })
+        })
+    }
+
+    fn read_map(
+        &self,
+        file_id: FileId,
+        first_page: u64,
+        count: u64,
+        pages_per_extent: u64,
+    ) -> BoxFuture<'_, Result<ReadMap>> {
+        lazy(move || {
+            self.read(|tx| {
+            let file = file_by_id(tx, file_id)?;
+            let mut map = ReadMap { size: file.size, ..ReadMap::default() };
+            if count == 0 || pages_per_extent == 0 {
+                return Ok(map);
+            }
+            let last = first_page.saturating_add(count - 1);
+            let mut st = tx
+                .prepare_cached(
+                    "SELECT page_no, data FROM fsx_dirty_pages
+                     WHERE file_id = ?1 AND page_no >= ?2 AND page_no <= ?3 ORDER BY page_no",
+                )
+                .map_err(sql_err)?;
+            map.dirty = st
+                .query_map(params![file_id, first_page as i64, last as i64], |r| {
+                    Ok(PageWrite {
+                        page_no: r.get::<_, i64>(0)? as u64,
+                        data: r.get::<_, Option<Vec<u8>>>(1)?.map(Bytes::from),
+                    })
+                })
+                .map_err(sql_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(sql_err)?;
+            let mut st = tx
+                .prepare_cached(
+                    "SELECT extent_idx, key FROM fsx_extent_map
+                     WHERE file_id = ?1 AND extent_idx >= ?2 AND extent_idx <= ?3 ORDER BY extent_idx",
+                )
+                .map_err(sql_err)?;
+            map.extents = st
+                .query_map(
+                    params![file_id, (first_page / pages_per_extent) as i64, (last / pages_per_extent) as i64],
+                    |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+                )
+                .map_err(sql_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(sql_err)?;
+            Ok(map)
+        })
+        })
+    }
+
+    fn dirty_summary(
+        &self,
+        file_id: FileId,
+        pages_per_extent: u64,
+    ) -> BoxFuture<'_, Result<Vec<DirtySummary>>> {
+        lazy(move || {
+            self.read(|tx| {
+                if pages_per_extent == 0 {
+                    return Err(MetaError::invalid("pages_per_extent must be positive"));
+                }
+                let mut st = tx
+                .prepare_cached(
+                    "SELECT page_no / ?2 AS idx, count(*) FROM fsx_dirty_pages WHERE file_id = ?1
+                     GROUP BY idx ORDER BY idx",
+                )
+                .map_err(sql_err)?;
+                st.query_map(params![file_id, pages_per_extent as i64], |r| {
+                    Ok(DirtySummary {
+                        extent_idx: r.get::<_, i64>(0)? as u64,
+                        pages: r.get::<_, i64>(1)? as u64,
+                    })
+                })
+                .map_err(sql_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(sql_err)
+            })
+        })
+    }
+
+    fn dirty_extent(
+        &self,
+        file_id: FileId,
+        extent_idx: u64,
+        pages_per_extent: u64,
+    ) -> BoxFuture<'_, Result<DirtyExtent>> {
+        lazy(move || {
+            self.read(|tx| {
+                let file = file_by_id(tx, file_id)?;
+                let current_key = tx
+                    .query_row(
+                        "SELECT key FROM fsx_extent_map WHERE file_id = ?1 AND extent_idx = ?2",
+                        params![file_id, extent_idx as i64],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(sql_err)?;
+                let first = extent_idx * pages_per_extent;
+                let mut st = tx
+                    .prepare_cached(
+                        "SELECT page_no, seq, data FROM fsx_dirty_pages
+                     WHERE file_id = ?1 AND page_no >= ?2 AND page_no < ?3 ORDER BY page_no",
+                    )
+                    .map_err(sql_err)?;
+                let pages = st
+                    .query_map(
+                        params![file_id, first as i64, (first + pages_per_extent) as i64],
+                        |r| {
+                            Ok(DirtyPage {
+                                page_no: r.get::<_, i64>(0)? as u64,
+                                seq: r.get(1)?,
+                                data: r.get::<_, Option<Vec<u8>>>(2)?.map(Bytes::from),
+                            })
+                        },
+                    )
+                    .map_err(sql_err)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(sql_err)?;
+                Ok(DirtyExtent {
+                    size: file.size,
+                    current_key,
+                    pages,
+                })
+            })
+        })
+    }
+
+    fn pin_extent<'a>(
+        &'a self,
+        key: &'a str,
+        bytes: u64,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<()>> {
+        lazy(move || {
+            self.write(|tx| {
+            tx.execute(
+                "INSERT INTO fsx_extents (key, refcount, state, bytes, created_ms, idle_since_ms)
+                 VALUES (?1, 0, 0, ?2, ?3, ?3)
+                 ON CONFLICT (key) DO UPDATE SET idle_since_ms = excluded.idle_since_ms WHERE fsx_extents.state = 0",
+                params![key, bytes as i64, now_ms],
+            )
+            .map_err(sql_err)?;
+            let state: i64 =
+                tx.query_row("SELECT state FROM fsx_extents WHERE key = ?1", params![key], |r| r.get(0)).map_err(sql_err)?;
+            if state == 0 {
+                Ok(())
+            } else {
+                Err(MetaError::conflict(format!("extent {key} is being garbage-collected; retry after GC")))
+            }
+        })
+        })
+    }
+
+    fn commit_pack<'a>(&'a self, c: &'a PackCommit) -> BoxFuture<'a, Result<()>> {
+        lazy(move || {
+            self.write(|tx| {
+            let file_id = c.lease.file_id;
+            let now = c.lease.now_ms;
+            file_by_id(tx, file_id)?;
+            check_lease(tx, &c.lease)?;
+            let current: Option<String> = tx
+                .query_row(
+                    "SELECT key FROM fsx_extent_map WHERE file_id = ?1 AND extent_idx = ?2",
+                    params![file_id, c.extent_idx as i64],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql_err)?;
+            if current != c.expected_key {
+                return Err(MetaError::conflict(format!(
+                    "extent {} of file #{file_id} changed while packing ({current:?}, expected {:?})",
+                    c.extent_idx, c.expected_key
+                )));
+            }
+            if c.new_key != c.expected_key {
+                match &c.new_key {
+                    Some(new) => {
+                        incref(tx, new)?;
+                        tx.execute(
+                            "INSERT INTO fsx_extent_map (file_id, extent_idx, key) VALUES (?1, ?2, ?3)
+                             ON CONFLICT (file_id, extent_idx) DO UPDATE SET key = excluded.key",
+                            params![file_id, c.extent_idx as i64, new],
+                        )
+                        .map_err(sql_err)?;
+                    }
+                    None => {
+                        tx.execute(
+                            "DELETE FROM fsx_extent_map WHERE file_id = ?1 AND extent_idx = ?2",
+                            params![file_id, c.extent_idx as i64],
+                        )
+                        .map_err(sql_err)?;
+                    }
+                }
+                if let Some(old) = &c.expected_key {
+                    decref(tx, old, now)?;
+                }
+            }
+            let mut st = tx
+                .prepare_cached("DELETE FROM fsx_dirty_pages WHERE file_id = ?1 AND page_no = ?2 AND seq = ?3")
+                .map_err(sql_err)?;
+            for &(page, seq) in &c.consumed {
+                st.execute(params![file_id, page as i64, seq]).map_err(sql_err)?;
+            }
+            Ok(())
+        })
+        })
+    }
+
+    fn gc_claim(
+        &self,
+        now_ms: i64,
+        grace_ms: i64,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<String>>> {
+        lazy(move || {
+            self.write(|tx| {
+            let keys: Vec<String> = {
+                let mut st = tx
+                    .prepare_cached(
+                        "SELECT key FROM fsx_extents WHERE refcount = 0 AND state = 0 AND idle_since_ms < ?1
+                         ORDER BY idle_since_ms LIMIT ?2",
+                    )
+                    .map_err(sql_err)?;
+                st.query_map(params![now_ms - grace_ms, limit as i64], |r| r.get(0))
+                    .map_err(sql_err)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(sql_err)?
+            };
+            let mut st = tx.prepare_cached("UPDATE fsx_extents SET state = 1 WHERE key = ?1").map_err(sql_err)?;
+            for k in &keys {
+                st.execute(params![k]).map_err(sql_err)?;
+            }
+            Ok(keys)
+        })
+        })
+    }
+
+    fn gc_claim_orphan<'a>(&'a self, key: &'a str, now_ms: i64) -> BoxFuture<'a, Result<bool>> {
+        lazy(move || {
+            self.write(|tx| {
+            let n = tx
+                .execute(
+                    "INSERT INTO fsx_extents (key, refcount, state, bytes, created_ms, idle_since_ms)
+                     VALUES (?1, 0, 1, 0, ?2, ?2) ON CONFLICT (key) DO NOTHING",
+                    params![key, now_ms],
+                )
+                .map_err(sql_err)?;
+            Ok(n == 1)
+        })
+        })
+    }
+
+    fn gc_forget<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
+        lazy(move || {
+            self.write(|tx| {
+                tx.execute(
+                    "DELETE FROM fsx_extents WHERE key = ?1 AND state = 1 AND refcount = 0",
+                    params![key],
+                )
+                .map_err(sql_err)?;
+                Ok(())
+            })
+        })
+    }
+
+    fn list_extents<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<ExtentRecord>>> {
+        lazy(move || {
+            self.read(|tx| {
+                let mut st = tx
+                    .prepare_cached(
+                        "SELECT key, refcount, state, bytes, idle_since_ms FROM fsx_extents
+                     WHERE key > ?1 ORDER BY key LIMIT ?2",
+                    )
+                    .map_err(sql_err)?;
+                st.query_map(params![after.unwrap_or(""), limit as i64], extent_row)
+                    .map_err(sql_err)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(sql_err)
+            })
+        })
+    }
+
+    fn count_references<'a>(
+        &'a self,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<(String, i64)>>> {
+        lazy(move || {
+            self.read(|tx| {
+            let mut st = tx
+                .prepare_cached(
+                    "SELECT key, count(*) FROM fsx_extent_map WHERE key > ?1 GROUP BY key ORDER BY key LIMIT ?2",
+                )
+                .map_err(sql_err)?;
+            st.query_map(params![after.unwrap_or(""), limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(sql_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(sql_err)
+        })
+        })
+    }
+}

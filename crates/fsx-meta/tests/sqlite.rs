@@ -1,0 +1,85 @@
+//! The SQLite engine against the shared conformance suite, plus what only
+//! an embedded engine has: schema versioning on disk, and readers that are
+//! never refused while a writer holds its transaction.
+
+use fsx_meta::sqlite::SqliteMeta;
+use fsx_meta::{MetaEngine, MetaErrorKind, VolumeConfig};
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    futures_executor::block_on(f)
+}
+
+#[test]
+fn conformance() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = 0;
+    let failures = block_on(fsx_meta::conformance::run(|| {
+        n += 1;
+        let path = dir.path().join(format!("meta-{n}.db"));
+        async move { Box::new(SqliteMeta::open(path, true).unwrap()) as Box<dyn MetaEngine> }
+    }));
+    assert!(failures.is_empty(), "conformance failures: {failures:#?}");
+    assert_eq!(n, fsx_meta::conformance::CHECKS.len());
+}
+
+#[test]
+fn missing_database_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = SqliteMeta::open(dir.path().join("nope.db"), false).unwrap_err();
+    assert_eq!(err.kind(), MetaErrorKind::NotFound);
+    assert!(err.to_string().contains("nope.db"), "{err}");
+    let err = SqliteMeta::open_url("postgres://x", false).unwrap_err();
+    assert_eq!(err.kind(), MetaErrorKind::InvalidInput);
+}
+
+#[test]
+fn newer_schema_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let m = SqliteMeta::open(&path, true).unwrap();
+    block_on(m.init_volume(&VolumeConfig::new("v", 2 << 20, "memory://", 1))).unwrap();
+    drop(m);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute(
+        "UPDATE fsx_volume SET value = '99' WHERE key = 'schema_version'",
+        [],
+    )
+    .unwrap();
+    drop(c);
+    let m = SqliteMeta::open(&path, false).unwrap();
+    let err = block_on(m.open_volume()).unwrap_err();
+    assert_eq!(err.kind(), MetaErrorKind::Unsupported);
+    assert!(err.to_string().contains("upgrade fsx"), "{err}");
+    drop(m);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let v: String = c
+        .query_row(
+            "SELECT value FROM fsx_volume WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(v, "99");
+}
+
+#[test]
+fn readers_are_not_locked_out_by_a_writer_in_another_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let m = SqliteMeta::open(&path, true).unwrap();
+    block_on(m.init_volume(&VolumeConfig::new("v", 2 << 20, "memory://", 1))).unwrap();
+    block_on(m.create_file("f", 4096, 1)).unwrap();
+    // Another process's writer holds an open write transaction.
+    let mut other = rusqlite::Connection::open(&path).unwrap();
+    let tx = other
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .unwrap();
+    tx.execute("UPDATE fsx_files SET size = 1 WHERE name = 'f'", [])
+        .unwrap();
+    // Readers see the last committed state at once.
+    for _ in 0..20 {
+        assert_eq!(block_on(m.file("f")).unwrap().size, 0);
+    }
+    tx.commit().unwrap();
+    assert_eq!(block_on(m.file("f")).unwrap().size, 1);
+}
