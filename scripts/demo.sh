@@ -19,14 +19,14 @@ echo "==> fsx init $vol"
 
 echo "==> a 20 MiB file of 4 KiB pages (a database image stand-in)"
 head -c $((20 << 20)) /dev/urandom > "$work/app.db"
-"$fsx" put "$vol" app.db "$work/app.db" --page-size 4096
-"$fsx" ls "$vol"
+"$fsx" file put "$work/app.db" "$vol" app.db --page-size 4096 --sync-pages 1000
+"$fsx" file ls "$vol"
 
 echo "==> read it back and compare"
-"$fsx" get "$vol" app.db "$work/app.db.out"
+"$fsx" file get "$vol" app.db "$work/app.db.out"
 cmp "$work/app.db" "$work/app.db.out" && echo "identical"
 
 echo "==> the extents it became"
-find "$vol/data" -type f | wc -l | xargs echo "objects in the data store (10 extents + volume marker):"
+"$fsx" stats "$vol"
 "$fsx" fsck "$vol"
 echo "volume left in $vol"

@@ -30,6 +30,9 @@ enum Command {
     /// Create a volume (embedded defaults: SQLite metadata and a data
     /// directory inside PATH).
     Init(volume_cmd::InitArgs),
+    /// Copy files in and out of a volume, list, rename, delete them.
+    #[command(subcommand)]
+    File(volume_cmd::FileCommand),
     #[command(flatten)]
     Volume(volume_cmd::VolumeCommand),
     /// Inspect and verify EXT1 extent files.
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Init(args) => volume_cmd::init(args),
+        Command::File(cmd) => volume_cmd::run_file(cmd),
         Command::Volume(cmd) => volume_cmd::run(cmd),
         Command::Extent(cmd) => extent_cmd::run(cmd),
         Command::Store(cmd) => store_cmd::run(cmd),

@@ -48,28 +48,24 @@ pub struct InitArgs {
     extent_size: u64,
 }
 
-/// File and maintenance commands on an existing volume.
+/// Commands on the files of a volume (`fsx file …`).
 #[derive(Subcommand)]
-pub enum VolumeCommand {
-    /// List files.
-    Ls {
-        /// The volume directory.
-        path: PathBuf,
-        /// Only names starting with this.
-        #[arg(default_value = "")]
-        prefix: String,
-    },
+pub enum FileCommand {
     /// Copy a local file (or stdin with `-`) into the volume.
     Put {
+        /// Source file, or `-` for stdin.
+        local: PathBuf,
         /// The volume directory.
         path: PathBuf,
         /// Name in the volume.
         name: String,
-        /// Source file, or `-` for stdin.
-        source: PathBuf,
         /// Page size for a new file (a power of two, 512 to 65536).
         #[arg(long, default_value_t = 4096)]
         page_size: u32,
+        /// Make the data durable every N pages, as a database would commit
+        /// (default: once, at the end).
+        #[arg(long, value_name = "N")]
+        sync_pages: Option<u64>,
     },
     /// Copy a file out of the volume to a local file (or stdout with `-`).
     Get {
@@ -78,7 +74,15 @@ pub enum VolumeCommand {
         /// Name in the volume.
         name: String,
         /// Destination, or `-` for stdout.
-        dest: PathBuf,
+        local: PathBuf,
+    },
+    /// List files: size, page size, name.
+    Ls {
+        /// The volume directory.
+        path: PathBuf,
+        /// Only names starting with this.
+        #[arg(default_value = "")]
+        prefix: String,
     },
     /// Delete a file.
     Rm {
@@ -99,12 +103,26 @@ pub enum VolumeCommand {
         #[arg(long, short)]
         force: bool,
     },
-    /// Show the volume's settings, or one file's.
+    /// Show one file's size, page size and times.
     Stat {
         /// The volume directory.
         path: PathBuf,
-        /// A file name.
-        name: Option<String>,
+        /// Name in the volume.
+        name: String,
+    },
+}
+
+/// Maintenance commands on a volume.
+#[derive(Subcommand)]
+pub enum VolumeCommand {
+    /// Operation and byte counters of the data store, and the number and
+    /// bytes of stored extents.
+    Stats {
+        /// The volume directory.
+        path: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// Check that every referenced extent exists and verifies, that
     /// reference counts match, and that the store has no orphans. Exits 0
@@ -271,9 +289,11 @@ fn init_in(
             file.store.clone(),
             fsx_engine::Environment::now_ms(env.as_ref()),
         );
-        Volume::create(meta, store, env.clone(), config, VolumeOptions::default())
+        let volume = Volume::create(meta, store, env.clone(), config, VolumeOptions::default())
             .await
-            .with_context(|| format!("cannot create a volume in {}", dir.display()))
+            .with_context(|| format!("cannot create a volume in {}", dir.display()))?;
+        volume.flush_counters().await?;
+        anyhow::Ok(volume)
     })?;
     std::fs::write(&vf, serde_json::to_vec_pretty(&file)?)
         .with_context(|| format!("cannot write {}", vf.display()))?;
@@ -369,46 +389,71 @@ impl Drop for BarProgress {
 
 const COPY_CHUNK: usize = 1 << 20;
 
-/// Runs a volume command.
-pub fn run(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
-    runtime()?.block_on(run_async(cmd))
+/// Runs a file command.
+pub fn run_file(cmd: FileCommand) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let path = match &cmd {
+            FileCommand::Put { path, .. }
+            | FileCommand::Get { path, .. }
+            | FileCommand::Ls { path, .. }
+            | FileCommand::Rm { path, .. }
+            | FileCommand::Mv { path, .. }
+            | FileCommand::Stat { path, .. } => path.clone(),
+        };
+        let v = open_volume(&path).await?;
+        let result = file_command(&v, cmd).await;
+        // Counters are kept even when the command failed midway.
+        let flushed = v.flush_counters().await;
+        let code = result?;
+        flushed?;
+        Ok(code)
+    })
 }
 
-async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
+async fn file_command(v: &Volume, cmd: FileCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        VolumeCommand::Ls { path, prefix } => {
-            let v = open_volume(&path).await?;
+        FileCommand::Ls { prefix, .. } => {
             for f in v.list(&prefix).await? {
                 println!("{:>14} {:>6} {}", f.size, f.page_size, f.name);
             }
         }
-        VolumeCommand::Put {
-            path,
+        FileCommand::Put {
+            local,
             name,
-            source,
             page_size,
+            sync_pages,
+            ..
         } => {
-            let v = open_volume(&path).await?;
-            let mut input: Box<dyn Read> = if source.as_os_str() == "-" {
+            let mut input: Box<dyn Read> = if local.as_os_str() == "-" {
                 Box::new(std::io::stdin().lock())
             } else {
                 Box::new(
-                    std::fs::File::open(&source)
-                        .with_context(|| format!("cannot read {}", source.display()))?,
+                    std::fs::File::open(&local)
+                        .with_context(|| format!("cannot read {}", local.display()))?,
                 )
             };
-            let total = std::fs::metadata(&source).ok().map(|m| m.len());
+            let total = std::fs::metadata(&local)
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len());
             let mut f = v.open_file(&name, OpenOptions::create(page_size)).await?;
+            let sync_every = sync_pages.map(|n| n.max(1) * u64::from(f.page_size()));
             let pb = bar(total, "put");
             let mut buf = vec![0u8; COPY_CHUNK];
             let mut offset = 0u64;
+            let mut next_sync = sync_every.unwrap_or(u64::MAX);
             loop {
-                let n = input.read(&mut buf).context("read failed")?;
+                let want = (next_sync - offset).min(COPY_CHUNK as u64) as usize;
+                let n = read_full(&mut input, &mut buf[..want]).context("read failed")?;
                 if n == 0 {
                     break;
                 }
                 f.write_at(offset, &buf[..n]).await?;
                 offset += n as u64;
+                if offset == next_sync {
+                    f.sync().await?;
+                    next_sync += sync_every.unwrap_or(u64::MAX);
+                }
                 pb.inc(n as u64);
             }
             f.truncate(offset).await?;
@@ -416,50 +461,132 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
             pb.finish_and_clear();
             println!("{name}: {offset} bytes");
         }
-        VolumeCommand::Get { path, name, dest } => {
-            let v = open_volume(&path).await?;
+        FileCommand::Get { name, local, .. } => {
             let f = v.open_file(&name, OpenOptions::read()).await?;
-            let mut out: Box<dyn Write> = if dest.as_os_str() == "-" {
+            let mut out: Box<dyn Write> = if local.as_os_str() == "-" {
                 Box::new(std::io::stdout().lock())
             } else {
                 Box::new(
-                    std::fs::File::create(&dest)
-                        .with_context(|| format!("cannot create {}", dest.display()))?,
+                    std::fs::File::create(&local)
+                        .with_context(|| format!("cannot create {}", local.display()))?,
                 )
             };
+            let pb = bar(Some(f.size()), "get");
             let mut offset = 0;
             while offset < f.size() {
                 let chunk = f.read_at(offset, COPY_CHUNK).await?;
                 out.write_all(&chunk).context("write failed")?;
                 offset += chunk.len() as u64;
+                pb.inc(chunk.len() as u64);
             }
             out.flush()?;
+            pb.finish_and_clear();
         }
-        VolumeCommand::Rm { path, name } => open_volume(&path).await?.delete(&name).await?,
-        VolumeCommand::Mv {
-            path,
-            from,
-            to,
-            force,
-        } => open_volume(&path).await?.rename(&from, &to, force).await?,
-        VolumeCommand::Stat { path, name } => {
+        FileCommand::Rm { name, .. } => v.delete(&name).await?,
+        FileCommand::Mv {
+            from, to, force, ..
+        } => v.rename(&from, &to, force).await?,
+        FileCommand::Stat { name, .. } => {
+            let f = v.stat(&name).await?;
+            println!(
+                "name:      {}\nsize:      {}\npage size: {}\nmodified:  {} ms",
+                f.name, f.size, f.page_size, f.modified_ms
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Fills `buf` unless the input ends first (pipes return short reads).
+fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+#[derive(Serialize)]
+struct TierStats {
+    puts: u64,
+    gets: u64,
+    deletes: u64,
+    heads: u64,
+    lists: u64,
+    bytes_put: u64,
+    bytes_got: u64,
+}
+
+/// Runs a maintenance command.
+pub fn run(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(run_async(cmd))
+}
+
+async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        VolumeCommand::Stats { path, json } => {
             let v = open_volume(&path).await?;
-            match name {
-                Some(n) => {
-                    let f = v.stat(&n).await?;
-                    println!(
-                        "name:      {}\nsize:      {}\npage size: {}\nmodified:  {} ms",
-                        f.name, f.size, f.page_size, f.modified_ms
-                    );
+            let stats = v.stats().await?;
+            let mut tiers: std::collections::BTreeMap<String, TierStats> = Default::default();
+            for c in &stats.counters {
+                let t = tiers.entry(c.tier.clone()).or_insert(TierStats {
+                    puts: 0,
+                    gets: 0,
+                    deletes: 0,
+                    heads: 0,
+                    lists: 0,
+                    bytes_put: 0,
+                    bytes_got: 0,
+                });
+                match c.op.as_str() {
+                    "put" => {
+                        t.puts += c.calls;
+                        t.bytes_put += c.bytes;
+                    }
+                    "get" | "get_range" => {
+                        t.gets += c.calls;
+                        t.bytes_got += c.bytes;
+                    }
+                    "delete" => t.deletes += c.calls,
+                    "head" => t.heads += c.calls,
+                    "list" => t.lists += c.calls,
+                    _ => {}
                 }
-                None => {
-                    let c = v.config();
+            }
+            let e = stats.extents;
+            let file_bytes: u64 = stats.files.iter().map(|f| f.size).sum();
+            if json {
+                let out = serde_json::json!({
+                    "volume": v.config().volume_id,
+                    "extent_size": v.config().extent_size,
+                    "tiers": tiers,
+                    "extents": {
+                        "count": e.count,
+                        "bytes": e.bytes,
+                        "referenced_count": e.referenced_count,
+                        "referenced_bytes": e.referenced_bytes,
+                    },
+                    "files": { "count": stats.files.len(), "bytes": file_bytes },
+                });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("volume:      {}", v.config().volume_id);
+                println!("extent size: {} KiB", v.config().extent_size / 1024);
+                println!("data store:  {}", v.config().store_url);
+                println!("files:       {} ({} bytes)", stats.files.len(), file_bytes);
+                println!(
+                    "extents:     {} ({} bytes); {} referenced ({} bytes)",
+                    e.count, e.bytes, e.referenced_count, e.referenced_bytes
+                );
+                for (name, t) in &tiers {
                     println!(
-                        "volume:      {}\nextent size: {} KiB\ndata store:  {}\nfiles:       {}",
-                        c.volume_id,
-                        c.extent_size / 1024,
-                        v.store(),
-                        v.list("").await?.len()
+                        "tier {name}: {} puts ({} bytes), {} gets ({} bytes), {} deletes, {} heads, {} lists",
+                        t.puts, t.bytes_put, t.gets, t.bytes_got, t.deletes, t.heads, t.lists
                     );
                 }
             }
@@ -467,6 +594,7 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
         VolumeCommand::Fsck { path } => {
             let v = open_volume(&path).await?;
             let report = v.fsck(&BarProgress(Default::default())).await?;
+            v.flush_counters().await?;
             println!(
                 "checked {} extents ({} bytes)",
                 report.extents_checked, report.bytes_checked
@@ -509,6 +637,7 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
                 .grace_ms(i64::try_from(grace.as_millis()).unwrap_or(i64::MAX))
                 .orphans(!no_orphans);
             let r = v.gc(&options, &BarProgress(Default::default())).await?;
+            v.flush_counters().await?;
             println!(
                 "deleted {} unreferenced extents ({} bytes), {} orphans; finished {} interrupted deletions",
                 r.deleted, r.bytes_freed, r.orphans_deleted, r.resumed

@@ -50,26 +50,34 @@ fn init_put_get_round_trip_and_maintenance() {
         })
         .collect();
     std::fs::write(&src, &data).unwrap();
-    ok(&["put", s(&vol), "db/main.db", s(&src), "--page-size", "8192"]);
-    let ls = ok(&["ls", s(&vol)]);
+    ok(&[
+        "file",
+        "put",
+        s(&src),
+        s(&vol),
+        "db/main.db",
+        "--page-size",
+        "8192",
+    ]);
+    let ls = ok(&["file", "ls", s(&vol)]);
     assert!(
         ls.contains("3000000") && ls.contains("8192") && ls.contains("db/main.db"),
         "{ls}"
     );
 
     let back = dir.path().join("back.bin");
-    ok(&["get", s(&vol), "db/main.db", s(&back)]);
+    ok(&["file", "get", s(&vol), "db/main.db", s(&back)]);
     assert!(std::fs::read(&back).unwrap() == data);
 
     // Overwrite with something shorter: the file shrinks to it.
     std::fs::write(&src, b"short").unwrap();
-    ok(&["put", s(&vol), "db/main.db", s(&src)]);
-    ok(&["get", s(&vol), "db/main.db", s(&back)]);
+    ok(&["file", "put", s(&src), s(&vol), "db/main.db"]);
+    ok(&["file", "get", s(&vol), "db/main.db", s(&back)]);
     assert_eq!(std::fs::read(&back).unwrap(), b"short");
 
-    ok(&["mv", s(&vol), "db/main.db", "renamed.db"]);
-    assert!(ok(&["stat", s(&vol), "renamed.db"]).contains("size:      5"));
-    assert!(fails(&["stat", s(&vol), "db/main.db"]).contains("no file"));
+    ok(&["file", "mv", s(&vol), "db/main.db", "renamed.db"]);
+    assert!(ok(&["file", "stat", s(&vol), "renamed.db"]).contains("size:      5"));
+    assert!(fails(&["file", "stat", s(&vol), "db/main.db"]).contains("no file"));
 
     assert!(ok(&["fsck", s(&vol)]).contains("clean"));
     let gc = ok(&["gc", s(&vol), "--grace", "0s"]);
@@ -79,8 +87,8 @@ fn init_put_get_round_trip_and_maintenance() {
         "the 3 MB version's extents are garbage now: {gc}"
     );
     assert!(ok(&["fsck", s(&vol)]).contains("clean"));
-    ok(&["rm", s(&vol), "renamed.db"]);
-    assert_eq!(ok(&["ls", s(&vol)]), "");
+    ok(&["file", "rm", s(&vol), "renamed.db"]);
+    assert_eq!(ok(&["file", "ls", s(&vol)]), "");
 }
 
 #[test]
@@ -90,7 +98,7 @@ fn fsck_exits_nonzero_when_an_extent_is_missing() {
     ok(&["init", s(&vol)]);
     let src = dir.path().join("src.bin");
     std::fs::write(&src, vec![7u8; 100_000]).unwrap();
-    ok(&["put", s(&vol), "f", s(&src)]);
+    ok(&["file", "put", s(&src), s(&vol), "f"]);
     // Remove every extent (the files that start with EXT1) behind fsx's back.
     let mut removed = 0;
     let mut stack = vec![vol.join("data")];
@@ -114,7 +122,7 @@ fn fsck_exits_nonzero_when_an_extent_is_missing() {
         "{text}"
     );
     // Reading the file now fails loudly instead of returning zeros.
-    let err = fails(&["get", s(&vol), "f", "-"]);
+    let err = fails(&["file", "get", s(&vol), "f", "-"]);
     assert!(err.contains("missing from the data store"), "{err}");
 }
 
@@ -133,14 +141,19 @@ fn bad_input_is_a_clear_error_and_changes_nothing() {
     assert!(fails(&["init", s(&vol)]).contains("already an fsx volume"));
     let not_vol = dir.path().join("nothing");
     std::fs::create_dir(&not_vol).unwrap();
-    assert!(fails(&["ls", s(&not_vol)]).contains("is not an fsx volume"));
+    assert!(fails(&["file", "ls", s(&not_vol)]).contains("is not an fsx volume"));
     let src = dir.path().join("src.bin");
     std::fs::write(&src, b"x").unwrap();
     assert!(
-        fails(&["put", s(&vol), "f", s(&src), "--page-size", "1000"]).contains("page size 1000")
+        fails(&["file", "put", s(&src), s(&vol), "f", "--page-size", "1000"])
+            .contains("page size 1000")
     );
-    assert!(fails(&["get", s(&vol), "missing", "-"]).contains("no file"));
-    assert_eq!(ok(&["ls", s(&vol)]), "", "failed commands created nothing");
+    assert!(fails(&["file", "get", s(&vol), "missing", "-"]).contains("no file"));
+    assert_eq!(
+        ok(&["file", "ls", s(&vol)]),
+        "",
+        "failed commands created nothing"
+    );
 }
 
 #[tokio::test]
@@ -151,7 +164,7 @@ async fn a_second_writer_in_another_process_gets_a_busy_error() {
     ok(&["init", s(&vol)]);
     let src = dir.path().join("src.bin");
     std::fs::write(&src, b"from the other process").unwrap();
-    ok(&["put", s(&vol), "f", s(&src)]);
+    ok(&["file", "put", s(&src), s(&vol), "f"]);
 
     // This process opens f for writing and keeps it open.
     let meta = Arc::new(fsx_meta::sqlite::SqliteMeta::open(vol.join("meta.db"), false).unwrap());
@@ -168,19 +181,19 @@ async fn a_second_writer_in_another_process_gets_a_busy_error() {
     writer.sync().await.unwrap();
 
     std::fs::write(&src, b"clobber").unwrap();
-    let err = fails(&["put", s(&vol), "f", s(&src)]);
+    let err = fails(&["file", "put", s(&src), s(&vol), "f"]);
     assert!(
         err.contains("busy") || err.contains("open for writing"),
         "{err}"
     );
     // Readers in other processes are not blocked and see the synced state.
-    let out = fsx(&["get", s(&vol), "f", "-"]);
+    let out = fsx(&["file", "get", s(&vol), "f", "-"]);
     assert!(out.status.success());
     assert_eq!(out.stdout, b"FROM the other process");
 
     writer.close().await.unwrap();
-    ok(&["put", s(&vol), "f", s(&src)]);
-    assert_eq!(fsx(&["get", s(&vol), "f", "-"]).stdout, b"clobber");
+    ok(&["file", "put", s(&src), s(&vol), "f"]);
+    assert_eq!(fsx(&["file", "get", s(&vol), "f", "-"]).stdout, b"clobber");
 }
 
 #[test]
@@ -225,13 +238,13 @@ fn a_volume_on_postgres_metadata_and_s3_data() {
         .map(|i| (i % 251) as u8 ^ (i >> 9) as u8)
         .collect();
     std::fs::write(&src, &data).unwrap();
-    let out = run(&["put", s(&vol), "db", s(&src)]);
+    let out = run(&["file", "put", s(&src), s(&vol), "db"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = run(&["get", s(&vol), "db", "-"]);
+    let out = run(&["file", "get", s(&vol), "db", "-"]);
     assert!(
         out.status.success(),
         "{}",
@@ -246,7 +259,7 @@ fn a_volume_on_postgres_metadata_and_s3_data() {
     );
     // Without credentials the store cannot be opened: a clear message.
     let out = Command::new(env!("CARGO_BIN_EXE_fsx"))
-        .args(["ls", s(&vol)])
+        .args(["file", "ls", s(&vol)])
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
         .output()
@@ -284,4 +297,89 @@ fn an_unreachable_service_is_named_in_the_error() {
         !dir.path().join("a/fsx-volume.json").exists()
             && !dir.path().join("b/fsx-volume.json").exists()
     );
+}
+
+fn stats(vol: &Path) -> serde_json::Value {
+    serde_json::from_str(&ok(&["stats", s(vol), "--json"])).unwrap()
+}
+
+fn random_file(path: &Path, len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let data: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    std::fs::write(path, &data).unwrap();
+    data
+}
+
+/// The seed's promise: 100 MiB of 4 KiB pages, committed every 1,000
+/// pages, costs about 50 extent PUTs instead of 25,600 page PUTs.
+#[test]
+fn a_100_mib_file_synced_every_1000_pages_costs_at_most_51_puts() {
+    let dir = tempfile::tempdir().unwrap();
+    let vol = dir.path().join("vol");
+    ok(&["init", s(&vol)]);
+    let before = stats(&vol);
+    assert_eq!(
+        before["tiers"]["cold"]["puts"], 1,
+        "only the volume marker so far: {before}"
+    );
+    let src = dir.path().join("src.bin");
+    let data = random_file(&src, 100 << 20, 42);
+    ok(&[
+        "file",
+        "put",
+        s(&src),
+        s(&vol),
+        "big.db",
+        "--page-size",
+        "4096",
+        "--sync-pages",
+        "1000",
+    ]);
+    let st = stats(&vol);
+    let puts = st["tiers"]["cold"]["puts"].as_u64().unwrap() - 1;
+    assert!(puts <= 51, "{puts} extent PUTs for 100 MiB: {st}");
+    assert_eq!(st["extents"]["count"], 50, "{st}");
+    assert!(st["tiers"]["cold"]["bytes_put"].as_u64().unwrap() >= 100 << 20);
+    assert_eq!(st["files"]["bytes"], 100 << 20);
+    let out = fsx(&["file", "get", s(&vol), "big.db", "-"]);
+    assert!(out.status.success() && out.stdout == data);
+    assert!(
+        stats(&vol)["tiers"]["cold"]["gets"].as_u64().unwrap() >= 50,
+        "reads are counted"
+    );
+}
+
+/// Two 50 MiB files with the same content are stored once; deleting one
+/// keeps the other whole, and GC frees nothing it still uses.
+#[test]
+fn identical_files_share_extents_and_survive_each_others_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let vol = dir.path().join("vol");
+    ok(&["init", s(&vol)]);
+    let src = dir.path().join("src.bin");
+    let data = random_file(&src, 50 << 20, 7);
+    ok(&["file", "put", s(&src), s(&vol), "one.db"]);
+    ok(&["file", "put", s(&src), s(&vol), "two.db"]);
+    let st = stats(&vol);
+    assert!(
+        st["extents"]["bytes"].as_u64().unwrap() <= 51 << 20,
+        "two identical 50 MiB files: {st}"
+    );
+    assert_eq!(st["extents"]["count"], 25, "{st}");
+    ok(&["file", "rm", s(&vol), "one.db"]);
+    let gc = ok(&["gc", s(&vol), "--grace", "0s"]);
+    assert!(gc.contains("deleted 0 unreferenced extents"), "{gc}");
+    let out = fsx(&["file", "get", s(&vol), "two.db", "-"]);
+    assert!(out.status.success() && out.stdout == data);
+    assert!(ok(&["fsck", s(&vol)]).contains("clean"));
+    ok(&["file", "rm", s(&vol), "two.db"]);
+    assert!(ok(&["gc", s(&vol), "--grace", "0s"]).contains("deleted 25 unreferenced extents"));
+    assert_eq!(stats(&vol)["extents"]["count"], 0);
 }

@@ -35,4 +35,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use file::File;
 pub use gc::{FsckReport, GcOptions, GcReport};
 pub use progress::{NoProgress, Progress};
-pub use volume::{OpenOptions, Volume, VolumeOptions};
+/// A shared metadata engine, as volumes hold it.
+pub type MetaArc = std::sync::Arc<dyn fsx_meta::MetaEngine>;
+
+pub use volume::{DATA_TIER, OpenOptions, Volume, VolumeOptions, VolumeStats};

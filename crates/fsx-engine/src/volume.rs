@@ -9,13 +9,17 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use fsx_format::Compression;
-use fsx_meta::{FileMeta, LeaseRequest, MetaEngine, VolumeConfig};
+use fsx_meta::{Counter, ExtentTotals, FileMeta, LeaseRequest, MetaEngine, VolumeConfig};
+use fsx_store::wrappers::{MeterSnapshot, Metered, Operation};
 use fsx_store::{ExtentBackend, ObjectKey};
 
 use crate::cache::ExtentCache;
 use crate::env::Environment;
 use crate::error::{Error, ErrorKind, Result};
 use crate::file::File;
+
+/// Tier name of a volume's data store in the persistent counters.
+pub const DATA_TIER: &str = "cold";
 
 /// Key of the marker object naming the volume that owns a store.
 pub const VOLUME_MARKER_KEY: &str = "fsx/volume";
@@ -80,6 +84,18 @@ impl VolumeOptions {
     }
 }
 
+/// What `fsx stats` reports.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct VolumeStats {
+    /// Operation counters by tier and operation.
+    pub counters: Vec<Counter>,
+    /// Extent totals.
+    pub extents: ExtentTotals,
+    /// The files.
+    pub files: Vec<FileMeta>,
+}
+
 /// How to open a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -118,7 +134,11 @@ impl OpenOptions {
 
 pub(crate) struct Shared {
     pub(crate) meta: Arc<dyn MetaEngine>,
+    /// The data store, metered.
     pub(crate) store: Arc<dyn ExtentBackend>,
+    meter: Arc<Metered>,
+    /// What the meter read at the last flush to the persistent counters.
+    flushed: std::sync::Mutex<MeterSnapshot>,
     pub(crate) config: VolumeConfig,
     pub(crate) env: Arc<dyn Environment>,
     pub(crate) options: VolumeOptions,
@@ -164,20 +184,23 @@ impl Volume {
         options: VolumeOptions,
     ) -> Result<Self> {
         fsx_meta::check_extent_size(config.extent_size)?;
-        if let Some(owner) = read_marker(store.as_ref()).await? {
+        let volume = Self::assemble(meta, store, env, config, options);
+        let s = &volume.shared;
+        if let Some(owner) = read_marker(s.store.as_ref()).await? {
             return Err(Error::new(
                 ErrorKind::AlreadyExists,
                 format!(
-                    "the data store {store} already belongs to volume {owner}; give this volume its own store \
-                     (or prefix)"
+                    "the data store {} already belongs to volume {owner}; give this volume its own store \
+                     (or prefix)",
+                    s.meter.inner()
                 ),
             ));
         }
-        meta.init_volume(&config).await?;
-        store
-            .put(&marker_key()?, Bytes::from(config.volume_id.clone()))
+        s.meta.init_volume(&s.config).await?;
+        s.store
+            .put(&marker_key()?, Bytes::from(s.config.volume_id.clone()))
             .await?;
-        Ok(Self::assemble(meta, store, env, config, options))
+        Ok(volume)
     }
 
     /// Opens an existing volume, checking that the store is its own.
@@ -188,26 +211,29 @@ impl Volume {
         options: VolumeOptions,
     ) -> Result<Self> {
         let config = meta.open_volume().await?;
-        match read_marker(store.as_ref()).await? {
-            Some(owner) if owner == config.volume_id => {}
+        let volume = Self::assemble(meta, store, env, config, options);
+        let s = &volume.shared;
+        match read_marker(s.store.as_ref()).await? {
+            Some(owner) if owner == s.config.volume_id => {}
             Some(owner) => {
                 return Err(Error::new(
                     ErrorKind::InvalidInput,
                     format!(
-                        "the data store {store} belongs to volume {owner}, but the metadata is volume {}: \
+                        "the data store {} belongs to volume {owner}, but the metadata is volume {}: \
                          check the --store URL",
-                        config.volume_id
+                        s.meter.inner(),
+                        s.config.volume_id
                     ),
                 ));
             }
             // Creation stopped between metadata and marker: finish it.
             None => {
-                store
-                    .put(&marker_key()?, Bytes::from(config.volume_id.clone()))
+                s.store
+                    .put(&marker_key()?, Bytes::from(s.config.volume_id.clone()))
                     .await?
             }
         }
-        Ok(Self::assemble(meta, store, env, config, options))
+        Ok(volume)
     }
 
     fn assemble(
@@ -218,10 +244,15 @@ impl Volume {
         options: VolumeOptions,
     ) -> Self {
         let cache = ExtentCache::new(options.cache_bytes);
+        let meter = Arc::new(Metered::new(store));
+        let store: Arc<dyn ExtentBackend> = meter.clone();
+        let flushed = std::sync::Mutex::new(meter.snapshot());
         Self {
             shared: Arc::new(Shared {
                 meta,
                 store,
+                meter,
+                flushed,
                 config,
                 env,
                 options,
@@ -344,6 +375,52 @@ impl Volume {
         Ok(s.meta
             .rename_file(from, to, replace, &s.env.new_holder_id(), s.env.now_ms())
             .await?)
+    }
+
+    /// Adds the data store operations made since the last flush to the
+    /// volume's persistent counters (what `fsx stats` reports). Call it
+    /// before a process exits; counters of a crashed process are lost, data
+    /// never is.
+    pub async fn flush_counters(&self) -> Result<()> {
+        let s = &self.shared;
+        let now = s.meter.snapshot();
+        let before = *s
+            .flushed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let deltas: Vec<Counter> = Operation::ALL
+            .iter()
+            .filter_map(|&op| {
+                let (a, b) = (now.op(op), before.op(op));
+                let calls = a.calls.saturating_sub(b.calls);
+                let bytes =
+                    (a.bytes_written + a.bytes_read).saturating_sub(b.bytes_written + b.bytes_read);
+                (calls > 0).then(|| Counter {
+                    tier: DATA_TIER.into(),
+                    op: op.name().into(),
+                    calls,
+                    bytes,
+                })
+            })
+            .collect();
+        if !deltas.is_empty() {
+            s.meta.add_counters(&deltas).await?;
+        }
+        *s.flushed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = now;
+        Ok(())
+    }
+
+    /// The volume's statistics: persistent operation counters (including
+    /// this process's, flushed first) and extent totals.
+    pub async fn stats(&self) -> Result<VolumeStats> {
+        self.flush_counters().await?;
+        Ok(VolumeStats {
+            counters: self.shared.meta.counters().await?,
+            extents: self.shared.meta.extent_totals().await?,
+            files: self.shared.meta.list_files("").await?,
+        })
     }
 
     /// Pages per extent for a page size.

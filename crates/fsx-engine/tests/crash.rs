@@ -25,7 +25,8 @@ use fsx_meta::sqlite::SqliteMeta;
 use fsx_store::local::LocalBackend;
 
 const TEST_NAME: &str = "kill_at_random_points_loses_no_acknowledged_write";
-const KILLS: usize = 60;
+/// Kill points per run; `FSX_CRASH_KILLS` raises it (the extended mode).
+const KILLS: usize = 100;
 const SPAN: u64 = 1_500_000;
 
 #[derive(Debug, Clone, Copy)]
@@ -145,8 +146,12 @@ async fn kill_at_random_points_loses_no_acknowledged_write() {
             .unwrap();
     }
 
+    let kills = std::env::var("FSX_CRASH_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(KILLS);
     let mut applied: Option<u64> = None;
-    for kill in 0..KILLS {
+    for kill in 0..kills {
         let start = applied.map_or(0, |a| a + 1);
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
@@ -161,8 +166,8 @@ async fn kill_at_random_points_loses_no_acknowledged_write() {
         let acks_wanted = 1 + rng.below(12);
         let mut last_ack: Option<u64> = applied;
         let mut acks = 0;
-        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        for line in lines {
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        for line in lines.by_ref() {
             let line = line.unwrap();
             if let Some(n) = line.strip_prefix("ack ") {
                 last_ack = Some(n.parse().unwrap());
@@ -178,6 +183,13 @@ async fn kill_at_random_points_loses_no_acknowledged_write() {
         );
         child.kill().unwrap();
         child.wait().unwrap();
+        // The writer may have acknowledged more steps before the kill
+        // landed: they are still in the pipe, and they count.
+        for line in lines {
+            if let Some(n) = line.unwrap().strip_prefix("ack ") {
+                last_ack = Some(n.parse().unwrap());
+            }
+        }
 
         let volume = open(dir.path()).await;
         let f = volume.open_file("f", OpenOptions::read()).await.unwrap();
@@ -188,9 +200,21 @@ async fn kill_at_random_points_loses_no_acknowledged_write() {
         } else if got == model_after(Some(acked + 1)) {
             Some(acked + 1)
         } else {
+            let diff = |m: &[u8]| {
+                let first = got.iter().zip(m).position(|(a, b)| a != b);
+                format!(
+                    "size {} vs {}, first difference at {first:?}",
+                    got.len(),
+                    m.len()
+                )
+            };
             panic!(
-                "seed {seed}, kill {kill}: after ack {acked} the file matches neither step {acked} nor {}",
-                acked + 1
+                "seed {seed}, kill {kill}: after ack {acked} the file matches neither step {acked} ({}) nor {} ({}); steps: {:?} {:?}",
+                diff(&model_after(Some(acked))),
+                acked + 1,
+                diff(&model_after(Some(acked + 1))),
+                step(acked),
+                step(acked + 1),
             );
         };
         let report = volume.fsck(&NoProgress).await.unwrap();

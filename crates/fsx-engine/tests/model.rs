@@ -1,135 +1,356 @@
-//! Model-based test: random sequences of writes, truncations, syncs,
-//! checkpoints and crashes against a plain byte vector per file.
+//! Model-based test: random sequences of writes, reads, truncations,
+//! renames, syncs, packs (checkpoints), clean reopens and crashes over
+//! several files, checked against a plain byte vector per file — on both
+//! metadata engines (SQLite, and a real PostgreSQL server).
 //!
-//! Two models are kept: what the writer sees (every write so far) and what
-//! is durable (as of the last sync). A crash drops the writer without
-//! syncing and reopens the volume from scratch; afterwards the file must
-//! equal the durable model exactly — nothing acknowledged lost, nothing
+//! Each file has two models: what its writer sees (every write so far) and
+//! what is durable (as of its last sync). A crash drops every handle without
+//! syncing and reopens the volume from scratch; afterwards every file must
+//! equal its durable model exactly — nothing acknowledged lost, nothing
 //! unacknowledged visible.
 
 mod common;
 
-use common::{TestVolume, pattern};
-use fsx_engine::{File, OpenOptions, Volume};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use common::pattern;
+use fsx_engine::{File, ManualEnv, MetaArc, NoProgress, OpenOptions, Volume, VolumeOptions};
+use fsx_meta::VolumeConfig;
 use proptest::prelude::*;
+
+const NAMES: [&str; 3] = ["a", "b", "dir/c"];
+/// Offsets span several 256 KiB extents.
+const SPAN: u64 = 700_000;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Write { offset: u64, len: usize, seed: u64 },
-    Truncate { size: u64 },
-    Sync,
-    Checkpoint,
+    Write {
+        file: usize,
+        offset: u64,
+        len: usize,
+        seed: u64,
+    },
+    Truncate {
+        file: usize,
+        size: u64,
+    },
+    Sync {
+        file: usize,
+    },
+    Pack {
+        file: usize,
+    },
+    Rename {
+        from: usize,
+        to: usize,
+    },
+    ReadBack {
+        file: usize,
+        offset: u64,
+        len: usize,
+    },
+    ReaderSeesDurable {
+        file: usize,
+    },
+    Reopen,
     Crash,
-    ReadBack { offset: u64, len: usize },
-    ReaderSeesDurable,
 }
 
-/// Offsets span several 256 KiB extents of 512-byte pages.
-const SPAN: u64 = 900_000;
-
 fn op() -> impl Strategy<Value = Op> {
+    let f = 0..NAMES.len();
     prop_oneof![
-        6 => (0..SPAN, 1usize..40_000, any::<u64>()).prop_map(|(offset, len, seed)| Op::Write { offset, len, seed }),
-        2 => (0..SPAN).prop_map(|size| Op::Truncate { size }),
-        3 => Just(Op::Sync),
-        1 => Just(Op::Checkpoint),
+        8 => (f.clone(), 0..SPAN, 1usize..30_000, any::<u64>())
+            .prop_map(|(file, offset, len, seed)| Op::Write { file, offset, len, seed }),
+        2 => (f.clone(), 0..SPAN).prop_map(|(file, size)| Op::Truncate { file, size }),
+        4 => f.clone().prop_map(|file| Op::Sync { file }),
+        1 => f.clone().prop_map(|file| Op::Pack { file }),
+        1 => (f.clone(), f.clone()).prop_map(|(from, to)| Op::Rename { from, to }),
+        3 => (f.clone(), 0..SPAN, 1usize..40_000).prop_map(|(file, offset, len)| Op::ReadBack { file, offset, len }),
+        1 => f.prop_map(|file| Op::ReaderSeesDurable { file }),
+        1 => Just(Op::Reopen),
         1 => Just(Op::Crash),
-        2 => (0..SPAN, 1usize..50_000).prop_map(|(offset, len)| Op::ReadBack { offset, len }),
-        1 => Just(Op::ReaderSeesDurable),
     ]
 }
 
-fn apply_write(model: &mut Vec<u8>, offset: u64, data: &[u8]) {
-    let end = offset as usize + data.len();
-    if model.len() < end {
-        model.resize(end, 0);
+#[derive(Default, Clone)]
+struct Model {
+    current: Vec<u8>,
+    durable: Vec<u8>,
+}
+
+enum Engine {
+    Sqlite,
+    Postgres(String),
+}
+
+struct Harness {
+    engine: Engine,
+    dir: tempfile::TempDir,
+    env: Arc<ManualEnv>,
+}
+
+impl Harness {
+    async fn meta(&self, create: bool) -> MetaArc {
+        match &self.engine {
+            Engine::Sqlite => Arc::new(
+                fsx_meta::sqlite::SqliteMeta::open(self.dir.path().join("meta.db"), create)
+                    .unwrap(),
+            ),
+            Engine::Postgres(url) => {
+                Arc::new(fsx_meta::postgres::PgMeta::connect(url).await.unwrap())
+            }
+        }
     }
-    model[offset as usize..end].copy_from_slice(data);
+
+    fn store(&self) -> Arc<fsx_store::local::LocalBackend> {
+        Arc::new(fsx_store::local::LocalBackend::open(self.dir.path().join("data")).unwrap())
+    }
+
+    async fn create(&self) -> Volume {
+        let config = VolumeConfig::new("model", 256 * 1024, "data", 1);
+        Volume::create(
+            self.meta(true).await,
+            self.store(),
+            self.env.clone(),
+            config,
+            VolumeOptions::default(),
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn reopen(&self) -> Volume {
+        Volume::open(
+            self.meta(false).await,
+            self.store(),
+            self.env.clone(),
+            VolumeOptions::default(),
+        )
+        .await
+        .unwrap()
+    }
 }
 
 async fn whole(f: &File) -> Vec<u8> {
     f.read_at(0, f.size() as usize).await.unwrap()
 }
 
-async fn run(ops: Vec<Op>, page_size: u32) {
-    let (t, opened) = TestVolume::new(256 * 1024).await;
-    let mut volume: Volume = opened.volume;
-    let mut f = volume
-        .open_file("f", OpenOptions::create(page_size))
+async fn check_durable(volume: &Volume, files: &BTreeMap<String, Model>, when: &str) {
+    let listed: Vec<String> = volume
+        .list("")
         .await
-        .unwrap();
-    let mut current: Vec<u8> = Vec::new();
-    let mut durable: Vec<u8> = Vec::new();
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    let expected: Vec<String> = files.keys().cloned().collect();
+    assert_eq!(listed, expected, "{when}: file list");
+    for (name, m) in files {
+        let r = volume.open_file(name, OpenOptions::read()).await.unwrap();
+        assert_eq!(r.size(), m.durable.len() as u64, "{when}: size of {name}");
+        assert!(
+            whole(&r).await == m.durable,
+            "{when}: {name} differs from its last sync"
+        );
+    }
+}
+
+async fn run(engine: Engine, ops: Vec<Op>, page_size: u32) {
+    let h = Harness {
+        engine,
+        dir: tempfile::tempdir().unwrap(),
+        env: Arc::new(ManualEnv::new(1_000_000)),
+    };
+    let mut volume = h.create().await;
+    let mut files: BTreeMap<String, Model> = BTreeMap::new();
+    let mut writers: BTreeMap<String, File> = BTreeMap::new();
+
     for (i, op) in ops.into_iter().enumerate() {
+        // Files come into being (durably, empty) on first touch.
+        let touch = |file: usize| NAMES[file].to_string();
+        if let Op::Write { file, .. }
+        | Op::Truncate { file, .. }
+        | Op::Sync { file }
+        | Op::Pack { file } = op
+        {
+            let name = touch(file);
+            if !writers.contains_key(&name) {
+                writers.insert(
+                    name.clone(),
+                    volume
+                        .open_file(&name, OpenOptions::create(page_size))
+                        .await
+                        .unwrap(),
+                );
+                files.entry(name).or_default();
+            }
+        }
         match op {
-            Op::Write { offset, len, seed } => {
+            Op::Write {
+                file,
+                offset,
+                len,
+                seed,
+            } => {
+                let name = touch(file);
                 let data = pattern(seed, len);
-                f.write_at(offset, &data).await.unwrap();
-                apply_write(&mut current, offset, &data);
+                writers
+                    .get_mut(&name)
+                    .unwrap()
+                    .write_at(offset, &data)
+                    .await
+                    .unwrap();
+                let m = &mut files.get_mut(&name).unwrap().current;
+                let end = offset as usize + len;
+                if m.len() < end {
+                    m.resize(end, 0);
+                }
+                m[offset as usize..end].copy_from_slice(&data);
             }
-            Op::Truncate { size } => {
-                f.truncate(size).await.unwrap();
-                current.resize(size as usize, 0);
+            Op::Truncate { file, size } => {
+                let name = touch(file);
+                writers
+                    .get_mut(&name)
+                    .unwrap()
+                    .truncate(size)
+                    .await
+                    .unwrap();
+                files
+                    .get_mut(&name)
+                    .unwrap()
+                    .current
+                    .resize(size as usize, 0);
             }
-            Op::Sync => {
-                f.sync().await.unwrap();
-                durable = current.clone();
+            Op::Sync { file } | Op::Pack { file } => {
+                let name = touch(file);
+                let w = writers.get_mut(&name).unwrap();
+                if matches!(op, Op::Pack { .. }) {
+                    w.checkpoint().await.unwrap()
+                } else {
+                    w.sync().await.unwrap()
+                }
+                let m = files.get_mut(&name).unwrap();
+                m.durable = m.current.clone();
             }
-            Op::Checkpoint => {
-                f.checkpoint().await.unwrap();
-                durable = current.clone();
+            Op::Rename { from, to } => {
+                let (from, to) = (touch(from), touch(to));
+                if !files.contains_key(&from) || from == to {
+                    continue;
+                }
+                // Renaming needs both files closed (no other writer).
+                for name in [&from, &to] {
+                    if let Some(w) = writers.remove(name) {
+                        w.close().await.unwrap();
+                        let m = files.get_mut(name).unwrap();
+                        m.durable = m.current.clone();
+                    }
+                }
+                volume.rename(&from, &to, true).await.unwrap();
+                let m = files.remove(&from).unwrap();
+                files.insert(to, m);
+            }
+            Op::ReadBack { file, offset, len } => {
+                let name = touch(file);
+                let Some(m) = files.get(&name) else { continue };
+                let got = match writers.get(&name) {
+                    Some(w) => w.read_at(offset, len).await.unwrap(),
+                    None => volume
+                        .open_file(&name, OpenOptions::read())
+                        .await
+                        .unwrap()
+                        .read_at(offset, len)
+                        .await
+                        .unwrap(),
+                };
+                let model = if writers.contains_key(&name) {
+                    &m.current
+                } else {
+                    &m.durable
+                };
+                let from = (offset as usize).min(model.len());
+                let to = (offset as usize + len).min(model.len());
+                assert!(
+                    got == model[from..to],
+                    "op {i}: read_at({offset}, {len}) of {name} differs"
+                );
+            }
+            Op::ReaderSeesDurable { file } => {
+                let name = touch(file);
+                let Some(m) = files.get(&name) else { continue };
+                let r = volume.open_file(&name, OpenOptions::read()).await.unwrap();
+                assert!(
+                    whole(&r).await == m.durable,
+                    "op {i}: a reader of {name} must see exactly its last sync"
+                );
+            }
+            Op::Reopen => {
+                for (name, w) in std::mem::take(&mut writers) {
+                    w.close().await.unwrap();
+                    let m = files.get_mut(&name).unwrap();
+                    m.durable = m.current.clone();
+                }
+                volume = h.reopen().await;
+                check_durable(&volume, &files, &format!("op {i} (reopen)")).await;
             }
             Op::Crash => {
-                drop(f);
-                // The dead writer's lease must expire before a new one.
-                t.env.advance(31_000);
-                volume = t.reopen().await.volume;
-                f = volume.open_file("f", OpenOptions::write()).await.unwrap();
-                current = durable.clone();
-                assert_eq!(f.size(), durable.len() as u64, "op {i}: size after crash");
-                assert!(
-                    whole(&f).await == durable,
-                    "op {i}: content after crash differs from the last sync"
-                );
-            }
-            Op::ReadBack { offset, len } => {
-                let got = f.read_at(offset, len).await.unwrap();
-                let from = (offset as usize).min(current.len());
-                let to = (offset as usize + len).min(current.len());
-                assert!(
-                    got == current[from..to],
-                    "op {i}: read_at({offset}, {len}) differs from the model"
-                );
-            }
-            Op::ReaderSeesDurable => {
-                let r = volume.open_file("f", OpenOptions::read()).await.unwrap();
-                assert_eq!(r.size(), durable.len() as u64, "op {i}: reader size");
-                assert!(
-                    whole(&r).await == durable,
-                    "op {i}: a reader must see exactly the synced state"
-                );
+                writers.clear();
+                // Dead writers' leases must expire before new ones.
+                h.env.advance(31_000);
+                volume = h.reopen().await;
+                for m in files.values_mut() {
+                    m.current = m.durable.clone();
+                }
+                check_durable(&volume, &files, &format!("op {i} (crash)")).await;
             }
         }
     }
-    f.close().await.unwrap();
-    let r = t
-        .reopen()
-        .await
-        .volume
-        .open_file("f", OpenOptions::read())
-        .await
-        .unwrap();
-    assert!(whole(&r).await == current, "after close");
-    let report = volume.fsck(&fsx_engine::NoProgress).await.unwrap();
+    for (name, w) in std::mem::take(&mut writers) {
+        w.close().await.unwrap();
+        let m = files.get_mut(&name).unwrap();
+        m.durable = m.current.clone();
+    }
+    let volume = h.reopen().await;
+    check_durable(&volume, &files, "end").await;
+    let report = volume.fsck(&NoProgress).await.unwrap();
     assert!(report.is_clean(), "fsck after the run: {report:?}");
 }
 
+fn page_size() -> impl Strategy<Value = u32> {
+    prop_oneof![Just(512u32), Just(4096), Just(8192)]
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     #[test]
-    fn page_store_matches_the_model(ops in proptest::collection::vec(op(), 1..40), page_size in prop_oneof![Just(512u32), Just(4096), Just(8192)]) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        rt.block_on(run(ops, page_size));
+    fn sqlite_page_store_matches_the_model(ops in proptest::collection::vec(op(), 1..50), ps in page_size()) {
+        runtime().block_on(run(Engine::Sqlite, ops, ps));
     }
+}
+
+/// The server lives for the whole run (a proptest runner inside the test,
+/// rather than `proptest!`, so it is stopped when the test ends).
+#[test]
+fn postgres_page_store_matches_the_model() {
+    let server = fsx_testkit::postgres::PgServer::start();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 16,
+        ..ProptestConfig::default()
+    });
+    let strategy = (proptest::collection::vec(op(), 1..50), page_size());
+    runner
+        .run(&strategy, |(ops, ps)| {
+            runtime().block_on(run(Engine::Postgres(server.fresh_url()), ops, ps));
+            Ok(())
+        })
+        .unwrap();
 }

@@ -33,6 +33,7 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
     ("gc_respects_grace_and_pins", |m| Box::pin(gc(m))),
     ("shrink_releases_references", |m| Box::pin(shrink(m))),
     ("listing_pages_through_everything", |m| Box::pin(listing(m))),
+    ("counters_and_totals_accumulate", |m| Box::pin(counters(m))),
 ];
 
 /// Runs every check, each on an engine from `fresh`; returns the failures
@@ -729,5 +730,58 @@ async fn listing(m: &dyn MetaEngine) -> CheckResult {
     }
     let want: Vec<String> = (0..25).map(|i| format!("extent/ext-{i:02}")).collect();
     ensure!(seen == want, "paged listing gave {seen:?}");
+    Ok(())
+}
+
+async fn counters(m: &dyn MetaEngine) -> CheckResult {
+    init(m).await?;
+    let c = |tier: &str, op: &str, calls, bytes| Counter {
+        tier: tier.into(),
+        op: op.into(),
+        calls,
+        bytes,
+    };
+    ensure!(
+        ok("counters", m.counters().await)?.is_empty(),
+        "a new volume has counters"
+    );
+    ok(
+        "add",
+        m.add_counters(&[c("cold", "put", 2, 100), c("cold", "get", 1, 10)])
+            .await,
+    )?;
+    ok(
+        "add",
+        m.add_counters(&[c("cold", "put", 3, 1000), c("hot", "put", 1, 1)])
+            .await,
+    )?;
+    let got = ok("counters", m.counters().await)?;
+    let want = vec![
+        c("cold", "get", 1, 10),
+        c("cold", "put", 5, 1100),
+        c("hot", "put", 1, 1),
+    ];
+    ensure!(got == want, "counters {got:?}, expected {want:?}");
+
+    ensure!(
+        ok("totals", m.extent_totals().await)? == ExtentTotals::default(),
+        "a new volume has extents"
+    );
+    let (_, lease) = new_file(m, "f", "w", 0).await?;
+    ok(
+        "commit",
+        m.commit_writes(&WriteBatch::new(lease.clone(), vec![pw(0, 1)], 4096))
+            .await,
+    )?;
+    pack_one(m, &lease, 0, Some("extent/ext-a"), 1).await?; // pinned with 100 bytes
+    ok("pin", m.pin_extent("extent/ext-b", 50, 1).await)?;
+    let t = ok("totals", m.extent_totals().await)?;
+    let want = ExtentTotals {
+        count: 2,
+        bytes: 150,
+        referenced_count: 1,
+        referenced_bytes: 100,
+    };
+    ensure!(t == want, "totals {t:?}, expected {want:?}");
     Ok(())
 }

@@ -303,6 +303,32 @@ pub struct DirtySummary {
     pub pages: u64,
 }
 
+/// Accumulated operation counters of one tier and operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counter {
+    /// Tier name (`cold` for a volume's data store).
+    pub tier: String,
+    /// Operation name (`put`, `get`, `get_range`, `delete`, `head`, `list`).
+    pub op: String,
+    /// Calls made.
+    pub calls: u64,
+    /// Payload bytes moved (sent for puts, received for gets).
+    pub bytes: u64,
+}
+
+/// How many extents the volume holds, and how many of them files use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExtentTotals {
+    /// Extent records (referenced, pinned or awaiting GC).
+    pub count: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Records with at least one reference.
+    pub referenced_count: u64,
+    /// Their bytes.
+    pub referenced_bytes: u64,
+}
+
 /// The metadata engine. See the module docs for the contract.
 pub trait MetaEngine: fsx_store::MaybeSend + fsx_store::MaybeSync + std::fmt::Debug {
     /// Creates the schema and records `config`; `AlreadyExists` if the
@@ -417,6 +443,16 @@ pub trait MetaEngine: fsx_store::MaybeSend + fsx_store::MaybeSync + std::fmt::De
         after: Option<&'a str>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<ExtentRecord>>>;
+
+    /// Adds `deltas` to the volume's persistent operation counters (summing
+    /// by tier and operation).
+    fn add_counters<'a>(&'a self, deltas: &'a [Counter]) -> BoxFuture<'a, Result<()>>;
+
+    /// The volume's operation counters, sorted by tier and operation.
+    fn counters(&self) -> BoxFuture<'_, Result<Vec<Counter>>>;
+
+    /// Totals over the extent records.
+    fn extent_totals(&self) -> BoxFuture<'_, Result<ExtentTotals>>;
 
     /// The number of map entries naming each key, for keys after `after`,
     /// ascending, at most `limit` keys.

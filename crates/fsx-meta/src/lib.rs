@@ -28,14 +28,15 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use contract::{
-    DirtyExtent, DirtyPage, DirtySummary, ExtentRecord, ExtentState, FileId, FileMeta, LeaseInfo,
-    LeaseRequest, MetaEngine, PackCommit, PageWrite, ReadMap, VolumeConfig, WriteBatch,
+    Counter, DirtyExtent, DirtyPage, DirtySummary, ExtentRecord, ExtentState, ExtentTotals, FileId,
+    FileMeta, LeaseInfo, LeaseRequest, MetaEngine, PackCommit, PageWrite, ReadMap, VolumeConfig,
+    WriteBatch,
 };
 pub use error::{MetaError, MetaErrorKind, Result};
 
 /// The metadata schema version this build writes. Volumes with an older
 /// version are migrated on open; newer ones are refused.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Smallest extent size a volume may be created with.
 pub const MIN_EXTENT_SIZE: u32 = 256 << 10;

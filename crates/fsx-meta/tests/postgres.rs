@@ -61,6 +61,40 @@ async fn newer_schema_is_refused_and_left_untouched() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_schema_is_migrated_on_open() {
+    let server = PgServer::start();
+    let schema = server.fresh_schema();
+    let m = PgMeta::connect(&server.url(&schema)).await.unwrap();
+    m.init_volume(&volume()).await.unwrap();
+    m.create_file("kept", 4096, 1).await.unwrap();
+    let raw = server.raw_client().await;
+    let downgrade = format!(
+        "DROP TABLE {schema}.fsx_counters; UPDATE {schema}.fsx_volume SET value = '1' WHERE key = 'schema_version'"
+    );
+    raw.batch_execute(downgrade.as_str()).await.unwrap();
+    let m = PgMeta::connect(&server.url(&schema)).await.unwrap();
+    m.open_volume().await.unwrap();
+    let counter = fsx_meta::Counter {
+        tier: "cold".into(),
+        op: "put".into(),
+        calls: 1,
+        bytes: 2,
+    };
+    m.add_counters(std::slice::from_ref(&counter))
+        .await
+        .unwrap();
+    assert_eq!(m.counters().await.unwrap(), vec![counter]);
+    assert_eq!(
+        m.file("kept").await.unwrap().name,
+        "kept",
+        "migration keeps the data"
+    );
+    let get = format!("SELECT value FROM {schema}.fsx_volume WHERE key = 'schema_version'");
+    let v: String = raw.query_one(get.as_str(), &[]).await.unwrap().get(0);
+    assert_eq!(v, fsx_meta::SCHEMA_VERSION.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemas_isolate_volumes_in_one_database() {
     let server = PgServer::start();
     let a = PgMeta::connect(&server.fresh_url()).await.unwrap();
@@ -350,8 +384,9 @@ fn connect_outside_a_runtime_is_a_clear_error_and_connect_on_works_anywhere() {
 /// A deadlock that PostgreSQL breaks by aborting the engine's transaction
 /// is retried, not reported: another session holds `b` and then wants `a`
 /// while the engine's rename holds `a` and waits for `b`. The engine waits
-/// first, so its deadlock check fires first and its transaction is the
-/// victim; the retry then succeeds once the other session commits.
+/// first and the other session's deadlock check is pushed far out, so the
+/// engine's transaction is the victim; the retry then succeeds once the
+/// other session commits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadlock_victim_transaction_is_retried() {
     let server = PgServer::start();
@@ -362,6 +397,13 @@ async fn a_deadlock_victim_transaction_is_retried() {
     m.create_file("b", 4096, 1).await.unwrap();
 
     let mut other = server.raw_client().await;
+    // Only the engine's session may run the deadlock check in time, so it
+    // is the victim however the machine schedules the two backends (the
+    // test role is the cluster's superuser, who may set this).
+    other
+        .batch_execute("SET deadlock_timeout = '10min'")
+        .await
+        .unwrap();
     let watcher = server.raw_client().await;
     let tx = other.transaction().await.unwrap();
     let lock =

@@ -83,3 +83,45 @@ fn readers_are_not_locked_out_by_a_writer_in_another_connection() {
     tx.commit().unwrap();
     assert_eq!(block_on(m.file("f")).unwrap().size, 1);
 }
+
+#[test]
+fn an_older_schema_is_migrated_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let m = SqliteMeta::open(&path, true).unwrap();
+    block_on(m.init_volume(&VolumeConfig::new("v", 2 << 20, "memory://", 1))).unwrap();
+    block_on(m.create_file("kept", 4096, 1)).unwrap();
+    drop(m);
+    // Turn it into a version-1 volume: no counters table.
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch(
+        "DROP TABLE fsx_counters; UPDATE fsx_volume SET value = '1' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(c);
+    let m = SqliteMeta::open(&path, false).unwrap();
+    block_on(m.open_volume()).unwrap();
+    let counter = fsx_meta::Counter {
+        tier: "cold".into(),
+        op: "put".into(),
+        calls: 1,
+        bytes: 2,
+    };
+    block_on(m.add_counters(std::slice::from_ref(&counter))).unwrap();
+    assert_eq!(block_on(m.counters()).unwrap(), vec![counter]);
+    assert_eq!(
+        block_on(m.file("kept")).unwrap().name,
+        "kept",
+        "migration keeps the data"
+    );
+    drop(m);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let v: String = c
+        .query_row(
+            "SELECT value FROM fsx_volume WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(v, fsx_meta::SCHEMA_VERSION.to_string());
+}

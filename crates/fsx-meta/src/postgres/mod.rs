@@ -1113,6 +1113,72 @@ impl MetaEngine for PgMeta {
         })
     }
 
+    fn add_counters<'a>(&'a self, deltas: &'a [Counter]) -> BoxFuture<'a, Result<()>> {
+        boxed(async move {
+            transact!(self.pool(), TxKind::Write, |tx| async {
+                // Sorted so that concurrent writers lock rows in one order.
+                let mut sorted: Vec<&Counter> = deltas.iter().collect();
+                sorted.sort_by(|a, b| (&a.tier, &a.op).cmp(&(&b.tier, &b.op)));
+                for d in sorted {
+                    let calls = i64::try_from(d.calls).unwrap_or(i64::MAX);
+                    let bytes = i64::try_from(d.bytes).unwrap_or(i64::MAX);
+                    tx.execute(
+                        "INSERT INTO fsx_counters (tier, op, calls, bytes) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (tier, op) DO UPDATE SET calls = fsx_counters.calls + excluded.calls,
+                             bytes = fsx_counters.bytes + excluded.bytes",
+                        &[&d.tier, &d.op, &calls, &bytes],
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    fn counters(&self) -> BoxFuture<'_, Result<Vec<Counter>>> {
+        boxed(async move {
+            transact!(self.pool(), TxKind::Read, |tx| async {
+                let rows = tx
+                    .query(
+                        "SELECT tier, op, calls, bytes FROM fsx_counters ORDER BY tier, op",
+                        &[],
+                    )
+                    .await?;
+                Ok(rows
+                    .iter()
+                    .map(|r| Counter {
+                        tier: r.get(0),
+                        op: r.get(1),
+                        calls: r.get::<_, i64>(2).max(0) as u64,
+                        bytes: r.get::<_, i64>(3).max(0) as u64,
+                    })
+                    .collect())
+            })
+        })
+    }
+
+    fn extent_totals(&self) -> BoxFuture<'_, Result<ExtentTotals>> {
+        boxed(async move {
+            transact!(self.pool(), TxKind::Read, |tx| async {
+                let r = tx
+                    .query_one(
+                        "SELECT count(*)::BIGINT, coalesce(sum(bytes), 0)::BIGINT,
+                                count(*) FILTER (WHERE refcount > 0)::BIGINT,
+                                coalesce(sum(bytes) FILTER (WHERE refcount > 0), 0)::BIGINT
+                         FROM fsx_extents",
+                        &[],
+                    )
+                    .await?;
+                Ok(ExtentTotals {
+                    count: r.get::<_, i64>(0).max(0) as u64,
+                    bytes: r.get::<_, i64>(1).max(0) as u64,
+                    referenced_count: r.get::<_, i64>(2).max(0) as u64,
+                    referenced_bytes: r.get::<_, i64>(3).max(0) as u64,
+                })
+            })
+        })
+    }
+
     fn count_references<'a>(
         &'a self,
         after: Option<&'a str>,

@@ -11,6 +11,7 @@
 //! | `fsx_dirty_pages` | `(file, page) → seq, data` (NULL data = hole) | overrides the extent map |
 //! | `fsx_leases` | `file → holder, expiry` | at most one holder per file |
 //! | `fsx_hot_extents` | `(key, part) → bytes` of the hot tier | parts of one key are contiguous from 0 |
+//! | `fsx_counters` | `(tier, op) → calls, bytes` (since version 2) | only grows |
 //!
 //! Differences from SQLite, and why:
 //!
@@ -79,5 +80,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (key, part)
     );
     ALTER TABLE fsx_hot_extents ALTER COLUMN data SET STORAGE EXTERNAL;
+    "#,
+    // 1 → 2: persistent operation counters (`fsx stats`).
+    r#"
+    CREATE TABLE fsx_counters (
+        tier  TEXT COLLATE "C" NOT NULL,
+        op    TEXT COLLATE "C" NOT NULL,
+        calls BIGINT NOT NULL,
+        bytes BIGINT NOT NULL,
+        PRIMARY KEY (tier, op)
+    );
     "#,
 ];

@@ -1000,6 +1000,71 @@ impl MetaEngine for SqliteMeta {
         })
     }
 
+    fn add_counters<'a>(&'a self, deltas: &'a [Counter]) -> BoxFuture<'a, Result<()>> {
+        lazy(move || {
+            self.write(|tx| {
+                let mut st = tx
+                    .prepare_cached(
+                        "INSERT INTO fsx_counters (tier, op, calls, bytes) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (tier, op) DO UPDATE SET calls = calls + excluded.calls,
+                             bytes = bytes + excluded.bytes",
+                    )
+                    .map_err(sql_err)?;
+                for d in deltas {
+                    st.execute(params![d.tier, d.op, d.calls as i64, d.bytes as i64])
+                        .map_err(sql_err)?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    fn counters(&self) -> BoxFuture<'_, Result<Vec<Counter>>> {
+        lazy(move || {
+            self.read(|tx| {
+                let mut st = tx
+                    .prepare_cached(
+                        "SELECT tier, op, calls, bytes FROM fsx_counters ORDER BY tier, op",
+                    )
+                    .map_err(sql_err)?;
+                st.query_map([], |r| {
+                    Ok(Counter {
+                        tier: r.get(0)?,
+                        op: r.get(1)?,
+                        calls: r.get::<_, i64>(2)? as u64,
+                        bytes: r.get::<_, i64>(3)? as u64,
+                    })
+                })
+                .map_err(sql_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(sql_err)
+            })
+        })
+    }
+
+    fn extent_totals(&self) -> BoxFuture<'_, Result<ExtentTotals>> {
+        lazy(move || {
+            self.read(|tx| {
+                tx.query_row(
+                    "SELECT count(*), coalesce(sum(bytes), 0),
+                            coalesce(sum(CASE WHEN refcount > 0 THEN 1 ELSE 0 END), 0),
+                            coalesce(sum(CASE WHEN refcount > 0 THEN bytes ELSE 0 END), 0)
+                     FROM fsx_extents",
+                    [],
+                    |r| {
+                        Ok(ExtentTotals {
+                            count: r.get::<_, i64>(0)? as u64,
+                            bytes: r.get::<_, i64>(1)? as u64,
+                            referenced_count: r.get::<_, i64>(2)? as u64,
+                            referenced_bytes: r.get::<_, i64>(3)? as u64,
+                        })
+                    },
+                )
+                .map_err(sql_err)
+            })
+        })
+    }
+
     fn count_references<'a>(
         &'a self,
         after: Option<&'a str>,

@@ -9,6 +9,7 @@
 //! | `fsx_dirty_pages` | `(file, page) → seq, data` (NULL data = hole) | overrides the extent map |
 //! | `fsx_leases` | `file → holder, expiry` | at most one holder per file |
 //! | `fsx_hot_extents` | `(key, part) → bytes` of the hot tier | parts of one key are contiguous from 0 |
+//! | `fsx_counters` | `(tier, op) → calls, bytes` (since version 2) | only grows |
 //!
 //! `MIGRATIONS[i]` takes a volume from schema version `i` to `i + 1`;
 //! version 0 means "empty database".
@@ -65,5 +66,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         data      BLOB NOT NULL,
         PRIMARY KEY (key, part)
     );
+    ",
+    // 1 → 2: persistent operation counters (`fsx stats`).
+    "
+    CREATE TABLE fsx_counters (
+        tier  TEXT NOT NULL,
+        op    TEXT NOT NULL,
+        calls INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        PRIMARY KEY (tier, op)
+    ) WITHOUT ROWID;
     ",
 ];

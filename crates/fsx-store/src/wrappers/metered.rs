@@ -88,6 +88,11 @@ impl Metered {
         }
     }
 
+    /// The wrapped backend.
+    pub fn inner(&self) -> &Arc<dyn ExtentBackend> {
+        &self.inner
+    }
+
     /// The counters now.
     pub fn snapshot(&self) -> MeterSnapshot {
         let mut snap = MeterSnapshot::default();
