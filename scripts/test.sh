@@ -25,6 +25,15 @@ fi
 if ! command -v cargo-fuzz >/dev/null; then
     cargo install --locked cargo-fuzz
 fi
+# bindgen (SQLite VFS) needs libclang; the extension tests drive the real
+# sqlite3 shell and Debian's /usr/bin/python3.
+missing=""
+for pkg in libclang-dev sqlite3 python3; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
+fi
 cargo --version
 cargo nextest --version | head -n 1
 

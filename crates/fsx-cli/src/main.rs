@@ -9,7 +9,9 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod extent_cmd;
+mod sql_cmd;
 mod store_cmd;
+mod tier_cmd;
 mod volume_cmd;
 
 use std::process::ExitCode;
@@ -35,12 +37,22 @@ enum Command {
     File(volume_cmd::FileCommand),
     #[command(flatten)]
     Volume(volume_cmd::VolumeCommand),
+    /// Run SQL on a database in a volume through the fsx SQLite VFS (an
+    /// interactive shell when no SQL is given).
+    Sql(sql_cmd::SqlArgs),
     /// Inspect and verify EXT1 extent files.
     #[command(subcommand)]
     Extent(extent_cmd::ExtentCommand),
     /// Check and benchmark storage backends (conformance suite, throughput).
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
+    /// Tiered storage: status, promotion, demotion, configuration,
+    /// replication and scrubbing.
+    #[command(subcommand)]
+    Tier(tier_cmd::TierCommand),
+    /// Monthly storage and operation cost by tier, next to the same
+    /// operations with one blob per page.
+    Cost(tier_cmd::CostArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,8 +69,11 @@ fn main() -> ExitCode {
         Command::Init(args) => volume_cmd::init(args),
         Command::File(cmd) => volume_cmd::run_file(cmd),
         Command::Volume(cmd) => volume_cmd::run(cmd),
+        Command::Sql(args) => sql_cmd::run(args),
         Command::Extent(cmd) => extent_cmd::run(cmd),
         Command::Store(cmd) => store_cmd::run(cmd),
+        Command::Tier(cmd) => tier_cmd::run(cmd),
+        Command::Cost(args) => tier_cmd::run_cost(args),
     };
     match result {
         Ok(code) => code,

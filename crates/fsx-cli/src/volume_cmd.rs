@@ -15,18 +15,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use fsx_engine::{GcOptions, OpenOptions, Progress, SystemEnv, Volume, VolumeOptions};
-use fsx_meta::{MetaEngine, VolumeConfig};
+use fsx_volume::{VolumeFile, resolve};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
-
-/// The file in a volume directory that names its engines.
-pub const VOLUME_FILE: &str = "fsx-volume.json";
-
-#[derive(Serialize, Deserialize)]
-struct VolumeFile {
-    meta: String,
-    store: String,
-}
+use serde::Serialize;
 
 /// `fsx init`.
 #[derive(Args)]
@@ -46,6 +37,8 @@ pub struct InitArgs {
     /// Bytes of page data per extent: a power of two, 256K to 16M.
     #[arg(long, default_value = "2M", value_parser = parse_size)]
     extent_size: u64,
+    #[command(flatten)]
+    tier: crate::tier_cmd::TierArgs,
 }
 
 /// Commands on the files of a volume (`fsx file …`).
@@ -175,18 +168,6 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{s:?} is not a duration (examples: 0s, 15m, 1h)"))
 }
 
-/// 128 random bits from the standard library's per-process random hasher
-/// keys, so volume ids need no extra dependency.
-fn new_volume_id() -> String {
-    use std::hash::BuildHasher;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let a = std::collections::hash_map::RandomState::new().hash_one(nanos);
-    let b = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
-    format!("vol-{a:016x}{b:016x}")
-}
-
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -194,57 +175,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// Resolves a URL or path from `fsx-volume.json` against the volume dir.
-fn resolve(dir: &Path, url: &str) -> String {
-    if let Some(rest) = url.strip_prefix("sqlite://")
-        && !rest.starts_with('/')
-    {
-        return format!("sqlite://{}", dir.join(rest).display());
-    }
-    if !url.contains("://") && !url.starts_with('/') {
-        return dir.join(url).display().to_string();
-    }
-    url.to_string()
-}
-
-async fn open_meta(url: &str, create: bool) -> anyhow::Result<Arc<dyn MetaEngine>> {
-    if url.starts_with("sqlite://") {
-        Ok(Arc::new(fsx_meta::sqlite::SqliteMeta::open_url(
-            url, create,
-        )?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(fsx_meta::postgres::PgMeta::connect(url).await?))
-    } else {
-        bail!(
-            "unsupported metadata URL {url:?}: use sqlite:///path/to/meta.db or postgres://user:password@host:port/db"
-        )
-    }
-}
-
-fn open_store(url: &str) -> anyhow::Result<Arc<dyn fsx_store::ExtentBackend>> {
-    if url.starts_with("memory://") || url.starts_with("lru://") {
-        bail!(
-            "{url:?} keeps data only in memory; a volume needs a durable store (a directory, s3://, redis://)"
-        );
-    }
-    fsx_store::open_backend(url).with_context(|| format!("cannot open the data store {url:?}"))
-}
-
-fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
-    std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
-}
-
 /// `fsx init`.
 pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
-    let dir = absolute(&args.path)?;
-    let vf = dir.join(VOLUME_FILE);
-    if vf.exists() {
-        bail!(
-            "{} is already an fsx volume ({} exists)",
-            dir.display(),
-            VOLUME_FILE
-        );
-    }
     let extent_size = u32::try_from(args.extent_size)
         .ok()
         .filter(|&e| fsx_meta::check_extent_size(e).is_ok());
@@ -254,79 +186,42 @@ pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
             args.extent_size
         );
     };
-    let created_dir = !dir.exists();
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let result = init_in(&dir, args.meta, args.store, extent_size);
-    if result.is_err() && created_dir {
-        // A refused init leaves nothing behind.
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    result
-}
-
-fn init_in(
-    dir: &Path,
-    meta: Option<String>,
-    store: Option<String>,
-    extent_size: u32,
-) -> anyhow::Result<ExitCode> {
-    let vf = dir.join(VOLUME_FILE);
-    let file = VolumeFile {
-        meta: meta.unwrap_or_else(|| "sqlite://meta.db".into()),
-        store: store.unwrap_or_else(|| "data".into()),
-    };
-    let meta_url = resolve(dir, &file.meta);
-    let store_url = resolve(dir, &file.store);
-    let env = Arc::new(SystemEnv::new());
-    let volume_id = new_volume_id();
-    let rt = runtime()?;
-    let volume = rt.block_on(async {
-        let meta = open_meta(&meta_url, true).await?;
-        let store = open_store(&store_url)?;
-        let config = VolumeConfig::new(
-            volume_id,
+    let dir = fsx_volume::absolute(&args.path)?;
+    let file = VolumeFile::new(args.meta, args.store);
+    let existed = dir.exists();
+    let volume = runtime()?.block_on(async {
+        let volume = fsx_volume::create(
+            &dir,
+            &file,
             extent_size,
-            file.store.clone(),
-            fsx_engine::Environment::now_ms(env.as_ref()),
-        );
-        let volume = Volume::create(meta, store, env.clone(), config, VolumeOptions::default())
-            .await
-            .with_context(|| format!("cannot create a volume in {}", dir.display()))?;
-        volume.flush_counters().await?;
+            Arc::new(SystemEnv::new()),
+            VolumeOptions::default(),
+        )
+        .await?;
+        if let Err(e) = crate::tier_cmd::configure(volume.meta(), &args.tier).await {
+            // A refused tier option leaves no half-made volume behind.
+            if !existed {
+                drop(volume);
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            return Err(e);
+        }
         anyhow::Ok(volume)
     })?;
-    std::fs::write(&vf, serde_json::to_vec_pretty(&file)?)
-        .with_context(|| format!("cannot write {}", vf.display()))?;
     println!(
         "created volume {} in {}",
         volume.config().volume_id,
         dir.display()
     );
-    println!("  metadata:    {meta_url}");
-    println!("  data store:  {store_url}");
+    println!("  metadata:    {}", resolve(&dir, &file.meta));
+    println!("  data store:  {}", resolve(&dir, &file.store));
     println!("  extent size: {} KiB", extent_size / 1024);
     Ok(ExitCode::SUCCESS)
 }
 
 /// Opens the volume in `path`.
 pub async fn open_volume(path: &Path) -> anyhow::Result<Volume> {
-    let dir = absolute(path)?;
-    let vf = dir.join(VOLUME_FILE);
-    let text = std::fs::read(&vf).map_err(|e| {
-        anyhow::anyhow!("{} is not an fsx volume (cannot read {VOLUME_FILE}: {e}); create one with `fsx init {}`", dir.display(), path.display())
-    })?;
-    let file: VolumeFile =
-        serde_json::from_slice(&text).with_context(|| format!("{} is damaged", vf.display()))?;
-    let meta = open_meta(&resolve(&dir, &file.meta), false).await?;
-    let store = open_store(&resolve(&dir, &file.store))?;
-    Volume::open(
-        meta,
-        store,
-        Arc::new(SystemEnv::new()),
-        VolumeOptions::default(),
-    )
-    .await
-    .with_context(|| format!("cannot open the volume in {}", dir.display()))
+    Ok(fsx_volume::open(path, Arc::new(SystemEnv::new()), VolumeOptions::default()).await?)
 }
 
 fn bar(len: Option<u64>, what: &str) -> ProgressBar {

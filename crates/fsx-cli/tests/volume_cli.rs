@@ -40,16 +40,7 @@ fn init_put_get_round_trip_and_maintenance() {
     assert!(out.contains("extent size: 256 KiB"), "{out}");
 
     let src = dir.path().join("src.bin");
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let data: Vec<u8> = (0..3_000_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    std::fs::write(&src, &data).unwrap();
+    let data = random_file(&src, 3_000_000, 0x2545_f491_4f6c_dd1d);
     ok(&[
         "file",
         "put",
@@ -382,4 +373,13 @@ fn identical_files_share_extents_and_survive_each_others_deletion() {
     ok(&["file", "rm", s(&vol), "two.db"]);
     assert!(ok(&["gc", s(&vol), "--grace", "0s"]).contains("deleted 25 unreferenced extents"));
     assert_eq!(stats(&vol)["extents"]["count"], 0);
+}
+
+#[test]
+fn a_refused_tier_option_leaves_no_volume() {
+    let dir = tempfile::tempdir().unwrap();
+    let vol = dir.path().join("vol");
+    let err = fails(&["init", s(&vol), "--kv", "ftp://nowhere"]);
+    assert!(err.contains("KV tier"), "{err}");
+    assert!(!vol.exists(), "a refused init leaves nothing");
 }

@@ -76,6 +76,12 @@ impl ExtentCache {
         }
     }
 
+    /// Whether `key` is cached, without counting it as a use.
+    pub(crate) fn contains(&self, key: &str) -> bool {
+        let s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        s.entries.contains_key(key)
+    }
+
     pub(crate) fn remove(&self, key: &str) {
         let mut s = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((b, t)) = s.entries.remove(key) {

@@ -192,6 +192,9 @@ impl File {
         let mut loaded: Vec<Bytes> = Vec::new();
         let mut loaded_idx: BTreeMap<u64, usize> = BTreeMap::new();
         let mut sources = Vec::with_capacity(count as usize);
+        // Pages that come from storage (not this writer's buffer), for the
+        // one-blob-per-page comparison of `fsx cost`.
+        let mut stored = 0u64;
         for page_no in first..first + count {
             if let Some(w) = &self.writer {
                 if let Some(p) = w.buffer.get(&page_no) {
@@ -204,6 +207,7 @@ impl File {
                 }
             }
             if let Some(p) = dirty.get(&page_no) {
+                stored += u64::from(p.is_some());
                 sources.push(p.clone().map_or(Source::Zero, Source::Bytes));
                 continue;
             }
@@ -211,6 +215,19 @@ impl File {
             match extents.get(&idx) {
                 None => sources.push(Source::Zero),
                 Some(key) => {
+                    stored += 1;
+                    // A single page of an extent that only a range-capable
+                    // cold tier holds: read just that page (verified).
+                    if count == 1
+                        && let Some(t) = &s.tiered
+                        && !s.cache.contains(key)
+                        && let Some(page) = t
+                            .read_page(key, (page_no % self.ppe) as u32, self.meta.page_size)
+                            .await?
+                    {
+                        sources.push(page.map_or(Source::Zero, Source::Bytes));
+                        continue;
+                    }
                     let slot = match loaded_idx.get(&idx) {
                         Some(&slot) => slot,
                         None => {
@@ -223,6 +240,8 @@ impl File {
                 }
             }
         }
+        s.page_reads
+            .fetch_add(stored, std::sync::atomic::Ordering::Relaxed);
         let mut out = Vec::with_capacity(sources.len());
         for (i, src) in sources.into_iter().enumerate() {
             let page_no = first + i as u64;
@@ -393,6 +412,10 @@ impl File {
             batch = batch.shrink(cut, cut.div_ceil(ppe));
         }
         self.shared.meta.commit_writes(&batch).await?;
+        self.shared.page_writes.fetch_add(
+            batch.pages.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let w = self.writer_mut()?;
         w.buffer.clear();
         w.buffered_bytes = 0;

@@ -13,6 +13,7 @@
 //! | [`volume`] | open/create a volume over a metadata engine and a store; file namespace |
 //! | [`file`] | reads, buffered writes, sync, truncate, packing |
 //! | [`gc`] | garbage collection and fsck |
+//! | [`tier`] | tiered storage: cache → KV → hot → cold, replication queue, policy |
 //! | [`env`] | injected clock, identity and liveness |
 //! | [`error`] | [`Error`], classified by caller action |
 //!
@@ -28,6 +29,7 @@ pub mod error;
 pub mod file;
 pub mod gc;
 pub mod progress;
+pub mod tier;
 pub mod volume;
 
 pub use env::{Environment, ManualEnv, SystemEnv};
@@ -38,4 +40,4 @@ pub use progress::{NoProgress, Progress};
 /// A shared metadata engine, as volumes hold it.
 pub type MetaArc = std::sync::Arc<dyn fsx_meta::MetaEngine>;
 
-pub use volume::{DATA_TIER, OpenOptions, Volume, VolumeOptions, VolumeStats};
+pub use volume::{DATA_TIER, OpenOptions, PAGE_COUNTER_TIER, Volume, VolumeOptions, VolumeStats};

@@ -17,9 +17,14 @@ use crate::cache::ExtentCache;
 use crate::env::Environment;
 use crate::error::{Error, ErrorKind, Result};
 use crate::file::File;
+use crate::tier::{TierSet, TieredStore};
 
 /// Tier name of a volume's data store in the persistent counters.
 pub const DATA_TIER: &str = "cold";
+
+/// Pseudo-tier of the page operation counters (`write`: pages made durable
+/// by `sync`; `read`: pages served from the dirty buffer or an extent).
+pub const PAGE_COUNTER_TIER: &str = "pages";
 
 /// Key of the marker object naming the volume that owns a store.
 pub const VOLUME_MARKER_KEY: &str = "fsx/volume";
@@ -38,6 +43,9 @@ pub struct VolumeOptions {
     pub max_buffer_bytes: usize,
     /// Whether `sync` packs extents whose dirty pages fill them.
     pub pack_on_sync: bool,
+    /// Faster tiers in front of the data store; `None` keeps every extent
+    /// in the data store only, without tier records.
+    pub tiers: Option<TierSet>,
 }
 
 impl Default for VolumeOptions {
@@ -48,6 +56,7 @@ impl Default for VolumeOptions {
             cache_bytes: 64 << 20,
             max_buffer_bytes: 32 << 20,
             pack_on_sync: true,
+            tiers: None,
         }
     }
 }
@@ -74,6 +83,12 @@ impl VolumeOptions {
     /// Sets the unsynced buffer limit.
     pub fn max_buffer_bytes(mut self, bytes: usize) -> Self {
         self.max_buffer_bytes = bytes;
+        self
+    }
+
+    /// Puts faster tiers in front of the data store.
+    pub fn tiers(mut self, tiers: Option<TierSet>) -> Self {
+        self.tiers = tiers;
         self
     }
 
@@ -137,12 +152,19 @@ pub(crate) struct Shared {
     /// The data store, metered.
     pub(crate) store: Arc<dyn ExtentBackend>,
     meter: Arc<Metered>,
+    /// The tiered store when faster tiers are configured (also `store`).
+    pub(crate) tiered: Option<Arc<TieredStore>>,
     /// What the meter read at the last flush to the persistent counters.
     flushed: std::sync::Mutex<MeterSnapshot>,
     pub(crate) config: VolumeConfig,
     pub(crate) env: Arc<dyn Environment>,
     pub(crate) options: VolumeOptions,
     pub(crate) cache: ExtentCache,
+    /// Pages made durable by `sync` and pages read from the dirty buffer
+    /// or extents, since the last flush: the operations a
+    /// one-blob-per-page store would have paid for (`fsx cost`).
+    pub(crate) page_writes: std::sync::atomic::AtomicU64,
+    pub(crate) page_reads: std::sync::atomic::AtomicU64,
 }
 
 /// An open volume. Cheap to clone.
@@ -245,18 +267,32 @@ impl Volume {
     ) -> Self {
         let cache = ExtentCache::new(options.cache_bytes);
         let meter = Arc::new(Metered::new(store));
-        let store: Arc<dyn ExtentBackend> = meter.clone();
         let flushed = std::sync::Mutex::new(meter.snapshot());
+        let tiered = options.tiers.clone().map(|set| {
+            Arc::new(TieredStore::new(
+                meter.clone(),
+                set,
+                meta.clone(),
+                env.clone(),
+            ))
+        });
+        let store: Arc<dyn ExtentBackend> = match &tiered {
+            Some(t) => t.clone(),
+            None => meter.clone(),
+        };
         Self {
             shared: Arc::new(Shared {
                 meta,
                 store,
                 meter,
+                tiered,
                 flushed,
                 config,
                 env,
                 options,
                 cache,
+                page_writes: Default::default(),
+                page_reads: Default::default(),
             }),
         }
     }
@@ -271,9 +307,14 @@ impl Volume {
         &self.shared.meta
     }
 
-    /// The data store.
+    /// The data store (the tiered store when tiers are configured).
     pub fn store(&self) -> &Arc<dyn ExtentBackend> {
         &self.shared.store
+    }
+
+    /// The tiered store, when faster tiers are configured.
+    pub fn tiers(&self) -> Option<&Arc<TieredStore>> {
+        self.shared.tiered.as_ref()
     }
 
     /// Opens a file; with [`OpenOptions::write`] takes its write lease
@@ -403,6 +444,21 @@ impl Volume {
                 })
             })
             .collect();
+        let mut deltas = deltas;
+        if let Some(t) = &s.tiered {
+            deltas.extend(t.counter_deltas());
+        }
+        for (op, n) in [("write", &s.page_writes), ("read", &s.page_reads)] {
+            let calls = n.swap(0, std::sync::atomic::Ordering::Relaxed);
+            if calls > 0 {
+                deltas.push(Counter {
+                    tier: PAGE_COUNTER_TIER.into(),
+                    op: op.into(),
+                    calls,
+                    bytes: 0,
+                });
+            }
+        }
         if !deltas.is_empty() {
             s.meta.add_counters(&deltas).await?;
         }

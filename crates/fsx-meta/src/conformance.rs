@@ -34,6 +34,11 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
     ("shrink_releases_references", |m| Box::pin(shrink(m))),
     ("listing_pages_through_everything", |m| Box::pin(listing(m))),
     ("counters_and_totals_accumulate", |m| Box::pin(counters(m))),
+    ("settings_round_trip_and_reserved_names", |m| {
+        Box::pin(settings(m))
+    }),
+    ("tier_queue_and_copy_records", |m| Box::pin(tier_records(m))),
+    ("access_statistics_and_digests", |m| Box::pin(access(m))),
 ];
 
 /// Runs every check, each on an engine from `fresh`; returns the failures
@@ -783,5 +788,185 @@ async fn counters(m: &dyn MetaEngine) -> CheckResult {
         referenced_bytes: 100,
     };
     ensure!(t == want, "totals {t:?}, expected {want:?}");
+    Ok(())
+}
+
+async fn settings(m: &dyn MetaEngine) -> CheckResult {
+    init(m).await?;
+    ensure!(
+        ok("setting", m.setting("tier.hot").await)?.is_none(),
+        "an unset setting reads as None"
+    );
+    ok("set_setting", m.set_setting("tier.hot", "meta").await)?;
+    ok("set_setting", m.set_setting("tier.hot", "none").await)?;
+    ensure!(
+        ok("setting", m.setting("tier.hot").await)?.as_deref() == Some("none"),
+        "the last value set is read back"
+    );
+    for name in RESERVED_SETTINGS.iter().copied().chain([""]) {
+        err_kind(
+            "set_setting(reserved)",
+            m.set_setting(name, "x").await,
+            MetaErrorKind::InvalidInput,
+        )?;
+    }
+    let config = ok("open_volume", m.open_volume().await)?;
+    ensure!(
+        config.volume_id == "vol-test",
+        "reserved settings are unchanged"
+    );
+    Ok(())
+}
+
+async fn tier_records(m: &dyn MetaEngine) -> CheckResult {
+    init(m).await?;
+    let (a, b) = ("extent/ext-a", "extent/ext-b");
+    ok(
+        "tier_record",
+        m.tier_record(
+            &[
+                TierMark::new(a, "hot", 10, CopyState::Present),
+                TierMark::new(a, "cold", 10, CopyState::Queued),
+                TierMark::new(b, "cold", 20, CopyState::Queued),
+            ],
+            100,
+        )
+        .await,
+    )?;
+    let due = ok("tier_due", m.tier_due(100, 10).await)?;
+    ensure!(due.len() == 2, "two queued copies are due, got {due:?}");
+    ensure!(
+        due.iter()
+            .all(|c| c.state == CopyState::Queued && c.tier == "cold"),
+        "only queued copies are due: {due:?}"
+    );
+    ensure!(
+        ok("tier_due", m.tier_due(99, 10).await)?.is_empty(),
+        "nothing is due before its next_ms"
+    );
+    // A failed attempt pushes the entry back and counts it.
+    ok(
+        "tier_retry",
+        m.tier_retry(b, "cold", 500, "cold is down").await,
+    )?;
+    let due = ok("tier_due", m.tier_due(499, 10).await)?;
+    ensure!(
+        due.len() == 1 && due[0].key == a,
+        "a retried entry waits for its backoff: {due:?}"
+    );
+    let copies = ok("tier_copies", m.tier_copies(b).await)?;
+    ensure!(
+        copies.len() == 1
+            && copies[0].attempts == 1
+            && copies[0].next_ms == 500
+            && copies[0].last_error.as_deref() == Some("cold is down"),
+        "the retry is recorded: {copies:?}"
+    );
+    // Queued never downgrades a present copy; present clears queue state.
+    ok(
+        "tier_record",
+        m.tier_record(&[TierMark::new(a, "hot", 10, CopyState::Queued)], 100)
+            .await,
+    )?;
+    ok(
+        "tier_record",
+        m.tier_record(&[TierMark::new(b, "cold", 20, CopyState::Present)], 600)
+            .await,
+    )?;
+    let copies = ok("tier_copies", m.tier_copies(b).await)?;
+    ensure!(
+        copies.len() == 1 && copies[0].state == CopyState::Present && copies[0].attempts == 0,
+        "a present mark clears the queue entry: {copies:?}"
+    );
+    let copies = ok("tier_copies", m.tier_copies(a).await)?;
+    ensure!(
+        copies
+            .iter()
+            .any(|c| c.tier == "hot" && c.state == CopyState::Present),
+        "a queued mark never downgrades a present copy: {copies:?}"
+    );
+    let totals = ok("tier_totals", m.tier_totals().await)?;
+    let want = vec![
+        TierTotals {
+            tier: "cold".into(),
+            count: 1,
+            bytes: 20,
+            queued: 1,
+        },
+        TierTotals {
+            tier: "hot".into(),
+            count: 1,
+            bytes: 10,
+            queued: 0,
+        },
+    ];
+    ensure!(totals == want, "totals {totals:?}, expected {want:?}");
+    let listed = ok("tier_list", m.tier_list("cold", None, 1).await)?;
+    ensure!(
+        listed.len() == 1 && listed[0].key == a,
+        "tier_list pages in key order: {listed:?}"
+    );
+    let listed = ok("tier_list", m.tier_list("cold", Some(a), 10).await)?;
+    ensure!(
+        listed.len() == 1 && listed[0].key == b,
+        "tier_list continues after a key: {listed:?}"
+    );
+    ok("tier_forget", m.tier_forget(a, Some("cold")).await)?;
+    ensure!(
+        ok("tier_copies", m.tier_copies(a).await)?.len() == 1,
+        "forgetting one tier keeps the others"
+    );
+    ok("tier_forget", m.tier_forget(a, None).await)?;
+    ok("tier_forget", m.tier_forget(a, None).await)?;
+    ensure!(
+        ok("tier_copies", m.tier_copies(a).await)?.is_empty(),
+        "forgetting every tier removes every record (idempotently)"
+    );
+    Ok(())
+}
+
+async fn access(m: &dyn MetaEngine) -> CheckResult {
+    init(m).await?;
+    let key = "extent/ext-a";
+    ensure!(
+        ok("extent_access", m.extent_access(key).await)? == AccessStats::default(),
+        "an extent never read has no hits"
+    );
+    ok("touch_extent", m.touch_extent(key, 2, 50).await)?;
+    ok("touch_extent", m.touch_extent(key, 1, 40).await)?;
+    let stats = ok("extent_access", m.extent_access(key).await)?;
+    ensure!(
+        stats
+            == AccessStats {
+                hits: 3,
+                last_ms: 50
+            },
+        "hits add up and recency never goes back: {stats:?}"
+    );
+    ensure!(
+        ok("extent_digests", m.extent_digests(key).await)?.is_none(),
+        "no digests until set"
+    );
+    ok(
+        "set_extent_digests",
+        m.set_extent_digests(key, b"one").await,
+    )?;
+    ok(
+        "set_extent_digests",
+        m.set_extent_digests(key, b"two").await,
+    )?;
+    ensure!(
+        ok("extent_digests", m.extent_digests(key).await)?.as_deref() == Some(&b"two"[..]),
+        "the last digests set are read back"
+    );
+    ok("tier_forget", m.tier_forget(key, None).await)?;
+    ensure!(
+        ok("extent_access", m.extent_access(key).await)? == AccessStats::default(),
+        "forgetting an extent drops its statistics"
+    );
+    ensure!(
+        ok("extent_digests", m.extent_digests(key).await)?.is_none(),
+        "forgetting an extent drops its digests"
+    );
     Ok(())
 }

@@ -47,6 +47,13 @@
 //!   cannot be pinned or referenced. So an uploader that finishes within the
 //!   grace period can never have its extent deleted underneath it, and one
 //!   that does not gets `Conflict` and retries.
+//! - **Tier records** (schema version 3). [`MetaEngine::tier_record`]
+//!   applies a batch of copy records atomically: a `Present` mark says the
+//!   tier holds a verified copy; a `Queued` mark asks for a copy (the durable
+//!   replication queue) and never downgrades a `Present` record. A queued
+//!   record is returned by [`MetaEngine::tier_due`] once its `next_ms` has
+//!   passed, until it is marked present or forgotten; so a copy queued in the
+//!   same transaction that made the extent durable survives any crash.
 //! - **Idempotency.** `release_lease` of a lease not held, `gc_forget` of a
 //!   missing record, and `delete_file` of a file already gone (`NotFound`)
 //!   never corrupt anything.
@@ -329,6 +336,109 @@ pub struct ExtentTotals {
     pub referenced_bytes: u64,
 }
 
+/// State of one tier's copy of an extent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyState {
+    /// The tier holds a copy that verified when it was written or read.
+    Present,
+    /// A copy is wanted there: an entry of the replication queue.
+    Queued,
+}
+
+/// A change to one tier's copy record (see [`MetaEngine::tier_record`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TierMark {
+    /// Content key of the extent.
+    pub key: String,
+    /// Tier name (`cache`, `kv`, `hot`, `cold`).
+    pub tier: String,
+    /// Blob size in bytes.
+    pub bytes: u64,
+    /// The new state.
+    pub state: CopyState,
+}
+
+impl TierMark {
+    /// A mark of `key` in `tier`.
+    pub fn new(
+        key: impl Into<String>,
+        tier: impl Into<String>,
+        bytes: u64,
+        state: CopyState,
+    ) -> Self {
+        Self {
+            key: key.into(),
+            tier: tier.into(),
+            bytes,
+            state,
+        }
+    }
+}
+
+/// One tier's copy record of an extent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TierCopy {
+    /// Content key.
+    pub key: String,
+    /// Tier name.
+    pub tier: String,
+    /// Blob size in bytes.
+    pub bytes: u64,
+    /// Present, or queued for replication.
+    pub state: CopyState,
+    /// Failed copy attempts so far (queued records).
+    pub attempts: u32,
+    /// Earliest time of the next attempt, ms (queued records).
+    pub next_ms: i64,
+    /// The last attempt's error, if any.
+    pub last_error: Option<String>,
+}
+
+/// Totals of one tier's copy records.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TierTotals {
+    /// Tier name.
+    pub tier: String,
+    /// Present copies.
+    pub count: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Queued copies (replication queue length for this tier).
+    pub queued: u64,
+}
+
+/// Persisted access statistics of one extent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AccessStats {
+    /// Reads that missed the in-memory cache.
+    pub hits: u64,
+    /// Time of the last such read, ms.
+    pub last_ms: i64,
+}
+
+/// Names of the settings [`MetaEngine::set_setting`] refuses to change.
+pub const RESERVED_SETTINGS: &[&str] = &[
+    "schema_version",
+    "volume_id",
+    "extent_size",
+    "store_url",
+    "created_ms",
+];
+
+/// Refuses a [`RESERVED_SETTINGS`] name or an empty one.
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+pub(crate) fn check_setting_name(name: &str) -> Result<()> {
+    if name.is_empty() || RESERVED_SETTINGS.contains(&name) {
+        return Err(crate::MetaError::invalid(format!(
+            "{name:?} cannot be set: it is empty or fixed at volume creation"
+        )));
+    }
+    Ok(())
+}
+
 /// The metadata engine. See the module docs for the contract.
 pub trait MetaEngine: fsx_store::MaybeSend + fsx_store::MaybeSync + std::fmt::Debug {
     /// Creates the schema and records `config`; `AlreadyExists` if the
@@ -461,4 +571,80 @@ pub trait MetaEngine: fsx_store::MaybeSend + fsx_store::MaybeSync + std::fmt::De
         after: Option<&'a str>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<(String, i64)>>>;
+
+    /// The engine's own hot tier (extents as rows of its database, parts of
+    /// at most `max_row_bytes`), or `None` if the engine has none.
+    fn hot_tier(
+        &self,
+        max_row_bytes: usize,
+    ) -> Result<Option<std::sync::Arc<dyn fsx_store::ExtentBackend>>>;
+
+    /// A volume setting, or `None` if never set.
+    fn setting<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<String>>>;
+
+    /// Sets a volume setting; `InvalidInput` for a [`RESERVED_SETTINGS`]
+    /// name.
+    fn set_setting<'a>(&'a self, name: &'a str, value: &'a str) -> BoxFuture<'a, Result<()>>;
+
+    /// Applies copy records atomically (see the module docs): `Present`
+    /// upserts and clears any queue state; `Queued` inserts with
+    /// `next_ms = now_ms` unless a record exists.
+    fn tier_record<'a>(&'a self, marks: &'a [TierMark], now_ms: i64) -> BoxFuture<'a, Result<()>>;
+
+    /// Records a failed copy attempt: attempts + 1, the next attempt not
+    /// before `next_ms`. No effect unless the record is queued.
+    fn tier_retry<'a>(
+        &'a self,
+        key: &'a str,
+        tier: &'a str,
+        next_ms: i64,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// Removes the copy record of `key` in `tier`, or every record, the
+    /// access statistics and the page digests of `key` when `tier` is
+    /// `None`.
+    fn tier_forget<'a>(&'a self, key: &'a str, tier: Option<&'a str>) -> BoxFuture<'a, Result<()>>;
+
+    /// Every copy record of `key`.
+    fn tier_copies<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<TierCopy>>>;
+
+    /// Copy records of `tier` with keys after `after`, ascending, at most
+    /// `limit`.
+    fn tier_list<'a>(
+        &'a self,
+        tier: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<TierCopy>>>;
+
+    /// Queued records whose `next_ms <= now_ms`, oldest first, at most
+    /// `limit`.
+    fn tier_due(&self, now_ms: i64, limit: usize) -> BoxFuture<'_, Result<Vec<TierCopy>>>;
+
+    /// Totals per tier, sorted by tier name.
+    fn tier_totals(&self) -> BoxFuture<'_, Result<Vec<TierTotals>>>;
+
+    /// Adds `hits` reads of `key` at `now_ms` to its access statistics.
+    fn touch_extent<'a>(
+        &'a self,
+        key: &'a str,
+        hits: u64,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// The access statistics of `key` (zero if never read).
+    fn extent_access<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<AccessStats>>;
+
+    /// Stores the page digests of `key` (opaque to the engine; written by
+    /// the tiering layer so single pages read by range can be verified),
+    /// replacing any earlier ones.
+    fn set_extent_digests<'a>(
+        &'a self,
+        key: &'a str,
+        digests: &'a [u8],
+    ) -> BoxFuture<'a, Result<()>>;
+
+    /// The page digests of `key`, if stored.
+    fn extent_digests<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>>;
 }

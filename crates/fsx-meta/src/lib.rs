@@ -28,15 +28,16 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use contract::{
-    Counter, DirtyExtent, DirtyPage, DirtySummary, ExtentRecord, ExtentState, ExtentTotals, FileId,
-    FileMeta, LeaseInfo, LeaseRequest, MetaEngine, PackCommit, PageWrite, ReadMap, VolumeConfig,
+    AccessStats, CopyState, Counter, DirtyExtent, DirtyPage, DirtySummary, ExtentRecord,
+    ExtentState, ExtentTotals, FileId, FileMeta, LeaseInfo, LeaseRequest, MetaEngine, PackCommit,
+    PageWrite, RESERVED_SETTINGS, ReadMap, TierCopy, TierMark, TierTotals, VolumeConfig,
     WriteBatch,
 };
 pub use error::{MetaError, MetaErrorKind, Result};
 
 /// The metadata schema version this build writes. Volumes with an older
 /// version are migrated on open; newer ones are refused.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Smallest extent size a volume may be created with.
 pub const MIN_EXTENT_SIZE: u32 = 256 << 10;

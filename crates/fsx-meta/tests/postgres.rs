@@ -69,7 +69,8 @@ async fn an_older_schema_is_migrated_on_open() {
     m.create_file("kept", 4096, 1).await.unwrap();
     let raw = server.raw_client().await;
     let downgrade = format!(
-        "DROP TABLE {schema}.fsx_counters; UPDATE {schema}.fsx_volume SET value = '1' WHERE key = 'schema_version'"
+        "DROP TABLE {schema}.fsx_counters; DROP TABLE {schema}.fsx_tier_copies; \
+         DROP TABLE {schema}.fsx_extent_access; DROP TABLE {schema}.fsx_extent_digests; UPDATE {schema}.fsx_volume SET value = '1' WHERE key = 'schema_version'"
     );
     raw.batch_execute(downgrade.as_str()).await.unwrap();
     let m = PgMeta::connect(&server.url(&schema)).await.unwrap();
@@ -84,6 +85,13 @@ async fn an_older_schema_is_migrated_on_open() {
         .await
         .unwrap();
     assert_eq!(m.counters().await.unwrap(), vec![counter]);
+    let mark = fsx_meta::TierMark::new("extent/ext-1", "cold", 7, fsx_meta::CopyState::Queued);
+    m.tier_record(std::slice::from_ref(&mark), 5).await.unwrap();
+    assert_eq!(
+        m.tier_due(5, 10).await.unwrap().len(),
+        1,
+        "the version-3 queue works"
+    );
     assert_eq!(
         m.file("kept").await.unwrap().name,
         "kept",

@@ -92,10 +92,11 @@ fn an_older_schema_is_migrated_on_open() {
     block_on(m.init_volume(&VolumeConfig::new("v", 2 << 20, "memory://", 1))).unwrap();
     block_on(m.create_file("kept", 4096, 1)).unwrap();
     drop(m);
-    // Turn it into a version-1 volume: no counters table.
+    // Turn it into a version-1 volume: no counters or tier tables.
     let c = rusqlite::Connection::open(&path).unwrap();
     c.execute_batch(
-        "DROP TABLE fsx_counters; UPDATE fsx_volume SET value = '1' WHERE key = 'schema_version';",
+        "DROP TABLE fsx_counters; DROP TABLE fsx_tier_copies; DROP TABLE fsx_extent_access; DROP TABLE fsx_extent_digests;
+         UPDATE fsx_volume SET value = '1' WHERE key = 'schema_version';",
     )
     .unwrap();
     drop(c);
@@ -109,6 +110,7 @@ fn an_older_schema_is_migrated_on_open() {
     };
     block_on(m.add_counters(std::slice::from_ref(&counter))).unwrap();
     assert_eq!(block_on(m.counters()).unwrap(), vec![counter]);
+    assert_tier_tables_work(&m);
     assert_eq!(
         block_on(m.file("kept")).unwrap().name,
         "kept",
@@ -124,4 +126,33 @@ fn an_older_schema_is_migrated_on_open() {
         )
         .unwrap();
     assert_eq!(v, fsx_meta::SCHEMA_VERSION.to_string());
+}
+
+/// The version-3 tables exist and work after a migration.
+fn assert_tier_tables_work(m: &SqliteMeta) {
+    use fsx_meta::{CopyState, TierMark};
+    let mark = TierMark::new("extent/ext-1", "cold", 7, CopyState::Queued);
+    block_on(m.tier_record(std::slice::from_ref(&mark), 5)).unwrap();
+    assert_eq!(block_on(m.tier_due(5, 10)).unwrap().len(), 1);
+    block_on(m.touch_extent("extent/ext-1", 2, 9)).unwrap();
+    assert_eq!(block_on(m.extent_access("extent/ext-1")).unwrap().hits, 2);
+}
+
+#[test]
+fn a_version_2_schema_gains_the_tier_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let m = SqliteMeta::open(&path, true).unwrap();
+    block_on(m.init_volume(&VolumeConfig::new("v", 2 << 20, "memory://", 1))).unwrap();
+    drop(m);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch(
+        "DROP TABLE fsx_tier_copies; DROP TABLE fsx_extent_access; DROP TABLE fsx_extent_digests;
+         UPDATE fsx_volume SET value = '2' WHERE key = 'schema_version';",
+    )
+    .unwrap();
+    drop(c);
+    let m = SqliteMeta::open(&path, false).unwrap();
+    block_on(m.open_volume()).unwrap();
+    assert_tier_tables_work(&m);
 }

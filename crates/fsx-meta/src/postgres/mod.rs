@@ -1200,4 +1200,283 @@ impl MetaEngine for PgMeta {
             })
         })
     }
+
+    fn hot_tier(&self, max_row_bytes: usize) -> Result<Option<Arc<dyn fsx_store::ExtentBackend>>> {
+        Ok(Some(Arc::new(self.hot_store(max_row_bytes)?)))
+    }
+
+    fn setting<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
+        boxed(async move {
+            transact!(self.pool(), TxKind::Read, |tx| async {
+                let row = tx
+                    .query_opt("SELECT value FROM fsx_volume WHERE key = $1", &[&name])
+                    .await?;
+                row.map(|r| col(&r, 0)).transpose()
+            })
+        })
+    }
+
+    fn set_setting<'a>(&'a self, name: &'a str, value: &'a str) -> BoxFuture<'a, Result<()>> {
+        boxed(async move {
+            check_setting_name(name)?;
+            transact!(self.pool(), TxKind::Write, |tx| async {
+                tx.execute(
+                    "INSERT INTO fsx_volume (key, value) VALUES ($1, $2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    &[&name, &value],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+    }
+
+    fn tier_record<'a>(&'a self, marks: &'a [TierMark], now_ms: i64) -> BoxFuture<'a, Result<()>> {
+        boxed(async move {
+            // Sorted so that concurrent writers lock rows in one order.
+            let mut sorted: Vec<&TierMark> = marks.iter().collect();
+            sorted.sort_by(|a, b| (&a.key, &a.tier).cmp(&(&b.key, &b.tier)));
+            transact!(self.pool(), TxKind::Write, |tx| async {
+                for m in &sorted {
+                    let bytes = big(m.bytes, "extent size")?;
+                    if m.state == CopyState::Present {
+                        tx.execute(
+                            "INSERT INTO fsx_tier_copies (key, tier, bytes, state, attempts, next_ms, last_error)
+                             VALUES ($1, $2, $3, 0, 0, 0, NULL)
+                             ON CONFLICT (key, tier) DO UPDATE SET bytes = excluded.bytes, state = 0,
+                                 attempts = 0, next_ms = 0, last_error = NULL",
+                            &[&m.key, &m.tier, &bytes],
+                        )
+                        .await?;
+                    } else {
+                        tx.execute(
+                            "INSERT INTO fsx_tier_copies (key, tier, bytes, state, attempts, next_ms)
+                             VALUES ($1, $2, $3, 1, 0, $4) ON CONFLICT (key, tier) DO NOTHING",
+                            &[&m.key, &m.tier, &bytes, &now_ms],
+                        )
+                        .await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+    }
+
+    fn tier_retry<'a>(
+        &'a self,
+        key: &'a str,
+        tier: &'a str,
+        next_ms: i64,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        boxed(async move {
+            transact!(self.pool(), TxKind::Write, |tx| async {
+                tx.execute(
+                    "UPDATE fsx_tier_copies SET attempts = attempts + 1, next_ms = $3, last_error = $4
+                     WHERE key = $1 AND tier = $2 AND state = 1",
+                    &[&key, &tier, &next_ms, &error],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+    }
+
+    fn tier_forget<'a>(&'a self, key: &'a str, tier: Option<&'a str>) -> BoxFuture<'a, Result<()>> {
+        boxed(async move {
+            transact!(self.pool(), TxKind::Write, |tx| async {
+                match tier {
+                    Some(t) => {
+                        tx.execute(
+                            "DELETE FROM fsx_tier_copies WHERE key = $1 AND tier = $2",
+                            &[&key, &t],
+                        )
+                        .await?;
+                    }
+                    None => {
+                        tx.execute("DELETE FROM fsx_tier_copies WHERE key = $1", &[&key])
+                            .await?;
+                        tx.execute("DELETE FROM fsx_extent_access WHERE key = $1", &[&key])
+                            .await?;
+                        tx.execute("DELETE FROM fsx_extent_digests WHERE key = $1", &[&key])
+                            .await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+    }
+
+    fn tier_copies<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<TierCopy>>> {
+        boxed(async move {
+            transact!(self.pool(), TxKind::Read, |tx| async {
+                let rows = tx
+                    .query(
+                        "SELECT key, tier, bytes, state, attempts, next_ms, last_error
+                         FROM fsx_tier_copies WHERE key = $1 ORDER BY tier",
+                        &[&key],
+                    )
+                    .await?;
+                rows.iter().map(tier_copy_row).collect::<Result<Vec<_>>>()
+            })
+        })
+    }
+
+    fn tier_list<'a>(
+        &'a self,
+        tier: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<TierCopy>>> {
+        boxed(async move {
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let after = after.unwrap_or("");
+            transact!(self.pool(), TxKind::Read, |tx| async {
+                let rows = tx
+                    .query(
+                        "SELECT key, tier, bytes, state, attempts, next_ms, last_error
+                         FROM fsx_tier_copies WHERE tier = $1 AND key > $2 ORDER BY key LIMIT $3",
+                        &[&tier, &after, &limit],
+                    )
+                    .await?;
+                rows.iter().map(tier_copy_row).collect::<Result<Vec<_>>>()
+            })
+        })
+    }
+
+    fn tier_due(&self, now_ms: i64, limit: usize) -> BoxFuture<'_, Result<Vec<TierCopy>>> {
+        boxed(async move {
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            transact!(self.pool(), TxKind::Read, |tx| async {
+                let rows = tx
+                    .query(
+                        "SELECT key, tier, bytes, state, attempts, next_ms, last_error
+                         FROM fsx_tier_copies WHERE state = 1 AND next_ms <= $1
+                         ORDER BY next_ms, key, tier LIMIT $2",
+                        &[&now_ms, &limit],
+                    )
+                    .await?;
+                rows.iter().map(tier_copy_row).collect::<Result<Vec<_>>>()
+            })
+        })
+    }
+
+    fn tier_totals(&self) -> BoxFuture<'_, Result<Vec<TierTotals>>> {
+        boxed(async move {
+            transact!(self.pool(), TxKind::Read, |tx| async {
+                let rows = tx
+                    .query(
+                        "SELECT tier,
+                                count(*) FILTER (WHERE state = 0)::BIGINT,
+                                coalesce(sum(bytes) FILTER (WHERE state = 0), 0)::BIGINT,
+                                count(*) FILTER (WHERE state = 1)::BIGINT
+                         FROM fsx_tier_copies GROUP BY tier ORDER BY tier",
+                        &[],
+                    )
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(TierTotals {
+                            tier: col(r, 0)?,
+                            count: unsigned(col(r, 1)?, "copy count")?,
+                            bytes: unsigned(col(r, 2)?, "copy bytes")?,
+                            queued: unsigned(col(r, 3)?, "queue length")?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+        })
+    }
+
+    fn touch_extent<'a>(
+        &'a self,
+        key: &'a str,
+        hits: u64,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<()>> {
+        boxed(async move {
+            let hits = clamp(hits);
+            transact!(self.pool(), TxKind::Write, |tx| async {
+                tx.execute(
+                    "INSERT INTO fsx_extent_access (key, hits, last_ms) VALUES ($1, $2, $3)
+                     ON CONFLICT (key) DO UPDATE SET hits = fsx_extent_access.hits + excluded.hits,
+                         last_ms = greatest(fsx_extent_access.last_ms, excluded.last_ms)",
+                    &[&key, &hits, &now_ms],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+    }
+
+    fn extent_access<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<AccessStats>> {
+        boxed(async move {
+            transact!(self.pool(), TxKind::Read, |tx| async {
+                let row = tx
+                    .query_opt(
+                        "SELECT hits, last_ms FROM fsx_extent_access WHERE key = $1",
+                        &[&key],
+                    )
+                    .await?;
+                match row {
+                    None => Ok(AccessStats::default()),
+                    Some(r) => Ok(AccessStats {
+                        hits: unsigned(col(&r, 0)?, "access hits")?,
+                        last_ms: col(&r, 1)?,
+                    }),
+                }
+            })
+        })
+    }
+
+    fn set_extent_digests<'a>(
+        &'a self,
+        key: &'a str,
+        digests: &'a [u8],
+    ) -> BoxFuture<'a, Result<()>> {
+        boxed(async move {
+            transact!(self.pool(), TxKind::Write, |tx| async {
+                tx.execute(
+                    "INSERT INTO fsx_extent_digests (key, digests) VALUES ($1, $2)
+                     ON CONFLICT (key) DO UPDATE SET digests = excluded.digests",
+                    &[&key, &digests],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+    }
+
+    fn extent_digests<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
+        boxed(async move {
+            transact!(self.pool(), TxKind::Read, |tx| async {
+                let row = tx
+                    .query_opt(
+                        "SELECT digests FROM fsx_extent_digests WHERE key = $1",
+                        &[&key],
+                    )
+                    .await?;
+                row.map(|r| col::<Vec<u8>>(&r, 0).map(Bytes::from))
+                    .transpose()
+            })
+        })
+    }
+}
+
+fn tier_copy_row(r: &tokio_postgres::Row) -> Result<TierCopy> {
+    let state: i64 = col(r, 3)?;
+    let attempts: i64 = col(r, 4)?;
+    Ok(TierCopy {
+        key: col(r, 0)?,
+        tier: col(r, 1)?,
+        bytes: unsigned(col(r, 2)?, "copy bytes")?,
+        state: if state == 0 {
+            CopyState::Present
+        } else {
+            CopyState::Queued
+        },
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        next_ms: col(r, 5)?,
+        last_error: col(r, 6)?,
+    })
 }

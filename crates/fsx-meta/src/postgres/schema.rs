@@ -12,6 +12,9 @@
 //! | `fsx_leases` | `file → holder, expiry` | at most one holder per file |
 //! | `fsx_hot_extents` | `(key, part) → bytes` of the hot tier | parts of one key are contiguous from 0 |
 //! | `fsx_counters` | `(tier, op) → calls, bytes` (since version 2) | only grows |
+//! | `fsx_tier_copies` | `(key, tier) → bytes, state (0 present, 1 queued), attempts, next_ms, last_error` (since version 3) | a present row means the tier held a verified copy; queued rows are the replication queue |
+//! | `fsx_extent_access` | `key → hits, last_ms` (since version 3) | only grows until the extent is forgotten |
+//! | `fsx_extent_digests` | `key → digests` of its pages (since version 3) | written with the extent's first copy; forgotten with it |
 //!
 //! Differences from SQLite, and why:
 //!
@@ -89,6 +92,31 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         calls BIGINT NOT NULL,
         bytes BIGINT NOT NULL,
         PRIMARY KEY (tier, op)
+    );
+    "#,
+    // 2 → 3: tiered storage: copy records and the replication queue, and
+    // access statistics.
+    r#"
+    CREATE TABLE fsx_tier_copies (
+        key        TEXT COLLATE "C" NOT NULL,
+        tier       TEXT COLLATE "C" NOT NULL,
+        bytes      BIGINT NOT NULL,
+        state      BIGINT NOT NULL,
+        attempts   BIGINT NOT NULL DEFAULT 0,
+        next_ms    BIGINT NOT NULL DEFAULT 0,
+        last_error TEXT,
+        PRIMARY KEY (key, tier)
+    );
+    CREATE INDEX fsx_tier_copies_due ON fsx_tier_copies (state, next_ms);
+    CREATE INDEX fsx_tier_copies_tier ON fsx_tier_copies (tier, key);
+    CREATE TABLE fsx_extent_access (
+        key     TEXT COLLATE "C" PRIMARY KEY,
+        hits    BIGINT NOT NULL,
+        last_ms BIGINT NOT NULL
+    );
+    CREATE TABLE fsx_extent_digests (
+        key     TEXT COLLATE "C" PRIMARY KEY,
+        digests BYTEA NOT NULL
     );
     "#,
 ];

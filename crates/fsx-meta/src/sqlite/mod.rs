@@ -1084,4 +1084,286 @@ impl MetaEngine for SqliteMeta {
         })
         })
     }
+
+    fn hot_tier(&self, max_row_bytes: usize) -> Result<Option<Arc<dyn fsx_store::ExtentBackend>>> {
+        Ok(Some(Arc::new(self.hot_store(max_row_bytes)?)))
+    }
+
+    fn setting<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
+        lazy(move || {
+            self.read(|tx| {
+                tx.query_row(
+                    "SELECT value FROM fsx_volume WHERE key = ?1",
+                    params![name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql_err)
+            })
+        })
+    }
+
+    fn set_setting<'a>(&'a self, name: &'a str, value: &'a str) -> BoxFuture<'a, Result<()>> {
+        lazy(move || {
+            check_setting_name(name)?;
+            self.write(|tx| {
+                tx.execute(
+                    "INSERT INTO fsx_volume (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    params![name, value],
+                )
+                .map_err(sql_err)?;
+                Ok(())
+            })
+        })
+    }
+
+    fn tier_record<'a>(&'a self, marks: &'a [TierMark], now_ms: i64) -> BoxFuture<'a, Result<()>> {
+        lazy(move || {
+            self.write(|tx| {
+                for m in marks {
+                    let bytes = m.bytes as i64;
+                    match m.state {
+                        CopyState::Present => tx.execute(
+                            "INSERT INTO fsx_tier_copies (key, tier, bytes, state, attempts, next_ms, last_error)
+                             VALUES (?1, ?2, ?3, 0, 0, 0, NULL)
+                             ON CONFLICT (key, tier) DO UPDATE SET bytes = excluded.bytes, state = 0,
+                                 attempts = 0, next_ms = 0, last_error = NULL",
+                            params![m.key, m.tier, bytes],
+                        ),
+                        CopyState::Queued => tx.execute(
+                            "INSERT INTO fsx_tier_copies (key, tier, bytes, state, attempts, next_ms)
+                             VALUES (?1, ?2, ?3, 1, 0, ?4) ON CONFLICT (key, tier) DO NOTHING",
+                            params![m.key, m.tier, bytes, now_ms],
+                        ),
+                    }
+                    .map_err(sql_err)?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    fn tier_retry<'a>(
+        &'a self,
+        key: &'a str,
+        tier: &'a str,
+        next_ms: i64,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        lazy(move || {
+            self.write(|tx| {
+                tx.execute(
+                    "UPDATE fsx_tier_copies SET attempts = attempts + 1, next_ms = ?3, last_error = ?4
+                     WHERE key = ?1 AND tier = ?2 AND state = 1",
+                    params![key, tier, next_ms, error],
+                )
+                .map_err(sql_err)?;
+                Ok(())
+            })
+        })
+    }
+
+    fn tier_forget<'a>(&'a self, key: &'a str, tier: Option<&'a str>) -> BoxFuture<'a, Result<()>> {
+        lazy(move || {
+            self.write(|tx| {
+                match tier {
+                    Some(t) => tx.execute(
+                        "DELETE FROM fsx_tier_copies WHERE key = ?1 AND tier = ?2",
+                        params![key, t],
+                    ),
+                    None => tx
+                        .execute("DELETE FROM fsx_tier_copies WHERE key = ?1", params![key])
+                        .and_then(|_| {
+                            tx.execute("DELETE FROM fsx_extent_access WHERE key = ?1", params![key])
+                        })
+                        .and_then(|_| {
+                            tx.execute(
+                                "DELETE FROM fsx_extent_digests WHERE key = ?1",
+                                params![key],
+                            )
+                        }),
+                }
+                .map_err(sql_err)?;
+                Ok(())
+            })
+        })
+    }
+
+    fn tier_copies<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<TierCopy>>> {
+        lazy(move || {
+            self.read(|tx| {
+                let mut st = tx
+                    .prepare_cached(&format!(
+                        "SELECT {TIER_COLUMNS} FROM fsx_tier_copies WHERE key = ?1 ORDER BY tier"
+                    ))
+                    .map_err(sql_err)?;
+                st.query_map(params![key], tier_copy_row)
+                    .map_err(sql_err)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(sql_err)
+            })
+        })
+    }
+
+    fn tier_list<'a>(
+        &'a self,
+        tier: &'a str,
+        after: Option<&'a str>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<TierCopy>>> {
+        lazy(move || {
+            self.read(|tx| {
+                let mut st = tx
+                    .prepare_cached(&format!(
+                        "SELECT {TIER_COLUMNS} FROM fsx_tier_copies WHERE tier = ?1 AND key > ?2
+                         ORDER BY key LIMIT ?3"
+                    ))
+                    .map_err(sql_err)?;
+                st.query_map(
+                    params![tier, after.unwrap_or(""), limit as i64],
+                    tier_copy_row,
+                )
+                .map_err(sql_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(sql_err)
+            })
+        })
+    }
+
+    fn tier_due(&self, now_ms: i64, limit: usize) -> BoxFuture<'_, Result<Vec<TierCopy>>> {
+        lazy(move || {
+            self.read(|tx| {
+                let mut st = tx
+                    .prepare_cached(&format!(
+                        "SELECT {TIER_COLUMNS} FROM fsx_tier_copies WHERE state = 1 AND next_ms <= ?1
+                         ORDER BY next_ms, key, tier LIMIT ?2"
+                    ))
+                    .map_err(sql_err)?;
+                st.query_map(params![now_ms, limit as i64], tier_copy_row)
+                    .map_err(sql_err)?
+                    .collect::<rusqlite::Result<_>>()
+                    .map_err(sql_err)
+            })
+        })
+    }
+
+    fn tier_totals(&self) -> BoxFuture<'_, Result<Vec<TierTotals>>> {
+        lazy(move || {
+            self.read(|tx| {
+                let mut st = tx
+                    .prepare_cached(
+                        "SELECT tier,
+                                coalesce(sum(CASE WHEN state = 0 THEN 1 ELSE 0 END), 0),
+                                coalesce(sum(CASE WHEN state = 0 THEN bytes ELSE 0 END), 0),
+                                coalesce(sum(CASE WHEN state = 1 THEN 1 ELSE 0 END), 0)
+                         FROM fsx_tier_copies GROUP BY tier ORDER BY tier",
+                    )
+                    .map_err(sql_err)?;
+                st.query_map([], |r| {
+                    Ok(TierTotals {
+                        tier: r.get(0)?,
+                        count: r.get::<_, i64>(1)? as u64,
+                        bytes: r.get::<_, i64>(2)? as u64,
+                        queued: r.get::<_, i64>(3)? as u64,
+                    })
+                })
+                .map_err(sql_err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(sql_err)
+            })
+        })
+    }
+
+    fn touch_extent<'a>(
+        &'a self,
+        key: &'a str,
+        hits: u64,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<()>> {
+        lazy(move || {
+            self.write(|tx| {
+                tx.execute(
+                    "INSERT INTO fsx_extent_access (key, hits, last_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (key) DO UPDATE SET hits = hits + excluded.hits,
+                         last_ms = max(last_ms, excluded.last_ms)",
+                    params![key, hits as i64, now_ms],
+                )
+                .map_err(sql_err)?;
+                Ok(())
+            })
+        })
+    }
+
+    fn extent_access<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<AccessStats>> {
+        lazy(move || {
+            self.read(|tx| {
+                Ok(tx
+                    .query_row(
+                        "SELECT hits, last_ms FROM fsx_extent_access WHERE key = ?1",
+                        params![key],
+                        |r| {
+                            Ok(AccessStats {
+                                hits: r.get::<_, i64>(0)? as u64,
+                                last_ms: r.get(1)?,
+                            })
+                        },
+                    )
+                    .optional()
+                    .map_err(sql_err)?
+                    .unwrap_or_default())
+            })
+        })
+    }
+
+    fn set_extent_digests<'a>(
+        &'a self,
+        key: &'a str,
+        digests: &'a [u8],
+    ) -> BoxFuture<'a, Result<()>> {
+        lazy(move || {
+            self.write(|tx| {
+                tx.execute(
+                    "INSERT INTO fsx_extent_digests (key, digests) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET digests = excluded.digests",
+                    params![key, digests],
+                )
+                .map_err(sql_err)?;
+                Ok(())
+            })
+        })
+    }
+
+    fn extent_digests<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
+        lazy(move || {
+            self.read(|tx| {
+                tx.query_row(
+                    "SELECT digests FROM fsx_extent_digests WHERE key = ?1",
+                    params![key],
+                    |r| r.get::<_, Vec<u8>>(0),
+                )
+                .optional()
+                .map(|d| d.map(Bytes::from))
+                .map_err(sql_err)
+            })
+        })
+    }
+}
+
+const TIER_COLUMNS: &str = "key, tier, bytes, state, attempts, next_ms, last_error";
+
+fn tier_copy_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TierCopy> {
+    Ok(TierCopy {
+        key: r.get(0)?,
+        tier: r.get(1)?,
+        bytes: r.get::<_, i64>(2)? as u64,
+        state: if r.get::<_, i64>(3)? == 0 {
+            CopyState::Present
+        } else {
+            CopyState::Queued
+        },
+        attempts: u32::try_from(r.get::<_, i64>(4)?).unwrap_or(u32::MAX),
+        next_ms: r.get(5)?,
+        last_error: r.get(6)?,
+    })
 }

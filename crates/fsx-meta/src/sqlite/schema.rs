@@ -10,6 +10,9 @@
 //! | `fsx_leases` | `file → holder, expiry` | at most one holder per file |
 //! | `fsx_hot_extents` | `(key, part) → bytes` of the hot tier | parts of one key are contiguous from 0 |
 //! | `fsx_counters` | `(tier, op) → calls, bytes` (since version 2) | only grows |
+//! | `fsx_tier_copies` | `(key, tier) → bytes, state (0 present, 1 queued), attempts, next_ms, last_error` (since version 3) | a present row means the tier held a verified copy; queued rows are the replication queue |
+//! | `fsx_extent_access` | `key → hits, last_ms` (since version 3) | only grows until the extent is forgotten |
+//! | `fsx_extent_digests` | `key → digests` of its pages (since version 3) | written with the extent's first copy; forgotten with it |
 //!
 //! `MIGRATIONS[i]` takes a volume from schema version `i` to `i + 1`;
 //! version 0 means "empty database".
@@ -75,6 +78,31 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         calls INTEGER NOT NULL,
         bytes INTEGER NOT NULL,
         PRIMARY KEY (tier, op)
+    ) WITHOUT ROWID;
+    ",
+    // 2 → 3: tiered storage: copy records and the replication queue, and
+    // access statistics.
+    "
+    CREATE TABLE fsx_tier_copies (
+        key        TEXT NOT NULL,
+        tier       TEXT NOT NULL,
+        bytes      INTEGER NOT NULL,
+        state      INTEGER NOT NULL,
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        next_ms    INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        PRIMARY KEY (key, tier)
+    ) WITHOUT ROWID;
+    CREATE INDEX fsx_tier_copies_due ON fsx_tier_copies (state, next_ms);
+    CREATE INDEX fsx_tier_copies_tier ON fsx_tier_copies (tier, key);
+    CREATE TABLE fsx_extent_access (
+        key     TEXT PRIMARY KEY,
+        hits    INTEGER NOT NULL,
+        last_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE fsx_extent_digests (
+        key     TEXT PRIMARY KEY,
+        digests BLOB NOT NULL
     ) WITHOUT ROWID;
     ",
 ];

@@ -1,0 +1,158 @@
+//! `fsx-sqlite`: real SQLite on the fsx page store.
+//!
+//! The VFS `fsx` stores SQLite's database, rollback journal and WAL as fsx
+//! files of a volume; temp files stay in memory. Open a database with a URI:
+//!
+//! ```text
+//! file:app.db?vfs=fsx&volume=/path/to/volume
+//! file:app.db?vfs=fsx&volume=/path/to/volume&mode=rwc   (creates a missing volume)
+//! ```
+//!
+//! Three ways in:
+//!
+//! - Rust: call [`register`] once, then open the URI with rusqlite (URIs
+//!   enabled, which rusqlite's default flags do).
+//! - Any SQLite: load the extension `libfsx_sqlite.so` (this crate's
+//!   cdylib; entry point `sqlite3_fsxsqlite_init`), e.g. `.load
+//!   ./libfsx_sqlite` in the `sqlite3` shell or `load_extension` in Python.
+//! - The command line: `fsx sql PATH DB [SQL]`.
+//!
+//! The VFS owns a tokio runtime (two workers) that carries the engine's I/O;
+//! SQLite's threads block on the engine's futures. See [`vfs`] for how files
+//! are mapped, shared between connections and kept durable; `locks.rs` and
+//! `shm.rs` hold the in-process lock levels and WAL index.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`vfs`] | the VFS methods over `fsx_engine::File` |
+//! | `locks` | SQLite lock levels between connections of a process |
+//! | `shm` | the in-memory WAL index |
+//! | `hooks` | the FFI wrapper that reads `volume=` from the URI |
+
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod hooks;
+mod locks;
+mod shm;
+pub mod vfs;
+
+use std::ffi::{CString, c_char, c_int, c_void};
+use std::sync::{Mutex, PoisonError};
+
+use sqlite_plugin::vfs::RegisterOpts;
+pub use vfs::{FSX_PAGE_SIZE, LEASE_TTL_MS, VfsStats, last_error, stats};
+
+/// The VFS name to use in URIs (`vfs=fsx`).
+pub const VFS_NAME: &str = "fsx";
+
+/// Why the VFS could not be registered.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The VFS's runtime could not start.
+    #[error("cannot start the fsx VFS runtime: {0}")]
+    Runtime(#[from] std::io::Error),
+    /// SQLite refused the registration (a SQLite result code).
+    #[error("SQLite refused to register the fsx VFS (code {0})")]
+    Register(i32),
+    /// The URI hook could not be installed.
+    #[error("cannot install the fsx VFS: {0}")]
+    Hook(&'static str),
+}
+
+/// Registration happens once per process (per SQLite library).
+static REGISTERED: Mutex<bool> = Mutex::new(false);
+
+/// Registers the VFS `fsx` with the SQLite linked into this program (the
+/// one rusqlite uses). Idempotent.
+pub fn register() -> Result<(), Error> {
+    let mut done = REGISTERED.lock().unwrap_or_else(PoisonError::into_inner);
+    if *done {
+        return Ok(());
+    }
+    sqlite_plugin::vfs::register_static(
+        name(),
+        vfs::FsxVfs::new()?,
+        RegisterOpts {
+            make_default: false,
+        },
+    )
+    .map_err(Error::Register)?;
+    // SAFETY: `sqlite3_vfs_find` returns the VFS just registered (or NULL),
+    // and no connection can be using it yet: we hold REGISTERED and have
+    // not returned.
+    unsafe {
+        let p = rusqlite::ffi::sqlite3_vfs_find(c"fsx".as_ptr());
+        hooks::install(p, rusqlite::ffi::sqlite3_uri_parameter).map_err(Error::Hook)?;
+    }
+    *done = true;
+    Ok(())
+}
+
+fn name() -> CString {
+    CString::from(c"fsx")
+}
+
+/// Registers the VFS with the SQLite that is loading this library as an
+/// extension.
+///
+/// # Safety
+///
+/// `api` must be the `sqlite3_api_routines` SQLite passed to the
+/// extension's entry point.
+pub unsafe fn register_dynamic(api: *mut sqlite_plugin::sqlite3_api_routines) -> Result<(), Error> {
+    let mut done = REGISTERED.lock().unwrap_or_else(PoisonError::into_inner);
+    if *done {
+        return Ok(());
+    }
+    // SAFETY: per the caller, `api` is SQLite's routine table.
+    let routines = unsafe { api.as_ref() }.ok_or(Error::Hook("no SQLite API routines"))?;
+    let find = routines
+        .vfs_find
+        .ok_or(Error::Hook("no sqlite3_vfs_find"))?;
+    let uri_parameter = routines
+        .uri_parameter
+        .ok_or(Error::Hook("no sqlite3_uri_parameter"))?;
+    // SAFETY: `api` is valid per the caller.
+    unsafe {
+        sqlite_plugin::vfs::register_dynamic(
+            api,
+            name(),
+            vfs::FsxVfs::new()?,
+            RegisterOpts {
+                make_default: false,
+            },
+        )
+    }
+    .map_err(Error::Register)?;
+    // SAFETY: the host's `vfs_find` returns the VFS just registered, whose
+    // layout is SQLite's `sqlite3_vfs` (the same C struct rusqlite's
+    // bindings describe); nothing uses it yet.
+    unsafe {
+        let p = find(c"fsx".as_ptr()).cast::<rusqlite::ffi::sqlite3_vfs>();
+        hooks::install(p, uri_parameter).map_err(Error::Hook)?;
+    }
+    *done = true;
+    Ok(())
+}
+
+/// The extension's entry point: SQLite derives its name from
+/// `libfsx_sqlite.so`. Registers the VFS `fsx` and keeps the library loaded.
+///
+/// # Safety
+///
+/// Only SQLite's extension loader may call this, with its own arguments.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn sqlite3_fsxsqlite_init(
+    _db: *mut c_void,
+    _err: *mut *mut c_char,
+    api: *mut sqlite_plugin::sqlite3_api_routines,
+) -> c_int {
+    // SAFETY: SQLite passes its routine table, as `register_dynamic` needs.
+    match unsafe { register_dynamic(api) } {
+        // The VFS outlives any connection: never unload the library.
+        Ok(()) => sqlite_plugin::vars::SQLITE_OK_LOAD_PERMANENTLY,
+        Err(Error::Register(code)) => code,
+        Err(_) => sqlite_plugin::vars::SQLITE_ERROR,
+    }
+}

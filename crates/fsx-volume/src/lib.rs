@@ -1,0 +1,385 @@
+//! `fsx-volume`: the volume directory, shared by the `fsx` binary and the
+//! SQLite VFS.
+//!
+//! A volume is a directory holding [`VOLUME_FILE`] (`fsx-volume.json`),
+//! which names the metadata engine and the data store by URL:
+//!
+//! ```json
+//! { "meta": "sqlite://meta.db", "store": "data" }
+//! ```
+//!
+//! Relative URLs (`sqlite://meta.db`, `data`) are resolved against the
+//! directory, so the embedded defaults live inside it and the directory can
+//! be moved whole. `postgres://…`, `s3://…`, `redis://…` and absolute paths
+//! are used as written.
+//!
+//! Invariants: the volume file is written only after the volume was created
+//! in its metadata and store, so a directory holding it is always a usable
+//! volume; a refused creation removes a directory it created.
+
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use fsx_engine::{Environment, Volume, VolumeOptions};
+use fsx_meta::{MetaEngine, VolumeConfig};
+use serde::{Deserialize, Serialize};
+
+/// The file in a volume directory that names its engines.
+pub const VOLUME_FILE: &str = "fsx-volume.json";
+
+/// Extent size of volumes created with the defaults (2 MiB).
+pub const DEFAULT_EXTENT_SIZE: u32 = 2 << 20;
+
+/// What went wrong opening or creating a volume directory.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VolumeError {
+    /// The directory holds no volume file.
+    #[error(
+        "{dir} is not an fsx volume (cannot read {VOLUME_FILE}); create one with `fsx init {dir}`"
+    )]
+    NotAVolume {
+        /// The directory.
+        dir: String,
+        /// Why the file could not be read.
+        source: std::io::Error,
+    },
+    /// The directory already holds a volume.
+    #[error("{0} is already an fsx volume ({VOLUME_FILE} exists)")]
+    AlreadyExists(String),
+    /// The volume file does not parse.
+    #[error("{path} is damaged")]
+    Damaged {
+        /// The volume file.
+        path: String,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// A URL names an engine or store that cannot be used.
+    #[error("{0}")]
+    InvalidUrl(String),
+    /// The metadata engine failed.
+    #[error("cannot open the metadata engine {url:?}")]
+    Meta {
+        /// The engine's URL.
+        url: String,
+        /// Its error.
+        source: fsx_meta::MetaError,
+    },
+    /// The data store failed to open.
+    #[error("cannot open the data store {url:?}")]
+    Store {
+        /// The store's URL.
+        url: String,
+        /// Its error.
+        source: fsx_store::StoreError,
+    },
+    /// The page store refused the volume.
+    #[error("{what} {dir}")]
+    Engine {
+        /// "cannot open the volume in" or "cannot create a volume in".
+        what: &'static str,
+        /// The directory.
+        dir: String,
+        /// The engine's error.
+        source: fsx_engine::Error,
+    },
+    /// A local file operation failed.
+    #[error("{what} {path}")]
+    Io {
+        /// What was attempted.
+        what: &'static str,
+        /// On which path.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl VolumeError {
+    /// Whether the error says the directory holds no volume (yet).
+    pub fn is_not_a_volume(&self) -> bool {
+        matches!(self, Self::NotAVolume { .. })
+    }
+}
+
+/// `error: cause: cause…`, the whole chain on one line (for places that
+/// show only `Display`, such as SQLite's error log).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = VolumeError> = std::result::Result<T, E>;
+
+/// The contents of [`VOLUME_FILE`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct VolumeFile {
+    /// Metadata engine URL, possibly relative to the directory.
+    pub meta: String,
+    /// Data store URL or path, possibly relative to the directory.
+    pub store: String,
+}
+
+impl Default for VolumeFile {
+    /// The embedded defaults: SQLite metadata and a data directory inside
+    /// the volume.
+    fn default() -> Self {
+        Self {
+            meta: "sqlite://meta.db".into(),
+            store: "data".into(),
+        }
+    }
+}
+
+impl VolumeFile {
+    /// A volume file naming `meta` and `store`, each defaulting to the
+    /// embedded engine.
+    pub fn new(meta: Option<String>, store: Option<String>) -> Self {
+        let d = Self::default();
+        Self {
+            meta: meta.unwrap_or(d.meta),
+            store: store.unwrap_or(d.store),
+        }
+    }
+
+    /// Reads the volume file of `dir`.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let vf = dir.join(VOLUME_FILE);
+        let text = std::fs::read(&vf).map_err(|source| VolumeError::NotAVolume {
+            dir: dir.display().to_string(),
+            source,
+        })?;
+        serde_json::from_slice(&text).map_err(|source| VolumeError::Damaged {
+            path: vf.display().to_string(),
+            source,
+        })
+    }
+}
+
+/// Resolves a URL or path from the volume file against the volume dir.
+pub fn resolve(dir: &Path, url: &str) -> String {
+    if let Some(rest) = url.strip_prefix("sqlite://")
+        && !rest.starts_with('/')
+    {
+        return format!("sqlite://{}", dir.join(rest).display());
+    }
+    if !url.contains("://") && !url.starts_with('/') {
+        return dir.join(url).display().to_string();
+    }
+    url.to_string()
+}
+
+/// The absolute form of `path` (not following symlinks).
+pub fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).map_err(|source| VolumeError::Io {
+        what: "cannot resolve",
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Opens the metadata engine a URL names (`sqlite://…`, `postgres://…`).
+/// PostgreSQL needs a tokio runtime.
+pub async fn open_meta(url: &str, create: bool) -> Result<Arc<dyn MetaEngine>> {
+    let meta_err = |source| VolumeError::Meta {
+        url: url.to_string(),
+        source,
+    };
+    if url.starts_with("sqlite://") {
+        Ok(Arc::new(
+            fsx_meta::sqlite::SqliteMeta::open_url(url, create).map_err(meta_err)?,
+        ))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(
+            fsx_meta::postgres::PgMeta::connect(url)
+                .await
+                .map_err(meta_err)?,
+        ))
+    } else {
+        Err(VolumeError::InvalidUrl(format!(
+            "unsupported metadata URL {url:?}: use sqlite:///path/to/meta.db or postgres://user:password@host:port/db"
+        )))
+    }
+}
+
+/// Opens the durable data store a URL names (memory stores are refused).
+pub fn open_store(url: &str) -> Result<Arc<dyn fsx_store::ExtentBackend>> {
+    if url.starts_with("memory://") || url.starts_with("lru://") {
+        return Err(VolumeError::InvalidUrl(format!(
+            "{url:?} keeps data only in memory; a volume needs a durable store (a directory, s3://, redis://)"
+        )));
+    }
+    fsx_store::open_backend(url).map_err(|source| VolumeError::Store {
+        url: url.to_string(),
+        source,
+    })
+}
+
+/// 128 random bits from the standard library's per-process random hasher
+/// keys, so volume ids need no extra dependency.
+pub fn new_volume_id() -> String {
+    use std::hash::BuildHasher;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let a = std::collections::hash_map::RandomState::new().hash_one(nanos);
+    let b = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+    format!("vol-{a:016x}{b:016x}")
+}
+
+/// Opens the volume in directory `path`.
+pub async fn open(
+    path: &Path,
+    env: Arc<dyn Environment>,
+    options: VolumeOptions,
+) -> Result<Volume> {
+    let dir = absolute(path)?;
+    let file = VolumeFile::read(&dir)?;
+    let meta = open_meta(&resolve(&dir, &file.meta), false).await?;
+    let store = open_store(&resolve(&dir, &file.store))?;
+    // The tiers (hot, KV, cache) are configured in the volume's metadata.
+    let options = if options.tiers.is_some() {
+        options
+    } else {
+        let tiers =
+            fsx_engine::tier::TierSet::from_settings(&meta, &|url| fsx_store::open_backend(url))
+                .await
+                .map_err(|source| VolumeError::Engine {
+                    what: "cannot open the tiers of",
+                    dir: dir.display().to_string(),
+                    source,
+                })?;
+        options.tiers(tiers)
+    };
+    Volume::open(meta, store, env, options)
+        .await
+        .map_err(|source| VolumeError::Engine {
+            what: "cannot open the volume in",
+            dir: dir.display().to_string(),
+            source,
+        })
+}
+
+/// Creates a volume in directory `path` (creating the directory if needed)
+/// described by `file`, and writes its volume file last. A refused
+/// creation removes a directory it created.
+pub async fn create(
+    path: &Path,
+    file: &VolumeFile,
+    extent_size: u32,
+    env: Arc<dyn Environment>,
+    options: VolumeOptions,
+) -> Result<Volume> {
+    let dir = absolute(path)?;
+    if dir.join(VOLUME_FILE).exists() {
+        return Err(VolumeError::AlreadyExists(dir.display().to_string()));
+    }
+    let created_dir = !dir.exists();
+    std::fs::create_dir_all(&dir).map_err(|source| VolumeError::Io {
+        what: "cannot create",
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let result = create_in(&dir, file, extent_size, env, options).await;
+    if result.is_err() && created_dir {
+        // A refused creation leaves nothing behind.
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+async fn create_in(
+    dir: &Path,
+    file: &VolumeFile,
+    extent_size: u32,
+    env: Arc<dyn Environment>,
+    options: VolumeOptions,
+) -> Result<Volume> {
+    let meta = open_meta(&resolve(dir, &file.meta), true).await?;
+    let store = open_store(&resolve(dir, &file.store))?;
+    let config = VolumeConfig::new(
+        new_volume_id(),
+        extent_size,
+        file.store.clone(),
+        env.now_ms(),
+    );
+    let engine_err = |source| VolumeError::Engine {
+        what: "cannot create a volume in",
+        dir: dir.display().to_string(),
+        source,
+    };
+    let volume = Volume::create(meta, store, env, config, options)
+        .await
+        .map_err(engine_err)?;
+    volume.flush_counters().await.map_err(engine_err)?;
+    let vf = dir.join(VOLUME_FILE);
+    let text = serde_json::to_vec_pretty(file).map_err(|source| VolumeError::Damaged {
+        path: vf.display().to_string(),
+        source,
+    })?;
+    std::fs::write(&vf, text).map_err(|source| VolumeError::Io {
+        what: "cannot write",
+        path: vf.display().to_string(),
+        source,
+    })?;
+    Ok(volume)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn relative_urls_resolve_inside_the_volume() {
+        let d = Path::new("/v");
+        assert_eq!(resolve(d, "sqlite://meta.db"), "sqlite:///v/meta.db");
+        assert_eq!(resolve(d, "sqlite:///abs/m.db"), "sqlite:///abs/m.db");
+        assert_eq!(resolve(d, "data"), "/v/data");
+        assert_eq!(resolve(d, "/abs/data"), "/abs/data");
+        assert_eq!(resolve(d, "s3://b/p"), "s3://b/p");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn create_then_open_and_refuse_twice() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("vol");
+        let env: Arc<dyn Environment> = Arc::new(fsx_engine::SystemEnv::new());
+        let missing = open(&dir, env.clone(), VolumeOptions::default()).await;
+        assert!(missing.unwrap_err().is_not_a_volume());
+        let v = create(
+            &dir,
+            &VolumeFile::default(),
+            DEFAULT_EXTENT_SIZE,
+            env.clone(),
+            VolumeOptions::default(),
+        )
+        .await
+        .unwrap();
+        let again = open(&dir, env.clone(), VolumeOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(v.config().volume_id, again.config().volume_id);
+        let twice = create(
+            &dir,
+            &VolumeFile::default(),
+            DEFAULT_EXTENT_SIZE,
+            env,
+            VolumeOptions::default(),
+        )
+        .await;
+        assert!(matches!(twice, Err(VolumeError::AlreadyExists(_))));
+    }
+}
