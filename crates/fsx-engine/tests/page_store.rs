@@ -349,3 +349,52 @@ async fn a_store_belongs_to_one_volume() {
         "{err}"
     );
 }
+
+/// A writer's cached pages must not outlive a truncation: pages cut off and
+/// later grown back read as zeros, from the writer itself and from others.
+#[tokio::test]
+async fn a_writer_never_serves_pages_it_cut_off() {
+    let (t, v) = TestVolume::new(256 * 1024).await;
+    let mut f = v
+        .volume
+        .open_file("db", OpenOptions::create(4096))
+        .await
+        .unwrap();
+    let data = pattern(9, 1_000_000);
+    f.write_at(0, &data).await.unwrap();
+    f.checkpoint().await.unwrap();
+    // Read everything (filling the writer's cache), then cut deep.
+    assert_eq!(f.read_at(0, 1_000_000).await.unwrap(), data);
+    f.truncate(10_000).await.unwrap();
+    f.sync().await.unwrap();
+    // Grow past the old end without touching the middle.
+    f.write_at(1_100_000, b"tail").await.unwrap();
+    f.sync().await.unwrap();
+    // A range the writer had read whole before the cut, and the whole gap.
+    let cached = f.read_at(300_000, 500_000).await.unwrap();
+    assert!(
+        cached.iter().all(|&b| b == 0),
+        "the writer served bytes it had cut off"
+    );
+    let middle = f.read_at(10_000, 1_090_000).await.unwrap();
+    assert!(
+        middle.iter().all(|&b| b == 0),
+        "the writer served bytes it had cut off"
+    );
+    let fresh = t
+        .reopen()
+        .await
+        .volume
+        .open_file("db", OpenOptions::read())
+        .await
+        .unwrap();
+    assert_eq!(fresh.read_at(0, 10_000).await.unwrap(), data[..10_000]);
+    assert!(
+        fresh
+            .read_at(10_000, 1_090_000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|&b| b == 0)
+    );
+}

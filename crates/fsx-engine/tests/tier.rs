@@ -491,8 +491,11 @@ async fn the_kv_write_rate_is_never_exceeded() {
     t.promote(&keys[0], KV).await.unwrap();
     let good = raw.get(&key).await.unwrap();
     for round in 0..20 {
-        // Explicit promotions of a key just written: refused by fsx itself.
-        assert!(t.promote(&keys[0], KV).await.is_err(), "round {round}");
+        // Explicit promotions of a key just written: fsx refuses them
+        // inside the interval and sends them after it (how many rounds fit
+        // in a second depends on the machine); either way the limiter must
+        // never have to reject one, which the end of the test checks.
+        let _ = t.promote(&keys[0], KV).await;
         raw.put(&key, Bytes::from_static(b"garbage")).await.unwrap();
         assert_eq!(read_file(&v).await, content(), "round {round}");
         t.replicate_all().await.unwrap();

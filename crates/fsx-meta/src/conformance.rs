@@ -399,6 +399,26 @@ async fn writes(m: &dyn MetaEngine) -> CheckResult {
             ],
         "summary {summary:?}"
     );
+    let counts = ok(
+        "dirty_counts",
+        m.dirty_counts(f.id, PPE, &[1, 0, 1, 7]).await,
+    )?;
+    ensure!(
+        counts
+            == vec![
+                DirtySummary {
+                    extent_idx: 0,
+                    pages: 2
+                },
+                DirtySummary {
+                    extent_idx: 1,
+                    pages: 1
+                }
+            ],
+        "dirty_counts {counts:?}"
+    );
+    let none = ok("dirty_counts", m.dirty_counts(f.id, PPE, &[5]).await)?;
+    ensure!(none.is_empty(), "dirty_counts of a clean extent: {none:?}");
     Ok(())
 }
 

@@ -508,6 +508,17 @@ pub trait MetaEngine: fsx_store::MaybeSend + fsx_store::MaybeSync + std::fmt::De
         pages_per_extent: u64,
     ) -> BoxFuture<'_, Result<ReadMap>>;
 
+    /// Dirty page counts of the given extents of a file (those with none
+    /// are left out), ascending. Cost grows with the extents asked about,
+    /// not with the file's whole dirty buffer: the packer asks after every
+    /// sync.
+    fn dirty_counts<'a>(
+        &'a self,
+        file_id: FileId,
+        pages_per_extent: u64,
+        extents: &'a [u64],
+    ) -> BoxFuture<'a, Result<Vec<DirtySummary>>>;
+
     /// Extents of a file with dirty pages, ascending.
     fn dirty_summary(
         &self,

@@ -988,6 +988,48 @@ impl MetaEngine for PgMeta {
         })
     }
 
+    fn dirty_counts<'a>(
+        &'a self,
+        file_id: FileId,
+        pages_per_extent: u64,
+        extents: &'a [u64],
+    ) -> BoxFuture<'a, Result<Vec<DirtySummary>>> {
+        boxed(async move {
+            if pages_per_extent == 0 {
+                return Err(MetaError::invalid("pages_per_extent must be positive"));
+            }
+            let mut idxs = extents.to_vec();
+            idxs.sort_unstable();
+            idxs.dedup();
+            let ppe = i64::try_from(pages_per_extent).unwrap_or(i64::MAX);
+            let idxs: Vec<i64> = idxs
+                .into_iter()
+                .map(|i| i64::try_from(i).unwrap_or(i64::MAX))
+                .collect();
+            transact!(self.pool(), TxKind::Read, |tx| async {
+                let rows = tx
+                    .query(
+                        "SELECT e.idx, (SELECT count(*) FROM fsx_dirty_pages d
+                                        WHERE d.file_id = $1 AND d.page_no >= e.idx * $2
+                                          AND d.page_no < (e.idx + 1) * $2)::BIGINT
+                         FROM unnest($3::BIGINT[]) AS e(idx) ORDER BY e.idx",
+                        &[&file_id, &ppe, &idxs],
+                    )
+                    .await?;
+                Ok(rows
+                    .iter()
+                    .filter_map(|r| {
+                        let (idx, n): (i64, i64) = (r.get(0), r.get(1));
+                        (n > 0).then(|| DirtySummary {
+                            extent_idx: idx.max(0) as u64,
+                            pages: n as u64,
+                        })
+                    })
+                    .collect())
+            })
+        })
+    }
+
     fn dirty_summary(
         &self,
         file_id: FileId,

@@ -765,6 +765,42 @@ impl MetaEngine for SqliteMeta {
         })
     }
 
+    fn dirty_counts<'a>(
+        &'a self,
+        file_id: FileId,
+        pages_per_extent: u64,
+        extents: &'a [u64],
+    ) -> BoxFuture<'a, Result<Vec<DirtySummary>>> {
+        lazy(move || {
+            self.read(|tx| {
+                if pages_per_extent == 0 {
+                    return Err(MetaError::invalid("pages_per_extent must be positive"));
+                }
+                let mut st = tx
+                    .prepare_cached(
+                        "SELECT count(*) FROM fsx_dirty_pages WHERE file_id = ?1 AND page_no >= ?2 AND page_no < ?3",
+                    )
+                    .map_err(sql_err)?;
+                let mut idxs = extents.to_vec();
+                idxs.sort_unstable();
+                idxs.dedup();
+                let mut out = Vec::new();
+                for idx in idxs {
+                    let first = idx.saturating_mul(pages_per_extent);
+                    let n: i64 = st
+                        .query_row(params![file_id, first as i64, first.saturating_add(pages_per_extent) as i64], |r| {
+                            r.get(0)
+                        })
+                        .map_err(sql_err)?;
+                    if n > 0 {
+                        out.push(DirtySummary { extent_idx: idx, pages: n as u64 });
+                    }
+                }
+                Ok(out)
+            })
+        })
+    }
+
     fn dirty_summary(
         &self,
         file_id: FileId,
