@@ -46,6 +46,30 @@ pub const MAX_EXTENT_SIZE: u32 = 16 << 20;
 /// Extent size of a volume created with defaults.
 pub const DEFAULT_EXTENT_SIZE: u32 = 2 << 20;
 
+/// What opening a volume whose schema is at `version` must do: `Ok(true)`
+/// to migrate it first, `Ok(false)` when it is current; `NotFound` when the
+/// database (named by `location`) holds no volume, `Unsupported` when the
+/// volume is newer than this build. Shared by every engine so they refuse
+/// and migrate alike.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn schema_verdict(version: u32, location: &dyn std::fmt::Display) -> Result<bool> {
+    if version == 0 {
+        return Err(MetaError::not_found(format!(
+            "{location} holds no fsx volume (run `fsx init` first)"
+        )));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(MetaError::new(
+            MetaErrorKind::Unsupported,
+            format!(
+                "the volume's metadata format is version {version}, newer than this fsx supports \
+                 ({SCHEMA_VERSION}); upgrade fsx to open it"
+            ),
+        ));
+    }
+    Ok(version < SCHEMA_VERSION)
+}
+
 /// Checks an extent size: a power of two from 256 KiB to 16 MiB.
 pub fn check_extent_size(extent_size: u32) -> Result<()> {
     if extent_size.is_power_of_two() && (MIN_EXTENT_SIZE..=MAX_EXTENT_SIZE).contains(&extent_size) {

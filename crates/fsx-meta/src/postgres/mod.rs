@@ -494,21 +494,7 @@ async fn init_volume(tx: &Tx<'_>, url: &str, config: &VolumeConfig) -> Result<()
 async fn open_volume(tx: &Tx<'_>, url: &str) -> Result<VolumeConfig> {
     lock_volume(tx).await?;
     let version = schema_version(tx).await?;
-    if version == 0 {
-        return Err(MetaError::not_found(format!(
-            "{url} holds no fsx volume (run `fsx init` first)"
-        )));
-    }
-    if version > SCHEMA_VERSION {
-        return Err(MetaError::new(
-            MetaErrorKind::Unsupported,
-            format!(
-                "the volume's metadata format is version {version}, newer than this fsx supports \
-                 ({SCHEMA_VERSION}); upgrade fsx to open it"
-            ),
-        ));
-    }
-    if version < SCHEMA_VERSION {
+    if crate::schema_verdict(version, &url)? {
         migrate(tx, version).await?;
     }
     let config = VolumeConfig {

@@ -495,35 +495,20 @@ impl MetaEngine for SqliteMeta {
     fn open_volume(&self) -> BoxFuture<'_, Result<VolumeConfig>> {
         lazy(move || {
             self.write(|tx| {
-            let version = schema_version(tx)?;
-            if version == 0 {
-                return Err(MetaError::not_found(format!(
-                    "{} holds no fsx volume (run `fsx init` first)",
-                    self.inner.path.display()
-                )));
-            }
-            if version > SCHEMA_VERSION {
-                return Err(MetaError::new(
-                    MetaErrorKind::Unsupported,
-                    format!(
-                        "the volume's metadata format is version {version}, newer than this fsx supports \
-                         ({SCHEMA_VERSION}); upgrade fsx to open it"
-                    ),
-                ));
-            }
-            if version < SCHEMA_VERSION {
-                migrate(tx, version)?;
-            }
-            let config = VolumeConfig {
-                volume_id: get_setting(tx, "volume_id")?,
-                extent_size: parse_setting(tx, "extent_size")?,
-                store_url: get_setting(tx, "store_url")?,
-                created_ms: parse_setting(tx, "created_ms")?,
-            };
-            check_extent_size(config.extent_size)
-                .map_err(|e| MetaError::new(MetaErrorKind::Corrupt, e.message().to_string()))?;
-            Ok(config)
-        })
+                let version = schema_version(tx)?;
+                if crate::schema_verdict(version, &self.inner.path.display())? {
+                    migrate(tx, version)?;
+                }
+                let config = VolumeConfig {
+                    volume_id: get_setting(tx, "volume_id")?,
+                    extent_size: parse_setting(tx, "extent_size")?,
+                    store_url: get_setting(tx, "store_url")?,
+                    created_ms: parse_setting(tx, "created_ms")?,
+                };
+                check_extent_size(config.extent_size)
+                    .map_err(|e| MetaError::new(MetaErrorKind::Corrupt, e.message().to_string()))?;
+                Ok(config)
+            })
         })
     }
 
