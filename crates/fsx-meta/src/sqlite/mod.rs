@@ -267,6 +267,20 @@ fn parse_setting<T: std::str::FromStr>(tx: &Transaction<'_>, key: &str) -> Resul
 
 const FILE_COLUMNS: &str = "id, name, page_size, size, created_ms, modified_ms";
 
+/// Runs a cached statement and collects every row.
+fn query_all<T, P: rusqlite::Params>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: P,
+    row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut st = tx.prepare_cached(sql).map_err(sql_err)?;
+    st.query_map(params, row)
+        .map_err(sql_err)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(sql_err)
+}
+
 fn file_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileMeta> {
     Ok(FileMeta {
         id: r.get(0)?,
@@ -400,15 +414,12 @@ fn decref(tx: &Transaction<'_>, key: &str, now_ms: i64) -> Result<()> {
 /// Removes a file's map entries from `from_idx` on, releasing references.
 fn drop_extents(tx: &Transaction<'_>, file_id: FileId, from_idx: u64, now_ms: i64) -> Result<()> {
     let keys: Vec<String> = {
-        let mut st = tx
-            .prepare_cached(
-                "SELECT key FROM fsx_extent_map WHERE file_id = ?1 AND extent_idx >= ?2",
-            )
-            .map_err(sql_err)?;
-        st.query_map(params![file_id, from_idx as i64], |r| r.get(0))
-            .map_err(sql_err)?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(sql_err)?
+        query_all(
+            tx,
+            "SELECT key FROM fsx_extent_map WHERE file_id = ?1 AND extent_idx >= ?2",
+            params![file_id, from_idx as i64],
+            |r| r.get(0),
+        )?
     };
     for key in &keys {
         decref(tx, key, now_ms)?;
@@ -546,12 +557,9 @@ impl MetaEngine for SqliteMeta {
         lazy(move || {
             self.read(|tx| {
             // substr comparison rather than LIKE: names may contain % and _.
-            let mut st = tx
-                .prepare_cached(&format!(
+            query_all(tx, &format!(
                     "SELECT {FILE_COLUMNS} FROM fsx_files WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name"
-                ))
-                .map_err(sql_err)?;
-            st.query_map(params![prefix], file_row).map_err(sql_err)?.collect::<rusqlite::Result<_>>().map_err(sql_err)
+                ), params![prefix], file_row)
         })
         })
     }
@@ -796,21 +804,18 @@ impl MetaEngine for SqliteMeta {
                 if pages_per_extent == 0 {
                     return Err(MetaError::invalid("pages_per_extent must be positive"));
                 }
-                let mut st = tx
-                .prepare_cached(
+                query_all(
+                    tx,
                     "SELECT page_no / ?2 AS idx, count(*) FROM fsx_dirty_pages WHERE file_id = ?1
                      GROUP BY idx ORDER BY idx",
+                    params![file_id, pages_per_extent as i64],
+                    |r| {
+                        Ok(DirtySummary {
+                            extent_idx: r.get::<_, i64>(0)? as u64,
+                            pages: r.get::<_, i64>(1)? as u64,
+                        })
+                    },
                 )
-                .map_err(sql_err)?;
-                st.query_map(params![file_id, pages_per_extent as i64], |r| {
-                    Ok(DirtySummary {
-                        extent_idx: r.get::<_, i64>(0)? as u64,
-                        pages: r.get::<_, i64>(1)? as u64,
-                    })
-                })
-                .map_err(sql_err)?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(sql_err)
             })
         })
     }
@@ -952,16 +957,8 @@ impl MetaEngine for SqliteMeta {
         lazy(move || {
             self.write(|tx| {
             let keys: Vec<String> = {
-                let mut st = tx
-                    .prepare_cached(
-                        "SELECT key FROM fsx_extents WHERE refcount = 0 AND state = 0 AND idle_since_ms < ?1
-                         ORDER BY idle_since_ms LIMIT ?2",
-                    )
-                    .map_err(sql_err)?;
-                st.query_map(params![now_ms - grace_ms, limit as i64], |r| r.get(0))
-                    .map_err(sql_err)?
-                    .collect::<rusqlite::Result<_>>()
-                    .map_err(sql_err)?
+                query_all(tx, "SELECT key FROM fsx_extents WHERE refcount = 0 AND state = 0 AND idle_since_ms < ?1
+                         ORDER BY idle_since_ms LIMIT ?2", params![now_ms - grace_ms, limit as i64], |r| r.get(0))?
             };
             let mut st = tx.prepare_cached("UPDATE fsx_extents SET state = 1 WHERE key = ?1").map_err(sql_err)?;
             for k in &keys {
@@ -1007,16 +1004,13 @@ impl MetaEngine for SqliteMeta {
     ) -> BoxFuture<'a, Result<Vec<ExtentRecord>>> {
         lazy(move || {
             self.read(|tx| {
-                let mut st = tx
-                    .prepare_cached(
-                        "SELECT key, refcount, state, bytes, idle_since_ms FROM fsx_extents
+                query_all(
+                    tx,
+                    "SELECT key, refcount, state, bytes, idle_since_ms FROM fsx_extents
                      WHERE key > ?1 ORDER BY key LIMIT ?2",
-                    )
-                    .map_err(sql_err)?;
-                st.query_map(params![after.unwrap_or(""), limit as i64], extent_row)
-                    .map_err(sql_err)?
-                    .collect::<rusqlite::Result<_>>()
-                    .map_err(sql_err)
+                    params![after.unwrap_or(""), limit as i64],
+                    extent_row,
+                )
             })
         })
     }
@@ -1043,22 +1037,19 @@ impl MetaEngine for SqliteMeta {
     fn counters(&self) -> BoxFuture<'_, Result<Vec<Counter>>> {
         lazy(move || {
             self.read(|tx| {
-                let mut st = tx
-                    .prepare_cached(
-                        "SELECT tier, op, calls, bytes FROM fsx_counters ORDER BY tier, op",
-                    )
-                    .map_err(sql_err)?;
-                st.query_map([], |r| {
-                    Ok(Counter {
-                        tier: r.get(0)?,
-                        op: r.get(1)?,
-                        calls: r.get::<_, i64>(2)? as u64,
-                        bytes: r.get::<_, i64>(3)? as u64,
-                    })
-                })
-                .map_err(sql_err)?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(sql_err)
+                query_all(
+                    tx,
+                    "SELECT tier, op, calls, bytes FROM fsx_counters ORDER BY tier, op",
+                    [],
+                    |r| {
+                        Ok(Counter {
+                            tier: r.get(0)?,
+                            op: r.get(1)?,
+                            calls: r.get::<_, i64>(2)? as u64,
+                            bytes: r.get::<_, i64>(3)? as u64,
+                        })
+                    },
+                )
             })
         })
     }
@@ -1093,15 +1084,7 @@ impl MetaEngine for SqliteMeta {
     ) -> BoxFuture<'a, Result<Vec<(String, i64)>>> {
         lazy(move || {
             self.read(|tx| {
-            let mut st = tx
-                .prepare_cached(
-                    "SELECT key, count(*) FROM fsx_extent_map WHERE key > ?1 GROUP BY key ORDER BY key LIMIT ?2",
-                )
-                .map_err(sql_err)?;
-            st.query_map(params![after.unwrap_or(""), limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(sql_err)?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(sql_err)
+            query_all(tx, "SELECT key, count(*) FROM fsx_extent_map WHERE key > ?1 GROUP BY key ORDER BY key LIMIT ?2", params![after.unwrap_or(""), limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
         })
         })
     }
@@ -1214,15 +1197,14 @@ impl MetaEngine for SqliteMeta {
     fn tier_copies<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<TierCopy>>> {
         lazy(move || {
             self.read(|tx| {
-                let mut st = tx
-                    .prepare_cached(&format!(
+                query_all(
+                    tx,
+                    &format!(
                         "SELECT {TIER_COLUMNS} FROM fsx_tier_copies WHERE key = ?1 ORDER BY tier"
-                    ))
-                    .map_err(sql_err)?;
-                st.query_map(params![key], tier_copy_row)
-                    .map_err(sql_err)?
-                    .collect::<rusqlite::Result<_>>()
-                    .map_err(sql_err)
+                    ),
+                    params![key],
+                    tier_copy_row,
+                )
             })
         })
     }
@@ -1235,19 +1217,15 @@ impl MetaEngine for SqliteMeta {
     ) -> BoxFuture<'a, Result<Vec<TierCopy>>> {
         lazy(move || {
             self.read(|tx| {
-                let mut st = tx
-                    .prepare_cached(&format!(
+                query_all(
+                    tx,
+                    &format!(
                         "SELECT {TIER_COLUMNS} FROM fsx_tier_copies WHERE tier = ?1 AND key > ?2
                          ORDER BY key LIMIT ?3"
-                    ))
-                    .map_err(sql_err)?;
-                st.query_map(
+                    ),
                     params![tier, after.unwrap_or(""), limit as i64],
                     tier_copy_row,
                 )
-                .map_err(sql_err)?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(sql_err)
             })
         })
     }
@@ -1255,16 +1233,10 @@ impl MetaEngine for SqliteMeta {
     fn tier_due(&self, now_ms: i64, limit: usize) -> BoxFuture<'_, Result<Vec<TierCopy>>> {
         lazy(move || {
             self.read(|tx| {
-                let mut st = tx
-                    .prepare_cached(&format!(
+                query_all(tx, &format!(
                         "SELECT {TIER_COLUMNS} FROM fsx_tier_copies WHERE state = 1 AND next_ms <= ?1
                          ORDER BY next_ms, key, tier LIMIT ?2"
-                    ))
-                    .map_err(sql_err)?;
-                st.query_map(params![now_ms, limit as i64], tier_copy_row)
-                    .map_err(sql_err)?
-                    .collect::<rusqlite::Result<_>>()
-                    .map_err(sql_err)
+                    ), params![now_ms, limit as i64], tier_copy_row)
             })
         })
     }
@@ -1272,26 +1244,23 @@ impl MetaEngine for SqliteMeta {
     fn tier_totals(&self) -> BoxFuture<'_, Result<Vec<TierTotals>>> {
         lazy(move || {
             self.read(|tx| {
-                let mut st = tx
-                    .prepare_cached(
-                        "SELECT tier,
+                query_all(
+                    tx,
+                    "SELECT tier,
                                 coalesce(sum(CASE WHEN state = 0 THEN 1 ELSE 0 END), 0),
                                 coalesce(sum(CASE WHEN state = 0 THEN bytes ELSE 0 END), 0),
                                 coalesce(sum(CASE WHEN state = 1 THEN 1 ELSE 0 END), 0)
                          FROM fsx_tier_copies GROUP BY tier ORDER BY tier",
-                    )
-                    .map_err(sql_err)?;
-                st.query_map([], |r| {
-                    Ok(TierTotals {
-                        tier: r.get(0)?,
-                        count: r.get::<_, i64>(1)? as u64,
-                        bytes: r.get::<_, i64>(2)? as u64,
-                        queued: r.get::<_, i64>(3)? as u64,
-                    })
-                })
-                .map_err(sql_err)?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(sql_err)
+                    [],
+                    |r| {
+                        Ok(TierTotals {
+                            tier: r.get(0)?,
+                            count: r.get::<_, i64>(1)? as u64,
+                            bytes: r.get::<_, i64>(2)? as u64,
+                            queued: r.get::<_, i64>(3)? as u64,
+                        })
+                    },
+                )
             })
         })
     }
