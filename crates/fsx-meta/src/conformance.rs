@@ -39,6 +39,21 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
     }),
     ("tier_queue_and_copy_records", |m| Box::pin(tier_records(m))),
     ("access_statistics_and_digests", |m| Box::pin(access(m))),
+    ("branches_isolate_writes", |m| Box::pin(branches::isolation(m))),
+    ("branches_pack_and_truncate_on_their_own_layer", |m| {
+        Box::pin(branches::pack_and_truncate(m))
+    }),
+    ("commits_time_travel_and_reset", |m| {
+        Box::pin(branches::commits_and_reset(m))
+    }),
+    ("expired_commits_fold_and_free", |m| Box::pin(branches::expiry(m))),
+    ("deleting_a_branch_frees_only_its_extents", |m| {
+        Box::pin(branches::delete_branch(m))
+    }),
+    ("merge_copies_files_and_commits", |m| Box::pin(branches::merge(m))),
+    ("automatic_commits_follow_the_interval", |m| {
+        Box::pin(branches::auto_commit(m))
+    }),
 ];
 
 /// Runs every check, each on an engine from `fresh`; returns the failures
@@ -69,6 +84,8 @@ macro_rules! ensure {
         }
     };
 }
+
+mod branches;
 
 /// `Ok` value or a message naming the call.
 fn ok<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, String> {
@@ -113,7 +130,7 @@ async fn new_file(
     holder: &str,
     now: i64,
 ) -> Result<(FileMeta, LeaseRequest), String> {
-    let f = ok("create_file", m.create_file(name, PS, now).await)?;
+    let f = ok("create_file", m.create_file(MAIN_BRANCH, name, PS, now).await)?;
     let lease = LeaseRequest::new(f.id, holder, now, TTL);
     ok("acquire_lease", m.acquire_lease(&lease).await)?;
     Ok((f, lease))
@@ -133,7 +150,8 @@ async fn pack_one(
 ) -> Result<(), String> {
     let d = ok(
         "dirty_extent",
-        m.dirty_extent(lease.file_id, idx, PPE).await,
+        m.dirty_extent(View::Branch(lease.branch), lease.file_id, idx, PPE)
+            .await,
     )?;
     if let Some(k) = key {
         ok("pin_extent", m.pin_extent(k, 100, now).await)?;
@@ -141,6 +159,7 @@ async fn pack_one(
     let consumed = d.pages.iter().map(|p| (p.page_no, p.seq)).collect();
     let c = PackCommit::new(
         lease.clone(),
+        d.layer,
         idx,
         d.current_key,
         key.map(str::to_string),
@@ -175,25 +194,25 @@ async fn volume_init_and_open(m: &dyn MetaEngine) -> CheckResult {
 
 async fn files(m: &dyn MetaEngine) -> CheckResult {
     init(m).await?;
-    let a = ok("create a", m.create_file("db/a%_1", PS, 10).await)?;
+    let a = ok("create a", m.create_file(MAIN_BRANCH, "db/a%_1", PS, 10).await)?;
     ensure!(
         a.size == 0 && a.page_size == PS && a.name == "db/a%_1",
         "new file is {a:?}"
     );
     err_kind(
         "duplicate create",
-        m.create_file("db/a%_1", PS, 11).await,
+        m.create_file(MAIN_BRANCH, "db/a%_1", PS, 11).await,
         MetaErrorKind::AlreadyExists,
     )?;
-    ok("create b", m.create_file("db/ab", 8192, 12).await)?;
-    ok("create c", m.create_file("other", PS, 13).await)?;
+    ok("create b", m.create_file(MAIN_BRANCH, "db/ab", 8192, 12).await)?;
+    ok("create c", m.create_file(MAIN_BRANCH, "other", PS, 13).await)?;
     let names = |v: Vec<FileMeta>| v.into_iter().map(|f| f.name).collect::<Vec<_>>();
-    let listed = names(ok("list", m.list_files("db/a%").await)?);
+    let listed = names(ok("list", m.list_files(View::MAIN, "db/a%").await)?);
     ensure!(
         listed == ["db/a%_1"],
         "prefix with % must be literal, got {listed:?}"
     );
-    let listed = names(ok("list", m.list_files("").await)?);
+    let listed = names(ok("list", m.list_files(View::MAIN, "").await)?);
     ensure!(
         listed == ["db/a%_1", "db/ab", "other"],
         "list all gave {listed:?}"
@@ -201,22 +220,22 @@ async fn files(m: &dyn MetaEngine) -> CheckResult {
 
     err_kind(
         "rename onto existing",
-        m.rename_file("db/ab", "other", false, "h", 20).await,
+        m.rename_file(MAIN_BRANCH, "db/ab", "other", false, "h", 20).await,
         MetaErrorKind::AlreadyExists,
     )?;
     ok(
         "rename replace",
-        m.rename_file("db/ab", "other", true, "h", 21).await,
+        m.rename_file(MAIN_BRANCH, "db/ab", "other", true, "h", 21).await,
     )?;
-    let other = ok("file other", m.file("other").await)?;
+    let other = ok("file other", m.file(View::MAIN, "other").await)?;
     ensure!(
         other.page_size == 8192,
         "rename must keep the file's identity, got {other:?}"
     );
-    err_kind("old name", m.file("db/ab").await, MetaErrorKind::NotFound)?;
+    err_kind("old name", m.file(View::MAIN, "db/ab").await, MetaErrorKind::NotFound)?;
     err_kind(
         "rename missing",
-        m.rename_file("nope", "x", false, "h", 22).await,
+        m.rename_file(MAIN_BRANCH, "nope", "x", false, "h", 22).await,
         MetaErrorKind::NotFound,
     )?;
 
@@ -228,19 +247,19 @@ async fn files(m: &dyn MetaEngine) -> CheckResult {
     )?;
     err_kind(
         "delete under lease",
-        m.delete_file("db/a%_1", "w2", 31).await,
+        m.delete_file(MAIN_BRANCH, "db/a%_1", "w2", 31).await,
         MetaErrorKind::Busy,
     )?;
     err_kind(
         "rename under lease",
-        m.rename_file("db/a%_1", "z", false, "w2", 31).await,
+        m.rename_file(MAIN_BRANCH, "db/a%_1", "z", false, "w2", 31).await,
         MetaErrorKind::Busy,
     )?;
-    ok("delete by holder", m.delete_file("db/a%_1", "w1", 32).await)?;
-    err_kind("deleted", m.file("db/a%_1").await, MetaErrorKind::NotFound)?;
+    ok("delete by holder", m.delete_file(MAIN_BRANCH, "db/a%_1", "w1", 32).await)?;
+    err_kind("deleted", m.file(View::MAIN, "db/a%_1").await, MetaErrorKind::NotFound)?;
     err_kind(
         "delete again",
-        m.delete_file("db/a%_1", "w1", 33).await,
+        m.delete_file(MAIN_BRANCH, "db/a%_1", "w1", 33).await,
         MetaErrorKind::NotFound,
     )?;
     Ok(())
@@ -248,7 +267,7 @@ async fn files(m: &dyn MetaEngine) -> CheckResult {
 
 async fn leases(m: &dyn MetaEngine) -> CheckResult {
     init(m).await?;
-    let f = ok("create", m.create_file("f", PS, 0).await)?;
+    let f = ok("create", m.create_file(MAIN_BRANCH, "f", PS, 0).await)?;
     let l1 = LeaseRequest::new(f.id, "w1", 1000, TTL);
     let l2 = LeaseRequest::new(f.id, "w2", 1000, TTL);
     err_kind(
@@ -275,7 +294,7 @@ async fn leases(m: &dyn MetaEngine) -> CheckResult {
         m.commit_writes(&WriteBatch::new(l1.clone(), vec![pw(0, 1)], 4096))
             .await,
     )?;
-    let info = ok("lease", m.lease(f.id).await)?.ok_or("no lease recorded")?;
+    let info = ok("lease", m.lease(MAIN_BRANCH, f.id).await)?.ok_or("no lease recorded")?;
     ensure!(
         info.holder == "w1" && info.expires_ms == 1000 + TTL,
         "lease is {info:?}"
@@ -297,7 +316,7 @@ async fn leases(m: &dyn MetaEngine) -> CheckResult {
     ok("w3 after expiry", m.acquire_lease(&later).await)?;
     ok(
         "w2 releases (not holder: no-op)",
-        m.release_lease(f.id, "w2").await,
+        m.release_lease(MAIN_BRANCH, f.id, "w2").await,
     )?;
     err_kind(
         "w1 again",
@@ -305,14 +324,14 @@ async fn leases(m: &dyn MetaEngine) -> CheckResult {
             .await,
         MetaErrorKind::Busy,
     )?;
-    ok("w3 releases", m.release_lease(f.id, "w3").await)?;
+    ok("w3 releases", m.release_lease(MAIN_BRANCH, f.id, "w3").await)?;
     ok(
         "w1 after release",
         m.acquire_lease(&LeaseRequest::new(f.id, "w1", 1000 + TTL + 3, TTL))
             .await,
     )?;
     // The failed writes changed nothing.
-    let map = ok("read_map", m.read_map(f.id, 0, 1, PPE).await)?;
+    let map = ok("read_map", m.read_map(View::MAIN, f.id, 0, 1, PPE).await)?;
     ensure!(
         map.dirty == vec![pw(0, 1)],
         "only w1's write may be visible, got {:?}",
@@ -350,13 +369,13 @@ async fn writes(m: &dyn MetaEngine) -> CheckResult {
         .await,
         MetaErrorKind::InvalidInput,
     )?;
-    let map = ok("read_map", m.read_map(f.id, 0, 3, PPE).await)?;
+    let map = ok("read_map", m.read_map(View::MAIN, f.id, 0, 3, PPE).await)?;
     ensure!(map.size == 601 * 4096, "size {}", map.size);
     ensure!(
         map.dirty == vec![pw(0, 1), pw(2, 2)],
         "dirty in [0,3) wrong"
     );
-    let map = ok("read_map", m.read_map(f.id, 599, 10, PPE).await)?;
+    let map = ok("read_map", m.read_map(View::MAIN, f.id, 599, 10, PPE).await)?;
     ensure!(
         map.dirty
             == vec![PageWrite {
@@ -365,16 +384,16 @@ async fn writes(m: &dyn MetaEngine) -> CheckResult {
             }],
         "hole must read back as a hole"
     );
-    let meta = ok("file", m.file("f").await)?;
+    let meta = ok("file", m.file(View::MAIN, "f").await)?;
     ensure!(meta.size == 601 * 4096, "file size {}", meta.size);
 
-    let before = ok("dirty_extent", m.dirty_extent(f.id, 0, PPE).await)?;
+    let before = ok("dirty_extent", m.dirty_extent(View::MAIN, f.id, 0, PPE).await)?;
     ok(
         "overwrite",
         m.commit_writes(&WriteBatch::new(lease.clone(), vec![pw(2, 9)], 601 * 4096))
             .await,
     )?;
-    let after = ok("dirty_extent", m.dirty_extent(f.id, 0, PPE).await)?;
+    let after = ok("dirty_extent", m.dirty_extent(View::MAIN, f.id, 0, PPE).await)?;
     let seq = |d: &DirtyExtent, p: u64| d.pages.iter().find(|x| x.page_no == p).map(|x| x.seq);
     ensure!(
         seq(&after, 2) > seq(&before, 2),
@@ -384,7 +403,7 @@ async fn writes(m: &dyn MetaEngine) -> CheckResult {
         seq(&after, 0) == seq(&before, 0),
         "untouched pages keep their sequence"
     );
-    let summary = ok("dirty_summary", m.dirty_summary(f.id, PPE).await)?;
+    let summary = ok("dirty_summary", m.dirty_summary(View::MAIN, f.id, PPE).await)?;
     ensure!(
         summary
             == vec![
@@ -401,7 +420,7 @@ async fn writes(m: &dyn MetaEngine) -> CheckResult {
     );
     let counts = ok(
         "dirty_counts",
-        m.dirty_counts(f.id, PPE, &[1, 0, 1, 7]).await,
+        m.dirty_counts(View::MAIN, f.id, PPE, &[1, 0, 1, 7]).await,
     )?;
     ensure!(
         counts
@@ -417,7 +436,7 @@ async fn writes(m: &dyn MetaEngine) -> CheckResult {
             ],
         "dirty_counts {counts:?}"
     );
-    let none = ok("dirty_counts", m.dirty_counts(f.id, PPE, &[5]).await)?;
+    let none = ok("dirty_counts", m.dirty_counts(View::MAIN, f.id, PPE, &[5]).await)?;
     ensure!(none.is_empty(), "dirty_counts of a clean extent: {none:?}");
     Ok(())
 }
@@ -434,7 +453,7 @@ async fn pack(m: &dyn MetaEngine) -> CheckResult {
         ))
         .await,
     )?;
-    let d = ok("dirty_extent", m.dirty_extent(f.id, 0, PPE).await)?;
+    let d = ok("dirty_extent", m.dirty_extent(View::MAIN, f.id, 0, PPE).await)?;
     ensure!(
         d.current_key.is_none() && d.pages.len() == 2,
         "dirty extent {d:?}"
@@ -451,6 +470,7 @@ async fn pack(m: &dyn MetaEngine) -> CheckResult {
         "commit_pack",
         m.commit_pack(&PackCommit::new(
             lease.clone(),
+            d.layer,
             0,
             None,
             Some("extent/ext-a".into()),
@@ -458,7 +478,7 @@ async fn pack(m: &dyn MetaEngine) -> CheckResult {
         ))
         .await,
     )?;
-    let map = ok("read_map", m.read_map(f.id, 0, 2, PPE).await)?;
+    let map = ok("read_map", m.read_map(View::MAIN, f.id, 0, 2, PPE).await)?;
     ensure!(
         map.extents == vec![(0, "extent/ext-a".to_string())],
         "extents {:?}",
@@ -483,7 +503,7 @@ async fn pack(m: &dyn MetaEngine) -> CheckResult {
         rec.refcount
     );
     ensure!(
-        ok("read_map", m.read_map(f.id, 0, 2, PPE).await)?
+        ok("read_map", m.read_map(View::MAIN, f.id, 0, 2, PPE).await)?
             .dirty
             .is_empty(),
         "all consumed"
@@ -505,12 +525,13 @@ async fn pack_conflicts(m: &dyn MetaEngine) -> CheckResult {
         m.commit_writes(&WriteBatch::new(lease.clone(), vec![pw(0, 2)], 4096))
             .await,
     )?;
-    let d = ok("dirty_extent", m.dirty_extent(f.id, 0, PPE).await)?;
+    let d = ok("dirty_extent", m.dirty_extent(View::MAIN, f.id, 0, PPE).await)?;
     let consumed: Vec<(u64, i64)> = d.pages.iter().map(|p| (p.page_no, p.seq)).collect();
     ok("pin b", m.pin_extent("extent/ext-b", 1, 7).await)?;
     // Wrong expectation.
     let bad = PackCommit::new(
         lease.clone(),
+        d.layer,
         0,
         None,
         Some("extent/ext-b".into()),
@@ -524,6 +545,7 @@ async fn pack_conflicts(m: &dyn MetaEngine) -> CheckResult {
     // Unpinned new key.
     let bad = PackCommit::new(
         lease.clone(),
+        d.layer,
         0,
         Some("extent/ext-a".into()),
         Some("extent/ext-zz".into()),
@@ -538,6 +560,7 @@ async fn pack_conflicts(m: &dyn MetaEngine) -> CheckResult {
     let other = LeaseRequest::new(f.id, "intruder", 8, TTL);
     let bad = PackCommit::new(
         other,
+        d.layer,
         0,
         Some("extent/ext-a".into()),
         Some("extent/ext-b".into()),
@@ -549,7 +572,7 @@ async fn pack_conflicts(m: &dyn MetaEngine) -> CheckResult {
         MetaErrorKind::Busy,
     )?;
     // Nothing changed.
-    let map = ok("read_map", m.read_map(f.id, 0, 1, PPE).await)?;
+    let map = ok("read_map", m.read_map(View::MAIN, f.id, 0, 1, PPE).await)?;
     ensure!(
         map.extents == vec![(0, "extent/ext-a".to_string())] && map.dirty == vec![pw(0, 2)],
         "state changed"
@@ -596,7 +619,7 @@ async fn refcounts(m: &dyn MetaEngine) -> CheckResult {
         r.refcount == 1 && r.state == ExtentState::Live,
         "after rewrite: {r:?}"
     );
-    ok("delete two", m.delete_file("two", "w", 8).await)?;
+    ok("delete two", m.delete_file(MAIN_BRANCH, "two", "w", 8).await)?;
     let r = refcount(m, "extent/ext-same").await?.ok_or("no record")?;
     ensure!(
         r.refcount == 0 && r.idle_since_ms == 8,
@@ -641,10 +664,11 @@ async fn gc(m: &dyn MetaEngine) -> CheckResult {
         m.commit_writes(&WriteBatch::new(lease.clone(), vec![pw(1, 1)], 8192))
             .await,
     )?;
-    let d = ok("dirty_extent", m.dirty_extent(lease.file_id, 0, PPE).await)?;
+    let d = ok("dirty_extent", m.dirty_extent(View::MAIN, lease.file_id, 0, PPE).await)?;
     let consumed = d.pages.iter().map(|p| (p.page_no, p.seq)).collect();
     let c = PackCommit::new(
         lease.clone(),
+        d.layer,
         0,
         Some("extent/ext-b".into()),
         Some("extent/ext-a".into()),
@@ -721,7 +745,7 @@ async fn shrink(m: &dyn MetaEngine) -> CheckResult {
     let size = PPE * 4096 + 4096;
     let b = WriteBatch::new(lease.clone(), vec![], size).shrink(PPE + 1, 2);
     ok("shrink", m.commit_writes(&b).await)?;
-    let map = ok("read_map", m.read_map(f.id, 0, 3 * PPE, PPE).await)?;
+    let map = ok("read_map", m.read_map(View::MAIN, f.id, 0, 3 * PPE, PPE).await)?;
     ensure!(map.size == size, "size {}", map.size);
     let keys: Vec<&str> = map.extents.iter().map(|(_, k)| k.as_str()).collect();
     ensure!(keys == ["extent/ext-0", "extent/ext-1"], "extents {keys:?}");

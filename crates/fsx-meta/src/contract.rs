@@ -54,6 +54,27 @@
 //!   record is returned by [`MetaEngine::tier_due`] once its `next_ms` has
 //!   passed, until it is marked present or forgotten; so a copy queued in the
 //!   same transaction that made the extent durable survives any crash.
+//! - **Branches and layers** (schema version 4). A volume's state is a tree
+//!   of **layers**. Every row of the file table, the extent map and the
+//!   dirty buffer belongs to one layer; a layer has at most one parent, and
+//!   what a layer *shows* is its own rows over what its parent shows, with
+//!   the layer's truncation cuts and deletions hiding parent rows (see
+//!   [`crate::resolve`]). A **branch** names a mutable head layer; every
+//!   write goes to the head of the branch it names. A **commit** names a
+//!   frozen layer. Committing freezes the head and gives the branch a new,
+//!   empty head on top of it; creating a branch commits its source (if the
+//!   head holds changes) and gives the new branch an empty head on top of
+//!   the same frozen layer. So both are O(1): no page map or data is copied,
+//!   and a frozen layer never changes what it shows (packing may change how
+//!   it stores it). Writes on one branch are therefore invisible to every
+//!   other branch and commit.
+//! - **Retention.** A layer lives while a branch head, a commit or a child
+//!   layer needs it. Deleting a branch, resetting one, or expiring automatic
+//!   commits removes commits no branch reaches any more, deletes layers
+//!   nothing needs (releasing their references) and folds a layer that only
+//!   one child needs into that child. So `refcount` keeps meaning "map rows
+//!   naming the key, in any layer", and GC frees exactly what no branch or
+//!   retained commit can show.
 //! - **Idempotency.** `release_lease` of a lease not held, `gc_forget` of a
 //!   missing record, and `delete_file` of a file already gone (`NotFound`)
 //!   never corrupt anything.
@@ -63,8 +84,121 @@ use fsx_store::BoxFuture;
 
 use crate::Result;
 
-/// Identifier of a file, stable across renames.
+/// Identifier of a file, stable across renames and shared by every branch
+/// that inherits the file; never reused.
 pub type FileId = i64;
+
+/// Identifier of a branch.
+pub type BranchId = i64;
+
+/// Identifier of a commit.
+pub type CommitId = i64;
+
+/// Identifier of a layer (see the module docs).
+pub type LayerId = i64;
+
+/// The branch every volume starts with, named [`MAIN_BRANCH_NAME`].
+pub const MAIN_BRANCH: BranchId = 1;
+
+/// Name of [`MAIN_BRANCH`].
+pub const MAIN_BRANCH_NAME: &str = "main";
+
+/// What a read sees: a branch's current state, or a commit (read-only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum View {
+    /// The head of a branch: its own writes over its base.
+    Branch(BranchId),
+    /// A commit, frozen.
+    Commit(CommitId),
+}
+
+impl View {
+    /// The head of `main`.
+    pub const MAIN: View = View::Branch(MAIN_BRANCH);
+}
+
+impl std::fmt::Display for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            View::Branch(b) => write!(f, "branch #{b}"),
+            View::Commit(c) => write!(f, "commit {c}"),
+        }
+    }
+}
+
+/// A branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BranchInfo {
+    /// Identifier.
+    pub id: BranchId,
+    /// Unique name.
+    pub name: String,
+    /// Its mutable head layer.
+    pub head: LayerId,
+    /// Its latest commit (the parent of the next one), if any.
+    pub commit: Option<CommitId>,
+    /// Creation time, ms.
+    pub created_ms: i64,
+    /// Time of its latest commit, or of its creation if none, ms.
+    pub commit_ms: i64,
+}
+
+/// A commit: a frozen state of a branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CommitInfo {
+    /// Identifier, increasing with time.
+    pub id: CommitId,
+    /// The frozen layer it shows.
+    pub layer: LayerId,
+    /// The branch's previous commit.
+    pub parent: Option<CommitId>,
+    /// For a merge, the commit merged in.
+    pub merged: Option<CommitId>,
+    /// Name of the branch it was made on.
+    pub branch: String,
+    /// Message.
+    pub message: String,
+    /// Made automatically (by the commit interval or a branch creation);
+    /// automatic commits can expire.
+    pub auto: bool,
+    /// Time, ms.
+    pub created_ms: i64,
+}
+
+/// A layer, for retention planning and fsck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// Identifier.
+    pub id: LayerId,
+    /// The layer it shows through to.
+    pub parent: Option<LayerId>,
+    /// Frozen (a commit's or a shared base) rather than a branch head.
+    pub frozen: bool,
+}
+
+/// Every layer, branch and commit of a volume.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LayerGraph {
+    /// Layers, ascending by id.
+    pub layers: Vec<LayerInfo>,
+    /// Branches, ascending by name.
+    pub branches: Vec<BranchInfo>,
+    /// Commits, ascending by id.
+    pub commits: Vec<CommitInfo>,
+}
+
+/// What only some layers hold: what deleting them would free.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LayerUsage {
+    /// Extents referenced by those layers and nothing else.
+    pub extents: u64,
+    /// Their bytes.
+    pub extent_bytes: u64,
+    /// Bytes of dirty pages those layers hold in the metadata engine.
+    pub dirty_bytes: u64,
+}
 
 /// Settings of a volume, fixed at creation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +253,8 @@ pub struct FileMeta {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct LeaseRequest {
+    /// The branch the writer writes to.
+    pub branch: BranchId,
     /// The file.
     pub file_id: FileId,
     /// Unique name of the writer (process and handle).
@@ -133,15 +269,23 @@ pub struct LeaseRequest {
 }
 
 impl LeaseRequest {
-    /// A request for `holder` at `now_ms`, lasting `ttl_ms`.
+    /// A request for `holder` at `now_ms`, lasting `ttl_ms`, on `main`
+    /// (see [`LeaseRequest::on_branch`]).
     pub fn new(file_id: FileId, holder: impl Into<String>, now_ms: i64, ttl_ms: i64) -> Self {
         Self {
+            branch: MAIN_BRANCH,
             file_id,
             holder: holder.into(),
             now_ms,
             ttl_ms,
             break_holder: None,
         }
+    }
+
+    /// Writes to `branch` instead of `main`.
+    pub fn on_branch(mut self, branch: BranchId) -> Self {
+        self.branch = branch;
+        self
     }
 
     /// Allows taking the lease from `holder`, known to be dead.
@@ -186,6 +330,11 @@ pub struct WriteBatch {
     /// When shrinking: map entries with `extent_idx >= drop_extents_from`
     /// are removed (their references released) before `pages` are applied.
     pub drop_extents_from: Option<u64>,
+    /// Automatic commits: if the branch's head holds changes and its latest
+    /// commit (or creation) is at least this old, the head is committed
+    /// (automatic commit) before the batch is applied, in the same
+    /// transaction.
+    pub auto_commit_ms: Option<i64>,
 }
 
 impl WriteBatch {
@@ -197,7 +346,15 @@ impl WriteBatch {
             size,
             drop_pages_from: None,
             drop_extents_from: None,
+            auto_commit_ms: None,
         }
+    }
+
+    /// Commits the branch automatically first when its latest commit is at
+    /// least `interval_ms` old (see [`WriteBatch::auto_commit_ms`]).
+    pub fn auto_commit(mut self, interval_ms: Option<i64>) -> Self {
+        self.auto_commit_ms = interval_ms.filter(|&ms| ms > 0);
+        self
     }
 
     /// Drops dirty pages from `page_no` and extents from `extent_idx` on.
@@ -229,6 +386,9 @@ pub struct DirtyPage {
     pub seq: i64,
     /// Bytes, or `None` for a hole.
     pub data: Option<Bytes>,
+    /// Shown through from a layer below the one being packed: part of the
+    /// extent's content, but not the packed layer's to consume.
+    pub inherited: bool,
 }
 
 /// Everything the packer needs to rebuild one extent of a file.
@@ -236,7 +396,9 @@ pub struct DirtyPage {
 pub struct DirtyExtent {
     /// File size when read.
     pub size: u64,
-    /// The extent's current content key, if any.
+    /// The layer being packed (the branch head, or a commit's layer).
+    pub layer: LayerId,
+    /// The extent's current content key, if any (possibly a lower layer's).
     pub current_key: Option<String>,
     /// Dirty pages of the extent, ascending.
     pub pages: Vec<DirtyPage>,
@@ -246,8 +408,10 @@ pub struct DirtyExtent {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct PackCommit {
-    /// The writer's lease.
+    /// The writer's lease (checked when `layer` is a branch head).
     pub lease: LeaseRequest,
+    /// The layer to install into: [`DirtyExtent::layer`].
+    pub layer: LayerId,
     /// Extent index within the file.
     pub extent_idx: u64,
     /// The key the map entry must still hold (`None`: no entry).
@@ -259,9 +423,11 @@ pub struct PackCommit {
 }
 
 impl PackCommit {
-    /// A commit replacing `expected_key` by `new_key` at `extent_idx`.
+    /// A commit replacing `expected_key` by `new_key` at `extent_idx` of
+    /// `layer`.
     pub fn new(
         lease: LeaseRequest,
+        layer: LayerId,
         extent_idx: u64,
         expected_key: Option<String>,
         new_key: Option<String>,
@@ -269,6 +435,7 @@ impl PackCommit {
     ) -> Self {
         Self {
             lease,
+            layer,
             extent_idx,
             expected_key,
             new_key,
@@ -426,6 +593,7 @@ pub const RESERVED_SETTINGS: &[&str] = &[
     "extent_size",
     "store_url",
     "created_ms",
+    "next_file_id",
 ];
 
 /// Refuses a [`RESERVED_SETTINGS`] name or an empty one.
@@ -450,19 +618,25 @@ pub trait MetaEngine: fsx_store::MaybeSend + fsx_store::MaybeSync + std::fmt::De
     /// the database holds no volume.
     fn open_volume(&self) -> BoxFuture<'_, Result<VolumeConfig>>;
 
-    /// Creates an empty file; `AlreadyExists` if the name is taken.
+    /// Creates an empty file on a branch; `AlreadyExists` if the name is
+    /// taken there.
     fn create_file<'a>(
         &'a self,
+        branch: BranchId,
         name: &'a str,
         page_size: u32,
         now_ms: i64,
     ) -> BoxFuture<'a, Result<FileMeta>>;
 
-    /// The file called `name`, or `NotFound`.
-    fn file<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<FileMeta>>;
+    /// The file called `name` in `view`, or `NotFound`.
+    fn file<'a>(&'a self, view: View, name: &'a str) -> BoxFuture<'a, Result<FileMeta>>;
 
-    /// Files whose names start with `prefix`, ascending by name.
-    fn list_files<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<FileMeta>>>;
+    /// Files of `view` whose names start with `prefix`, ascending by name.
+    fn list_files<'a>(
+        &'a self,
+        view: View,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<FileMeta>>>;
 
     /// Renames a file. If `to` exists it is replaced (its references are
     /// released) when `replace` is set, else `AlreadyExists`. Fails with
@@ -470,6 +644,7 @@ pub trait MetaEngine: fsx_store::MaybeSend + fsx_store::MaybeSync + std::fmt::De
     /// `holder`.
     fn rename_file<'a>(
         &'a self,
+        branch: BranchId,
         from: &'a str,
         to: &'a str,
         replace: bool,
@@ -481,6 +656,7 @@ pub trait MetaEngine: fsx_store::MaybeSend + fsx_store::MaybeSync + std::fmt::De
     /// references). `Busy` if someone other than `holder` has a live lease.
     fn delete_file<'a>(
         &'a self,
+        branch: BranchId,
         name: &'a str,
         holder: &'a str,
         now_ms: i64,
@@ -490,10 +666,16 @@ pub trait MetaEngine: fsx_store::MaybeSend + fsx_store::MaybeSync + std::fmt::De
     fn acquire_lease<'a>(&'a self, request: &'a LeaseRequest) -> BoxFuture<'a, Result<()>>;
 
     /// Releases a lease if `holder` holds it.
-    fn release_lease<'a>(&'a self, file_id: FileId, holder: &'a str) -> BoxFuture<'a, Result<()>>;
+    fn release_lease<'a>(
+        &'a self,
+        branch: BranchId,
+        file_id: FileId,
+        holder: &'a str,
+    ) -> BoxFuture<'a, Result<()>>;
 
-    /// The current lease of a file, expired or not.
-    fn lease(&self, file_id: FileId) -> BoxFuture<'_, Result<Option<LeaseInfo>>>;
+    /// The current lease of a file on a branch, expired or not.
+    fn lease(&self, branch: BranchId, file_id: FileId)
+    -> BoxFuture<'_, Result<Option<LeaseInfo>>>;
 
     /// Durably applies a batch of writes (see [`WriteBatch`]).
     fn commit_writes<'a>(&'a self, batch: &'a WriteBatch) -> BoxFuture<'a, Result<()>>;
@@ -502,33 +684,40 @@ pub trait MetaEngine: fsx_store::MaybeSend + fsx_store::MaybeSync + std::fmt::De
     /// `pages_per_extent` maps pages to extent indices.
     fn read_map(
         &self,
+        view: View,
         file_id: FileId,
         first_page: u64,
         count: u64,
         pages_per_extent: u64,
     ) -> BoxFuture<'_, Result<ReadMap>>;
 
-    /// Dirty page counts of the given extents of a file (those with none
+    /// Dirty page counts (of the view's own layer) of the given extents of a
+    /// file (those with none
     /// are left out), ascending. Cost grows with the extents asked about,
     /// not with the file's whole dirty buffer: the packer asks after every
     /// sync.
     fn dirty_counts<'a>(
         &'a self,
+        view: View,
         file_id: FileId,
         pages_per_extent: u64,
         extents: &'a [u64],
     ) -> BoxFuture<'a, Result<Vec<DirtySummary>>>;
 
-    /// Extents of a file with dirty pages, ascending.
+    /// Extents of a file with dirty pages of the view's own layer,
+    /// ascending.
     fn dirty_summary(
         &self,
+        view: View,
         file_id: FileId,
         pages_per_extent: u64,
     ) -> BoxFuture<'_, Result<Vec<DirtySummary>>>;
 
-    /// The dirty pages and current key of one extent of a file.
+    /// The dirty pages and current key of one extent of a file, as the
+    /// view's own layer shows them (see [`DirtyExtent`]).
     fn dirty_extent(
         &self,
+        view: View,
         file_id: FileId,
         extent_idx: u64,
         pages_per_extent: u64,
@@ -658,4 +847,72 @@ pub trait MetaEngine: fsx_store::MaybeSend + fsx_store::MaybeSync + std::fmt::De
 
     /// The page digests of `key`, if stored.
     fn extent_digests<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>>;
+
+    /// Creates branch `name` from a branch head (committing that head first
+    /// if it holds changes) or from a commit; O(1). `AlreadyExists` if the
+    /// name is taken, `InvalidInput` if it is not a valid branch name.
+    fn create_branch<'a>(
+        &'a self,
+        name: &'a str,
+        from: View,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<BranchInfo>>;
+
+    /// The branch called `name`, or `NotFound`.
+    fn branch<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<BranchInfo>>;
+
+    /// Every branch, ascending by name.
+    fn branches(&self) -> BoxFuture<'_, Result<Vec<BranchInfo>>>;
+
+    /// Deletes a branch and whatever only it needed (see "Retention").
+    /// `InvalidInput` for `main`, `Busy` while a writer holds a live lease on
+    /// it.
+    fn delete_branch<'a>(&'a self, name: &'a str, now_ms: i64) -> BoxFuture<'a, Result<()>>;
+
+    /// Commits a branch's head. With `auto` and nothing changed since the
+    /// latest commit, does nothing and returns `None`.
+    fn commit<'a>(
+        &'a self,
+        branch: BranchId,
+        message: &'a str,
+        auto: bool,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<Option<CommitInfo>>>;
+
+    /// The commit `id`, or `NotFound`.
+    fn commit_info(&self, id: CommitId) -> BoxFuture<'_, Result<CommitInfo>>;
+
+    /// Points a branch at a commit, discarding its head's changes; `Busy`
+    /// while a writer holds a live lease on the branch.
+    fn reset_branch(
+        &self,
+        branch: BranchId,
+        to: CommitId,
+        now_ms: i64,
+    ) -> BoxFuture<'_, Result<()>>;
+
+    /// Removes automatic commits made before `before_ms` that are not a
+    /// branch's latest commit, then collects layers; returns how many
+    /// commits were removed.
+    fn expire_commits(&self, before_ms: i64, now_ms: i64) -> BoxFuture<'_, Result<u64>>;
+
+    /// Makes `files` on `target` what they are in `source` (absent there:
+    /// deleted), then commits `target` with `merged` as the second parent,
+    /// all in one transaction. `Busy` if a writer holds a live lease on any
+    /// of those files on `target`.
+    fn merge_files<'a>(
+        &'a self,
+        target: BranchId,
+        source: View,
+        files: &'a [FileId],
+        message: &'a str,
+        merged: CommitId,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<CommitInfo>>;
+
+    /// Every layer, branch and commit.
+    fn layer_graph(&self) -> BoxFuture<'_, Result<LayerGraph>>;
+
+    /// What only `layers` hold (see [`LayerUsage`]).
+    fn layer_usage<'a>(&'a self, layers: &'a [LayerId]) -> BoxFuture<'a, Result<LayerUsage>>;
 }

@@ -11,6 +11,8 @@
 //! | [`contract`] | the [`MetaEngine`] trait and its types | — |
 //! | [`error`] | [`MetaError`], classified by caller action | — |
 //! | [`conformance`] | the shared suite every engine's tests run | — |
+//! | [`graph`] | retention planning over layers, branches and commits | — |
+//! | `resolve` | what a layer shows: the layered-row rules every engine applies | — |
 //! | [`sqlite`] | the embedded engine: WAL, one writer, pooled readers | `sqlite` |
 //! | [`hot`] | the hot tier: extents as rows split under a row-size limit | `sqlite` or `postgres` |
 //! | [`postgres`] | the shared engine: several processes on one volume | `postgres` |
@@ -20,6 +22,9 @@
 pub mod conformance;
 pub mod contract;
 pub mod error;
+pub mod graph;
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+pub(crate) mod resolve;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod hot;
 #[cfg(feature = "postgres")]
@@ -28,16 +33,17 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use contract::{
-    AccessStats, CopyState, Counter, DirtyExtent, DirtyPage, DirtySummary, ExtentRecord,
-    ExtentState, ExtentTotals, FileId, FileMeta, LeaseInfo, LeaseRequest, MetaEngine, PackCommit,
-    PageWrite, RESERVED_SETTINGS, ReadMap, TierCopy, TierMark, TierTotals, VolumeConfig,
-    WriteBatch,
+    AccessStats, BranchId, BranchInfo, CommitId, CommitInfo, CopyState, Counter, DirtyExtent,
+    DirtyPage, DirtySummary, ExtentRecord, ExtentState, ExtentTotals, FileId, FileMeta, LayerGraph,
+    LayerId, LayerInfo, LayerUsage, LeaseInfo, LeaseRequest, MAIN_BRANCH, MAIN_BRANCH_NAME,
+    MetaEngine, PackCommit, PageWrite, RESERVED_SETTINGS, ReadMap, TierCopy, TierMark, TierTotals,
+    View, VolumeConfig, WriteBatch,
 };
 pub use error::{MetaError, MetaErrorKind, Result};
 
 /// The metadata schema version this build writes. Volumes with an older
 /// version are migrated on open; newer ones are refused.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Smallest extent size a volume may be created with.
 pub const MIN_EXTENT_SIZE: u32 = 256 << 10;

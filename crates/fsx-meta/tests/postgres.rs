@@ -66,7 +66,7 @@ async fn an_older_schema_is_migrated_on_open() {
     let schema = server.fresh_schema();
     let m = PgMeta::connect(&server.url(&schema)).await.unwrap();
     m.init_volume(&volume()).await.unwrap();
-    m.create_file("kept", 4096, 1).await.unwrap();
+    m.create_file(MAIN_BRANCH, "kept", 4096, 1).await.unwrap();
     let raw = server.raw_client().await;
     let downgrade = format!(
         "DROP TABLE {schema}.fsx_counters; DROP TABLE {schema}.fsx_tier_copies; \
@@ -93,7 +93,7 @@ async fn an_older_schema_is_migrated_on_open() {
         "the version-3 queue works"
     );
     assert_eq!(
-        m.file("kept").await.unwrap().name,
+        m.file(View::MAIN, "kept").await.unwrap().name,
         "kept",
         "migration keeps the data"
     );
@@ -401,8 +401,8 @@ async fn a_deadlock_victim_transaction_is_retried() {
     let schema = server.fresh_schema();
     let m = Arc::new(PgMeta::connect(&server.url(&schema)).await.unwrap());
     m.init_volume(&volume()).await.unwrap();
-    m.create_file("a", 4096, 1).await.unwrap();
-    m.create_file("b", 4096, 1).await.unwrap();
+    m.create_file(MAIN_BRANCH, "a", 4096, 1).await.unwrap();
+    m.create_file(MAIN_BRANCH, "b", 4096, 1).await.unwrap();
 
     let mut other = server.raw_client().await;
     // Only the engine's session may run the deadlock check in time, so it
@@ -419,7 +419,7 @@ async fn a_deadlock_victim_transaction_is_retried() {
     tx.query(lock("b").as_str(), &[]).await.unwrap();
 
     let engine = m.clone();
-    let rename = tokio::spawn(async move { engine.rename_file("a", "b", true, "h", 2).await });
+    let rename = tokio::spawn(async move { engine.rename_file(MAIN_BRANCH, "a", "b", true, "h", 2).await });
     // Bounded polling until the engine's transaction waits for our lock.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
@@ -452,7 +452,7 @@ async fn a_deadlock_victim_transaction_is_retried() {
         .unwrap()
         .expect("the rename is retried after the deadlock");
     let names: Vec<String> = m
-        .list_files("")
+        .list_files(View::MAIN, "")
         .await
         .unwrap()
         .into_iter()

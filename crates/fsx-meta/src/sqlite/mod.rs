@@ -18,6 +18,7 @@
 //! runtime.
 
 mod hot;
+mod layers;
 mod schema;
 
 pub use hot::SqliteHotStore;
@@ -265,8 +266,6 @@ fn parse_setting<T: std::str::FromStr>(tx: &Transaction<'_>, key: &str) -> Resul
     })
 }
 
-const FILE_COLUMNS: &str = "id, name, page_size, size, created_ms, modified_ms";
-
 /// Runs a cached statement and collects every row.
 fn query_all<T, P: rusqlite::Params>(
     tx: &Transaction<'_>,
@@ -281,42 +280,10 @@ fn query_all<T, P: rusqlite::Params>(
         .map_err(sql_err)
 }
 
-fn file_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileMeta> {
-    Ok(FileMeta {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        page_size: r.get(2)?,
-        size: r.get::<_, i64>(3)? as u64,
-        created_ms: r.get(4)?,
-        modified_ms: r.get(5)?,
-    })
-}
-
-fn file_by_name(tx: &Transaction<'_>, name: &str) -> Result<Option<FileMeta>> {
+fn lease_of(tx: &Transaction<'_>, branch: BranchId, file_id: FileId) -> Result<Option<LeaseInfo>> {
     tx.query_row(
-        &format!("SELECT {FILE_COLUMNS} FROM fsx_files WHERE name = ?1"),
-        params![name],
-        file_row,
-    )
-    .optional()
-    .map_err(sql_err)
-}
-
-fn file_by_id(tx: &Transaction<'_>, id: FileId) -> Result<FileMeta> {
-    tx.query_row(
-        &format!("SELECT {FILE_COLUMNS} FROM fsx_files WHERE id = ?1"),
-        params![id],
-        file_row,
-    )
-    .optional()
-    .map_err(sql_err)?
-    .ok_or_else(|| MetaError::not_found(format!("file #{id} no longer exists")))
-}
-
-fn lease_of(tx: &Transaction<'_>, file_id: FileId) -> Result<Option<LeaseInfo>> {
-    tx.query_row(
-        "SELECT holder, expires_ms FROM fsx_leases WHERE file_id = ?1",
-        params![file_id],
+        "SELECT holder, expires_ms FROM fsx_leases WHERE branch = ?1 AND file_id = ?2",
+        params![branch, file_id],
         |r| {
             Ok(LeaseInfo {
                 holder: r.get(0)?,
@@ -341,11 +308,11 @@ fn busy(file_id: FileId, lease: &LeaseInfo, now_ms: i64) -> MetaError {
 
 /// Requires `req.holder` to hold the lease, and renews it.
 fn check_lease(tx: &Transaction<'_>, req: &LeaseRequest) -> Result<()> {
-    match lease_of(tx, req.file_id)? {
+    match lease_of(tx, req.branch, req.file_id)? {
         Some(l) if l.holder == req.holder => {
             tx.execute(
-                "UPDATE fsx_leases SET expires_ms = ?2 WHERE file_id = ?1",
-                params![req.file_id, req.now_ms + req.ttl_ms],
+                "UPDATE fsx_leases SET expires_ms = ?3 WHERE branch = ?1 AND file_id = ?2",
+                params![req.branch, req.file_id, req.now_ms + req.ttl_ms],
             )
             .map_err(sql_err)?;
             Ok(())
@@ -364,17 +331,43 @@ fn check_lease(tx: &Transaction<'_>, req: &LeaseRequest) -> Result<()> {
 /// Fails with `Busy` if someone other than `holder` holds a live lease.
 fn check_no_other_writer(
     tx: &Transaction<'_>,
+    branch: BranchId,
     file_id: FileId,
     holder: &str,
     now_ms: i64,
 ) -> Result<()> {
-    match lease_of(tx, file_id)? {
+    match lease_of(tx, branch, file_id)? {
         Some(l) if l.holder != holder && l.expires_ms > now_ms => Err(busy(file_id, &l, now_ms)),
         _ => Ok(()),
     }
 }
 
-fn incref(tx: &Transaction<'_>, key: &str) -> Result<()> {
+/// Head layer and chain of a branch.
+fn head_chain(tx: &Transaction<'_>, branch: BranchId) -> Result<Vec<LayerId>> {
+    let head = layers::branch(tx, branch)?.head;
+    layers::chain(tx, head)
+}
+
+/// Chain of a view.
+fn view_chain(tx: &Transaction<'_>, view: View) -> Result<Vec<LayerId>> {
+    let top = layers::top_layer(tx, view)?;
+    layers::chain(tx, top)
+}
+
+/// Takes the next file id.
+fn next_file_id(tx: &Transaction<'_>) -> Result<FileId> {
+    tx.query_row(
+        "UPDATE fsx_volume SET value = CAST(value AS INTEGER) + 1 WHERE key = 'next_file_id'
+         RETURNING CAST(value AS INTEGER) - 1",
+        [],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(sql_err)?
+    .ok_or_else(|| MetaError::new(MetaErrorKind::Corrupt, "volume setting next_file_id is missing"))
+}
+
+pub(crate) fn incref(tx: &Transaction<'_>, key: &str) -> Result<()> {
     let n = tx
         .execute(
             "UPDATE fsx_extents SET refcount = refcount + 1 WHERE key = ?1 AND state = 0",
@@ -390,7 +383,7 @@ fn incref(tx: &Transaction<'_>, key: &str) -> Result<()> {
     }
 }
 
-fn decref(tx: &Transaction<'_>, key: &str, now_ms: i64) -> Result<()> {
+pub(crate) fn decref(tx: &Transaction<'_>, key: &str, now_ms: i64) -> Result<()> {
     let n = tx
         .execute(
             "UPDATE fsx_extents SET refcount = refcount - 1,
@@ -409,41 +402,6 @@ fn decref(tx: &Transaction<'_>, key: &str, now_ms: i64) -> Result<()> {
             ),
         ))
     }
-}
-
-/// Removes a file's map entries from `from_idx` on, releasing references.
-fn drop_extents(tx: &Transaction<'_>, file_id: FileId, from_idx: u64, now_ms: i64) -> Result<()> {
-    let keys: Vec<String> = {
-        query_all(
-            tx,
-            "SELECT key FROM fsx_extent_map WHERE file_id = ?1 AND extent_idx >= ?2",
-            params![file_id, from_idx as i64],
-            |r| r.get(0),
-        )?
-    };
-    for key in &keys {
-        decref(tx, key, now_ms)?;
-    }
-    tx.execute(
-        "DELETE FROM fsx_extent_map WHERE file_id = ?1 AND extent_idx >= ?2",
-        params![file_id, from_idx as i64],
-    )
-    .map_err(sql_err)?;
-    Ok(())
-}
-
-fn remove_file(tx: &Transaction<'_>, file_id: FileId, now_ms: i64) -> Result<()> {
-    drop_extents(tx, file_id, 0, now_ms)?;
-    for table in ["fsx_dirty_pages", "fsx_leases"] {
-        tx.execute(
-            &format!("DELETE FROM {table} WHERE file_id = ?1"),
-            params![file_id],
-        )
-        .map_err(sql_err)?;
-    }
-    tx.execute("DELETE FROM fsx_files WHERE id = ?1", params![file_id])
-        .map_err(sql_err)?;
-    Ok(())
 }
 
 fn blob(data: &Option<Bytes>) -> Option<&[u8]> {
@@ -497,6 +455,16 @@ impl MetaEngine for SqliteMeta {
                         )
                         .map_err(sql_err)?;
                     }
+                    tx.execute(
+                        "UPDATE fsx_layers SET created_ms = ?1",
+                        params![config.created_ms],
+                    )
+                    .map_err(sql_err)?;
+                    tx.execute(
+                        "UPDATE fsx_branches SET created_ms = ?1, commit_ms = ?1",
+                        params![config.created_ms],
+                    )
+                    .map_err(sql_err)?;
                     Ok(())
                 })
             })
@@ -525,47 +493,64 @@ impl MetaEngine for SqliteMeta {
 
     fn create_file<'a>(
         &'a self,
+        branch: BranchId,
         name: &'a str,
         page_size: u32,
         now_ms: i64,
     ) -> BoxFuture<'a, Result<FileMeta>> {
         lazy(move || {
             self.write(|tx| {
-            if file_by_name(tx, name)?.is_some() {
-                return Err(MetaError::new(MetaErrorKind::AlreadyExists, format!("file {name:?} already exists")));
-            }
-            tx.execute(
-                "INSERT INTO fsx_files (name, page_size, size, created_ms, modified_ms) VALUES (?1, ?2, 0, ?3, ?3)",
-                params![name, page_size, now_ms],
-            )
-            .map_err(sql_err)?;
-            file_by_id(tx, tx.last_insert_rowid())
-        })
+                let chain = head_chain(tx, branch)?;
+                if layers::find(tx, &chain, name)?.is_some() {
+                    return Err(MetaError::new(
+                        MetaErrorKind::AlreadyExists,
+                        format!("file {name:?} already exists"),
+                    ));
+                }
+                let id = next_file_id(tx)?;
+                tx.execute(
+                    "INSERT INTO fsx_files (layer, id, name, page_size, size, write_seq, created_ms, modified_ms)
+                     VALUES (?1, ?2, ?3, ?4, 0, 0, ?5, ?5)",
+                    params![chain[0], id, name, page_size, now_ms],
+                )
+                .map_err(sql_err)?;
+                Ok(layers::visible(tx, &chain, id)?.meta())
+            })
         })
     }
 
-    fn file<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<FileMeta>> {
+    fn file<'a>(&'a self, view: View, name: &'a str) -> BoxFuture<'a, Result<FileMeta>> {
         lazy(move || {
             self.read(|tx| {
-                file_by_name(tx, name)?
+                let chain = view_chain(tx, view)?;
+                layers::find(tx, &chain, name)?
+                    .map(|r| r.meta())
                     .ok_or_else(|| MetaError::not_found(format!("no file {name:?}")))
             })
         })
     }
 
-    fn list_files<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<FileMeta>>> {
+    fn list_files<'a>(
+        &'a self,
+        view: View,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<FileMeta>>> {
         lazy(move || {
             self.read(|tx| {
-            // substr comparison rather than LIKE: names may contain % and _.
-            query_all(tx, &format!(
-                    "SELECT {FILE_COLUMNS} FROM fsx_files WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name"
-                ), params![prefix], file_row)
-        })
+                let chain = view_chain(tx, view)?;
+                let rows = layers::chain_rows(tx, &chain)?;
+                Ok(crate::resolve::visible_files(&chain, rows)
+                    .into_values()
+                    .filter(|r| r.name.starts_with(prefix))
+                    .map(|r| r.meta())
+                    .collect())
+            })
         })
     }
 
     fn rename_file<'a>(
         &'a self,
+        branch: BranchId,
         from: &'a str,
         to: &'a str,
         replace: bool,
@@ -574,25 +559,27 @@ impl MetaEngine for SqliteMeta {
     ) -> BoxFuture<'a, Result<()>> {
         lazy(move || {
             self.write(|tx| {
-                let src = file_by_name(tx, from)?
+                let chain = head_chain(tx, branch)?;
+                let src = layers::find(tx, &chain, from)?
                     .ok_or_else(|| MetaError::not_found(format!("no file {from:?}")))?;
-                check_no_other_writer(tx, src.id, holder, now_ms)?;
+                check_no_other_writer(tx, branch, src.id, holder, now_ms)?;
                 if from == to {
                     return Ok(());
                 }
-                if let Some(dst) = file_by_name(tx, to)? {
+                if let Some(dst) = layers::find(tx, &chain, to)? {
                     if !replace {
                         return Err(MetaError::new(
                             MetaErrorKind::AlreadyExists,
                             format!("file {to:?} already exists"),
                         ));
                     }
-                    check_no_other_writer(tx, dst.id, holder, now_ms)?;
-                    remove_file(tx, dst.id, now_ms)?;
+                    check_no_other_writer(tx, branch, dst.id, holder, now_ms)?;
+                    layers::remove_file(tx, branch, &chain, &dst, now_ms)?;
                 }
+                layers::own_row(tx, &chain, src.id)?;
                 tx.execute(
-                    "UPDATE fsx_files SET name = ?2, modified_ms = ?3 WHERE id = ?1",
-                    params![src.id, to, now_ms],
+                    "UPDATE fsx_files SET name = ?3, modified_ms = ?4 WHERE layer = ?1 AND id = ?2",
+                    params![chain[0], src.id, to, now_ms],
                 )
                 .map_err(sql_err)?;
                 Ok(())
@@ -602,16 +589,18 @@ impl MetaEngine for SqliteMeta {
 
     fn delete_file<'a>(
         &'a self,
+        branch: BranchId,
         name: &'a str,
         holder: &'a str,
         now_ms: i64,
     ) -> BoxFuture<'a, Result<()>> {
         lazy(move || {
             self.write(|tx| {
-                let f = file_by_name(tx, name)?
+                let chain = head_chain(tx, branch)?;
+                let f = layers::find(tx, &chain, name)?
                     .ok_or_else(|| MetaError::not_found(format!("no file {name:?}")))?;
-                check_no_other_writer(tx, f.id, holder, now_ms)?;
-                remove_file(tx, f.id, now_ms)
+                check_no_other_writer(tx, branch, f.id, holder, now_ms)?;
+                layers::remove_file(tx, branch, &chain, &f, now_ms)
             })
         })
     }
@@ -619,32 +608,21 @@ impl MetaEngine for SqliteMeta {
     fn acquire_lease<'a>(&'a self, req: &'a LeaseRequest) -> BoxFuture<'a, Result<()>> {
         lazy(move || {
             self.write(|tx| {
-            file_by_id(tx, req.file_id)?;
-            if let Some(l) = lease_of(tx, req.file_id)? {
-                let free = l.holder == req.holder
-                    || l.expires_ms <= req.now_ms
-                    || req.break_holder.as_deref() == Some(l.holder.as_str());
-                if !free {
-                    return Err(busy(req.file_id, &l, req.now_ms));
+                let chain = head_chain(tx, req.branch)?;
+                layers::visible(tx, &chain, req.file_id)?;
+                if let Some(l) = lease_of(tx, req.branch, req.file_id)? {
+                    let free = l.holder == req.holder
+                        || l.expires_ms <= req.now_ms
+                        || req.break_holder.as_deref() == Some(l.holder.as_str());
+                    if !free {
+                        return Err(busy(req.file_id, &l, req.now_ms));
+                    }
                 }
-            }
-            tx.execute(
-                "INSERT INTO fsx_leases (file_id, holder, expires_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (file_id) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms",
-                params![req.file_id, req.holder, req.now_ms + req.ttl_ms],
-            )
-            .map_err(sql_err)?;
-            Ok(())
-        })
-        })
-    }
-
-    fn release_lease<'a>(&'a self, file_id: FileId, holder: &'a str) -> BoxFuture<'a, Result<()>> {
-        lazy(move || {
-            self.write(|tx| {
                 tx.execute(
-                    "DELETE FROM fsx_leases WHERE file_id = ?1 AND holder = ?2",
-                    params![file_id, holder],
+                    "INSERT INTO fsx_leases (branch, file_id, holder, expires_ms) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (branch, file_id) DO UPDATE SET holder = excluded.holder,
+                         expires_ms = excluded.expires_ms",
+                    params![req.branch, req.file_id, req.holder, req.now_ms + req.ttl_ms],
                 )
                 .map_err(sql_err)?;
                 Ok(())
@@ -652,64 +630,109 @@ impl MetaEngine for SqliteMeta {
         })
     }
 
-    fn lease(&self, file_id: FileId) -> BoxFuture<'_, Result<Option<LeaseInfo>>> {
-        lazy(move || self.read(|tx| lease_of(tx, file_id)))
+    fn release_lease<'a>(
+        &'a self,
+        branch: BranchId,
+        file_id: FileId,
+        holder: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        lazy(move || {
+            self.write(|tx| {
+                tx.execute(
+                    "DELETE FROM fsx_leases WHERE branch = ?1 AND file_id = ?2 AND holder = ?3",
+                    params![branch, file_id, holder],
+                )
+                .map_err(sql_err)?;
+                Ok(())
+            })
+        })
+    }
+
+    fn lease(
+        &self,
+        branch: BranchId,
+        file_id: FileId,
+    ) -> BoxFuture<'_, Result<Option<LeaseInfo>>> {
+        lazy(move || self.read(|tx| lease_of(tx, branch, file_id)))
     }
 
     fn commit_writes<'a>(&'a self, batch: &'a WriteBatch) -> BoxFuture<'a, Result<()>> {
         lazy(move || {
             self.write(|tx| {
-            let file_id = batch.lease.file_id;
-            let now = batch.lease.now_ms;
-            let file = file_by_id(tx, file_id)?;
-            check_lease(tx, &batch.lease)?;
-            for p in &batch.pages {
-                if let Some(d) = &p.data
-                    && d.len() != file.page_size as usize
-                {
-                    return Err(MetaError::invalid(format!(
-                        "page {} is {} bytes; file {:?} has {}-byte pages",
-                        p.page_no,
-                        d.len(),
-                        file.name,
-                        file.page_size
-                    )));
+                let file_id = batch.lease.file_id;
+                let branch = batch.lease.branch;
+                let now = batch.lease.now_ms;
+                if let Some(interval) = batch.auto_commit_ms {
+                    let br = layers::branch(tx, branch)?;
+                    if now - br.commit_ms >= interval {
+                        layers::commit_branch(tx, branch, "automatic commit", true, None, false, now)?;
+                    }
                 }
-            }
-            if let Some(from) = batch.drop_pages_from {
-                tx.execute(
-                    "DELETE FROM fsx_dirty_pages WHERE file_id = ?1 AND page_no >= ?2",
-                    params![file_id, from as i64],
-                )
-                .map_err(sql_err)?;
-            }
-            if let Some(from) = batch.drop_extents_from {
-                drop_extents(tx, file_id, from, now)?;
-            }
-            let seq: i64 = tx
-                .query_row(
-                    "UPDATE fsx_files SET write_seq = write_seq + 1, size = ?2, modified_ms = ?3 WHERE id = ?1
-                     RETURNING write_seq",
-                    params![file_id, batch.size as i64, now],
-                    |r| r.get(0),
-                )
-                .map_err(sql_err)?;
-            let mut st = tx
-                .prepare_cached(
-                    "INSERT INTO fsx_dirty_pages (file_id, page_no, seq, data) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (file_id, page_no) DO UPDATE SET seq = excluded.seq, data = excluded.data",
-                )
-                .map_err(sql_err)?;
-            for p in &batch.pages {
-                st.execute(params![file_id, p.page_no as i64, seq, blob(&p.data)]).map_err(sql_err)?;
-            }
-            Ok(())
-        })
+                let chain = head_chain(tx, branch)?;
+                let head = chain[0];
+                check_lease(tx, &batch.lease)?;
+                let file = layers::own_row(tx, &chain, file_id)?;
+                for p in &batch.pages {
+                    if let Some(d) = &p.data
+                        && d.len() != file.page_size as usize
+                    {
+                        return Err(MetaError::invalid(format!(
+                            "page {} is {} bytes; file {:?} has {}-byte pages",
+                            p.page_no,
+                            d.len(),
+                            file.name,
+                            file.page_size
+                        )));
+                    }
+                }
+                if let Some(from) = batch.drop_pages_from {
+                    tx.execute(
+                        "DELETE FROM fsx_dirty_pages WHERE layer = ?1 AND file_id = ?2 AND page_no >= ?3",
+                        params![head, file_id, from as i64],
+                    )
+                    .map_err(sql_err)?;
+                    tx.execute(
+                        "UPDATE fsx_files SET cut_page = min(coalesce(cut_page, ?3), ?3)
+                         WHERE layer = ?1 AND id = ?2",
+                        params![head, file_id, from as i64],
+                    )
+                    .map_err(sql_err)?;
+                }
+                if let Some(from) = batch.drop_extents_from {
+                    layers::drop_own_extents(tx, head, file_id, from, now)?;
+                    tx.execute(
+                        "UPDATE fsx_files SET cut_extent = min(coalesce(cut_extent, ?3), ?3)
+                         WHERE layer = ?1 AND id = ?2",
+                        params![head, file_id, from as i64],
+                    )
+                    .map_err(sql_err)?;
+                }
+                let seq: i64 = tx
+                    .query_row(
+                        "UPDATE fsx_files SET write_seq = write_seq + 1, size = ?3, modified_ms = ?4
+                         WHERE layer = ?1 AND id = ?2 RETURNING write_seq",
+                        params![head, file_id, batch.size as i64, now],
+                        |r| r.get(0),
+                    )
+                    .map_err(sql_err)?;
+                let mut st = tx
+                    .prepare_cached(
+                        "INSERT INTO fsx_dirty_pages (layer, file_id, page_no, seq, data) VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (layer, file_id, page_no) DO UPDATE SET seq = excluded.seq, data = excluded.data",
+                    )
+                    .map_err(sql_err)?;
+                for p in &batch.pages {
+                    st.execute(params![head, file_id, p.page_no as i64, seq, blob(&p.data)])
+                        .map_err(sql_err)?;
+                }
+                Ok(())
+            })
         })
     }
 
     fn read_map(
         &self,
+        view: View,
         file_id: FileId,
         first_page: u64,
         count: u64,
@@ -717,49 +740,23 @@ impl MetaEngine for SqliteMeta {
     ) -> BoxFuture<'_, Result<ReadMap>> {
         lazy(move || {
             self.read(|tx| {
-            let file = file_by_id(tx, file_id)?;
-            let mut map = ReadMap { size: file.size, ..ReadMap::default() };
-            if count == 0 || pages_per_extent == 0 {
-                return Ok(map);
-            }
-            let last = first_page.saturating_add(count - 1);
-            let mut st = tx
-                .prepare_cached(
-                    "SELECT page_no, data FROM fsx_dirty_pages
-                     WHERE file_id = ?1 AND page_no >= ?2 AND page_no <= ?3 ORDER BY page_no",
-                )
-                .map_err(sql_err)?;
-            map.dirty = st
-                .query_map(params![file_id, first_page as i64, last as i64], |r| {
-                    Ok(PageWrite {
-                        page_no: r.get::<_, i64>(0)? as u64,
-                        data: r.get::<_, Option<Vec<u8>>>(1)?.map(Bytes::from),
-                    })
-                })
-                .map_err(sql_err)?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(sql_err)?;
-            let mut st = tx
-                .prepare_cached(
-                    "SELECT extent_idx, key FROM fsx_extent_map
-                     WHERE file_id = ?1 AND extent_idx >= ?2 AND extent_idx <= ?3 ORDER BY extent_idx",
-                )
-                .map_err(sql_err)?;
-            map.extents = st
-                .query_map(
-                    params![file_id, (first_page / pages_per_extent) as i64, (last / pages_per_extent) as i64],
-                    |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
-                )
-                .map_err(sql_err)?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(sql_err)?;
-            Ok(map)
-        })
+                let chain = view_chain(tx, view)?;
+                let file = layers::visible(tx, &chain, file_id)?;
+                if count == 0 || pages_per_extent == 0 {
+                    return Ok(ReadMap {
+                        size: file.size,
+                        ..ReadMap::default()
+                    });
+                }
+                Ok(layers::walk(tx, &chain, file_id, first_page, count, pages_per_extent)?
+                    .read_map(file.size))
+            })
         })
     }
 
     fn dirty_counts<'a>(
         &'a self,
+        view: View,
         file_id: FileId,
         pages_per_extent: u64,
         extents: &'a [u64],
@@ -769,9 +766,11 @@ impl MetaEngine for SqliteMeta {
                 if pages_per_extent == 0 {
                     return Err(MetaError::invalid("pages_per_extent must be positive"));
                 }
+                let layer = layers::top_layer(tx, view)?;
                 let mut st = tx
                     .prepare_cached(
-                        "SELECT count(*) FROM fsx_dirty_pages WHERE file_id = ?1 AND page_no >= ?2 AND page_no < ?3",
+                        "SELECT count(*) FROM fsx_dirty_pages
+                         WHERE layer = ?1 AND file_id = ?2 AND page_no >= ?3 AND page_no < ?4",
                     )
                     .map_err(sql_err)?;
                 let mut idxs = extents.to_vec();
@@ -781,12 +780,21 @@ impl MetaEngine for SqliteMeta {
                 for idx in idxs {
                     let first = idx.saturating_mul(pages_per_extent);
                     let n: i64 = st
-                        .query_row(params![file_id, first as i64, first.saturating_add(pages_per_extent) as i64], |r| {
-                            r.get(0)
-                        })
+                        .query_row(
+                            params![
+                                layer,
+                                file_id,
+                                first as i64,
+                                first.saturating_add(pages_per_extent) as i64
+                            ],
+                            |r| r.get(0),
+                        )
                         .map_err(sql_err)?;
                     if n > 0 {
-                        out.push(DirtySummary { extent_idx: idx, pages: n as u64 });
+                        out.push(DirtySummary {
+                            extent_idx: idx,
+                            pages: n as u64,
+                        });
                     }
                 }
                 Ok(out)
@@ -796,6 +804,7 @@ impl MetaEngine for SqliteMeta {
 
     fn dirty_summary(
         &self,
+        view: View,
         file_id: FileId,
         pages_per_extent: u64,
     ) -> BoxFuture<'_, Result<Vec<DirtySummary>>> {
@@ -804,11 +813,12 @@ impl MetaEngine for SqliteMeta {
                 if pages_per_extent == 0 {
                     return Err(MetaError::invalid("pages_per_extent must be positive"));
                 }
+                let layer = layers::top_layer(tx, view)?;
                 query_all(
                     tx,
-                    "SELECT page_no / ?2 AS idx, count(*) FROM fsx_dirty_pages WHERE file_id = ?1
-                     GROUP BY idx ORDER BY idx",
-                    params![file_id, pages_per_extent as i64],
+                    "SELECT page_no / ?3 AS idx, count(*) FROM fsx_dirty_pages
+                     WHERE layer = ?1 AND file_id = ?2 GROUP BY idx ORDER BY idx",
+                    params![layer, file_id, pages_per_extent as i64],
                     |r| {
                         Ok(DirtySummary {
                             extent_idx: r.get::<_, i64>(0)? as u64,
@@ -822,44 +832,25 @@ impl MetaEngine for SqliteMeta {
 
     fn dirty_extent(
         &self,
+        view: View,
         file_id: FileId,
         extent_idx: u64,
         pages_per_extent: u64,
     ) -> BoxFuture<'_, Result<DirtyExtent>> {
         lazy(move || {
             self.read(|tx| {
-                let file = file_by_id(tx, file_id)?;
-                let current_key = tx
-                    .query_row(
-                        "SELECT key FROM fsx_extent_map WHERE file_id = ?1 AND extent_idx = ?2",
-                        params![file_id, extent_idx as i64],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(sql_err)?;
-                let first = extent_idx * pages_per_extent;
-                let mut st = tx
-                    .prepare_cached(
-                        "SELECT page_no, seq, data FROM fsx_dirty_pages
-                     WHERE file_id = ?1 AND page_no >= ?2 AND page_no < ?3 ORDER BY page_no",
-                    )
-                    .map_err(sql_err)?;
-                let pages = st
-                    .query_map(
-                        params![file_id, first as i64, (first + pages_per_extent) as i64],
-                        |r| {
-                            Ok(DirtyPage {
-                                page_no: r.get::<_, i64>(0)? as u64,
-                                seq: r.get(1)?,
-                                data: r.get::<_, Option<Vec<u8>>>(2)?.map(Bytes::from),
-                            })
-                        },
-                    )
-                    .map_err(sql_err)?
-                    .collect::<rusqlite::Result<_>>()
-                    .map_err(sql_err)?;
+                if pages_per_extent == 0 {
+                    return Err(MetaError::invalid("pages_per_extent must be positive"));
+                }
+                let chain = view_chain(tx, view)?;
+                let file = layers::visible(tx, &chain, file_id)?;
+                let first = extent_idx.saturating_mul(pages_per_extent);
+                let (current_key, pages) =
+                    layers::walk(tx, &chain, file_id, first, pages_per_extent, pages_per_extent)?
+                        .dirty_extent();
                 Ok(DirtyExtent {
                     size: file.size,
+                    layer: chain[0],
                     current_key,
                     pages,
                 })
@@ -896,55 +887,84 @@ impl MetaEngine for SqliteMeta {
     fn commit_pack<'a>(&'a self, c: &'a PackCommit) -> BoxFuture<'a, Result<()>> {
         lazy(move || {
             self.write(|tx| {
-            let file_id = c.lease.file_id;
-            let now = c.lease.now_ms;
-            file_by_id(tx, file_id)?;
-            check_lease(tx, &c.lease)?;
-            let current: Option<String> = tx
-                .query_row(
-                    "SELECT key FROM fsx_extent_map WHERE file_id = ?1 AND extent_idx = ?2",
-                    params![file_id, c.extent_idx as i64],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(sql_err)?;
-            if current != c.expected_key {
-                return Err(MetaError::conflict(format!(
-                    "extent {} of file #{file_id} changed while packing ({current:?}, expected {:?})",
-                    c.extent_idx, c.expected_key
-                )));
-            }
-            if c.new_key != c.expected_key {
-                match &c.new_key {
-                    Some(new) => {
-                        incref(tx, new)?;
-                        tx.execute(
-                            "INSERT INTO fsx_extent_map (file_id, extent_idx, key) VALUES (?1, ?2, ?3)
-                             ON CONFLICT (file_id, extent_idx) DO UPDATE SET key = excluded.key",
-                            params![file_id, c.extent_idx as i64, new],
-                        )
-                        .map_err(sql_err)?;
+                let file_id = c.lease.file_id;
+                let now = c.lease.now_ms;
+                let Some((parent, frozen)) = layers::layer_parent(tx, c.layer)? else {
+                    return Err(MetaError::conflict(format!(
+                        "layer {} was collected while packing; pack again",
+                        c.layer
+                    )));
+                };
+                if !frozen {
+                    // A head: only its branch's lease holder packs it.
+                    if layers::branch(tx, c.lease.branch)?.head != c.layer {
+                        return Err(MetaError::conflict(format!(
+                            "layer {} is not the head of branch #{}; pack again",
+                            c.layer, c.lease.branch
+                        )));
                     }
-                    None => {
-                        tx.execute(
-                            "DELETE FROM fsx_extent_map WHERE file_id = ?1 AND extent_idx = ?2",
-                            params![file_id, c.extent_idx as i64],
+                    check_lease(tx, &c.lease)?;
+                }
+                let chain = layers::chain(tx, c.layer)?;
+                layers::visible(tx, &chain, file_id)?;
+                let current = layers::visible_key(tx, &chain, file_id, c.extent_idx)?;
+                if current != c.expected_key {
+                    return Err(MetaError::conflict(format!(
+                        "extent {} of file #{file_id} changed while packing ({current:?}, expected {:?})",
+                        c.extent_idx, c.expected_key
+                    )));
+                }
+                if c.new_key != c.expected_key {
+                    let own: Option<Option<String>> = tx
+                        .query_row(
+                            "SELECT key FROM fsx_extent_map WHERE layer = ?1 AND file_id = ?2 AND extent_idx = ?3",
+                            params![c.layer, file_id, c.extent_idx as i64],
+                            |r| r.get(0),
                         )
+                        .optional()
                         .map_err(sql_err)?;
+                    match (&c.new_key, parent) {
+                        (Some(new), _) => {
+                            incref(tx, new)?;
+                            tx.execute(
+                                "INSERT INTO fsx_extent_map (layer, file_id, extent_idx, key) VALUES (?1, ?2, ?3, ?4)
+                                 ON CONFLICT (layer, file_id, extent_idx) DO UPDATE SET key = excluded.key",
+                                params![c.layer, file_id, c.extent_idx as i64, new],
+                            )
+                            .map_err(sql_err)?;
+                        }
+                        // Lower layers may show this extent: hide it.
+                        (None, Some(_)) => {
+                            tx.execute(
+                                "INSERT INTO fsx_extent_map (layer, file_id, extent_idx, key) VALUES (?1, ?2, ?3, NULL)
+                                 ON CONFLICT (layer, file_id, extent_idx) DO UPDATE SET key = NULL",
+                                params![c.layer, file_id, c.extent_idx as i64],
+                            )
+                            .map_err(sql_err)?;
+                        }
+                        (None, None) => {
+                            tx.execute(
+                                "DELETE FROM fsx_extent_map WHERE layer = ?1 AND file_id = ?2 AND extent_idx = ?3",
+                                params![c.layer, file_id, c.extent_idx as i64],
+                            )
+                            .map_err(sql_err)?;
+                        }
+                    }
+                    if let Some(Some(old)) = own {
+                        decref(tx, &old, now)?;
                     }
                 }
-                if let Some(old) = &c.expected_key {
-                    decref(tx, old, now)?;
+                let mut st = tx
+                    .prepare_cached(
+                        "DELETE FROM fsx_dirty_pages WHERE layer = ?1 AND file_id = ?2 AND page_no = ?3 AND seq = ?4",
+                    )
+                    .map_err(sql_err)?;
+                for &(page, seq) in &c.consumed {
+                    st.execute(params![c.layer, file_id, page as i64, seq])
+                        .map_err(sql_err)?;
                 }
-            }
-            let mut st = tx
-                .prepare_cached("DELETE FROM fsx_dirty_pages WHERE file_id = ?1 AND page_no = ?2 AND seq = ?3")
-                .map_err(sql_err)?;
-            for &(page, seq) in &c.consumed {
-                st.execute(params![file_id, page as i64, seq]).map_err(sql_err)?;
-            }
-            Ok(())
-        })
+                Ok(())
+            })
         })
     }
 
@@ -1338,6 +1358,193 @@ impl MetaEngine for SqliteMeta {
             })
         })
     }
+
+    fn create_branch<'a>(
+        &'a self,
+        name: &'a str,
+        from: View,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<BranchInfo>> {
+        lazy(move || {
+            crate::resolve::check_branch_name(name)?;
+            self.write(|tx| {
+                if layers::branch_named(tx, name)?.is_some() {
+                    return Err(MetaError::new(
+                        MetaErrorKind::AlreadyExists,
+                        format!("branch {name:?} already exists"),
+                    ));
+                }
+                let (base_layer, base_commit) = match from {
+                    View::Commit(c) => (layers::commit(tx, c)?.layer, Some(c)),
+                    View::Branch(b) => {
+                        let src = layers::branch(tx, b)?;
+                        let parent = layers::layer_parent(tx, src.head)?.and_then(|(p, _)| p);
+                        match parent {
+                            Some(p) if layers::is_empty(tx, src.head)? => (p, src.commit),
+                            _ => {
+                                let c = layers::commit_branch(
+                                    tx,
+                                    b,
+                                    &format!("branch point of {name}"),
+                                    true,
+                                    None,
+                                    true,
+                                    now_ms,
+                                )?
+                                .ok_or_else(|| MetaError::new(MetaErrorKind::Other, "forced commit made nothing"))?;
+                                (c.layer, Some(c.id))
+                            }
+                        }
+                    }
+                };
+                let head = layers::new_layer(tx, Some(base_layer), now_ms)?;
+                tx.execute(
+                    "INSERT INTO fsx_branches (name, head, commit_id, created_ms, commit_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?4)",
+                    params![name, head, base_commit, now_ms],
+                )
+                .map_err(sql_err)?;
+                layers::branch_named(tx, name)?
+                    .ok_or_else(|| MetaError::new(MetaErrorKind::Other, "branch vanished"))
+            })
+        })
+    }
+
+    fn branch<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<BranchInfo>> {
+        lazy(move || {
+            self.read(|tx| {
+                layers::branch_named(tx, name)?.ok_or_else(|| {
+                    MetaError::not_found(format!(
+                        "no branch {name:?} (`fsx branch list` shows the branches)"
+                    ))
+                })
+            })
+        })
+    }
+
+    fn branches(&self) -> BoxFuture<'_, Result<Vec<BranchInfo>>> {
+        lazy(move || self.read(|tx| layers::branches(tx)))
+    }
+
+    fn delete_branch<'a>(&'a self, name: &'a str, now_ms: i64) -> BoxFuture<'a, Result<()>> {
+        lazy(move || {
+            self.write(|tx| {
+                let br = layers::branch_named(tx, name)?
+                    .ok_or_else(|| MetaError::not_found(format!("no branch {name:?}")))?;
+                if br.id == MAIN_BRANCH {
+                    return Err(MetaError::invalid(
+                        "the main branch cannot be deleted (reset it to a commit instead)",
+                    ));
+                }
+                layers::check_no_writers(tx, &br, None, now_ms)?;
+                tx.execute("DELETE FROM fsx_leases WHERE branch = ?1", params![br.id])
+                    .map_err(sql_err)?;
+                tx.execute("DELETE FROM fsx_branches WHERE id = ?1", params![br.id])
+                    .map_err(sql_err)?;
+                layers::collect(tx, now_ms)
+            })
+        })
+    }
+
+    fn commit<'a>(
+        &'a self,
+        branch: BranchId,
+        message: &'a str,
+        auto: bool,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<Option<CommitInfo>>> {
+        lazy(move || {
+            self.write(|tx| layers::commit_branch(tx, branch, message, auto, None, !auto, now_ms))
+        })
+    }
+
+    fn commit_info(&self, id: CommitId) -> BoxFuture<'_, Result<CommitInfo>> {
+        lazy(move || self.read(|tx| layers::commit(tx, id)))
+    }
+
+    fn reset_branch(
+        &self,
+        branch: BranchId,
+        to: CommitId,
+        now_ms: i64,
+    ) -> BoxFuture<'_, Result<()>> {
+        lazy(move || {
+            self.write(|tx| {
+                let br = layers::branch(tx, branch)?;
+                layers::check_no_writers(tx, &br, None, now_ms)?;
+                let target = layers::commit(tx, to)?;
+                let head = layers::new_layer(tx, Some(target.layer), now_ms)?;
+                tx.execute(
+                    "UPDATE fsx_branches SET head = ?2, commit_id = ?3, commit_ms = ?4 WHERE id = ?1",
+                    params![branch, head, to, now_ms],
+                )
+                .map_err(sql_err)?;
+                tx.execute("DELETE FROM fsx_leases WHERE branch = ?1", params![branch])
+                    .map_err(sql_err)?;
+                layers::collect(tx, now_ms)
+            })
+        })
+    }
+
+    fn expire_commits(&self, before_ms: i64, now_ms: i64) -> BoxFuture<'_, Result<u64>> {
+        lazy(move || {
+            self.write(|tx| {
+                let g = layers::graph(tx)?;
+                let gone = crate::graph::expirable(&g, before_ms);
+                for (id, parent, merged) in crate::graph::relink(&g, &gone) {
+                    tx.execute(
+                        "UPDATE fsx_commits SET parent = ?2, merged = ?3 WHERE id = ?1",
+                        params![id, parent, merged],
+                    )
+                    .map_err(sql_err)?;
+                }
+                for id in &gone {
+                    tx.execute("DELETE FROM fsx_commits WHERE id = ?1", params![id])
+                        .map_err(sql_err)?;
+                }
+                layers::collect(tx, now_ms)?;
+                Ok(gone.len() as u64)
+            })
+        })
+    }
+
+    fn merge_files<'a>(
+        &'a self,
+        target: BranchId,
+        source: View,
+        files: &'a [FileId],
+        message: &'a str,
+        merged: CommitId,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<CommitInfo>> {
+        lazy(move || {
+            self.write(|tx| {
+                let br = layers::branch(tx, target)?;
+                layers::commit(tx, merged)?;
+                let target_chain = layers::chain(tx, br.head)?;
+                let source_chain = view_chain(tx, source)?;
+                let mut names = Vec::new();
+                for &id in files {
+                    layers::check_no_writers(tx, &br, Some(id), now_ms)?;
+                    layers::copy_file(tx, &br, &target_chain, &source_chain, id, now_ms)?;
+                    if let Some(r) = layers::top_row(tx, &target_chain, id)?.filter(|r| !r.deleted) {
+                        names.push(r.name);
+                    }
+                }
+                layers::check_unique_names(tx, &target_chain, &names)?;
+                layers::commit_branch(tx, target, message, false, Some(merged), true, now_ms)?
+                    .ok_or_else(|| MetaError::new(MetaErrorKind::Other, "forced commit made nothing"))
+            })
+        })
+    }
+
+    fn layer_graph(&self) -> BoxFuture<'_, Result<LayerGraph>> {
+        lazy(move || self.read(|tx| layers::graph(tx)))
+    }
+
+    fn layer_usage<'a>(&'a self, ids: &'a [LayerId]) -> BoxFuture<'a, Result<LayerUsage>> {
+        lazy(move || self.read(|tx| layers::usage(tx, ids)))
+    }
 }
 
 const TIER_COLUMNS: &str = "key, tier, bytes, state, attempts, next_ms, last_error";
@@ -1356,4 +1563,72 @@ fn tier_copy_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TierCopy> {
         next_ms: r.get(5)?,
         last_error: r.get(6)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_executor::block_on;
+
+    /// A volume written by schema version `v` (1 to 3) migrates to the
+    /// current version with its files, extents, dirty pages and leases on
+    /// `main`.
+    fn migrate_from(v: usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let c = Connection::open(&path).unwrap();
+        for sql in &schema::MIGRATIONS[..v] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.execute_batch(&format!(
+            "INSERT INTO fsx_volume (key, value) VALUES ('schema_version', '{v}'), ('volume_id', 'v'),
+                 ('extent_size', '2097152'), ('store_url', 'memory://'), ('created_ms', '1');
+             INSERT INTO fsx_files (id, name, page_size, size, write_seq, created_ms, modified_ms)
+                 VALUES (7, 'kept', 4096, 8192, 3, 1, 2);
+             INSERT INTO fsx_extents (key, refcount, state, bytes, created_ms, idle_since_ms)
+                 VALUES ('extent/k', 1, 0, 100, 1, 1);
+             INSERT INTO fsx_extent_map (file_id, extent_idx, key) VALUES (7, 0, 'extent/k');
+             INSERT INTO fsx_dirty_pages (file_id, page_no, seq, data) VALUES (7, 1, 3, zeroblob(4096));
+             INSERT INTO fsx_leases (file_id, holder, expires_ms) VALUES (7, 'w', 99);"
+        ))
+        .unwrap();
+        drop(c);
+        let m = SqliteMeta::open(&path, false).unwrap();
+        block_on(m.open_volume()).unwrap();
+        let f = block_on(m.file(View::MAIN, "kept")).unwrap();
+        assert_eq!((f.id, f.size), (7, 8192));
+        let map = block_on(m.read_map(View::MAIN, 7, 0, 2, 512)).unwrap();
+        assert_eq!(map.extents, vec![(0, "extent/k".to_string())]);
+        assert_eq!(map.dirty.len(), 1);
+        let lease = block_on(m.lease(MAIN_BRANCH, 7)).unwrap().unwrap();
+        assert_eq!(lease.holder, "w");
+        // New ids never collide with migrated ones.
+        let g = block_on(m.create_file(MAIN_BRANCH, "new", 4096, 3)).unwrap();
+        assert!(g.id > 7, "new file id {}", g.id);
+        let refs = block_on(m.count_references(None, 10)).unwrap();
+        assert_eq!(refs, vec![("extent/k".to_string(), 1)]);
+        // Tables of every version work.
+        block_on(m.add_counters(&[Counter {
+            tier: "cold".into(),
+            op: "put".into(),
+            calls: 1,
+            bytes: 2,
+        }]))
+        .unwrap();
+        let mark = TierMark::new("extent/k", "cold", 7, CopyState::Queued);
+        block_on(m.tier_record(std::slice::from_ref(&mark), 5)).unwrap();
+        assert_eq!(block_on(m.tier_due(5, 10)).unwrap().len(), 1);
+        block_on(m.create_branch("dev", View::MAIN, 4)).unwrap();
+        let version: String = m
+            .read(|tx| get_setting(tx, "schema_version"))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION.to_string());
+    }
+
+    #[test]
+    fn older_schemas_migrate_with_their_data() {
+        for v in 1..SCHEMA_VERSION as usize {
+            migrate_from(v);
+        }
+    }
 }

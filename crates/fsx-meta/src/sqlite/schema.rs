@@ -1,13 +1,20 @@
 //! The SQLite schema and its migrations.
 //!
+//! Since version 4 the file table, the extent map and the dirty buffer are
+//! keyed by **layer** first (see "Branches and layers" in
+//! [`crate::contract`]), and leases by branch.
+//!
 //! | table | row | invariant |
 //! |---|---|---|
+//! | `fsx_layers` | `id → parent, frozen` (since 4) | a layer with a child is frozen; a frozen layer never changes what it shows |
+//! | `fsx_branches` | `id → name, head layer, latest commit` (since 4) | a head is never frozen and belongs to one branch |
+//! | `fsx_commits` | `id → layer, parent, merged, branch name, message, auto` (since 4) | a commit's layer is frozen |
 //! | `fsx_volume` | one setting (`schema_version`, `volume_id`, `extent_size`, `store_url`, `created_ms`) | written at init; `schema_version` bumped only by migrations |
-//! | `fsx_files` | a file: name, page size, size, `write_seq` | `write_seq` only grows |
-//! | `fsx_extent_map` | `(file, extent index) → key` | every key has an `fsx_extents` row |
-//! | `fsx_extents` | key, refcount, state (0 live, 1 deleting), bytes, idle clock | refcount = number of map rows naming the key |
-//! | `fsx_dirty_pages` | `(file, page) → seq, data` (NULL data = hole) | overrides the extent map |
-//! | `fsx_leases` | `file → holder, expiry` | at most one holder per file |
+//! | `fsx_files` | `(layer, file) →` name, page size, size, `write_seq`, cuts, deleted | `write_seq` only grows along a chain |
+//! | `fsx_extent_map` | `(layer, file, extent index) → key` (NULL: tombstone) | every key has an `fsx_extents` row |
+//! | `fsx_extents` | key, refcount, state (0 live, 1 deleting), bytes, idle clock | refcount = number of map rows naming the key, over all layers |
+//! | `fsx_dirty_pages` | `(layer, file, page) → seq, data` (NULL data = hole) | overrides the layer's extent map |
+//! | `fsx_leases` | `(branch, file) → holder, expiry` | at most one holder per file per branch |
 //! | `fsx_hot_extents` | `(key, part) → bytes` of the hot tier | parts of one key are contiguous from 0 |
 //! | `fsx_counters` | `(tier, op) → calls, bytes` (since version 2) | only grows |
 //! | `fsx_tier_copies` | `(key, tier) → bytes, state (0 present, 1 queued), attempts, next_ms, last_error` (since version 3) | a present row means the tier held a verified copy; queued rows are the replication queue |
@@ -104,5 +111,98 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         key     TEXT PRIMARY KEY,
         digests BLOB NOT NULL
     ) WITHOUT ROWID;
+    ",
+    // 3 → 4: branches, commits and layers. Existing rows become layer 1,
+    // the head of `main`.
+    "
+    CREATE TABLE fsx_layers (
+        id         INTEGER PRIMARY KEY,
+        parent     INTEGER,
+        frozen     INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE INDEX fsx_layers_parent ON fsx_layers (parent);
+    CREATE TABLE fsx_branches (
+        id         INTEGER PRIMARY KEY,
+        name       TEXT NOT NULL UNIQUE,
+        head       INTEGER NOT NULL,
+        commit_id  INTEGER,
+        created_ms INTEGER NOT NULL,
+        commit_ms  INTEGER NOT NULL
+    );
+    CREATE TABLE fsx_commits (
+        id         INTEGER PRIMARY KEY,
+        layer      INTEGER NOT NULL,
+        parent     INTEGER,
+        merged     INTEGER,
+        branch     TEXT NOT NULL,
+        message    TEXT NOT NULL,
+        auto       INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    INSERT INTO fsx_layers (id, parent, frozen, created_ms) VALUES (1, NULL, 0, 0);
+    INSERT INTO fsx_branches (id, name, head, commit_id, created_ms, commit_ms)
+        VALUES (1, 'main', 1, NULL, 0, 0);
+    INSERT INTO fsx_volume (key, value)
+        SELECT 'next_file_id', coalesce(max(id), 0) + 1 FROM fsx_files;
+
+    CREATE TABLE fsx_files_v4 (
+        layer       INTEGER NOT NULL,
+        id          INTEGER NOT NULL,
+        name        TEXT NOT NULL,
+        page_size   INTEGER NOT NULL,
+        size        INTEGER NOT NULL DEFAULT 0,
+        write_seq   INTEGER NOT NULL DEFAULT 0,
+        cut_page    INTEGER,
+        cut_extent  INTEGER,
+        deleted     INTEGER NOT NULL DEFAULT 0,
+        created_ms  INTEGER NOT NULL,
+        modified_ms INTEGER NOT NULL,
+        PRIMARY KEY (layer, id)
+    ) WITHOUT ROWID;
+    INSERT INTO fsx_files_v4 (layer, id, name, page_size, size, write_seq, created_ms, modified_ms)
+        SELECT 1, id, name, page_size, size, write_seq, created_ms, modified_ms FROM fsx_files;
+    DROP TABLE fsx_files;
+    ALTER TABLE fsx_files_v4 RENAME TO fsx_files;
+    CREATE INDEX fsx_files_name ON fsx_files (name);
+    CREATE INDEX fsx_files_id ON fsx_files (id);
+
+    CREATE TABLE fsx_extent_map_v4 (
+        layer      INTEGER NOT NULL,
+        file_id    INTEGER NOT NULL,
+        extent_idx INTEGER NOT NULL,
+        key        TEXT,
+        PRIMARY KEY (layer, file_id, extent_idx)
+    ) WITHOUT ROWID;
+    INSERT INTO fsx_extent_map_v4 (layer, file_id, extent_idx, key)
+        SELECT 1, file_id, extent_idx, key FROM fsx_extent_map;
+    DROP TABLE fsx_extent_map;
+    ALTER TABLE fsx_extent_map_v4 RENAME TO fsx_extent_map;
+    CREATE INDEX fsx_extent_map_key ON fsx_extent_map (key);
+
+    CREATE TABLE fsx_dirty_pages_v4 (
+        layer   INTEGER NOT NULL,
+        file_id INTEGER NOT NULL,
+        page_no INTEGER NOT NULL,
+        seq     INTEGER NOT NULL,
+        data    BLOB,
+        PRIMARY KEY (layer, file_id, page_no)
+    );
+    INSERT INTO fsx_dirty_pages_v4 (layer, file_id, page_no, seq, data)
+        SELECT 1, file_id, page_no, seq, data FROM fsx_dirty_pages;
+    DROP TABLE fsx_dirty_pages;
+    ALTER TABLE fsx_dirty_pages_v4 RENAME TO fsx_dirty_pages;
+
+    CREATE TABLE fsx_leases_v4 (
+        branch     INTEGER NOT NULL,
+        file_id    INTEGER NOT NULL,
+        holder     TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        PRIMARY KEY (branch, file_id)
+    );
+    INSERT INTO fsx_leases_v4 (branch, file_id, holder, expires_ms)
+        SELECT 1, file_id, holder, expires_ms FROM fsx_leases;
+    DROP TABLE fsx_leases;
+    ALTER TABLE fsx_leases_v4 RENAME TO fsx_leases;
     ",
 ];

@@ -1,0 +1,367 @@
+//! What a layer shows: the resolution rules of layered rows, shared by every
+//! engine so that SQLite and PostgreSQL cannot disagree about them.
+//!
+//! An engine walks a view's layer chain top-down (the view's own layer
+//! first) and feeds each layer's rows to a [`Walk`]. The rules:
+//!
+//! - a file's metadata is its **topmost** file row; a `deleted` row means the
+//!   file does not exist in the view;
+//! - within one layer a dirty page overrides the layer's extent entry;
+//! - an extent entry (a key, or a tombstone meaning "empty") hides every
+//!   lower row of that extent, dirty or packed;
+//! - a layer's truncation cuts hide lower dirty pages at or after
+//!   `cut_page` and lower extent entries at or after `cut_extent`; a
+//!   deleted row hides everything lower (both cuts are 0);
+//! - rows of one layer that an upper row already decided are ignored.
+//!
+//! Invariant: the result depends only on the rows, never on the order an
+//! engine returns rows of one layer in.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use crate::contract::{DirtyPage, FileId, FileMeta, LayerId, PageWrite, ReadMap};
+
+/// One layer's row of the file table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileRow {
+    pub layer: LayerId,
+    pub id: FileId,
+    pub name: String,
+    pub page_size: u32,
+    pub size: u64,
+    pub write_seq: i64,
+    pub cut_page: Option<u64>,
+    pub cut_extent: Option<u64>,
+    pub deleted: bool,
+    pub created_ms: i64,
+    pub modified_ms: i64,
+}
+
+impl FileRow {
+    pub fn meta(&self) -> FileMeta {
+        FileMeta {
+            id: self.id,
+            name: self.name.clone(),
+            page_size: self.page_size,
+            size: self.size,
+            created_ms: self.created_ms,
+            modified_ms: self.modified_ms,
+        }
+    }
+
+    /// The cuts `(page, extent)` this row applies to the layers below it.
+    pub fn cuts(&self) -> (u64, u64) {
+        if self.deleted {
+            (0, 0)
+        } else {
+            (
+                self.cut_page.unwrap_or(u64::MAX),
+                self.cut_extent.unwrap_or(u64::MAX),
+            )
+        }
+    }
+}
+
+/// Depth of each layer in a chain (0 = the view's own layer).
+pub(crate) fn depths(chain: &[LayerId]) -> BTreeMap<LayerId, usize> {
+    chain.iter().enumerate().map(|(d, &l)| (l, d)).collect()
+}
+
+/// The topmost row of each file among `rows` (rows of any layers; those
+/// outside `chain` are ignored), deleted ones included.
+pub(crate) fn topmost(chain: &[LayerId], rows: Vec<FileRow>) -> BTreeMap<FileId, FileRow> {
+    let depth = depths(chain);
+    let mut best: BTreeMap<FileId, (usize, FileRow)> = BTreeMap::new();
+    for r in rows {
+        let Some(&d) = depth.get(&r.layer) else {
+            continue;
+        };
+        match best.get(&r.id) {
+            Some((bd, _)) if *bd <= d => {}
+            _ => {
+                best.insert(r.id, (d, r));
+            }
+        }
+    }
+    best.into_iter().map(|(id, (_, r))| (id, r)).collect()
+}
+
+/// Files visible in a view whose chain is `chain`, by name.
+pub(crate) fn visible_files(chain: &[LayerId], rows: Vec<FileRow>) -> BTreeMap<String, FileRow> {
+    topmost(chain, rows)
+        .into_values()
+        .filter(|r| !r.deleted)
+        .map(|r| (r.name.clone(), r))
+        .collect()
+}
+
+/// A page-range resolution in progress; feed it layers top-down.
+#[derive(Debug)]
+pub(crate) struct Walk {
+    first: u64,
+    last: u64,
+    ppe: u64,
+    depth: usize,
+    page_cut: u64,
+    ext_cut: u64,
+    dirty: BTreeMap<u64, (usize, i64, Option<Bytes>)>,
+    extents: BTreeMap<u64, (usize, Option<String>)>,
+}
+
+impl Walk {
+    /// Resolves pages `[first, first + count)` (`count >= 1`) of a file with
+    /// `ppe` pages per extent.
+    pub fn new(first: u64, count: u64, ppe: u64) -> Self {
+        Self {
+            first,
+            last: first.saturating_add(count.max(1) - 1),
+            ppe: ppe.max(1),
+            depth: 0,
+            page_cut: u64::MAX,
+            ext_cut: u64::MAX,
+            dirty: BTreeMap::new(),
+            extents: BTreeMap::new(),
+        }
+    }
+
+    /// First and last extent index of the range.
+    pub fn extent_range(&self) -> (u64, u64) {
+        (self.first / self.ppe, self.last / self.ppe)
+    }
+
+    /// First and last page of the range.
+    pub fn page_range(&self) -> (u64, u64) {
+        (self.first, self.last)
+    }
+
+    /// True when no lower layer can change the result.
+    pub fn finished(&self) -> bool {
+        let (e0, e1) = self.extent_range();
+        if self.ext_cut <= e0 && self.page_cut <= self.first {
+            return true;
+        }
+        (e0..=e1).all(|i| self.extents.contains_key(&i))
+    }
+
+    /// Feeds the next layer down: its file row (if it has one), its dirty
+    /// pages `(page, seq, data)` and its extent entries `(index, key or
+    /// tombstone)`.
+    pub fn layer(
+        &mut self,
+        file: Option<&FileRow>,
+        dirty: impl IntoIterator<Item = (u64, i64, Option<Bytes>)>,
+        extents: impl IntoIterator<Item = (u64, Option<String>)>,
+    ) {
+        let d = self.depth;
+        let (e0, e1) = self.extent_range();
+        // Dirty pages first: within a layer they override its extents.
+        for (page, seq, data) in dirty {
+            if page < self.first || page > self.last || page >= self.page_cut {
+                continue;
+            }
+            if self.dirty.contains_key(&page) || self.extents.contains_key(&(page / self.ppe)) {
+                continue;
+            }
+            self.dirty.insert(page, (d, seq, data));
+        }
+        for (idx, key) in extents {
+            if idx < e0 || idx > e1 || idx >= self.ext_cut {
+                continue;
+            }
+            self.extents.entry(idx).or_insert((d, key));
+        }
+        if let Some(f) = file {
+            let (p, e) = f.cuts();
+            self.page_cut = self.page_cut.min(p);
+            self.ext_cut = self.ext_cut.min(e);
+        }
+        self.depth += 1;
+    }
+
+    /// The resolved pages as a [`ReadMap`] of a file `size` bytes long.
+    pub fn read_map(self, size: u64) -> ReadMap {
+        ReadMap {
+            size,
+            dirty: self
+                .dirty
+                .into_iter()
+                .map(|(page_no, (_, _, data))| PageWrite { page_no, data })
+                .collect(),
+            extents: self
+                .extents
+                .into_iter()
+                .filter_map(|(i, (_, k))| k.map(|k| (i, k)))
+                .collect(),
+        }
+    }
+
+    /// The resolved extent key (of the range's first extent) and dirty
+    /// pages, marking pages below the top layer as inherited.
+    pub fn dirty_extent(self) -> (Option<String>, Vec<DirtyPage>) {
+        let (e0, _) = self.extent_range();
+        let key = self.extents.get(&e0).and_then(|(_, k)| k.clone());
+        let pages = self
+            .dirty
+            .into_iter()
+            .map(|(page_no, (d, seq, data))| DirtyPage {
+                page_no,
+                seq,
+                data,
+                inherited: d > 0,
+            })
+            .collect();
+        (key, pages)
+    }
+
+}
+
+/// Pages with any visible content or hole override below `layer`: used by
+/// the merge to copy a file. Returns extent entries and dirty pages of the
+/// whole file as one layer's rows would hold them.
+pub(crate) type FlatFile = (Vec<(u64, String)>, Vec<(u64, i64, Option<Bytes>)>);
+
+/// Flattens a resolved whole-file walk into rows for one layer.
+pub(crate) fn flatten(walk: Walk) -> FlatFile {
+    let extents = walk
+        .extents
+        .into_iter()
+        .filter_map(|(i, (_, k))| k.map(|k| (i, k)))
+        .collect();
+    let dirty = walk
+        .dirty
+        .into_iter()
+        .map(|(p, (_, seq, data))| (p, seq, data))
+        .collect();
+    (extents, dirty)
+}
+
+/// Checks a branch name: 1 to 100 characters from `A-Z a-z 0-9 . _ - /`,
+/// not starting with `-` or `/`.
+pub(crate) fn check_branch_name(name: &str) -> crate::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 100
+        && !name.starts_with(['-', '/', '.'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(crate::MetaError::invalid(format!(
+            "{name:?} is not a valid branch name: use 1 to 100 characters from A-Z a-z 0-9 . _ - /, \
+             not starting with - / or ."
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(layer: LayerId, cut: Option<(u64, u64)>, deleted: bool) -> FileRow {
+        FileRow {
+            layer,
+            id: 1,
+            name: "f".into(),
+            page_size: 4096,
+            size: 0,
+            write_seq: 0,
+            cut_page: cut.map(|c| c.0),
+            cut_extent: cut.map(|c| c.1),
+            deleted,
+            created_ms: 0,
+            modified_ms: 0,
+        }
+    }
+
+    fn b(x: u8) -> Option<Bytes> {
+        Some(Bytes::from(vec![x]))
+    }
+
+    #[test]
+    fn upper_extent_hides_lower_dirty_and_dirty_overrides_same_layer_extent() {
+        let mut w = Walk::new(0, 8, 4);
+        // top: extent 0 = k2, dirty page 1
+        w.layer(None, [(1, 5, b(9))], [(0, Some("k2".to_string()))]);
+        // lower: dirty pages 0 and 5, extent 1 = k1
+        w.layer(
+            None,
+            [(0, 1, b(1)), (5, 1, b(5))],
+            [(1, Some("k1".to_string()))],
+        );
+        let m = w.read_map(8 * 4096);
+        assert_eq!(
+            m.dirty.iter().map(|p| p.page_no).collect::<Vec<_>>(),
+            vec![1, 5]
+        );
+        assert_eq!(
+            m.extents,
+            vec![(0, "k2".to_string()), (1, "k1".to_string())]
+        );
+    }
+
+    #[test]
+    fn cuts_and_deletion_hide_lower_rows() {
+        let mut w = Walk::new(0, 12, 4);
+        w.layer(Some(&row(3, Some((6, 2)), false)), [(7, 1, b(7))], []);
+        w.layer(
+            None,
+            [(5, 1, b(5)), (6, 1, b(6)), (9, 1, b(9))],
+            [(0, Some("a".into())), (2, Some("c".into()))],
+        );
+        let m = w.read_map(0);
+        assert_eq!(
+            m.dirty.iter().map(|p| p.page_no).collect::<Vec<_>>(),
+            vec![5, 7]
+        );
+        assert_eq!(m.extents, vec![(0, "a".to_string())]);
+
+        let mut w = Walk::new(0, 4, 4);
+        w.layer(Some(&row(3, None, true)), [], []);
+        assert!(w.finished());
+        w.layer(None, [(0, 1, b(1))], [(0, Some("a".into()))]);
+        assert_eq!(w.read_map(0), ReadMap::default());
+    }
+
+    #[test]
+    fn tombstones_hide_and_inherited_pages_are_marked() {
+        let mut w = Walk::new(4, 4, 4);
+        w.layer(None, [(5, 2, b(2))], []);
+        w.layer(None, [(6, 1, b(1))], []);
+        w.layer(None, [], [(1, None)]);
+        assert!(w.finished());
+        let (key, pages) = w.dirty_extent();
+        assert_eq!(key, None);
+        assert_eq!(
+            pages
+                .iter()
+                .map(|p| (p.page_no, p.inherited))
+                .collect::<Vec<_>>(),
+            vec![(5, false), (6, true)]
+        );
+    }
+
+    #[test]
+    fn topmost_row_decides_names() {
+        let mut a = row(1, None, false);
+        a.name = "old".into();
+        let mut b2 = row(2, None, false);
+        b2.name = "new".into();
+        let files = visible_files(&[2, 1], vec![a.clone(), b2]);
+        assert_eq!(files.keys().collect::<Vec<_>>(), vec!["new"]);
+        let files = visible_files(&[1], vec![a, row(2, None, true)]);
+        assert_eq!(files.keys().collect::<Vec<_>>(), vec!["old"]);
+    }
+
+    #[test]
+    fn branch_names() {
+        for ok in ["main", "dev", "feature/x-1", "v1.2_a"] {
+            assert!(check_branch_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", "/x", ".x", "a b", "a;b", &"x".repeat(101)] {
+            assert!(check_branch_name(bad).is_err(), "{bad}");
+        }
+    }
+}

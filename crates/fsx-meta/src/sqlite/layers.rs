@@ -1,0 +1,734 @@
+//! Layers, branches and commits in SQLite: finding what a view shows,
+//! copy-on-write of file rows, committing, and collecting layers.
+//!
+//! Every function runs inside the caller's transaction; the rules of what a
+//! layer shows live in [`crate::resolve`] and the retention rules in
+//! [`crate::graph`], so this module only moves rows.
+
+use bytes::Bytes;
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::{query_all, sql_err};
+use crate::contract::*;
+use crate::error::{MetaError, MetaErrorKind, Result};
+use crate::resolve::{FileRow, Walk, topmost};
+
+const BRANCH_COLUMNS: &str = "id, name, head, commit_id, created_ms, commit_ms";
+const COMMIT_COLUMNS: &str = "id, layer, parent, merged, branch, message, auto, created_ms";
+const FILE_ROW_COLUMNS: &str = "layer, id, name, page_size, size, write_seq, cut_page, cut_extent, deleted, created_ms, modified_ms";
+
+fn branch_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BranchInfo> {
+    Ok(BranchInfo {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        head: r.get(2)?,
+        commit: r.get(3)?,
+        created_ms: r.get(4)?,
+        commit_ms: r.get(5)?,
+    })
+}
+
+fn commit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CommitInfo> {
+    Ok(CommitInfo {
+        id: r.get(0)?,
+        layer: r.get(1)?,
+        parent: r.get(2)?,
+        merged: r.get(3)?,
+        branch: r.get(4)?,
+        message: r.get(5)?,
+        auto: r.get::<_, i64>(6)? != 0,
+        created_ms: r.get(7)?,
+    })
+}
+
+fn file_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileRow> {
+    Ok(FileRow {
+        layer: r.get(0)?,
+        id: r.get(1)?,
+        name: r.get(2)?,
+        page_size: r.get(3)?,
+        size: r.get::<_, i64>(4)? as u64,
+        write_seq: r.get(5)?,
+        cut_page: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
+        cut_extent: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+        deleted: r.get::<_, i64>(8)? != 0,
+        created_ms: r.get(9)?,
+        modified_ms: r.get(10)?,
+    })
+}
+
+pub(super) fn branch(tx: &Transaction<'_>, id: BranchId) -> Result<BranchInfo> {
+    tx.query_row(
+        &format!("SELECT {BRANCH_COLUMNS} FROM fsx_branches WHERE id = ?1"),
+        params![id],
+        branch_row,
+    )
+    .optional()
+    .map_err(sql_err)?
+    .ok_or_else(|| MetaError::not_found(format!("branch #{id} does not exist (was it deleted?)")))
+}
+
+pub(super) fn branch_named(tx: &Transaction<'_>, name: &str) -> Result<Option<BranchInfo>> {
+    tx.query_row(
+        &format!("SELECT {BRANCH_COLUMNS} FROM fsx_branches WHERE name = ?1"),
+        params![name],
+        branch_row,
+    )
+    .optional()
+    .map_err(sql_err)
+}
+
+pub(super) fn branches(tx: &Transaction<'_>) -> Result<Vec<BranchInfo>> {
+    query_all(
+        tx,
+        &format!("SELECT {BRANCH_COLUMNS} FROM fsx_branches ORDER BY name"),
+        [],
+        branch_row,
+    )
+}
+
+pub(super) fn commit(tx: &Transaction<'_>, id: CommitId) -> Result<CommitInfo> {
+    tx.query_row(
+        &format!("SELECT {COMMIT_COLUMNS} FROM fsx_commits WHERE id = ?1"),
+        params![id],
+        commit_row,
+    )
+    .optional()
+    .map_err(sql_err)?
+    .ok_or_else(|| {
+        MetaError::not_found(format!(
+            "commit {id} does not exist (it may have expired; `fsx log` lists commits)"
+        ))
+    })
+}
+
+/// The layer a view reads first.
+pub(super) fn top_layer(tx: &Transaction<'_>, view: View) -> Result<LayerId> {
+    match view {
+        View::Branch(b) => Ok(branch(tx, b)?.head),
+        View::Commit(c) => Ok(commit(tx, c)?.layer),
+    }
+}
+
+/// `top` and its ancestors, top first.
+pub(super) fn chain(tx: &Transaction<'_>, top: LayerId) -> Result<Vec<LayerId>> {
+    let chain: Vec<LayerId> = query_all(
+        tx,
+        "WITH RECURSIVE chain(id, depth) AS (
+             SELECT id, 0 FROM fsx_layers WHERE id = ?1
+             UNION ALL
+             SELECT l.parent, chain.depth + 1 FROM fsx_layers l JOIN chain ON l.id = chain.id
+             WHERE l.parent IS NOT NULL
+         )
+         SELECT id FROM chain ORDER BY depth",
+        params![top],
+        |r| r.get(0),
+    )?;
+    if chain.is_empty() {
+        return Err(MetaError::conflict(format!(
+            "layer {top} no longer exists (a commit or branch change removed it); retry"
+        )));
+    }
+    Ok(chain)
+}
+
+pub(super) fn layer_parent(tx: &Transaction<'_>, layer: LayerId) -> Result<Option<(Option<LayerId>, bool)>> {
+    tx.query_row(
+        "SELECT parent, frozen FROM fsx_layers WHERE id = ?1",
+        params![layer],
+        |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0)),
+    )
+    .optional()
+    .map_err(sql_err)
+}
+
+fn rows_by_id(tx: &Transaction<'_>, id: FileId) -> Result<Vec<FileRow>> {
+    query_all(
+        tx,
+        &format!("SELECT {FILE_ROW_COLUMNS} FROM fsx_files WHERE id = ?1"),
+        params![id],
+        file_row,
+    )
+}
+
+/// The topmost row of file `id` in `chain`, deleted or not.
+pub(super) fn top_row(tx: &Transaction<'_>, chain: &[LayerId], id: FileId) -> Result<Option<FileRow>> {
+    Ok(topmost(chain, rows_by_id(tx, id)?).remove(&id))
+}
+
+/// The file `id` as `chain` shows it, or `NotFound`.
+pub(super) fn visible(tx: &Transaction<'_>, chain: &[LayerId], id: FileId) -> Result<FileRow> {
+    match top_row(tx, chain, id)? {
+        Some(r) if !r.deleted => Ok(r),
+        _ => Err(MetaError::not_found(format!("file #{id} no longer exists"))),
+    }
+}
+
+/// The file called `name` in `chain`, if any.
+pub(super) fn find(tx: &Transaction<'_>, chain: &[LayerId], name: &str) -> Result<Option<FileRow>> {
+    let candidates: Vec<FileId> = query_all(
+        tx,
+        "SELECT DISTINCT id FROM fsx_files WHERE name = ?1",
+        params![name],
+        |r| r.get(0),
+    )?;
+    for id in candidates {
+        if let Some(r) = top_row(tx, chain, id)?
+            && !r.deleted
+            && r.name == name
+        {
+            return Ok(Some(r));
+        }
+    }
+    Ok(None)
+}
+
+/// Every file row of the layers of `chain`.
+pub(super) fn chain_rows(tx: &Transaction<'_>, chain: &[LayerId]) -> Result<Vec<FileRow>> {
+    let mut rows = Vec::new();
+    for &l in chain {
+        rows.extend(query_all(
+            tx,
+            &format!("SELECT {FILE_ROW_COLUMNS} FROM fsx_files WHERE layer = ?1"),
+            params![l],
+            file_row,
+        )?);
+    }
+    Ok(rows)
+}
+
+/// Resolves pages `[first, first + count)` of file `id` through `chain`.
+pub(super) fn walk(
+    tx: &Transaction<'_>,
+    chain: &[LayerId],
+    id: FileId,
+    first: u64,
+    count: u64,
+    ppe: u64,
+) -> Result<Walk> {
+    let rows = rows_by_id(tx, id)?;
+    let mut w = Walk::new(first, count, ppe);
+    let (p0, p1) = w.page_range();
+    let (e0, e1) = w.extent_range();
+    let mut dirty_st = tx
+        .prepare_cached(
+            "SELECT page_no, seq, data FROM fsx_dirty_pages
+             WHERE layer = ?1 AND file_id = ?2 AND page_no >= ?3 AND page_no <= ?4",
+        )
+        .map_err(sql_err)?;
+    let mut map_st = tx
+        .prepare_cached(
+            "SELECT extent_idx, key FROM fsx_extent_map
+             WHERE layer = ?1 AND file_id = ?2 AND extent_idx >= ?3 AND extent_idx <= ?4",
+        )
+        .map_err(sql_err)?;
+    for &layer in chain {
+        if w.finished() {
+            break;
+        }
+        let dirty: Vec<(u64, i64, Option<Bytes>)> = dirty_st
+            .query_map(params![layer, id, p0 as i64, p1.min(i64::MAX as u64) as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get(1)?,
+                    r.get::<_, Option<Vec<u8>>>(2)?.map(Bytes::from),
+                ))
+            })
+            .map_err(sql_err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sql_err)?;
+        let extents: Vec<(u64, Option<String>)> = map_st
+            .query_map(params![layer, id, e0 as i64, e1.min(i64::MAX as u64) as i64], |r| {
+                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+            })
+            .map_err(sql_err)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sql_err)?;
+        w.layer(rows.iter().find(|r| r.layer == layer), dirty, extents);
+    }
+    Ok(w)
+}
+
+/// The key extent `idx` of file `id` shows through `chain` (`None`: no
+/// entry, a tombstone, or hidden by a cut).
+pub(super) fn visible_key(
+    tx: &Transaction<'_>,
+    chain: &[LayerId],
+    id: FileId,
+    idx: u64,
+) -> Result<Option<String>> {
+    let rows = rows_by_id(tx, id)?;
+    let mut st = tx
+        .prepare_cached(
+            "SELECT key FROM fsx_extent_map WHERE layer = ?1 AND file_id = ?2 AND extent_idx = ?3",
+        )
+        .map_err(sql_err)?;
+    for &layer in chain {
+        let own: Option<Option<String>> = st
+            .query_row(params![layer, id, idx as i64], |r| r.get(0))
+            .optional()
+            .map_err(sql_err)?;
+        if let Some(key) = own {
+            return Ok(key);
+        }
+        if let Some(r) = rows.iter().find(|r| r.layer == layer)
+            && r.cuts().1 <= idx
+        {
+            return Ok(None);
+        }
+    }
+    Ok(None)
+}
+
+/// Makes sure `head` has its own row of file `id` (copying the row it
+/// inherits), and returns it; `NotFound` if the file is not visible.
+pub(super) fn own_row(tx: &Transaction<'_>, chain: &[LayerId], id: FileId) -> Result<FileRow> {
+    let head = chain[0];
+    let top = visible(tx, chain, id)?;
+    if top.layer == head {
+        return Ok(top);
+    }
+    tx.execute(
+        "INSERT INTO fsx_files (layer, id, name, page_size, size, write_seq, cut_page, cut_extent,
+                                deleted, created_ms, modified_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, NULL, 0, ?7, ?8)",
+        params![
+            head,
+            id,
+            top.name,
+            top.page_size,
+            top.size as i64,
+            top.write_seq,
+            top.created_ms,
+            top.modified_ms
+        ],
+    )
+    .map_err(sql_err)?;
+    Ok(FileRow {
+        layer: head,
+        cut_page: None,
+        cut_extent: None,
+        ..top
+    })
+}
+
+/// Removes file `id` from the head of `chain`: its own rows go, and a
+/// tombstone hides what lower layers hold.
+pub(super) fn remove_file(
+    tx: &Transaction<'_>,
+    branch: BranchId,
+    chain: &[LayerId],
+    row: &FileRow,
+    now_ms: i64,
+) -> Result<()> {
+    let head = chain[0];
+    drop_own_extents(tx, head, row.id, 0, now_ms)?;
+    tx.execute(
+        "DELETE FROM fsx_dirty_pages WHERE layer = ?1 AND file_id = ?2",
+        params![head, row.id],
+    )
+    .map_err(sql_err)?;
+    tx.execute(
+        "DELETE FROM fsx_leases WHERE branch = ?1 AND file_id = ?2",
+        params![branch, row.id],
+    )
+    .map_err(sql_err)?;
+    if chain.len() > 1 {
+        tx.execute(
+            "INSERT INTO fsx_files (layer, id, name, page_size, size, write_seq, cut_page, cut_extent,
+                                    deleted, created_ms, modified_ms)
+             VALUES (?1, ?2, ?3, ?4, 0, ?5, 0, 0, 1, ?6, ?7)
+             ON CONFLICT (layer, id) DO UPDATE SET deleted = 1, size = 0, cut_page = 0,
+                 cut_extent = 0, modified_ms = excluded.modified_ms",
+            params![head, row.id, row.name, row.page_size, row.write_seq, row.created_ms, now_ms],
+        )
+        .map_err(sql_err)?;
+    } else {
+        tx.execute(
+            "DELETE FROM fsx_files WHERE layer = ?1 AND id = ?2",
+            params![head, row.id],
+        )
+        .map_err(sql_err)?;
+    }
+    Ok(())
+}
+
+/// Removes `layer`'s own map entries of a file from `from_idx` on,
+/// releasing their references.
+pub(super) fn drop_own_extents(
+    tx: &Transaction<'_>,
+    layer: LayerId,
+    file_id: FileId,
+    from_idx: u64,
+    now_ms: i64,
+) -> Result<()> {
+    let keys: Vec<Option<String>> = query_all(
+        tx,
+        "DELETE FROM fsx_extent_map WHERE layer = ?1 AND file_id = ?2 AND extent_idx >= ?3 RETURNING key",
+        params![layer, file_id, from_idx.min(i64::MAX as u64) as i64],
+        |r| r.get(0),
+    )?;
+    for key in keys.iter().flatten() {
+        super::decref(tx, key, now_ms)?;
+    }
+    Ok(())
+}
+
+/// True when `layer` holds no rows at all.
+pub(super) fn is_empty(tx: &Transaction<'_>, layer: LayerId) -> Result<bool> {
+    let n: i64 = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM fsx_files WHERE layer = ?1)
+                  + EXISTS (SELECT 1 FROM fsx_extent_map WHERE layer = ?1)
+                  + EXISTS (SELECT 1 FROM fsx_dirty_pages WHERE layer = ?1)",
+            params![layer],
+            |r| r.get(0),
+        )
+        .map_err(sql_err)?;
+    Ok(n == 0)
+}
+
+pub(super) fn new_layer(tx: &Transaction<'_>, parent: Option<LayerId>, now_ms: i64) -> Result<LayerId> {
+    tx.query_row(
+        "INSERT INTO fsx_layers (parent, frozen, created_ms) VALUES (?1, 0, ?2) RETURNING id",
+        params![parent, now_ms],
+        |r| r.get(0),
+    )
+    .map_err(sql_err)
+}
+
+/// Commits a branch (see [`MetaEngine::commit`]); with `force` a commit is
+/// made even when nothing changed.
+pub(super) fn commit_branch(
+    tx: &Transaction<'_>,
+    branch_id: BranchId,
+    message: &str,
+    auto: bool,
+    merged: Option<CommitId>,
+    force: bool,
+    now_ms: i64,
+) -> Result<Option<CommitInfo>> {
+    let br = branch(tx, branch_id)?;
+    let empty = is_empty(tx, br.head)?;
+    let parent = layer_parent(tx, br.head)?.and_then(|(p, _)| p);
+    if empty && auto && !force {
+        return Ok(None);
+    }
+    let layer = match (empty, parent) {
+        (true, Some(p)) => p,
+        _ => {
+            tx.execute("UPDATE fsx_layers SET frozen = 1 WHERE id = ?1", params![br.head])
+                .map_err(sql_err)?;
+            let head = new_layer(tx, Some(br.head), now_ms)?;
+            tx.execute(
+                "UPDATE fsx_branches SET head = ?2 WHERE id = ?1",
+                params![br.id, head],
+            )
+            .map_err(sql_err)?;
+            br.head
+        }
+    };
+    let id: CommitId = tx
+        .query_row(
+            "INSERT INTO fsx_commits (layer, parent, merged, branch, message, auto, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+            params![layer, br.commit, merged, br.name, message, auto as i64, now_ms],
+            |r| r.get(0),
+        )
+        .map_err(sql_err)?;
+    tx.execute(
+        "UPDATE fsx_branches SET commit_id = ?2, commit_ms = ?3 WHERE id = ?1",
+        params![br.id, id, now_ms],
+    )
+    .map_err(sql_err)?;
+    commit(tx, id).map(Some)
+}
+
+/// Fails with `Busy` if a writer holds a live lease on `branch` (on
+/// `file` only, when given).
+pub(super) fn check_no_writers(
+    tx: &Transaction<'_>,
+    branch: &BranchInfo,
+    file: Option<FileId>,
+    now_ms: i64,
+) -> Result<()> {
+    let live: Option<(FileId, String)> = tx
+        .query_row(
+            "SELECT file_id, holder FROM fsx_leases
+             WHERE branch = ?1 AND expires_ms > ?2 AND (?3 IS NULL OR file_id = ?3) LIMIT 1",
+            params![branch.id, now_ms, file],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql_err)?;
+    match live {
+        Some((f, holder)) => Err(MetaError::new(
+            MetaErrorKind::Busy,
+            format!(
+                "branch {:?} has a writer: file #{f} is open by {holder}; close it (or wait for its lease to expire) first",
+                branch.name
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+pub(super) fn graph(tx: &Transaction<'_>) -> Result<LayerGraph> {
+    Ok(LayerGraph {
+        layers: query_all(
+            tx,
+            "SELECT id, parent, frozen FROM fsx_layers ORDER BY id",
+            [],
+            |r| {
+                Ok(LayerInfo {
+                    id: r.get(0)?,
+                    parent: r.get(1)?,
+                    frozen: r.get::<_, i64>(2)? != 0,
+                })
+            },
+        )?,
+        branches: branches(tx)?,
+        commits: query_all(
+            tx,
+            &format!("SELECT {COMMIT_COLUMNS} FROM fsx_commits ORDER BY id"),
+            [],
+            commit_row,
+        )?,
+    })
+}
+
+fn extent_size(tx: &Transaction<'_>) -> Result<i64> {
+    let v: String = tx
+        .query_row(
+            "SELECT value FROM fsx_volume WHERE key = 'extent_size'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql_err)?;
+    v.parse()
+        .map_err(|_| MetaError::new(MetaErrorKind::Corrupt, format!("extent_size {v:?} is malformed")))
+}
+
+/// Applies the retention plan of the current graph.
+pub(super) fn collect(tx: &Transaction<'_>, now_ms: i64) -> Result<()> {
+    let plan = crate::graph::plan(&graph(tx)?);
+    if plan.is_empty() {
+        return Ok(());
+    }
+    tracing::debug!(?plan, "collecting layers");
+    for c in &plan.remove_commits {
+        tx.execute("DELETE FROM fsx_commits WHERE id = ?1", params![c])
+            .map_err(sql_err)?;
+    }
+    for &l in &plan.delete_layers {
+        let keys: Vec<Option<String>> = query_all(
+            tx,
+            "DELETE FROM fsx_extent_map WHERE layer = ?1 RETURNING key",
+            params![l],
+            |r| r.get(0),
+        )?;
+        for key in keys.iter().flatten() {
+            super::decref(tx, key, now_ms)?;
+        }
+        for sql in [
+            "DELETE FROM fsx_dirty_pages WHERE layer = ?1",
+            "DELETE FROM fsx_files WHERE layer = ?1",
+            "DELETE FROM fsx_layers WHERE id = ?1",
+        ] {
+            tx.execute(sql, params![l]).map_err(sql_err)?;
+        }
+    }
+    if !plan.folds.is_empty() {
+        let es = extent_size(tx)?;
+        for &(l, c) in &plan.folds {
+            fold(tx, l, c, es, now_ms)?;
+        }
+    }
+    Ok(())
+}
+
+/// Folds layer `l` into its only child `c` (see [`crate::graph`]): rows of
+/// `l` that `c` hides are dropped, the rest move up, and `c`'s cuts absorb
+/// `l`'s.
+fn fold(tx: &Transaction<'_>, l: LayerId, c: LayerId, extent_size: i64, now_ms: i64) -> Result<()> {
+    // Dirty pages first, judged against c's own rows before any move.
+    tx.execute(
+        "DELETE FROM fsx_dirty_pages AS d WHERE d.layer = ?1 AND (
+             EXISTS (SELECT 1 FROM fsx_dirty_pages x
+                     WHERE x.layer = ?2 AND x.file_id = d.file_id AND x.page_no = d.page_no)
+          OR EXISTS (SELECT 1 FROM fsx_files f
+                     WHERE f.layer = ?2 AND f.id = d.file_id
+                       AND (f.deleted = 1 OR f.cut_page <= d.page_no))
+          OR EXISTS (SELECT 1 FROM fsx_extent_map x
+                     WHERE x.layer = ?2 AND x.file_id = d.file_id
+                       AND x.extent_idx = d.page_no / (?3 / (SELECT p.page_size FROM fsx_files p
+                                                              WHERE p.id = d.file_id LIMIT 1))))",
+        params![l, c, extent_size],
+    )
+    .map_err(sql_err)?;
+    let keys: Vec<Option<String>> = query_all(
+        tx,
+        "DELETE FROM fsx_extent_map AS m WHERE m.layer = ?1 AND (
+             EXISTS (SELECT 1 FROM fsx_extent_map x
+                     WHERE x.layer = ?2 AND x.file_id = m.file_id AND x.extent_idx = m.extent_idx)
+          OR EXISTS (SELECT 1 FROM fsx_files f
+                     WHERE f.layer = ?2 AND f.id = m.file_id
+                       AND (f.deleted = 1 OR f.cut_extent <= m.extent_idx)))
+         RETURNING key",
+        params![l, c],
+        |r| r.get(0),
+    )?;
+    for key in keys.iter().flatten() {
+        super::decref(tx, key, now_ms)?;
+    }
+    tx.execute("UPDATE fsx_dirty_pages SET layer = ?2 WHERE layer = ?1", params![l, c])
+        .map_err(sql_err)?;
+    tx.execute("UPDATE fsx_extent_map SET layer = ?2 WHERE layer = ?1", params![l, c])
+        .map_err(sql_err)?;
+    // File rows: c's row wins and takes l's cuts too; l's other rows move.
+    tx.execute(
+        "UPDATE fsx_files AS f SET
+             cut_page = (SELECT CASE WHEN x.deleted = 1 THEN 0
+                                     WHEN x.cut_page IS NULL THEN f.cut_page
+                                     WHEN f.cut_page IS NULL THEN x.cut_page
+                                     ELSE min(f.cut_page, x.cut_page) END
+                         FROM fsx_files x WHERE x.layer = ?1 AND x.id = f.id),
+             cut_extent = (SELECT CASE WHEN x.deleted = 1 THEN 0
+                                       WHEN x.cut_extent IS NULL THEN f.cut_extent
+                                       WHEN f.cut_extent IS NULL THEN x.cut_extent
+                                       ELSE min(f.cut_extent, x.cut_extent) END
+                           FROM fsx_files x WHERE x.layer = ?1 AND x.id = f.id)
+         WHERE f.layer = ?2 AND EXISTS (SELECT 1 FROM fsx_files x WHERE x.layer = ?1 AND x.id = f.id)",
+        params![l, c],
+    )
+    .map_err(sql_err)?;
+    tx.execute(
+        "DELETE FROM fsx_files AS x WHERE x.layer = ?1
+             AND EXISTS (SELECT 1 FROM fsx_files f WHERE f.layer = ?2 AND f.id = x.id)",
+        params![l, c],
+    )
+    .map_err(sql_err)?;
+    tx.execute("UPDATE fsx_files SET layer = ?2 WHERE layer = ?1", params![l, c])
+        .map_err(sql_err)?;
+    tx.execute(
+        "UPDATE fsx_layers SET parent = (SELECT parent FROM fsx_layers WHERE id = ?1) WHERE id = ?2",
+        params![l, c],
+    )
+    .map_err(sql_err)?;
+    tx.execute("DELETE FROM fsx_layers WHERE id = ?1", params![l])
+        .map_err(sql_err)?;
+    Ok(())
+}
+
+/// Makes file `id` in the head of `target` what `source` shows (absent
+/// there: deleted).
+pub(super) fn copy_file(
+    tx: &Transaction<'_>,
+    target: &BranchInfo,
+    target_chain: &[LayerId],
+    source_chain: &[LayerId],
+    id: FileId,
+    now_ms: i64,
+) -> Result<()> {
+    let head = target_chain[0];
+    let src = top_row(tx, source_chain, id)?.filter(|r| !r.deleted);
+    let dst = top_row(tx, target_chain, id)?.filter(|r| !r.deleted);
+    let Some(src) = src else {
+        if let Some(dst) = dst {
+            remove_file(tx, target.id, target_chain, &dst, now_ms)?;
+        }
+        return Ok(());
+    };
+    drop_own_extents(tx, head, id, 0, now_ms)?;
+    tx.execute(
+        "DELETE FROM fsx_dirty_pages WHERE layer = ?1 AND file_id = ?2",
+        params![head, id],
+    )
+    .map_err(sql_err)?;
+    let es = extent_size(tx)? as u64;
+    let ppe = (es / u64::from(src.page_size.max(1))).max(1);
+    let pages = src.size.div_ceil(u64::from(src.page_size.max(1))).max(1);
+    let (extents, dirty) = crate::resolve::flatten(walk(tx, source_chain, id, 0, pages, ppe)?);
+    let write_seq = src.write_seq.max(dst.as_ref().map_or(0, |d| d.write_seq));
+    tx.execute(
+        "INSERT INTO fsx_files (layer, id, name, page_size, size, write_seq, cut_page, cut_extent,
+                                deleted, created_ms, modified_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0, 0, ?7, ?8)
+         ON CONFLICT (layer, id) DO UPDATE SET name = excluded.name, page_size = excluded.page_size,
+             size = excluded.size, write_seq = excluded.write_seq, cut_page = 0, cut_extent = 0,
+             deleted = 0, created_ms = excluded.created_ms, modified_ms = excluded.modified_ms",
+        params![head, id, src.name, src.page_size, src.size as i64, write_seq, src.created_ms, now_ms],
+    )
+    .map_err(sql_err)?;
+    for (idx, key) in &extents {
+        super::incref(tx, key)?;
+        tx.execute(
+            "INSERT INTO fsx_extent_map (layer, file_id, extent_idx, key) VALUES (?1, ?2, ?3, ?4)",
+            params![head, id, *idx as i64, key],
+        )
+        .map_err(sql_err)?;
+    }
+    for (page, seq, data) in &dirty {
+        tx.execute(
+            "INSERT INTO fsx_dirty_pages (layer, file_id, page_no, seq, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![head, id, *page as i64, seq, data.as_deref()],
+        )
+        .map_err(sql_err)?;
+    }
+    Ok(())
+}
+
+/// Fails with `Conflict` if two visible files of `chain` share a name among
+/// `names`.
+pub(super) fn check_unique_names(tx: &Transaction<'_>, chain: &[LayerId], names: &[String]) -> Result<()> {
+    let rows = chain_rows(tx, chain)?;
+    let top = topmost(chain, rows);
+    for name in names {
+        let n = top.values().filter(|r| !r.deleted && &r.name == name).count();
+        if n > 1 {
+            return Err(MetaError::conflict(format!(
+                "two files would be called {name:?}; rename one on either side and merge again"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What only `layers` hold.
+pub(super) fn usage(tx: &Transaction<'_>, layers: &[LayerId]) -> Result<LayerUsage> {
+    if layers.is_empty() {
+        return Ok(LayerUsage::default());
+    }
+    // Layer ids are integers: inlining them is safe and keeps one statement.
+    let list = layers
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let (extents, extent_bytes): (i64, i64) = tx
+        .query_row(
+            &format!(
+                "SELECT count(*), coalesce(sum(e.bytes), 0) FROM
+                     (SELECT key, count(*) AS n FROM fsx_extent_map
+                      WHERE layer IN ({list}) AND key IS NOT NULL GROUP BY key) r
+                 JOIN fsx_extents e ON e.key = r.key WHERE e.refcount = r.n"
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(sql_err)?;
+    let dirty_bytes: i64 = tx
+        .query_row(
+            &format!(
+                "SELECT coalesce(sum(length(data)), 0) FROM fsx_dirty_pages WHERE layer IN ({list})"
+            ),
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql_err)?;
+    Ok(LayerUsage {
+        extents: extents as u64,
+        extent_bytes: extent_bytes as u64,
+        dirty_bytes: dirty_bytes as u64,
+    })
+}
