@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use fsx_format::{Extent, content_key, encode};
-use fsx_meta::{FileMeta, LeaseRequest, PackCommit, PageWrite, WriteBatch};
+use fsx_meta::{BranchId, FileMeta, LeaseRequest, PackCommit, PageWrite, View, WriteBatch};
 use fsx_store::{ExtentBackendExt, ObjectKey};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -58,6 +58,8 @@ const CLEAN_PAGES: usize = 8192;
 /// handle opened for writing.
 pub struct File {
     shared: Arc<Shared>,
+    /// What this handle reads: a branch (writable with a lease) or a commit.
+    view: View,
     meta: FileMeta,
     ppe: u64,
     size: u64,
@@ -87,7 +89,12 @@ enum Source {
 }
 
 impl File {
-    pub(crate) fn new(shared: Arc<Shared>, meta: FileMeta, holder: Option<String>) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        view: View,
+        meta: FileMeta,
+        holder: Option<String>,
+    ) -> Self {
         let ppe = u64::from(shared.config.extent_size / meta.page_size).max(1);
         let size = meta.size;
         let writer = holder.map(|holder| Writer {
@@ -100,6 +107,7 @@ impl File {
         });
         Self {
             shared,
+            view,
             meta,
             ppe,
             size,
@@ -148,19 +156,45 @@ impl File {
     }
 
     fn lease(&self, w: &Writer) -> LeaseRequest {
+        // A writer always has a branch view (see `Volume::open_file`).
+        let branch = match self.view {
+            View::Branch(b) => b,
+            View::Commit(_) => fsx_meta::MAIN_BRANCH,
+        };
         LeaseRequest::new(
             self.meta.id,
             w.holder.clone(),
             self.shared.env.now_ms(),
             self.shared.options.lease_ttl_ms,
         )
+        .on_branch(branch)
+    }
+
+    /// The branch this handle writes to; commits are read-only.
+    fn branch(&self) -> Result<BranchId> {
+        match self.view {
+            View::Branch(b) => Ok(b),
+            View::Commit(c) => Err(Error::invalid(format!(
+                "commit {c} is read-only: create a branch from it to write"
+            ))),
+        }
+    }
+
+    /// What this handle reads.
+    pub fn view(&self) -> View {
+        self.view
     }
 
     /// Re-reads the size from the metadata (readers see other writers'
     /// synced changes; a writer's own size is always current).
     pub async fn refresh(&mut self) -> Result<()> {
         if self.writer.is_none() {
-            self.size = self.shared.meta.file(&self.meta.name).await?.size;
+            self.size = self
+                .shared
+                .meta
+                .file(self.view, &self.meta.name)
+                .await?
+                .size;
         }
         Ok(())
     }
@@ -195,7 +229,7 @@ impl File {
     }
 
     /// Pages `[first, first + count)`: `None` for zeros.
-    async fn pages(&self, first: u64, count: u64) -> Result<Vec<Option<Bytes>>> {
+    pub(crate) async fn pages(&self, first: u64, count: u64) -> Result<Vec<Option<Bytes>>> {
         if let Some(hit) = self.pages_from_writer_memory(first, count) {
             return Ok(hit);
         }
@@ -244,7 +278,7 @@ impl File {
         let s = &self.shared;
         let map = s
             .meta
-            .read_map(self.meta.id, first, count, self.ppe)
+            .read_map(self.view, self.meta.id, first, count, self.ppe)
             .await?;
         let dirty: BTreeMap<u64, Option<Bytes>> =
             map.dirty.into_iter().map(|p| (p.page_no, p.data)).collect();
@@ -467,7 +501,8 @@ impl File {
             ),
             pages,
             size,
-        );
+        )
+        .auto_commit(self.shared.auto_commit_ms());
         if let Some(cut) = cut {
             batch = batch.shrink(cut, cut.div_ceil(ppe));
         }
@@ -519,7 +554,7 @@ impl File {
         let holder = w.holder.clone();
         self.shared
             .meta
-            .release_lease(self.meta.id, &holder)
+            .release_lease(self.branch()?, self.meta.id, &holder)
             .await?;
         self.writer = None;
         Ok(())
@@ -538,13 +573,13 @@ impl File {
             }
             self.shared
                 .meta
-                .dirty_counts(self.meta.id, self.ppe, &touched)
+                .dirty_counts(self.view, self.meta.id, self.ppe, &touched)
                 .await?
         } else {
             self.touched_extents.clear();
             self.shared
                 .meta
-                .dirty_summary(self.meta.id, self.ppe)
+                .dirty_summary(self.view, self.meta.id, self.ppe)
                 .await?
         };
         for d in summary {
@@ -573,7 +608,10 @@ impl File {
     async fn try_pack_extent(&mut self, idx: u64) -> Result<()> {
         let s = self.shared.clone();
         let ps = self.ps();
-        let dirty = s.meta.dirty_extent(self.meta.id, idx, self.ppe).await?;
+        let dirty = s
+            .meta
+            .dirty_extent(self.view, self.meta.id, idx, self.ppe)
+            .await?;
         let first = idx * self.ppe;
         let live_pages = dirty.size.div_ceil(ps);
         let mut pages: BTreeMap<u32, Bytes> = BTreeMap::new();
@@ -592,7 +630,13 @@ impl File {
             };
         }
         pages.retain(|&i, _| first + u64::from(i) < live_pages);
-        let consumed: Vec<(u64, i64)> = dirty.pages.iter().map(|p| (p.page_no, p.seq)).collect();
+        // Inherited pages are part of the content but stay where they are.
+        let consumed: Vec<(u64, i64)> = dirty
+            .pages
+            .iter()
+            .filter(|p| !p.inherited)
+            .map(|p| (p.page_no, p.seq))
+            .collect();
 
         let new_key = if pages.is_empty() {
             None
@@ -622,7 +666,14 @@ impl File {
                 .as_ref()
                 .ok_or_else(|| Error::invalid("read-only"))?,
         );
-        let commit = PackCommit::new(lease, idx, dirty.current_key.clone(), new_key, consumed);
+        let commit = PackCommit::new(
+            lease,
+            dirty.layer,
+            idx,
+            dirty.current_key.clone(),
+            new_key,
+            consumed,
+        );
         s.meta.commit_pack(&commit).await?;
         Ok(())
     }

@@ -35,6 +35,9 @@ pub struct GcOptions {
     pub grace_ms: i64,
     /// Also delete store objects that no record names.
     pub orphans: bool,
+    /// Expire automatic commits older than the volume's retention first
+    /// (see [`crate::branch::AUTO_RETAIN_SETTING`]).
+    pub expire_commits: bool,
 }
 
 impl Default for GcOptions {
@@ -42,6 +45,7 @@ impl Default for GcOptions {
         Self {
             grace_ms: 60 * 60 * 1000,
             orphans: true,
+            expire_commits: true,
         }
     }
 }
@@ -71,6 +75,8 @@ pub struct GcReport {
     pub orphans_deleted: u64,
     /// Deletions left unfinished by an earlier run, finished now.
     pub resumed: u64,
+    /// Automatic commits expired.
+    pub commits_expired: u64,
 }
 
 /// What fsck found.
@@ -94,6 +100,14 @@ pub struct FsckReport {
     pub awaiting_gc: u64,
     /// Records a GC began deleting (finished by the next GC run).
     pub deleting: u64,
+    /// Faults of the branch, commit and layer graph.
+    pub graph_faults: Vec<String>,
+    /// Branches, commits and layers checked.
+    pub branches: u64,
+    /// Commits checked.
+    pub commits: u64,
+    /// Layers checked.
+    pub layers: u64,
 }
 
 impl FsckReport {
@@ -104,6 +118,7 @@ impl FsckReport {
             && self.refcount_mismatch.is_empty()
             && self.dangling.is_empty()
             && self.orphans.is_empty()
+            && self.graph_faults.is_empty()
     }
 }
 
@@ -164,6 +179,21 @@ impl Volume {
     /// orphans, if asked).
     pub async fn gc(&self, options: &GcOptions, progress: &dyn Progress) -> Result<GcReport> {
         let mut report = GcReport::default();
+        if options.expire_commits {
+            let retain = crate::branch::duration_setting(
+                self.shared.meta.as_ref(),
+                crate::branch::AUTO_RETAIN_SETTING,
+            )
+            .await?
+            .unwrap_or(crate::branch::DEFAULT_AUTO_RETAIN_MS);
+            let now = self.shared.env.now_ms();
+            progress.phase("expiring automatic commits", None);
+            report.commits_expired = self
+                .shared
+                .meta
+                .expire_commits(now.saturating_sub(retain), now)
+                .await?;
+        }
         let records = self.all_records().await?;
         let sizes: BTreeMap<&str, u64> =
             records.iter().map(|r| (r.key.as_str(), r.bytes)).collect();
@@ -232,6 +262,12 @@ impl Volume {
     /// orphans. Reads every referenced extent once.
     pub async fn fsck(&self, progress: &dyn Progress) -> Result<FsckReport> {
         let mut report = FsckReport::default();
+        progress.phase("checking branches, commits and layers", None);
+        let graph = self.shared.meta.layer_graph().await?;
+        report.graph_faults = graph_faults(&graph);
+        report.branches = graph.branches.len() as u64;
+        report.commits = graph.commits.len() as u64;
+        report.layers = graph.layers.len() as u64;
         let records = self.all_records().await?;
         let refs = self.all_references().await?;
         let by_key: BTreeMap<&str, &ExtentRecord> =
@@ -295,4 +331,80 @@ impl Volume {
         }
         Ok(report)
     }
+}
+
+/// Structural faults of a layer graph: dangling links, cycles, shared or
+/// frozen heads, mutable commit layers, mutable layers with children.
+pub fn graph_faults(g: &fsx_meta::LayerGraph) -> Vec<String> {
+    let mut faults = Vec::new();
+    let layers: BTreeMap<i64, &fsx_meta::LayerInfo> = g.layers.iter().map(|l| (l.id, l)).collect();
+    let commits: BTreeSet<i64> = g.commits.iter().map(|c| c.id).collect();
+    let mut heads = BTreeMap::new();
+    for l in &g.layers {
+        if let Some(p) = l.parent {
+            match layers.get(&p) {
+                None => faults.push(format!("layer {} names a missing parent layer {p}", l.id)),
+                Some(parent) if !parent.frozen => faults.push(format!(
+                    "layer {p} has a child ({}) but is not frozen",
+                    l.id
+                )),
+                Some(_) => {}
+            }
+        }
+        // A chain longer than the number of layers loops.
+        let mut cur = l.parent;
+        let mut steps = 0;
+        while let Some(id) = cur {
+            steps += 1;
+            if steps > layers.len() {
+                faults.push(format!("layer {} is on a cycle of parents", l.id));
+                break;
+            }
+            cur = layers.get(&id).and_then(|x| x.parent);
+        }
+    }
+    for b in &g.branches {
+        match layers.get(&b.head) {
+            None => faults.push(format!(
+                "branch {:?} names a missing head layer {}",
+                b.name, b.head
+            )),
+            Some(l) if l.frozen => faults.push(format!(
+                "branch {:?}'s head layer {} is frozen",
+                b.name, b.head
+            )),
+            Some(_) => {}
+        }
+        if let Some(other) = heads.insert(b.head, b.name.clone()) {
+            faults.push(format!(
+                "branches {other:?} and {:?} share head layer {}",
+                b.name, b.head
+            ));
+        }
+        if let Some(c) = b.commit
+            && !commits.contains(&c)
+        {
+            faults.push(format!("branch {:?} names a missing commit {c}", b.name));
+        }
+    }
+    for c in &g.commits {
+        match layers.get(&c.layer) {
+            None => faults.push(format!("commit {} names a missing layer {}", c.id, c.layer)),
+            Some(l) if !l.frozen => {
+                faults.push(format!("commit {}'s layer {} is not frozen", c.id, c.layer))
+            }
+            Some(_) => {}
+        }
+        for p in c.parent.iter().chain(c.merged.iter()) {
+            if !commits.contains(p) {
+                faults.push(format!("commit {} names a missing parent commit {p}", c.id));
+            }
+        }
+    }
+    for l in &g.layers {
+        if !l.frozen && !heads.contains_key(&l.id) {
+            faults.push(format!("layer {} is mutable but no branch's head", l.id));
+        }
+    }
+    faults
 }

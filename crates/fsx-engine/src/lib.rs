@@ -12,6 +12,7 @@
 //! |---|---|
 //! | [`volume`] | open/create a volume over a metadata engine and a store; file namespace |
 //! | [`file`] | reads, buffered writes, sync, truncate, packing |
+//! | [`branch`] | branches, commits, time travel, diff and merge |
 //! | [`gc`] | garbage collection and fsck |
 //! | [`tier`] | tiered storage: cache → KV → hot → cold, replication queue, policy |
 //! | [`env`] | injected clock, identity and liveness |
@@ -23,6 +24,7 @@
 
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod branch;
 mod cache;
 pub mod env;
 pub mod error;
@@ -32,6 +34,7 @@ pub mod progress;
 pub mod tier;
 pub mod volume;
 
+pub use branch::{FileChange, MergeOutcome, MergeStrategy};
 pub use env::{Environment, ManualEnv, SystemEnv};
 pub use error::{Error, ErrorKind, Result};
 pub use file::File;

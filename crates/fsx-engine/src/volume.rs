@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use fsx_format::Compression;
-use fsx_meta::{Counter, ExtentTotals, FileMeta, LeaseRequest, MetaEngine, VolumeConfig};
+use fsx_meta::{
+    BranchId, Counter, ExtentTotals, FileMeta, LeaseRequest, MetaEngine, View, VolumeConfig,
+};
 use fsx_store::wrappers::{MeterSnapshot, Metered, Operation};
 use fsx_store::{ExtentBackend, ObjectKey};
 
@@ -165,20 +167,34 @@ pub(crate) struct Shared {
     /// one-blob-per-page store would have paid for (`fsx cost`).
     pub(crate) page_writes: std::sync::atomic::AtomicU64,
     pub(crate) page_reads: std::sync::atomic::AtomicU64,
+    /// Automatic commit interval in ms (0: off), from the volume's
+    /// [`crate::branch::AUTO_COMMIT_SETTING`].
+    pub(crate) auto_commit: std::sync::atomic::AtomicI64,
 }
 
-/// An open volume. Cheap to clone.
+impl Shared {
+    /// The automatic commit interval, if on.
+    pub(crate) fn auto_commit_ms(&self) -> Option<i64> {
+        let ms = self.auto_commit.load(std::sync::atomic::Ordering::Relaxed);
+        (ms > 0).then_some(ms)
+    }
+}
+
+/// An open volume, seen through one branch or commit (`main` unless
+/// [`Volume::checkout`] or [`Volume::at_commit`] says otherwise). Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct Volume {
     pub(crate) shared: Arc<Shared>,
+    pub(crate) view: View,
 }
 
 impl std::fmt::Debug for Volume {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Volume({}, {:?}, {})",
-            self.shared.config.volume_id, self.shared.meta, self.shared.store
+            "Volume({}, {}, {:?}, {})",
+            self.shared.config.volume_id, self.view, self.shared.meta, self.shared.store
         )
     }
 }
@@ -222,6 +238,7 @@ impl Volume {
         s.store
             .put(&marker_key()?, Bytes::from(s.config.volume_id.clone()))
             .await?;
+        volume.load_settings().await?;
         Ok(volume)
     }
 
@@ -255,7 +272,22 @@ impl Volume {
                     .await?
             }
         }
+        volume.load_settings().await?;
         Ok(volume)
+    }
+
+    /// Reads the settings an open volume acts on.
+    async fn load_settings(&self) -> Result<()> {
+        let ms = crate::branch::duration_setting(
+            self.shared.meta.as_ref(),
+            crate::branch::AUTO_COMMIT_SETTING,
+        )
+        .await?
+        .unwrap_or(0);
+        self.shared
+            .auto_commit
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     fn assemble(
@@ -293,7 +325,9 @@ impl Volume {
                 cache,
                 page_writes: Default::default(),
                 page_reads: Default::default(),
+                auto_commit: Default::default(),
             }),
+            view: View::MAIN,
         }
     }
 
@@ -322,7 +356,10 @@ impl Volume {
     pub async fn open_file(&self, name: &str, options: OpenOptions) -> Result<File> {
         let s = &self.shared;
         check_name(name)?;
-        let meta = match s.meta.file(name).await {
+        if options.write || options.create_page_size.is_some() {
+            self.branch_id()?;
+        }
+        let meta = match s.meta.file(self.view, name).await {
             Ok(m) => m,
             Err(e) if e.kind() == fsx_meta::MetaErrorKind::NotFound => {
                 match options.create_page_size {
@@ -332,11 +369,15 @@ impl Volume {
                                 "page size {ps} is not supported: use a power of two from 512 to 65536"
                             )));
                         }
-                        match s.meta.create_file(name, ps, s.env.now_ms()).await {
+                        match s
+                            .meta
+                            .create_file(self.branch_id()?, name, ps, s.env.now_ms())
+                            .await
+                        {
                             Ok(m) => m,
                             // Lost a creation race: open the winner's file.
                             Err(e) if e.kind() == fsx_meta::MetaErrorKind::AlreadyExists => {
-                                s.meta.file(name).await?
+                                s.meta.file(self.view, name).await?
                             }
                             Err(e) => return Err(e.into()),
                         }
@@ -356,13 +397,14 @@ impl Volume {
         } else {
             None
         };
-        Ok(File::new(self.shared.clone(), meta, holder))
+        Ok(File::new(self.shared.clone(), self.view, meta, holder))
     }
 
     async fn acquire(&self, file: &FileMeta) -> Result<String> {
         let s = &self.shared;
         let holder = s.env.new_holder_id();
-        let current = s.meta.lease(file.id).await?;
+        let branch = self.branch_id()?;
+        let current = s.meta.lease(branch, file.id).await?;
         let dead = current
             .filter(|l| s.env.holder_is_dead(&l.holder))
             .map(|l| l.holder);
@@ -375,6 +417,7 @@ impl Volume {
             s.env.now_ms(),
             s.options.lease_ttl_ms,
         )
+        .on_branch(branch)
         .break_holder(dead);
         s.meta.acquire_lease(&req).await.map_err(|e| {
             let busy = e.kind() == fsx_meta::MetaErrorKind::Busy;
@@ -393,19 +436,24 @@ impl Volume {
 
     /// The file called `name`.
     pub async fn stat(&self, name: &str) -> Result<FileMeta> {
-        Ok(self.shared.meta.file(name).await?)
+        Ok(self.shared.meta.file(self.view, name).await?)
     }
 
     /// Files whose names start with `prefix`.
     pub async fn list(&self, prefix: &str) -> Result<Vec<FileMeta>> {
-        Ok(self.shared.meta.list_files(prefix).await?)
+        Ok(self.shared.meta.list_files(self.view, prefix).await?)
     }
 
     /// Deletes a file; `Busy` while another writer has it open.
     pub async fn delete(&self, name: &str) -> Result<()> {
         let s = &self.shared;
         Ok(s.meta
-            .delete_file(name, &s.env.new_holder_id(), s.env.now_ms())
+            .delete_file(
+                self.branch_id()?,
+                name,
+                &s.env.new_holder_id(),
+                s.env.now_ms(),
+            )
             .await?)
     }
 
@@ -414,7 +462,14 @@ impl Volume {
         check_name(to)?;
         let s = &self.shared;
         Ok(s.meta
-            .rename_file(from, to, replace, &s.env.new_holder_id(), s.env.now_ms())
+            .rename_file(
+                self.branch_id()?,
+                from,
+                to,
+                replace,
+                &s.env.new_holder_id(),
+                s.env.now_ms(),
+            )
             .await?)
     }
 
@@ -475,8 +530,32 @@ impl Volume {
         Ok(VolumeStats {
             counters: self.shared.meta.counters().await?,
             extents: self.shared.meta.extent_totals().await?,
-            files: self.shared.meta.list_files("").await?,
+            files: self.shared.meta.list_files(self.view, "").await?,
         })
+    }
+
+    /// What this handle reads and writes.
+    pub fn view(&self) -> View {
+        self.view
+    }
+
+    /// The branch this handle writes to; `InvalidInput` for a commit, which
+    /// is read-only.
+    pub fn branch_id(&self) -> Result<BranchId> {
+        match self.view {
+            View::Branch(b) => Ok(b),
+            View::Commit(c) => Err(Error::invalid(format!(
+                "commit {c} is read-only: create a branch from it (`fsx branch create NAME --from {c}`) to write"
+            ))),
+        }
+    }
+
+    /// The same volume seen through `view`.
+    pub(crate) fn with_view(&self, view: View) -> Volume {
+        Volume {
+            shared: self.shared.clone(),
+            view,
+        }
     }
 
     /// Pages per extent for a page size.

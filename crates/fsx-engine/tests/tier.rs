@@ -591,7 +591,7 @@ async fn single_page_reads_from_cold_use_verified_range_reads() {
     // Damage page 70 (extent 1, page 6) in cold.
     let keys: Vec<String> = v
         .meta()
-        .read_map(1, 64, 1, 64)
+        .read_map(fsx_meta::View::MAIN, 1, 64, 1, 64)
         .await
         .unwrap()
         .extents

@@ -39,18 +39,24 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
     }),
     ("tier_queue_and_copy_records", |m| Box::pin(tier_records(m))),
     ("access_statistics_and_digests", |m| Box::pin(access(m))),
-    ("branches_isolate_writes", |m| Box::pin(branches::isolation(m))),
+    ("branches_isolate_writes", |m| {
+        Box::pin(branches::isolation(m))
+    }),
     ("branches_pack_and_truncate_on_their_own_layer", |m| {
         Box::pin(branches::pack_and_truncate(m))
     }),
     ("commits_time_travel_and_reset", |m| {
         Box::pin(branches::commits_and_reset(m))
     }),
-    ("expired_commits_fold_and_free", |m| Box::pin(branches::expiry(m))),
+    ("expired_commits_fold_and_free", |m| {
+        Box::pin(branches::expiry(m))
+    }),
     ("deleting_a_branch_frees_only_its_extents", |m| {
         Box::pin(branches::delete_branch(m))
     }),
-    ("merge_copies_files_and_commits", |m| Box::pin(branches::merge(m))),
+    ("merge_copies_files_and_commits", |m| {
+        Box::pin(branches::merge(m))
+    }),
     ("automatic_commits_follow_the_interval", |m| {
         Box::pin(branches::auto_commit(m))
     }),
@@ -130,7 +136,10 @@ async fn new_file(
     holder: &str,
     now: i64,
 ) -> Result<(FileMeta, LeaseRequest), String> {
-    let f = ok("create_file", m.create_file(MAIN_BRANCH, name, PS, now).await)?;
+    let f = ok(
+        "create_file",
+        m.create_file(MAIN_BRANCH, name, PS, now).await,
+    )?;
     let lease = LeaseRequest::new(f.id, holder, now, TTL);
     ok("acquire_lease", m.acquire_lease(&lease).await)?;
     Ok((f, lease))
@@ -194,7 +203,10 @@ async fn volume_init_and_open(m: &dyn MetaEngine) -> CheckResult {
 
 async fn files(m: &dyn MetaEngine) -> CheckResult {
     init(m).await?;
-    let a = ok("create a", m.create_file(MAIN_BRANCH, "db/a%_1", PS, 10).await)?;
+    let a = ok(
+        "create a",
+        m.create_file(MAIN_BRANCH, "db/a%_1", PS, 10).await,
+    )?;
     ensure!(
         a.size == 0 && a.page_size == PS && a.name == "db/a%_1",
         "new file is {a:?}"
@@ -204,8 +216,14 @@ async fn files(m: &dyn MetaEngine) -> CheckResult {
         m.create_file(MAIN_BRANCH, "db/a%_1", PS, 11).await,
         MetaErrorKind::AlreadyExists,
     )?;
-    ok("create b", m.create_file(MAIN_BRANCH, "db/ab", 8192, 12).await)?;
-    ok("create c", m.create_file(MAIN_BRANCH, "other", PS, 13).await)?;
+    ok(
+        "create b",
+        m.create_file(MAIN_BRANCH, "db/ab", 8192, 12).await,
+    )?;
+    ok(
+        "create c",
+        m.create_file(MAIN_BRANCH, "other", PS, 13).await,
+    )?;
     let names = |v: Vec<FileMeta>| v.into_iter().map(|f| f.name).collect::<Vec<_>>();
     let listed = names(ok("list", m.list_files(View::MAIN, "db/a%").await)?);
     ensure!(
@@ -220,22 +238,29 @@ async fn files(m: &dyn MetaEngine) -> CheckResult {
 
     err_kind(
         "rename onto existing",
-        m.rename_file(MAIN_BRANCH, "db/ab", "other", false, "h", 20).await,
+        m.rename_file(MAIN_BRANCH, "db/ab", "other", false, "h", 20)
+            .await,
         MetaErrorKind::AlreadyExists,
     )?;
     ok(
         "rename replace",
-        m.rename_file(MAIN_BRANCH, "db/ab", "other", true, "h", 21).await,
+        m.rename_file(MAIN_BRANCH, "db/ab", "other", true, "h", 21)
+            .await,
     )?;
     let other = ok("file other", m.file(View::MAIN, "other").await)?;
     ensure!(
         other.page_size == 8192,
         "rename must keep the file's identity, got {other:?}"
     );
-    err_kind("old name", m.file(View::MAIN, "db/ab").await, MetaErrorKind::NotFound)?;
+    err_kind(
+        "old name",
+        m.file(View::MAIN, "db/ab").await,
+        MetaErrorKind::NotFound,
+    )?;
     err_kind(
         "rename missing",
-        m.rename_file(MAIN_BRANCH, "nope", "x", false, "h", 22).await,
+        m.rename_file(MAIN_BRANCH, "nope", "x", false, "h", 22)
+            .await,
         MetaErrorKind::NotFound,
     )?;
 
@@ -252,11 +277,19 @@ async fn files(m: &dyn MetaEngine) -> CheckResult {
     )?;
     err_kind(
         "rename under lease",
-        m.rename_file(MAIN_BRANCH, "db/a%_1", "z", false, "w2", 31).await,
+        m.rename_file(MAIN_BRANCH, "db/a%_1", "z", false, "w2", 31)
+            .await,
         MetaErrorKind::Busy,
     )?;
-    ok("delete by holder", m.delete_file(MAIN_BRANCH, "db/a%_1", "w1", 32).await)?;
-    err_kind("deleted", m.file(View::MAIN, "db/a%_1").await, MetaErrorKind::NotFound)?;
+    ok(
+        "delete by holder",
+        m.delete_file(MAIN_BRANCH, "db/a%_1", "w1", 32).await,
+    )?;
+    err_kind(
+        "deleted",
+        m.file(View::MAIN, "db/a%_1").await,
+        MetaErrorKind::NotFound,
+    )?;
     err_kind(
         "delete again",
         m.delete_file(MAIN_BRANCH, "db/a%_1", "w1", 33).await,
@@ -324,7 +357,10 @@ async fn leases(m: &dyn MetaEngine) -> CheckResult {
             .await,
         MetaErrorKind::Busy,
     )?;
-    ok("w3 releases", m.release_lease(MAIN_BRANCH, f.id, "w3").await)?;
+    ok(
+        "w3 releases",
+        m.release_lease(MAIN_BRANCH, f.id, "w3").await,
+    )?;
     ok(
         "w1 after release",
         m.acquire_lease(&LeaseRequest::new(f.id, "w1", 1000 + TTL + 3, TTL))
@@ -387,13 +423,19 @@ async fn writes(m: &dyn MetaEngine) -> CheckResult {
     let meta = ok("file", m.file(View::MAIN, "f").await)?;
     ensure!(meta.size == 601 * 4096, "file size {}", meta.size);
 
-    let before = ok("dirty_extent", m.dirty_extent(View::MAIN, f.id, 0, PPE).await)?;
+    let before = ok(
+        "dirty_extent",
+        m.dirty_extent(View::MAIN, f.id, 0, PPE).await,
+    )?;
     ok(
         "overwrite",
         m.commit_writes(&WriteBatch::new(lease.clone(), vec![pw(2, 9)], 601 * 4096))
             .await,
     )?;
-    let after = ok("dirty_extent", m.dirty_extent(View::MAIN, f.id, 0, PPE).await)?;
+    let after = ok(
+        "dirty_extent",
+        m.dirty_extent(View::MAIN, f.id, 0, PPE).await,
+    )?;
     let seq = |d: &DirtyExtent, p: u64| d.pages.iter().find(|x| x.page_no == p).map(|x| x.seq);
     ensure!(
         seq(&after, 2) > seq(&before, 2),
@@ -403,7 +445,10 @@ async fn writes(m: &dyn MetaEngine) -> CheckResult {
         seq(&after, 0) == seq(&before, 0),
         "untouched pages keep their sequence"
     );
-    let summary = ok("dirty_summary", m.dirty_summary(View::MAIN, f.id, PPE).await)?;
+    let summary = ok(
+        "dirty_summary",
+        m.dirty_summary(View::MAIN, f.id, PPE).await,
+    )?;
     ensure!(
         summary
             == vec![
@@ -436,7 +481,10 @@ async fn writes(m: &dyn MetaEngine) -> CheckResult {
             ],
         "dirty_counts {counts:?}"
     );
-    let none = ok("dirty_counts", m.dirty_counts(View::MAIN, f.id, PPE, &[5]).await)?;
+    let none = ok(
+        "dirty_counts",
+        m.dirty_counts(View::MAIN, f.id, PPE, &[5]).await,
+    )?;
     ensure!(none.is_empty(), "dirty_counts of a clean extent: {none:?}");
     Ok(())
 }
@@ -453,7 +501,10 @@ async fn pack(m: &dyn MetaEngine) -> CheckResult {
         ))
         .await,
     )?;
-    let d = ok("dirty_extent", m.dirty_extent(View::MAIN, f.id, 0, PPE).await)?;
+    let d = ok(
+        "dirty_extent",
+        m.dirty_extent(View::MAIN, f.id, 0, PPE).await,
+    )?;
     ensure!(
         d.current_key.is_none() && d.pages.len() == 2,
         "dirty extent {d:?}"
@@ -525,7 +576,10 @@ async fn pack_conflicts(m: &dyn MetaEngine) -> CheckResult {
         m.commit_writes(&WriteBatch::new(lease.clone(), vec![pw(0, 2)], 4096))
             .await,
     )?;
-    let d = ok("dirty_extent", m.dirty_extent(View::MAIN, f.id, 0, PPE).await)?;
+    let d = ok(
+        "dirty_extent",
+        m.dirty_extent(View::MAIN, f.id, 0, PPE).await,
+    )?;
     let consumed: Vec<(u64, i64)> = d.pages.iter().map(|p| (p.page_no, p.seq)).collect();
     ok("pin b", m.pin_extent("extent/ext-b", 1, 7).await)?;
     // Wrong expectation.
@@ -619,7 +673,10 @@ async fn refcounts(m: &dyn MetaEngine) -> CheckResult {
         r.refcount == 1 && r.state == ExtentState::Live,
         "after rewrite: {r:?}"
     );
-    ok("delete two", m.delete_file(MAIN_BRANCH, "two", "w", 8).await)?;
+    ok(
+        "delete two",
+        m.delete_file(MAIN_BRANCH, "two", "w", 8).await,
+    )?;
     let r = refcount(m, "extent/ext-same").await?.ok_or("no record")?;
     ensure!(
         r.refcount == 0 && r.idle_since_ms == 8,
@@ -664,7 +721,10 @@ async fn gc(m: &dyn MetaEngine) -> CheckResult {
         m.commit_writes(&WriteBatch::new(lease.clone(), vec![pw(1, 1)], 8192))
             .await,
     )?;
-    let d = ok("dirty_extent", m.dirty_extent(View::MAIN, lease.file_id, 0, PPE).await)?;
+    let d = ok(
+        "dirty_extent",
+        m.dirty_extent(View::MAIN, lease.file_id, 0, PPE).await,
+    )?;
     let consumed = d.pages.iter().map(|p| (p.page_no, p.seq)).collect();
     let c = PackCommit::new(
         lease.clone(),
@@ -745,7 +805,10 @@ async fn shrink(m: &dyn MetaEngine) -> CheckResult {
     let size = PPE * 4096 + 4096;
     let b = WriteBatch::new(lease.clone(), vec![], size).shrink(PPE + 1, 2);
     ok("shrink", m.commit_writes(&b).await)?;
-    let map = ok("read_map", m.read_map(View::MAIN, f.id, 0, 3 * PPE, PPE).await)?;
+    let map = ok(
+        "read_map",
+        m.read_map(View::MAIN, f.id, 0, 3 * PPE, PPE).await,
+    )?;
     ensure!(map.size == size, "size {}", map.size);
     let keys: Vec<&str> = map.extents.iter().map(|(_, k)| k.as_str()).collect();
     ensure!(keys == ["extent/ext-0", "extent/ext-1"], "extents {keys:?}");

@@ -674,8 +674,7 @@ pub trait MetaEngine: fsx_store::MaybeSend + fsx_store::MaybeSync + std::fmt::De
     ) -> BoxFuture<'a, Result<()>>;
 
     /// The current lease of a file on a branch, expired or not.
-    fn lease(&self, branch: BranchId, file_id: FileId)
-    -> BoxFuture<'_, Result<Option<LeaseInfo>>>;
+    fn lease(&self, branch: BranchId, file_id: FileId) -> BoxFuture<'_, Result<Option<LeaseInfo>>>;
 
     /// Durably applies a batch of writes (see [`WriteBatch`]).
     fn commit_writes<'a>(&'a self, batch: &'a WriteBatch) -> BoxFuture<'a, Result<()>>;

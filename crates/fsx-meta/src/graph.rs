@@ -61,7 +61,11 @@ pub fn plan(graph: &LayerGraph) -> RetentionPlan {
         .branches
         .iter()
         .map(|b| b.head)
-        .chain(reachable.iter().filter_map(|c| commits.get(c).map(|c| c.layer)))
+        .chain(
+            reachable
+                .iter()
+                .filter_map(|c| commits.get(c).map(|c| c.layer)),
+        )
         .collect();
     let mut needed = BTreeSet::new();
     for &l in &pinned {

@@ -23,12 +23,12 @@ pub mod conformance;
 pub mod contract;
 pub mod error;
 pub mod graph;
-#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
-pub(crate) mod resolve;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod hot;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
+pub(crate) mod resolve;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 

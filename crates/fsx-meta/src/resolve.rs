@@ -214,15 +214,14 @@ impl Walk {
             .collect();
         (key, pages)
     }
-
 }
 
-/// Pages with any visible content or hole override below `layer`: used by
-/// the merge to copy a file. Returns extent entries and dirty pages of the
-/// whole file as one layer's rows would hold them.
+/// A resolved file as one layer's rows would hold it: extent entries and
+/// dirty pages.
 pub(crate) type FlatFile = (Vec<(u64, String)>, Vec<(u64, i64, Option<Bytes>)>);
 
-/// Flattens a resolved whole-file walk into rows for one layer.
+/// Flattens a resolved whole-file walk into rows for one layer: what a
+/// merge copies so that one layer shows the file exactly as the source did.
 pub(crate) fn flatten(walk: Walk) -> FlatFile {
     let extents = walk
         .extents
@@ -238,7 +237,7 @@ pub(crate) fn flatten(walk: Walk) -> FlatFile {
 }
 
 /// Checks a branch name: 1 to 100 characters from `A-Z a-z 0-9 . _ - /`,
-/// not starting with `-` or `/`.
+/// not starting with `-`, `/` or `.`.
 pub(crate) fn check_branch_name(name: &str) -> crate::Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 100

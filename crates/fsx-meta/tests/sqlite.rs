@@ -83,4 +83,3 @@ fn readers_are_not_locked_out_by_a_writer_in_another_connection() {
     tx.commit().unwrap();
     assert_eq!(block_on(m.file(View::MAIN, "f")).unwrap().size, 1);
 }
-

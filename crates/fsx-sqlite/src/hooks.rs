@@ -4,7 +4,7 @@
 //! parameters of `file:app.db?vfs=fsx&volume=PATH` live after the name's
 //! terminating NUL and are read with `sqlite3_uri_parameter` on SQLite's own
 //! pointer. So after registration the VFS's `xOpen` is wrapped: the wrapper
-//! reads `volume` and `mode` for a main database, leaves them in a
+//! reads `volume`, `mode`, `branch` and `commit` for a main database, leaves them in a
 //! thread-local for [`crate::vfs`] (the open runs synchronously on the same
 //! thread), and calls the original.
 
@@ -21,6 +21,10 @@ pub(crate) struct OpenParams {
     pub(crate) volume: Option<String>,
     /// `mode=…` (`rwc` allows creating a missing volume).
     pub(crate) mode: Option<String>,
+    /// `branch=NAME`: the branch to open (default `main`).
+    pub(crate) branch: Option<String>,
+    /// `commit=ID`: a commit to open, read-only.
+    pub(crate) commit: Option<String>,
 }
 
 thread_local! {
@@ -108,6 +112,8 @@ unsafe extern "C" fn x_open(
             OpenParams {
                 volume: param(hook.uri_parameter, name, c"volume"),
                 mode: param(hook.uri_parameter, name, c"mode"),
+                branch: param(hook.uri_parameter, name, c"branch"),
+                commit: param(hook.uri_parameter, name, c"commit"),
             }
         };
         PARAMS.with(|p| *p.borrow_mut() = Some(params));

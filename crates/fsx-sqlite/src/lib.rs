@@ -6,6 +6,8 @@
 //! ```text
 //! file:app.db?vfs=fsx&volume=/path/to/volume
 //! file:app.db?vfs=fsx&volume=/path/to/volume&mode=rwc   (creates a missing volume)
+//! file:app.db?vfs=fsx&volume=/path/to/volume&branch=dev  (a branch; default main)
+//! file:app.db?vfs=fsx&volume=/path/to/volume&commit=42   (a commit, read-only)
 //! ```
 //!
 //! Three ways in:
@@ -27,7 +29,7 @@
 //! | [`vfs`] | the VFS methods over `fsx_engine::File` |
 //! | `locks` | SQLite lock levels between connections of a process |
 //! | `shm` | the in-memory WAL index |
-//! | `hooks` | the FFI wrapper that reads `volume=` from the URI |
+//! | `hooks` | the FFI wrapper that reads `volume=`, `branch=`, `commit=` from the URI |
 
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -10,6 +10,12 @@
 //! never need to survive the process. The WAL index (`-shm`) is process
 //! memory too (`shm.rs`).
 //!
+//! `&branch=NAME` opens the files of a branch instead of `main` (the same
+//! name on two branches is two files, each with its own lease), and
+//! `&commit=ID` those of a commit, read-only: writes fail with
+//! `SQLITE_READONLY`, and a journal or WAL the commit does not hold reads as
+//! empty.
+//!
 //! Every fsx file the VFS creates has 4096-byte pages, whatever SQLite's
 //! page size (512 to 65536): the engine reads and writes any byte range, so
 //! SQLite pages of 512 bytes share an fsx page (a partial write reads the
@@ -59,12 +65,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use fsx_engine::{ErrorKind, File, OpenOptions, SystemEnv, Volume, VolumeOptions};
+use fsx_meta::View;
 use sqlite_plugin::flags::ShmLockMode;
 use sqlite_plugin::flags::{AccessFlags, CreateMode, LockLevel, OpenKind, OpenMode, OpenOpts};
 use sqlite_plugin::vars;
 use sqlite_plugin::vfs::{Vfs, VfsHandle, VfsResult};
 
-use crate::hooks::take_params;
+use crate::hooks::{OpenParams, take_params};
 use crate::locks::LockTable;
 use crate::shm::{Shm, ShmHold};
 
@@ -147,8 +154,11 @@ pub(crate) fn file_name(path: &str) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("/"))
 }
 
-/// Open files by (volume directory, name).
-type Files = HashMap<(PathBuf, String), Arc<Entry>>;
+/// Where a file lives: a volume directory, and the branch or commit of it.
+type Scope = (PathBuf, View);
+
+/// Open files by scope and name.
+type Files = HashMap<(Scope, String), Arc<Entry>>;
 
 thread_local! {
     /// The main database this thread last worked on (see `FsxVfs::main_of`).
@@ -165,9 +175,11 @@ fn set_current(e: &Arc<Entry>) {
 /// One fsx file open in this process, shared by its connections.
 pub(crate) struct Entry {
     name: String,
+    /// The volume, seen through the entry's branch or commit.
     volume: Volume,
-    /// The volume's directory, to refuse one name from two volumes.
-    volume_dir: PathBuf,
+    /// The volume's directory and view: one name is a different file in
+    /// another volume or on another branch.
+    scope: Scope,
     main: bool,
     engine: RwLock<Option<File>>,
     state: Mutex<EntryState>,
@@ -186,11 +198,11 @@ struct EntryState {
 }
 
 impl Entry {
-    fn new(name: String, volume: Volume, volume_dir: PathBuf, main: bool) -> Arc<Self> {
+    fn new(name: String, volume: Volume, scope: Scope, main: bool) -> Arc<Self> {
         Arc::new(Self {
             name,
             volume,
-            volume_dir,
+            scope,
             main,
             engine: RwLock::new(None),
             state: Mutex::new(EntryState::default()),
@@ -198,8 +210,13 @@ impl Entry {
         })
     }
 
-    fn key(&self) -> (PathBuf, String) {
-        (self.volume_dir.clone(), self.name.clone())
+    fn key(&self) -> (Scope, String) {
+        (self.scope.clone(), self.name.clone())
+    }
+
+    /// A commit is read-only.
+    fn read_only(&self) -> bool {
+        matches!(self.scope.1, View::Commit(_))
     }
 
     fn state(&self) -> MutexGuard<'_, EntryState> {
@@ -338,7 +355,9 @@ impl FsxVfs {
         if engine.is_some() {
             return Ok(());
         }
-        let options = if create {
+        let options = if entry.read_only() {
+            OpenOptions::read()
+        } else if create {
             OpenOptions::create(FSX_PAGE_SIZE)
         } else {
             OpenOptions::write()
@@ -375,14 +394,14 @@ impl FsxVfs {
     /// created if missing; `None` if no open database owns the name.
     fn companion(files: &mut Files, name: &str) -> Option<Arc<Entry>> {
         let main = Self::main_of(files, name)?;
-        let key = (main.volume_dir.clone(), name.to_string());
+        let key = (main.scope.clone(), name.to_string());
         if let Some(e) = files.get(&key) {
             return Some(e.clone());
         }
         let e = Entry::new(
             name.to_string(),
             main.volume.clone(),
-            main.volume_dir.clone(),
+            main.scope.clone(),
             false,
         );
         main.state().companions.push(e.clone());
@@ -391,10 +410,14 @@ impl FsxVfs {
     }
 
     fn handle(&self, backing: Backing, opts: &OpenOpts) -> Handle {
+        let read_only = match &backing {
+            Backing::Volume(e) => e.read_only(),
+            Backing::Memory(_) => false,
+        };
         Handle {
             backing,
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            readonly: opts.mode().is_readonly(),
+            readonly: read_only || opts.mode().is_readonly(),
             delete_on_close: opts.delete_on_close(),
             level: LockLevel::Unlocked,
             shm: ShmHold::default(),
@@ -403,7 +426,7 @@ impl FsxVfs {
 
     fn open_main(&self, name: String, opts: &OpenOpts) -> VfsResult<Handle> {
         let params = take_params().unwrap_or_default();
-        let Some(path) = params.volume else {
+        let Some(path) = params.volume.clone() else {
             return Err(fail(
                 vars::SQLITE_CANTOPEN,
                 format!(
@@ -412,11 +435,12 @@ impl FsxVfs {
             ));
         };
         let (volume, dir) = self.volume(&path, params.mode.as_deref() == Some("rwc"))?;
+        let volume = self.view_of(volume, &params)?;
         let mut files = lock(&self.files);
-        let key = (dir.clone(), name.clone());
+        let key = ((dir.clone(), volume.view()), name.clone());
         let entry = match files.get(&key) {
             Some(e) => e.clone(),
-            None => Entry::new(name.clone(), volume, dir, true),
+            None => Entry::new(name.clone(), volume.clone(), (dir, volume.view()), true),
         };
         let create = !matches!(
             opts.mode(),
@@ -471,11 +495,39 @@ impl FsxVfs {
         }
         match self.own(&entry, create) {
             Ok(()) => {}
+            // A commit without this journal or WAL reads as if it were
+            // empty; SQLite may still need a scratch copy to open it.
+            Err(e) if e.kind() == ErrorKind::NotFound && entry.read_only() => {
+                return Ok(self.handle(Backing::Memory(Vec::new()), opts));
+            }
             Err(e) if e.kind() == ErrorKind::NotFound => return Err(vars::SQLITE_CANTOPEN),
             Err(e) => return Err(engine_err(vars::SQLITE_CANTOPEN, "cannot open", &name, &e)),
         }
         entry.state().handles += 1;
         Ok(self.handle(Backing::Volume(entry), opts))
+    }
+
+    /// The volume seen through the URI's `branch=` or `commit=`.
+    fn view_of(&self, volume: Volume, params: &OpenParams) -> VfsResult<Volume> {
+        let cantopen = |msg: String| fail(vars::SQLITE_CANTOPEN, format!("fsx: {msg}"));
+        match (&params.branch, &params.commit) {
+            (Some(_), Some(_)) => Err(cantopen(
+                "give either branch= or commit= in the URI, not both".into(),
+            )),
+            (Some(b), None) => self
+                .block_on(volume.checkout(b))
+                .map_err(|e| cantopen(format!("cannot open branch {b:?}: {e}"))),
+            (None, Some(c)) => {
+                let id: fsx_meta::CommitId = c.parse().map_err(|_| {
+                    cantopen(format!(
+                        "commit={c:?} is not a commit id (`fsx log` lists them)"
+                    ))
+                })?;
+                self.block_on(volume.at_commit(id))
+                    .map_err(|e| cantopen(format!("cannot open commit {id}: {e}")))
+            }
+            (None, None) => Ok(volume),
+        }
     }
 
     /// Truncates `entry` to nothing, durably, and marks it deleted.
@@ -620,7 +672,7 @@ impl Vfs for FsxVfs {
             let main = Self::main_of(&files, &name);
             let existing = main
                 .as_ref()
-                .and_then(|m| files.get(&(m.volume_dir.clone(), name.clone())));
+                .and_then(|m| files.get(&(m.scope.clone(), name.clone())));
             if let Some(e) = existing {
                 if e.state().deleted {
                     return Ok(false);

@@ -83,7 +83,10 @@ pub(super) async fn isolation(m: &dyn MetaEngine) -> CheckResult {
     write(m, &main_w, vec![pw(0, 2)], 4096).await?;
     write(m, &dev_w, vec![pw(0, 3)], 8192).await?;
     let dv = View::Branch(dev.id);
-    ensure!(page0(m, View::MAIN, f.id).await? == "dirty:2", "main sees its write");
+    ensure!(
+        page0(m, View::MAIN, f.id).await? == "dirty:2",
+        "main sees its write"
+    );
     ensure!(page0(m, dv, f.id).await? == "dirty:3", "dev sees its write");
     ensure!(
         page0(m, View::Commit(c1.id), f.id).await? == "dirty:1",
@@ -127,7 +130,10 @@ pub(super) async fn isolation(m: &dyn MetaEngine) -> CheckResult {
     // A branch from main's head commits main first, automatically.
     let b2 = ok("branch b2", m.create_branch("b2", View::MAIN, 7).await)?;
     let main = ok("main", m.branch(MAIN_BRANCH_NAME).await)?;
-    let point = ok("commit_info", m.commit_info(b2.commit.ok_or("no base")?).await)?;
+    let point = ok(
+        "commit_info",
+        m.commit_info(b2.commit.ok_or("no base")?).await,
+    )?;
     ensure!(
         point.auto && main.commit == Some(point.id) && point.parent == Some(c1.id),
         "branch point {point:?} main {main:?}"
@@ -147,7 +153,13 @@ pub(super) async fn isolation(m: &dyn MetaEngine) -> CheckResult {
 pub(super) async fn pack_and_truncate(m: &dyn MetaEngine) -> CheckResult {
     init(m).await?;
     let (f, main_w) = new_file(m, "f", "w", 1).await?;
-    write(m, &main_w, vec![pw(0, 1), pw(1, 1), pw(PPE, 2)], (PPE + 1) * 4096).await?;
+    write(
+        m,
+        &main_w,
+        vec![pw(0, 1), pw(1, 1), pw(PPE, 2)],
+        (PPE + 1) * 4096,
+    )
+    .await?;
     pack_one(m, &main_w, 0, Some("extent/a"), 2).await?;
     pack_one(m, &main_w, 1, Some("extent/b"), 2).await?;
     // An unpacked page that dev's truncation must hide.
@@ -174,19 +186,25 @@ pub(super) async fn pack_and_truncate(m: &dyn MetaEngine) -> CheckResult {
                     page_no: 1,
                     data: None
                 }],
-        "dev after truncation {}", brief(&map)
+        "dev after truncation {}",
+        brief(&map)
     );
     // Growing again shows zeros, not what the truncation cut.
     write(m, &dev_w, vec![], 3 * 4096).await?;
     let map = ok("read_map dev", m.read_map(dv, f.id, 0, 3, PPE).await)?;
     ensure!(
         map.size == 3 * 4096 && map.dirty.len() == 1,
-        "dev after growing {}", brief(&map)
+        "dev after growing {}",
+        brief(&map)
     );
-    let map = ok("read_map main", m.read_map(View::MAIN, f.id, 0, 2 * PPE, PPE).await)?;
+    let map = ok(
+        "read_map main",
+        m.read_map(View::MAIN, f.id, 0, 2 * PPE, PPE).await,
+    )?;
     ensure!(
         map.extents.len() == 2 && map.dirty == vec![pw(2, 7)],
-        "main after dev's truncation {}", brief(&map)
+        "main after dev's truncation {}",
+        brief(&map)
     );
     // Packing dev's extent 0 folds in the inherited key, on dev only.
     let d = ok("dirty_extent", m.dirty_extent(dv, f.id, 0, PPE).await)?;
@@ -197,17 +215,32 @@ pub(super) async fn pack_and_truncate(m: &dyn MetaEngine) -> CheckResult {
             && d.layer == dev.head,
         "dirty extent on dev {d:?}"
     );
-    let counts = ok("dirty_summary", m.dirty_summary(View::MAIN, f.id, PPE).await)?;
-    ensure!(counts.is_empty(), "main has no dirty pages of its own: {counts:?}");
+    let counts = ok(
+        "dirty_summary",
+        m.dirty_summary(View::MAIN, f.id, PPE).await,
+    )?;
+    ensure!(
+        counts.is_empty(),
+        "main has no dirty pages of its own: {counts:?}"
+    );
     pack_one(m, &dev_w, 0, Some("extent/a1"), 4).await?;
-    ensure!(page0(m, dv, f.id).await? == "extent:extent/a1", "dev packed");
-    ensure!(page0(m, View::MAIN, f.id).await? == "extent:extent/a", "main kept");
+    ensure!(
+        page0(m, dv, f.id).await? == "extent:extent/a1",
+        "dev packed"
+    );
+    ensure!(
+        page0(m, View::MAIN, f.id).await? == "extent:extent/a",
+        "main kept"
+    );
     for (k, n) in [("extent/a", 1), ("extent/a1", 1), ("extent/b", 1)] {
         let r = refcount(m, k).await?.ok_or(format!("no record {k}"))?;
         ensure!(r.refcount == n, "{k}: refcount {} != {n}", r.refcount);
     }
     // A pack on main's head with dev's lease is refused.
-    let d = ok("dirty_extent", m.dirty_extent(View::MAIN, f.id, 0, PPE).await)?;
+    let d = ok(
+        "dirty_extent",
+        m.dirty_extent(View::MAIN, f.id, 0, PPE).await,
+    )?;
     let bad = PackCommit::new(dev_w.clone(), d.layer, 0, d.current_key, None, vec![]);
     err_kind(
         "pack another branch's head",
@@ -248,7 +281,10 @@ pub(super) async fn commits_and_reset(m: &dyn MetaEngine) -> CheckResult {
     )?;
     ok("release", m.release_lease(MAIN_BRANCH, f.id, "w").await)?;
     ok("reset", m.reset_branch(MAIN_BRANCH, c1.id, 6).await)?;
-    ensure!(page0(m, View::MAIN, f.id).await? == "dirty:1", "main after reset");
+    ensure!(
+        page0(m, View::MAIN, f.id).await? == "dirty:1",
+        "main after reset"
+    );
     let main = ok("main", m.branch("main").await)?;
     ensure!(main.commit == Some(c1.id), "main's commit {main:?}");
     for c in [c2.id, c3.id] {
@@ -283,7 +319,8 @@ pub(super) async fn expiry(m: &dyn MetaEngine) -> CheckResult {
         keys.push(k);
         ok(
             "auto commit",
-            m.commit(MAIN_BRANCH, "auto", true, 100 + i64::from(i)).await,
+            m.commit(MAIN_BRANCH, "auto", true, 100 + i64::from(i))
+                .await,
         )?
         .ok_or("a commit with changes")?;
     }
@@ -391,8 +428,15 @@ pub(super) async fn merge(m: &dyn MetaEngine) -> CheckResult {
     // g still has a live writer on main: merging it is refused, atomically.
     err_kind(
         "merge over a writer",
-        m.merge_files(MAIN_BRANCH, View::Commit(tip.id), &[f.id, g.id, h.id], "merge", tip.id, 6)
-            .await,
+        m.merge_files(
+            MAIN_BRANCH,
+            View::Commit(tip.id),
+            &[f.id, g.id, h.id],
+            "merge",
+            tip.id,
+            6,
+        )
+        .await,
         MetaErrorKind::Busy,
     )?;
     ensure!(
@@ -402,8 +446,15 @@ pub(super) async fn merge(m: &dyn MetaEngine) -> CheckResult {
     ok("release g", m.release_lease(MAIN_BRANCH, g.id, "w").await)?;
     let c = ok(
         "merge",
-        m.merge_files(MAIN_BRANCH, View::Commit(tip.id), &[f.id, g.id, h.id], "merge", tip.id, 7)
-            .await,
+        m.merge_files(
+            MAIN_BRANCH,
+            View::Commit(tip.id),
+            &[f.id, g.id, h.id],
+            "merge",
+            tip.id,
+            7,
+        )
+        .await,
     )?;
     ensure!(c.merged == Some(tip.id) && !c.auto, "merge commit {c:?}");
     let names: Vec<String> = ok("list", m.list_files(View::MAIN, "").await)?
@@ -416,14 +467,22 @@ pub(super) async fn merge(m: &dyn MetaEngine) -> CheckResult {
         map.size == 8192
             && map.extents == vec![(0, "extent/f-dev".to_string())]
             && map.dirty == vec![pw(1, 6)],
-        "f on main after merge {}", brief(&map)
+        "f on main after merge {}",
+        brief(&map)
     );
     let r = refcount(m, "extent/f-dev").await?.ok_or("no record")?;
-    ensure!(r.refcount == 2, "both branches reference f's extent: {}", r.refcount);
+    ensure!(
+        r.refcount == 2,
+        "both branches reference f's extent: {}",
+        r.refcount
+    );
     // Main's writer can continue on the merged file.
     let w2 = lease_on(m, MAIN_BRANCH, f.id, "w2", 8).await?;
     write(m, &w2, vec![pw(0, 8)], 8192).await?;
-    ensure!(page0(m, View::MAIN, f.id).await? == "dirty:8", "write after merge");
+    ensure!(
+        page0(m, View::MAIN, f.id).await? == "dirty:8",
+        "write after merge"
+    );
     ensure!(
         page0(m, View::Branch(dev.id), f.id).await? == "extent:extent/f-dev",
         "dev unaffected by main's write"
@@ -443,7 +502,10 @@ pub(super) async fn auto_commit(m: &dyn MetaEngine) -> CheckResult {
     ok("within the interval", m.commit_writes(&batch(500, 2)).await)?;
     let g = ok("graph", m.layer_graph().await)?;
     ensure!(g.commits.is_empty(), "committed too early: {:?}", g.commits);
-    ok("after the interval", m.commit_writes(&batch(1_200, 3)).await)?;
+    ok(
+        "after the interval",
+        m.commit_writes(&batch(1_200, 3)).await,
+    )?;
     let g = ok("graph", m.layer_graph().await)?;
     ensure!(
         g.commits.len() == 1 && g.commits[0].auto && g.commits[0].created_ms == 1_200,

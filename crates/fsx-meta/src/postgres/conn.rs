@@ -253,14 +253,6 @@ pub(crate) fn is_retryable(e: &MetaError) -> bool {
         .is_some_and(is_retryable_code)
 }
 
-/// Whether `e` is a unique-constraint violation.
-pub(crate) fn is_unique_violation(e: &MetaError) -> bool {
-    std::error::Error::source(e)
-        .and_then(|s| s.downcast_ref::<tokio_postgres::Error>())
-        .and_then(tokio_postgres::Error::code)
-        .is_some_and(|c| *c == SqlState::UNIQUE_VIOLATION)
-}
-
 /// Classifies a failure to connect, saying what to fix.
 fn connect_err(url: &PgUrl, e: tokio_postgres::Error) -> MetaError {
     let target = &url.shown;

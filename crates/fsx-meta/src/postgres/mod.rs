@@ -20,43 +20,67 @@
 //! be polled from any executor, including a plain `block_on`, as long as the
 //! runtime is alive.
 //!
+//! # Branches and layers
+//!
+//! The same rows and steps as the SQLite engine (see "Branches and layers"
+//! in [`crate::contract`]): the `layers` module moves rows, and what a layer
+//! shows ([`crate::resolve`]) and what retention keeps ([`crate::graph`])
+//! are decided by the code both engines share.
+//!
 //! # Concurrency design
 //!
 //! Every [`MetaEngine`] call is one transaction. Two isolation levels:
 //!
 //! - **Reads** (`file`, `list_files`, `lease`, `read_map`, `dirty_*`,
-//!   `list_extents`, `count_references`) run `REPEATABLE READ READ ONLY`:
-//!   one snapshot for all their statements (the contract's "reads are
-//!   snapshots"), and read-only snapshot transactions never fail to
-//!   serialize.
+//!   `branch*`, `commit_info`, `layer_*`, `list_extents`,
+//!   `count_references`) run `REPEATABLE READ READ ONLY`: one snapshot for
+//!   all their statements (the contract's "reads are snapshots"), so a view
+//!   resolves against one state of the layer graph, and read-only snapshot
+//!   transactions never fail to serialize.
 //! - **Writes** run `READ COMMITTED` and make every check-then-act safe
-//!   with row locks, not with SERIALIZABLE (which would abort and retry
-//!   whole transactions under the contention that leases invite):
-//!   - a call concerning a file first locks the file's `fsx_files` row
-//!     (`SELECT … FOR UPDATE`): leases, the dirty buffer, the extent map and
-//!     the write sequence of a file only change under that lock, so lease
-//!     checks, `commit_pack`'s expected-key check and `write_seq` increments
-//!     are serialized per file. After waiting for the lock, the next
-//!     statement sees what the previous holder committed;
+//!   with locks, not with SERIALIZABLE (which would abort and retry whole
+//!   transactions under the contention that leases invite). The locks are
+//!   transaction-scoped advisory locks keyed by the schema, so volumes
+//!   sharing a database never wait for each other:
+//!   - **the layer graph.** Every write that reads a branch head or a layer
+//!     holds the volume's graph lock *shared*; the calls that change the
+//!     graph (creating, deleting and resetting branches, committing,
+//!     expiring, merging, and a `commit_writes` whose automatic commit is
+//!     due) hold it *exclusive*. So a head never freezes under a writer, and
+//!     collecting or folding layers never moves rows anyone is using. Such
+//!     calls are O(1) or rare, so the pause they impose on writers is short;
+//!   - **a file on a branch.** A call concerning a file on a branch locks
+//!     `(branch, file)`: its lease, the head's rows of the file and its
+//!     write sequence only change under that lock, so lease checks,
+//!     `commit_pack`'s expected-key check and `write_seq` increments are
+//!     serialized per file and branch, while writers of one file on two
+//!     branches never wait for each other. Packing a frozen layer (a
+//!     commit's) locks `(layer, file)` instead. After waiting for a lock,
+//!     the next statement sees what the previous holder committed;
+//!   - **a branch's names.** Creating, renaming and deleting files lock the
+//!     branch's namespace first: names are unique per view, not per table
+//!     (every layer has its own rows), so that lock is what stops two
+//!     creates of one name from both succeeding;
 //!   - extent records are only changed by single conditional statements
-//!     (`refcount + 1 … WHERE state = 0`, `refcount - n … WHERE refcount >=
+//!     (`refcount + n … WHERE state = 0`, `refcount - n … WHERE refcount >=
 //!     n`, GC's `state = 1 WHERE refcount = 0 AND …`), which PostgreSQL
 //!     re-evaluates on the newest row version after waiting for a concurrent
 //!     writer. So a claimed record can never gain a reference (incref finds
 //!     `state = 1` and the pack fails with `Conflict`), a referenced or
 //!     freshly pinned record is never claimed, and a refcount never goes
 //!     negative;
-//!   - a transaction that changes several extent records first locks them
-//!     in key order (`ORDER BY key FOR UPDATE`), file rows are always locked
-//!     before extent records, and GC skips records others have locked
-//!     (`SKIP LOCKED`), so these calls cannot deadlock one another;
+//!   - locks are always taken in one order: graph, names, files (ascending
+//!     id), then rows (leases, file rows, and extent records in key order,
+//!     `ORDER BY key FOR UPDATE`); GC skips records others have locked
+//!     (`SKIP LOCKED`). So these calls cannot deadlock one another;
 //!   - creating the schema takes a transaction-scoped advisory lock per
 //!     schema, so two processes initialising or migrating one volume do not
 //!     race on DDL.
 //!
-//!   Where a deadlock remains possible (two renames crossing the same two
-//!   names) PostgreSQL aborts one transaction, and the call retries it (see
-//!   the `conn` module), at most a few times.
+//!   Where a deadlock remains possible (two advisory keys whose hashes
+//!   collide, or another session locking rows by hand) PostgreSQL aborts one
+//!   transaction, and the call retries it (see the `conn` module), at most a
+//!   few times.
 //! - **Durability.** A call returns after `COMMIT`, which with PostgreSQL's
 //!   default `synchronous_commit = on` is flushed to the WAL.
 //!
@@ -65,7 +89,10 @@
 
 pub(crate) mod conn;
 mod hot;
+mod layers;
 mod schema;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
@@ -76,7 +103,7 @@ use tokio::runtime::Handle;
 use crate::contract::*;
 use crate::error::{MetaError, MetaErrorKind, Result};
 use crate::{SCHEMA_VERSION, check_extent_size};
-use conn::{PgUrl, Pool, Tx, TxKind, col, is_unique_violation, transact};
+use conn::{PgUrl, Pool, Tx, TxKind, col, transact};
 pub use hot::PgHotStore;
 
 /// The PostgreSQL metadata engine (see the module docs). Cheap to clone:
@@ -134,28 +161,6 @@ impl PgMeta {
     }
 }
 
-/// Builds a `SELECT` of the file columns with a `&'static str` result, so
-/// the statement cache can key on it.
-macro_rules! file_sql {
-    ($($rest:literal)+) => {
-        concat!("SELECT id, name, page_size, size, created_ms, modified_ms ", $($rest),+)
-    };
-}
-
-fn file_row(r: &tokio_postgres::Row) -> Result<FileMeta> {
-    let page_size: i64 = col(r, 2)?;
-    let size: i64 = col(r, 3)?;
-    Ok(FileMeta {
-        id: col(r, 0)?,
-        name: col(r, 1)?,
-        page_size: u32::try_from(page_size)
-            .map_err(|_| corrupt(format!("page size {page_size} out of range")))?,
-        size: u64::try_from(size).map_err(|_| corrupt(format!("file size {size} is negative")))?,
-        created_ms: col(r, 4)?,
-        modified_ms: col(r, 5)?,
-    })
-}
-
 fn corrupt(message: impl Into<String>) -> MetaError {
     MetaError::new(MetaErrorKind::Corrupt, message)
 }
@@ -187,6 +192,52 @@ async fn lock_volume(tx: &Tx<'_>) -> Result<()> {
         &[],
     )
     .await?;
+    Ok(())
+}
+
+/// Advisory-lock classes of the engine's locks (the two-key form of
+/// `pg_advisory_xact_lock`, so they cannot collide with the volume lock;
+/// the hot tier has a class of its own). See the module docs.
+const GRAPH_LOCK: i32 = 0x6673_7867; // "fsxg"
+const NAMES_LOCK: i32 = 0x6673_786e; // "fsxn"
+const FILE_LOCK: i32 = 0x6673_7866; // "fsxf"
+const PACK_LOCK: i32 = 0x6673_7870; // "fsxp"
+
+/// Takes the volume's layer-graph lock: shared by calls that read heads
+/// and layers, exclusive for calls that change them.
+async fn lock_graph(tx: &Tx<'_>, exclusive: bool) -> Result<()> {
+    let sql = if exclusive {
+        "SELECT pg_advisory_xact_lock($1, hashtext(coalesce(current_schema(), '')))"
+    } else {
+        "SELECT pg_advisory_xact_lock_shared($1, hashtext(coalesce(current_schema(), '')))"
+    };
+    tx.execute(sql, &[&GRAPH_LOCK]).await?;
+    Ok(())
+}
+
+/// Takes the lock of `class` on `(a, b)` in this volume.
+async fn lock_pair(tx: &Tx<'_>, class: i32, a: i64, b: i64) -> Result<()> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1, hashtext(concat_ws('/', current_schema(), $2::BIGINT, $3::BIGINT)))",
+        &[&class, &a, &b],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Locks the namespace of `branch` (file creation, renames, deletion).
+async fn lock_names(tx: &Tx<'_>, branch: BranchId) -> Result<()> {
+    lock_pair(tx, NAMES_LOCK, branch, 0).await
+}
+
+/// Locks files on `branch`, in ascending id order.
+async fn lock_files(tx: &Tx<'_>, branch: BranchId, ids: &[FileId]) -> Result<()> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    for id in ids {
+        lock_pair(tx, FILE_LOCK, branch, id).await?;
+    }
     Ok(())
 }
 
@@ -244,57 +295,38 @@ async fn parse_setting<T: std::str::FromStr>(tx: &Tx<'_>, key: &str) -> Result<T
         .map_err(|_| corrupt(format!("volume setting {key}={v:?} is malformed")))
 }
 
-async fn file_by_name(tx: &Tx<'_>, name: &str) -> Result<Option<FileMeta>> {
-    tx.query_opt(file_sql!("FROM fsx_files WHERE name = $1"), &[&name])
-        .await?
-        .as_ref()
-        .map(file_row)
-        .transpose()
+/// Head layer and chain of a branch.
+async fn head_chain(tx: &Tx<'_>, branch: BranchId) -> Result<Vec<LayerId>> {
+    let head = layers::branch(tx, branch).await?.head;
+    layers::chain(tx, head).await
 }
 
-/// The file called `name`, its row locked until the transaction ends.
-async fn lock_file_by_name(tx: &Tx<'_>, name: &str) -> Result<Option<FileMeta>> {
-    tx.query_opt(
-        file_sql!("FROM fsx_files WHERE name = $1 FOR UPDATE"),
-        &[&name],
-    )
-    .await?
-    .as_ref()
-    .map(file_row)
-    .transpose()
+/// Chain of a view.
+async fn view_chain(tx: &Tx<'_>, view: View) -> Result<Vec<LayerId>> {
+    let top = layers::top_layer(tx, view).await?;
+    layers::chain(tx, top).await
 }
 
-fn gone(id: FileId) -> MetaError {
-    MetaError::not_found(format!("file #{id} no longer exists"))
-}
-
-async fn file_by_id(tx: &Tx<'_>, id: FileId) -> Result<FileMeta> {
-    match tx
-        .query_opt(file_sql!("FROM fsx_files WHERE id = $1"), &[&id])
-        .await?
-    {
-        Some(r) => file_row(&r),
-        None => Err(gone(id)),
-    }
-}
-
-/// The file `id`, its row locked until the transaction ends: every change
-/// to a file's lease, dirty pages and map happens under this lock.
-async fn lock_file(tx: &Tx<'_>, id: FileId) -> Result<FileMeta> {
-    match tx
-        .query_opt(file_sql!("FROM fsx_files WHERE id = $1 FOR UPDATE"), &[&id])
-        .await?
-    {
-        Some(r) => file_row(&r),
-        None => Err(gone(id)),
-    }
-}
-
-async fn lease_of(tx: &Tx<'_>, file_id: FileId) -> Result<Option<LeaseInfo>> {
+/// Takes the next file id (locking its setting until the transaction ends).
+async fn next_file_id(tx: &Tx<'_>) -> Result<FileId> {
     match tx
         .query_opt(
-            "SELECT holder, expires_ms FROM fsx_leases WHERE file_id = $1",
-            &[&file_id],
+            "UPDATE fsx_volume SET value = (value::BIGINT + 1)::TEXT WHERE key = 'next_file_id'
+             RETURNING value::BIGINT - 1",
+            &[],
+        )
+        .await?
+    {
+        Some(r) => col(&r, 0),
+        None => Err(corrupt("volume setting next_file_id is missing")),
+    }
+}
+
+async fn lease_of(tx: &Tx<'_>, branch: BranchId, file_id: FileId) -> Result<Option<LeaseInfo>> {
+    match tx
+        .query_opt(
+            "SELECT holder, expires_ms FROM fsx_leases WHERE branch = $1 AND file_id = $2",
+            &[&branch, &file_id],
         )
         .await?
     {
@@ -318,13 +350,17 @@ fn busy(file_id: FileId, lease: &LeaseInfo, now_ms: i64) -> MetaError {
 }
 
 /// Requires `req.holder` to hold the lease, and renews it. The caller holds
-/// the file's row lock.
+/// the file's lock on the lease's branch.
 async fn check_lease(tx: &Tx<'_>, req: &LeaseRequest) -> Result<()> {
-    match lease_of(tx, req.file_id).await? {
+    match lease_of(tx, req.branch, req.file_id).await? {
         Some(l) if l.holder == req.holder => {
             tx.execute(
-                "UPDATE fsx_leases SET expires_ms = $2 WHERE file_id = $1",
-                &[&req.file_id, &req.now_ms.saturating_add(req.ttl_ms)],
+                "UPDATE fsx_leases SET expires_ms = $3 WHERE branch = $1 AND file_id = $2",
+                &[
+                    &req.branch,
+                    &req.file_id,
+                    &req.now_ms.saturating_add(req.ttl_ms),
+                ],
             )
             .await?;
             Ok(())
@@ -341,21 +377,23 @@ async fn check_lease(tx: &Tx<'_>, req: &LeaseRequest) -> Result<()> {
 }
 
 /// `Busy` if someone other than `holder` holds a live lease. The caller
-/// holds the file's row lock.
+/// holds the file's lock on `branch`.
 async fn check_no_other_writer(
     tx: &Tx<'_>,
+    branch: BranchId,
     file_id: FileId,
     holder: &str,
     now_ms: i64,
 ) -> Result<()> {
-    match lease_of(tx, file_id).await? {
+    match lease_of(tx, branch, file_id).await? {
         Some(l) if l.holder != holder && l.expires_ms > now_ms => Err(busy(file_id, &l, now_ms)),
         _ => Ok(()),
     }
 }
 
-/// Locks the extent records of `keys` in key order, so that transactions
-/// touching several records never wait on each other in a cycle.
+/// Locks the extent records of `keys` (ascending) in key order, so that
+/// transactions touching several records never wait on each other in a
+/// cycle.
 async fn lock_extents(tx: &Tx<'_>, keys: &[&str]) -> Result<()> {
     if !keys.is_empty() {
         tx.query(
@@ -367,14 +405,15 @@ async fn lock_extents(tx: &Tx<'_>, keys: &[&str]) -> Result<()> {
     Ok(())
 }
 
-async fn incref(tx: &Tx<'_>, key: &str) -> Result<()> {
-    let n = tx
+/// Adds `n` references to `key`; `Conflict` unless its record is live.
+async fn incref(tx: &Tx<'_>, key: &str, n: i64) -> Result<()> {
+    let changed = tx
         .execute(
-            "UPDATE fsx_extents SET refcount = refcount + 1 WHERE key = $1 AND state = 0",
-            &[&key],
+            "UPDATE fsx_extents SET refcount = refcount + $2 WHERE key = $1 AND state = 0",
+            &[&key, &n],
         )
         .await?;
-    if n == 1 {
+    if changed == 1 {
         Ok(())
     } else {
         Err(MetaError::conflict(format!(
@@ -403,47 +442,6 @@ async fn decref(tx: &Tx<'_>, key: &str, n: i64, now_ms: i64) -> Result<()> {
     }
 }
 
-/// Removes a file's map entries from `from_idx` on, releasing references.
-/// The caller holds the file's row lock.
-async fn drop_extents(tx: &Tx<'_>, file_id: FileId, from_idx: i64, now_ms: i64) -> Result<()> {
-    let rows = tx
-        .query(
-            "SELECT key, count(*) FROM fsx_extent_map WHERE file_id = $1 AND extent_idx >= $2
-             GROUP BY key ORDER BY key",
-            &[&file_id, &from_idx],
-        )
-        .await?;
-    let mut counts = Vec::with_capacity(rows.len());
-    for r in &rows {
-        counts.push((col::<String>(r, 0)?, col::<i64>(r, 1)?));
-    }
-    let keys: Vec<&str> = counts.iter().map(|(k, _)| k.as_str()).collect();
-    lock_extents(tx, &keys).await?;
-    for (key, n) in &counts {
-        decref(tx, key, *n, now_ms).await?;
-    }
-    tx.execute(
-        "DELETE FROM fsx_extent_map WHERE file_id = $1 AND extent_idx >= $2",
-        &[&file_id, &from_idx],
-    )
-    .await?;
-    Ok(())
-}
-
-async fn remove_file(tx: &Tx<'_>, file_id: FileId, now_ms: i64) -> Result<()> {
-    drop_extents(tx, file_id, 0, now_ms).await?;
-    tx.execute(
-        "DELETE FROM fsx_dirty_pages WHERE file_id = $1",
-        &[&file_id],
-    )
-    .await?;
-    tx.execute("DELETE FROM fsx_leases WHERE file_id = $1", &[&file_id])
-        .await?;
-    tx.execute("DELETE FROM fsx_files WHERE id = $1", &[&file_id])
-        .await?;
-    Ok(())
-}
-
 fn extent_row(r: &tokio_postgres::Row) -> Result<ExtentRecord> {
     let state: i64 = col(r, 2)?;
     Ok(ExtentRecord {
@@ -456,13 +454,6 @@ fn extent_row(r: &tokio_postgres::Row) -> Result<ExtentRecord> {
         },
         bytes: unsigned(col(r, 3)?, "extent size")?,
         idle_since_ms: col(r, 4)?,
-    })
-}
-
-fn page_write(r: &tokio_postgres::Row) -> Result<PageWrite> {
-    Ok(PageWrite {
-        page_no: unsigned(col(r, 0)?, "page number")?,
-        data: col::<Option<Vec<u8>>>(r, 1)?.map(Bytes::from),
     })
 }
 
@@ -488,6 +479,16 @@ async fn init_volume(tx: &Tx<'_>, url: &str, config: &VolumeConfig) -> Result<()
         )
         .await?;
     }
+    tx.execute(
+        "UPDATE fsx_layers SET created_ms = $1",
+        &[&config.created_ms],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE fsx_branches SET created_ms = $1, commit_ms = $1",
+        &[&config.created_ms],
+    )
+    .await?;
     Ok(())
 }
 
@@ -507,70 +508,108 @@ async fn open_volume(tx: &Tx<'_>, url: &str) -> Result<VolumeConfig> {
     Ok(config)
 }
 
-async fn create_file(tx: &Tx<'_>, name: &str, page_size: u32, now_ms: i64) -> Result<FileMeta> {
-    let row = tx
-        .query_opt(
-            "INSERT INTO fsx_files (name, page_size, size, created_ms, modified_ms) VALUES ($1, $2, 0, $3, $3)
-             ON CONFLICT (name) DO NOTHING
-             RETURNING id, name, page_size, size, created_ms, modified_ms",
-            &[&name, &i64::from(page_size), &now_ms],
-        )
-        .await?;
-    match row {
-        Some(r) => file_row(&r),
-        None => Err(MetaError::new(
+async fn create_file(
+    tx: &Tx<'_>,
+    branch: BranchId,
+    name: &str,
+    page_size: u32,
+    now_ms: i64,
+) -> Result<FileMeta> {
+    lock_graph(tx, false).await?;
+    lock_names(tx, branch).await?;
+    let chain = head_chain(tx, branch).await?;
+    if layers::find(tx, &chain, name).await?.is_some() {
+        return Err(MetaError::new(
             MetaErrorKind::AlreadyExists,
             format!("file {name:?} already exists"),
-        )),
+        ));
     }
+    let id = next_file_id(tx).await?;
+    tx.execute(
+        "INSERT INTO fsx_files (layer, id, name, page_size, size, write_seq, created_ms, modified_ms)
+         VALUES ($1, $2, $3, $4, 0, 0, $5, $5)",
+        &[&chain[0], &id, &name, &i64::from(page_size), &now_ms],
+    )
+    .await?;
+    Ok(layers::visible(tx, &chain, id).await?.meta())
 }
 
 async fn rename_file(
     tx: &Tx<'_>,
+    branch: BranchId,
     from: &str,
     to: &str,
     replace: bool,
     holder: &str,
     now_ms: i64,
 ) -> Result<()> {
-    let src = lock_file_by_name(tx, from)
+    lock_graph(tx, false).await?;
+    lock_names(tx, branch).await?;
+    let chain = head_chain(tx, branch).await?;
+    // Names cannot change under the names lock; the rows are read again
+    // once the files are locked, as writes may have changed them.
+    let src = layers::find(tx, &chain, from)
         .await?
         .ok_or_else(|| MetaError::not_found(format!("no file {from:?}")))?;
-    check_no_other_writer(tx, src.id, holder, now_ms).await?;
+    let dst = if from == to {
+        None
+    } else {
+        layers::find(tx, &chain, to).await?
+    };
+    let ids: Vec<FileId> = std::iter::once(src.id)
+        .chain(dst.as_ref().map(|d| d.id))
+        .collect();
+    lock_files(tx, branch, &ids).await?;
+    check_no_other_writer(tx, branch, src.id, holder, now_ms).await?;
     if from == to {
         return Ok(());
     }
-    if let Some(dst) = lock_file_by_name(tx, to).await? {
+    if let Some(dst) = dst {
         if !replace {
             return Err(MetaError::new(
                 MetaErrorKind::AlreadyExists,
                 format!("file {to:?} already exists"),
             ));
         }
-        check_no_other_writer(tx, dst.id, holder, now_ms).await?;
-        remove_file(tx, dst.id, now_ms).await?;
+        check_no_other_writer(tx, branch, dst.id, holder, now_ms).await?;
+        let dst = layers::visible(tx, &chain, dst.id).await?;
+        layers::remove_file(tx, branch, &chain, &dst, now_ms).await?;
     }
-    match tx
-        .execute(
-            "UPDATE fsx_files SET name = $2, modified_ms = $3 WHERE id = $1",
-            &[&src.id, &to, &now_ms],
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        // Someone created `to` after we looked: the name is taken now.
-        Err(e) if is_unique_violation(&e) => Err(MetaError::new(
-            MetaErrorKind::AlreadyExists,
-            format!("file {to:?} was created concurrently; rename again to replace it"),
-        )
-        .with_source(e)),
-        Err(e) => Err(e),
-    }
+    layers::own_row(tx, &chain, src.id).await?;
+    tx.execute(
+        "UPDATE fsx_files SET name = $3, modified_ms = $4 WHERE layer = $1 AND id = $2",
+        &[&chain[0], &src.id, &to, &now_ms],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn delete_file(
+    tx: &Tx<'_>,
+    branch: BranchId,
+    name: &str,
+    holder: &str,
+    now_ms: i64,
+) -> Result<()> {
+    lock_graph(tx, false).await?;
+    lock_names(tx, branch).await?;
+    let chain = head_chain(tx, branch).await?;
+    let id = layers::find(tx, &chain, name)
+        .await?
+        .ok_or_else(|| MetaError::not_found(format!("no file {name:?}")))?
+        .id;
+    lock_files(tx, branch, &[id]).await?;
+    check_no_other_writer(tx, branch, id, holder, now_ms).await?;
+    let f = layers::visible(tx, &chain, id).await?;
+    layers::remove_file(tx, branch, &chain, &f, now_ms).await
 }
 
 async fn acquire_lease(tx: &Tx<'_>, req: &LeaseRequest) -> Result<()> {
-    lock_file(tx, req.file_id).await?;
-    if let Some(l) = lease_of(tx, req.file_id).await? {
+    lock_graph(tx, false).await?;
+    lock_files(tx, req.branch, &[req.file_id]).await?;
+    let chain = head_chain(tx, req.branch).await?;
+    layers::visible(tx, &chain, req.file_id).await?;
+    if let Some(l) = lease_of(tx, req.branch, req.file_id).await? {
         let free = l.holder == req.holder
             || l.expires_ms <= req.now_ms
             || req.break_holder.as_deref() == Some(l.holder.as_str());
@@ -579,9 +618,15 @@ async fn acquire_lease(tx: &Tx<'_>, req: &LeaseRequest) -> Result<()> {
         }
     }
     tx.execute(
-        "INSERT INTO fsx_leases (file_id, holder, expires_ms) VALUES ($1, $2, $3)
-         ON CONFLICT (file_id) DO UPDATE SET holder = excluded.holder, expires_ms = excluded.expires_ms",
-        &[&req.file_id, &req.holder, &req.now_ms.saturating_add(req.ttl_ms)],
+        "INSERT INTO fsx_leases (branch, file_id, holder, expires_ms) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (branch, file_id) DO UPDATE SET holder = excluded.holder,
+             expires_ms = excluded.expires_ms",
+        &[
+            &req.branch,
+            &req.file_id,
+            &req.holder,
+            &req.now_ms.saturating_add(req.ttl_ms),
+        ],
     )
     .await?;
     Ok(())
@@ -589,9 +634,27 @@ async fn acquire_lease(tx: &Tx<'_>, req: &LeaseRequest) -> Result<()> {
 
 async fn commit_writes(tx: &Tx<'_>, batch: &WriteBatch) -> Result<()> {
     let file_id = batch.lease.file_id;
+    let branch = batch.lease.branch;
     let now = batch.lease.now_ms;
-    let file = lock_file(tx, file_id).await?;
+    let due = |br: &BranchInfo| {
+        batch
+            .auto_commit_ms
+            .is_some_and(|interval| now.saturating_sub(br.commit_ms) >= interval)
+    };
+    // An automatic commit changes the graph, so it needs the graph lock
+    // exclusive: decide the mode before taking it, and decide again under
+    // it (another writer may have committed meanwhile). A commit only moves
+    // `commit_ms` forward, so a batch found not due stays not due.
+    let exclusive = batch.auto_commit_ms.is_some() && due(&layers::branch(tx, branch).await?);
+    lock_graph(tx, exclusive).await?;
+    if exclusive && due(&layers::branch(tx, branch).await?) {
+        layers::commit_branch(tx, branch, "automatic commit", true, None, false, now).await?;
+    }
+    lock_files(tx, branch, &[file_id]).await?;
+    let chain = head_chain(tx, branch).await?;
+    let head = chain[0];
     check_lease(tx, &batch.lease).await?;
+    let file = layers::own_row(tx, &chain, file_id).await?;
     for p in &batch.pages {
         if let Some(d) = &p.data
             && d.len() != file.page_size as usize
@@ -607,20 +670,33 @@ async fn commit_writes(tx: &Tx<'_>, batch: &WriteBatch) -> Result<()> {
     }
     let size = big(batch.size, "file size")?;
     if let Some(from) = batch.drop_pages_from {
+        let from = clamp(from);
         tx.execute(
-            "DELETE FROM fsx_dirty_pages WHERE file_id = $1 AND page_no >= $2",
-            &[&file_id, &clamp(from)],
+            "DELETE FROM fsx_dirty_pages WHERE layer = $1 AND file_id = $2 AND page_no >= $3",
+            &[&head, &file_id, &from],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE fsx_files SET cut_page = LEAST(coalesce(cut_page, $3), $3)
+             WHERE layer = $1 AND id = $2",
+            &[&head, &file_id, &from],
         )
         .await?;
     }
     if let Some(from) = batch.drop_extents_from {
-        drop_extents(tx, file_id, clamp(from), now).await?;
+        layers::drop_own_extents(tx, head, file_id, from, now).await?;
+        tx.execute(
+            "UPDATE fsx_files SET cut_extent = LEAST(coalesce(cut_extent, $3), $3)
+             WHERE layer = $1 AND id = $2",
+            &[&head, &file_id, &clamp(from)],
+        )
+        .await?;
     }
     let seq: i64 = col(
         &tx.query_one(
-            "UPDATE fsx_files SET write_seq = write_seq + 1, size = $2, modified_ms = $3 WHERE id = $1
-             RETURNING write_seq",
-            &[&file_id, &size, &now],
+            "UPDATE fsx_files SET write_seq = write_seq + 1, size = $3, modified_ms = $4
+             WHERE layer = $1 AND id = $2 RETURNING write_seq",
+            &[&head, &file_id, &size, &now],
         )
         .await?,
         0,
@@ -639,10 +715,10 @@ async fn commit_writes(tx: &Tx<'_>, batch: &WriteBatch) -> Result<()> {
     let page_nos: Vec<i64> = last.keys().copied().collect();
     let datas: Vec<Option<&[u8]>> = last.values().copied().collect();
     tx.execute(
-        "INSERT INTO fsx_dirty_pages (file_id, page_no, seq, data)
-         SELECT $1, p, $2, d FROM unnest($3::bigint[], $4::bytea[]) AS t(p, d)
-         ON CONFLICT (file_id, page_no) DO UPDATE SET seq = excluded.seq, data = excluded.data",
-        &[&file_id, &seq, &page_nos, &datas],
+        "INSERT INTO fsx_dirty_pages (layer, file_id, page_no, seq, data)
+         SELECT $1, $2, p, $3, d FROM unnest($4::BIGINT[], $5::BYTEA[]) AS t(p, d)
+         ON CONFLICT (layer, file_id, page_no) DO UPDATE SET seq = excluded.seq, data = excluded.data",
+        &[&head, &file_id, &seq, &page_nos, &datas],
     )
     .await?;
     Ok(())
@@ -650,79 +726,41 @@ async fn commit_writes(tx: &Tx<'_>, batch: &WriteBatch) -> Result<()> {
 
 async fn read_map(
     tx: &Tx<'_>,
+    view: View,
     file_id: FileId,
     first_page: u64,
     count: u64,
     ppe: u64,
 ) -> Result<ReadMap> {
-    let file = file_by_id(tx, file_id).await?;
-    let mut map = ReadMap {
-        size: file.size,
-        ..ReadMap::default()
-    };
+    let chain = view_chain(tx, view).await?;
+    let file = layers::visible(tx, &chain, file_id).await?;
     if count == 0 || ppe == 0 {
-        return Ok(map);
+        return Ok(ReadMap {
+            size: file.size,
+            ..ReadMap::default()
+        });
     }
-    let last = first_page.saturating_add(count - 1);
-    let rows = tx
-        .query(
-            "SELECT page_no, data FROM fsx_dirty_pages
-             WHERE file_id = $1 AND page_no >= $2 AND page_no <= $3 ORDER BY page_no",
-            &[&file_id, &clamp(first_page), &clamp(last)],
-        )
-        .await?;
-    map.dirty = rows.iter().map(page_write).collect::<Result<_>>()?;
-    let rows = tx
-        .query(
-            "SELECT extent_idx, key FROM fsx_extent_map
-             WHERE file_id = $1 AND extent_idx >= $2 AND extent_idx <= $3 ORDER BY extent_idx",
-            &[&file_id, &clamp(first_page / ppe), &clamp(last / ppe)],
-        )
-        .await?;
-    map.extents = rows
-        .iter()
-        .map(|r| Ok((unsigned(col(r, 0)?, "extent index")?, col(r, 1)?)))
-        .collect::<Result<_>>()?;
-    Ok(map)
+    Ok(layers::walk(tx, &chain, file_id, first_page, count, ppe)
+        .await?
+        .read_map(file.size))
 }
 
 async fn dirty_extent(
     tx: &Tx<'_>,
+    view: View,
     file_id: FileId,
     extent_idx: u64,
     ppe: u64,
 ) -> Result<DirtyExtent> {
-    let file = file_by_id(tx, file_id).await?;
-    let current_key = match tx
-        .query_opt(
-            "SELECT key FROM fsx_extent_map WHERE file_id = $1 AND extent_idx = $2",
-            &[&file_id, &clamp(extent_idx)],
-        )
-        .await?
-    {
-        Some(r) => Some(col(&r, 0)?),
-        None => None,
-    };
+    let chain = view_chain(tx, view).await?;
+    let file = layers::visible(tx, &chain, file_id).await?;
     let first = extent_idx.saturating_mul(ppe);
-    let rows = tx
-        .query(
-            "SELECT page_no, seq, data FROM fsx_dirty_pages
-             WHERE file_id = $1 AND page_no >= $2 AND page_no < $3 ORDER BY page_no",
-            &[&file_id, &clamp(first), &clamp(first.saturating_add(ppe))],
-        )
-        .await?;
-    let pages = rows
-        .iter()
-        .map(|r| {
-            Ok(DirtyPage {
-                page_no: unsigned(col(r, 0)?, "page number")?,
-                seq: col(r, 1)?,
-                data: col::<Option<Vec<u8>>>(r, 2)?.map(Bytes::from),
-            })
-        })
-        .collect::<Result<_>>()?;
+    let (current_key, pages) = layers::walk(tx, &chain, file_id, first, ppe, ppe)
+        .await?
+        .dirty_extent();
     Ok(DirtyExtent {
         size: file.size,
+        layer: chain[0],
         current_key,
         pages,
     })
@@ -754,18 +792,30 @@ async fn commit_pack(tx: &Tx<'_>, c: &PackCommit) -> Result<()> {
     let file_id = c.lease.file_id;
     let now = c.lease.now_ms;
     let idx = big(c.extent_idx, "extent index")?;
-    lock_file(tx, file_id).await?;
-    check_lease(tx, &c.lease).await?;
-    let current: Option<String> = match tx
-        .query_opt(
-            "SELECT key FROM fsx_extent_map WHERE file_id = $1 AND extent_idx = $2",
-            &[&file_id, &idx],
-        )
-        .await?
-    {
-        Some(r) => Some(col(&r, 0)?),
-        None => None,
+    lock_graph(tx, false).await?;
+    let Some((parent, frozen)) = layers::layer_parent(tx, c.layer).await? else {
+        return Err(MetaError::conflict(format!(
+            "layer {} was collected while packing; pack again",
+            c.layer
+        )));
     };
+    if frozen {
+        // A commit's layer: no lease, but one packer per file at a time.
+        lock_pair(tx, PACK_LOCK, c.layer, file_id).await?;
+    } else {
+        // A head: only its branch's lease holder packs it.
+        lock_files(tx, c.lease.branch, &[file_id]).await?;
+        if layers::branch(tx, c.lease.branch).await?.head != c.layer {
+            return Err(MetaError::conflict(format!(
+                "layer {} is not the head of branch #{}; pack again",
+                c.layer, c.lease.branch
+            )));
+        }
+        check_lease(tx, &c.lease).await?;
+    }
+    let chain = layers::chain(tx, c.layer).await?;
+    layers::visible(tx, &chain, file_id).await?;
+    let current = layers::visible_key(tx, &chain, file_id, c.extent_idx).await?;
     if current != c.expected_key {
         return Err(MetaError::conflict(format!(
             "extent {} of file #{file_id} changed while packing ({current:?}, expected {:?})",
@@ -773,33 +823,53 @@ async fn commit_pack(tx: &Tx<'_>, c: &PackCommit) -> Result<()> {
         )));
     }
     if c.new_key != c.expected_key {
+        let own: Option<Option<String>> = match tx
+            .query_opt(
+                "SELECT key FROM fsx_extent_map WHERE layer = $1 AND file_id = $2 AND extent_idx = $3",
+                &[&c.layer, &file_id, &idx],
+            )
+            .await?
+        {
+            Some(r) => Some(col(&r, 0)?),
+            None => None,
+        };
+        let old = own.clone().flatten();
         let mut keys: Vec<&str> = c
             .new_key
             .iter()
-            .chain(c.expected_key.iter())
+            .chain(old.iter())
             .map(String::as_str)
             .collect();
         keys.sort_unstable();
         lock_extents(tx, &keys).await?;
-        match &c.new_key {
-            Some(new) => {
-                incref(tx, new).await?;
+        match (&c.new_key, parent) {
+            (Some(new), _) => {
+                incref(tx, new, 1).await?;
                 tx.execute(
-                    "INSERT INTO fsx_extent_map (file_id, extent_idx, key) VALUES ($1, $2, $3)
-                     ON CONFLICT (file_id, extent_idx) DO UPDATE SET key = excluded.key",
-                    &[&file_id, &idx, new],
+                    "INSERT INTO fsx_extent_map (layer, file_id, extent_idx, key) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (layer, file_id, extent_idx) DO UPDATE SET key = excluded.key",
+                    &[&c.layer, &file_id, &idx, new],
                 )
                 .await?;
             }
-            None => {
+            // Lower layers may show this extent: hide it.
+            (None, Some(_)) => {
                 tx.execute(
-                    "DELETE FROM fsx_extent_map WHERE file_id = $1 AND extent_idx = $2",
-                    &[&file_id, &idx],
+                    "INSERT INTO fsx_extent_map (layer, file_id, extent_idx, key) VALUES ($1, $2, $3, NULL)
+                     ON CONFLICT (layer, file_id, extent_idx) DO UPDATE SET key = NULL",
+                    &[&c.layer, &file_id, &idx],
+                )
+                .await?;
+            }
+            (None, None) => {
+                tx.execute(
+                    "DELETE FROM fsx_extent_map WHERE layer = $1 AND file_id = $2 AND extent_idx = $3",
+                    &[&c.layer, &file_id, &idx],
                 )
                 .await?;
             }
         }
-        if let Some(old) = &c.expected_key {
+        if let Some(old) = &old {
             decref(tx, old, 1, now).await?;
         }
     }
@@ -807,9 +877,9 @@ async fn commit_pack(tx: &Tx<'_>, c: &PackCommit) -> Result<()> {
         let pages: Vec<i64> = c.consumed.iter().map(|&(p, _)| clamp(p)).collect();
         let seqs: Vec<i64> = c.consumed.iter().map(|&(_, s)| s).collect();
         tx.execute(
-            "DELETE FROM fsx_dirty_pages d USING unnest($2::bigint[], $3::bigint[]) AS c(page_no, seq)
-             WHERE d.file_id = $1 AND d.page_no = c.page_no AND d.seq = c.seq",
-            &[&file_id, &pages, &seqs],
+            "DELETE FROM fsx_dirty_pages d USING unnest($3::BIGINT[], $4::BIGINT[]) AS c(page_no, seq)
+             WHERE d.layer = $1 AND d.file_id = $2 AND d.page_no = c.page_no AND d.seq = c.seq",
+            &[&c.layer, &file_id, &pages, &seqs],
         )
         .await?;
     }
@@ -834,6 +904,139 @@ async fn gc_claim(tx: &Tx<'_>, now_ms: i64, grace_ms: i64, limit: usize) -> Resu
         )
         .await?;
     rows.iter().map(|r| col(r, 0)).collect()
+}
+
+async fn create_branch(tx: &Tx<'_>, name: &str, from: View, now_ms: i64) -> Result<BranchInfo> {
+    lock_graph(tx, true).await?;
+    if layers::branch_named(tx, name).await?.is_some() {
+        return Err(MetaError::new(
+            MetaErrorKind::AlreadyExists,
+            format!("branch {name:?} already exists"),
+        ));
+    }
+    let (base_layer, base_commit) = match from {
+        View::Commit(c) => (layers::commit(tx, c).await?.layer, Some(c)),
+        View::Branch(b) => {
+            let src = layers::branch(tx, b).await?;
+            let parent = layers::layer_parent(tx, src.head)
+                .await?
+                .and_then(|(p, _)| p);
+            match parent {
+                Some(p) if layers::is_empty(tx, src.head).await? => (p, src.commit),
+                _ => {
+                    let c = layers::commit_branch(
+                        tx,
+                        b,
+                        &format!("branch point of {name}"),
+                        true,
+                        None,
+                        true,
+                        now_ms,
+                    )
+                    .await?
+                    .ok_or_else(|| {
+                        MetaError::new(MetaErrorKind::Other, "forced commit made nothing")
+                    })?;
+                    (c.layer, Some(c.id))
+                }
+            }
+        }
+    };
+    let head = layers::new_layer(tx, Some(base_layer), now_ms).await?;
+    tx.execute(
+        "INSERT INTO fsx_branches (name, head, commit_id, created_ms, commit_ms)
+         VALUES ($1, $2, $3, $4, $4)",
+        &[&name, &head, &base_commit, &now_ms],
+    )
+    .await?;
+    layers::branch_named(tx, name)
+        .await?
+        .ok_or_else(|| MetaError::new(MetaErrorKind::Other, "branch vanished"))
+}
+
+async fn delete_branch(tx: &Tx<'_>, name: &str, now_ms: i64) -> Result<()> {
+    lock_graph(tx, true).await?;
+    let br = layers::branch_named(tx, name)
+        .await?
+        .ok_or_else(|| MetaError::not_found(format!("no branch {name:?}")))?;
+    if br.id == MAIN_BRANCH {
+        return Err(MetaError::invalid(
+            "the main branch cannot be deleted (reset it to a commit instead)",
+        ));
+    }
+    layers::check_no_writers(tx, &br, None, now_ms).await?;
+    tx.execute("DELETE FROM fsx_leases WHERE branch = $1", &[&br.id])
+        .await?;
+    tx.execute("DELETE FROM fsx_branches WHERE id = $1", &[&br.id])
+        .await?;
+    layers::collect(tx, now_ms).await
+}
+
+async fn reset_branch(tx: &Tx<'_>, branch: BranchId, to: CommitId, now_ms: i64) -> Result<()> {
+    lock_graph(tx, true).await?;
+    let br = layers::branch(tx, branch).await?;
+    layers::check_no_writers(tx, &br, None, now_ms).await?;
+    let target = layers::commit(tx, to).await?;
+    let head = layers::new_layer(tx, Some(target.layer), now_ms).await?;
+    tx.execute(
+        "UPDATE fsx_branches SET head = $2, commit_id = $3, commit_ms = $4 WHERE id = $1",
+        &[&branch, &head, &to, &now_ms],
+    )
+    .await?;
+    tx.execute("DELETE FROM fsx_leases WHERE branch = $1", &[&branch])
+        .await?;
+    layers::collect(tx, now_ms).await
+}
+
+async fn expire_commits(tx: &Tx<'_>, before_ms: i64, now_ms: i64) -> Result<u64> {
+    lock_graph(tx, true).await?;
+    let g = layers::graph(tx).await?;
+    let gone = crate::graph::expirable(&g, before_ms);
+    for (id, parent, merged) in crate::graph::relink(&g, &gone) {
+        tx.execute(
+            "UPDATE fsx_commits SET parent = $2, merged = $3 WHERE id = $1",
+            &[&id, &parent, &merged],
+        )
+        .await?;
+    }
+    if !gone.is_empty() {
+        let ids: Vec<CommitId> = gone.iter().copied().collect();
+        tx.execute("DELETE FROM fsx_commits WHERE id = ANY($1)", &[&ids])
+            .await?;
+    }
+    layers::collect(tx, now_ms).await?;
+    Ok(gone.len() as u64)
+}
+
+async fn merge_files(
+    tx: &Tx<'_>,
+    target: BranchId,
+    source: View,
+    files: &[FileId],
+    message: &str,
+    merged: CommitId,
+    now_ms: i64,
+) -> Result<CommitInfo> {
+    lock_graph(tx, true).await?;
+    let br = layers::branch(tx, target).await?;
+    layers::commit(tx, merged).await?;
+    let target_chain = layers::chain(tx, br.head).await?;
+    let source_chain = view_chain(tx, source).await?;
+    let mut names = Vec::new();
+    for &id in files {
+        layers::check_no_writers(tx, &br, Some(id), now_ms).await?;
+        layers::copy_file(tx, &br, &target_chain, &source_chain, id, now_ms).await?;
+        if let Some(r) = layers::top_row(tx, &target_chain, id)
+            .await?
+            .filter(|r| !r.deleted)
+        {
+            names.push(r.name);
+        }
+    }
+    layers::check_unique_names(tx, &target_chain, &names).await?;
+    layers::commit_branch(tx, target, message, false, Some(merged), true, now_ms)
+        .await?
+        .ok_or_else(|| MetaError::new(MetaErrorKind::Other, "forced commit made nothing"))
 }
 
 /// Defers an async body into the boxed future the contract returns.
@@ -863,44 +1066,51 @@ impl MetaEngine for PgMeta {
 
     fn create_file<'a>(
         &'a self,
+        branch: BranchId,
         name: &'a str,
         page_size: u32,
         now_ms: i64,
     ) -> BoxFuture<'a, Result<FileMeta>> {
         boxed(async move {
             transact!(self.pool(), TxKind::Write, |tx| create_file(
-                tx, name, page_size, now_ms
+                tx, branch, name, page_size, now_ms
             ))
         })
     }
 
-    fn file<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<FileMeta>> {
+    fn file<'a>(&'a self, view: View, name: &'a str) -> BoxFuture<'a, Result<FileMeta>> {
         boxed(async move {
             transact!(self.pool(), TxKind::Read, |tx| async {
-                file_by_name(tx, name)
+                let chain = view_chain(tx, view).await?;
+                layers::find(tx, &chain, name)
                     .await?
+                    .map(|r| r.meta())
                     .ok_or_else(|| MetaError::not_found(format!("no file {name:?}")))
             })
         })
     }
 
-    fn list_files<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<Vec<FileMeta>>> {
+    fn list_files<'a>(
+        &'a self,
+        view: View,
+        prefix: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<FileMeta>>> {
         boxed(async move {
             transact!(self.pool(), TxKind::Read, |tx| async {
-                // starts_with rather than LIKE: names may contain % and _.
-                let rows = tx
-                    .query(
-                        file_sql!("FROM fsx_files WHERE starts_with(name, $1) ORDER BY name"),
-                        &[&prefix],
-                    )
-                    .await?;
-                rows.iter().map(file_row).collect::<Result<Vec<_>>>()
+                let chain = view_chain(tx, view).await?;
+                let rows = layers::chain_rows(tx, &chain).await?;
+                Ok(crate::resolve::visible_files(&chain, rows)
+                    .into_values()
+                    .filter(|r| r.name.starts_with(prefix))
+                    .map(|r| r.meta())
+                    .collect())
             })
         })
     }
 
     fn rename_file<'a>(
         &'a self,
+        branch: BranchId,
         from: &'a str,
         to: &'a str,
         replace: bool,
@@ -909,25 +1119,22 @@ impl MetaEngine for PgMeta {
     ) -> BoxFuture<'a, Result<()>> {
         boxed(async move {
             transact!(self.pool(), TxKind::Write, |tx| rename_file(
-                tx, from, to, replace, holder, now_ms
+                tx, branch, from, to, replace, holder, now_ms
             ))
         })
     }
 
     fn delete_file<'a>(
         &'a self,
+        branch: BranchId,
         name: &'a str,
         holder: &'a str,
         now_ms: i64,
     ) -> BoxFuture<'a, Result<()>> {
         boxed(async move {
-            transact!(self.pool(), TxKind::Write, |tx| async {
-                let f = lock_file_by_name(tx, name)
-                    .await?
-                    .ok_or_else(|| MetaError::not_found(format!("no file {name:?}")))?;
-                check_no_other_writer(tx, f.id, holder, now_ms).await?;
-                remove_file(tx, f.id, now_ms).await
-            })
+            transact!(self.pool(), TxKind::Write, |tx| delete_file(
+                tx, branch, name, holder, now_ms
+            ))
         })
     }
 
@@ -935,12 +1142,17 @@ impl MetaEngine for PgMeta {
         boxed(async move { transact!(self.pool(), TxKind::Write, |tx| acquire_lease(tx, req)) })
     }
 
-    fn release_lease<'a>(&'a self, file_id: FileId, holder: &'a str) -> BoxFuture<'a, Result<()>> {
+    fn release_lease<'a>(
+        &'a self,
+        branch: BranchId,
+        file_id: FileId,
+        holder: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
         boxed(async move {
             transact!(self.pool(), TxKind::Write, |tx| async {
                 tx.execute(
-                    "DELETE FROM fsx_leases WHERE file_id = $1 AND holder = $2",
-                    &[&file_id, &holder],
+                    "DELETE FROM fsx_leases WHERE branch = $1 AND file_id = $2 AND holder = $3",
+                    &[&branch, &file_id, &holder],
                 )
                 .await?;
                 Ok(())
@@ -948,8 +1160,12 @@ impl MetaEngine for PgMeta {
         })
     }
 
-    fn lease(&self, file_id: FileId) -> BoxFuture<'_, Result<Option<LeaseInfo>>> {
-        boxed(async move { transact!(self.pool(), TxKind::Read, |tx| lease_of(tx, file_id)) })
+    fn lease(&self, branch: BranchId, file_id: FileId) -> BoxFuture<'_, Result<Option<LeaseInfo>>> {
+        boxed(async move {
+            transact!(self.pool(), TxKind::Read, |tx| lease_of(
+                tx, branch, file_id
+            ))
+        })
     }
 
     fn commit_writes<'a>(&'a self, batch: &'a WriteBatch) -> BoxFuture<'a, Result<()>> {
@@ -958,6 +1174,7 @@ impl MetaEngine for PgMeta {
 
     fn read_map(
         &self,
+        view: View,
         file_id: FileId,
         first_page: u64,
         count: u64,
@@ -966,6 +1183,7 @@ impl MetaEngine for PgMeta {
         boxed(async move {
             transact!(self.pool(), TxKind::Read, |tx| read_map(
                 tx,
+                view,
                 file_id,
                 first_page,
                 count,
@@ -976,6 +1194,7 @@ impl MetaEngine for PgMeta {
 
     fn dirty_counts<'a>(
         &'a self,
+        view: View,
         file_id: FileId,
         pages_per_extent: u64,
         extents: &'a [u64],
@@ -987,37 +1206,38 @@ impl MetaEngine for PgMeta {
             let mut idxs = extents.to_vec();
             idxs.sort_unstable();
             idxs.dedup();
-            let ppe = i64::try_from(pages_per_extent).unwrap_or(i64::MAX);
-            let idxs: Vec<i64> = idxs
-                .into_iter()
-                .map(|i| i64::try_from(i).unwrap_or(i64::MAX))
-                .collect();
+            let ppe = clamp(pages_per_extent);
+            let idxs: Vec<i64> = idxs.into_iter().map(clamp).collect();
             transact!(self.pool(), TxKind::Read, |tx| async {
+                let layer = layers::top_layer(tx, view).await?;
                 let rows = tx
                     .query(
                         "SELECT e.idx, (SELECT count(*) FROM fsx_dirty_pages d
-                                        WHERE d.file_id = $1 AND d.page_no >= e.idx * $2
-                                          AND d.page_no < (e.idx + 1) * $2)::BIGINT
-                         FROM unnest($3::BIGINT[]) AS e(idx) ORDER BY e.idx",
-                        &[&file_id, &ppe, &idxs],
+                                        WHERE d.layer = $1 AND d.file_id = $2
+                                          AND d.page_no >= e.idx * $3
+                                          AND d.page_no < (e.idx + 1) * $3)::BIGINT
+                         FROM unnest($4::BIGINT[]) AS e(idx) ORDER BY e.idx",
+                        &[&layer, &file_id, &ppe, &idxs],
                     )
                     .await?;
-                Ok(rows
-                    .iter()
-                    .filter_map(|r| {
-                        let (idx, n): (i64, i64) = (r.get(0), r.get(1));
-                        (n > 0).then(|| DirtySummary {
-                            extent_idx: idx.max(0) as u64,
-                            pages: n as u64,
-                        })
-                    })
-                    .collect())
+                let mut out = Vec::new();
+                for r in &rows {
+                    let n: i64 = col(r, 1)?;
+                    if n > 0 {
+                        out.push(DirtySummary {
+                            extent_idx: unsigned(col(r, 0)?, "extent index")?,
+                            pages: unsigned(n, "page count")?,
+                        });
+                    }
+                }
+                Ok(out)
             })
         })
     }
 
     fn dirty_summary(
         &self,
+        view: View,
         file_id: FileId,
         pages_per_extent: u64,
     ) -> BoxFuture<'_, Result<Vec<DirtySummary>>> {
@@ -1027,11 +1247,12 @@ impl MetaEngine for PgMeta {
             }
             let ppe = clamp(pages_per_extent);
             transact!(self.pool(), TxKind::Read, |tx| async {
+                let layer = layers::top_layer(tx, view).await?;
                 let rows = tx
                     .query(
-                        "SELECT page_no / $2 AS idx, count(*) FROM fsx_dirty_pages WHERE file_id = $1
-                         GROUP BY idx ORDER BY idx",
-                        &[&file_id, &ppe],
+                        "SELECT page_no / $3 AS idx, count(*) FROM fsx_dirty_pages
+                         WHERE layer = $1 AND file_id = $2 GROUP BY idx ORDER BY idx",
+                        &[&layer, &file_id, &ppe],
                     )
                     .await?;
                 rows.iter()
@@ -1048,13 +1269,18 @@ impl MetaEngine for PgMeta {
 
     fn dirty_extent(
         &self,
+        view: View,
         file_id: FileId,
         extent_idx: u64,
         pages_per_extent: u64,
     ) -> BoxFuture<'_, Result<DirtyExtent>> {
         boxed(async move {
+            if pages_per_extent == 0 {
+                return Err(MetaError::invalid("pages_per_extent must be positive"));
+            }
             transact!(self.pool(), TxKind::Read, |tx| dirty_extent(
                 tx,
+                view,
                 file_id,
                 extent_idx,
                 pages_per_extent
@@ -1488,6 +1714,108 @@ impl MetaEngine for PgMeta {
                     .transpose()
             })
         })
+    }
+
+    fn create_branch<'a>(
+        &'a self,
+        name: &'a str,
+        from: View,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<BranchInfo>> {
+        boxed(async move {
+            crate::resolve::check_branch_name(name)?;
+            transact!(self.pool(), TxKind::Write, |tx| create_branch(
+                tx, name, from, now_ms
+            ))
+        })
+    }
+
+    fn branch<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<BranchInfo>> {
+        boxed(async move {
+            transact!(self.pool(), TxKind::Read, |tx| async {
+                layers::branch_named(tx, name).await?.ok_or_else(|| {
+                    MetaError::not_found(format!(
+                        "no branch {name:?} (`fsx branch list` shows the branches)"
+                    ))
+                })
+            })
+        })
+    }
+
+    fn branches(&self) -> BoxFuture<'_, Result<Vec<BranchInfo>>> {
+        boxed(async move { transact!(self.pool(), TxKind::Read, |tx| layers::branches(tx)) })
+    }
+
+    fn delete_branch<'a>(&'a self, name: &'a str, now_ms: i64) -> BoxFuture<'a, Result<()>> {
+        boxed(async move {
+            transact!(self.pool(), TxKind::Write, |tx| delete_branch(
+                tx, name, now_ms
+            ))
+        })
+    }
+
+    fn commit<'a>(
+        &'a self,
+        branch: BranchId,
+        message: &'a str,
+        auto: bool,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<Option<CommitInfo>>> {
+        boxed(async move {
+            transact!(self.pool(), TxKind::Write, |tx| async {
+                lock_graph(tx, true).await?;
+                layers::commit_branch(tx, branch, message, auto, None, !auto, now_ms).await
+            })
+        })
+    }
+
+    fn commit_info(&self, id: CommitId) -> BoxFuture<'_, Result<CommitInfo>> {
+        boxed(async move { transact!(self.pool(), TxKind::Read, |tx| layers::commit(tx, id)) })
+    }
+
+    fn reset_branch(
+        &self,
+        branch: BranchId,
+        to: CommitId,
+        now_ms: i64,
+    ) -> BoxFuture<'_, Result<()>> {
+        boxed(async move {
+            transact!(self.pool(), TxKind::Write, |tx| reset_branch(
+                tx, branch, to, now_ms
+            ))
+        })
+    }
+
+    fn expire_commits(&self, before_ms: i64, now_ms: i64) -> BoxFuture<'_, Result<u64>> {
+        boxed(async move {
+            transact!(self.pool(), TxKind::Write, |tx| expire_commits(
+                tx, before_ms, now_ms
+            ))
+        })
+    }
+
+    fn merge_files<'a>(
+        &'a self,
+        target: BranchId,
+        source: View,
+        files: &'a [FileId],
+        message: &'a str,
+        merged: CommitId,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<CommitInfo>> {
+        boxed(async move {
+            transact!(self.pool(), TxKind::Write, |tx| merge_files(
+                tx, target, source, files, message, merged, now_ms
+            ))
+        })
+    }
+
+    fn layer_graph(&self) -> BoxFuture<'_, Result<LayerGraph>> {
+        boxed(async move { transact!(self.pool(), TxKind::Read, |tx| layers::graph(tx)) })
+    }
+
+    fn layer_usage<'a>(&'a self, ids: &'a [LayerId]) -> BoxFuture<'a, Result<LayerUsage>> {
+        boxed(async move { transact!(self.pool(), TxKind::Read, |tx| layers::usage(tx, ids)) })
     }
 }
 

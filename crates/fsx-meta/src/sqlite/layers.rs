@@ -132,7 +132,10 @@ pub(super) fn chain(tx: &Transaction<'_>, top: LayerId) -> Result<Vec<LayerId>> 
     Ok(chain)
 }
 
-pub(super) fn layer_parent(tx: &Transaction<'_>, layer: LayerId) -> Result<Option<(Option<LayerId>, bool)>> {
+pub(super) fn layer_parent(
+    tx: &Transaction<'_>,
+    layer: LayerId,
+) -> Result<Option<(Option<LayerId>, bool)>> {
     tx.query_row(
         "SELECT parent, frozen FROM fsx_layers WHERE id = ?1",
         params![layer],
@@ -152,7 +155,11 @@ fn rows_by_id(tx: &Transaction<'_>, id: FileId) -> Result<Vec<FileRow>> {
 }
 
 /// The topmost row of file `id` in `chain`, deleted or not.
-pub(super) fn top_row(tx: &Transaction<'_>, chain: &[LayerId], id: FileId) -> Result<Option<FileRow>> {
+pub(super) fn top_row(
+    tx: &Transaction<'_>,
+    chain: &[LayerId],
+    id: FileId,
+) -> Result<Option<FileRow>> {
     Ok(topmost(chain, rows_by_id(tx, id)?).remove(&id))
 }
 
@@ -227,20 +234,24 @@ pub(super) fn walk(
             break;
         }
         let dirty: Vec<(u64, i64, Option<Bytes>)> = dirty_st
-            .query_map(params![layer, id, p0 as i64, p1.min(i64::MAX as u64) as i64], |r| {
-                Ok((
-                    r.get::<_, i64>(0)? as u64,
-                    r.get(1)?,
-                    r.get::<_, Option<Vec<u8>>>(2)?.map(Bytes::from),
-                ))
-            })
+            .query_map(
+                params![layer, id, p0 as i64, p1.min(i64::MAX as u64) as i64],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)? as u64,
+                        r.get(1)?,
+                        r.get::<_, Option<Vec<u8>>>(2)?.map(Bytes::from),
+                    ))
+                },
+            )
             .map_err(sql_err)?
             .collect::<rusqlite::Result<_>>()
             .map_err(sql_err)?;
         let extents: Vec<(u64, Option<String>)> = map_st
-            .query_map(params![layer, id, e0 as i64, e1.min(i64::MAX as u64) as i64], |r| {
-                Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
-            })
+            .query_map(
+                params![layer, id, e0 as i64, e1.min(i64::MAX as u64) as i64],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+            )
             .map_err(sql_err)?
             .collect::<rusqlite::Result<_>>()
             .map_err(sql_err)?;
@@ -388,7 +399,11 @@ pub(super) fn is_empty(tx: &Transaction<'_>, layer: LayerId) -> Result<bool> {
     Ok(n == 0)
 }
 
-pub(super) fn new_layer(tx: &Transaction<'_>, parent: Option<LayerId>, now_ms: i64) -> Result<LayerId> {
+pub(super) fn new_layer(
+    tx: &Transaction<'_>,
+    parent: Option<LayerId>,
+    now_ms: i64,
+) -> Result<LayerId> {
     tx.query_row(
         "INSERT INTO fsx_layers (parent, frozen, created_ms) VALUES (?1, 0, ?2) RETURNING id",
         params![parent, now_ms],
@@ -417,8 +432,11 @@ pub(super) fn commit_branch(
     let layer = match (empty, parent) {
         (true, Some(p)) => p,
         _ => {
-            tx.execute("UPDATE fsx_layers SET frozen = 1 WHERE id = ?1", params![br.head])
-                .map_err(sql_err)?;
+            tx.execute(
+                "UPDATE fsx_layers SET frozen = 1 WHERE id = ?1",
+                params![br.head],
+            )
+            .map_err(sql_err)?;
             let head = new_layer(tx, Some(br.head), now_ms)?;
             tx.execute(
                 "UPDATE fsx_branches SET head = ?2 WHERE id = ?1",
@@ -432,7 +450,15 @@ pub(super) fn commit_branch(
         .query_row(
             "INSERT INTO fsx_commits (layer, parent, merged, branch, message, auto, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
-            params![layer, br.commit, merged, br.name, message, auto as i64, now_ms],
+            params![
+                layer,
+                br.commit,
+                merged,
+                br.name,
+                message,
+                auto as i64,
+                now_ms
+            ],
             |r| r.get(0),
         )
         .map_err(sql_err)?;
@@ -505,8 +531,12 @@ fn extent_size(tx: &Transaction<'_>) -> Result<i64> {
             |r| r.get(0),
         )
         .map_err(sql_err)?;
-    v.parse()
-        .map_err(|_| MetaError::new(MetaErrorKind::Corrupt, format!("extent_size {v:?} is malformed")))
+    v.parse().map_err(|_| {
+        MetaError::new(
+            MetaErrorKind::Corrupt,
+            format!("extent_size {v:?} is malformed"),
+        )
+    })
 }
 
 /// Applies the retention plan of the current graph.
@@ -581,10 +611,16 @@ fn fold(tx: &Transaction<'_>, l: LayerId, c: LayerId, extent_size: i64, now_ms: 
     for key in keys.iter().flatten() {
         super::decref(tx, key, now_ms)?;
     }
-    tx.execute("UPDATE fsx_dirty_pages SET layer = ?2 WHERE layer = ?1", params![l, c])
-        .map_err(sql_err)?;
-    tx.execute("UPDATE fsx_extent_map SET layer = ?2 WHERE layer = ?1", params![l, c])
-        .map_err(sql_err)?;
+    tx.execute(
+        "UPDATE fsx_dirty_pages SET layer = ?2 WHERE layer = ?1",
+        params![l, c],
+    )
+    .map_err(sql_err)?;
+    tx.execute(
+        "UPDATE fsx_extent_map SET layer = ?2 WHERE layer = ?1",
+        params![l, c],
+    )
+    .map_err(sql_err)?;
     // File rows: c's row wins and takes l's cuts too; l's other rows move.
     tx.execute(
         "UPDATE fsx_files AS f SET
@@ -608,8 +644,11 @@ fn fold(tx: &Transaction<'_>, l: LayerId, c: LayerId, extent_size: i64, now_ms: 
         params![l, c],
     )
     .map_err(sql_err)?;
-    tx.execute("UPDATE fsx_files SET layer = ?2 WHERE layer = ?1", params![l, c])
-        .map_err(sql_err)?;
+    tx.execute(
+        "UPDATE fsx_files SET layer = ?2 WHERE layer = ?1",
+        params![l, c],
+    )
+    .map_err(sql_err)?;
     tx.execute(
         "UPDATE fsx_layers SET parent = (SELECT parent FROM fsx_layers WHERE id = ?1) WHERE id = ?2",
         params![l, c],
@@ -657,7 +696,16 @@ pub(super) fn copy_file(
          ON CONFLICT (layer, id) DO UPDATE SET name = excluded.name, page_size = excluded.page_size,
              size = excluded.size, write_seq = excluded.write_seq, cut_page = 0, cut_extent = 0,
              deleted = 0, created_ms = excluded.created_ms, modified_ms = excluded.modified_ms",
-        params![head, id, src.name, src.page_size, src.size as i64, write_seq, src.created_ms, now_ms],
+        params![
+            head,
+            id,
+            src.name,
+            src.page_size,
+            src.size as i64,
+            write_seq,
+            src.created_ms,
+            now_ms
+        ],
     )
     .map_err(sql_err)?;
     for (idx, key) in &extents {
@@ -680,11 +728,18 @@ pub(super) fn copy_file(
 
 /// Fails with `Conflict` if two visible files of `chain` share a name among
 /// `names`.
-pub(super) fn check_unique_names(tx: &Transaction<'_>, chain: &[LayerId], names: &[String]) -> Result<()> {
+pub(super) fn check_unique_names(
+    tx: &Transaction<'_>,
+    chain: &[LayerId],
+    names: &[String],
+) -> Result<()> {
     let rows = chain_rows(tx, chain)?;
     let top = topmost(chain, rows);
     for name in names {
-        let n = top.values().filter(|r| !r.deleted && &r.name == name).count();
+        let n = top
+            .values()
+            .filter(|r| !r.deleted && &r.name == name)
+            .count();
         if n > 1 {
             return Err(MetaError::conflict(format!(
                 "two files would be called {name:?}; rename one on either side and merge again"

@@ -364,7 +364,12 @@ fn next_file_id(tx: &Transaction<'_>) -> Result<FileId> {
     )
     .optional()
     .map_err(sql_err)?
-    .ok_or_else(|| MetaError::new(MetaErrorKind::Corrupt, "volume setting next_file_id is missing"))
+    .ok_or_else(|| {
+        MetaError::new(
+            MetaErrorKind::Corrupt,
+            "volume setting next_file_id is missing",
+        )
+    })
 }
 
 pub(crate) fn incref(tx: &Transaction<'_>, key: &str) -> Result<()> {
@@ -648,11 +653,7 @@ impl MetaEngine for SqliteMeta {
         })
     }
 
-    fn lease(
-        &self,
-        branch: BranchId,
-        file_id: FileId,
-    ) -> BoxFuture<'_, Result<Option<LeaseInfo>>> {
+    fn lease(&self, branch: BranchId, file_id: FileId) -> BoxFuture<'_, Result<Option<LeaseInfo>>> {
         lazy(move || self.read(|tx| lease_of(tx, branch, file_id)))
     }
 
@@ -748,8 +749,10 @@ impl MetaEngine for SqliteMeta {
                         ..ReadMap::default()
                     });
                 }
-                Ok(layers::walk(tx, &chain, file_id, first_page, count, pages_per_extent)?
-                    .read_map(file.size))
+                Ok(
+                    layers::walk(tx, &chain, file_id, first_page, count, pages_per_extent)?
+                        .read_map(file.size),
+                )
             })
         })
     }
@@ -845,9 +848,15 @@ impl MetaEngine for SqliteMeta {
                 let chain = view_chain(tx, view)?;
                 let file = layers::visible(tx, &chain, file_id)?;
                 let first = extent_idx.saturating_mul(pages_per_extent);
-                let (current_key, pages) =
-                    layers::walk(tx, &chain, file_id, first, pages_per_extent, pages_per_extent)?
-                        .dirty_extent();
+                let (current_key, pages) = layers::walk(
+                    tx,
+                    &chain,
+                    file_id,
+                    first,
+                    pages_per_extent,
+                    pages_per_extent,
+                )?
+                .dirty_extent();
                 Ok(DirtyExtent {
                     size: file.size,
                     layer: chain[0],
@@ -1391,7 +1400,12 @@ impl MetaEngine for SqliteMeta {
                                     true,
                                     now_ms,
                                 )?
-                                .ok_or_else(|| MetaError::new(MetaErrorKind::Other, "forced commit made nothing"))?;
+                                .ok_or_else(|| {
+                                    MetaError::new(
+                                        MetaErrorKind::Other,
+                                        "forced commit made nothing",
+                                    )
+                                })?;
                                 (c.layer, Some(c.id))
                             }
                         }
@@ -1423,7 +1437,7 @@ impl MetaEngine for SqliteMeta {
     }
 
     fn branches(&self) -> BoxFuture<'_, Result<Vec<BranchInfo>>> {
-        lazy(move || self.read(|tx| layers::branches(tx)))
+        lazy(move || self.read(layers::branches))
     }
 
     fn delete_branch<'a>(&'a self, name: &'a str, now_ms: i64) -> BoxFuture<'a, Result<()>> {
@@ -1527,19 +1541,22 @@ impl MetaEngine for SqliteMeta {
                 for &id in files {
                     layers::check_no_writers(tx, &br, Some(id), now_ms)?;
                     layers::copy_file(tx, &br, &target_chain, &source_chain, id, now_ms)?;
-                    if let Some(r) = layers::top_row(tx, &target_chain, id)?.filter(|r| !r.deleted) {
+                    if let Some(r) = layers::top_row(tx, &target_chain, id)?.filter(|r| !r.deleted)
+                    {
                         names.push(r.name);
                     }
                 }
                 layers::check_unique_names(tx, &target_chain, &names)?;
                 layers::commit_branch(tx, target, message, false, Some(merged), true, now_ms)?
-                    .ok_or_else(|| MetaError::new(MetaErrorKind::Other, "forced commit made nothing"))
+                    .ok_or_else(|| {
+                        MetaError::new(MetaErrorKind::Other, "forced commit made nothing")
+                    })
             })
         })
     }
 
     fn layer_graph(&self) -> BoxFuture<'_, Result<LayerGraph>> {
-        lazy(move || self.read(|tx| layers::graph(tx)))
+        lazy(move || self.read(layers::graph))
     }
 
     fn layer_usage<'a>(&'a self, ids: &'a [LayerId]) -> BoxFuture<'a, Result<LayerUsage>> {
@@ -1619,9 +1636,7 @@ mod tests {
         block_on(m.tier_record(std::slice::from_ref(&mark), 5)).unwrap();
         assert_eq!(block_on(m.tier_due(5, 10)).unwrap().len(), 1);
         block_on(m.create_branch("dev", View::MAIN, 4)).unwrap();
-        let version: String = m
-            .read(|tx| get_setting(tx, "schema_version"))
-            .unwrap();
+        let version: String = m.read(|tx| get_setting(tx, "schema_version")).unwrap();
         assert_eq!(version, SCHEMA_VERSION.to_string());
     }
 

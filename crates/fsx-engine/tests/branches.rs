@@ -1,0 +1,693 @@
+//! Branch isolation, model-based: random interleavings of writes, syncs,
+//! packs, truncations, commits, branch creations (from heads and from
+//! commits), resets, branch deletions, GC and crashes over several
+//! branches, each checked against its own model — on SQLite and on a real
+//! PostgreSQL server.
+//!
+//! Every branch models each file twice (what its writer sees, and what is
+//! durable); every commit keeps the durable files of its branch when it was
+//! made. After each step that can break isolation, every branch and every
+//! commit that should still exist is read back in full.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use common::pattern;
+use fsx_engine::{
+    File, GcOptions, ManualEnv, MetaArc, NoProgress, OpenOptions, Volume, VolumeOptions,
+};
+use fsx_meta::{CommitId, View, VolumeConfig};
+use proptest::prelude::*;
+
+const FILES: [&str; 2] = ["db", "db-wal"];
+const BRANCHES: [&str; 4] = ["main", "b1", "b2", "b3"];
+const SPAN: u64 = 600_000;
+const PS: u32 = 4096;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Write {
+        branch: usize,
+        file: usize,
+        offset: u64,
+        len: usize,
+        seed: u64,
+    },
+    Truncate {
+        branch: usize,
+        file: usize,
+        size: u64,
+    },
+    Sync {
+        branch: usize,
+    },
+    Pack {
+        branch: usize,
+    },
+    Commit {
+        branch: usize,
+    },
+    BranchFromHead {
+        from: usize,
+        to: usize,
+    },
+    BranchFromCommit {
+        commit: usize,
+        to: usize,
+    },
+    Reset {
+        branch: usize,
+        commit: usize,
+    },
+    Delete {
+        branch: usize,
+    },
+    Gc,
+    Crash,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let b = 0..BRANCHES.len();
+    let f = 0..FILES.len();
+    prop_oneof![
+        8 => (b.clone(), f.clone(), 0..SPAN, 1usize..20_000, any::<u64>())
+            .prop_map(|(branch, file, offset, len, seed)| Op::Write { branch, file, offset, len, seed }),
+        2 => (b.clone(), f, 0..SPAN).prop_map(|(branch, file, size)| Op::Truncate { branch, file, size }),
+        3 => b.clone().prop_map(|branch| Op::Sync { branch }),
+        1 => b.clone().prop_map(|branch| Op::Pack { branch }),
+        3 => b.clone().prop_map(|branch| Op::Commit { branch }),
+        3 => (b.clone(), b.clone()).prop_map(|(from, to)| Op::BranchFromHead { from, to }),
+        2 => (0usize..16, b.clone()).prop_map(|(commit, to)| Op::BranchFromCommit { commit, to }),
+        1 => (b.clone(), 0usize..16).prop_map(|(branch, commit)| Op::Reset { branch, commit }),
+        1 => b.prop_map(|branch| Op::Delete { branch }),
+        1 => Just(Op::Gc),
+        1 => Just(Op::Crash),
+    ]
+}
+
+type Files = BTreeMap<String, Vec<u8>>;
+
+#[derive(Default)]
+struct BranchModel {
+    current: Files,
+    durable: Files,
+    tip: Option<CommitId>,
+}
+
+struct CommitModel {
+    parent: Option<CommitId>,
+    files: Files,
+}
+
+enum Engine {
+    Sqlite,
+    Postgres(String),
+}
+
+struct Harness {
+    engine: Engine,
+    dir: tempfile::TempDir,
+    env: Arc<ManualEnv>,
+}
+
+impl Harness {
+    async fn meta(&self, create: bool) -> MetaArc {
+        match &self.engine {
+            Engine::Sqlite => Arc::new(
+                fsx_meta::sqlite::SqliteMeta::open(self.dir.path().join("meta.db"), create)
+                    .unwrap(),
+            ),
+            Engine::Postgres(url) => {
+                Arc::new(fsx_meta::postgres::PgMeta::connect(url).await.unwrap())
+            }
+        }
+    }
+
+    fn store(&self) -> Arc<fsx_store::local::LocalBackend> {
+        Arc::new(fsx_store::local::LocalBackend::open(self.dir.path().join("data")).unwrap())
+    }
+
+    async fn volume(&self, create: bool) -> Volume {
+        if create {
+            let config = VolumeConfig::new("branches", 256 * 1024, "data", 1);
+            Volume::create(
+                self.meta(true).await,
+                self.store(),
+                self.env.clone(),
+                config,
+                VolumeOptions::default(),
+            )
+            .await
+            .unwrap()
+        } else {
+            Volume::open(
+                self.meta(false).await,
+                self.store(),
+                self.env.clone(),
+                VolumeOptions::default(),
+            )
+            .await
+            .unwrap()
+        }
+    }
+}
+
+async fn read_all(v: &Volume) -> Files {
+    let mut out = Files::new();
+    for f in v.list("").await.unwrap() {
+        let h = v.open_file(&f.name, OpenOptions::read()).await.unwrap();
+        out.insert(
+            f.name.clone(),
+            h.read_at(0, h.size() as usize).await.unwrap(),
+        );
+    }
+    out
+}
+
+fn reachable(
+    branches: &BTreeMap<String, BranchModel>,
+    commits: &BTreeMap<CommitId, CommitModel>,
+) -> BTreeSet<CommitId> {
+    let mut seen = BTreeSet::new();
+    for b in branches.values() {
+        let mut cur = b.tip;
+        while let Some(c) = cur {
+            if !seen.insert(c) {
+                break;
+            }
+            cur = commits.get(&c).and_then(|m| m.parent);
+        }
+    }
+    seen
+}
+
+struct State {
+    volume: Volume,
+    branches: BTreeMap<String, BranchModel>,
+    commits: BTreeMap<CommitId, CommitModel>,
+    writers: BTreeMap<(String, String), File>,
+}
+
+impl State {
+    async fn on(&self, branch: &str) -> Volume {
+        self.volume.checkout(branch).await.unwrap()
+    }
+
+    /// Closes (syncing) every writer of `branch`.
+    async fn close_writers(&mut self, branch: &str) {
+        let keys: Vec<_> = self
+            .writers
+            .keys()
+            .filter(|(b, _)| b == branch)
+            .cloned()
+            .collect();
+        for k in keys {
+            self.writers.remove(&k).unwrap().close().await.unwrap();
+        }
+        if let Some(m) = self.branches.get_mut(branch) {
+            m.durable = m.current.clone();
+        }
+    }
+
+    /// Syncs every writer of `branch`.
+    async fn sync_writers(&mut self, branch: &str, pack: bool) {
+        for ((b, _), w) in self.writers.iter_mut() {
+            if b == branch {
+                if pack {
+                    w.checkpoint().await.unwrap();
+                } else {
+                    w.sync().await.unwrap();
+                }
+            }
+        }
+        let m = self.branches.get_mut(branch).unwrap();
+        m.durable = m.current.clone();
+    }
+
+    /// Records a commit the engine may have made on `branch` (an automatic
+    /// one when a branch was created from its head).
+    async fn note_tip(&mut self, branch: &str) {
+        let info = self.volume.meta().branch(branch).await.unwrap();
+        let m = self.branches.get_mut(branch).unwrap();
+        if info.commit != m.tip {
+            let id = info.commit.unwrap();
+            self.commits.insert(
+                id,
+                CommitModel {
+                    parent: m.tip,
+                    files: m.durable.clone(),
+                },
+            );
+            m.tip = Some(id);
+        }
+    }
+
+    async fn check(&self, when: &str) {
+        self.check_with(&self.volume, when).await
+    }
+
+    /// Checks every branch and commit through `volume` (a fresh one has no
+    /// cached extents, so it proves the store still holds them).
+    async fn check_with(&self, volume: &Volume, when: &str) {
+        for (name, m) in &self.branches {
+            let got = read_all(&volume.checkout(name).await.unwrap()).await;
+            assert!(
+                got == m.durable,
+                "{when}: branch {name} does not read its durable model (files {:?} vs {:?})",
+                got.keys().collect::<Vec<_>>(),
+                m.durable.keys().collect::<Vec<_>>()
+            );
+        }
+        let live = reachable(&self.branches, &self.commits);
+        for (id, c) in &self.commits {
+            if live.contains(id) {
+                let v = volume.at_commit(*id).await.unwrap();
+                assert!(read_all(&v).await == c.files, "{when}: commit {id} changed");
+            } else {
+                assert!(
+                    volume.at_commit(*id).await.is_err(),
+                    "{when}: commit {id} should be gone"
+                );
+            }
+        }
+    }
+}
+
+async fn run(engine: Engine, ops: Vec<Op>) {
+    let h = Harness {
+        engine,
+        dir: tempfile::tempdir().unwrap(),
+        env: Arc::new(ManualEnv::new(1_000_000)),
+    };
+    let mut st = State {
+        volume: h.volume(true).await,
+        branches: BTreeMap::from([("main".to_string(), BranchModel::default())]),
+        commits: BTreeMap::new(),
+        writers: BTreeMap::new(),
+    };
+    let mut made: Vec<CommitId> = Vec::new();
+    for (i, op) in ops.into_iter().enumerate() {
+        h.env.advance(10);
+        let when = format!("op {i} {op:?}");
+        match op {
+            Op::Write {
+                branch,
+                file,
+                offset,
+                len,
+                seed,
+            } => {
+                let b = BRANCHES[branch].to_string();
+                if !st.branches.contains_key(&b) {
+                    continue;
+                }
+                let f = FILES[file].to_string();
+                let key = (b.clone(), f.clone());
+                if !st.writers.contains_key(&key) {
+                    let v = st.on(&b).await;
+                    let w = v.open_file(&f, OpenOptions::create(PS)).await.unwrap();
+                    st.writers.insert(key.clone(), w);
+                    let m = st.branches.get_mut(&b).unwrap();
+                    // Creation is durable at once (an empty file).
+                    m.current.entry(f.clone()).or_default();
+                    m.durable.entry(f.clone()).or_default();
+                }
+                let data = pattern(seed, len);
+                st.writers
+                    .get_mut(&key)
+                    .unwrap()
+                    .write_at(offset, &data)
+                    .await
+                    .unwrap();
+                let content = st
+                    .branches
+                    .get_mut(&b)
+                    .unwrap()
+                    .current
+                    .get_mut(&f)
+                    .unwrap();
+                let end = offset as usize + len;
+                if content.len() < end {
+                    content.resize(end, 0);
+                }
+                content[offset as usize..end].copy_from_slice(&data);
+            }
+            Op::Truncate { branch, file, size } => {
+                let key = (BRANCHES[branch].to_string(), FILES[file].to_string());
+                if let Some(w) = st.writers.get_mut(&key) {
+                    w.truncate(size).await.unwrap();
+                    let m = st.branches.get_mut(&key.0).unwrap();
+                    m.current.get_mut(&key.1).unwrap().resize(size as usize, 0);
+                }
+            }
+            Op::Sync { branch } | Op::Pack { branch } => {
+                let b = BRANCHES[branch];
+                if st.branches.contains_key(b) {
+                    st.sync_writers(b, matches!(op, Op::Pack { .. })).await;
+                }
+            }
+            Op::Commit { branch } => {
+                let b = BRANCHES[branch];
+                if !st.branches.contains_key(b) {
+                    continue;
+                }
+                let c = st.on(b).await.commit("test").await.unwrap();
+                let m = st.branches.get_mut(b).unwrap();
+                assert_eq!(c.parent, m.tip, "{when}: parent link");
+                st.commits.insert(
+                    c.id,
+                    CommitModel {
+                        parent: m.tip,
+                        files: m.durable.clone(),
+                    },
+                );
+                m.tip = Some(c.id);
+                made.push(c.id);
+                st.check(&when).await;
+            }
+            Op::BranchFromHead { from, to } => {
+                let (from, to) = (BRANCHES[from], BRANCHES[to]);
+                if !st.branches.contains_key(from) || st.branches.contains_key(to) {
+                    continue;
+                }
+                st.on(from).await.create_branch(to).await.unwrap();
+                st.note_tip(from).await;
+                let src = &st.branches[from];
+                let m = BranchModel {
+                    current: src.durable.clone(),
+                    durable: src.durable.clone(),
+                    tip: src.tip,
+                };
+                st.branches.insert(to.to_string(), m);
+                st.check(&when).await;
+            }
+            Op::BranchFromCommit { commit, to } => {
+                let to = BRANCHES[to];
+                let live = reachable(&st.branches, &st.commits);
+                let Some(&c) = made.get(commit).filter(|c| live.contains(c)) else {
+                    continue;
+                };
+                if st.branches.contains_key(to) {
+                    continue;
+                }
+                st.volume
+                    .at_commit(c)
+                    .await
+                    .unwrap()
+                    .create_branch(to)
+                    .await
+                    .unwrap();
+                let files = st.commits[&c].files.clone();
+                st.branches.insert(
+                    to.to_string(),
+                    BranchModel {
+                        current: files.clone(),
+                        durable: files,
+                        tip: Some(c),
+                    },
+                );
+                st.check(&when).await;
+            }
+            Op::Reset { branch, commit } => {
+                let b = BRANCHES[branch];
+                let live = reachable(&st.branches, &st.commits);
+                let Some(&c) = made.get(commit).filter(|c| live.contains(c)) else {
+                    continue;
+                };
+                if !st.branches.contains_key(b) {
+                    continue;
+                }
+                st.close_writers(b).await;
+                st.on(b).await.reset(c).await.unwrap();
+                let files = st.commits[&c].files.clone();
+                st.branches.insert(
+                    b.to_string(),
+                    BranchModel {
+                        current: files.clone(),
+                        durable: files,
+                        tip: Some(c),
+                    },
+                );
+                st.check(&when).await;
+            }
+            Op::Delete { branch } => {
+                let b = BRANCHES[branch];
+                if b == "main" || !st.branches.contains_key(b) {
+                    continue;
+                }
+                st.close_writers(b).await;
+                st.volume.delete_branch(b).await.unwrap();
+                st.branches.remove(b);
+                st.check(&when).await;
+            }
+            Op::Gc => {
+                st.volume
+                    .gc(&GcOptions::default().grace_ms(0), &NoProgress)
+                    .await
+                    .unwrap();
+                st.check_with(&h.volume(false).await, &when).await;
+            }
+            Op::Crash => {
+                st.writers.clear();
+                h.env.advance(31_000);
+                st.volume = h.volume(false).await;
+                for m in st.branches.values_mut() {
+                    m.current = m.durable.clone();
+                }
+                st.check(&when).await;
+            }
+        }
+    }
+    for (name, w) in std::mem::take(&mut st.writers) {
+        w.close().await.unwrap();
+        let m = st.branches.get_mut(&name.0).unwrap();
+        m.durable = m.current.clone();
+    }
+    st.check("end").await;
+    st.volume
+        .gc(&GcOptions::default().grace_ms(0), &NoProgress)
+        .await
+        .unwrap();
+    st.check_with(&h.volume(false).await, "after gc").await;
+    let report = st.volume.fsck(&NoProgress).await.unwrap();
+    assert!(report.is_clean(), "fsck after the run: {report:?}");
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn sqlite_branches_are_isolated(ops in proptest::collection::vec(op(), 1..80)) {
+        runtime().block_on(run(Engine::Sqlite, ops));
+    }
+}
+
+#[test]
+fn postgres_branches_are_isolated() {
+    let server = fsx_testkit::postgres::PgServer::start();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 8,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&proptest::collection::vec(op(), 1..80), |ops| {
+            runtime().block_on(run(Engine::Postgres(server.fresh_url()), ops));
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// Deleting a branch frees the extents only it referenced, keeps the
+/// shared ones, and leaves every other branch fully readable (from a fresh
+/// volume, so from the store, not a cache).
+#[test]
+fn deleting_a_branch_frees_its_unique_extents() {
+    runtime().block_on(async {
+        let h = Harness {
+            engine: Engine::Sqlite,
+            dir: tempfile::tempdir().unwrap(),
+            env: Arc::new(ManualEnv::new(1_000_000)),
+        };
+        let volume = h.volume(true).await;
+        let base = pattern(1, 4 << 20);
+        let mut w = volume
+            .open_file("db", OpenOptions::create(PS))
+            .await
+            .unwrap();
+        w.write_at(0, &base).await.unwrap();
+        w.close().await.unwrap();
+        volume.create_branch("dev").await.unwrap();
+        let dev = volume.checkout("dev").await.unwrap();
+        let mut w = dev.open_file("db", OpenOptions::write()).await.unwrap();
+        let change = pattern(2, 1 << 20);
+        w.write_at(1 << 20, &change).await.unwrap();
+        w.close().await.unwrap();
+        let mut dev_content = base.clone();
+        dev_content[1 << 20..2 << 20].copy_from_slice(&change);
+        let objects = || async { common::extent_objects(h.store().as_ref()).await.len() };
+        // 4 MiB in 256 KiB extents: 16 shared, 4 rewritten on dev.
+        assert_eq!(objects().await, 20);
+        let usage = volume.branch_usage().await.unwrap();
+        let dev_usage = usage.iter().find(|(b, _)| b.name == "dev").unwrap().1;
+        let main_usage = usage.iter().find(|(b, _)| b.name == "main").unwrap().1;
+        assert_eq!(dev_usage.extents, 4, "dev's unique extents");
+        assert_eq!(
+            main_usage.extents, 0,
+            "main's head holds nothing of its own"
+        );
+
+        volume.delete_branch("dev").await.unwrap();
+        h.env.advance(1);
+        let report = volume
+            .gc(&GcOptions::default().grace_ms(0), &NoProgress)
+            .await
+            .unwrap();
+        assert_eq!(
+            report.deleted, 4,
+            "gc frees exactly dev's extents: {report:?}"
+        );
+        assert_eq!(objects().await, 16);
+        let fresh = h.volume(false).await;
+        assert!(read_all(&fresh).await == Files::from([("db".to_string(), base.clone())]));
+        assert!(fresh.checkout("dev").await.is_err());
+        let fsck = fresh.fsck(&NoProgress).await.unwrap();
+        assert!(fsck.is_clean(), "{fsck:?}");
+        let _ = dev_content;
+    });
+}
+
+/// A diff names the changed page ranges; a merge takes one-sided changes,
+/// reports two-sided ones, and resolves them by strategy.
+#[test]
+fn diff_and_merge_at_file_granularity() {
+    use fsx_engine::{MergeOutcome, MergeStrategy};
+    runtime().block_on(async {
+        let h = Harness {
+            engine: Engine::Sqlite,
+            dir: tempfile::tempdir().unwrap(),
+            env: Arc::new(ManualEnv::new(1_000_000)),
+        };
+        let volume = h.volume(true).await;
+        for name in ["a", "b", "c"] {
+            let mut w = volume
+                .open_file(name, OpenOptions::create(PS))
+                .await
+                .unwrap();
+            w.write_at(0, &pattern(1, 64 * 4096)).await.unwrap();
+            w.close().await.unwrap();
+        }
+        let base = volume.commit("base").await.unwrap();
+        volume.create_branch("dev").await.unwrap();
+        let dev = volume.checkout("dev").await.unwrap();
+        let write = |v: Volume, name: &'static str, page: u64, seed: u64| async move {
+            let mut w = v.open_file(name, OpenOptions::write()).await.unwrap();
+            w.write_at(page * 4096, &pattern(seed, 2 * 4096))
+                .await
+                .unwrap();
+            w.close().await.unwrap();
+        };
+        write(dev.clone(), "a", 10, 5).await; // dev only
+        write(dev.clone(), "c", 3, 6).await; // both sides
+        write(volume.clone(), "b", 20, 7).await; // main only
+        write(volume.clone(), "c", 30, 8).await;
+        let diff = volume
+            .diff(View::Commit(base.id), dev.view())
+            .await
+            .unwrap();
+        let summary: Vec<(String, Vec<std::ops::Range<u64>>)> = diff
+            .iter()
+            .map(|c| (c.new_name.clone().unwrap(), c.pages.clone()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("a".to_string(), vec![10..12]),
+                ("c".to_string(), vec![3..5])
+            ]
+        );
+
+        let before = read_all(&volume).await;
+        match volume.merge(dev.view(), MergeStrategy::Fail).await.unwrap() {
+            MergeOutcome::Conflicts(c) => assert_eq!(c, vec!["c".to_string()]),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        let after_fail = read_all(&volume).await;
+        assert!(after_fail == before, "a failed merge applied something");
+        let dev_files = read_all(&dev).await;
+        match volume
+            .merge(dev.view(), MergeStrategy::Theirs)
+            .await
+            .unwrap()
+        {
+            MergeOutcome::Merged {
+                taken, resolved, ..
+            } => {
+                assert_eq!(taken, vec!["a".to_string()]);
+                assert_eq!(resolved, vec!["c".to_string()]);
+            }
+            other => panic!("expected a merge, got {other:?}"),
+        }
+        let merged = read_all(&volume).await;
+        assert!(merged["a"] == dev_files["a"] && merged["c"] == dev_files["c"]);
+        assert!(merged["b"] == before["b"], "main's own change kept");
+        // Merging again changes nothing; dev fast-forwards to main.
+        assert_eq!(
+            volume.merge(dev.view(), MergeStrategy::Fail).await.unwrap(),
+            MergeOutcome::UpToDate
+        );
+        match dev.merge(volume.view(), MergeStrategy::Fail).await.unwrap() {
+            MergeOutcome::FastForward(_) => {}
+            other => panic!("expected a fast-forward, got {other:?}"),
+        }
+        assert!(read_all(&dev).await == merged);
+        let fsck = volume.fsck(&NoProgress).await.unwrap();
+        assert!(fsck.is_clean(), "{fsck:?}");
+    });
+}
+
+/// A truncation on a branch hides what the parent had past the cut, also
+/// after the file grows again over it; the parent keeps its bytes.
+#[test]
+fn truncation_on_a_branch_hides_the_parents_pages_past_the_cut() {
+    runtime().block_on(async {
+        let h = Harness {
+            engine: Engine::Sqlite,
+            dir: tempfile::tempdir().unwrap(),
+            env: Arc::new(ManualEnv::new(1_000_000)),
+        };
+        let volume = h.volume(true).await;
+        let mut w = volume
+            .open_file("db", OpenOptions::create(PS))
+            .await
+            .unwrap();
+        w.write_at(400_000, &[7u8; 5000]).await.unwrap();
+        w.sync().await.unwrap();
+        volume.create_branch("b1").await.unwrap();
+        let b1 = volume.checkout("b1").await.unwrap();
+        let mut w1 = b1.open_file("db", OpenOptions::write()).await.unwrap();
+        w1.truncate(100_000).await.unwrap();
+        w1.sync().await.unwrap();
+        w1.write_at(500_000, &[1u8; 10]).await.unwrap();
+        w1.sync().await.unwrap();
+        let r = b1.open_file("db", OpenOptions::read()).await.unwrap();
+        let got = r.read_at(400_000, 10).await.unwrap();
+        assert_eq!(
+            got,
+            vec![0u8; 10],
+            "the cut page reads as zeros on the branch"
+        );
+        let main = volume.open_file("db", OpenOptions::read()).await.unwrap();
+        assert_eq!(main.read_at(400_000, 10).await.unwrap(), vec![7u8; 10]);
+        drop(w);
+    });
+}

@@ -1,0 +1,191 @@
+//! Tests that need the engine's internals: volumes written by older schema
+//! versions (built by running the real migrations up to that version), and
+//! the engine's advisory locks.
+
+use std::sync::Arc;
+
+use fsx_testkit::postgres::PgServer;
+
+use super::*;
+
+/// A volume written by schema version `v` (1 to 3) migrates to the current
+/// version with its files, extents, dirty pages and leases on `main`, and
+/// new file ids collide neither with a file that exists nor with one the
+/// old identity column handed out before it was deleted.
+async fn migrate_from(server: &PgServer, v: usize) {
+    let url = server.fresh_url();
+    let m = PgMeta::connect(&url).await.unwrap();
+    // Odd versions: the identity handed out ids up to 40 to files deleted
+    // since, so only the sequence knows them. Even ones: file 7 was
+    // inserted by id, so only max(id) knows it.
+    let handed_out = if v % 2 == 1 {
+        "SELECT setval(pg_get_serial_sequence('fsx_files', 'id'), 40);"
+    } else {
+        ""
+    };
+    let fixture = format!(
+        "INSERT INTO fsx_volume (key, value) VALUES ('schema_version', '{v}'), ('volume_id', 'v'),
+             ('extent_size', '2097152'), ('store_url', 'memory://'), ('created_ms', '1');
+         INSERT INTO fsx_files (id, name, page_size, size, write_seq, created_ms, modified_ms)
+             VALUES (7, 'kept', 4096, 8192, 3, 1, 2);
+         {handed_out}
+         INSERT INTO fsx_extents (key, refcount, state, bytes, created_ms, idle_since_ms)
+             VALUES ('extent/k', 1, 0, 100, 1, 1);
+         INSERT INTO fsx_extent_map (file_id, extent_idx, key) VALUES (7, 0, 'extent/k');
+         INSERT INTO fsx_dirty_pages (file_id, page_no, seq, data)
+             VALUES (7, 1, 3, decode(repeat('00', 4096), 'hex'));
+         INSERT INTO fsx_leases (file_id, holder, expires_ms) VALUES (7, 'w', 99);"
+    );
+    transact!(m.pool(), TxKind::Write, |tx| async {
+        for sql in &schema::MIGRATIONS[..v] {
+            tx.batch(sql).await?;
+        }
+        tx.batch(&fixture).await
+    })
+    .unwrap();
+
+    // Another instance opens it, as a newer fsx would.
+    let m = PgMeta::connect(&url).await.unwrap();
+    m.open_volume().await.unwrap();
+    let f = m.file(View::MAIN, "kept").await.unwrap();
+    assert_eq!((f.id, f.size), (7, 8192), "from version {v}");
+    let map = m.read_map(View::MAIN, 7, 0, 2, 512).await.unwrap();
+    assert_eq!(map.extents, vec![(0, "extent/k".to_string())]);
+    assert_eq!(map.dirty.len(), 1);
+    let lease = m.lease(MAIN_BRANCH, 7).await.unwrap().unwrap();
+    assert_eq!(lease.holder, "w");
+    // New ids never collide with migrated or handed-out ones.
+    let g = m.create_file(MAIN_BRANCH, "new", 4096, 3).await.unwrap();
+    let bound = if v % 2 == 1 { 40 } else { 7 };
+    assert!(g.id > bound, "from version {v}: new file id {}", g.id);
+    let refs = m.count_references(None, 10).await.unwrap();
+    assert_eq!(refs, vec![("extent/k".to_string(), 1)]);
+    // Tables of every version work.
+    m.add_counters(&[Counter {
+        tier: "cold".into(),
+        op: "put".into(),
+        calls: 1,
+        bytes: 2,
+    }])
+    .await
+    .unwrap();
+    let mark = TierMark::new("extent/k", "cold", 7, CopyState::Queued);
+    m.tier_record(std::slice::from_ref(&mark), 5).await.unwrap();
+    assert_eq!(m.tier_due(5, 10).await.unwrap().len(), 1);
+    // The migrated file is writable, and branches see it.
+    let lease = LeaseRequest::new(7, "w2", 100, 1000);
+    m.acquire_lease(&lease).await.unwrap();
+    let page = PageWrite {
+        page_no: 0,
+        data: Some(Bytes::from(vec![5; 4096])),
+    };
+    m.commit_writes(&WriteBatch::new(lease, vec![page], 8192))
+        .await
+        .unwrap();
+    let dev = m.create_branch("dev", View::MAIN, 4).await.unwrap();
+    let map = m
+        .read_map(View::Branch(dev.id), 7, 0, 2, 512)
+        .await
+        .unwrap();
+    assert_eq!(map.dirty.len(), 2, "dev inherits both dirty pages");
+    let version: String = transact!(m.pool(), TxKind::Read, |tx| get_setting(
+        tx,
+        "schema_version"
+    ))
+    .unwrap();
+    assert_eq!(version, SCHEMA_VERSION.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_schemas_migrate_with_their_data() {
+    let server = PgServer::start();
+    for v in 1..SCHEMA_VERSION as usize {
+        migrate_from(&server, v).await;
+    }
+}
+
+/// The advisory lock the engine takes on file `id` of `branch` in
+/// `schema`, as another session would spell it.
+fn file_lock_sql(schema: &str, branch: BranchId, id: FileId) -> String {
+    format!(
+        "SELECT pg_advisory_xact_lock({FILE_LOCK}, hashtext(concat_ws('/', '{schema}', {branch}::BIGINT, {id}::BIGINT)))"
+    )
+}
+
+/// A deadlock that PostgreSQL breaks by aborting the engine's transaction
+/// is retried, not reported: another session holds the lock of file `b`
+/// and then wants `a`'s while the engine's rename holds `a`'s and waits for
+/// `b`'s. The engine waits first and the other session's deadlock check is
+/// pushed far out, so the engine's transaction is the victim; the retry
+/// then succeeds once the other session commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_victim_transaction_is_retried() {
+    let server = PgServer::start();
+    let schema = server.fresh_schema();
+    let m = Arc::new(PgMeta::connect(&server.url(&schema)).await.unwrap());
+    m.init_volume(&VolumeConfig::new("vol-pg", 2 << 20, "memory://", 1))
+        .await
+        .unwrap();
+    let a = m.create_file(MAIN_BRANCH, "a", 4096, 1).await.unwrap();
+    let b = m.create_file(MAIN_BRANCH, "b", 4096, 1).await.unwrap();
+
+    let mut other = server.raw_client().await;
+    // Only the engine's session may run the deadlock check in time, so it
+    // is the victim however the machine schedules the two backends (the
+    // test role is the cluster's superuser, who may set this).
+    other
+        .batch_execute("SET deadlock_timeout = '10min'")
+        .await
+        .unwrap();
+    let watcher = server.raw_client().await;
+    let tx = other.transaction().await.unwrap();
+    tx.batch_execute(&file_lock_sql(&schema, MAIN_BRANCH, b.id))
+        .await
+        .unwrap();
+
+    let engine = m.clone();
+    let rename = tokio::spawn(async move {
+        engine
+            .rename_file(MAIN_BRANCH, "a", "b", true, "h", 2)
+            .await
+    });
+    // Bounded polling until the engine's transaction waits for our lock.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND application_name = 'fsx'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the engine never waited for the lock"
+        );
+        tokio::task::yield_now().await;
+    }
+    // Close the cycle. The engine is aborted with 40P01 and retries, which
+    // waits for this transaction to end.
+    tx.batch_execute(&file_lock_sql(&schema, MAIN_BRANCH, a.id))
+        .await
+        .expect("the engine, waiting first, should have been the deadlock victim");
+    tx.commit().await.unwrap();
+    rename
+        .await
+        .unwrap()
+        .expect("the rename is retried after the deadlock");
+    let names: Vec<String> = m
+        .list_files(View::MAIN, "")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(names, ["b"]);
+}
