@@ -8,6 +8,7 @@
 // Printing is this binary's job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod branch_cmd;
 mod extent_cmd;
 mod sql_cmd;
 mod store_cmd;
@@ -37,6 +38,12 @@ enum Command {
     File(volume_cmd::FileCommand),
     #[command(flatten)]
     Volume(volume_cmd::VolumeCommand),
+    /// Branches: create (from a branch or commit), list with the bytes each
+    /// holds alone, delete, and configure automatic commits.
+    #[command(subcommand)]
+    Branch(branch_cmd::BranchCommand),
+    #[command(flatten)]
+    History(branch_cmd::HistoryCommand),
     /// Run SQL on a database in a volume through the fsx SQLite VFS (an
     /// interactive shell when no SQL is given).
     Sql(sql_cmd::SqlArgs),
@@ -69,6 +76,8 @@ fn main() -> ExitCode {
         Command::Init(args) => volume_cmd::init(args),
         Command::File(cmd) => volume_cmd::run_file(cmd),
         Command::Volume(cmd) => volume_cmd::run(cmd),
+        Command::Branch(cmd) => branch_cmd::run_branch(cmd),
+        Command::History(cmd) => branch_cmd::run_history(cmd),
         Command::Sql(args) => sql_cmd::run(args),
         Command::Extent(cmd) => extent_cmd::run(cmd),
         Command::Store(cmd) => store_cmd::run(cmd),
@@ -78,8 +87,32 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("fsx: error: {err:#}");
+            eprintln!("fsx: error: {}", message(&err));
             ExitCode::from(2)
         }
     }
+}
+
+/// An error and its causes, joined by `: `, leaving out a cause that only
+/// repeats what is already said: library errors keep their source (a
+/// metadata error inside an engine error), whose text is often the same
+/// message behind a `kind: ` prefix.
+fn message(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        let repeated = !out.is_empty()
+            && (out.contains(&text)
+                || text
+                    .split_once(": ")
+                    .is_some_and(|(_, rest)| out.contains(rest)));
+        if repeated {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }

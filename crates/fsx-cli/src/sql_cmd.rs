@@ -6,6 +6,9 @@
 //! ended by `;` (a prompt is shown on a terminal); `.quit` ends. The
 //! database is `DB` inside the volume, created if missing; the volume must
 //! exist (`fsx init`).
+//!
+//! `--branch NAME` and `--commit ID` pass `&branch=`/`&commit=` to the VFS
+//! URI; a commit is opened read-only (and must hold the database).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -30,6 +33,8 @@ pub struct SqlArgs {
     /// How long to wait for a lock held by another connection or process.
     #[arg(long, default_value = "5000", value_name = "MS")]
     busy_timeout: u64,
+    #[command(flatten)]
+    view: crate::volume_cmd::ViewArgs,
 }
 
 /// Percent-encodes what would end or split a URI's path or parameter.
@@ -44,21 +49,51 @@ fn uri_escape(s: &str) -> String {
     out
 }
 
-fn open(path: &Path, db: &str) -> anyhow::Result<Connection> {
+/// Checks that the branch or commit exists, and that a commit (read-only)
+/// holds the database, so the error is fsx's own rather than SQLite's
+/// "unable to open database file".
+fn check_view(dir: &Path, db: &str, view: &crate::volume_cmd::ViewArgs) -> anyhow::Result<()> {
+    if view.branch.is_none() && view.commit.is_none() {
+        return Ok(());
+    }
+    crate::volume_cmd::runtime()?.block_on(async {
+        let v = view
+            .select(crate::volume_cmd::open_volume(dir).await?)
+            .await?;
+        if let Some(c) = view.commit {
+            v.stat(db)
+                .await
+                .with_context(|| format!("cannot open {db:?} at commit {c}"))?;
+        }
+        anyhow::Ok(())
+    })
+}
+
+fn open(path: &Path, db: &str, view: &crate::volume_cmd::ViewArgs) -> anyhow::Result<Connection> {
     let dir = fsx_volume::absolute(path)?;
     // The VFS would refuse too, but SQLite reduces its reason to
     // "unable to open database file".
     fsx_volume::VolumeFile::read(&dir)?;
+    check_view(&dir, db, view)?;
     fsx_sqlite::register()?;
-    let uri = format!(
+    let mut uri = format!(
         "file:{}?vfs=fsx&volume={}",
         uri_escape(db),
         uri_escape(&dir.display().to_string())
     );
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_URI
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if let Some(branch) = &view.branch {
+        uri.push_str(&format!("&branch={}", uri_escape(branch)));
+    }
+    if let Some(commit) = view.commit {
+        uri.push_str(&format!("&commit={commit}"));
+        flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    }
     Connection::open_with_flags(&uri, flags).map_err(|e| {
         let why = fsx_sqlite::last_error().unwrap_or_default();
         anyhow::anyhow!("cannot open {db:?} in {}: {e} {why}", dir.display())
@@ -96,7 +131,7 @@ fn execute(c: &Connection, sql: &str, out: &mut dyn Write) -> anyhow::Result<()>
 
 /// Runs `fsx sql`.
 pub fn run(args: SqlArgs) -> anyhow::Result<ExitCode> {
-    let c = open(&args.path, &args.db)?;
+    let c = open(&args.path, &args.db, &args.view)?;
     c.busy_timeout(Duration::from_millis(args.busy_timeout))?;
     let stdout = std::io::stdout();
     if let Some(sql) = &args.sql {

@@ -266,7 +266,7 @@ async fn extent_keys(v: &Volume, name: Option<&str>) -> anyhow::Result<Vec<Strin
             let f = v.stat(name).await?;
             let pages = f.size.div_ceil(u64::from(f.page_size));
             let map = meta
-                .read_map(f.id, 0, pages, v.pages_per_extent(f.page_size))
+                .read_map(v.view(), f.id, 0, pages, v.pages_per_extent(f.page_size))
                 .await?;
             Ok(map.extents.into_iter().map(|(_, k)| k).collect())
         }

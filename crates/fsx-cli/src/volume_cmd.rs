@@ -1,10 +1,14 @@
 //! Volume commands: `fsx init`, file commands (`put`, `get`, `ls`, `rm`,
-//! `mv`, `stat`) and maintenance (`fsck`, `gc`).
+//! `mv`, `stat`) and maintenance (`stats`, `fsck`, `gc`).
 //!
 //! A volume is a directory holding `fsx-volume.json`, which names the
 //! metadata engine and the data store by URL. With the embedded defaults
 //! both live inside the directory (`meta.db`, `data/`), written as paths
 //! relative to it so the directory can be moved whole.
+//!
+//! File commands work on `main` unless `--branch NAME` or `--commit ID`
+//! ([`ViewArgs`]) says otherwise; a commit is read-only, and the engine's
+//! own error says so when a write is attempted on one.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -15,6 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use fsx_engine::{GcOptions, OpenOptions, Progress, SystemEnv, Volume, VolumeOptions};
+use fsx_meta::CommitId;
 use fsx_volume::{VolumeFile, resolve};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -41,6 +46,31 @@ pub struct InitArgs {
     tier: crate::tier_cmd::TierArgs,
 }
 
+/// Which branch or commit a command works on (default: the `main` branch).
+#[derive(Args, Clone, Debug, Default)]
+pub struct ViewArgs {
+    /// Work on branch NAME instead of main (`fsx branch list` shows the
+    /// branches).
+    #[arg(long, value_name = "NAME", conflicts_with = "commit")]
+    pub branch: Option<String>,
+    /// Read the files as commit ID showed them. Commits are read-only:
+    /// writes fail (`fsx log` lists commits).
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(CommitId).range(1..))]
+    pub commit: Option<CommitId>,
+}
+
+impl ViewArgs {
+    /// `volume` seen through the chosen branch or commit; `NotFound` for an
+    /// unknown one.
+    pub async fn select(&self, volume: Volume) -> anyhow::Result<Volume> {
+        Ok(match (&self.branch, self.commit) {
+            (Some(name), _) => volume.checkout(name).await?,
+            (None, Some(id)) => volume.at_commit(id).await?,
+            (None, None) => volume,
+        })
+    }
+}
+
 /// Commands on the files of a volume (`fsx file …`).
 #[derive(Subcommand)]
 pub enum FileCommand {
@@ -59,6 +89,8 @@ pub enum FileCommand {
         /// (default: once, at the end).
         #[arg(long, value_name = "N")]
         sync_pages: Option<u64>,
+        #[command(flatten)]
+        view: ViewArgs,
     },
     /// Copy a file out of the volume to a local file (or stdout with `-`).
     Get {
@@ -68,6 +100,8 @@ pub enum FileCommand {
         name: String,
         /// Destination, or `-` for stdout.
         local: PathBuf,
+        #[command(flatten)]
+        view: ViewArgs,
     },
     /// List files: size, page size, name.
     Ls {
@@ -76,6 +110,8 @@ pub enum FileCommand {
         /// Only names starting with this.
         #[arg(default_value = "")]
         prefix: String,
+        #[command(flatten)]
+        view: ViewArgs,
     },
     /// Delete a file.
     Rm {
@@ -83,6 +119,8 @@ pub enum FileCommand {
         path: PathBuf,
         /// Name in the volume.
         name: String,
+        #[command(flatten)]
+        view: ViewArgs,
     },
     /// Rename a file.
     Mv {
@@ -95,6 +133,8 @@ pub enum FileCommand {
         /// Replace `to` if it exists.
         #[arg(long, short)]
         force: bool,
+        #[command(flatten)]
+        view: ViewArgs,
     },
     /// Show one file's size, page size and times.
     Stat {
@@ -102,14 +142,21 @@ pub enum FileCommand {
         path: PathBuf,
         /// Name in the volume.
         name: String,
+        #[command(flatten)]
+        view: ViewArgs,
     },
 }
 
 /// Maintenance commands on a volume.
 #[derive(Subcommand)]
 pub enum VolumeCommand {
-    /// Operation and byte counters of the data store, and the number and
-    /// bytes of stored extents.
+    /// Data store counters, stored extents, and each branch's unique bytes.
+    ///
+    /// Operation and byte counters of the data store, the number and bytes
+    /// of stored extents, and what deleting each branch would free. A
+    /// branch's unique bytes are the extents only it references plus the
+    /// page data it holds in the metadata engine: what `fsx branch delete`
+    /// followed by `fsx gc` would free. Files are those of main.
     Stats {
         /// The volume directory.
         path: PathBuf,
@@ -117,15 +164,27 @@ pub enum VolumeCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Check that every referenced extent exists and verifies, that
-    /// reference counts match, and that the store has no orphans. Exits 0
-    /// only when the volume is clean.
+    /// Check extents, reference counts, orphans and the branch graph; exit
+    /// 0 only when the volume is clean.
+    ///
+    /// Verifies that every referenced extent exists and matches its content
+    /// key and checksum, that reference counts match the page maps, that
+    /// the store holds no orphan objects, and that the graph of branches,
+    /// commits and layers is sound (no dangling parent, no cycle, no shared
+    /// or frozen branch head). Prints one line per fault and the numbers
+    /// checked; exits 1 when a fault was found.
     Fsck {
         /// The volume directory.
         path: PathBuf,
     },
-    /// Delete extents nothing references any more (after a grace period
-    /// that protects writers in flight) and orphan objects.
+    /// Expire old automatic commits, delete unreferenced extents and
+    /// orphan objects.
+    ///
+    /// First removes automatic commits older than the volume's retention
+    /// (`fsx branch config --retain`, default 7d), except a branch's latest
+    /// one; explicit commits are kept while a branch reaches them. Then
+    /// deletes extents nothing references any more once they have been
+    /// unreferenced for the grace period, which protects writers in flight.
     Gc {
         /// The volume directory.
         path: PathBuf,
@@ -153,7 +212,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// `90`, `90s`, `15m`, `1h`, `2d`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, mult) = match s.chars().last() {
         Some('s') => (&s[..s.len() - 1], 1u64),
         Some('m') => (&s[..s.len() - 1], 60),
@@ -168,7 +227,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{s:?} is not a duration (examples: 0s, 15m, 1h)"))
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -287,15 +346,15 @@ const COPY_CHUNK: usize = 1 << 20;
 /// Runs a file command.
 pub fn run_file(cmd: FileCommand) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async {
-        let path = match &cmd {
-            FileCommand::Put { path, .. }
-            | FileCommand::Get { path, .. }
-            | FileCommand::Ls { path, .. }
-            | FileCommand::Rm { path, .. }
-            | FileCommand::Mv { path, .. }
-            | FileCommand::Stat { path, .. } => path.clone(),
+        let (path, view) = match &cmd {
+            FileCommand::Put { path, view, .. }
+            | FileCommand::Get { path, view, .. }
+            | FileCommand::Ls { path, view, .. }
+            | FileCommand::Rm { path, view, .. }
+            | FileCommand::Mv { path, view, .. }
+            | FileCommand::Stat { path, view, .. } => (path.clone(), view.clone()),
         };
-        let v = open_volume(&path).await?;
+        let v = view.select(open_volume(&path).await?).await?;
         let result = file_command(&v, cmd).await;
         // Counters are kept even when the command failed midway.
         let flushed = v.flush_counters().await;
@@ -454,6 +513,7 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
                 }
             }
             let e = stats.extents;
+            let branches = v.branch_usage().await?;
             let file_bytes: u64 = stats.files.iter().map(|f| f.size).sum();
             if json {
                 let out = serde_json::json!({
@@ -467,6 +527,7 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
                         "referenced_bytes": e.referenced_bytes,
                     },
                     "files": { "count": stats.files.len(), "bytes": file_bytes },
+                    "branches": branches.iter().map(crate::branch_cmd::branch_json).collect::<Vec<_>>(),
                 });
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
@@ -484,6 +545,16 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
                         t.puts, t.bytes_put, t.gets, t.bytes_got, t.deletes, t.heads, t.lists
                     );
                 }
+                for (b, u) in &branches {
+                    println!(
+                        "branch {}: {} unique bytes ({} extents, {} bytes; {} bytes of unpacked pages)",
+                        b.name,
+                        u.extent_bytes + u.dirty_bytes,
+                        u.extents,
+                        u.extent_bytes,
+                        u.dirty_bytes
+                    );
+                }
             }
         }
         VolumeCommand::Fsck { path } => {
@@ -491,8 +562,12 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
             let report = v.fsck(&BarProgress(Default::default())).await?;
             v.flush_counters().await?;
             println!(
-                "checked {} extents ({} bytes)",
-                report.extents_checked, report.bytes_checked
+                "checked {} extents ({} bytes); {} branches, {} commits, {} layers",
+                report.extents_checked,
+                report.bytes_checked,
+                report.branches,
+                report.commits,
+                report.layers
             );
             for k in &report.missing {
                 println!("MISSING  {k}: referenced but absent from the store");
@@ -505,6 +580,9 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
             }
             for k in &report.dangling {
                 println!("DANGLING {k}: referenced but has no extent record");
+            }
+            for fault in &report.graph_faults {
+                println!("GRAPH    {fault}");
             }
             for k in &report.orphans {
                 println!(
@@ -534,8 +612,9 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
             let r = v.gc(&options, &BarProgress(Default::default())).await?;
             v.flush_counters().await?;
             println!(
-                "deleted {} unreferenced extents ({} bytes), {} orphans; finished {} interrupted deletions",
-                r.deleted, r.bytes_freed, r.orphans_deleted, r.resumed
+                "expired {} automatic commits; deleted {} unreferenced extents ({} bytes), {} orphans; \
+                 finished {} interrupted deletions",
+                r.commits_expired, r.deleted, r.bytes_freed, r.orphans_deleted, r.resumed
             );
         }
     }

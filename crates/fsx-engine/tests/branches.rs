@@ -12,13 +12,10 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
-use common::pattern;
-use fsx_engine::{
-    File, GcOptions, ManualEnv, MetaArc, NoProgress, OpenOptions, Volume, VolumeOptions,
-};
-use fsx_meta::{CommitId, View, VolumeConfig};
+use common::{Engine, Harness, pattern};
+use fsx_engine::{File, GcOptions, NoProgress, OpenOptions, Volume};
+use fsx_meta::{CommitId, View};
 use proptest::prelude::*;
 
 const FILES: [&str; 2] = ["db", "db-wal"];
@@ -99,59 +96,6 @@ struct BranchModel {
 struct CommitModel {
     parent: Option<CommitId>,
     files: Files,
-}
-
-enum Engine {
-    Sqlite,
-    Postgres(String),
-}
-
-struct Harness {
-    engine: Engine,
-    dir: tempfile::TempDir,
-    env: Arc<ManualEnv>,
-}
-
-impl Harness {
-    async fn meta(&self, create: bool) -> MetaArc {
-        match &self.engine {
-            Engine::Sqlite => Arc::new(
-                fsx_meta::sqlite::SqliteMeta::open(self.dir.path().join("meta.db"), create)
-                    .unwrap(),
-            ),
-            Engine::Postgres(url) => {
-                Arc::new(fsx_meta::postgres::PgMeta::connect(url).await.unwrap())
-            }
-        }
-    }
-
-    fn store(&self) -> Arc<fsx_store::local::LocalBackend> {
-        Arc::new(fsx_store::local::LocalBackend::open(self.dir.path().join("data")).unwrap())
-    }
-
-    async fn volume(&self, create: bool) -> Volume {
-        if create {
-            let config = VolumeConfig::new("branches", 256 * 1024, "data", 1);
-            Volume::create(
-                self.meta(true).await,
-                self.store(),
-                self.env.clone(),
-                config,
-                VolumeOptions::default(),
-            )
-            .await
-            .unwrap()
-        } else {
-            Volume::open(
-                self.meta(false).await,
-                self.store(),
-                self.env.clone(),
-                VolumeOptions::default(),
-            )
-            .await
-            .unwrap()
-        }
-    }
 }
 
 async fn read_all(v: &Volume) -> Files {
@@ -276,13 +220,9 @@ impl State {
 }
 
 async fn run(engine: Engine, ops: Vec<Op>) {
-    let h = Harness {
-        engine,
-        dir: tempfile::tempdir().unwrap(),
-        env: Arc::new(ManualEnv::new(1_000_000)),
-    };
+    let h = Harness::new(engine);
     let mut st = State {
-        volume: h.volume(true).await,
+        volume: h.create().await,
         branches: BTreeMap::from([("main".to_string(), BranchModel::default())]),
         commits: BTreeMap::new(),
         writers: BTreeMap::new(),
@@ -447,12 +387,12 @@ async fn run(engine: Engine, ops: Vec<Op>) {
                     .gc(&GcOptions::default().grace_ms(0), &NoProgress)
                     .await
                     .unwrap();
-                st.check_with(&h.volume(false).await, &when).await;
+                st.check_with(&h.reopen().await, &when).await;
             }
             Op::Crash => {
                 st.writers.clear();
                 h.env.advance(31_000);
-                st.volume = h.volume(false).await;
+                st.volume = h.reopen().await;
                 for m in st.branches.values_mut() {
                     m.current = m.durable.clone();
                 }
@@ -470,7 +410,7 @@ async fn run(engine: Engine, ops: Vec<Op>) {
         .gc(&GcOptions::default().grace_ms(0), &NoProgress)
         .await
         .unwrap();
-    st.check_with(&h.volume(false).await, "after gc").await;
+    st.check_with(&h.reopen().await, "after gc").await;
     let report = st.volume.fsck(&NoProgress).await.unwrap();
     assert!(report.is_clean(), "fsck after the run: {report:?}");
 }
@@ -513,12 +453,8 @@ fn postgres_branches_are_isolated() {
 #[test]
 fn deleting_a_branch_frees_its_unique_extents() {
     runtime().block_on(async {
-        let h = Harness {
-            engine: Engine::Sqlite,
-            dir: tempfile::tempdir().unwrap(),
-            env: Arc::new(ManualEnv::new(1_000_000)),
-        };
-        let volume = h.volume(true).await;
+        let h = Harness::new(Engine::Sqlite);
+        let volume = h.create().await;
         let base = pattern(1, 4 << 20);
         let mut w = volume
             .open_file("db", OpenOptions::create(PS))
@@ -557,7 +493,7 @@ fn deleting_a_branch_frees_its_unique_extents() {
             "gc frees exactly dev's extents: {report:?}"
         );
         assert_eq!(objects().await, 16);
-        let fresh = h.volume(false).await;
+        let fresh = h.reopen().await;
         assert!(read_all(&fresh).await == Files::from([("db".to_string(), base.clone())]));
         assert!(fresh.checkout("dev").await.is_err());
         let fsck = fresh.fsck(&NoProgress).await.unwrap();
@@ -572,12 +508,8 @@ fn deleting_a_branch_frees_its_unique_extents() {
 fn diff_and_merge_at_file_granularity() {
     use fsx_engine::{MergeOutcome, MergeStrategy};
     runtime().block_on(async {
-        let h = Harness {
-            engine: Engine::Sqlite,
-            dir: tempfile::tempdir().unwrap(),
-            env: Arc::new(ManualEnv::new(1_000_000)),
-        };
-        let volume = h.volume(true).await;
+        let h = Harness::new(Engine::Sqlite);
+        let volume = h.create().await;
         for name in ["a", "b", "c"] {
             let mut w = volume
                 .open_file(name, OpenOptions::create(PS))
@@ -604,15 +536,18 @@ fn diff_and_merge_at_file_granularity() {
             .diff(View::Commit(base.id), dev.view())
             .await
             .unwrap();
-        let summary: Vec<(String, Vec<std::ops::Range<u64>>)> = diff
+        let summary: Vec<(String, Vec<(u64, u64)>)> = diff
             .iter()
-            .map(|c| (c.new_name.clone().unwrap(), c.pages.clone()))
+            .map(|c| {
+                let ranges = c.pages.iter().map(|r| (r.start, r.end)).collect();
+                (c.new_name.clone().unwrap(), ranges)
+            })
             .collect();
         assert_eq!(
             summary,
             vec![
-                ("a".to_string(), vec![10..12]),
-                ("c".to_string(), vec![3..5])
+                ("a".to_string(), vec![(10, 12)]),
+                ("c".to_string(), vec![(3, 5)])
             ]
         );
 
@@ -660,12 +595,8 @@ fn diff_and_merge_at_file_granularity() {
 #[test]
 fn truncation_on_a_branch_hides_the_parents_pages_past_the_cut() {
     runtime().block_on(async {
-        let h = Harness {
-            engine: Engine::Sqlite,
-            dir: tempfile::tempdir().unwrap(),
-            env: Arc::new(ManualEnv::new(1_000_000)),
-        };
-        let volume = h.volume(true).await;
+        let h = Harness::new(Engine::Sqlite);
+        let volume = h.create().await;
         let mut w = volume
             .open_file("db", OpenOptions::create(PS))
             .await

@@ -12,11 +12,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
-use common::pattern;
-use fsx_engine::{File, ManualEnv, MetaArc, NoProgress, OpenOptions, Volume, VolumeOptions};
-use fsx_meta::VolumeConfig;
+use common::{Engine, Harness, pattern};
+use fsx_engine::{File, NoProgress, OpenOptions, Volume};
 use proptest::prelude::*;
 
 const NAMES: [&str; 3] = ["a", "b", "dir/c"];
@@ -79,59 +77,6 @@ struct Model {
     durable: Vec<u8>,
 }
 
-enum Engine {
-    Sqlite,
-    Postgres(String),
-}
-
-struct Harness {
-    engine: Engine,
-    dir: tempfile::TempDir,
-    env: Arc<ManualEnv>,
-}
-
-impl Harness {
-    async fn meta(&self, create: bool) -> MetaArc {
-        match &self.engine {
-            Engine::Sqlite => Arc::new(
-                fsx_meta::sqlite::SqliteMeta::open(self.dir.path().join("meta.db"), create)
-                    .unwrap(),
-            ),
-            Engine::Postgres(url) => {
-                Arc::new(fsx_meta::postgres::PgMeta::connect(url).await.unwrap())
-            }
-        }
-    }
-
-    fn store(&self) -> Arc<fsx_store::local::LocalBackend> {
-        Arc::new(fsx_store::local::LocalBackend::open(self.dir.path().join("data")).unwrap())
-    }
-
-    async fn create(&self) -> Volume {
-        let config = VolumeConfig::new("model", 256 * 1024, "data", 1);
-        Volume::create(
-            self.meta(true).await,
-            self.store(),
-            self.env.clone(),
-            config,
-            VolumeOptions::default(),
-        )
-        .await
-        .unwrap()
-    }
-
-    async fn reopen(&self) -> Volume {
-        Volume::open(
-            self.meta(false).await,
-            self.store(),
-            self.env.clone(),
-            VolumeOptions::default(),
-        )
-        .await
-        .unwrap()
-    }
-}
-
 async fn whole(f: &File) -> Vec<u8> {
     f.read_at(0, f.size() as usize).await.unwrap()
 }
@@ -157,11 +102,7 @@ async fn check_durable(volume: &Volume, files: &BTreeMap<String, Model>, when: &
 }
 
 async fn run(engine: Engine, ops: Vec<Op>, page_size: u32) {
-    let h = Harness {
-        engine,
-        dir: tempfile::tempdir().unwrap(),
-        env: Arc::new(ManualEnv::new(1_000_000)),
-    };
+    let h = Harness::new(engine);
     let mut volume = h.create().await;
     let mut files: BTreeMap<String, Model> = BTreeMap::new();
     let mut writers: BTreeMap<String, File> = BTreeMap::new();

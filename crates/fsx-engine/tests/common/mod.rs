@@ -113,3 +113,69 @@ pub async fn extent_objects(store: &dyn ExtentBackend) -> Vec<String> {
         .map(|o| o.key.as_str().to_string())
         .collect()
 }
+
+/// Which metadata engine a [`Harness`] volume uses.
+pub enum Engine {
+    Sqlite,
+    /// A fresh schema URL on a real PostgreSQL server.
+    Postgres(String),
+}
+
+/// A volume over either metadata engine and a local-directory store with
+/// 256 KiB extents, reopened from scratch as often as a test likes.
+pub struct Harness {
+    pub engine: Engine,
+    pub dir: tempfile::TempDir,
+    pub env: Arc<ManualEnv>,
+}
+
+impl Harness {
+    pub fn new(engine: Engine) -> Self {
+        Self {
+            engine,
+            dir: tempfile::tempdir().unwrap(),
+            env: Arc::new(ManualEnv::new(1_000_000)),
+        }
+    }
+
+    pub async fn meta(&self, create: bool) -> fsx_engine::MetaArc {
+        match &self.engine {
+            Engine::Sqlite => {
+                Arc::new(SqliteMeta::open(self.dir.path().join("meta.db"), create).unwrap())
+            }
+            Engine::Postgres(url) => {
+                Arc::new(fsx_meta::postgres::PgMeta::connect(url).await.unwrap())
+            }
+        }
+    }
+
+    pub fn store(&self) -> Arc<LocalBackend> {
+        Arc::new(LocalBackend::open(self.dir.path().join("data")).unwrap())
+    }
+
+    /// Creates the volume.
+    pub async fn create(&self) -> Volume {
+        let config = VolumeConfig::new("harness", 256 * 1024, "data", 1);
+        Volume::create(
+            self.meta(true).await,
+            self.store(),
+            self.env.clone(),
+            config,
+            VolumeOptions::default(),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Opens the volume afresh (no cached extents).
+    pub async fn reopen(&self) -> Volume {
+        Volume::open(
+            self.meta(false).await,
+            self.store(),
+            self.env.clone(),
+            VolumeOptions::default(),
+        )
+        .await
+        .unwrap()
+    }
+}
