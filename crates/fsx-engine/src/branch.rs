@@ -119,6 +119,26 @@ impl FileChange {
     }
 }
 
+/// `from` and every commit it descends from (parents and merged commits).
+fn ancestors(graph: &fsx_meta::LayerGraph, from: CommitId) -> BTreeSet<CommitId> {
+    let parents: BTreeMap<CommitId, (Option<CommitId>, Option<CommitId>)> = graph
+        .commits
+        .iter()
+        .map(|c| (c.id, (c.parent, c.merged)))
+        .collect();
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![from];
+    while let Some(c) = stack.pop() {
+        if seen.insert(c)
+            && let Some((p, m)) = parents.get(&c)
+        {
+            stack.extend(p);
+            stack.extend(m);
+        }
+    }
+    seen
+}
+
 /// Pages of a file, or nothing for a file absent from its view.
 async fn read_pages(
     file: Option<&crate::File>,
@@ -386,6 +406,14 @@ impl Volume {
         if source == View::Branch(target) {
             return Err(Error::invalid("cannot merge a branch into itself"));
         }
+        // Conflicts are found on the heads first, so a merge that stops
+        // leaves no trace, not even the commits a merge makes.
+        if strategy == MergeStrategy::Fail {
+            let conflicts = self.head_conflicts(source).await?;
+            if !conflicts.is_empty() {
+                return Ok(MergeOutcome::Conflicts(conflicts));
+            }
+        }
         // Both sides as commits: their heads' changes are part of the merge.
         let t_commit = s
             .meta
@@ -413,32 +441,14 @@ impl Volume {
             }
         };
         let graph = s.meta.layer_graph().await?;
-        let ancestors = |from: CommitId| {
-            let parents: BTreeMap<CommitId, (Option<CommitId>, Option<CommitId>)> = graph
-                .commits
-                .iter()
-                .map(|c| (c.id, (c.parent, c.merged)))
-                .collect();
-            let mut seen = BTreeSet::new();
-            let mut stack = vec![from];
-            while let Some(c) = stack.pop() {
-                if seen.insert(c)
-                    && let Some((p, m)) = parents.get(&c)
-                {
-                    stack.extend(p);
-                    stack.extend(m);
-                }
-            }
-            seen
-        };
-        let of_source = ancestors(s_commit);
+        let of_source = ancestors(&graph, s_commit);
         let Some(t_commit) = t_commit else {
             s.meta.reset_branch(target, s_commit, now).await?;
             return Ok(MergeOutcome::FastForward(
                 s.meta.commit_info(s_commit).await?,
             ));
         };
-        let of_target = ancestors(t_commit);
+        let of_target = ancestors(&graph, t_commit);
         if of_target.contains(&s_commit) {
             return Ok(MergeOutcome::UpToDate);
         }
@@ -448,7 +458,8 @@ impl Volume {
                 s.meta.commit_info(s_commit).await?,
             ));
         }
-        // The latest common ancestor (ids grow with time).
+        // The latest common ancestor: ids grow along parent links, so the
+        // largest common one descends from no other common one.
         let base = of_source.intersection(&of_target).max().copied();
         let base_view = base.map(View::Commit);
         let (sv, tv) = (View::Commit(s_commit), View::Commit(t_commit));
@@ -509,6 +520,47 @@ impl Volume {
             taken,
             resolved,
         })
+    }
+
+    /// Files that `source` and this branch's head both changed, differently,
+    /// since their latest common commit.
+    async fn head_conflicts(&self, source: View) -> Result<Vec<String>> {
+        let (Some(t), Some(s)) = (
+            self.current_commit().await?,
+            self.with_view(source).current_commit().await?,
+        ) else {
+            return Ok(Vec::new());
+        };
+        let graph = self.shared.meta.layer_graph().await?;
+        let (of_t, of_s) = (ancestors(&graph, t), ancestors(&graph, s));
+        let Some(base) = of_t.intersection(&of_s).max().copied() else {
+            return Ok(Vec::new());
+        };
+        let target = View::Branch(self.branch_id()?);
+        let ids = |list: Vec<FileChange>| list.into_iter().map(|c| c.id).collect::<BTreeSet<_>>();
+        let cs = ids(self.diff(View::Commit(base), source).await?);
+        let ct = ids(self.diff(View::Commit(base), target).await?);
+        let mut out = Vec::new();
+        for id in cs.intersection(&ct) {
+            if !self.file_equal(source, target, *id).await? {
+                let files = self.shared.meta.list_files(source, "").await?;
+                let name = files.iter().find(|f| f.id == *id).map(|f| f.name.clone());
+                let name = match name {
+                    Some(n) => n,
+                    None => self
+                        .shared
+                        .meta
+                        .list_files(target, "")
+                        .await?
+                        .into_iter()
+                        .find(|f| f.id == *id)
+                        .map(|f| f.name)
+                        .unwrap_or_default(),
+                };
+                out.push(name);
+            }
+        }
+        Ok(out)
     }
 
     /// Every file of `view`, as added.

@@ -174,9 +174,7 @@ impl File {
     fn branch(&self) -> Result<BranchId> {
         match self.view {
             View::Branch(b) => Ok(b),
-            View::Commit(c) => Err(Error::invalid(format!(
-                "commit {c} is read-only: create a branch from it to write"
-            ))),
+            View::Commit(c) => Err(crate::volume::read_only(c)),
         }
     }
 

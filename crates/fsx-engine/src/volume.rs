@@ -544,9 +544,7 @@ impl Volume {
     pub fn branch_id(&self) -> Result<BranchId> {
         match self.view {
             View::Branch(b) => Ok(b),
-            View::Commit(c) => Err(Error::invalid(format!(
-                "commit {c} is read-only: create a branch from it (`fsx branch create NAME --from {c}`) to write"
-            ))),
+            View::Commit(c) => Err(read_only(c)),
         }
     }
 
@@ -562,6 +560,13 @@ impl Volume {
     pub fn pages_per_extent(&self, page_size: u32) -> u64 {
         u64::from(self.shared.config.extent_size / page_size)
     }
+}
+
+/// The error for writing to commit `c`.
+pub(crate) fn read_only(c: fsx_meta::CommitId) -> Error {
+    Error::invalid(format!(
+        "commit {c} is read-only: create a branch from it (`fsx branch create PATH NAME --from {c}`) to write"
+    ))
 }
 
 fn check_name(name: &str) -> Result<()> {

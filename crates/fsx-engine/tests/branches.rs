@@ -552,12 +552,18 @@ fn diff_and_merge_at_file_granularity() {
         );
 
         let before = read_all(&volume).await;
+        let graph_before = volume.meta().layer_graph().await.unwrap();
         match volume.merge(dev.view(), MergeStrategy::Fail).await.unwrap() {
             MergeOutcome::Conflicts(c) => assert_eq!(c, vec!["c".to_string()]),
             other => panic!("expected a conflict, got {other:?}"),
         }
         let after_fail = read_all(&volume).await;
         assert!(after_fail == before, "a failed merge applied something");
+        assert_eq!(
+            volume.meta().layer_graph().await.unwrap(),
+            graph_before,
+            "a failed merge left commits behind"
+        );
         let dev_files = read_all(&dev).await;
         match volume
             .merge(dev.view(), MergeStrategy::Theirs)

@@ -67,7 +67,9 @@
 //!   the same frozen layer. So both are O(1): no page map or data is copied,
 //!   and a frozen layer never changes what it shows (packing may change how
 //!   it stores it). Writes on one branch are therefore invisible to every
-//!   other branch and commit.
+//!   other branch and commit. A layer that holds extent or dirty rows of a
+//!   file also holds that file's row, so reads visit only the layers where
+//!   the file changed, however long the chain.
 //! - **Retention.** A layer lives while a branch head, a commit or a child
 //!   layer needs it. Deleting a branch, resetting one, or expiring automatic
 //!   commits removes commits no branch reaches any more, deletes layers

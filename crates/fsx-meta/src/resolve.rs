@@ -237,9 +237,12 @@ pub(crate) fn flatten(walk: Walk) -> FlatFile {
 }
 
 /// Checks a branch name: 1 to 100 characters from `A-Z a-z 0-9 . _ - /`,
-/// not starting with `-`, `/` or `.`.
+/// not starting with `-`, `/` or `.`, and not all digits (a commit id).
 pub(crate) fn check_branch_name(name: &str) -> crate::Result<()> {
+    // All digits would read as a commit id wherever a branch or commit is
+    // named.
     let ok = !name.is_empty()
+        && !name.bytes().all(|b| b.is_ascii_digit())
         && name.len() <= 100
         && !name.starts_with(['-', '/', '.'])
         && name
@@ -250,7 +253,7 @@ pub(crate) fn check_branch_name(name: &str) -> crate::Result<()> {
     } else {
         Err(crate::MetaError::invalid(format!(
             "{name:?} is not a valid branch name: use 1 to 100 characters from A-Z a-z 0-9 . _ - /, \
-             not starting with - / or ."
+             not starting with - / or . and not all digits (those name commits)"
         )))
     }
 }
@@ -359,7 +362,7 @@ mod tests {
         for ok in ["main", "dev", "feature/x-1", "v1.2_a"] {
             assert!(check_branch_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "-x", "/x", ".x", "a b", "a;b", &"x".repeat(101)] {
+        for bad in ["", "-x", "/x", ".x", "a b", "a;b", "123", &"x".repeat(101)] {
             assert!(check_branch_name(bad).is_err(), "{bad}");
         }
     }

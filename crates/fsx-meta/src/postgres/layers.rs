@@ -251,6 +251,13 @@ pub(super) async fn walk(
     ppe: u64,
 ) -> Result<Walk> {
     let rows = rows_by_id(tx, id).await?;
+    // A layer holding rows of a file holds its file row too, so only the
+    // layers where the file changed need reading.
+    let touched: Vec<LayerId> = chain
+        .iter()
+        .copied()
+        .filter(|l| rows.iter().any(|r| r.layer == *l))
+        .collect();
     let mut w = Walk::new(first, count, ppe);
     let (p0, p1) = w.page_range();
     let (e0, e1) = w.extent_range();
@@ -259,7 +266,7 @@ pub(super) async fn walk(
         .query(
             "SELECT layer, page_no, seq, data FROM fsx_dirty_pages
              WHERE layer = ANY($1) AND file_id = $2 AND page_no >= $3 AND page_no <= $4",
-            &[&chain, &id, &clamp(p0), &clamp(p1)],
+            &[&touched, &id, &clamp(p0), &clamp(p1)],
         )
         .await?
     {
@@ -274,7 +281,7 @@ pub(super) async fn walk(
         .query(
             "SELECT layer, extent_idx, key FROM fsx_extent_map
              WHERE layer = ANY($1) AND file_id = $2 AND extent_idx >= $3 AND extent_idx <= $4",
-            &[&chain, &id, &clamp(e0), &clamp(e1)],
+            &[&touched, &id, &clamp(e0), &clamp(e1)],
         )
         .await?
     {

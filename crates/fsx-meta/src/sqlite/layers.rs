@@ -110,6 +110,33 @@ pub(super) fn top_layer(tx: &Transaction<'_>, view: View) -> Result<LayerId> {
     }
 }
 
+/// The layer chain a view reads, top first, in one query.
+pub(super) fn view_chain(tx: &Transaction<'_>, view: View) -> Result<Vec<LayerId>> {
+    let (start, key) = match view {
+        View::Branch(b) => ("SELECT head, 0 FROM fsx_branches WHERE id = ?1", b),
+        View::Commit(c) => ("SELECT layer, 0 FROM fsx_commits WHERE id = ?1", c),
+    };
+    let chain: Vec<LayerId> = query_all(
+        tx,
+        &format!(
+            "WITH RECURSIVE chain(id, depth) AS (
+                 {start}
+                 UNION ALL
+                 SELECT l.parent, chain.depth + 1 FROM fsx_layers l JOIN chain ON l.id = chain.id
+                 WHERE l.parent IS NOT NULL
+             )
+             SELECT id FROM chain ORDER BY depth"
+        ),
+        params![key],
+        |r| r.get(0),
+    )?;
+    if chain.is_empty() {
+        // Name the missing branch or commit the way the direct lookups do.
+        top_layer(tx, view)?;
+    }
+    Ok(chain)
+}
+
 /// `top` and its ancestors, top first.
 pub(super) fn chain(tx: &Transaction<'_>, top: LayerId) -> Result<Vec<LayerId>> {
     let chain: Vec<LayerId> = query_all(
@@ -145,7 +172,7 @@ pub(super) fn layer_parent(
     .map_err(sql_err)
 }
 
-fn rows_by_id(tx: &Transaction<'_>, id: FileId) -> Result<Vec<FileRow>> {
+pub(super) fn rows_by_id(tx: &Transaction<'_>, id: FileId) -> Result<Vec<FileRow>> {
     query_all(
         tx,
         &format!("SELECT {FILE_ROW_COLUMNS} FROM fsx_files WHERE id = ?1"),
@@ -213,7 +240,19 @@ pub(super) fn walk(
     count: u64,
     ppe: u64,
 ) -> Result<Walk> {
-    let rows = rows_by_id(tx, id)?;
+    walk_rows(tx, chain, &rows_by_id(tx, id)?, id, first, count, ppe)
+}
+
+/// [`walk`] with the file's rows already read.
+pub(super) fn walk_rows(
+    tx: &Transaction<'_>,
+    chain: &[LayerId],
+    rows: &[FileRow],
+    id: FileId,
+    first: u64,
+    count: u64,
+    ppe: u64,
+) -> Result<Walk> {
     let mut w = Walk::new(first, count, ppe);
     let (p0, p1) = w.page_range();
     let (e0, e1) = w.extent_range();
@@ -233,6 +272,13 @@ pub(super) fn walk(
         if w.finished() {
             break;
         }
+        // A layer holding rows of a file holds its file row too (writes,
+        // packs, folds and merges keep them together), so a layer without
+        // one has nothing to say: long chains cost what the file changed.
+        let Some(row) = rows.iter().find(|r| r.layer == layer) else {
+            w.layer(None, [], []);
+            continue;
+        };
         let dirty: Vec<(u64, i64, Option<Bytes>)> = dirty_st
             .query_map(
                 params![layer, id, p0 as i64, p1.min(i64::MAX as u64) as i64],
@@ -255,7 +301,7 @@ pub(super) fn walk(
             .map_err(sql_err)?
             .collect::<rusqlite::Result<_>>()
             .map_err(sql_err)?;
-        w.layer(rows.iter().find(|r| r.layer == layer), dirty, extents);
+        w.layer(Some(row), dirty, extents);
     }
     Ok(w)
 }
@@ -275,6 +321,9 @@ pub(super) fn visible_key(
         )
         .map_err(sql_err)?;
     for &layer in chain {
+        let Some(row) = rows.iter().find(|r| r.layer == layer) else {
+            continue;
+        };
         let own: Option<Option<String>> = st
             .query_row(params![layer, id, idx as i64], |r| r.get(0))
             .optional()
@@ -282,13 +331,60 @@ pub(super) fn visible_key(
         if let Some(key) = own {
             return Ok(key);
         }
-        if let Some(r) = rows.iter().find(|r| r.layer == layer)
-            && r.cuts().1 <= idx
-        {
+        if row.cuts().1 <= idx {
             return Ok(None);
         }
     }
     Ok(None)
+}
+
+/// The head of `branch` and that head's own row of file `id`, if it has
+/// one, in one query: the common case of a write, which then needs no
+/// chain.
+pub(super) fn head_row(
+    tx: &Transaction<'_>,
+    branch: BranchId,
+    id: FileId,
+) -> Result<(LayerId, Option<FileRow>)> {
+    let mut st = tx
+        .prepare_cached(&format!(
+            "SELECT b.head, {} FROM fsx_branches b
+             LEFT JOIN fsx_files f ON f.layer = b.head AND f.id = ?2
+             WHERE b.id = ?1",
+            FILE_ROW_COLUMNS
+                .split(", ")
+                .map(|c| format!("f.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .map_err(sql_err)?;
+    let found = st
+        .query_row(params![branch, id], |r| {
+            let head: LayerId = r.get(0)?;
+            let present: Option<i64> = r.get(1)?;
+            let row = match present {
+                Some(_) => Some(FileRow {
+                    layer: r.get(1)?,
+                    id: r.get(2)?,
+                    name: r.get(3)?,
+                    page_size: r.get(4)?,
+                    size: r.get::<_, i64>(5)? as u64,
+                    write_seq: r.get(6)?,
+                    cut_page: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
+                    cut_extent: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
+                    deleted: r.get::<_, i64>(9)? != 0,
+                    created_ms: r.get(10)?,
+                    modified_ms: r.get(11)?,
+                }),
+                None => None,
+            };
+            Ok((head, row))
+        })
+        .optional()
+        .map_err(sql_err)?;
+    found.ok_or_else(|| {
+        MetaError::not_found(format!("branch #{branch} does not exist (was it deleted?)"))
+    })
 }
 
 /// Makes sure `head` has its own row of file `id` (copying the row it

@@ -350,8 +350,7 @@ fn head_chain(tx: &Transaction<'_>, branch: BranchId) -> Result<Vec<LayerId>> {
 
 /// Chain of a view.
 fn view_chain(tx: &Transaction<'_>, view: View) -> Result<Vec<LayerId>> {
-    let top = layers::top_layer(tx, view)?;
-    layers::chain(tx, top)
+    layers::view_chain(tx, view)
 }
 
 /// Takes the next file id.
@@ -669,10 +668,18 @@ impl MetaEngine for SqliteMeta {
                         layers::commit_branch(tx, branch, "automatic commit", true, None, false, now)?;
                     }
                 }
-                let chain = head_chain(tx, branch)?;
-                let head = chain[0];
                 check_lease(tx, &batch.lease)?;
-                let file = layers::own_row(tx, &chain, file_id)?;
+                // Most writes find the file's row in the head already.
+                let (head, file) = match layers::head_row(tx, branch, file_id)? {
+                    (head, Some(row)) if !row.deleted => (head, row),
+                    (_, Some(_)) => {
+                        return Err(MetaError::not_found(format!("file #{file_id} no longer exists")));
+                    }
+                    (_, None) => {
+                        let chain = head_chain(tx, branch)?;
+                        (chain[0], layers::own_row(tx, &chain, file_id)?)
+                    }
+                };
                 for p in &batch.pages {
                     if let Some(d) = &p.data
                         && d.len() != file.page_size as usize
@@ -742,17 +749,29 @@ impl MetaEngine for SqliteMeta {
         lazy(move || {
             self.read(|tx| {
                 let chain = view_chain(tx, view)?;
-                let file = layers::visible(tx, &chain, file_id)?;
+                let rows = layers::rows_by_id(tx, file_id)?;
+                let file = crate::resolve::topmost(&chain, rows.clone())
+                    .remove(&file_id)
+                    .filter(|r| !r.deleted)
+                    .ok_or_else(|| {
+                        MetaError::not_found(format!("file #{file_id} no longer exists"))
+                    })?;
                 if count == 0 || pages_per_extent == 0 {
                     return Ok(ReadMap {
                         size: file.size,
                         ..ReadMap::default()
                     });
                 }
-                Ok(
-                    layers::walk(tx, &chain, file_id, first_page, count, pages_per_extent)?
-                        .read_map(file.size),
-                )
+                Ok(layers::walk_rows(
+                    tx,
+                    &chain,
+                    &rows,
+                    file_id,
+                    first_page,
+                    count,
+                    pages_per_extent,
+                )?
+                .read_map(file.size))
             })
         })
     }
@@ -769,13 +788,19 @@ impl MetaEngine for SqliteMeta {
                 if pages_per_extent == 0 {
                     return Err(MetaError::invalid("pages_per_extent must be positive"));
                 }
-                let layer = layers::top_layer(tx, view)?;
+                // The packer asks after every sync: resolve the layer in
+                // the same statement rather than in one more query.
+                let (layer_sql, key) = match view {
+                    View::Branch(b) => ("(SELECT head FROM fsx_branches WHERE id = ?1)", b),
+                    View::Commit(c) => ("(SELECT layer FROM fsx_commits WHERE id = ?1)", c),
+                };
                 let mut st = tx
-                    .prepare_cached(
+                    .prepare_cached(&format!(
                         "SELECT count(*) FROM fsx_dirty_pages
-                         WHERE layer = ?1 AND file_id = ?2 AND page_no >= ?3 AND page_no < ?4",
-                    )
+                         WHERE layer = {layer_sql} AND file_id = ?2 AND page_no >= ?3 AND page_no < ?4"
+                    ))
                     .map_err(sql_err)?;
+                let layer = key;
                 let mut idxs = extents.to_vec();
                 idxs.sort_unstable();
                 idxs.dedup();
