@@ -4,58 +4,11 @@
 //! automatic commits and their expiry, SQL on a branch or commit, and
 //! clear errors that change nothing.
 
+mod common;
+
+use common::*;
+
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn fsx(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fsx"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = fsx(args);
-    assert!(
-        out.status.success(),
-        "fsx {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Runs a command that must fail with exit code 2 (an error), returning
-/// its stderr.
-fn fails(args: &[&str]) -> String {
-    let out = fsx(args);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "fsx {args:?} should fail: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn json(args: &[&str]) -> serde_json::Value {
-    serde_json::from_str(&ok(args)).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 /// The bytes of `name` as `view` (`--branch X`, `--commit N`, or nothing)
 /// shows them.

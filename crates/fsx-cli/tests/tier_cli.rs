@@ -2,33 +2,9 @@
 //! tier, write, watch the replication queue, drain it, demote and promote,
 //! scrub, and price the result next to one blob per page.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn fsx(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fsx"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = fsx(args);
-    assert!(
-        out.status.success(),
-        "fsx {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn json(args: &[&str]) -> serde_json::Value {
-    serde_json::from_str(&ok(args)).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use common::*;
 
 #[test]
 fn hot_tier_queue_replicate_demote_promote_scrub_and_cost() {

@@ -2,35 +2,12 @@
 //! init, put/get round trips, ls/mv/rm/stat, fsck and gc exit codes, and
 //! clear errors that change nothing.
 
+mod common;
+
+use common::*;
+
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn fsx(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_fsx"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = fsx(args);
-    assert!(
-        out.status.success(),
-        "fsx {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn fails(args: &[&str]) -> String {
-    let out = fsx(args);
-    assert!(!out.status.success(), "fsx {args:?} should fail");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use std::process::Command;
 
 #[test]
 fn init_put_get_round_trip_and_maintenance() {

@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::{query_all, sql_err};
+use super::{exec, query_all, query_one, sql_err};
 use crate::contract::*;
 use crate::error::{MetaError, MetaErrorKind, Result};
 use crate::resolve::{FileRow, Walk, topmost};
@@ -58,7 +58,8 @@ fn file_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileRow> {
 }
 
 pub(super) fn branch(tx: &Transaction<'_>, id: BranchId) -> Result<BranchInfo> {
-    tx.query_row(
+    query_one(
+        tx,
         &format!("SELECT {BRANCH_COLUMNS} FROM fsx_branches WHERE id = ?1"),
         params![id],
         branch_row,
@@ -69,7 +70,8 @@ pub(super) fn branch(tx: &Transaction<'_>, id: BranchId) -> Result<BranchInfo> {
 }
 
 pub(super) fn branch_named(tx: &Transaction<'_>, name: &str) -> Result<Option<BranchInfo>> {
-    tx.query_row(
+    query_one(
+        tx,
         &format!("SELECT {BRANCH_COLUMNS} FROM fsx_branches WHERE name = ?1"),
         params![name],
         branch_row,
@@ -88,7 +90,8 @@ pub(super) fn branches(tx: &Transaction<'_>) -> Result<Vec<BranchInfo>> {
 }
 
 pub(super) fn commit(tx: &Transaction<'_>, id: CommitId) -> Result<CommitInfo> {
-    tx.query_row(
+    query_one(
+        tx,
         &format!("SELECT {COMMIT_COLUMNS} FROM fsx_commits WHERE id = ?1"),
         params![id],
         commit_row,
@@ -163,7 +166,8 @@ pub(super) fn layer_parent(
     tx: &Transaction<'_>,
     layer: LayerId,
 ) -> Result<Option<(Option<LayerId>, bool)>> {
-    tx.query_row(
+    query_one(
+        tx,
         "SELECT parent, frozen FROM fsx_layers WHERE id = ?1",
         params![layer],
         |r| Ok((r.get(0)?, r.get::<_, i64>(1)? != 0)),
@@ -346,18 +350,20 @@ pub(super) fn head_row(
     branch: BranchId,
     id: FileId,
 ) -> Result<(LayerId, Option<FileRow>)> {
-    let mut st = tx
-        .prepare_cached(&format!(
+    // Built once: it runs on every write.
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let columns: Vec<String> = FILE_ROW_COLUMNS
+            .split(", ")
+            .map(|c| format!("f.{c}"))
+            .collect();
+        format!(
             "SELECT b.head, {} FROM fsx_branches b
              LEFT JOIN fsx_files f ON f.layer = b.head AND f.id = ?2
              WHERE b.id = ?1",
-            FILE_ROW_COLUMNS
-                .split(", ")
-                .map(|c| format!("f.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-        .map_err(sql_err)?;
+            columns.join(", ")
+        )
+    });
+    let mut st = tx.prepare_cached(&SQL).map_err(sql_err)?;
     let found = st
         .query_row(params![branch, id], |r| {
             let head: LayerId = r.get(0)?;
@@ -395,7 +401,8 @@ pub(super) fn own_row(tx: &Transaction<'_>, chain: &[LayerId], id: FileId) -> Re
     if top.layer == head {
         return Ok(top);
     }
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO fsx_files (layer, id, name, page_size, size, write_seq, cut_page, cut_extent,
                                 deleted, created_ms, modified_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, NULL, 0, ?7, ?8)",
@@ -430,18 +437,20 @@ pub(super) fn remove_file(
 ) -> Result<()> {
     let head = chain[0];
     drop_own_extents(tx, head, row.id, 0, now_ms)?;
-    tx.execute(
+    exec(
+        tx,
         "DELETE FROM fsx_dirty_pages WHERE layer = ?1 AND file_id = ?2",
         params![head, row.id],
     )
     .map_err(sql_err)?;
-    tx.execute(
+    exec(
+        tx,
         "DELETE FROM fsx_leases WHERE branch = ?1 AND file_id = ?2",
         params![branch, row.id],
     )
     .map_err(sql_err)?;
     if chain.len() > 1 {
-        tx.execute(
+        exec(tx,
             "INSERT INTO fsx_files (layer, id, name, page_size, size, write_seq, cut_page, cut_extent,
                                     deleted, created_ms, modified_ms)
              VALUES (?1, ?2, ?3, ?4, 0, ?5, 0, 0, 1, ?6, ?7)
@@ -451,7 +460,8 @@ pub(super) fn remove_file(
         )
         .map_err(sql_err)?;
     } else {
-        tx.execute(
+        exec(
+            tx,
             "DELETE FROM fsx_files WHERE layer = ?1 AND id = ?2",
             params![head, row.id],
         )
@@ -483,15 +493,15 @@ pub(super) fn drop_own_extents(
 
 /// True when `layer` holds no rows at all.
 pub(super) fn is_empty(tx: &Transaction<'_>, layer: LayerId) -> Result<bool> {
-    let n: i64 = tx
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM fsx_files WHERE layer = ?1)
+    let n: i64 = query_one(
+        tx,
+        "SELECT EXISTS (SELECT 1 FROM fsx_files WHERE layer = ?1)
                   + EXISTS (SELECT 1 FROM fsx_extent_map WHERE layer = ?1)
                   + EXISTS (SELECT 1 FROM fsx_dirty_pages WHERE layer = ?1)",
-            params![layer],
-            |r| r.get(0),
-        )
-        .map_err(sql_err)?;
+        params![layer],
+        |r| r.get(0),
+    )
+    .map_err(sql_err)?;
     Ok(n == 0)
 }
 
@@ -500,7 +510,8 @@ pub(super) fn new_layer(
     parent: Option<LayerId>,
     now_ms: i64,
 ) -> Result<LayerId> {
-    tx.query_row(
+    query_one(
+        tx,
         "INSERT INTO fsx_layers (parent, frozen, created_ms) VALUES (?1, 0, ?2) RETURNING id",
         params![parent, now_ms],
         |r| r.get(0),
@@ -528,13 +539,15 @@ pub(super) fn commit_branch(
     let layer = match (empty, parent) {
         (true, Some(p)) => p,
         _ => {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE fsx_layers SET frozen = 1 WHERE id = ?1",
                 params![br.head],
             )
             .map_err(sql_err)?;
             let head = new_layer(tx, Some(br.head), now_ms)?;
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE fsx_branches SET head = ?2 WHERE id = ?1",
                 params![br.id, head],
             )
@@ -542,23 +555,24 @@ pub(super) fn commit_branch(
             br.head
         }
     };
-    let id: CommitId = tx
-        .query_row(
-            "INSERT INTO fsx_commits (layer, parent, merged, branch, message, auto, created_ms)
+    let id: CommitId = query_one(
+        tx,
+        "INSERT INTO fsx_commits (layer, parent, merged, branch, message, auto, created_ms)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
-            params![
-                layer,
-                br.commit,
-                merged,
-                br.name,
-                message,
-                auto as i64,
-                now_ms
-            ],
-            |r| r.get(0),
-        )
-        .map_err(sql_err)?;
-    tx.execute(
+        params![
+            layer,
+            br.commit,
+            merged,
+            br.name,
+            message,
+            auto as i64,
+            now_ms
+        ],
+        |r| r.get(0),
+    )
+    .map_err(sql_err)?;
+    exec(
+        tx,
         "UPDATE fsx_branches SET commit_id = ?2, commit_ms = ?3 WHERE id = ?1",
         params![br.id, id, now_ms],
     )
@@ -574,15 +588,15 @@ pub(super) fn check_no_writers(
     file: Option<FileId>,
     now_ms: i64,
 ) -> Result<()> {
-    let live: Option<(FileId, String)> = tx
-        .query_row(
-            "SELECT file_id, holder FROM fsx_leases
+    let live: Option<(FileId, String)> = query_one(
+        tx,
+        "SELECT file_id, holder FROM fsx_leases
              WHERE branch = ?1 AND expires_ms > ?2 AND (?3 IS NULL OR file_id = ?3) LIMIT 1",
-            params![branch.id, now_ms, file],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(sql_err)?;
+        params![branch.id, now_ms, file],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+    .map_err(sql_err)?;
     match live {
         Some((f, holder)) => Err(MetaError::new(
             MetaErrorKind::Busy,
@@ -620,13 +634,13 @@ pub(super) fn graph(tx: &Transaction<'_>) -> Result<LayerGraph> {
 }
 
 fn extent_size(tx: &Transaction<'_>) -> Result<i64> {
-    let v: String = tx
-        .query_row(
-            "SELECT value FROM fsx_volume WHERE key = 'extent_size'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(sql_err)?;
+    let v: String = query_one(
+        tx,
+        "SELECT value FROM fsx_volume WHERE key = 'extent_size'",
+        [],
+        |r| r.get(0),
+    )
+    .map_err(sql_err)?;
     v.parse().map_err(|_| {
         MetaError::new(
             MetaErrorKind::Corrupt,
@@ -643,8 +657,7 @@ pub(super) fn collect(tx: &Transaction<'_>, now_ms: i64) -> Result<()> {
     }
     tracing::debug!(?plan, "collecting layers");
     for c in &plan.remove_commits {
-        tx.execute("DELETE FROM fsx_commits WHERE id = ?1", params![c])
-            .map_err(sql_err)?;
+        exec(tx, "DELETE FROM fsx_commits WHERE id = ?1", params![c]).map_err(sql_err)?;
     }
     for &l in &plan.delete_layers {
         let keys: Vec<Option<String>> = query_all(
@@ -661,7 +674,7 @@ pub(super) fn collect(tx: &Transaction<'_>, now_ms: i64) -> Result<()> {
             "DELETE FROM fsx_files WHERE layer = ?1",
             "DELETE FROM fsx_layers WHERE id = ?1",
         ] {
-            tx.execute(sql, params![l]).map_err(sql_err)?;
+            exec(tx, sql, params![l]).map_err(sql_err)?;
         }
     }
     if !plan.folds.is_empty() {
@@ -678,7 +691,8 @@ pub(super) fn collect(tx: &Transaction<'_>, now_ms: i64) -> Result<()> {
 /// `l`'s.
 fn fold(tx: &Transaction<'_>, l: LayerId, c: LayerId, extent_size: i64, now_ms: i64) -> Result<()> {
     // Dirty pages first, judged against c's own rows before any move.
-    tx.execute(
+    exec(
+        tx,
         "DELETE FROM fsx_dirty_pages AS d WHERE d.layer = ?1 AND (
              EXISTS (SELECT 1 FROM fsx_dirty_pages x
                      WHERE x.layer = ?2 AND x.file_id = d.file_id AND x.page_no = d.page_no)
@@ -707,18 +721,20 @@ fn fold(tx: &Transaction<'_>, l: LayerId, c: LayerId, extent_size: i64, now_ms: 
     for key in keys.iter().flatten() {
         super::decref(tx, key, now_ms)?;
     }
-    tx.execute(
+    exec(
+        tx,
         "UPDATE fsx_dirty_pages SET layer = ?2 WHERE layer = ?1",
         params![l, c],
     )
     .map_err(sql_err)?;
-    tx.execute(
+    exec(
+        tx,
         "UPDATE fsx_extent_map SET layer = ?2 WHERE layer = ?1",
         params![l, c],
     )
     .map_err(sql_err)?;
     // File rows: c's row wins and takes l's cuts too; l's other rows move.
-    tx.execute(
+    exec(tx,
         "UPDATE fsx_files AS f SET
              cut_page = (SELECT CASE WHEN x.deleted = 1 THEN 0
                                      WHEN x.cut_page IS NULL THEN f.cut_page
@@ -734,24 +750,25 @@ fn fold(tx: &Transaction<'_>, l: LayerId, c: LayerId, extent_size: i64, now_ms: 
         params![l, c],
     )
     .map_err(sql_err)?;
-    tx.execute(
+    exec(
+        tx,
         "DELETE FROM fsx_files AS x WHERE x.layer = ?1
              AND EXISTS (SELECT 1 FROM fsx_files f WHERE f.layer = ?2 AND f.id = x.id)",
         params![l, c],
     )
     .map_err(sql_err)?;
-    tx.execute(
+    exec(
+        tx,
         "UPDATE fsx_files SET layer = ?2 WHERE layer = ?1",
         params![l, c],
     )
     .map_err(sql_err)?;
-    tx.execute(
+    exec(tx,
         "UPDATE fsx_layers SET parent = (SELECT parent FROM fsx_layers WHERE id = ?1) WHERE id = ?2",
         params![l, c],
     )
     .map_err(sql_err)?;
-    tx.execute("DELETE FROM fsx_layers WHERE id = ?1", params![l])
-        .map_err(sql_err)?;
+    exec(tx, "DELETE FROM fsx_layers WHERE id = ?1", params![l]).map_err(sql_err)?;
     Ok(())
 }
 
@@ -775,7 +792,8 @@ pub(super) fn copy_file(
         return Ok(());
     };
     drop_own_extents(tx, head, id, 0, now_ms)?;
-    tx.execute(
+    exec(
+        tx,
         "DELETE FROM fsx_dirty_pages WHERE layer = ?1 AND file_id = ?2",
         params![head, id],
     )
@@ -785,7 +803,8 @@ pub(super) fn copy_file(
     let pages = src.size.div_ceil(u64::from(src.page_size.max(1))).max(1);
     let (extents, dirty) = crate::resolve::flatten(walk(tx, source_chain, id, 0, pages, ppe)?);
     let write_seq = src.write_seq.max(dst.as_ref().map_or(0, |d| d.write_seq));
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO fsx_files (layer, id, name, page_size, size, write_seq, cut_page, cut_extent,
                                 deleted, created_ms, modified_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, 0, 0, ?7, ?8)
@@ -806,14 +825,15 @@ pub(super) fn copy_file(
     .map_err(sql_err)?;
     for (idx, key) in &extents {
         super::incref(tx, key)?;
-        tx.execute(
+        exec(
+            tx,
             "INSERT INTO fsx_extent_map (layer, file_id, extent_idx, key) VALUES (?1, ?2, ?3, ?4)",
             params![head, id, *idx as i64, key],
         )
         .map_err(sql_err)?;
     }
     for (page, seq, data) in &dirty {
-        tx.execute(
+        exec(tx,
             "INSERT INTO fsx_dirty_pages (layer, file_id, page_no, seq, data) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![head, id, *page as i64, seq, data.as_deref()],
         )
@@ -856,27 +876,27 @@ pub(super) fn usage(tx: &Transaction<'_>, layers: &[LayerId]) -> Result<LayerUsa
         .map(i64::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    let (extents, extent_bytes): (i64, i64) = tx
-        .query_row(
-            &format!(
-                "SELECT count(*), coalesce(sum(e.bytes), 0) FROM
+    let (extents, extent_bytes): (i64, i64) = query_one(
+        tx,
+        &format!(
+            "SELECT count(*), coalesce(sum(e.bytes), 0) FROM
                      (SELECT key, count(*) AS n FROM fsx_extent_map
                       WHERE layer IN ({list}) AND key IS NOT NULL GROUP BY key) r
                  JOIN fsx_extents e ON e.key = r.key WHERE e.refcount = r.n"
-            ),
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .map_err(sql_err)?;
-    let dirty_bytes: i64 = tx
-        .query_row(
-            &format!(
-                "SELECT coalesce(sum(length(data)), 0) FROM fsx_dirty_pages WHERE layer IN ({list})"
-            ),
-            [],
-            |r| r.get(0),
-        )
-        .map_err(sql_err)?;
+        ),
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .map_err(sql_err)?;
+    let dirty_bytes: i64 = query_one(
+        tx,
+        &format!(
+            "SELECT coalesce(sum(length(data)), 0) FROM fsx_dirty_pages WHERE layer IN ({list})"
+        ),
+        [],
+        |r| r.get(0),
+    )
+    .map_err(sql_err)?;
     Ok(LayerUsage {
         extents: extents as u64,
         extent_bytes: extent_bytes as u64,

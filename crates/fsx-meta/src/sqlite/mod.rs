@@ -77,8 +77,13 @@ pub(crate) fn sql_err(e: rusqlite::Error) -> MetaError {
     MetaError::new(kind, format!("sqlite: {e}")).with_source(e)
 }
 
+/// Distinct statements kept prepared per connection: more than the engine
+/// uses, so a write never re-parses one.
+const STATEMENT_CACHE: usize = 256;
+
 fn configure(conn: &Connection) -> Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sql_err)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(sql_err)?;
     Ok(())
@@ -164,6 +169,23 @@ impl SqliteMeta {
         Ok(out)
     }
 
+    /// Runs `f` in one read transaction on the writer connection, whose
+    /// page cache holds what the process just wrote: for reads that follow
+    /// this process's own writes (the packer's question after each sync),
+    /// where a pooled reader would first re-read the changed pages.
+    pub(crate) fn read_on_writer<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let mut conn = lock(&self.inner.writer);
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(sql_err)?;
+        let out = f(&tx)?;
+        tx.finish().map_err(sql_err)?;
+        Ok(out)
+    }
+
     /// Runs `f` in one read transaction (a snapshot) on a pooled reader.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let pooled = lock(&self.inner.readers).pop();
@@ -196,25 +218,25 @@ impl SqliteMeta {
 }
 
 fn schema_version(tx: &Transaction<'_>) -> Result<u32> {
-    let has_table: bool = tx
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'fsx_volume'",
-            [],
-            |r| r.get::<_, i64>(0),
-        )
-        .map_err(sql_err)?
+    let has_table: bool = query_one(
+        tx,
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'fsx_volume'",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map_err(sql_err)?
         > 0;
     if !has_table {
         return Ok(0);
     }
-    let v: Option<String> = tx
-        .query_row(
-            "SELECT value FROM fsx_volume WHERE key = 'schema_version'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(sql_err)?;
+    let v: Option<String> = query_one(
+        tx,
+        "SELECT value FROM fsx_volume WHERE key = 'schema_version'",
+        [],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(sql_err)?;
     let v = v.ok_or_else(|| {
         MetaError::new(MetaErrorKind::Corrupt, "fsx_volume has no schema_version")
     })?;
@@ -231,7 +253,8 @@ fn migrate(tx: &Transaction<'_>, from: u32) -> Result<()> {
         tracing::info!(from = v, to = v + 1, "migrating metadata schema");
         tx.execute_batch(sql).map_err(sql_err)?;
     }
-    tx.execute(
+    exec(
+        tx,
         "INSERT INTO fsx_volume (key, value) VALUES ('schema_version', ?1)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         params![SCHEMA_VERSION.to_string()],
@@ -241,7 +264,8 @@ fn migrate(tx: &Transaction<'_>, from: u32) -> Result<()> {
 }
 
 fn get_setting(tx: &Transaction<'_>, key: &str) -> Result<String> {
-    tx.query_row(
+    query_one(
+        tx,
         "SELECT value FROM fsx_volume WHERE key = ?1",
         params![key],
         |r| r.get(0),
@@ -266,6 +290,27 @@ fn parse_setting<T: std::str::FromStr>(tx: &Transaction<'_>, key: &str) -> Resul
     })
 }
 
+/// Runs a cached statement that returns no rows. Every statement goes
+/// through the connection's statement cache: parsing and planning cost more
+/// than running the small statements of a write.
+pub(crate) fn exec<P: rusqlite::Params>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: P,
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql)?.execute(params)
+}
+
+/// Runs a cached statement that returns one row.
+pub(crate) fn query_one<T, P: rusqlite::Params>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    params: P,
+    row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    tx.prepare_cached(sql)?.query_row(params, row)
+}
+
 /// Runs a cached statement and collects every row.
 fn query_all<T, P: rusqlite::Params>(
     tx: &Transaction<'_>,
@@ -281,7 +326,8 @@ fn query_all<T, P: rusqlite::Params>(
 }
 
 fn lease_of(tx: &Transaction<'_>, branch: BranchId, file_id: FileId) -> Result<Option<LeaseInfo>> {
-    tx.query_row(
+    query_one(
+        tx,
         "SELECT holder, expires_ms FROM fsx_leases WHERE branch = ?1 AND file_id = ?2",
         params![branch, file_id],
         |r| {
@@ -310,7 +356,8 @@ fn busy(file_id: FileId, lease: &LeaseInfo, now_ms: i64) -> MetaError {
 fn check_lease(tx: &Transaction<'_>, req: &LeaseRequest) -> Result<()> {
     match lease_of(tx, req.branch, req.file_id)? {
         Some(l) if l.holder == req.holder => {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE fsx_leases SET expires_ms = ?3 WHERE branch = ?1 AND file_id = ?2",
                 params![req.branch, req.file_id, req.now_ms + req.ttl_ms],
             )
@@ -355,7 +402,8 @@ fn view_chain(tx: &Transaction<'_>, view: View) -> Result<Vec<LayerId>> {
 
 /// Takes the next file id.
 fn next_file_id(tx: &Transaction<'_>) -> Result<FileId> {
-    tx.query_row(
+    query_one(
+        tx,
         "UPDATE fsx_volume SET value = CAST(value AS INTEGER) + 1 WHERE key = 'next_file_id'
          RETURNING CAST(value AS INTEGER) - 1",
         [],
@@ -372,12 +420,12 @@ fn next_file_id(tx: &Transaction<'_>) -> Result<FileId> {
 }
 
 pub(crate) fn incref(tx: &Transaction<'_>, key: &str) -> Result<()> {
-    let n = tx
-        .execute(
-            "UPDATE fsx_extents SET refcount = refcount + 1 WHERE key = ?1 AND state = 0",
-            params![key],
-        )
-        .map_err(sql_err)?;
+    let n = exec(
+        tx,
+        "UPDATE fsx_extents SET refcount = refcount + 1 WHERE key = ?1 AND state = 0",
+        params![key],
+    )
+    .map_err(sql_err)?;
     if n == 1 {
         Ok(())
     } else {
@@ -388,14 +436,14 @@ pub(crate) fn incref(tx: &Transaction<'_>, key: &str) -> Result<()> {
 }
 
 pub(crate) fn decref(tx: &Transaction<'_>, key: &str, now_ms: i64) -> Result<()> {
-    let n = tx
-        .execute(
-            "UPDATE fsx_extents SET refcount = refcount - 1,
+    let n = exec(
+        tx,
+        "UPDATE fsx_extents SET refcount = refcount - 1,
                  idle_since_ms = CASE WHEN refcount = 1 THEN ?2 ELSE idle_since_ms END
              WHERE key = ?1 AND refcount > 0",
-            params![key, now_ms],
-        )
-        .map_err(sql_err)?;
+        params![key, now_ms],
+    )
+    .map_err(sql_err)?;
     if n == 1 {
         Ok(())
     } else {
@@ -453,18 +501,21 @@ impl MetaEngine for SqliteMeta {
                         ("created_ms", config.created_ms.to_string()),
                     ];
                     for (k, v) in settings {
-                        tx.execute(
+                        exec(
+                            tx,
                             "INSERT INTO fsx_volume (key, value) VALUES (?1, ?2)",
                             params![k, v],
                         )
                         .map_err(sql_err)?;
                     }
-                    tx.execute(
+                    exec(
+                        tx,
                         "UPDATE fsx_layers SET created_ms = ?1",
                         params![config.created_ms],
                     )
                     .map_err(sql_err)?;
-                    tx.execute(
+                    exec(
+                        tx,
                         "UPDATE fsx_branches SET created_ms = ?1, commit_ms = ?1",
                         params![config.created_ms],
                     )
@@ -512,7 +563,7 @@ impl MetaEngine for SqliteMeta {
                     ));
                 }
                 let id = next_file_id(tx)?;
-                tx.execute(
+                exec(tx,
                     "INSERT INTO fsx_files (layer, id, name, page_size, size, write_seq, created_ms, modified_ms)
                      VALUES (?1, ?2, ?3, ?4, 0, 0, ?5, ?5)",
                     params![chain[0], id, name, page_size, now_ms],
@@ -581,7 +632,8 @@ impl MetaEngine for SqliteMeta {
                     layers::remove_file(tx, branch, &chain, &dst, now_ms)?;
                 }
                 layers::own_row(tx, &chain, src.id)?;
-                tx.execute(
+                exec(
+                    tx,
                     "UPDATE fsx_files SET name = ?3, modified_ms = ?4 WHERE layer = ?1 AND id = ?2",
                     params![chain[0], src.id, to, now_ms],
                 )
@@ -622,7 +674,7 @@ impl MetaEngine for SqliteMeta {
                         return Err(busy(req.file_id, &l, req.now_ms));
                     }
                 }
-                tx.execute(
+                exec(tx,
                     "INSERT INTO fsx_leases (branch, file_id, holder, expires_ms) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (branch, file_id) DO UPDATE SET holder = excluded.holder,
                          expires_ms = excluded.expires_ms",
@@ -642,7 +694,8 @@ impl MetaEngine for SqliteMeta {
     ) -> BoxFuture<'a, Result<()>> {
         lazy(move || {
             self.write(|tx| {
-                tx.execute(
+                exec(
+                    tx,
                     "DELETE FROM fsx_leases WHERE branch = ?1 AND file_id = ?2 AND holder = ?3",
                     params![branch, file_id, holder],
                 )
@@ -694,12 +747,12 @@ impl MetaEngine for SqliteMeta {
                     }
                 }
                 if let Some(from) = batch.drop_pages_from {
-                    tx.execute(
+                    exec(tx,
                         "DELETE FROM fsx_dirty_pages WHERE layer = ?1 AND file_id = ?2 AND page_no >= ?3",
                         params![head, file_id, from as i64],
                     )
                     .map_err(sql_err)?;
-                    tx.execute(
+                    exec(tx,
                         "UPDATE fsx_files SET cut_page = min(coalesce(cut_page, ?3), ?3)
                          WHERE layer = ?1 AND id = ?2",
                         params![head, file_id, from as i64],
@@ -708,15 +761,14 @@ impl MetaEngine for SqliteMeta {
                 }
                 if let Some(from) = batch.drop_extents_from {
                     layers::drop_own_extents(tx, head, file_id, from, now)?;
-                    tx.execute(
+                    exec(tx,
                         "UPDATE fsx_files SET cut_extent = min(coalesce(cut_extent, ?3), ?3)
                          WHERE layer = ?1 AND id = ?2",
                         params![head, file_id, from as i64],
                     )
                     .map_err(sql_err)?;
                 }
-                let seq: i64 = tx
-                    .query_row(
+                let seq: i64 = query_one(tx,
                         "UPDATE fsx_files SET write_seq = write_seq + 1, size = ?3, modified_ms = ?4
                          WHERE layer = ?1 AND id = ?2 RETURNING write_seq",
                         params![head, file_id, batch.size as i64, now],
@@ -784,7 +836,7 @@ impl MetaEngine for SqliteMeta {
         extents: &'a [u64],
     ) -> BoxFuture<'a, Result<Vec<DirtySummary>>> {
         lazy(move || {
-            self.read(|tx| {
+            self.read_on_writer(|tx| {
                 if pages_per_extent == 0 {
                     return Err(MetaError::invalid("pages_per_extent must be positive"));
                 }
@@ -900,7 +952,7 @@ impl MetaEngine for SqliteMeta {
     ) -> BoxFuture<'a, Result<()>> {
         lazy(move || {
             self.write(|tx| {
-            tx.execute(
+            exec(tx,
                 "INSERT INTO fsx_extents (key, refcount, state, bytes, created_ms, idle_since_ms)
                  VALUES (?1, 0, 0, ?2, ?3, ?3)
                  ON CONFLICT (key) DO UPDATE SET idle_since_ms = excluded.idle_since_ms WHERE fsx_extents.state = 0",
@@ -908,7 +960,7 @@ impl MetaEngine for SqliteMeta {
             )
             .map_err(sql_err)?;
             let state: i64 =
-                tx.query_row("SELECT state FROM fsx_extents WHERE key = ?1", params![key], |r| r.get(0)).map_err(sql_err)?;
+                query_one(tx, "SELECT state FROM fsx_extents WHERE key = ?1", params![key], |r| r.get(0)).map_err(sql_err)?;
             if state == 0 {
                 Ok(())
             } else {
@@ -949,8 +1001,7 @@ impl MetaEngine for SqliteMeta {
                     )));
                 }
                 if c.new_key != c.expected_key {
-                    let own: Option<Option<String>> = tx
-                        .query_row(
+                    let own: Option<Option<String>> = query_one(tx,
                             "SELECT key FROM fsx_extent_map WHERE layer = ?1 AND file_id = ?2 AND extent_idx = ?3",
                             params![c.layer, file_id, c.extent_idx as i64],
                             |r| r.get(0),
@@ -960,7 +1011,7 @@ impl MetaEngine for SqliteMeta {
                     match (&c.new_key, parent) {
                         (Some(new), _) => {
                             incref(tx, new)?;
-                            tx.execute(
+                            exec(tx,
                                 "INSERT INTO fsx_extent_map (layer, file_id, extent_idx, key) VALUES (?1, ?2, ?3, ?4)
                                  ON CONFLICT (layer, file_id, extent_idx) DO UPDATE SET key = excluded.key",
                                 params![c.layer, file_id, c.extent_idx as i64, new],
@@ -969,7 +1020,7 @@ impl MetaEngine for SqliteMeta {
                         }
                         // Lower layers may show this extent: hide it.
                         (None, Some(_)) => {
-                            tx.execute(
+                            exec(tx,
                                 "INSERT INTO fsx_extent_map (layer, file_id, extent_idx, key) VALUES (?1, ?2, ?3, NULL)
                                  ON CONFLICT (layer, file_id, extent_idx) DO UPDATE SET key = NULL",
                                 params![c.layer, file_id, c.extent_idx as i64],
@@ -977,7 +1028,7 @@ impl MetaEngine for SqliteMeta {
                             .map_err(sql_err)?;
                         }
                         (None, None) => {
-                            tx.execute(
+                            exec(tx,
                                 "DELETE FROM fsx_extent_map WHERE layer = ?1 AND file_id = ?2 AND extent_idx = ?3",
                                 params![c.layer, file_id, c.extent_idx as i64],
                             )
@@ -1026,8 +1077,7 @@ impl MetaEngine for SqliteMeta {
     fn gc_claim_orphan<'a>(&'a self, key: &'a str, now_ms: i64) -> BoxFuture<'a, Result<bool>> {
         lazy(move || {
             self.write(|tx| {
-            let n = tx
-                .execute(
+            let n = exec(tx,
                     "INSERT INTO fsx_extents (key, refcount, state, bytes, created_ms, idle_since_ms)
                      VALUES (?1, 0, 1, 0, ?2, ?2) ON CONFLICT (key) DO NOTHING",
                     params![key, now_ms],
@@ -1041,7 +1091,8 @@ impl MetaEngine for SqliteMeta {
     fn gc_forget<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
         lazy(move || {
             self.write(|tx| {
-                tx.execute(
+                exec(
+                    tx,
                     "DELETE FROM fsx_extents WHERE key = ?1 AND state = 1 AND refcount = 0",
                     params![key],
                 )
@@ -1111,7 +1162,8 @@ impl MetaEngine for SqliteMeta {
     fn extent_totals(&self) -> BoxFuture<'_, Result<ExtentTotals>> {
         lazy(move || {
             self.read(|tx| {
-                tx.query_row(
+                query_one(
+                    tx,
                     "SELECT count(*), coalesce(sum(bytes), 0),
                             coalesce(sum(CASE WHEN refcount > 0 THEN 1 ELSE 0 END), 0),
                             coalesce(sum(CASE WHEN refcount > 0 THEN bytes ELSE 0 END), 0)
@@ -1150,7 +1202,8 @@ impl MetaEngine for SqliteMeta {
     fn setting<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
         lazy(move || {
             self.read(|tx| {
-                tx.query_row(
+                query_one(
+                    tx,
                     "SELECT value FROM fsx_volume WHERE key = ?1",
                     params![name],
                     |r| r.get(0),
@@ -1165,7 +1218,8 @@ impl MetaEngine for SqliteMeta {
         lazy(move || {
             check_setting_name(name)?;
             self.write(|tx| {
-                tx.execute(
+                exec(
+                    tx,
                     "INSERT INTO fsx_volume (key, value) VALUES (?1, ?2)
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     params![name, value],
@@ -1182,14 +1236,14 @@ impl MetaEngine for SqliteMeta {
                 for m in marks {
                     let bytes = m.bytes as i64;
                     match m.state {
-                        CopyState::Present => tx.execute(
+                        CopyState::Present => exec(tx,
                             "INSERT INTO fsx_tier_copies (key, tier, bytes, state, attempts, next_ms, last_error)
                              VALUES (?1, ?2, ?3, 0, 0, 0, NULL)
                              ON CONFLICT (key, tier) DO UPDATE SET bytes = excluded.bytes, state = 0,
                                  attempts = 0, next_ms = 0, last_error = NULL",
                             params![m.key, m.tier, bytes],
                         ),
-                        CopyState::Queued => tx.execute(
+                        CopyState::Queued => exec(tx,
                             "INSERT INTO fsx_tier_copies (key, tier, bytes, state, attempts, next_ms)
                              VALUES (?1, ?2, ?3, 1, 0, ?4) ON CONFLICT (key, tier) DO NOTHING",
                             params![m.key, m.tier, bytes, now_ms],
@@ -1211,7 +1265,7 @@ impl MetaEngine for SqliteMeta {
     ) -> BoxFuture<'a, Result<()>> {
         lazy(move || {
             self.write(|tx| {
-                tx.execute(
+                exec(tx,
                     "UPDATE fsx_tier_copies SET attempts = attempts + 1, next_ms = ?3, last_error = ?4
                      WHERE key = ?1 AND tier = ?2 AND state = 1",
                     params![key, tier, next_ms, error],
@@ -1226,21 +1280,30 @@ impl MetaEngine for SqliteMeta {
         lazy(move || {
             self.write(|tx| {
                 match tier {
-                    Some(t) => tx.execute(
+                    Some(t) => exec(
+                        tx,
                         "DELETE FROM fsx_tier_copies WHERE key = ?1 AND tier = ?2",
                         params![key, t],
                     ),
-                    None => tx
-                        .execute("DELETE FROM fsx_tier_copies WHERE key = ?1", params![key])
-                        .and_then(|_| {
-                            tx.execute("DELETE FROM fsx_extent_access WHERE key = ?1", params![key])
-                        })
-                        .and_then(|_| {
-                            tx.execute(
-                                "DELETE FROM fsx_extent_digests WHERE key = ?1",
-                                params![key],
-                            )
-                        }),
+                    None => exec(
+                        tx,
+                        "DELETE FROM fsx_tier_copies WHERE key = ?1",
+                        params![key],
+                    )
+                    .and_then(|_| {
+                        exec(
+                            tx,
+                            "DELETE FROM fsx_extent_access WHERE key = ?1",
+                            params![key],
+                        )
+                    })
+                    .and_then(|_| {
+                        exec(
+                            tx,
+                            "DELETE FROM fsx_extent_digests WHERE key = ?1",
+                            params![key],
+                        )
+                    }),
                 }
                 .map_err(sql_err)?;
                 Ok(())
@@ -1327,7 +1390,8 @@ impl MetaEngine for SqliteMeta {
     ) -> BoxFuture<'a, Result<()>> {
         lazy(move || {
             self.write(|tx| {
-                tx.execute(
+                exec(
+                    tx,
                     "INSERT INTO fsx_extent_access (key, hits, last_ms) VALUES (?1, ?2, ?3)
                      ON CONFLICT (key) DO UPDATE SET hits = hits + excluded.hits,
                          last_ms = max(last_ms, excluded.last_ms)",
@@ -1342,20 +1406,20 @@ impl MetaEngine for SqliteMeta {
     fn extent_access<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<AccessStats>> {
         lazy(move || {
             self.read(|tx| {
-                Ok(tx
-                    .query_row(
-                        "SELECT hits, last_ms FROM fsx_extent_access WHERE key = ?1",
-                        params![key],
-                        |r| {
-                            Ok(AccessStats {
-                                hits: r.get::<_, i64>(0)? as u64,
-                                last_ms: r.get(1)?,
-                            })
-                        },
-                    )
-                    .optional()
-                    .map_err(sql_err)?
-                    .unwrap_or_default())
+                Ok(query_one(
+                    tx,
+                    "SELECT hits, last_ms FROM fsx_extent_access WHERE key = ?1",
+                    params![key],
+                    |r| {
+                        Ok(AccessStats {
+                            hits: r.get::<_, i64>(0)? as u64,
+                            last_ms: r.get(1)?,
+                        })
+                    },
+                )
+                .optional()
+                .map_err(sql_err)?
+                .unwrap_or_default())
             })
         })
     }
@@ -1367,7 +1431,8 @@ impl MetaEngine for SqliteMeta {
     ) -> BoxFuture<'a, Result<()>> {
         lazy(move || {
             self.write(|tx| {
-                tx.execute(
+                exec(
+                    tx,
                     "INSERT INTO fsx_extent_digests (key, digests) VALUES (?1, ?2)
                      ON CONFLICT (key) DO UPDATE SET digests = excluded.digests",
                     params![key, digests],
@@ -1381,7 +1446,8 @@ impl MetaEngine for SqliteMeta {
     fn extent_digests<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>> {
         lazy(move || {
             self.read(|tx| {
-                tx.query_row(
+                query_one(
+                    tx,
                     "SELECT digests FROM fsx_extent_digests WHERE key = ?1",
                     params![key],
                     |r| r.get::<_, Vec<u8>>(0),
@@ -1437,7 +1503,8 @@ impl MetaEngine for SqliteMeta {
                     }
                 };
                 let head = layers::new_layer(tx, Some(base_layer), now_ms)?;
-                tx.execute(
+                exec(
+                    tx,
                     "INSERT INTO fsx_branches (name, head, commit_id, created_ms, commit_ms)
                      VALUES (?1, ?2, ?3, ?4, ?4)",
                     params![name, head, base_commit, now_ms],
@@ -1476,9 +1543,13 @@ impl MetaEngine for SqliteMeta {
                     ));
                 }
                 layers::check_no_writers(tx, &br, None, now_ms)?;
-                tx.execute("DELETE FROM fsx_leases WHERE branch = ?1", params![br.id])
-                    .map_err(sql_err)?;
-                tx.execute("DELETE FROM fsx_branches WHERE id = ?1", params![br.id])
+                exec(
+                    tx,
+                    "DELETE FROM fsx_leases WHERE branch = ?1",
+                    params![br.id],
+                )
+                .map_err(sql_err)?;
+                exec(tx, "DELETE FROM fsx_branches WHERE id = ?1", params![br.id])
                     .map_err(sql_err)?;
                 layers::collect(tx, now_ms)
             })
@@ -1513,12 +1584,12 @@ impl MetaEngine for SqliteMeta {
                 layers::check_no_writers(tx, &br, None, now_ms)?;
                 let target = layers::commit(tx, to)?;
                 let head = layers::new_layer(tx, Some(target.layer), now_ms)?;
-                tx.execute(
+                exec(tx,
                     "UPDATE fsx_branches SET head = ?2, commit_id = ?3, commit_ms = ?4 WHERE id = ?1",
                     params![branch, head, to, now_ms],
                 )
                 .map_err(sql_err)?;
-                tx.execute("DELETE FROM fsx_leases WHERE branch = ?1", params![branch])
+                exec(tx, "DELETE FROM fsx_leases WHERE branch = ?1", params![branch])
                     .map_err(sql_err)?;
                 layers::collect(tx, now_ms)
             })
@@ -1531,14 +1602,15 @@ impl MetaEngine for SqliteMeta {
                 let g = layers::graph(tx)?;
                 let gone = crate::graph::expirable(&g, before_ms);
                 for (id, parent, merged) in crate::graph::relink(&g, &gone) {
-                    tx.execute(
+                    exec(
+                        tx,
                         "UPDATE fsx_commits SET parent = ?2, merged = ?3 WHERE id = ?1",
                         params![id, parent, merged],
                     )
                     .map_err(sql_err)?;
                 }
                 for id in &gone {
-                    tx.execute("DELETE FROM fsx_commits WHERE id = ?1", params![id])
+                    exec(tx, "DELETE FROM fsx_commits WHERE id = ?1", params![id])
                         .map_err(sql_err)?;
                 }
                 layers::collect(tx, now_ms)?;
