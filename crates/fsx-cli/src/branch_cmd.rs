@@ -222,26 +222,10 @@ async fn at_spec(v: &Volume, spec: &str) -> anyhow::Result<Volume> {
     })
 }
 
-/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SSZ` (UTC).
+/// Milliseconds since the epoch as RFC 3339 in UTC, to the second.
 fn format_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// Milliseconds in the largest unit that divides them: `7d`, `90m`, `1500ms`.
@@ -563,9 +547,9 @@ mod tests {
 
     #[test]
     fn times_are_utc_dates() {
-        assert_eq!(format_time(0), "1970-01-01 00:00:00Z");
-        assert_eq!(format_time(951_782_400_000), "2000-02-29 00:00:00Z");
-        assert_eq!(format_time(1_735_689_599_000), "2024-12-31 23:59:59Z");
+        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_time(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(format_time(1_735_689_599_000), "2024-12-31T23:59:59Z");
     }
 
     #[test]

@@ -213,18 +213,13 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 /// `90`, `90s`, `15m`, `1h`, `2d`.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, mult) = match s.chars().last() {
-        Some('s') => (&s[..s.len() - 1], 1u64),
-        Some('m') => (&s[..s.len() - 1], 60),
-        Some('h') => (&s[..s.len() - 1], 3600),
-        Some('d') => (&s[..s.len() - 1], 86400),
-        _ => (s, 1),
+    let bare_seconds = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let parsed = if bare_seconds {
+        s.parse().map(Duration::from_secs).ok()
+    } else {
+        humantime::parse_duration(s).ok()
     };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("{s:?} is not a duration (examples: 0s, 15m, 1h)"))
+    parsed.ok_or_else(|| format!("{s:?} is not a duration (examples: 0s, 90s, 15m, 1h, 7d)"))
 }
 
 pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
