@@ -552,7 +552,7 @@ impl FsxVfs {
             if let Some(f) = file {
                 f.close().await?;
             }
-            if deleted {
+            if deleted && !entry.read_only() {
                 match entry.volume.delete(&entry.name).await {
                     Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
                     _ => {}
@@ -643,6 +643,12 @@ impl Vfs for FsxVfs {
             .ok_or(vars::SQLITE_IOERR_DELETE_NOENT)?;
         if entry.state().deleted {
             return Err(vars::SQLITE_IOERR_DELETE_NOENT);
+        }
+        if entry.read_only() {
+            // A commit cannot change: the file is gone for this process's
+            // connections only.
+            entry.state().deleted = true;
+            return Ok(());
         }
         // Taking the lease here also breaks that of a crashed process.
         match self.own(&entry, false) {

@@ -161,3 +161,41 @@ fn unknown_branch_or_commit_is_a_clear_error() -> Result<()> {
     }
     Ok(())
 }
+
+/// A WAL database closed cleanly has no WAL in its commit; reading that
+/// commit and closing it neither fails nor tries to change the commit.
+#[test]
+fn a_commit_without_its_wal_opens_and_closes_cleanly() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let vol = dir.path().join("vol");
+    {
+        let c = open(&vol, "app.db")?;
+        c.execute_batch(
+            "PRAGMA journal_mode = wal; CREATE TABLE t (v TEXT); INSERT INTO t VALUES ('x');",
+        )?;
+    }
+    let v = engine(&vol);
+    let c1 = block_on(v.commit("closed"))?;
+    for _ in 0..2 {
+        let old = open_at(&vol, "app.db", &format!("commit={}", c1.id), true)?;
+        check(&old, "commit without a WAL")?;
+        ensure!(rows_of(&old)? == 1, "the committed row");
+        drop(old);
+        let err = fsx_sqlite::last_error().unwrap_or_default();
+        ensure!(
+            !err.contains("read-only"),
+            "closing the commit tried to write: {err}"
+        );
+    }
+    let main = open(&vol, "app.db")?;
+    main.execute("INSERT INTO t VALUES ('y')", [])?;
+    check(&main, "main after reading its commit")?;
+    let at = block_on(v.at_commit(c1.id))?;
+    let files: Vec<String> = block_on(at.list(""))?.into_iter().map(|f| f.name).collect();
+    ensure!(files == ["app.db"], "the commit's files stay {files:?}");
+    Ok(())
+}
+
+fn rows_of(c: &Connection) -> Result<i64> {
+    Ok(c.query_row("SELECT count(*) FROM t", [], |r| r.get(0))?)
+}
