@@ -607,9 +607,14 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
             let r = v.gc(&options, &BarProgress(Default::default())).await?;
             v.flush_counters().await?;
             println!(
-                "expired {} automatic commits; deleted {} unreferenced extents ({} bytes), {} orphans; \
-                 finished {} interrupted deletions",
-                r.commits_expired, r.deleted, r.bytes_freed, r.orphans_deleted, r.resumed
+                "expired {} automatic commits; packed the dirty pages of {} commits; deleted {} \
+                 unreferenced extents ({} bytes), {} orphans; finished {} interrupted deletions",
+                r.commits_expired,
+                r.commits_packed,
+                r.deleted,
+                r.bytes_freed,
+                r.orphans_deleted,
+                r.resumed
             );
         }
     }

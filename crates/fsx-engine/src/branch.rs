@@ -273,6 +273,48 @@ impl Volume {
             .await?)
     }
 
+    /// Packs the dirty pages that commits froze into extents, one commit
+    /// per frozen layer; returns how many commits had any. What every
+    /// commit and branch shows is unchanged.
+    pub async fn pack_commits(&self, progress: &dyn crate::Progress) -> Result<u64> {
+        let graph = self.shared.meta.layer_graph().await?;
+        let mut layers = BTreeSet::new();
+        let commits: Vec<CommitId> = graph
+            .commits
+            .iter()
+            .filter(|c| layers.insert(c.layer))
+            .map(|c| c.id)
+            .collect();
+        progress.phase(
+            "packing the dirty pages of commits",
+            Some(commits.len() as u64),
+        );
+        let mut packed = 0;
+        for c in commits {
+            let at = self.with_view(View::Commit(c));
+            let mut any = false;
+            for f in at.list("").await? {
+                let ppe = self.pages_per_extent(f.page_size).max(1);
+                let own = self
+                    .shared
+                    .meta
+                    .dirty_summary(View::Commit(c), f.id, ppe)
+                    .await?;
+                if own.is_empty() {
+                    continue;
+                }
+                any = true;
+                at.open_file(&f.name, OpenOptions::read())
+                    .await?
+                    .pack_dirty()
+                    .await?;
+            }
+            packed += u64::from(any);
+            progress.advance(1);
+        }
+        Ok(packed)
+    }
+
     /// What deleting each branch would free (see [`LayerUsage`]).
     pub async fn branch_usage(&self) -> Result<Vec<(BranchInfo, LayerUsage)>> {
         let graph = self.shared.meta.layer_graph().await?;

@@ -170,6 +170,32 @@ impl File {
         .on_branch(branch)
     }
 
+    /// The lease a pack commits under: the writer's; for a commit, whose
+    /// layer is frozen and needs none, a placeholder the engine ignores.
+    fn pack_lease(&self) -> Result<LeaseRequest> {
+        match (&self.writer, self.view) {
+            (Some(w), _) => Ok(self.lease(w)),
+            (None, View::Commit(_)) => Ok(LeaseRequest::new(
+                self.meta.id,
+                "fsx-pack-commit",
+                self.shared.env.now_ms(),
+                self.shared.options.lease_ttl_ms,
+            )),
+            (None, View::Branch(_)) => Err(Error::invalid(format!(
+                "{:?} is open read-only: packing needs the write lease",
+                self.meta.name
+            ))),
+        }
+    }
+
+    /// Packs every extent with dirty pages of this handle's own layer. On a
+    /// commit this moves the dirty pages it froze into extents (what it
+    /// shows is unchanged), so a retained commit does not keep them in the
+    /// metadata engine for ever.
+    pub async fn pack_dirty(&mut self) -> Result<()> {
+        self.pack(false).await
+    }
+
     /// The branch this handle writes to; commits are read-only.
     fn branch(&self) -> Result<BranchId> {
         match self.view {
@@ -659,11 +685,7 @@ impl File {
             }
             Some(key)
         };
-        let lease = self.lease(
-            self.writer
-                .as_ref()
-                .ok_or_else(|| Error::invalid("read-only"))?,
-        );
+        let lease = self.pack_lease()?;
         let commit = PackCommit::new(
             lease,
             dirty.layer,

@@ -77,6 +77,8 @@ pub struct GcReport {
     pub resumed: u64,
     /// Automatic commits expired.
     pub commits_expired: u64,
+    /// Commits whose frozen dirty pages were packed into extents.
+    pub commits_packed: u64,
 }
 
 /// What fsck found.
@@ -194,6 +196,9 @@ impl Volume {
                 .expire_commits(now.saturating_sub(retain), now)
                 .await?;
         }
+        // Before the records are read: packing replaces extents, and what
+        // it replaces is collected by this run.
+        report.commits_packed = self.pack_commits(progress).await?;
         let records = self.all_records().await?;
         let sizes: BTreeMap<&str, u64> =
             records.iter().map(|r| (r.key.as_str(), r.bytes)).collect();

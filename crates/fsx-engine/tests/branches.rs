@@ -628,3 +628,63 @@ fn truncation_on_a_branch_hides_the_parents_pages_past_the_cut() {
         drop(w);
     });
 }
+
+/// GC packs the dirty pages a commit froze into extents: the commit, the
+/// branch and a branch made from the commit read exactly as before, and the
+/// metadata no longer holds those pages.
+#[test]
+fn gc_packs_the_dirty_pages_commits_froze() {
+    runtime().block_on(async {
+        let h = Harness::new(Engine::Sqlite);
+        let volume = h.create().await;
+        let mut w = volume
+            .open_file("db", OpenOptions::create(PS))
+            .await
+            .unwrap();
+        // Synced but never packed: fewer pages than an extent holds.
+        w.write_at(0, &pattern(1, 40 * 4096)).await.unwrap();
+        w.sync().await.unwrap();
+        let c = volume.commit("dirty").await.unwrap();
+        w.write_at(8192, &pattern(2, 4096)).await.unwrap();
+        w.sync().await.unwrap();
+        volume
+            .at_commit(c.id)
+            .await
+            .unwrap()
+            .create_branch("from-c")
+            .await
+            .unwrap();
+        let snapshot = |v: Volume| async move { read_all(&v).await };
+        let before_commit = snapshot(volume.at_commit(c.id).await.unwrap()).await;
+        let before_main = snapshot(volume.clone()).await;
+        let meta = volume.meta().clone();
+        let file = volume.stat("db").await.unwrap();
+        let own = meta
+            .dirty_summary(View::Commit(c.id), file.id, 64)
+            .await
+            .unwrap();
+        assert!(!own.is_empty(), "the commit froze dirty pages");
+
+        h.env.advance(1);
+        let report = volume
+            .gc(&GcOptions::default().grace_ms(0), &NoProgress)
+            .await
+            .unwrap();
+        assert_eq!(report.commits_packed, 1, "{report:?}");
+        let own = meta
+            .dirty_summary(View::Commit(c.id), file.id, 64)
+            .await
+            .unwrap();
+        assert!(
+            own.is_empty(),
+            "the commit's pages are in an extent now: {own:?}"
+        );
+        let fresh = h.reopen().await;
+        assert!(snapshot(fresh.at_commit(c.id).await.unwrap()).await == before_commit);
+        assert!(snapshot(fresh.clone()).await == before_main);
+        assert!(snapshot(fresh.checkout("from-c").await.unwrap()).await == before_commit);
+        let fsck = fresh.fsck(&NoProgress).await.unwrap();
+        assert!(fsck.is_clean(), "{fsck:?}");
+        drop(w);
+    });
+}
