@@ -11,6 +11,11 @@
 //! record is forgotten only after the object is gone; a GC that dies midway
 //! leaves deleting records, which the next run finishes first.
 //!
+//! Before collecting extents a run expires automatic commits past their
+//! retention (which may fold layers and release references) and packs the
+//! dirty pages that commits froze into extents (which may replace extents
+//! of those layers), so what they release is collected by the same run.
+//!
 //! Store objects with no record at all (orphans: an object left by a
 //! metadata restore, or written by hand) are claimed the same way, by
 //! creating a deleting record, before they are deleted.
