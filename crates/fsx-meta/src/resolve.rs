@@ -180,6 +180,25 @@ impl Walk {
         self.depth += 1;
     }
 
+    /// Dirty pages the walk kept whose bytes were not read yet, with the
+    /// depth of the layer they come from: an engine may feed a dirty page
+    /// as `Some(Bytes::new())` (a page is never empty) and read only the
+    /// pages that win, then [`Walk::fill`] them.
+    pub fn unread(&self) -> Vec<(u64, usize)> {
+        self.dirty
+            .iter()
+            .filter(|(_, (_, _, data))| data.as_ref().is_some_and(Bytes::is_empty))
+            .map(|(&page, (d, _, _))| (page, *d))
+            .collect()
+    }
+
+    /// Supplies the bytes of a page [`Walk::unread`] named.
+    pub fn fill(&mut self, page: u64, data: Bytes) {
+        if let Some((_, _, slot)) = self.dirty.get_mut(&page) {
+            *slot = Some(data);
+        }
+    }
+
     /// The resolved pages as a [`ReadMap`] of a file `size` bytes long.
     pub fn read_map(self, size: u64) -> ReadMap {
         ReadMap {

@@ -10,6 +10,11 @@
 //! The reference, in the same run, is what a branch costs without fsx:
 //! copying the database file on the same disk (`std::fs::copy` + fsync).
 //!
+//! A second table is the price of history: a 10 MiB database scanned by a
+//! fresh connection after 0, 100 and 1,000 commits that each changed a few
+//! of its pages (`FSX_BENCH_HISTORY=0,100,1000`), before and after `fsx gc`
+//! packs the commits' dirty pages.
+//!
 //! ```text
 //! cargo bench -p fsx-sqlite --bench branch
 //! FSX_BENCH_DIR=/var/tmp FSX_BENCH_BRANCHES=100 cargo bench -p fsx-sqlite --bench branch
@@ -145,6 +150,65 @@ fn measure(root: &Path, size: usize, n: usize) -> Result<Row> {
     Ok(row)
 }
 
+/// Seconds of a full scan of `app.db` through a fresh connection to
+/// `scope` (no warm caches in this process).
+fn scan(vol: &Path, scope: &str) -> Result<Duration> {
+    let c = Connection::open_with_flags(
+        format!("file:app.db?vfs=fsx&volume={}&{scope}", vol.display()),
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+    )?;
+    let t = Instant::now();
+    // Concatenation reads every blob; length(b) alone would read no
+    // overflow page.
+    let n: i64 = c.query_row("SELECT sum(length(b || x'')) FROM t", [], |r| r.get(0))?;
+    ensure!(n > 0, "empty scan");
+    Ok(t.elapsed())
+}
+
+/// A 10 MiB database scanned after `commits` commits, each after a
+/// one-row update of a small table (so every commit's layer holds a few
+/// changed pages of the file, and the scanned pages lie below all of
+/// them): reads walk the layers where the file changed.
+fn history(root: &Path, commits: usize) -> Result<(Duration, Duration, Duration)> {
+    let vol = root.join(format!("hist-{commits}"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    {
+        let c = open(&vol)?;
+        fill(&c, 10 << 20)?;
+        // Small rows the commits change; the scan reads the big ones.
+        c.execute_batch(
+            "CREATE TABLE s (id INTEGER PRIMARY KEY, v BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100)
+             INSERT INTO s SELECT i, randomblob(100) FROM n;",
+        )?;
+    }
+    let volume = rt.block_on(fsx_volume::open(
+        &vol,
+        Arc::new(fsx_engine::SystemEnv::new()),
+        fsx_engine::VolumeOptions::default(),
+    ))?;
+    let c = open(&vol)?;
+    let mut last = rt.block_on(volume.commit("start"))?.id;
+    for i in 0..commits {
+        c.execute(
+            "UPDATE s SET v = randomblob(100) WHERE id = ?1",
+            [(i * 7 % 100 + 1) as i64],
+        )?;
+        last = rt.block_on(volume.commit("step"))?.id;
+    }
+    drop(c);
+    let before = scan(&vol, &format!("commit={last}"))?;
+    let head = scan(&vol, "branch=main")?;
+    rt.block_on(volume.gc(&fsx_engine::GcOptions::default(), &fsx_engine::NoProgress))?;
+    let after_gc = scan(&vol, &format!("commit={last}"))?;
+    drop(volume);
+    std::fs::remove_dir_all(&vol)?;
+    Ok((before, head, after_gc))
+}
+
 fn main() -> Result<()> {
     if std::env::args().any(|a| a == "--list") {
         return Ok(());
@@ -182,5 +246,19 @@ fn main() -> Result<()> {
         ratio(|r| r.from_head.0),
         ratio(|r| r.copy)
     );
+    let depths: Vec<usize> = std::env::var("FSX_BENCH_HISTORY")
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_else(|| vec![0, 100, 1000]);
+    println!();
+    println!(
+        "| commits that changed the file | scan of the latest commit | scan of main | same commit after `fsx gc` |"
+    );
+    println!("|---|---|---|---|");
+    for n in depths {
+        eprintln!("scanning a 10 MiB database after {n} commits");
+        let (before, head, after) = history(root.path(), n)?;
+        println!("| {n} | {before:.2?} | {head:.2?} | {after:.2?} |");
+    }
     Ok(())
 }

@@ -261,19 +261,22 @@ pub(super) async fn walk(
     let mut w = Walk::new(first, count, ppe);
     let (p0, p1) = w.page_range();
     let (e0, e1) = w.extent_range();
+    // Keys first, bytes only for the pages that win: a long history holds
+    // many versions of a hot page, and only the topmost one is read.
     let mut dirty: HashMap<LayerId, Vec<DirtyRow>> = HashMap::new();
     for r in tx
         .query(
-            "SELECT layer, page_no, seq, data FROM fsx_dirty_pages
+            "SELECT layer, page_no, seq, data IS NULL FROM fsx_dirty_pages
              WHERE layer = ANY($1) AND file_id = $2 AND page_no >= $3 AND page_no <= $4",
             &[&touched, &id, &clamp(p0), &clamp(p1)],
         )
         .await?
     {
+        let hole: bool = col(&r, 3)?;
         dirty.entry(col(&r, 0)?).or_default().push((
             unsigned(col(&r, 1)?, "page number")?,
             col(&r, 2)?,
-            col::<Option<Vec<u8>>>(&r, 3)?.map(Bytes::from),
+            (!hole).then(Bytes::new),
         ));
     }
     let mut extents: HashMap<LayerId, Vec<MapRow>> = HashMap::new();
@@ -299,6 +302,29 @@ pub(super) async fn walk(
             dirty.remove(&layer).unwrap_or_default(),
             extents.remove(&layer).unwrap_or_default(),
         );
+    }
+    let mut by_layer: HashMap<LayerId, Vec<i64>> = HashMap::new();
+    for (page, depth) in w.unread() {
+        by_layer.entry(chain[depth]).or_default().push(clamp(page));
+    }
+    for (layer, pages) in by_layer {
+        for r in tx
+            .query(
+                "SELECT page_no, data FROM fsx_dirty_pages
+                 WHERE layer = $1 AND file_id = $2 AND page_no = ANY($3) AND data IS NOT NULL",
+                &[&layer, &id, &pages],
+            )
+            .await?
+        {
+            let page = unsigned(col(&r, 0)?, "page number")?;
+            w.fill(page, Bytes::from(col::<Vec<u8>>(&r, 1)?));
+        }
+    }
+    if let Some((page, _)) = w.unread().first() {
+        return Err(MetaError::new(
+            MetaErrorKind::Corrupt,
+            format!("dirty page {page} of file #{id} vanished inside a read transaction"),
+        ));
     }
     Ok(w)
 }

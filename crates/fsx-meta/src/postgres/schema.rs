@@ -192,12 +192,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         ADD COLUMN layer BIGINT NOT NULL DEFAULT 1;
     ALTER TABLE fsx_extent_map ALTER COLUMN layer DROP DEFAULT;
     ALTER TABLE fsx_extent_map ADD PRIMARY KEY (layer, file_id, extent_idx);
+    CREATE INDEX fsx_extent_map_file ON fsx_extent_map (file_id, extent_idx);
 
     ALTER TABLE fsx_dirty_pages
         DROP CONSTRAINT fsx_dirty_pages_pkey,
         ADD COLUMN layer BIGINT NOT NULL DEFAULT 1;
     ALTER TABLE fsx_dirty_pages ALTER COLUMN layer DROP DEFAULT;
     ALTER TABLE fsx_dirty_pages ADD PRIMARY KEY (layer, file_id, page_no);
+    CREATE INDEX fsx_dirty_pages_file ON fsx_dirty_pages (file_id, page_no);
 
     ALTER TABLE fsx_leases
         DROP CONSTRAINT fsx_leases_pkey,

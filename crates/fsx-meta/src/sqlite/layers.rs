@@ -257,6 +257,14 @@ pub(super) fn walk_rows(
     count: u64,
     ppe: u64,
 ) -> Result<Walk> {
+    let touched: Vec<LayerId> = chain
+        .iter()
+        .copied()
+        .filter(|l| rows.iter().any(|r| r.layer == *l))
+        .collect();
+    if touched.len() > SHALLOW {
+        return walk_deep(tx, chain, rows, &touched, id, first, count, ppe);
+    }
     let mut w = Walk::new(first, count, ppe);
     let (p0, p1) = w.page_range();
     let (e0, e1) = w.extent_range();
@@ -306,6 +314,118 @@ pub(super) fn walk_rows(
             .collect::<rusqlite::Result<_>>()
             .map_err(sql_err)?;
         w.layer(Some(row), dirty, extents);
+    }
+    Ok(w)
+}
+
+/// Up to this many layers holding rows of a file, a read asks each layer
+/// in turn (two statements each, stopping as soon as the range is
+/// resolved); past it, [`walk_deep`] asks all of them at once.
+const SHALLOW: usize = 3;
+
+/// [`walk_rows`] for a file changed in many layers (a long history of
+/// commits): one statement for the extent entries of the range in every
+/// layer, one for the dirty pages' keys without their bytes (both through
+/// the `(file, index)` indexes), then the bytes of only the pages that
+/// win, layer by layer. Cost grows with the versions of the range, not
+/// with the layers, and shadowed page versions are never read.
+#[allow(clippy::too_many_arguments)]
+fn walk_deep(
+    tx: &Transaction<'_>,
+    chain: &[LayerId],
+    rows: &[FileRow],
+    touched: &[LayerId],
+    id: FileId,
+    first: u64,
+    count: u64,
+    ppe: u64,
+) -> Result<Walk> {
+    use std::collections::HashMap;
+    let mut w = Walk::new(first, count, ppe);
+    let (p0, p1) = w.page_range();
+    let (e0, e1) = w.extent_range();
+    // The (file, index) indexes return the versions of this range in every
+    // layer: a cost that grows with how often these pages changed, not
+    // with how many layers the file has. Rows of layers outside the chain
+    // (other branches) are dropped here.
+    let in_chain: std::collections::HashSet<LayerId> = touched.iter().copied().collect();
+    let clamp = |v: u64| v.min(i64::MAX as u64) as i64;
+    let mut extents: HashMap<LayerId, Vec<(u64, Option<String>)>> = HashMap::new();
+    for (layer, idx, key) in query_all(
+        tx,
+        "SELECT layer, extent_idx, key FROM fsx_extent_map INDEXED BY fsx_extent_map_file
+         WHERE file_id = ?1 AND extent_idx >= ?2 AND extent_idx <= ?3",
+        params![id, clamp(e0), clamp(e1)],
+        |r| {
+            Ok((
+                r.get::<_, LayerId>(0)?,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        },
+    )? {
+        if in_chain.contains(&layer) {
+            extents.entry(layer).or_default().push((idx, key));
+        }
+    }
+    let mut dirty: HashMap<LayerId, Vec<(u64, i64, Option<Bytes>)>> = HashMap::new();
+    for (layer, page, seq, hole) in query_all(
+        tx,
+        "SELECT layer, page_no, seq, data IS NULL FROM fsx_dirty_pages INDEXED BY fsx_dirty_pages_file
+         WHERE file_id = ?1 AND page_no >= ?2 AND page_no <= ?3",
+        params![id, clamp(p0), clamp(p1)],
+        |r| {
+            Ok((
+                r.get::<_, LayerId>(0)?,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)?,
+                r.get::<_, bool>(3)?,
+            ))
+        },
+    )? {
+        if in_chain.contains(&layer) {
+            let data = (!hole).then(Bytes::new);
+            dirty.entry(layer).or_default().push((page, seq, data));
+        }
+    }
+    for &layer in chain {
+        if w.finished() {
+            break;
+        }
+        w.layer(
+            rows.iter().find(|r| r.layer == layer),
+            dirty.remove(&layer).unwrap_or_default(),
+            extents.remove(&layer).unwrap_or_default(),
+        );
+    }
+    let mut by_layer: HashMap<LayerId, Vec<u64>> = HashMap::new();
+    for (page, depth) in w.unread() {
+        by_layer.entry(chain[depth]).or_default().push(page);
+    }
+    for (layer, pages) in by_layer {
+        let (lo, hi) = (pages.iter().min(), pages.iter().max());
+        let (Some(&lo), Some(&hi)) = (lo, hi) else {
+            continue;
+        };
+        let wanted: std::collections::HashSet<u64> = pages.into_iter().collect();
+        for (page, data) in query_all(
+            tx,
+            "SELECT page_no, data FROM fsx_dirty_pages
+             WHERE layer = ?1 AND file_id = ?2 AND page_no >= ?3 AND page_no <= ?4
+               AND data IS NOT NULL",
+            params![layer, id, clamp(lo), clamp(hi)],
+            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?)),
+        )? {
+            if wanted.contains(&page) {
+                w.fill(page, Bytes::from(data));
+            }
+        }
+    }
+    if let Some((page, _)) = w.unread().first() {
+        return Err(MetaError::new(
+            MetaErrorKind::Corrupt,
+            format!("dirty page {page} of file #{id} vanished inside a read transaction"),
+        ));
     }
     Ok(w)
 }

@@ -179,6 +179,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     DROP TABLE fsx_extent_map;
     ALTER TABLE fsx_extent_map_v4 RENAME TO fsx_extent_map;
     CREATE INDEX fsx_extent_map_key ON fsx_extent_map (key);
+    -- Versions of a range in every layer, for files with a long history.
+    CREATE INDEX fsx_extent_map_file ON fsx_extent_map (file_id, extent_idx);
 
     CREATE TABLE fsx_dirty_pages_v4 (
         layer   INTEGER NOT NULL,
@@ -192,6 +194,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         SELECT 1, file_id, page_no, seq, data FROM fsx_dirty_pages;
     DROP TABLE fsx_dirty_pages;
     ALTER TABLE fsx_dirty_pages_v4 RENAME TO fsx_dirty_pages;
+    CREATE INDEX fsx_dirty_pages_file ON fsx_dirty_pages (file_id, page_no);
 
     CREATE TABLE fsx_leases_v4 (
         branch     INTEGER NOT NULL,
