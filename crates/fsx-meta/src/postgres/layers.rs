@@ -293,12 +293,13 @@ pub(super) async fn walk(
             .or_default()
             .push((unsigned(col(&r, 1)?, "extent index")?, col(&r, 2)?));
     }
+    let by_layer: HashMap<LayerId, &FileRow> = rows.iter().map(|r| (r.layer, r)).collect();
     for &layer in chain {
         if w.finished() {
             break;
         }
         w.layer(
-            rows.iter().find(|r| r.layer == layer),
+            by_layer.get(&layer).copied(),
             dirty.remove(&layer).unwrap_or_default(),
             extents.remove(&layer).unwrap_or_default(),
         );

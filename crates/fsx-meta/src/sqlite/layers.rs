@@ -113,33 +113,6 @@ pub(super) fn top_layer(tx: &Transaction<'_>, view: View) -> Result<LayerId> {
     }
 }
 
-/// The layer chain a view reads, top first, in one query.
-pub(super) fn view_chain(tx: &Transaction<'_>, view: View) -> Result<Vec<LayerId>> {
-    let (start, key) = match view {
-        View::Branch(b) => ("SELECT head, 0 FROM fsx_branches WHERE id = ?1", b),
-        View::Commit(c) => ("SELECT layer, 0 FROM fsx_commits WHERE id = ?1", c),
-    };
-    let chain: Vec<LayerId> = query_all(
-        tx,
-        &format!(
-            "WITH RECURSIVE chain(id, depth) AS (
-                 {start}
-                 UNION ALL
-                 SELECT l.parent, chain.depth + 1 FROM fsx_layers l JOIN chain ON l.id = chain.id
-                 WHERE l.parent IS NOT NULL
-             )
-             SELECT id FROM chain ORDER BY depth"
-        ),
-        params![key],
-        |r| r.get(0),
-    )?;
-    if chain.is_empty() {
-        // Name the missing branch or commit the way the direct lookups do.
-        top_layer(tx, view)?;
-    }
-    Ok(chain)
-}
-
 /// `top` and its ancestors, top first.
 pub(super) fn chain(tx: &Transaction<'_>, top: LayerId) -> Result<Vec<LayerId>> {
     let chain: Vec<LayerId> = query_all(
@@ -257,10 +230,12 @@ pub(super) fn walk_rows(
     count: u64,
     ppe: u64,
 ) -> Result<Walk> {
+    let by_layer: std::collections::HashMap<LayerId, &FileRow> =
+        rows.iter().map(|r| (r.layer, r)).collect();
     let touched: Vec<LayerId> = chain
         .iter()
         .copied()
-        .filter(|l| rows.iter().any(|r| r.layer == *l))
+        .filter(|l| by_layer.contains_key(l))
         .collect();
     if touched.len() > SHALLOW {
         return walk_deep(tx, chain, rows, &touched, id, first, count, ppe);
@@ -287,7 +262,7 @@ pub(super) fn walk_rows(
         // A layer holding rows of a file holds its file row too (writes,
         // packs, folds and merges keep them together), so a layer without
         // one has nothing to say: long chains cost what the file changed.
-        let Some(row) = rows.iter().find(|r| r.layer == layer) else {
+        let Some(&row) = by_layer.get(&layer) else {
             w.layer(None, [], []);
             continue;
         };
@@ -388,21 +363,22 @@ fn walk_deep(
             dirty.entry(layer).or_default().push((page, seq, data));
         }
     }
+    let by_layer: HashMap<LayerId, &FileRow> = rows.iter().map(|r| (r.layer, r)).collect();
     for &layer in chain {
         if w.finished() {
             break;
         }
         w.layer(
-            rows.iter().find(|r| r.layer == layer),
+            by_layer.get(&layer).copied(),
             dirty.remove(&layer).unwrap_or_default(),
             extents.remove(&layer).unwrap_or_default(),
         );
     }
-    let mut by_layer: HashMap<LayerId, Vec<u64>> = HashMap::new();
+    let mut unread: HashMap<LayerId, Vec<u64>> = HashMap::new();
     for (page, depth) in w.unread() {
-        by_layer.entry(chain[depth]).or_default().push(page);
+        unread.entry(chain[depth]).or_default().push(page);
     }
-    for (layer, pages) in by_layer {
+    for (layer, pages) in unread {
         let (lo, hi) = (pages.iter().min(), pages.iter().max());
         let (Some(&lo), Some(&hi)) = (lo, hi) else {
             continue;
@@ -439,13 +415,15 @@ pub(super) fn visible_key(
     idx: u64,
 ) -> Result<Option<String>> {
     let rows = rows_by_id(tx, id)?;
+    let by_layer: std::collections::HashMap<LayerId, &FileRow> =
+        rows.iter().map(|r| (r.layer, r)).collect();
     let mut st = tx
         .prepare_cached(
             "SELECT key FROM fsx_extent_map WHERE layer = ?1 AND file_id = ?2 AND extent_idx = ?3",
         )
         .map_err(sql_err)?;
     for &layer in chain {
-        let Some(row) = rows.iter().find(|r| r.layer == layer) else {
+        let Some(&row) = by_layer.get(&layer) else {
             continue;
         };
         let own: Option<Option<String>> = st

@@ -50,7 +50,16 @@ struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Layer chains by top layer. A layer's ancestry never changes in a way
+    /// a reader could see: folding moves a layer's rows into its child,
+    /// which is above it in the same chains, and layer ids are never
+    /// reused (`AUTOINCREMENT`). So a cached chain stays right even when
+    /// another process folded one of its layers away.
+    chains: Mutex<std::collections::HashMap<LayerId, Arc<Vec<LayerId>>>>,
 }
+
+/// Chains kept in [`Inner::chains`] before it starts over.
+const CACHED_CHAINS: usize = 4096;
 
 impl std::fmt::Debug for SqliteMeta {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -134,6 +143,7 @@ impl SqliteMeta {
                 path,
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
+                chains: Mutex::new(Default::default()),
             }),
         })
     }
@@ -167,6 +177,32 @@ impl SqliteMeta {
         let out = f(&tx)?;
         tx.commit().map_err(sql_err)?;
         Ok(out)
+    }
+
+    /// `top` and its ancestors, top first (cached: see [`Inner::chains`]).
+    pub(crate) fn chain(&self, tx: &Transaction<'_>, top: LayerId) -> Result<Arc<Vec<LayerId>>> {
+        if let Some(c) = lock(&self.inner.chains).get(&top) {
+            return Ok(c.clone());
+        }
+        let chain = Arc::new(layers::chain(tx, top)?);
+        let mut cache = lock(&self.inner.chains);
+        if cache.len() >= CACHED_CHAINS {
+            cache.clear();
+        }
+        cache.insert(top, chain.clone());
+        Ok(chain)
+    }
+
+    /// The chain of a branch's head.
+    fn head_chain(&self, tx: &Transaction<'_>, branch: BranchId) -> Result<Arc<Vec<LayerId>>> {
+        let head = layers::branch(tx, branch)?.head;
+        self.chain(tx, head)
+    }
+
+    /// The chain a view reads.
+    fn view_chain(&self, tx: &Transaction<'_>, view: View) -> Result<Arc<Vec<LayerId>>> {
+        let top = layers::top_layer(tx, view)?;
+        self.chain(tx, top)
     }
 
     /// Runs `f` in one read transaction on the writer connection, whose
@@ -389,17 +425,6 @@ fn check_no_other_writer(
     }
 }
 
-/// Head layer and chain of a branch.
-fn head_chain(tx: &Transaction<'_>, branch: BranchId) -> Result<Vec<LayerId>> {
-    let head = layers::branch(tx, branch)?.head;
-    layers::chain(tx, head)
-}
-
-/// Chain of a view.
-fn view_chain(tx: &Transaction<'_>, view: View) -> Result<Vec<LayerId>> {
-    layers::view_chain(tx, view)
-}
-
 /// Takes the next file id.
 fn next_file_id(tx: &Transaction<'_>) -> Result<FileId> {
     query_one(
@@ -555,7 +580,7 @@ impl MetaEngine for SqliteMeta {
     ) -> BoxFuture<'a, Result<FileMeta>> {
         lazy(move || {
             self.write(|tx| {
-                let chain = head_chain(tx, branch)?;
+                let chain = self.head_chain(tx, branch)?;
                 if layers::find(tx, &chain, name)?.is_some() {
                     return Err(MetaError::new(
                         MetaErrorKind::AlreadyExists,
@@ -577,7 +602,7 @@ impl MetaEngine for SqliteMeta {
     fn file<'a>(&'a self, view: View, name: &'a str) -> BoxFuture<'a, Result<FileMeta>> {
         lazy(move || {
             self.read(|tx| {
-                let chain = view_chain(tx, view)?;
+                let chain = self.view_chain(tx, view)?;
                 layers::find(tx, &chain, name)?
                     .map(|r| r.meta())
                     .ok_or_else(|| MetaError::not_found(format!("no file {name:?}")))
@@ -592,7 +617,7 @@ impl MetaEngine for SqliteMeta {
     ) -> BoxFuture<'a, Result<Vec<FileMeta>>> {
         lazy(move || {
             self.read(|tx| {
-                let chain = view_chain(tx, view)?;
+                let chain = self.view_chain(tx, view)?;
                 let rows = layers::chain_rows(tx, &chain)?;
                 Ok(crate::resolve::visible_files(&chain, rows)
                     .into_values()
@@ -614,7 +639,7 @@ impl MetaEngine for SqliteMeta {
     ) -> BoxFuture<'a, Result<()>> {
         lazy(move || {
             self.write(|tx| {
-                let chain = head_chain(tx, branch)?;
+                let chain = self.head_chain(tx, branch)?;
                 let src = layers::find(tx, &chain, from)?
                     .ok_or_else(|| MetaError::not_found(format!("no file {from:?}")))?;
                 check_no_other_writer(tx, branch, src.id, holder, now_ms)?;
@@ -652,7 +677,7 @@ impl MetaEngine for SqliteMeta {
     ) -> BoxFuture<'a, Result<()>> {
         lazy(move || {
             self.write(|tx| {
-                let chain = head_chain(tx, branch)?;
+                let chain = self.head_chain(tx, branch)?;
                 let f = layers::find(tx, &chain, name)?
                     .ok_or_else(|| MetaError::not_found(format!("no file {name:?}")))?;
                 check_no_other_writer(tx, branch, f.id, holder, now_ms)?;
@@ -664,7 +689,7 @@ impl MetaEngine for SqliteMeta {
     fn acquire_lease<'a>(&'a self, req: &'a LeaseRequest) -> BoxFuture<'a, Result<()>> {
         lazy(move || {
             self.write(|tx| {
-                let chain = head_chain(tx, req.branch)?;
+                let chain = self.head_chain(tx, req.branch)?;
                 layers::visible(tx, &chain, req.file_id)?;
                 if let Some(l) = lease_of(tx, req.branch, req.file_id)? {
                     let free = l.holder == req.holder
@@ -729,7 +754,7 @@ impl MetaEngine for SqliteMeta {
                         return Err(MetaError::not_found(format!("file #{file_id} no longer exists")));
                     }
                     (_, None) => {
-                        let chain = head_chain(tx, branch)?;
+                        let chain = self.head_chain(tx, branch)?;
                         (chain[0], layers::own_row(tx, &chain, file_id)?)
                     }
                 };
@@ -800,7 +825,7 @@ impl MetaEngine for SqliteMeta {
     ) -> BoxFuture<'_, Result<ReadMap>> {
         lazy(move || {
             self.read(|tx| {
-                let chain = view_chain(tx, view)?;
+                let chain = self.view_chain(tx, view)?;
                 let rows = layers::rows_by_id(tx, file_id)?;
                 let file = crate::resolve::topmost(&chain, rows.clone())
                     .remove(&file_id)
@@ -922,7 +947,7 @@ impl MetaEngine for SqliteMeta {
                 if pages_per_extent == 0 {
                     return Err(MetaError::invalid("pages_per_extent must be positive"));
                 }
-                let chain = view_chain(tx, view)?;
+                let chain = self.view_chain(tx, view)?;
                 let file = layers::visible(tx, &chain, file_id)?;
                 let first = extent_idx.saturating_mul(pages_per_extent);
                 let (current_key, pages) = layers::walk(
@@ -991,7 +1016,7 @@ impl MetaEngine for SqliteMeta {
                     }
                     check_lease(tx, &c.lease)?;
                 }
-                let chain = layers::chain(tx, c.layer)?;
+                let chain = self.chain(tx, c.layer)?;
                 layers::visible(tx, &chain, file_id)?;
                 let current = layers::visible_key(tx, &chain, file_id, c.extent_idx)?;
                 if current != c.expected_key {
@@ -1632,8 +1657,8 @@ impl MetaEngine for SqliteMeta {
             self.write(|tx| {
                 let br = layers::branch(tx, target)?;
                 layers::commit(tx, merged)?;
-                let target_chain = layers::chain(tx, br.head)?;
-                let source_chain = view_chain(tx, source)?;
+                let target_chain = self.chain(tx, br.head)?;
+                let source_chain = self.view_chain(tx, source)?;
                 let mut names = Vec::new();
                 for &id in files {
                     layers::check_no_writers(tx, &br, Some(id), now_ms)?;

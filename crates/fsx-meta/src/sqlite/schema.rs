@@ -116,7 +116,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // the head of `main`.
     "
     CREATE TABLE fsx_layers (
-        id         INTEGER PRIMARY KEY,
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
         parent     INTEGER,
         frozen     INTEGER NOT NULL DEFAULT 0,
         created_ms INTEGER NOT NULL
