@@ -170,13 +170,11 @@ impl SqliteMeta {
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = lock(&self.inner.writer);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql_err)?;
-        let out = f(&tx)?;
-        tx.commit().map_err(sql_err)?;
-        Ok(out)
+        transact(
+            &mut lock(&self.inner.writer),
+            TransactionBehavior::Immediate,
+            f,
+        )
     }
 
     /// `top` and its ancestors, top first (cached: see [`Inner::chains`]).
@@ -213,13 +211,11 @@ impl SqliteMeta {
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T>,
     ) -> Result<T> {
-        let mut conn = lock(&self.inner.writer);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Deferred)
-            .map_err(sql_err)?;
-        let out = f(&tx)?;
-        tx.finish().map_err(sql_err)?;
-        Ok(out)
+        transact(
+            &mut lock(&self.inner.writer),
+            TransactionBehavior::Deferred,
+            f,
+        )
     }
 
     /// Runs `f` in one read transaction (a snapshot) on a pooled reader.
@@ -237,20 +233,26 @@ impl SqliteMeta {
                 c
             }
         };
-        let out = (|| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Deferred)
-                .map_err(sql_err)?;
-            let out = f(&tx)?;
-            tx.finish().map_err(sql_err)?;
-            Ok(out)
-        })();
+        let out = transact(&mut conn, TransactionBehavior::Deferred, f);
         let mut pool = lock(&self.inner.readers);
         if pool.len() < MAX_IDLE_READERS {
             pool.push(conn);
         }
         out
     }
+}
+
+/// Runs `f` in one transaction on `conn`: committed if `f` succeeds,
+/// rolled back (nothing changed) if it fails.
+fn transact<T>(
+    conn: &mut Connection,
+    behavior: TransactionBehavior,
+    f: impl FnOnce(&Transaction<'_>) -> Result<T>,
+) -> Result<T> {
+    let tx = conn.transaction_with_behavior(behavior).map_err(sql_err)?;
+    let out = f(&tx)?;
+    tx.commit().map_err(sql_err)?;
+    Ok(out)
 }
 
 fn schema_version(tx: &Transaction<'_>) -> Result<u32> {
