@@ -17,7 +17,7 @@
 //!
 //! ```text
 //! cargo bench -p fsx-sqlite --bench branch
-//! FSX_BENCH_DIR=/var/tmp FSX_BENCH_BRANCHES=100 cargo bench -p fsx-sqlite --bench branch
+//! FSX_BENCH_DIR=/var/tmp FSX_BENCH_BRANCHES=50 cargo bench -p fsx-sqlite --bench branch
 //! ```
 
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
@@ -213,7 +213,7 @@ fn main() -> Result<()> {
     if std::env::args().any(|a| a == "--list") {
         return Ok(());
     }
-    let n = env_usize("FSX_BENCH_BRANCHES", 50);
+    let n = env_usize("FSX_BENCH_BRANCHES", 200);
     let base = std::env::var("FSX_BENCH_DIR")
         .unwrap_or_else(|_| std::env::temp_dir().display().to_string());
     let root = tempfile::tempdir_in(base)?;
