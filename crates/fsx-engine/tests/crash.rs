@@ -13,9 +13,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use common::pattern;
@@ -23,6 +21,7 @@ use fsx_engine::{NoProgress, OpenOptions, SystemEnv, Volume, VolumeOptions};
 use fsx_meta::VolumeConfig;
 use fsx_meta::sqlite::SqliteMeta;
 use fsx_store::local::LocalBackend;
+use fsx_testkit::crash;
 
 const TEST_NAME: &str = "kill_at_random_points_loses_no_acknowledged_write";
 /// Kill points per run; `FSX_CRASH_KILLS` raises it (the extended mode).
@@ -93,17 +92,6 @@ async fn child(dir: &Path, start: u64) {
     }
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_at_random_points_loses_no_acknowledged_write() {
     if let Ok(spec) = std::env::var("FSX_CRASH_CHILD") {
@@ -111,18 +99,8 @@ async fn kill_at_random_points_loses_no_acknowledged_write() {
         child(Path::new(dir), start.parse().unwrap()).await;
         return;
     }
-    let seed = std::env::var("FSX_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("crash test seed {seed} (rerun with FSX_CRASH_SEED={seed})");
-    let mut rng = Rng(seed);
+    let seed = crash::seed("crash test");
+    let mut rng = crash::Rng(seed);
 
     let dir = tempfile::tempdir().unwrap();
     {
@@ -146,50 +124,22 @@ async fn kill_at_random_points_loses_no_acknowledged_write() {
             .unwrap();
     }
 
-    let kills = std::env::var("FSX_CRASH_KILLS")
-        .ok()
-        .and_then(|k| k.parse().ok())
-        .unwrap_or(KILLS);
+    let kills = crash::kills(KILLS);
     let mut applied: Option<u64> = None;
     for kill in 0..kills {
         let start = applied.map_or(0, |a| a + 1);
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
-            .env(
-                "FSX_CRASH_CHILD",
-                format!("{}:{start}", dir.path().display()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
         let acks_wanted = 1 + rng.below(12);
-        let mut last_ack: Option<u64> = applied;
-        let mut acks = 0;
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if let Some(n) = line.strip_prefix("ack ") {
-                last_ack = Some(n.parse().unwrap());
-                acks += 1;
-                if acks == acks_wanted {
-                    break;
-                }
-            }
-        }
+        let (acks, last) = crash::kill_after_acks::<u64>(
+            TEST_NAME,
+            "FSX_CRASH_CHILD",
+            &format!("{}:{start}", dir.path().display()),
+            acks_wanted,
+        );
         assert_eq!(
             acks, acks_wanted,
             "seed {seed}: the writer died on its own before kill {kill}"
         );
-        child.kill().unwrap();
-        child.wait().unwrap();
-        // The writer may have acknowledged more steps before the kill
-        // landed: they are still in the pipe, and they count.
-        for line in lines {
-            if let Some(n) = line.unwrap().strip_prefix("ack ") {
-                last_ack = Some(n.parse().unwrap());
-            }
-        }
+        let last_ack = last.or(applied);
 
         let volume = open(dir.path()).await;
         let f = volume.open_file("f", OpenOptions::read()).await.unwrap();
@@ -226,7 +176,7 @@ async fn kill_at_random_points_loses_no_acknowledged_write() {
         .await
         .unwrap();
     eprintln!(
-        "after {KILLS} kills: {} steps applied, gc freed {} extents",
+        "after {kills} kills: {} steps applied, gc freed {} extents",
         applied.map_or(0, |a| a + 1),
         report.deleted
     );

@@ -12,11 +12,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use common::{check, open};
+use fsx_testkit::crash;
 
 const TEST_NAME: &str = "kill_at_random_points_loses_no_committed_transaction";
 const CHILD_ENV: &str = "FSX_SQLITE_CRASH_CHILD";
@@ -50,17 +50,6 @@ fn child(spec: &str) {
         .unwrap();
         writeln!(out, "ack {n}").unwrap();
         out.flush().unwrap();
-    }
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
     }
 }
 
@@ -104,22 +93,9 @@ fn kill_at_random_points_loses_no_committed_transaction() {
         child(&spec);
         return;
     }
-    let seed = std::env::var("FSX_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("sqlite crash test seed {seed} (rerun with FSX_CRASH_SEED={seed})");
-    let kills = std::env::var("FSX_CRASH_KILLS")
-        .ok()
-        .and_then(|k| k.parse().ok())
-        .unwrap_or(KILLS_PER_MODE);
-    let mut rng = Rng(seed);
+    let seed = crash::seed("sqlite crash test");
+    let kills = crash::kills(KILLS_PER_MODE);
+    let mut rng = crash::Rng(seed);
     let dir = tempfile::tempdir().unwrap();
     let vol = dir.path().join("vol");
     let mut applied = [None::<i64>, None];
@@ -129,39 +105,18 @@ fn kill_at_random_points_loses_no_committed_transaction() {
         let m = kill % 2;
         let mode = modes[m];
         let start = applied[m].map_or(0, |a| a + 1);
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, format!("{}:{mode}:{start}", vol.display()))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
         let acks_wanted = 1 + rng.below(12);
-        let mut last_ack = applied[m];
-        let mut acks = 0;
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        for line in lines.by_ref() {
-            if let Some(n) = line.unwrap().strip_prefix("ack ") {
-                last_ack = Some(n.parse().unwrap());
-                acks += 1;
-                if acks == acks_wanted {
-                    break;
-                }
-            }
-        }
+        let (acks, last) = crash::kill_after_acks::<i64>(
+            TEST_NAME,
+            CHILD_ENV,
+            &format!("{}:{mode}:{start}", vol.display()),
+            acks_wanted,
+        );
         assert_eq!(
             acks, acks_wanted,
             "seed {seed}: the writer died on its own before kill {kill}"
         );
-        child.kill().unwrap();
-        child.wait().unwrap();
-        // Acknowledgements printed before the kill landed are still in the
-        // pipe, and they count.
-        for line in lines {
-            if let Some(n) = line.unwrap().strip_prefix("ack ") {
-                last_ack = Some(n.parse().unwrap());
-            }
-        }
+        let last_ack = last.or(applied[m]);
         applied[m] = verify(&vol, mode, seed, kill, last_ack);
     }
     eprintln!(

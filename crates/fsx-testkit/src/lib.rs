@@ -18,6 +18,7 @@
 //! Isolation: every test works under [`unique_prefix`], so tests sharing one
 //! server (nextest runs them in parallel processes) never see each other.
 
+pub mod crash;
 pub mod postgres;
 
 use std::io::{Read, Write};
