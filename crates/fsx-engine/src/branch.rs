@@ -139,6 +139,13 @@ fn ancestors(graph: &fsx_meta::LayerGraph, from: CommitId) -> BTreeSet<CommitId>
     seen
 }
 
+/// The latest common ancestor of two commits given their ancestor sets:
+/// ids grow along parent links, so the largest common one descends from no
+/// other common one.
+fn merge_base(a: &BTreeSet<CommitId>, b: &BTreeSet<CommitId>) -> Option<CommitId> {
+    a.intersection(b).max().copied()
+}
+
 /// Pages of a file, or nothing for a file absent from its view.
 async fn read_pages(
     file: Option<&crate::File>,
@@ -500,39 +507,10 @@ impl Volume {
                 s.meta.commit_info(s_commit).await?,
             ));
         }
-        // The latest common ancestor: ids grow along parent links, so the
-        // largest common one descends from no other common one.
-        let base = of_source.intersection(&of_target).max().copied();
-        let base_view = base.map(View::Commit);
-        let (sv, tv) = (View::Commit(s_commit), View::Commit(t_commit));
-        let changed = |from: View| async move {
-            let list = match base_view {
-                Some(b) => self.diff(b, from).await?,
-                None => self.diff_from_nothing(from).await?,
-            };
-            Ok::<_, Error>(
-                list.into_iter()
-                    .map(|c| (c.id, c))
-                    .collect::<BTreeMap<_, _>>(),
-            )
-        };
-        let (cs, ct) = (changed(sv).await?, changed(tv).await?);
-        let mut take = Vec::new();
-        let mut taken = Vec::new();
-        let mut conflicts = Vec::new();
-        for (id, c) in &cs {
-            let name = c
-                .new_name
-                .clone()
-                .or(c.old_name.clone())
-                .unwrap_or_default();
-            if !ct.contains_key(id) {
-                take.push(*id);
-                taken.push(name);
-            } else if !self.file_equal(sv, tv, *id).await? {
-                conflicts.push((*id, name));
-            }
-        }
+        let base = merge_base(&of_source, &of_target);
+        let sv = View::Commit(s_commit);
+        let (one_sided, conflicts) = self.classify(base, sv, View::Commit(t_commit)).await?;
+        let (mut take, taken): (Vec<FileId>, Vec<String>) = one_sided.into_iter().unzip();
         let mut resolved = Vec::new();
         match strategy {
             MergeStrategy::Fail if !conflicts.is_empty() => {
@@ -574,35 +552,43 @@ impl Volume {
             return Ok(Vec::new());
         };
         let graph = self.shared.meta.layer_graph().await?;
-        let (of_t, of_s) = (ancestors(&graph, t), ancestors(&graph, s));
-        let Some(base) = of_t.intersection(&of_s).max().copied() else {
-            return Ok(Vec::new());
-        };
+        let base = merge_base(&ancestors(&graph, s), &ancestors(&graph, t));
         let target = View::Branch(self.branch_id()?);
-        let ids = |list: Vec<FileChange>| list.into_iter().map(|c| c.id).collect::<BTreeSet<_>>();
-        let cs = ids(self.diff(View::Commit(base), source).await?);
-        let ct = ids(self.diff(View::Commit(base), target).await?);
-        let mut out = Vec::new();
-        for id in cs.intersection(&ct) {
-            if !self.file_equal(source, target, *id).await? {
-                let files = self.shared.meta.list_files(source, "").await?;
-                let name = files.iter().find(|f| f.id == *id).map(|f| f.name.clone());
-                let name = match name {
-                    Some(n) => n,
-                    None => self
-                        .shared
-                        .meta
-                        .list_files(target, "")
-                        .await?
-                        .into_iter()
-                        .find(|f| f.id == *id)
-                        .map(|f| f.name)
-                        .unwrap_or_default(),
-                };
-                out.push(name);
+        let (_, conflicts) = self.classify(base, source, target).await?;
+        Ok(conflicts.into_iter().map(|(_, n)| n).collect())
+    }
+
+    /// Splits the files `source` changed since `base` (all of them without
+    /// one) into those `target` did not change (to take) and those it
+    /// changed differently (conflicts), each with its name.
+    async fn classify(
+        &self,
+        base: Option<CommitId>,
+        source: View,
+        target: View,
+    ) -> Result<(Vec<(FileId, String)>, Vec<(FileId, String)>)> {
+        let changed = |from: View| async move {
+            let list = match base {
+                Some(b) => self.diff(View::Commit(b), from).await?,
+                None => self.diff_from_nothing(from).await?,
+            };
+            Ok::<_, Error>(
+                list.into_iter()
+                    .map(|c| (c.id, c))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+        };
+        let (cs, ct) = (changed(source).await?, changed(target).await?);
+        let (mut take, mut conflicts) = (Vec::new(), Vec::new());
+        for (id, c) in cs {
+            let name = c.new_name.or(c.old_name).unwrap_or_default();
+            if !ct.contains_key(&id) {
+                take.push((id, name));
+            } else if !self.file_equal(source, target, id).await? {
+                conflicts.push((id, name));
             }
         }
-        Ok(out)
+        Ok((take, conflicts))
     }
 
     /// Every file of `view`, as added.
