@@ -88,6 +88,13 @@ pub(crate) fn topmost(chain: &[LayerId], rows: Vec<FileRow>) -> BTreeMap<FileId,
     best.into_iter().map(|(id, (_, r))| (id, r)).collect()
 }
 
+/// The topmost of one file's `rows` along `chain`, deleted or not.
+pub(crate) fn top_of<'a>(chain: &[LayerId], rows: &'a [FileRow]) -> Option<&'a FileRow> {
+    let by_layer: std::collections::HashMap<LayerId, &FileRow> =
+        rows.iter().map(|r| (r.layer, r)).collect();
+    chain.iter().find_map(|l| by_layer.get(l).copied())
+}
+
 /// Files visible in a view whose chain is `chain`, by name.
 pub(crate) fn visible_files(chain: &[LayerId], rows: Vec<FileRow>) -> BTreeMap<String, FileRow> {
     topmost(chain, rows)

@@ -169,8 +169,22 @@ pub(super) fn top_row(
 
 /// The file `id` as `chain` shows it, or `NotFound`.
 pub(super) fn visible(tx: &Transaction<'_>, chain: &[LayerId], id: FileId) -> Result<FileRow> {
-    match top_row(tx, chain, id)? {
-        Some(r) if !r.deleted => Ok(r),
+    Ok(visible_rows(tx, chain, id)?.1)
+}
+
+/// Every row of file `id`, and the one `chain` shows (`NotFound` if none
+/// or deleted): what a read resolves through, read once.
+pub(super) fn visible_rows(
+    tx: &Transaction<'_>,
+    chain: &[LayerId],
+    id: FileId,
+) -> Result<(Vec<FileRow>, FileRow)> {
+    let rows = rows_by_id(tx, id)?;
+    match crate::resolve::top_of(chain, &rows) {
+        Some(r) if !r.deleted => {
+            let top = r.clone();
+            Ok((rows, top))
+        }
         _ => Err(MetaError::not_found(format!("file #{id} no longer exists"))),
     }
 }

@@ -828,13 +828,7 @@ impl MetaEngine for SqliteMeta {
         lazy(move || {
             self.read(|tx| {
                 let chain = self.view_chain(tx, view)?;
-                let rows = layers::rows_by_id(tx, file_id)?;
-                let file = crate::resolve::topmost(&chain, rows.clone())
-                    .remove(&file_id)
-                    .filter(|r| !r.deleted)
-                    .ok_or_else(|| {
-                        MetaError::not_found(format!("file #{file_id} no longer exists"))
-                    })?;
+                let (rows, file) = layers::visible_rows(tx, &chain, file_id)?;
                 if count == 0 || pages_per_extent == 0 {
                     return Ok(ReadMap {
                         size: file.size,
@@ -950,11 +944,12 @@ impl MetaEngine for SqliteMeta {
                     return Err(MetaError::invalid("pages_per_extent must be positive"));
                 }
                 let chain = self.view_chain(tx, view)?;
-                let file = layers::visible(tx, &chain, file_id)?;
+                let (rows, file) = layers::visible_rows(tx, &chain, file_id)?;
                 let first = extent_idx.saturating_mul(pages_per_extent);
-                let (current_key, pages) = layers::walk(
+                let (current_key, pages) = layers::walk_rows(
                     tx,
                     &chain,
+                    &rows,
                     file_id,
                     first,
                     pages_per_extent,
