@@ -48,6 +48,26 @@ for crate in fsx-store fsx-meta fsx-engine; do
     cargo clippy -p "$crate" --no-default-features --all-targets --locked -- -D warnings
 done
 
+step "build tests"
+# Built before the servers start, so the build's disk use is known when the
+# disk check below runs rather than growing under a running SeaweedFS.
+cargo nextest run --workspace --locked --no-run
+
+step "disk space"
+# SeaweedFS turns its volumes read-only once its disk is under 1% free, and
+# every S3 PUT then fails with a 500; the tests also write about a GiB of
+# their own. Say so up front instead of failing tests one by one.
+tmp_root=${TMPDIR:-/tmp}
+read -r size_kib avail_kib < <(df -Pk "$tmp_root" | awk 'NR == 2 { print $2, $4 }')
+need_kib=$(( size_kib / 50 ))                        # 2% of the filesystem
+(( need_kib < 2 * 1024 * 1024 )) && need_kib=$(( 2 * 1024 * 1024 ))   # at least 2 GiB
+echo "$tmp_root: $(( avail_kib / 1024 )) MiB free of $(( size_kib / 1024 )) MiB (need $(( need_kib / 1024 )) MiB)"
+if (( avail_kib < need_kib )); then
+    echo "not enough free disk space under $tmp_root for the test servers: free some" \
+        "(old cargo target directories are the usual culprit) or set TMPDIR to a roomier filesystem" >&2
+    exit 1
+fi
+
 step "services: Redis, SeaweedFS (S3), PostgreSQL on free 127.0.0.1 ports"
 services_env=$(mktemp -t fsx-services.XXXXXX)
 pg_env=$(mktemp -t fsx-pg.XXXXXX)

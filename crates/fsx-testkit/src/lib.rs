@@ -304,7 +304,8 @@ impl S3Fixture {
         wait_until("SeaweedFS S3", Duration::from_secs(90), || {
             server.check_alive(&log)?;
             Ok(s3_put_probe(&endpoint, &access_key, &secret_key))
-        })?;
+        })
+        .with_context(|| disk_note(&data))?;
         Ok(Self {
             base_url: format!("s3://{TEST_BUCKET}?endpoint={endpoint}&region=us-east-1"),
             access_key,
@@ -354,6 +355,20 @@ const WEED_PORT_FLAGS: &[&str] = &[
     "admin.port.grpc",
     "debug.port",
 ];
+
+/// What `df` says of `path`'s filesystem: SeaweedFS refuses writes once its
+/// disk is under 1% free, which otherwise looks like a hung server.
+fn disk_note(path: &Path) -> String {
+    let df = Command::new("df").arg("-Ph").arg(path).output();
+    let usage = match df {
+        Ok(out) => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        Err(e) => format!("(df failed: {e})"),
+    };
+    format!(
+        "SeaweedFS takes no writes when its disk is under 1% free; disk usage of {}:\n{usage}",
+        path.display()
+    )
+}
 
 /// The SeaweedFS identity file granting `access_key` full access.
 pub fn s3_identity_json(access_key: &str, secret_key: &str) -> String {
