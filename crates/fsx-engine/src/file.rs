@@ -497,7 +497,6 @@ impl File {
     /// The durable part of `sync`.
     async fn commit(&mut self) -> Result<()> {
         let size = self.size;
-        let ps = self.ps();
         let ppe = self.ppe;
         let w = self.writer_mut()?;
         if w.buffer.is_empty() && w.cut_from.is_none() && w.synced_size == size {
@@ -506,10 +505,14 @@ impl File {
         let mut pages: BTreeMap<u64, Option<Bytes>> = w.buffer.clone();
         let cut = w.cut_from;
         if let Some(cut) = cut {
-            // Holes over the cut part of the extent that straddles the cut.
+            // Holes over the whole cut part of the extent that straddles the
+            // cut: the extent entry stays visible below the cut (only whole
+            // extents are cut), and this batch's page cut hides the holes
+            // any earlier truncation wrote there. Stopping at the durable
+            // size would let bytes truncated long ago show again once the
+            // file grows back over them.
             let extent_end = cut.div_ceil(ppe) * ppe;
-            let durable_pages = w.synced_size.div_ceil(ps);
-            for p in cut..extent_end.min(durable_pages) {
+            for p in cut..extent_end {
                 pages.entry(p).or_insert(None);
             }
         }

@@ -398,3 +398,45 @@ async fn a_writer_never_serves_pages_it_cut_off() {
             .all(|&b| b == 0)
     );
 }
+
+/// Truncated bytes never come back: a shrink whose cut falls past the
+/// durable size (the file grew and shrank again between syncs) must still
+/// hide the packed extent that straddles the cut, whose tail an earlier
+/// truncation had masked. Found by the long-history branch test.
+#[tokio::test]
+async fn truncated_bytes_stay_gone_after_regrowing_twice() {
+    const EXTENT: u32 = 256 * 1024; // 64 pages of 4 KiB
+    let (_t, v) = TestVolume::new(EXTENT).await;
+    let mut f = v
+        .volume
+        .open_file("db", OpenOptions::create(4096))
+        .await
+        .unwrap();
+    // Pages 0..64 packed into one extent, old bytes at pages 57..61.
+    f.write_at(0, &pattern(1, 300_000)).await.unwrap();
+    f.sync().await.unwrap();
+    f.pack_dirty().await.unwrap();
+    // Shrink into the extent: its tail is masked.
+    f.truncate(68_897).await.unwrap();
+    f.sync().await.unwrap();
+    // Grow past the old bytes, then shrink to a size still past the
+    // durable one before syncing.
+    f.write_at(255_182, &pattern(2, 18_578)).await.unwrap();
+    f.truncate(215_778).await.unwrap();
+    f.sync().await.unwrap();
+    // Grow again: everything between the cuts reads as zeros.
+    f.write_at(370_383, &pattern(3, 5_684)).await.unwrap();
+    f.sync().await.unwrap();
+    let mut want = pattern(1, 68_897);
+    want.resize(370_383, 0);
+    want.extend_from_slice(&pattern(3, 5_684));
+    assert!(f.read_at(0, want.len()).await.unwrap() == want, "writer");
+    let r = v.volume.open_file("db", OpenOptions::read()).await.unwrap();
+    assert!(r.read_at(0, want.len()).await.unwrap() == want, "reader");
+    f.pack_dirty().await.unwrap();
+    let r = v.volume.open_file("db", OpenOptions::read()).await.unwrap();
+    assert!(
+        r.read_at(0, want.len()).await.unwrap() == want,
+        "after packing"
+    );
+}
