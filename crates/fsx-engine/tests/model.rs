@@ -33,6 +33,12 @@ enum Op {
         file: usize,
         size: u64,
     },
+    /// Truncation to a fraction (in thousandths) of the file's current
+    /// size: always a shrink, often into a packed extent.
+    Shrink {
+        file: usize,
+        permille: u64,
+    },
     Sync {
         file: usize,
     },
@@ -61,6 +67,7 @@ fn op() -> impl Strategy<Value = Op> {
         8 => (f.clone(), 0..SPAN, 1usize..30_000, any::<u64>())
             .prop_map(|(file, offset, len, seed)| Op::Write { file, offset, len, seed }),
         2 => (f.clone(), 0..SPAN).prop_map(|(file, size)| Op::Truncate { file, size }),
+        2 => (f.clone(), 0u64..1000).prop_map(|(file, permille)| Op::Shrink { file, permille }),
         4 => f.clone().prop_map(|file| Op::Sync { file }),
         1 => f.clone().prop_map(|file| Op::Pack { file }),
         1 => (f.clone(), f.clone()).prop_map(|(from, to)| Op::Rename { from, to }),
@@ -112,6 +119,7 @@ async fn run(engine: Engine, ops: Vec<Op>, page_size: u32) {
         let touch = |file: usize| NAMES[file].to_string();
         if let Op::Write { file, .. }
         | Op::Truncate { file, .. }
+        | Op::Shrink { file, .. }
         | Op::Sync { file }
         | Op::Pack { file } = op
         {
@@ -149,8 +157,15 @@ async fn run(engine: Engine, ops: Vec<Op>, page_size: u32) {
                 }
                 m[offset as usize..end].copy_from_slice(&data);
             }
-            Op::Truncate { file, size } => {
+            Op::Truncate { file, .. } | Op::Shrink { file, .. } => {
                 let name = touch(file);
+                let size = match op {
+                    Op::Shrink { permille, .. } => {
+                        files[&name].current.len() as u64 * permille / 1000
+                    }
+                    Op::Truncate { size, .. } => size,
+                    _ => unreachable!(),
+                };
                 writers
                     .get_mut(&name)
                     .unwrap()
