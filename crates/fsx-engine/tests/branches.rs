@@ -688,3 +688,142 @@ fn gc_packs_the_dirty_pages_commits_froze() {
         drop(w);
     });
 }
+
+/// Reads through long histories — more frozen layers than the SQLite
+/// engine resolves one by one, so through its cached summary of them —
+/// match the model at every commit and on every branch, before and after
+/// another instance's GC rewrote those layers (packed the pages commits
+/// froze, expired automatic commits and folded their layers) under the
+/// first instance's cache.
+#[test]
+fn long_histories_read_right_before_and_after_gc_rewrites_them() {
+    runtime().block_on(long_history(Engine::Sqlite));
+}
+
+/// [`long_histories_read_right_before_and_after_gc_rewrites_them`] on a
+/// real PostgreSQL server.
+#[test]
+fn postgres_long_histories_read_right_before_and_after_gc_rewrites_them() {
+    let server = fsx_testkit::postgres::PgServer::start();
+    runtime().block_on(long_history(Engine::Postgres(server.fresh_url())));
+}
+
+async fn long_history(engine: Engine) {
+    use fsx_engine::branch::{AUTO_COMMIT_SETTING, AUTO_RETAIN_SETTING};
+    use fsx_testkit::crash::Rng;
+    let h = Harness::new(engine);
+    let meta = h.create().await.meta().clone();
+    meta.set_setting(AUTO_COMMIT_SETTING, "10").await.unwrap();
+    meta.set_setting(AUTO_RETAIN_SETTING, "1000").await.unwrap();
+    // Settings are read when a volume opens.
+    let volume = h.reopen().await;
+    let mut rng = Rng(fsx_testkit::crash::seed("long history"));
+    let mut w = volume
+        .open_file("db", OpenOptions::create(PS))
+        .await
+        .unwrap();
+    let mut model: Vec<u8> = Vec::new();
+    let mut commits: Vec<(CommitId, Vec<u8>)> = Vec::new();
+    // Writes, truncations, packs; every sync 11 ms after the last makes
+    // an automatic commit, every third round an explicit one.
+    let step = |model: &mut Vec<u8>, rng: &mut Rng, round: u64| {
+        let (offset, len) = (rng.below(SPAN), 1 + rng.below(20_000) as usize);
+        let data = pattern(round, len);
+        let end = offset as usize + len;
+        if model.len() < end {
+            model.resize(end, 0);
+        }
+        model[offset as usize..end].copy_from_slice(&data);
+        let cut = (rng.below(8) == 0).then(|| rng.below(model.len() as u64 + 1));
+        if let Some(c) = cut {
+            model.truncate(c as usize);
+        }
+        (offset, data, cut)
+    };
+    for round in 0..36u64 {
+        let (offset, data, cut) = step(&mut model, &mut rng, round);
+        w.write_at(offset, &data).await.unwrap();
+        if let Some(c) = cut {
+            w.truncate(c).await.unwrap();
+        }
+        h.env.advance(11);
+        w.sync().await.unwrap();
+        if round % 5 == 4 {
+            w.pack_dirty().await.unwrap();
+        }
+        if round % 3 == 2 {
+            let c = volume.commit(&format!("round {round}")).await.unwrap();
+            commits.push((c.id, model.clone()));
+        }
+    }
+    // A branch from an early commit, with a history of its own.
+    let (base, base_model) = commits[2].clone();
+    volume
+        .at_commit(base)
+        .await
+        .unwrap()
+        .create_branch("side")
+        .await
+        .unwrap();
+    let side = volume.checkout("side").await.unwrap();
+    let mut ws = side.open_file("db", OpenOptions::write()).await.unwrap();
+    let mut side_model = base_model;
+    for round in 100..120u64 {
+        let (offset, data, cut) = step(&mut side_model, &mut rng, round);
+        ws.write_at(offset, &data).await.unwrap();
+        if let Some(c) = cut {
+            ws.truncate(c).await.unwrap();
+        }
+        h.env.advance(11);
+        ws.sync().await.unwrap();
+        if round % 4 == 0 {
+            side.commit("side").await.unwrap();
+        }
+    }
+    let log = volume.log(usize::MAX).await.unwrap();
+    assert!(
+        log.len() > 30,
+        "a long history: {} commits on main",
+        log.len()
+    );
+
+    async fn read_db(v: &Volume) -> Vec<u8> {
+        let f = v.open_file("db", OpenOptions::read()).await.unwrap();
+        f.read_at(0, f.size() as usize).await.unwrap()
+    }
+    let check = |label: &'static str| {
+        let (volume, side, commits, model, side_model) =
+            (&volume, &side, &commits, &model, &side_model);
+        async move {
+            assert!(read_db(volume).await == *model, "{label}: main");
+            assert!(read_db(side).await == *side_model, "{label}: side");
+            for (id, want) in commits {
+                let at = volume.at_commit(*id).await.unwrap();
+                assert!(read_db(&at).await == *want, "{label}: commit {id}");
+            }
+        }
+    };
+    check("before gc").await;
+    drop((w, ws));
+
+    // Another instance, with metadata caches of its own, rewrites the
+    // frozen layers the first instance has summarised.
+    h.env.advance(10_000);
+    let other = h.reopen().await;
+    // First expiry alone: folds move dirty pages between layers...
+    let now = fsx_engine::Environment::now_ms(h.env.as_ref());
+    let expired = other.meta().expire_commits(now - 1000, now).await.unwrap();
+    assert!(expired > 10, "{expired} automatic commits expired");
+    check("after folding, first instance").await;
+    // ...then GC packs them into extents.
+    let report = other
+        .gc(&GcOptions::default().grace_ms(0), &NoProgress)
+        .await
+        .unwrap();
+    assert!(report.commits_packed > 0, "{report:?}");
+    check("after packing, first instance").await;
+    let fresh = h.reopen().await;
+    assert!(read_db(&fresh).await == model, "after gc, fresh instance");
+    let fsck = fresh.fsck(&NoProgress).await.unwrap();
+    assert!(fsck.is_clean(), "{fsck:?}");
+}

@@ -596,6 +596,8 @@ pub const RESERVED_SETTINGS: &[&str] = &[
     "store_url",
     "created_ms",
     "next_file_id",
+    // The SQLite engine's count of rewrites of frozen layers.
+    "layers.epoch",
 ];
 
 /// Refuses a [`RESERVED_SETTINGS`] name or an empty one.

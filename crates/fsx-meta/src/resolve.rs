@@ -51,6 +51,14 @@ impl FileRow {
         }
     }
 
+    /// True if the extent cut hides no page the page cut leaves visible
+    /// (`cut_extent * ppe >= cut_page`): what [`Flat`] needs of the rows
+    /// above it.
+    pub fn cuts_whole_extents(&self, ppe: u64) -> bool {
+        let (page, extent) = self.cuts();
+        extent.saturating_mul(ppe.max(1)) >= page
+    }
+
     /// The cuts `(page, extent)` this row applies to the layers below it.
     pub fn cuts(&self) -> (u64, u64) {
         if self.deleted {
@@ -242,6 +250,149 @@ impl Walk {
     }
 }
 
+/// A file as a run of frozen layers shows it, resolved once: which layer's
+/// dirty page or which extent entry each page comes from, and the topmost
+/// file row. Frozen layers never change what they show (packing and
+/// folding rewrite rows, never content; engines drop a `Flat` when they
+/// do), so a read through a long history can feed its own layer and then
+/// this one summary instead of every layer the file changed in.
+///
+/// Invariant: feeding a [`Walk`] the layers above the run and then
+/// [`Flat::feed`] resolves every range exactly as feeding it the run's
+/// layers one by one would, provided every file row above the run cuts
+/// [`FileRow::cuts_whole_extents`] (the engine's truncations do). An
+/// extent cut reaching below the page cut would unhide dirty pages that an
+/// extent entry of the run hid, which the summary no longer knows of.
+#[derive(Debug, Clone)]
+pub(crate) struct Flat {
+    /// The topmost row of the file in the run, deleted or not.
+    pub top: Option<FileRow>,
+    /// Winning dirty pages: `page -> (layer holding it, seq, hole)`.
+    dirty: BTreeMap<u64, (LayerId, i64, bool)>,
+    /// Winning extent entries: `index -> key or tombstone`.
+    extents: BTreeMap<u64, Option<String>>,
+}
+
+impl Flat {
+    /// Resolves the whole file over `run` (frozen layers, top-down) from
+    /// its `rows` (file rows of any layers), every dirty page version
+    /// `(layer, page, seq, hole)` and every extent entry `(layer, index,
+    /// key)` (rows of layers outside the run are ignored).
+    pub fn build(
+        run: &[LayerId],
+        rows: &[FileRow],
+        dirty: impl IntoIterator<Item = (LayerId, u64, i64, bool)>,
+        extents: impl IntoIterator<Item = (LayerId, u64, Option<String>)>,
+        ppe: u64,
+    ) -> Self {
+        let depth = depths(run);
+        let mut dirty_by: Vec<Vec<(u64, i64, Option<Bytes>)>> = vec![Vec::new(); run.len()];
+        let mut ext_by: Vec<Vec<(u64, Option<String>)>> = vec![Vec::new(); run.len()];
+        // The walk spans every page any row of the run mentions, so nothing
+        // it holds falls outside and no range asked of it later can.
+        let mut end = 1u64;
+        for (layer, page, seq, hole) in dirty {
+            if let Some(&d) = depth.get(&layer) {
+                end = end.max(page.saturating_add(1));
+                dirty_by[d].push((page, seq, (!hole).then(Bytes::new)));
+            }
+        }
+        let ppe = ppe.max(1);
+        for (layer, idx, key) in extents {
+            if let Some(&d) = depth.get(&layer) {
+                end = end.max(idx.saturating_add(1).saturating_mul(ppe));
+                ext_by[d].push((idx, key));
+            }
+        }
+        let by_layer: std::collections::HashMap<LayerId, &FileRow> =
+            rows.iter().map(|r| (r.layer, r)).collect();
+        let mut w = Walk::new(0, end, ppe);
+        for (d, (dirty, extents)) in dirty_by.into_iter().zip(ext_by).enumerate() {
+            w.layer(by_layer.get(&run[d]).copied(), dirty, extents);
+        }
+        Self {
+            top: top_of(run, rows).cloned(),
+            dirty: w
+                .dirty
+                .into_iter()
+                .map(|(p, (d, seq, data))| (p, (run[d], seq, data.is_none())))
+                .collect(),
+            extents: w.extents.into_iter().map(|(i, (_, k))| (i, k)).collect(),
+        }
+    }
+
+    /// Feeds the run to `w` as one layer below those it was fed already.
+    /// Dirty pages arrive unread (see [`Walk::unread`]); [`Flat::layer_of`]
+    /// says where to read them.
+    pub fn feed(&self, w: &mut Walk) {
+        let (p0, p1) = w.page_range();
+        let (e0, e1) = w.extent_range();
+        w.layer(
+            None,
+            self.dirty
+                .range(p0..=p1)
+                .map(|(&p, &(_, seq, hole))| (p, seq, (!hole).then(Bytes::new))),
+            self.extents.range(e0..=e1).map(|(&i, k)| (i, k.clone())),
+        );
+    }
+
+    /// Pages and extent entries held: the summary's size.
+    pub fn len(&self) -> usize {
+        self.dirty.len() + self.extents.len()
+    }
+
+    /// The layer holding the winning version of dirty page `page`.
+    pub fn layer_of(&self, page: u64) -> Option<LayerId> {
+        self.dirty.get(&page).map(|&(l, _, _)| l)
+    }
+}
+
+/// [`Flat`]s by `(top frozen layer, file, pages per extent)`, all of one
+/// epoch (the engine's count of rewrites of frozen rows): a newer epoch
+/// empties it, and a reader still on an older snapshot keeps what it
+/// builds to itself. Bounded by the pages and extents it holds.
+#[derive(Debug, Default)]
+pub(crate) struct FlatCache {
+    epoch: i64,
+    entries: usize,
+    map: std::collections::HashMap<(LayerId, FileId, u64), std::sync::Arc<Flat>>,
+}
+
+/// Pages and extent entries a [`FlatCache`] holds before it starts over
+/// (tens of MiB at most).
+const FLAT_CACHE_ENTRIES: usize = 1 << 20;
+
+impl FlatCache {
+    /// The flat for `key` built at `epoch`, if held.
+    pub fn get(&self, epoch: i64, key: (LayerId, FileId, u64)) -> Option<std::sync::Arc<Flat>> {
+        (self.epoch == epoch)
+            .then(|| self.map.get(&key).cloned())
+            .flatten()
+    }
+
+    /// Keeps `flat`, built at `epoch`, unless the cache moved past it.
+    pub fn insert(&mut self, epoch: i64, key: (LayerId, FileId, u64), flat: std::sync::Arc<Flat>) {
+        if epoch > self.epoch || self.entries + flat.len() > FLAT_CACHE_ENTRIES {
+            self.clear();
+            self.epoch = self.epoch.max(epoch);
+        }
+        if self.epoch == epoch && flat.len() <= FLAT_CACHE_ENTRIES {
+            self.entries += flat.len();
+            self.map.insert(key, flat);
+        }
+    }
+
+    /// Forgets everything.
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.entries = 0;
+    }
+}
+
+/// Above this many frozen layers under a view, engines read through a
+/// [`Flat`] of them; at or below it, layer by layer.
+pub(crate) const FLAT_AFTER_LAYERS: usize = 8;
+
 /// A resolved file as one layer's rows would hold it: extent entries and
 /// dirty pages.
 pub(crate) type FlatFile = (Vec<(u64, String)>, Vec<(u64, i64, Option<Bytes>)>);
@@ -369,6 +520,100 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![(5, false), (6, true)]
         );
+    }
+
+    /// One layer of a random history: an optional file row `(cut_page,
+    /// cut_extent, deleted)`, dirty pages `(page, hole)`, extent entries
+    /// `(index, tombstone)`.
+    type RandomLayer = (
+        Option<(Option<u64>, Option<u64>, bool)>,
+        Vec<(u64, bool)>,
+        Vec<(u64, bool)>,
+    );
+
+    fn random_layer() -> impl proptest::strategy::Strategy<Value = RandomLayer> {
+        (
+            proptest::option::of((
+                proptest::option::of(0u64..40),
+                proptest::option::of(0u64..3),
+                proptest::bool::weighted(0.1),
+            )),
+            proptest::collection::vec((0u64..40, proptest::bool::weighted(0.2)), 0..8),
+            proptest::collection::vec((0u64..10, proptest::bool::weighted(0.2)), 0..3),
+        )
+    }
+
+    proptest::proptest! {
+        /// A `Flat` standing in for the lower layers of a chain resolves
+        /// every range as those layers do one by one.
+        #[test]
+        fn flat_resolves_like_its_layers(
+            layers in proptest::collection::vec(random_layer(), 1..10),
+            split in 0usize..10,
+            first in 0u64..44,
+            count in 1u64..44,
+        ) {
+            const PPE: u64 = 4;
+            // Layer ids grow downwards here; only their order matters.
+            let chain: Vec<LayerId> = (0..layers.len() as LayerId).map(|l| 100 - l).collect();
+            let split = split.min(layers.len());
+            let bytes = |layer: LayerId, page: u64| Bytes::from(format!("{layer}:{page}"));
+            let mut rows = Vec::new();
+            let mut dirty = Vec::new();
+            let mut extents = Vec::new();
+            for (&l, (file, pages, exts)) in chain.iter().zip(&layers) {
+                if let Some((cp, ce, deleted)) = *file {
+                    let mut r = row(l, None, deleted);
+                    // As truncation writes them: the extent cut at or past
+                    // the first extent wholly past the page cut.
+                    r.cut_page = cp;
+                    r.cut_extent = cp.map(|p| p.div_ceil(PPE) + ce.unwrap_or(0));
+                    rows.push(r);
+                }
+                for &(p, hole) in pages {
+                    if !dirty.iter().any(|&(dl, dp, _, _)| dl == l && dp == p) {
+                        dirty.push((l, p, 1, hole));
+                    }
+                }
+                for &(i, tomb) in exts {
+                    if !extents.iter().any(|(el, ei, _): &(LayerId, u64, Option<String>)| *el == l && *ei == i) {
+                        extents.push((l, i, (!tomb).then(|| format!("k{l}.{i}"))));
+                    }
+                }
+            }
+            let feed = |w: &mut Walk, l: LayerId| {
+                let file = rows.iter().find(|r| r.layer == l);
+                w.layer(
+                    file,
+                    dirty.iter().filter(|d| d.0 == l).map(|&(_, p, seq, hole)| {
+                        (p, seq, (!hole).then(|| bytes(l, p)))
+                    }),
+                    extents.iter().filter(|e| e.0 == l).map(|(_, i, k)| (*i, k.clone())),
+                );
+            };
+            proptest::prop_assert!(rows.iter().all(|r| r.cuts_whole_extents(PPE)));
+            let mut whole = Walk::new(first, count, PPE);
+            for &l in &chain {
+                feed(&mut whole, l);
+            }
+            let flat = Flat::build(&chain[split..], &rows, dirty.clone(), extents.clone(), PPE);
+            let mut split_walk = Walk::new(first, count, PPE);
+            for &l in &chain[..split] {
+                feed(&mut split_walk, l);
+            }
+            flat.feed(&mut split_walk);
+            let depth = split_walk.depth;
+            for (page, d) in split_walk.unread() {
+                proptest::prop_assert_eq!(d, depth - 1, "only the flat's pages are unread");
+                let layer = flat.layer_of(page).expect("an unread page has a layer");
+                split_walk.fill(page, bytes(layer, page));
+            }
+            proptest::prop_assert_eq!(split_walk.read_map(0), whole.read_map(0));
+            proptest::prop_assert_eq!(
+                flat.top.as_ref().map(|r| r.layer),
+                top_of(&chain[split..], &rows).map(|r| r.layer)
+            );
+        }
     }
 
     #[test]

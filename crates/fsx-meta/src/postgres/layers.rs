@@ -18,7 +18,7 @@ use super::conn::{Tx, col};
 use super::{clamp, corrupt, decref, incref, lock_extents, unsigned};
 use crate::contract::*;
 use crate::error::{MetaError, MetaErrorKind, Result};
-use crate::resolve::{FileRow, Walk, topmost};
+use crate::resolve::{FileRow, Flat, Walk, topmost};
 
 /// `SELECT` of the branch columns (a `&'static str`, for the statement
 /// cache).
@@ -304,9 +304,32 @@ pub(super) async fn walk(
             extents.remove(&layer).unwrap_or_default(),
         );
     }
+    let unread: Vec<(u64, LayerId)> = w
+        .unread()
+        .into_iter()
+        .map(|(page, depth)| (page, chain[depth]))
+        .collect();
+    if fill_unread(tx, &mut w, id, unread).await? {
+        Ok(w)
+    } else {
+        Err(MetaError::new(
+            MetaErrorKind::Corrupt,
+            format!("a dirty page of file #{id} vanished inside a read transaction"),
+        ))
+    }
+}
+
+/// Reads the bytes of the dirty pages `(page, layer)` a walk kept unread
+/// into it; false if one of them is not there.
+async fn fill_unread(
+    tx: &Tx<'_>,
+    w: &mut Walk,
+    id: FileId,
+    pages: Vec<(u64, LayerId)>,
+) -> Result<bool> {
     let mut by_layer: HashMap<LayerId, Vec<i64>> = HashMap::new();
-    for (page, depth) in w.unread() {
-        by_layer.entry(chain[depth]).or_default().push(clamp(page));
+    for (page, layer) in pages {
+        by_layer.entry(layer).or_default().push(clamp(page));
     }
     for (layer, pages) in by_layer {
         for r in tx
@@ -321,13 +344,145 @@ pub(super) async fn walk(
             w.fill(page, Bytes::from(col::<Vec<u8>>(&r, 1)?));
         }
     }
-    if let Some((page, _)) = w.unread().first() {
-        return Err(MetaError::new(
-            MetaErrorKind::Corrupt,
-            format!("dirty page {page} of file #{id} vanished inside a read transaction"),
+    Ok(w.unread().is_empty())
+}
+
+/// The counter of rewrites of frozen layers' rows (packs of committed
+/// pages, folds, deletions): a [`Flat`] built at one epoch is only used at
+/// that epoch. Absent: 0.
+pub(super) async fn epoch(tx: &Tx<'_>) -> Result<i64> {
+    match tx
+        .query_opt(
+            "SELECT value::BIGINT FROM fsx_volume WHERE key = 'layers.epoch'",
+            &[],
+        )
+        .await?
+    {
+        Some(r) => col(&r, 0),
+        None => Ok(0),
+    }
+}
+
+/// Moves [`epoch`] on. Called last in a transaction that rewrote frozen
+/// rows, so the row lock it takes is held only until the commit and never
+/// waited for while holding another.
+pub(super) async fn bump_epoch(tx: &Tx<'_>) -> Result<()> {
+    tx.execute(
+        "INSERT INTO fsx_volume (key, value) VALUES ('layers.epoch', '1')
+         ON CONFLICT (key) DO UPDATE SET value = (fsx_volume.value::BIGINT + 1)::TEXT",
+        &[],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Layer `layer`'s own row of file `id`, if it has one.
+pub(super) async fn layer_row(tx: &Tx<'_>, layer: LayerId, id: FileId) -> Result<Option<FileRow>> {
+    tx.query_opt(
+        file_row_sql!("FROM fsx_files WHERE layer = $1 AND id = $2"),
+        &[&layer, &id],
+    )
+    .await?
+    .as_ref()
+    .map(file_row)
+    .transpose()
+}
+
+/// File `id` as the frozen layers `run` (top-down) show it, from every
+/// version of its rows in the run.
+pub(super) async fn flat(tx: &Tx<'_>, run: &[LayerId], id: FileId, ppe: u64) -> Result<Flat> {
+    let rows = rows_by_id(tx, id).await?;
+    let mut dirty = Vec::new();
+    for r in tx
+        .query(
+            "SELECT layer, page_no, seq, data IS NULL FROM fsx_dirty_pages
+             WHERE layer = ANY($1) AND file_id = $2",
+            &[&run, &id],
+        )
+        .await?
+    {
+        dirty.push((
+            col(&r, 0)?,
+            unsigned(col(&r, 1)?, "page number")?,
+            col(&r, 2)?,
+            col(&r, 3)?,
         ));
     }
-    Ok(w)
+    let mut extents = Vec::new();
+    for r in tx
+        .query(
+            "SELECT layer, extent_idx, key FROM fsx_extent_map WHERE layer = ANY($1) AND file_id = $2",
+            &[&run, &id],
+        )
+        .await?
+    {
+        extents.push((
+            col(&r, 0)?,
+            unsigned(col(&r, 1)?, "extent index")?,
+            col(&r, 2)?,
+        ));
+    }
+    Ok(Flat::build(run, &rows, dirty, extents, ppe))
+}
+
+/// Pages `[first, first + count)` of file `id` through an optional head
+/// layer (with the head's own row of the file, if it has one) over a
+/// [`Flat`] of the frozen layers below it. `None` if a page the flat names
+/// is gone (it is stale: the caller drops it and walks the layers).
+pub(super) async fn walk_flat(
+    tx: &Tx<'_>,
+    head: Option<(LayerId, Option<&FileRow>)>,
+    flat: &Flat,
+    id: FileId,
+    first: u64,
+    count: u64,
+    ppe: u64,
+) -> Result<Option<Walk>> {
+    let mut w = Walk::new(first, count, ppe);
+    match head {
+        Some((layer, Some(row))) => {
+            let (p0, p1) = w.page_range();
+            let (e0, e1) = w.extent_range();
+            let mut dirty: Vec<DirtyRow> = Vec::new();
+            for r in tx
+                .query(
+                    "SELECT page_no, seq, data FROM fsx_dirty_pages
+                     WHERE layer = $1 AND file_id = $2 AND page_no >= $3 AND page_no <= $4",
+                    &[&layer, &id, &clamp(p0), &clamp(p1)],
+                )
+                .await?
+            {
+                dirty.push((
+                    unsigned(col(&r, 0)?, "page number")?,
+                    col(&r, 1)?,
+                    col::<Option<Vec<u8>>>(&r, 2)?.map(Bytes::from),
+                ));
+            }
+            let mut extents: Vec<MapRow> = Vec::new();
+            for r in tx
+                .query(
+                    "SELECT extent_idx, key FROM fsx_extent_map
+                     WHERE layer = $1 AND file_id = $2 AND extent_idx >= $3 AND extent_idx <= $4",
+                    &[&layer, &id, &clamp(e0), &clamp(e1)],
+                )
+                .await?
+            {
+                extents.push((unsigned(col(&r, 0)?, "extent index")?, col(&r, 1)?));
+            }
+            w.layer(Some(row), dirty, extents);
+        }
+        Some((_, None)) => w.layer(None, [], []),
+        None => {}
+    }
+    if !w.finished() {
+        flat.feed(&mut w);
+    }
+    let unread: Vec<(u64, LayerId)> = w
+        .unread()
+        .into_iter()
+        .filter_map(|(page, _)| flat.layer_of(page).map(|l| (page, l)))
+        .collect();
+    Ok(fill_unread(tx, &mut w, id, unread).await?.then_some(w))
 }
 
 /// The key extent `idx` of file `id` shows through `chain` (`None`: no
@@ -677,7 +832,7 @@ pub(super) async fn collect(tx: &Tx<'_>, now_ms: i64) -> Result<()> {
             fold(tx, l, c, es, now_ms).await?;
         }
     }
-    Ok(())
+    bump_epoch(tx).await
 }
 
 /// Folds layer `l` into its only child `c` (see [`crate::graph`]): rows of

@@ -94,7 +94,7 @@ mod schema;
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use fsx_store::BoxFuture;
@@ -102,6 +102,7 @@ use tokio::runtime::Handle;
 
 use crate::contract::*;
 use crate::error::{MetaError, MetaErrorKind, Result};
+use crate::resolve::FlatCache;
 use crate::{SCHEMA_VERSION, check_extent_size};
 use conn::{PgUrl, Pool, Tx, TxKind, col, transact};
 pub use hot::PgHotStore;
@@ -111,6 +112,8 @@ pub use hot::PgHotStore;
 #[derive(Clone)]
 pub struct PgMeta {
     pool: Arc<Pool>,
+    /// Files as long runs of frozen layers show them (shared by clones).
+    flats: Arc<Mutex<FlatCache>>,
 }
 
 impl std::fmt::Debug for PgMeta {
@@ -148,6 +151,7 @@ impl PgMeta {
         pool.put_idle(first);
         Ok(Self {
             pool: Arc::new(pool),
+            flats: Arc::default(),
         })
     }
 
@@ -726,6 +730,7 @@ async fn commit_writes(tx: &Tx<'_>, batch: &WriteBatch) -> Result<()> {
 
 async fn read_map(
     tx: &Tx<'_>,
+    flats: &Mutex<FlatCache>,
     view: View,
     file_id: FileId,
     first_page: u64,
@@ -733,6 +738,14 @@ async fn read_map(
     ppe: u64,
 ) -> Result<ReadMap> {
     let chain = view_chain(tx, view).await?;
+    if count > 0 && ppe > 0 {
+        let head = matches!(view, View::Branch(_)).then(|| chain[0]);
+        if let Some(map) =
+            read_map_flat(tx, flats, &chain, head, file_id, first_page, count, ppe).await?
+        {
+            return Ok(map);
+        }
+    }
     let file = layers::visible(tx, &chain, file_id).await?;
     if count == 0 || ppe == 0 {
         return Ok(ReadMap {
@@ -743,6 +756,74 @@ async fn read_map(
     Ok(layers::walk(tx, &chain, file_id, first_page, count, ppe)
         .await?
         .read_map(file.size))
+}
+
+/// Pages `[first, first + count)` of a file through a cached `Flat` for
+/// the frozen layers of `chain` below `head` (the view's own layer, `None`
+/// for a commit). `None` when the flat path does not apply.
+#[allow(clippy::too_many_arguments)]
+async fn read_map_flat(
+    tx: &Tx<'_>,
+    flats: &Mutex<FlatCache>,
+    chain: &[LayerId],
+    head: Option<LayerId>,
+    file_id: FileId,
+    first: u64,
+    count: u64,
+    ppe: u64,
+) -> Result<Option<ReadMap>> {
+    let run = &chain[usize::from(head.is_some())..];
+    if run.len() <= crate::resolve::FLAT_AFTER_LAYERS {
+        return Ok(None);
+    }
+    let head_row = match head {
+        Some(h) => layers::layer_row(tx, h, file_id).await?,
+        None => None,
+    };
+    // The summary cannot stand in under a row whose extent cut reaches
+    // below its page cut (see `Flat`); truncation never writes one.
+    if head_row
+        .as_ref()
+        .is_some_and(|r| !r.cuts_whole_extents(ppe))
+    {
+        return Ok(None);
+    }
+    let epoch = layers::epoch(tx).await?;
+    let key = (run[0], file_id, ppe);
+    let cached = lock_flats(flats).get(epoch, key);
+    let flat = match cached {
+        Some(f) => f,
+        None => {
+            let f = Arc::new(layers::flat(tx, run, file_id, ppe).await?);
+            lock_flats(flats).insert(epoch, key, f.clone());
+            f
+        }
+    };
+    let file = match head_row.as_ref().or(flat.top.as_ref()) {
+        Some(r) if !r.deleted => r.clone(),
+        _ => {
+            return Err(MetaError::not_found(format!(
+                "file #{file_id} no longer exists"
+            )));
+        }
+    };
+    let head = head.map(|h| (h, head_row.as_ref()));
+    match layers::walk_flat(tx, head, &flat, file_id, first, count, ppe).await? {
+        Some(w) => Ok(Some(w.read_map(file.size))),
+        None => {
+            // A page moved without the epoch moving (a bug: every rewrite
+            // of frozen rows moves it). Serve the read from the layers
+            // themselves, and fail loudly in tests.
+            tracing::warn!(file_id, "stale resolved history; reading layer by layer");
+            debug_assert!(false, "stale resolved history of file #{file_id}");
+            lock_flats(flats).clear();
+            Ok(None)
+        }
+    }
+}
+
+fn lock_flats(m: &Mutex<FlatCache>) -> std::sync::MutexGuard<'_, FlatCache> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 async fn dirty_extent(
@@ -882,6 +963,10 @@ async fn commit_pack(tx: &Tx<'_>, c: &PackCommit) -> Result<()> {
             &[&c.layer, &file_id, &pages, &seqs],
         )
         .await?;
+    }
+    if frozen {
+        // Where a frozen layer's pages live changed.
+        layers::bump_epoch(tx).await?;
     }
     Ok(())
 }
@@ -1183,6 +1268,7 @@ impl MetaEngine for PgMeta {
         boxed(async move {
             transact!(self.pool(), TxKind::Read, |tx| read_map(
                 tx,
+                &self.flats,
                 view,
                 file_id,
                 first_page,

@@ -11,7 +11,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use super::{exec, query_all, query_one, sql_err};
 use crate::contract::*;
 use crate::error::{MetaError, MetaErrorKind, Result};
-use crate::resolve::{FileRow, Walk, topmost};
+use crate::resolve::{FileRow, Flat, Walk, topmost};
 
 const BRANCH_COLUMNS: &str = "id, name, head, commit_id, created_ms, commit_ms";
 const COMMIT_COLUMNS: &str = "id, layer, parent, merged, branch, message, auto, created_ms";
@@ -255,20 +255,6 @@ pub(super) fn walk_rows(
         return walk_deep(tx, chain, rows, &touched, id, first, count, ppe);
     }
     let mut w = Walk::new(first, count, ppe);
-    let (p0, p1) = w.page_range();
-    let (e0, e1) = w.extent_range();
-    let mut dirty_st = tx
-        .prepare_cached(
-            "SELECT page_no, seq, data FROM fsx_dirty_pages
-             WHERE layer = ?1 AND file_id = ?2 AND page_no >= ?3 AND page_no <= ?4",
-        )
-        .map_err(sql_err)?;
-    let mut map_st = tx
-        .prepare_cached(
-            "SELECT extent_idx, key FROM fsx_extent_map
-             WHERE layer = ?1 AND file_id = ?2 AND extent_idx >= ?3 AND extent_idx <= ?4",
-        )
-        .map_err(sql_err)?;
     for &layer in chain {
         if w.finished() {
             break;
@@ -280,31 +266,45 @@ pub(super) fn walk_rows(
             w.layer(None, [], []);
             continue;
         };
-        let dirty: Vec<(u64, i64, Option<Bytes>)> = dirty_st
-            .query_map(
-                params![layer, id, p0 as i64, p1.min(i64::MAX as u64) as i64],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)? as u64,
-                        r.get(1)?,
-                        r.get::<_, Option<Vec<u8>>>(2)?.map(Bytes::from),
-                    ))
-                },
-            )
-            .map_err(sql_err)?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(sql_err)?;
-        let extents: Vec<(u64, Option<String>)> = map_st
-            .query_map(
-                params![layer, id, e0 as i64, e1.min(i64::MAX as u64) as i64],
-                |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
-            )
-            .map_err(sql_err)?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(sql_err)?;
+        let (dirty, extents) = layer_range(tx, layer, id, &w)?;
         w.layer(Some(row), dirty, extents);
     }
     Ok(w)
+}
+
+/// One layer's dirty pages (with their bytes) and extent entries of file
+/// `id` inside `w`'s range.
+#[allow(clippy::type_complexity)]
+fn layer_range(
+    tx: &Transaction<'_>,
+    layer: LayerId,
+    id: FileId,
+    w: &Walk,
+) -> Result<(Vec<(u64, i64, Option<Bytes>)>, Vec<(u64, Option<String>)>)> {
+    let (p0, p1) = w.page_range();
+    let (e0, e1) = w.extent_range();
+    let clamp = |v: u64| v.min(i64::MAX as u64) as i64;
+    let dirty = query_all(
+        tx,
+        "SELECT page_no, seq, data FROM fsx_dirty_pages
+         WHERE layer = ?1 AND file_id = ?2 AND page_no >= ?3 AND page_no <= ?4",
+        params![layer, id, p0 as i64, clamp(p1)],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get(1)?,
+                r.get::<_, Option<Vec<u8>>>(2)?.map(Bytes::from),
+            ))
+        },
+    )?;
+    let extents = query_all(
+        tx,
+        "SELECT extent_idx, key FROM fsx_extent_map
+         WHERE layer = ?1 AND file_id = ?2 AND extent_idx >= ?3 AND extent_idx <= ?4",
+        params![layer, id, e0 as i64, clamp(e1)],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+    )?;
+    Ok((dirty, extents))
 }
 
 /// Up to this many layers holding rows of a file, a read asks each layer
@@ -388,16 +388,41 @@ fn walk_deep(
             extents.remove(&layer).unwrap_or_default(),
         );
     }
-    let mut unread: HashMap<LayerId, Vec<u64>> = HashMap::new();
-    for (page, depth) in w.unread() {
-        unread.entry(chain[depth]).or_default().push(page);
+    let unread: Vec<(u64, LayerId)> = w
+        .unread()
+        .into_iter()
+        .map(|(page, depth)| (page, chain[depth]))
+        .collect();
+    if fill_unread(tx, &mut w, id, unread)? {
+        Ok(w)
+    } else {
+        Err(MetaError::new(
+            MetaErrorKind::Corrupt,
+            format!("a dirty page of file #{id} vanished inside a read transaction"),
+        ))
     }
-    for (layer, pages) in unread {
+}
+
+/// Reads the bytes of the dirty pages `(page, layer)` a walk kept unread
+/// into it; false if one of them is not there.
+fn fill_unread(
+    tx: &Transaction<'_>,
+    w: &mut Walk,
+    id: FileId,
+    pages: Vec<(u64, LayerId)>,
+) -> Result<bool> {
+    use std::collections::{HashMap, HashSet};
+    let clamp = |v: u64| v.min(i64::MAX as u64) as i64;
+    let mut by_layer: HashMap<LayerId, Vec<u64>> = HashMap::new();
+    for (page, layer) in pages {
+        by_layer.entry(layer).or_default().push(page);
+    }
+    for (layer, pages) in by_layer {
         let (lo, hi) = (pages.iter().min(), pages.iter().max());
         let (Some(&lo), Some(&hi)) = (lo, hi) else {
             continue;
         };
-        let wanted: std::collections::HashSet<u64> = pages.into_iter().collect();
+        let wanted: HashSet<u64> = pages.into_iter().collect();
         for (page, data) in query_all(
             tx,
             "SELECT page_no, data FROM fsx_dirty_pages
@@ -411,13 +436,119 @@ fn walk_deep(
             }
         }
     }
-    if let Some((page, _)) = w.unread().first() {
-        return Err(MetaError::new(
-            MetaErrorKind::Corrupt,
-            format!("dirty page {page} of file #{id} vanished inside a read transaction"),
-        ));
+    Ok(w.unread().is_empty())
+}
+
+/// The counter of changes to frozen layers' rows (packs of committed
+/// pages, folds, deletions). What a frozen layer *shows* never changes,
+/// but where its pages live does; a [`Flat`] built at one epoch is only
+/// used at that epoch. Absent: 0.
+pub(super) fn epoch(tx: &Transaction<'_>) -> Result<i64> {
+    let v: Option<String> = query_one(
+        tx,
+        "SELECT value FROM fsx_volume WHERE key = 'layers.epoch'",
+        [],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(sql_err)?;
+    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+/// Moves [`epoch`] on: every transaction that rewrites a frozen layer's
+/// rows calls this.
+pub(super) fn bump_epoch(tx: &Transaction<'_>) -> Result<()> {
+    exec(
+        tx,
+        "INSERT INTO fsx_volume (key, value) VALUES ('layers.epoch', '1')
+         ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1",
+        [],
+    )
+    .map_err(sql_err)?;
+    Ok(())
+}
+
+/// File `id` as the frozen layers `run` (top-down) show it, from every
+/// version of its rows (through the `(file, index)` indexes).
+pub(super) fn flat(tx: &Transaction<'_>, run: &[LayerId], id: FileId, ppe: u64) -> Result<Flat> {
+    let rows = rows_by_id(tx, id)?;
+    let dirty = query_all(
+        tx,
+        "SELECT layer, page_no, seq, data IS NULL FROM fsx_dirty_pages INDEXED BY fsx_dirty_pages_file
+         WHERE file_id = ?1",
+        params![id],
+        |r| {
+            Ok((
+                r.get::<_, LayerId>(0)?,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, i64>(2)?,
+                r.get::<_, bool>(3)?,
+            ))
+        },
+    )?;
+    let extents = query_all(
+        tx,
+        "SELECT layer, extent_idx, key FROM fsx_extent_map INDEXED BY fsx_extent_map_file
+         WHERE file_id = ?1",
+        params![id],
+        |r| {
+            Ok((
+                r.get::<_, LayerId>(0)?,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        },
+    )?;
+    Ok(Flat::build(run, &rows, dirty, extents, ppe))
+}
+
+/// Layer `layer`'s own row of file `id`, if it has one.
+pub(super) fn layer_row(
+    tx: &Transaction<'_>,
+    layer: LayerId,
+    id: FileId,
+) -> Result<Option<FileRow>> {
+    query_one(
+        tx,
+        &format!("SELECT {FILE_ROW_COLUMNS} FROM fsx_files WHERE layer = ?1 AND id = ?2"),
+        params![layer, id],
+        file_row,
+    )
+    .optional()
+    .map_err(sql_err)
+}
+
+/// Pages `[first, first + count)` of file `id` through an optional head
+/// layer (with the head's own row of the file, if it has one) over a
+/// [`Flat`] of the frozen layers below it. `None` if a page the flat names
+/// is gone (it is stale: the caller drops it and walks the layers).
+pub(super) fn walk_flat(
+    tx: &Transaction<'_>,
+    head: Option<(LayerId, Option<&FileRow>)>,
+    flat: &Flat,
+    id: FileId,
+    first: u64,
+    count: u64,
+    ppe: u64,
+) -> Result<Option<Walk>> {
+    let mut w = Walk::new(first, count, ppe);
+    match head {
+        Some((layer, Some(row))) => {
+            let (dirty, extents) = layer_range(tx, layer, id, &w)?;
+            w.layer(Some(row), dirty, extents);
+        }
+        Some((_, None)) => w.layer(None, [], []),
+        None => {}
     }
-    Ok(w)
+    if !w.finished() {
+        flat.feed(&mut w);
+    }
+    let unread: Vec<(u64, LayerId)> = w
+        .unread()
+        .into_iter()
+        .filter_map(|(page, _)| flat.layer_of(page).map(|l| (page, l)))
+        .collect();
+    Ok(fill_unread(tx, &mut w, id, unread)?.then_some(w))
 }
 
 /// The key extent `idx` of file `id` shows through `chain` (`None`: no
@@ -768,6 +899,7 @@ pub(super) fn collect(tx: &Transaction<'_>, now_ms: i64) -> Result<()> {
         return Ok(());
     }
     tracing::debug!(?plan, "collecting layers");
+    bump_epoch(tx)?;
     for c in &plan.remove_commits {
         exec(tx, "DELETE FROM fsx_commits WHERE id = ?1", params![c]).map_err(sql_err)?;
     }

@@ -56,6 +56,8 @@ struct Inner {
     /// reused (`AUTOINCREMENT`). So a cached chain stays right even when
     /// another process folded one of its layers away.
     chains: Mutex<std::collections::HashMap<LayerId, Arc<Vec<LayerId>>>>,
+    /// Files as long runs of frozen layers show them.
+    flats: Mutex<crate::resolve::FlatCache>,
 }
 
 /// Chains kept in [`Inner::chains`] before it starts over.
@@ -144,6 +146,7 @@ impl SqliteMeta {
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
                 chains: Mutex::new(Default::default()),
+                flats: Mutex::new(Default::default()),
             }),
         })
     }
@@ -189,6 +192,70 @@ impl SqliteMeta {
         }
         cache.insert(top, chain.clone());
         Ok(chain)
+    }
+
+    /// Pages `[first, first + count)` of a file through a cached `Flat`
+    /// for the frozen layers of `chain` below `head` (the view's own layer,
+    /// `None` for a commit). `None` when the flat path does not apply.
+    #[allow(clippy::too_many_arguments)]
+    fn read_map_flat(
+        &self,
+        tx: &Transaction<'_>,
+        chain: &[LayerId],
+        head: Option<LayerId>,
+        file_id: FileId,
+        first: u64,
+        count: u64,
+        ppe: u64,
+    ) -> Result<Option<ReadMap>> {
+        let run = &chain[usize::from(head.is_some())..];
+        if run.len() <= crate::resolve::FLAT_AFTER_LAYERS {
+            return Ok(None);
+        }
+        let head_row = match head {
+            Some(h) => layers::layer_row(tx, h, file_id)?,
+            None => None,
+        };
+        // The summary cannot stand in under a row whose extent cut reaches
+        // below its page cut (see `Flat`); truncation never writes one.
+        if head_row
+            .as_ref()
+            .is_some_and(|r| !r.cuts_whole_extents(ppe))
+        {
+            return Ok(None);
+        }
+        let epoch = layers::epoch(tx)?;
+        let key = (run[0], file_id, ppe);
+        let cached = lock(&self.inner.flats).get(epoch, key);
+        let flat = match cached {
+            Some(f) => f,
+            None => {
+                let f = Arc::new(layers::flat(tx, run, file_id, ppe)?);
+                lock(&self.inner.flats).insert(epoch, key, f.clone());
+                f
+            }
+        };
+        let file = match head_row.as_ref().or(flat.top.as_ref()) {
+            Some(r) if !r.deleted => r.clone(),
+            _ => {
+                return Err(MetaError::not_found(format!(
+                    "file #{file_id} no longer exists"
+                )));
+            }
+        };
+        let head = head.map(|h| (h, head_row.as_ref()));
+        match layers::walk_flat(tx, head, &flat, file_id, first, count, ppe)? {
+            Some(w) => Ok(Some(w.read_map(file.size))),
+            None => {
+                // A page moved without the epoch moving (a bug: every
+                // rewrite of frozen rows moves it). Serve the read from the
+                // layers themselves, and fail loudly in tests.
+                tracing::warn!(file_id, "stale resolved history; reading layer by layer");
+                debug_assert!(false, "stale resolved history of file #{file_id}");
+                lock(&self.inner.flats).clear();
+                Ok(None)
+            }
+        }
     }
 
     /// The chain of a branch's head.
@@ -828,6 +895,20 @@ impl MetaEngine for SqliteMeta {
         lazy(move || {
             self.read(|tx| {
                 let chain = self.view_chain(tx, view)?;
+                if count > 0 && pages_per_extent > 0 {
+                    let head = matches!(view, View::Branch(_)).then(|| chain[0]);
+                    if let Some(map) = self.read_map_flat(
+                        tx,
+                        &chain,
+                        head,
+                        file_id,
+                        first_page,
+                        count,
+                        pages_per_extent,
+                    )? {
+                        return Ok(map);
+                    }
+                }
                 let (rows, file) = layers::visible_rows(tx, &chain, file_id)?;
                 if count == 0 || pages_per_extent == 0 {
                     return Ok(ReadMap {
@@ -1012,6 +1093,9 @@ impl MetaEngine for SqliteMeta {
                         )));
                     }
                     check_lease(tx, &c.lease)?;
+                } else {
+                    // Where a frozen layer's pages live changes.
+                    layers::bump_epoch(tx)?;
                 }
                 let chain = self.chain(tx, c.layer)?;
                 layers::visible(tx, &chain, file_id)?;
