@@ -336,6 +336,29 @@ impl Flat {
         );
     }
 
+    /// Feeds the run to `w` (if lower layers still matter) and says where
+    /// to read the pages it left unread: `(page, layer)`.
+    pub fn resolve(&self, w: &mut Walk) -> Vec<(u64, LayerId)> {
+        if !w.finished() {
+            self.feed(w);
+        }
+        w.unread()
+            .into_iter()
+            .filter_map(|(page, _)| self.layer_of(page).map(|l| (page, l)))
+            .collect()
+    }
+
+    /// File `id` as a view shows it whose own layer holds `own` (or that
+    /// is the run itself), or `NotFound`.
+    pub fn file(&self, own: Option<&FileRow>, id: FileId) -> crate::Result<FileRow> {
+        match own.or(self.top.as_ref()) {
+            Some(r) if !r.deleted => Ok(r.clone()),
+            _ => Err(crate::MetaError::not_found(format!(
+                "file #{id} no longer exists"
+            ))),
+        }
+    }
+
     /// Pages and extent entries held: the summary's size.
     pub fn len(&self) -> usize {
         self.dirty.len() + self.extents.len()
@@ -387,6 +410,32 @@ impl FlatCache {
         self.map.clear();
         self.entries = 0;
     }
+
+    /// A page a cached flat named was gone: a rewrite of frozen rows that
+    /// did not move the epoch (a bug). Forgets everything, so the caller's
+    /// layer walk serves the read; fails loudly in tests.
+    pub fn stale(&mut self, id: FileId) {
+        tracing::warn!(
+            file_id = id,
+            "stale resolved history; reading layer by layer"
+        );
+        debug_assert!(false, "stale resolved history of file #{id}");
+        self.clear();
+    }
+}
+
+/// The frozen layers of `chain` below the view's own layer (`has_head`:
+/// a branch view, whose top layer is its head), if there are enough of
+/// them to read through a [`Flat`].
+pub(crate) fn flat_run(chain: &[LayerId], has_head: bool) -> Option<&[LayerId]> {
+    let run = &chain[usize::from(has_head).min(chain.len())..];
+    (run.len() > FLAT_AFTER_LAYERS).then_some(run)
+}
+
+/// Whether a [`Flat`] may stand under the view's own row `own` (see its
+/// invariant): truncation always writes such rows.
+pub(crate) fn flat_fits_under(own: Option<&FileRow>, ppe: u64) -> bool {
+    own.is_none_or(|r| r.cuts_whole_extents(ppe))
 }
 
 /// Above this many frozen layers under a view, engines read through a

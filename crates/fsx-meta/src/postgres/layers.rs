@@ -474,14 +474,7 @@ pub(super) async fn walk_flat(
         Some((_, None)) => w.layer(None, [], []),
         None => {}
     }
-    if !w.finished() {
-        flat.feed(&mut w);
-    }
-    let unread: Vec<(u64, LayerId)> = w
-        .unread()
-        .into_iter()
-        .filter_map(|(page, _)| flat.layer_of(page).map(|l| (page, l)))
-        .collect();
+    let unread = flat.resolve(&mut w);
     Ok(fill_unread(tx, &mut w, id, unread).await?.then_some(w))
 }
 

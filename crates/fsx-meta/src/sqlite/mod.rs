@@ -208,20 +208,14 @@ impl SqliteMeta {
         count: u64,
         ppe: u64,
     ) -> Result<Option<ReadMap>> {
-        let run = &chain[usize::from(head.is_some())..];
-        if run.len() <= crate::resolve::FLAT_AFTER_LAYERS {
+        let Some(run) = crate::resolve::flat_run(chain, head.is_some()) else {
             return Ok(None);
-        }
+        };
         let head_row = match head {
             Some(h) => layers::layer_row(tx, h, file_id)?,
             None => None,
         };
-        // The summary cannot stand in under a row whose extent cut reaches
-        // below its page cut (see `Flat`); truncation never writes one.
-        if head_row
-            .as_ref()
-            .is_some_and(|r| !r.cuts_whole_extents(ppe))
-        {
+        if !crate::resolve::flat_fits_under(head_row.as_ref(), ppe) {
             return Ok(None);
         }
         let epoch = layers::epoch(tx)?;
@@ -235,24 +229,12 @@ impl SqliteMeta {
                 f
             }
         };
-        let file = match head_row.as_ref().or(flat.top.as_ref()) {
-            Some(r) if !r.deleted => r.clone(),
-            _ => {
-                return Err(MetaError::not_found(format!(
-                    "file #{file_id} no longer exists"
-                )));
-            }
-        };
+        let file = flat.file(head_row.as_ref(), file_id)?;
         let head = head.map(|h| (h, head_row.as_ref()));
         match layers::walk_flat(tx, head, &flat, file_id, first, count, ppe)? {
             Some(w) => Ok(Some(w.read_map(file.size))),
             None => {
-                // A page moved without the epoch moving (a bug: every
-                // rewrite of frozen rows moves it). Serve the read from the
-                // layers themselves, and fail loudly in tests.
-                tracing::warn!(file_id, "stale resolved history; reading layer by layer");
-                debug_assert!(false, "stale resolved history of file #{file_id}");
-                lock(&self.inner.flats).clear();
+                lock(&self.inner.flats).stale(file_id);
                 Ok(None)
             }
         }
