@@ -42,18 +42,23 @@ fn commit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CommitInfo> {
 }
 
 fn file_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileRow> {
+    file_row_at(r, 0)
+}
+
+/// A [`FileRow`] from [`FILE_ROW_COLUMNS`] starting at column `at`.
+fn file_row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<FileRow> {
     Ok(FileRow {
-        layer: r.get(0)?,
-        id: r.get(1)?,
-        name: r.get(2)?,
-        page_size: r.get(3)?,
-        size: r.get::<_, i64>(4)? as u64,
-        write_seq: r.get(5)?,
-        cut_page: r.get::<_, Option<i64>>(6)?.map(|v| v as u64),
-        cut_extent: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
-        deleted: r.get::<_, i64>(8)? != 0,
-        created_ms: r.get(9)?,
-        modified_ms: r.get(10)?,
+        layer: r.get(at)?,
+        id: r.get(at + 1)?,
+        name: r.get(at + 2)?,
+        page_size: r.get(at + 3)?,
+        size: r.get::<_, i64>(at + 4)? as u64,
+        write_seq: r.get(at + 5)?,
+        cut_page: r.get::<_, Option<i64>>(at + 6)?.map(|v| v as u64),
+        cut_extent: r.get::<_, Option<i64>>(at + 7)?.map(|v| v as u64),
+        deleted: r.get::<_, i64>(at + 8)? != 0,
+        created_ms: r.get(at + 9)?,
+        modified_ms: r.get(at + 10)?,
     })
 }
 
@@ -605,19 +610,7 @@ pub(super) fn head_row(
             let head: LayerId = r.get(0)?;
             let present: Option<i64> = r.get(1)?;
             let row = match present {
-                Some(_) => Some(FileRow {
-                    layer: r.get(1)?,
-                    id: r.get(2)?,
-                    name: r.get(3)?,
-                    page_size: r.get(4)?,
-                    size: r.get::<_, i64>(5)? as u64,
-                    write_seq: r.get(6)?,
-                    cut_page: r.get::<_, Option<i64>>(7)?.map(|v| v as u64),
-                    cut_extent: r.get::<_, Option<i64>>(8)?.map(|v| v as u64),
-                    deleted: r.get::<_, i64>(9)? != 0,
-                    created_ms: r.get(10)?,
-                    modified_ms: r.get(11)?,
-                }),
+                Some(_) => Some(file_row_at(r, 1)?),
                 None => None,
             };
             Ok((head, row))
