@@ -25,14 +25,26 @@ fi
 if ! command -v cargo-fuzz >/dev/null; then
     cargo install --locked cargo-fuzz
 fi
-# bindgen (SQLite VFS) needs libclang; the extension tests drive the real
-# sqlite3 shell and Debian's /usr/bin/python3.
+# The extension tests drive the real sqlite3 shell and Debian's
+# /usr/bin/python3. clang is only for the wasm32 check below (zstd's C
+# sources are compiled for wasm with clang); the native build needs nothing
+# but cargo.
 missing=""
-for pkg in libclang-dev sqlite3 python3; do
+for pkg in libclang-dev clang sqlite3 python3; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
+fi
+# The Workers build will reuse the runtime-free core, compiled to wasm32.
+if command -v rustup >/dev/null; then
+    rustup target list --installed | grep -qx wasm32-unknown-unknown \
+        || rustup target add wasm32-unknown-unknown
+elif ! rustc --print target-list | grep -qx wasm32-unknown-unknown \
+    || [ ! -d "$(rustc --print sysroot)/lib/rustlib/wasm32-unknown-unknown" ]; then
+    echo "the wasm32-unknown-unknown standard library is missing and rustup is not installed:" \
+        "install Rust with rustup (https://rustup.rs) or add that target to your toolchain" >&2
+    exit 1
 fi
 cargo --version
 cargo nextest --version | head -n 1
@@ -47,6 +59,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 for crate in fsx-store fsx-meta fsx-engine; do
     cargo clippy -p "$crate" --no-default-features --all-targets --locked -- -D warnings
 done
+
+step "wasm32: the runtime-free core"
+# No tokio, no threads, no OS calls: what the Cloudflare Workers build needs.
+cargo build --locked --target wasm32-unknown-unknown --no-default-features \
+    -p fsx-format -p fsx-store -p fsx-meta -p fsx-engine
 
 step "build tests"
 # Built before the servers start, so the build's disk use is known when the
