@@ -10,6 +10,12 @@
 //! file:app.db?vfs=fsx&volume=/path/to/volume&commit=42   (a commit, read-only)
 //! ```
 //!
+//! Parameters are read strictly: one fsx does not know and SQLite does not
+//! document (`brnach=dev`), one given twice, or an empty `volume=`,
+//! `branch=` or `commit=` fails the open with `SQLITE_CANTOPEN`; the reason
+//! is in [`last_error`], the `tracing` log and SQLite's error log (`.log
+//! stderr` in the `sqlite3` shell).
+//!
 //! Three ways in:
 //!
 //! - Rust: call [`register`] once, then open the URI with rusqlite (URIs

@@ -14,7 +14,8 @@
 //! name on two branches is two files, each with its own lease), and
 //! `&commit=ID` those of a commit, read-only: writes fail with
 //! `SQLITE_READONLY`, and a journal or WAL the commit does not hold reads as
-//! empty.
+//! empty. The URI's parameters are checked before any of this
+//! (`params.rs`): a misspelt one fails the open instead of opening `main`.
 //!
 //! Every fsx file the VFS creates has 4096-byte pages, whatever SQLite's
 //! page size (512 to 65536): the engine reads and writes any byte range, so
