@@ -617,7 +617,12 @@ mod tests {
         let header = std::fs::read_to_string(bundled_header()).unwrap();
         let fields = header_fields(&header);
         assert!(fields.len() > API_FIELDS.len(), "{} fields", fields.len());
-        assert_eq!(&fields[..API_FIELDS.len()], API_FIELDS);
+        if let Some(i) = (0..API_FIELDS.len()).find(|&i| fields[i] != API_FIELDS[i]) {
+            panic!(
+                "field {i} of sqlite3_api_routines is {:?} in sqlite3ext.h, {:?} in ApiRoutines",
+                fields[i], API_FIELDS[i]
+            );
+        }
         // Every field one pointer wide, so the offsets are the header's.
         assert_eq!(
             std::mem::size_of::<ApiRoutines>(),

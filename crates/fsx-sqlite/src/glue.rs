@@ -48,6 +48,16 @@ struct FileWrapper {
     handle: Handle,
 }
 
+// SQLite calls the VFS and its files from any thread, and allocates each
+// `sqlite3_file` with its own malloc, which aligns to 8 bytes.
+const _: () = {
+    const fn shared<T: Send + Sync>() {}
+    const fn sent<T: Send>() {}
+    shared::<FsxVfs>();
+    sent::<Handle>();
+    assert!(std::mem::align_of::<FileWrapper>() <= 8);
+};
+
 /// Registers `vfs` as `name` through `api` (not as the default VFS).
 pub(crate) fn register(api: Api, name: &CStr, vfs: FsxVfs) -> VfsResult<()> {
     crate::abi::set_log(&api);
