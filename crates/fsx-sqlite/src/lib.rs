@@ -10,6 +10,12 @@
 //! file:app.db?vfs=fsx&volume=/path/to/volume&commit=42   (a commit, read-only)
 //! ```
 //!
+//! Parameters are read strictly: one fsx does not know and SQLite does not
+//! document (`brnach=dev`), one given twice, or an empty `volume=`,
+//! `branch=` or `commit=` fails the open with `SQLITE_CANTOPEN`; the reason
+//! is in [`last_error`], the `tracing` log and SQLite's error log (`.log
+//! stderr` in the `sqlite3` shell).
+//!
 //! Three ways in:
 //!
 //! - Rust: call [`register`] once, then open the URI with rusqlite (URIs
@@ -29,19 +35,26 @@
 //! | [`vfs`] | the VFS methods over `fsx_engine::File` |
 //! | `locks` | SQLite lock levels between connections of a process |
 //! | `shm` | the in-memory WAL index |
-//! | `hooks` | the FFI wrapper that reads `volume=`, `branch=`, `commit=` from the URI |
+//! | `params` | the URI parameters, checked: an unknown one fails the open |
+//! | `glue` | the C callbacks SQLite calls (`sqlite3_vfs`, `sqlite3_io_methods`) |
+//! | `abi` | SQLite's flags, and its functions from the linked SQLite or the host |
+//!
+//! The crate builds with nothing but cargo: it uses the pre-generated
+//! bindings of `libsqlite3-sys` (through rusqlite), never bindgen.
 
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod hooks;
+mod abi;
+mod glue;
 mod locks;
+mod params;
 mod shm;
 pub mod vfs;
 
-use std::ffi::{CString, c_char, c_int, c_void};
+use std::ffi::{c_char, c_int, c_void};
 use std::sync::{Mutex, PoisonError};
 
-use sqlite_plugin::vfs::RegisterOpts;
+pub use abi::ApiRoutines;
 pub use vfs::{FSX_PAGE_SIZE, LEASE_TTL_MS, VfsStats, last_error, stats};
 
 /// The VFS name to use in URIs (`vfs=fsx`).
@@ -57,9 +70,9 @@ pub enum Error {
     /// SQLite refused the registration (a SQLite result code).
     #[error("SQLite refused to register the fsx VFS (code {0})")]
     Register(i32),
-    /// The URI hook could not be installed.
+    /// The SQLite loading the extension lacks what the VFS needs.
     #[error("cannot install the fsx VFS: {0}")]
-    Hook(&'static str),
+    Host(String),
 }
 
 /// Registration happens once per process (per SQLite library).
@@ -72,68 +85,26 @@ pub fn register() -> Result<(), Error> {
     if *done {
         return Ok(());
     }
-    sqlite_plugin::vfs::register_static(
-        name(),
-        vfs::FsxVfs::new()?,
-        RegisterOpts {
-            make_default: false,
-        },
-    )
-    .map_err(Error::Register)?;
-    // SAFETY: `sqlite3_vfs_find` returns the VFS just registered (or NULL),
-    // and no connection can be using it yet: we hold REGISTERED and have
-    // not returned.
-    unsafe {
-        let p = rusqlite::ffi::sqlite3_vfs_find(c"fsx".as_ptr());
-        hooks::install(p, rusqlite::ffi::sqlite3_uri_parameter).map_err(Error::Hook)?;
-    }
+    glue::register(abi::Api::linked(), c"fsx", vfs::FsxVfs::new()?).map_err(Error::Register)?;
     *done = true;
     Ok(())
 }
 
-fn name() -> CString {
-    CString::from(c"fsx")
-}
-
 /// Registers the VFS with the SQLite that is loading this library as an
-/// extension.
+/// extension, calling that SQLite's functions (never the one linked in).
 ///
 /// # Safety
 ///
 /// `api` must be the `sqlite3_api_routines` SQLite passed to the
 /// extension's entry point.
-pub unsafe fn register_dynamic(api: *mut sqlite_plugin::sqlite3_api_routines) -> Result<(), Error> {
+pub unsafe fn register_dynamic(api: *const ApiRoutines) -> Result<(), Error> {
     let mut done = REGISTERED.lock().unwrap_or_else(PoisonError::into_inner);
     if *done {
         return Ok(());
     }
     // SAFETY: per the caller, `api` is SQLite's routine table.
-    let routines = unsafe { api.as_ref() }.ok_or(Error::Hook("no SQLite API routines"))?;
-    let find = routines
-        .vfs_find
-        .ok_or(Error::Hook("no sqlite3_vfs_find"))?;
-    let uri_parameter = routines
-        .uri_parameter
-        .ok_or(Error::Hook("no sqlite3_uri_parameter"))?;
-    // SAFETY: `api` is valid per the caller.
-    unsafe {
-        sqlite_plugin::vfs::register_dynamic(
-            api,
-            name(),
-            vfs::FsxVfs::new()?,
-            RegisterOpts {
-                make_default: false,
-            },
-        )
-    }
-    .map_err(Error::Register)?;
-    // SAFETY: the host's `vfs_find` returns the VFS just registered, whose
-    // layout is SQLite's `sqlite3_vfs` (the same C struct rusqlite's
-    // bindings describe); nothing uses it yet.
-    unsafe {
-        let p = find(c"fsx".as_ptr()).cast::<rusqlite::ffi::sqlite3_vfs>();
-        hooks::install(p, uri_parameter).map_err(Error::Hook)?;
-    }
+    let api = unsafe { abi::Api::host(api) }.map_err(Error::Host)?;
+    glue::register(api, c"fsx", vfs::FsxVfs::new()?).map_err(Error::Register)?;
     *done = true;
     Ok(())
 }
@@ -148,13 +119,16 @@ pub unsafe fn register_dynamic(api: *mut sqlite_plugin::sqlite3_api_routines) ->
 pub unsafe extern "C" fn sqlite3_fsxsqlite_init(
     _db: *mut c_void,
     _err: *mut *mut c_char,
-    api: *mut sqlite_plugin::sqlite3_api_routines,
+    api: *const ApiRoutines,
 ) -> c_int {
     // SAFETY: SQLite passes its routine table, as `register_dynamic` needs.
     match unsafe { register_dynamic(api) } {
         // The VFS outlives any connection: never unload the library.
-        Ok(()) => sqlite_plugin::vars::SQLITE_OK_LOAD_PERMANENTLY,
+        Ok(()) => rusqlite::ffi::SQLITE_OK_LOAD_PERMANENTLY,
         Err(Error::Register(code)) => code,
-        Err(_) => sqlite_plugin::vars::SQLITE_ERROR,
+        Err(e) => {
+            tracing::error!("{e}");
+            rusqlite::ffi::SQLITE_ERROR
+        }
     }
 }

@@ -16,7 +16,7 @@
 //! A refused EXCLUSIVE leaves the caller at PENDING, so readers drain and
 //! the writer's retry succeeds (SQLite's busy handler calls again).
 
-use sqlite_plugin::flags::LockLevel;
+use crate::abi::LockLevel;
 
 /// Lock state of one file among the connections of this process.
 #[derive(Debug, Default)]

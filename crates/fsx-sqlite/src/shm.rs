@@ -16,7 +16,7 @@
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU8;
 
-use sqlite_plugin::flags::ShmLockMode;
+use crate::abi::ShmLockMode;
 
 /// Lock slots SQLite uses (`SQLITE_SHM_NLOCK`).
 const SLOTS: u32 = 8;

@@ -14,7 +14,8 @@
 //! name on two branches is two files, each with its own lease), and
 //! `&commit=ID` those of a commit, read-only: writes fail with
 //! `SQLITE_READONLY`, and a journal or WAL the commit does not hold reads as
-//! empty.
+//! empty. The URI's parameters are checked before any of this
+//! (`params.rs`): a misspelt one fails the open instead of opening `main`.
 //!
 //! Every fsx file the VFS creates has 4096-byte pages, whatever SQLite's
 //! page size (512 to 65536): the engine reads and writes any byte range, so
@@ -66,13 +67,11 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use fsx_engine::{ErrorKind, File, OpenOptions, SystemEnv, Volume, VolumeOptions};
 use fsx_meta::View;
-use sqlite_plugin::flags::ShmLockMode;
-use sqlite_plugin::flags::{AccessFlags, CreateMode, LockLevel, OpenKind, OpenMode, OpenOpts};
-use sqlite_plugin::vars;
-use sqlite_plugin::vfs::{Vfs, VfsHandle, VfsResult};
+use rusqlite::ffi as sys;
 
-use crate::hooks::{OpenParams, take_params};
+use crate::abi::{CreateMode, LockLevel, OpenKind, OpenMode, OpenOpts, ShmLockMode, VfsResult};
 use crate::locks::LockTable;
+use crate::params::OpenParams;
 use crate::shm::{Shm, ShmHold};
 
 /// Page size of the fsx files the VFS creates (see the module docs).
@@ -122,9 +121,11 @@ pub fn last_error() -> Option<String> {
     LAST_ERROR.with(|e| e.borrow().clone())
 }
 
-/// Records `message` as this thread's last error and logs it; returns `code`.
-fn fail(code: i32, message: String) -> i32 {
+/// Records `message` as this thread's last error and logs it (to
+/// `tracing` and to SQLite's error log); returns `code`.
+pub(crate) fn fail(code: i32, message: String) -> i32 {
     tracing::warn!(code, "{message}");
+    crate::abi::log(code, &message);
     LAST_ERROR.with(|e| *e.borrow_mut() = Some(message));
     code
 }
@@ -133,7 +134,7 @@ fn fail(code: i32, message: String) -> i32 {
 /// writer has the file), everything else is `io` for the operation.
 fn engine_err(io: i32, what: &str, name: &str, e: &fsx_engine::Error) -> i32 {
     let code = if e.kind() == ErrorKind::Busy {
-        vars::SQLITE_BUSY
+        sys::SQLITE_BUSY
     } else {
         io
     };
@@ -252,12 +253,14 @@ pub struct Handle {
     shm: ShmHold,
 }
 
-impl VfsHandle for Handle {
-    fn readonly(&self) -> bool {
+impl Handle {
+    /// Whether SQLite may only read the file.
+    pub(crate) fn readonly(&self) -> bool {
         self.readonly
     }
 
-    fn in_memory(&self) -> bool {
+    /// Whether the file is a temp file in memory.
+    pub(crate) fn in_memory(&self) -> bool {
         matches!(self.backing, Backing::Memory(_))
     }
 }
@@ -300,7 +303,7 @@ impl FsxVfs {
     fn volume(&self, path: &str, create: bool) -> VfsResult<(Volume, PathBuf)> {
         let dir = fsx_volume::absolute(Path::new(path)).map_err(|e| {
             fail(
-                vars::SQLITE_CANTOPEN,
+                sys::SQLITE_CANTOPEN,
                 format!("fsx: {}", fsx_volume::error_chain(&e)),
             )
         })?;
@@ -324,13 +327,13 @@ impl FsxVfs {
                 ))
                 .map_err(|e| {
                     fail(
-                        vars::SQLITE_CANTOPEN,
+                        sys::SQLITE_CANTOPEN,
                         format!("fsx: {}", fsx_volume::error_chain(&e)),
                     )
                 })?,
             Err(e) if e.is_not_a_volume() => {
                 return Err(fail(
-                    vars::SQLITE_CANTOPEN,
+                    sys::SQLITE_CANTOPEN,
                     format!(
                         "fsx: {} (or add mode=rwc to the URI to create it)",
                         fsx_volume::error_chain(&e)
@@ -339,7 +342,7 @@ impl FsxVfs {
             }
             Err(e) => {
                 return Err(fail(
-                    vars::SQLITE_CANTOPEN,
+                    sys::SQLITE_CANTOPEN,
                     format!("fsx: {}", fsx_volume::error_chain(&e)),
                 ));
             }
@@ -424,11 +427,10 @@ impl FsxVfs {
         }
     }
 
-    fn open_main(&self, name: String, opts: &OpenOpts) -> VfsResult<Handle> {
-        let params = take_params().unwrap_or_default();
+    fn open_main(&self, name: String, opts: &OpenOpts, params: OpenParams) -> VfsResult<Handle> {
         let Some(path) = params.volume.clone() else {
             return Err(fail(
-                vars::SQLITE_CANTOPEN,
+                sys::SQLITE_CANTOPEN,
                 format!(
                     "fsx: {name:?} names no volume: open it as file:{name}?vfs=fsx&volume=PATH"
                 ),
@@ -456,11 +458,11 @@ impl FsxVfs {
             Err(e) if e.kind() == ErrorKind::Busy => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Err(fail(
-                    vars::SQLITE_CANTOPEN,
+                    sys::SQLITE_CANTOPEN,
                     format!("fsx: no database {name:?} in the volume"),
                 ));
             }
-            Err(e) => return Err(engine_err(vars::SQLITE_CANTOPEN, "cannot open", &name, &e)),
+            Err(e) => return Err(engine_err(sys::SQLITE_CANTOPEN, "cannot open", &name, &e)),
         }
         entry.state().handles += 1;
         files.insert(key, entry.clone());
@@ -472,7 +474,7 @@ impl FsxVfs {
         let mut files = lock(&self.files);
         let entry = Self::companion(&mut files, &name).ok_or_else(|| {
             fail(
-                vars::SQLITE_CANTOPEN,
+                sys::SQLITE_CANTOPEN,
                 format!("fsx: {name:?} belongs to no open database"),
             )
         })?;
@@ -487,7 +489,7 @@ impl FsxVfs {
             let mut st = entry.state();
             if st.deleted {
                 if !create {
-                    return Err(vars::SQLITE_CANTOPEN);
+                    return Err(sys::SQLITE_CANTOPEN);
                 }
                 // Its bytes were already truncated away.
                 st.deleted = false;
@@ -500,8 +502,8 @@ impl FsxVfs {
             Err(e) if e.kind() == ErrorKind::NotFound && entry.read_only() => {
                 return Ok(self.handle(Backing::Memory(Vec::new()), opts));
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => return Err(vars::SQLITE_CANTOPEN),
-            Err(e) => return Err(engine_err(vars::SQLITE_CANTOPEN, "cannot open", &name, &e)),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Err(sys::SQLITE_CANTOPEN),
+            Err(e) => return Err(engine_err(sys::SQLITE_CANTOPEN, "cannot open", &name, &e)),
         }
         entry.state().handles += 1;
         Ok(self.handle(Backing::Volume(entry), opts))
@@ -509,7 +511,7 @@ impl FsxVfs {
 
     /// The volume seen through the URI's `branch=` or `commit=`.
     fn view_of(&self, volume: Volume, params: &OpenParams) -> VfsResult<Volume> {
-        let cantopen = |msg: String| fail(vars::SQLITE_CANTOPEN, format!("fsx: {msg}"));
+        let cantopen = |msg: String| fail(sys::SQLITE_CANTOPEN, format!("fsx: {msg}"));
         match (&params.branch, &params.commit) {
             (Some(_), Some(_)) => Err(cantopen(
                 "give either branch= or commit= in the URI, not both".into(),
@@ -533,12 +535,12 @@ impl FsxVfs {
     /// Truncates `entry` to nothing, durably, and marks it deleted.
     fn truncate_away(&self, entry: &Entry) -> VfsResult<()> {
         let mut engine = entry.engine_write();
-        let f = engine.as_mut().ok_or(vars::SQLITE_IOERR_DELETE)?;
+        let f = engine.as_mut().ok_or(sys::SQLITE_IOERR_DELETE)?;
         self.block_on(async {
             f.truncate(0).await?;
             f.sync().await
         })
-        .map_err(|e| engine_err(vars::SQLITE_IOERR_DELETE, "cannot delete", &entry.name, &e))?;
+        .map_err(|e| engine_err(sys::SQLITE_IOERR_DELETE, "cannot delete", &entry.name, &e))?;
         entry.state().deleted = true;
         Ok(())
     }
@@ -565,7 +567,7 @@ impl FsxVfs {
             // is a checkpoint or the lease release, which the next opener
             // redoes or breaks.
             fail(
-                vars::SQLITE_IOERR_CLOSE,
+                sys::SQLITE_IOERR_CLOSE,
                 format!("fsx: closing {:?}: {e}", entry.name),
             );
         }
@@ -597,10 +599,9 @@ impl FsxVfs {
     }
 }
 
-impl Vfs for FsxVfs {
-    type Handle = Handle;
-
-    fn canonical_path<'a>(
+/// The VFS methods, called by `glue.rs`.
+impl FsxVfs {
+    pub(crate) fn canonical_path<'a>(
         &self,
         path: std::borrow::Cow<'a, str>,
     ) -> VfsResult<std::borrow::Cow<'a, str>> {
@@ -608,13 +609,19 @@ impl Vfs for FsxVfs {
             Some(n) if n == path => Ok(path),
             Some(n) => Ok(n.into()),
             None => Err(fail(
-                vars::SQLITE_CANTOPEN,
+                sys::SQLITE_CANTOPEN,
                 format!("fsx: {path:?} is not a file name inside a volume"),
             )),
         }
     }
 
-    fn open(&self, path: Option<&str>, opts: OpenOpts) -> VfsResult<Self::Handle> {
+    /// `params` are the checked URI parameters of a main database.
+    pub(crate) fn open(
+        &self,
+        path: Option<&str>,
+        opts: OpenOpts,
+        params: Option<OpenParams>,
+    ) -> VfsResult<Handle> {
         let kind = opts.kind();
         let name = match path {
             Some(p)
@@ -626,23 +633,23 @@ impl Vfs for FsxVfs {
                         | OpenKind::SubJournal
                 ) =>
             {
-                file_name(p).ok_or(vars::SQLITE_CANTOPEN)?
+                file_name(p).ok_or(sys::SQLITE_CANTOPEN)?
             }
             _ => return Ok(self.handle(Backing::Memory(Vec::new()), &opts)),
         };
         if kind == OpenKind::MainDb {
-            self.open_main(name, &opts)
+            self.open_main(name, &opts, params.unwrap_or_default())
         } else {
             self.open_companion(name, &opts)
         }
     }
 
-    fn delete(&self, path: &str) -> VfsResult<()> {
-        let name = file_name(path).ok_or(vars::SQLITE_IOERR_DELETE)?;
-        let entry = Self::companion(&mut lock(&self.files), &name)
-            .ok_or(vars::SQLITE_IOERR_DELETE_NOENT)?;
+    pub(crate) fn delete(&self, path: &str) -> VfsResult<()> {
+        let name = file_name(path).ok_or(sys::SQLITE_IOERR_DELETE)?;
+        let entry =
+            Self::companion(&mut lock(&self.files), &name).ok_or(sys::SQLITE_IOERR_DELETE_NOENT)?;
         if entry.state().deleted {
-            return Err(vars::SQLITE_IOERR_DELETE_NOENT);
+            return Err(sys::SQLITE_IOERR_DELETE_NOENT);
         }
         if entry.read_only() {
             // A commit cannot change: the file is gone for this process's
@@ -655,11 +662,11 @@ impl Vfs for FsxVfs {
             Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 entry.state().deleted = true;
-                return Err(vars::SQLITE_IOERR_DELETE_NOENT);
+                return Err(sys::SQLITE_IOERR_DELETE_NOENT);
             }
             Err(e) => {
                 return Err(engine_err(
-                    vars::SQLITE_IOERR_DELETE,
+                    sys::SQLITE_IOERR_DELETE,
                     "cannot delete",
                     &name,
                     &e,
@@ -669,7 +676,7 @@ impl Vfs for FsxVfs {
         self.truncate_away(&entry)
     }
 
-    fn access(&self, path: &str, _flags: AccessFlags) -> VfsResult<bool> {
+    pub(crate) fn access(&self, path: &str) -> VfsResult<bool> {
         let Some(name) = file_name(path) else {
             return Ok(false);
         };
@@ -698,7 +705,7 @@ impl Vfs for FsxVfs {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
             Err(e) => Err(engine_err(
-                vars::SQLITE_IOERR_ACCESS,
+                sys::SQLITE_IOERR_ACCESS,
                 "cannot stat",
                 &name,
                 &e,
@@ -706,7 +713,7 @@ impl Vfs for FsxVfs {
         }
     }
 
-    fn file_size(&self, h: &mut Handle) -> VfsResult<usize> {
+    pub(crate) fn file_size(&self, h: &mut Handle) -> VfsResult<usize> {
         let e = match &h.backing {
             Backing::Memory(m) => return Ok(m.len()),
             Backing::Volume(e) => {
@@ -723,7 +730,7 @@ impl Vfs for FsxVfs {
             Ok(m) => Ok(m.size as usize),
             Err(err) if err.kind() == ErrorKind::NotFound => Ok(0),
             Err(err) => Err(engine_err(
-                vars::SQLITE_IOERR_FSTAT,
+                sys::SQLITE_IOERR_FSTAT,
                 "cannot stat",
                 &e.name,
                 &err,
@@ -731,7 +738,7 @@ impl Vfs for FsxVfs {
         }
     }
 
-    fn truncate(&self, h: &mut Handle, size: usize) -> VfsResult<()> {
+    pub(crate) fn truncate(&self, h: &mut Handle, size: usize) -> VfsResult<()> {
         let e = match &mut h.backing {
             Backing::Memory(m) => {
                 m.resize(size, 0);
@@ -743,20 +750,14 @@ impl Vfs for FsxVfs {
             }
         };
         let mut engine = e.engine_write();
-        let f = engine.as_mut().ok_or(vars::SQLITE_IOERR_TRUNCATE)?;
-        self.block_on(f.truncate(size as u64)).map_err(|err| {
-            engine_err(
-                vars::SQLITE_IOERR_TRUNCATE,
-                "cannot truncate",
-                &e.name,
-                &err,
-            )
-        })
+        let f = engine.as_mut().ok_or(sys::SQLITE_IOERR_TRUNCATE)?;
+        self.block_on(f.truncate(size as u64))
+            .map_err(|err| engine_err(sys::SQLITE_IOERR_TRUNCATE, "cannot truncate", &e.name, &err))
     }
 
-    fn write(&self, h: &mut Handle, offset: usize, data: &[u8]) -> VfsResult<usize> {
+    pub(crate) fn write(&self, h: &mut Handle, offset: usize, data: &[u8]) -> VfsResult<usize> {
         if h.readonly {
-            return Err(vars::SQLITE_READONLY);
+            return Err(sys::SQLITE_READONLY);
         }
         let e = match &mut h.backing {
             Backing::Memory(m) => {
@@ -773,14 +774,14 @@ impl Vfs for FsxVfs {
             }
         };
         let mut engine = e.engine_write();
-        let f = engine.as_mut().ok_or(vars::SQLITE_IOERR_WRITE)?;
+        let f = engine.as_mut().ok_or(sys::SQLITE_IOERR_WRITE)?;
         self.block_on(f.write_at(offset as u64, data))
-            .map_err(|err| engine_err(vars::SQLITE_IOERR_WRITE, "cannot write", &e.name, &err))?;
+            .map_err(|err| engine_err(sys::SQLITE_IOERR_WRITE, "cannot write", &e.name, &err))?;
         BYTES_WRITTEN.fetch_add(data.len() as u64, Ordering::Relaxed);
         Ok(data.len())
     }
 
-    fn read(&self, h: &mut Handle, offset: usize, buf: &mut [u8]) -> VfsResult<usize> {
+    pub(crate) fn read(&self, h: &mut Handle, offset: usize, buf: &mut [u8]) -> VfsResult<usize> {
         let e = match &h.backing {
             Backing::Memory(m) => {
                 let got = m.get(offset..).unwrap_or_default();
@@ -794,7 +795,7 @@ impl Vfs for FsxVfs {
             }
         };
         let read_err = |err: fsx_engine::Error| {
-            engine_err(vars::SQLITE_IOERR_READ, "cannot read", &e.name, &err)
+            engine_err(sys::SQLITE_IOERR_READ, "cannot read", &e.name, &err)
         };
         let bytes = match e.engine_read().as_ref() {
             Some(f) => self
@@ -819,18 +820,18 @@ impl Vfs for FsxVfs {
         Ok(bytes.len())
     }
 
-    fn sync(&self, h: &mut Handle) -> VfsResult<()> {
+    pub(crate) fn sync(&self, h: &mut Handle) -> VfsResult<()> {
         let Some(e) = self.entry(h) else {
             return Ok(());
         };
         let mut engine = e.engine_write();
-        let f = engine.as_mut().ok_or(vars::SQLITE_IOERR_FSYNC)?;
+        let f = engine.as_mut().ok_or(sys::SQLITE_IOERR_FSYNC)?;
         SYNCS.fetch_add(1, Ordering::Relaxed);
         self.block_on(f.sync())
-            .map_err(|err| engine_err(vars::SQLITE_IOERR_FSYNC, "cannot sync", &e.name, &err))
+            .map_err(|err| engine_err(sys::SQLITE_IOERR_FSYNC, "cannot sync", &e.name, &err))
     }
 
-    fn lock(&self, h: &mut Handle, level: LockLevel) -> VfsResult<()> {
+    pub(crate) fn lock(&self, h: &mut Handle, level: LockLevel) -> VfsResult<()> {
         let Some(e) = self.entry(h).cloned() else {
             return Ok(());
         };
@@ -838,10 +839,10 @@ impl Vfs for FsxVfs {
             // The lease is what keeps other processes out.
             match self.own(&e, false) {
                 Ok(()) => {}
-                Err(err) if err.kind() == ErrorKind::Busy => return Err(vars::SQLITE_BUSY),
+                Err(err) if err.kind() == ErrorKind::Busy => return Err(sys::SQLITE_BUSY),
                 Err(err) => {
                     return Err(engine_err(
-                        vars::SQLITE_IOERR_LOCK,
+                        sys::SQLITE_IOERR_LOCK,
                         "cannot lock",
                         &e.name,
                         &err,
@@ -857,12 +858,12 @@ impl Vfs for FsxVfs {
             }
             Err(l) => {
                 h.level = l;
-                Err(vars::SQLITE_BUSY)
+                Err(sys::SQLITE_BUSY)
             }
         }
     }
 
-    fn unlock(&self, h: &mut Handle, level: LockLevel) -> VfsResult<()> {
+    pub(crate) fn unlock(&self, h: &mut Handle, level: LockLevel) -> VfsResult<()> {
         if let Some(e) = self.entry(h).cloned() {
             let new = e.state().locks.unlock(h.id, h.level, level);
             h.level = new;
@@ -870,11 +871,11 @@ impl Vfs for FsxVfs {
         Ok(())
     }
 
-    fn check_reserved_lock(&self, h: &mut Handle) -> VfsResult<bool> {
-        Ok(self.entry(h).is_some_and(|e| e.state().locks.reserved()))
+    pub(crate) fn check_reserved_lock(&self, h: &mut Handle) -> bool {
+        self.entry(h).is_some_and(|e| e.state().locks.reserved())
     }
 
-    fn close(&self, mut h: Handle) -> VfsResult<()> {
+    pub(crate) fn close(&self, mut h: Handle) -> VfsResult<()> {
         let Backing::Volume(e) = &h.backing else {
             return Ok(());
         };
@@ -908,15 +909,15 @@ impl Vfs for FsxVfs {
         Ok(())
     }
 
-    fn sector_size(&self, _h: &mut Handle) -> VfsResult<i32> {
-        Ok(FSX_PAGE_SIZE as i32)
+    pub(crate) fn sector_size() -> i32 {
+        FSX_PAGE_SIZE as i32
     }
 
-    fn device_characteristics(&self, _h: &mut Handle) -> VfsResult<i32> {
-        Ok(vars::SQLITE_IOCAP_POWERSAFE_OVERWRITE | vars::SQLITE_IOCAP_SAFE_APPEND)
+    pub(crate) fn device_characteristics() -> i32 {
+        sys::SQLITE_IOCAP_POWERSAFE_OVERWRITE | sys::SQLITE_IOCAP_SAFE_APPEND
     }
 
-    fn shm_map(
+    pub(crate) fn shm_map(
         &self,
         h: &mut Handle,
         region_idx: usize,
@@ -924,14 +925,14 @@ impl Vfs for FsxVfs {
         extend: bool,
     ) -> VfsResult<Option<NonNull<u8>>> {
         let Some(e) = self.entry(h).cloned() else {
-            return Err(vars::SQLITE_IOERR_SHMMAP);
+            return Err(sys::SQLITE_IOERR_SHMMAP);
         };
         lock(&e.shm)
             .map(&mut h.shm, region_idx, region_size, extend)
-            .map_err(|m| fail(vars::SQLITE_IOERR_SHMMAP, format!("fsx: {m}")))
+            .map_err(|m| fail(sys::SQLITE_IOERR_SHMMAP, format!("fsx: {m}")))
     }
 
-    fn shm_lock(
+    pub(crate) fn shm_lock(
         &self,
         h: &mut Handle,
         offset: u32,
@@ -939,22 +940,21 @@ impl Vfs for FsxVfs {
         mode: ShmLockMode,
     ) -> VfsResult<()> {
         let Some(e) = self.entry(h).cloned() else {
-            return Err(vars::SQLITE_IOERR_SHMLOCK);
+            return Err(sys::SQLITE_IOERR_SHMLOCK);
         };
         lock(&e.shm)
             .lock(&mut h.shm, offset, count, mode)
-            .map_err(|_| vars::SQLITE_BUSY)
+            .map_err(|_| sys::SQLITE_BUSY)
     }
 
-    fn shm_barrier(&self, _h: &mut Handle) {
+    pub(crate) fn shm_barrier() {
         std::sync::atomic::fence(Ordering::SeqCst);
     }
 
-    fn shm_unmap(&self, h: &mut Handle, _delete: bool) -> VfsResult<()> {
+    pub(crate) fn shm_unmap(&self, h: &mut Handle) {
         if let Some(e) = self.entry(h).cloned() {
             lock(&e.shm).unmap(&mut h.shm);
         }
-        Ok(())
     }
 }
 

@@ -1,8 +1,9 @@
 //! The loadable extension `libfsx_sqlite.so` in other programs' SQLite:
 //! Debian's `sqlite3` shell and Debian's `/usr/bin/python3`. Each loads the
 //! extension, runs a workload in both journal modes, reopens, and checks
-//! `integrity_check`. A missing tool fails the test (scripts/test.sh
-//! installs them); it is never skipped.
+//! `integrity_check`. A misspelt URI parameter (`brnach=dev`) must fail
+//! the open in both and leave the database as it was. A missing tool fails
+//! the test (scripts/test.sh installs them); it is never skipped.
 
 #![allow(clippy::unwrap_used)]
 
@@ -16,6 +17,13 @@ const SQLITE3: &str = "/usr/bin/sqlite3";
 const PYTHON3: &str = "/usr/bin/python3";
 
 fn run(cmd: &mut Command, stdin: Option<&str>) -> Result<String> {
+    let (ok, stdout, stderr) = run_any(cmd, stdin)?;
+    ensure!(ok, "{cmd:?} failed: {stdout}\n{stderr}");
+    Ok(stdout)
+}
+
+/// Runs `cmd`: whether it succeeded, its stdout and its stderr.
+fn run_any(cmd: &mut Command, stdin: Option<&str>) -> Result<(bool, String, String)> {
     use std::io::Write;
     use std::process::Stdio;
     let mut child = cmd
@@ -31,13 +39,11 @@ fn run(cmd: &mut Command, stdin: Option<&str>) -> Result<String> {
     writer
         .join()
         .map_err(|_| anyhow::anyhow!("stdin writer panicked"))??;
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    ensure!(
+    Ok((
         out.status.success(),
-        "{cmd:?} failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(stdout)
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    ))
 }
 
 #[test]
@@ -132,5 +138,77 @@ for mode in ("delete", "wal"):
         None,
     )?;
     ensure!(out == "delete ok\nwal ok\n", "{out}");
+    Ok(())
+}
+
+#[test]
+fn a_misspelt_parameter_fails_the_open_in_the_shell_and_python() -> Result<()> {
+    let ext = common::extension_path();
+    ensure!(ext.exists(), "{} was not built", ext.display());
+    let ext_stem = ext.with_extension("");
+    let dir = tempfile::tempdir()?;
+    let vol = dir.path().join("vol");
+    let (ext_s, vol_s) = (ext_stem.display(), vol.display());
+    let setup = format!(
+        ".bail on
+.load {ext_s}
+.open file:app.db?vfs=fsx&volume={vol_s}&mode=rwc
+CREATE TABLE t (v TEXT);
+INSERT INTO t VALUES ('main');
+"
+    );
+    run(Command::new(SQLITE3).arg("-batch"), Some(&setup))?;
+    // `.log stderr` shows SQLite's error log, where the VFS says why.
+    let typo = format!(
+        ".bail on
+.log stderr
+.load {ext_s}
+.open file:app.db?vfs=fsx&volume={vol_s}&brnach=dev
+INSERT INTO t VALUES ('typo');
+"
+    );
+    let (ok, out, err) = run_any(Command::new(SQLITE3).arg("-batch"), Some(&typo))?;
+    ensure!(!ok, "the shell opened brnach=dev: {out}{err}");
+    ensure!(
+        err.contains("unable to open database") && err.contains("unknown URI parameter \"brnach\""),
+        "{err}"
+    );
+    let program = r#"
+import sqlite3, sys
+ext, vol = sys.argv[1], sys.argv[2]
+boot = sqlite3.connect(":memory:")
+boot.enable_load_extension(True)
+boot.load_extension(ext)
+try:
+    c = sqlite3.connect(f"file:app.db?vfs=fsx&volume={vol}&brnach=dev", uri=True)
+    c.execute("INSERT INTO t VALUES ('typo')")
+    c.commit()
+    print("opened")
+except sqlite3.OperationalError as e:
+    print("refused:", e)
+c = sqlite3.connect(f"file:app.db?vfs=fsx&volume={vol}", uri=True)
+print([r[0] for r in c.execute("SELECT v FROM t")])
+"#;
+    let out = run(
+        Command::new(PYTHON3)
+            .arg("-c")
+            .arg(program)
+            .arg(&ext)
+            .arg(&vol),
+        None,
+    )?;
+    ensure!(
+        out == "refused: unable to open database file\n['main']\n",
+        "{out}"
+    );
+    let check = format!(
+        ".bail on
+.load {ext_s}
+.open file:app.db?vfs=fsx&volume={vol_s}
+SELECT v FROM t;
+"
+    );
+    let out = run(Command::new(SQLITE3).arg("-batch"), Some(&check))?;
+    ensure!(out == "main\n", "main holds {out:?}");
     Ok(())
 }
