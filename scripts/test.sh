@@ -30,7 +30,7 @@ fi
 # sources are compiled for wasm with clang); the native build needs nothing
 # but cargo.
 missing=""
-for pkg in libclang-dev clang sqlite3 python3; do
+for pkg in clang sqlite3 python3; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then
