@@ -447,30 +447,35 @@ impl Volume {
     /// Deletes a file; `Busy` while another writer has it open.
     pub async fn delete(&self, name: &str) -> Result<()> {
         let s = &self.shared;
-        Ok(s.meta
-            .delete_file(
-                self.branch_id()?,
-                name,
-                &s.env.new_holder_id(),
-                s.env.now_ms(),
-            )
-            .await?)
+        let branch = self.branch_id()?;
+        // A dead writer's lease does not hold the file (see `lease`).
+        self.retry_past_dead_leases(branch, Some(&[name]), || async {
+            Ok(s.meta
+                .delete_file(branch, name, &s.env.new_holder_id(), s.env.now_ms())
+                .await?)
+        })
+        .await
     }
 
     /// Renames a file, replacing `to` if `replace`.
     pub async fn rename(&self, from: &str, to: &str, replace: bool) -> Result<()> {
         check_name(to)?;
         let s = &self.shared;
-        Ok(s.meta
-            .rename_file(
-                self.branch_id()?,
-                from,
-                to,
-                replace,
-                &s.env.new_holder_id(),
-                s.env.now_ms(),
-            )
-            .await?)
+        let branch = self.branch_id()?;
+        // A dead writer's lease does not hold either file (see `lease`).
+        self.retry_past_dead_leases(branch, Some(&[from, to]), || async {
+            Ok(s.meta
+                .rename_file(
+                    branch,
+                    from,
+                    to,
+                    replace,
+                    &s.env.new_holder_id(),
+                    s.env.now_ms(),
+                )
+                .await?)
+        })
+        .await
     }
 
     /// Adds the data store operations made since the last flush to the
