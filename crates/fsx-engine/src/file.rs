@@ -431,7 +431,13 @@ impl File {
                 data.len()
             )));
         }
-        self.write_at(page_no * self.ps(), data).await
+        let offset = page_no.checked_mul(self.ps()).ok_or_else(|| {
+            Error::invalid(format!(
+                "page {page_no} of {:?} lies past the largest possible file offset",
+                self.meta.name
+            ))
+        })?;
+        self.write_at(offset, data).await
     }
 
     fn buffer_page(&mut self, page_no: u64, data: Option<Bytes>) {
@@ -584,6 +590,39 @@ impl File {
             .release_lease(self.branch()?, self.meta.id, &holder)
             .await?;
         self.writer = None;
+        Ok(())
+    }
+
+    /// Like [`File::close`], but once the data is durable a failure to pack
+    /// does not fail the close: the lease is released anyway and the
+    /// packing error returned as `Ok(Some(error))`; the pages stay in the
+    /// durable dirty buffer, where reads find them and `fsx gc` packs them.
+    /// `Err` means the last writes may not be durable.
+    pub async fn close_durable(mut self) -> Result<Option<Error>> {
+        if self.writer.is_none() {
+            return Ok(None);
+        }
+        self.commit().await?;
+        let unpacked = self.pack(false).await.err();
+        self.abandon_lease().await?;
+        Ok(unpacked)
+    }
+
+    /// Releases the write lease without syncing: writes since the last
+    /// sync are dropped. For a writer giving up after a failure, so the
+    /// file is not held until the lease expires.
+    pub async fn abandon(mut self) -> Result<()> {
+        self.abandon_lease().await
+    }
+
+    async fn abandon_lease(&mut self) -> Result<()> {
+        let Some(w) = self.writer.take() else {
+            return Ok(());
+        };
+        self.shared
+            .meta
+            .release_lease(self.branch()?, self.meta.id, &w.holder)
+            .await?;
         Ok(())
     }
 
