@@ -63,6 +63,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FSX_LOG")
@@ -90,6 +91,19 @@ fn main() -> ExitCode {
             eprintln!("fsx: error: {}", message(&err));
             ExitCode::from(2)
         }
+    }
+}
+
+/// Lets SIGPIPE end the process, as it ends `cat` or `ls`: `fsx … | head`
+/// then stops quietly when `head` has read enough. Rust ignores SIGPIPE by
+/// default, which turns the closed pipe into an error that `println!`
+/// answers with a panic (exit 101). Socket writes are unaffected: the
+/// standard library sends with `MSG_NOSIGNAL`.
+fn restore_sigpipe() {
+    // SAFETY: called first thing in `main`, before any thread exists;
+    // setting a signal's disposition to its default has no other effect.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

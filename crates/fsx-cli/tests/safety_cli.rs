@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use common::{fails, ok, s};
+use common::{fails, fsx, ok, s};
 
 /// Starts `fsx sql` on `db` in `vol`, makes it write (so it takes the
 /// file's write lease, which it keeps while the shell runs), waits until
@@ -105,4 +105,321 @@ fn a_live_writers_lease_still_blocks_rm() {
     drop(stdin);
     assert!(child.wait().unwrap().success());
     ok(&["file", "rm", s(&vol), "app.db"]);
+}
+
+/// Every extent object of a volume's local data directory (files that
+/// start with `EXT1`).
+fn extent_files(vol: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![vol.join("data")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if std::fs::read(&p).unwrap().starts_with(b"EXT1") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Flips one bit in the page data of every extent.
+fn corrupt_extents(vol: &Path) {
+    let files = extent_files(vol);
+    assert!(!files.is_empty());
+    for p in files {
+        let mut b = std::fs::read(&p).unwrap();
+        let i = b.len() - 1;
+        b[i] ^= 0x10;
+        std::fs::write(&p, b).unwrap();
+    }
+}
+
+fn volume_with(dir: &Path, name: &str, data: &[u8]) -> std::path::PathBuf {
+    let vol = dir.join("vol");
+    ok(&["init", s(&vol)]);
+    let src = dir.join("src.bin");
+    std::fs::write(&src, data).unwrap();
+    ok(&["file", "put", s(&src), s(&vol), name]);
+    vol
+}
+
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_failed_get_leaves_the_existing_destination_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::random(300_000, 1);
+    let vol = volume_with(dir.path(), "f", &data);
+    corrupt_extents(&vol);
+    let out_dir = dir.path().join("out");
+    std::fs::create_dir(&out_dir).unwrap();
+    let dest = out_dir.join("dest.bin");
+    std::fs::write(&dest, b"the user's old contents").unwrap();
+
+    let err = fails(&["file", "get", s(&vol), "f", s(&dest)]);
+    assert!(err.contains("damaged"), "{err}");
+    assert!(err.contains("left as it was"), "{err}");
+    assert_eq!(std::fs::read(&dest).unwrap(), b"the user's old contents");
+    assert_eq!(names_in(&out_dir), ["dest.bin"], "no temporary file left");
+}
+
+#[test]
+fn a_successful_get_replaces_the_destination_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::random(300_000, 2);
+    let vol = volume_with(dir.path(), "f", &data);
+    let dest = dir.path().join("dest.bin");
+    std::fs::write(&dest, vec![1u8; 1_000_000]).unwrap();
+    ok(&["file", "get", s(&vol), "f", s(&dest)]);
+    assert_eq!(std::fs::read(&dest).unwrap(), data);
+}
+
+#[test]
+fn a_get_into_the_volumes_own_files_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::random(50_000, 3);
+    let vol = volume_with(dir.path(), "a", &data);
+    std::os::unix::fs::symlink(vol.join("meta.db"), dir.path().join("link.db")).unwrap();
+    let sneaky = format!("{}/../vol/data/x", s(&vol));
+    for dest in [
+        s(&vol.join("meta.db")).to_string(),
+        s(&vol.join("meta.db-wal")).to_string(),
+        s(&vol.join("new-file")).to_string(),
+        sneaky,
+        s(&dir.path().join("link.db")).to_string(),
+    ] {
+        let err = fails(&["file", "get", s(&vol), "a", &dest]);
+        assert!(err.contains("inside the volume"), "{dest}: {err}");
+    }
+    // The volume is intact.
+    assert_eq!(fsx(&["file", "get", s(&vol), "a", "-"]).stdout, data);
+    assert!(ok(&["fsck", s(&vol)]).contains("clean"));
+}
+
+#[test]
+fn a_failed_put_of_a_new_name_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let vol = dir.path().join("vol");
+    ok(&["init", s(&vol)]);
+    // A directory opens but cannot be read: the put fails after it began.
+    let err = fails(&["file", "put", s(dir.path()), s(&vol), "new.db"]);
+    assert!(err.contains("nothing was stored"), "{err}");
+    assert_eq!(ok(&["file", "ls", s(&vol)]), "");
+    // And the name is free for the next put.
+    let src = dir.path().join("src.bin");
+    std::fs::write(&src, b"ok").unwrap();
+    ok(&["file", "put", s(&src), s(&vol), "new.db"]);
+    assert_eq!(fsx(&["file", "get", s(&vol), "new.db", "-"]).stdout, b"ok");
+}
+
+#[test]
+fn a_killed_put_of_a_new_name_never_shows_under_it_and_is_cleaned_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let vol = dir.path().join("vol");
+    ok(&["init", s(&vol)]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fsx"))
+        .args(["file", "put", "-", s(&vol), "big.db", "--sync-pages", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&common::random(1 << 20, 4)).unwrap();
+    stdin.flush().unwrap();
+    // Wait (by polling the volume, not by time) until the put has made
+    // pages durable, then kill it mid-copy.
+    let mut seen = String::new();
+    for _ in 0..2000 {
+        seen = ok(&["file", "ls", s(&vol)]);
+        if seen.contains(".fsx-partial/") && !seen.contains(" 0 ") {
+            break;
+        }
+    }
+    assert!(seen.contains(".fsx-partial/"), "{seen}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stdin);
+    let ls = ok(&["file", "ls", s(&vol)]);
+    assert!(!ls.contains(" big.db"), "the name never appeared: {ls}");
+
+    // The next put removes what the killed one left.
+    let src = dir.path().join("src.bin");
+    std::fs::write(&src, b"small").unwrap();
+    ok(&["file", "put", s(&src), s(&vol), "other.db"]);
+    let ls = ok(&["file", "ls", s(&vol)]);
+    assert_eq!(ls.lines().count(), 1, "{ls}");
+    assert!(ls.contains("other.db"), "{ls}");
+}
+
+#[test]
+fn a_put_whose_packing_fails_is_durable_and_exits_0_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let vol = dir.path().join("vol");
+    ok(&["init", s(&vol)]);
+    // Every fan-out directory of the data store that does not exist yet is
+    // made a plain file, so no new extent can be stored (even by root);
+    // the volume's marker object stays readable.
+    let objects = vol.join("data/objects");
+    for i in 0..=255u8 {
+        let p = objects.join(format!("{i:02x}"));
+        if !p.exists() {
+            std::fs::write(&p, b"").unwrap();
+        }
+    }
+    let data = common::random(100_000, 5);
+    let src = dir.path().join("src.bin");
+    std::fs::write(&src, &data).unwrap();
+    let out = fsx(&["file", "put", s(&src), s(&vol), "f.db"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("warning") && err.contains("fsx gc"), "{err}");
+    assert_eq!(fsx(&["file", "get", s(&vol), "f.db", "-"]).stdout, data);
+}
+
+#[test]
+fn a_reput_of_identical_bytes_over_a_corrupt_extent_repairs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::random(200_000, 6);
+    let vol = volume_with(dir.path(), "a", &data);
+    corrupt_extents(&vol);
+    ok(&["file", "put", s(&dir.path().join("src.bin")), s(&vol), "b"]);
+    assert_eq!(fsx(&["file", "get", s(&vol), "b", "-"]).stdout, data);
+    // The good copy replaced the bad one, for the first file too.
+    assert_eq!(fsx(&["file", "get", s(&vol), "a", "-"]).stdout, data);
+    assert!(ok(&["fsck", s(&vol)]).contains("clean"));
+}
+
+#[test]
+fn extent_verify_of_an_endless_file_stops_with_an_error() {
+    let out = fsx(&["extent", "verify", "/dev/zero"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("longer than the largest extent"), "{text}");
+    let out = fsx(&["extent", "inspect", "/dev/zero"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("longer than the largest extent"));
+}
+
+#[test]
+fn a_closed_pipe_ends_output_quietly() {
+    // More than a pipe's buffer of output, so the writer meets the closed
+    // pipe whatever the timing.
+    let missing = "/nonexistent/fsx-test-extent-file-with-a-long-name.ext1";
+    let args: Vec<&str> = std::iter::once("extent")
+        .chain(std::iter::once("verify"))
+        .chain(std::iter::repeat_n(missing, 3000))
+        .collect();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fsx"))
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains(missing), "{line}");
+    // The reader is gone (dropped above), like `| head -1`.
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_ne!(out.status.code(), Some(101), "{err}");
+}
+
+#[test]
+fn numeric_flags_out_of_range_are_refused_before_anything_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let vol = dir.path().join("vol");
+    ok(&["init", s(&vol)]);
+    let src = dir.path().join("src.bin");
+    std::fs::write(&src, b"x").unwrap();
+    for (flag, value, says) in [
+        ("--sync-pages", "0", "not in 1.."),
+        ("--page-size", "100", "not in 512..=65536"),
+        ("--page-size", "99999999999", "--page-size"),
+    ] {
+        let err = fails(&["file", "put", s(&src), s(&vol), "f", flag, value]);
+        assert!(
+            err.contains(says) && err.contains(flag),
+            "{flag} {value}: {err}"
+        );
+    }
+    let err = fails(&[
+        "sql",
+        s(&vol),
+        "a.db",
+        "--busy-timeout",
+        "99999999999",
+        "SELECT 1",
+    ]);
+    assert!(err.contains("--busy-timeout"), "{err}");
+    assert_eq!(ok(&["file", "ls", s(&vol)]), "");
+}
+
+#[test]
+fn an_empty_metadata_database_is_named_not_a_missing_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let vol = volume_with(dir.path(), "a", b"data");
+    std::fs::write(vol.join("meta.db"), b"").unwrap();
+    for side in ["meta.db-wal", "meta.db-shm"] {
+        let _ = std::fs::remove_file(vol.join(side));
+    }
+    for args in [
+        vec!["file", "ls", s(&vol)],
+        vec!["fsck", s(&vol)],
+        vec!["sql", s(&vol), "a.db", "SELECT 1"],
+    ] {
+        let err = fails(&args);
+        assert!(!err.contains("no such table"), "{args:?}: {err}");
+        assert!(
+            err.contains("is empty (0 bytes)") && err.contains(s(&vol.join("meta.db"))),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(std::fs::metadata(vol.join("meta.db")).unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn names_with_control_characters_are_refused_and_escaped_on_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let vol = volume_with(dir.path(), "plain", b"x");
+    let src = dir.path().join("src.bin");
+    for bad in ["two\nlines", "esc\u{1b}[31mred", "tab\there"] {
+        let err = fails(&["file", "put", s(&src), s(&vol), bad]);
+        assert!(err.contains("control characters"), "{err}");
+        let err = fails(&["file", "mv", s(&vol), "plain", bad]);
+        assert!(err.contains("control characters"), "{err}");
+    }
+    // A name an older fsx stored: written here through the metadata engine.
+    {
+        use fsx_meta::MetaEngine;
+        let meta = fsx_meta::sqlite::SqliteMeta::open(vol.join("meta.db"), false).unwrap();
+        meta.create_file(fsx_meta::MAIN_BRANCH, "evil\n\u{1b}[2Jname", 4096, 0)
+            .await
+            .unwrap();
+    }
+    let out = fsx(&["file", "ls", s(&vol)]);
+    assert!(out.status.success());
+    assert!(
+        !out.stdout.contains(&0x1b),
+        "no raw ESC in {:?}",
+        out.stdout
+    );
+    let ls = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(ls.lines().count(), 2, "{ls}");
+    assert!(ls.contains(r#""evil\n\u{1b}[2Jname""#), "{ls}");
+    // Such a file can still be read and removed by its real name.
+    ok(&["file", "rm", s(&vol), "evil\n\u{1b}[2Jname"]);
 }

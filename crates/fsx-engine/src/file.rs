@@ -719,8 +719,11 @@ impl File {
                     .await?;
                 let okey = ObjectKey::new(&key)?;
                 // After a successful pin GC cannot be deleting this key, so
-                // an existing object is the same content: skip the upload.
-                if !s.store.exists(&okey).await? {
+                // an existing object is the same content unless it was
+                // damaged: it is read and checked against its key, and a bad
+                // copy is replaced by this good one, so new references never
+                // point at bytes that cannot be read back.
+                if !s.store.exists(&okey).await? || !stored_intact(&s, &okey).await? {
                     s.store.put(&okey, Bytes::from(blob.clone())).await?;
                 }
                 s.cache.insert(&key, raw_for_cache(Bytes::from(blob))?);
@@ -738,6 +741,29 @@ impl File {
         );
         s.meta.commit_pack(&commit).await?;
         Ok(())
+    }
+}
+
+/// Whether the stored object `key` reads back and matches its content key
+/// (missing or damaged: `false`; other failures are errors).
+async fn stored_intact(s: &Shared, key: &ObjectKey) -> Result<bool> {
+    match s.store.get(key).await {
+        Ok(blob) => {
+            let intact = key.verify_content(&blob).is_ok();
+            if !intact {
+                tracing::warn!(key = %key, "a stored extent is damaged; rewriting it from the copy being packed");
+            }
+            Ok(intact)
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                fsx_store::ErrorKind::NotFound | fsx_store::ErrorKind::Corrupt
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
