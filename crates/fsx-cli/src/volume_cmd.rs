@@ -75,6 +75,14 @@ impl ViewArgs {
 #[derive(Subcommand)]
 pub enum FileCommand {
     /// Copy a local file (or stdin with `-`) into the volume.
+    ///
+    /// A new name appears only once all the data is durable: until then it
+    /// is written under `.fsx-partial/<writer>/NAME`, which a failed put
+    /// removes and the next put removes after a killed one. An existing
+    /// file is rewritten in place (exit 3 if that fails midway). If packing
+    /// the pages into extents fails, the data is still durable: the put
+    /// warns and exits 0, and `fsx gc` packs them later. New names may not
+    /// hold control characters.
     Put {
         /// Source file, or `-` for stdin.
         local: PathBuf,
@@ -93,6 +101,12 @@ pub enum FileCommand {
         view: ViewArgs,
     },
     /// Copy a file out of the volume to a local file (or stdout with `-`).
+    ///
+    /// The data is written to a temporary file next to LOCAL, flushed to
+    /// disk, and renamed over LOCAL only when complete, so a failed get
+    /// (a damaged extent, a full disk) leaves LOCAL as it was. LOCAL may
+    /// not lie inside the volume or on its metadata database or data
+    /// directory.
     Get {
         /// The volume directory.
         path: PathBuf,
@@ -103,7 +117,8 @@ pub enum FileCommand {
         #[command(flatten)]
         view: ViewArgs,
     },
-    /// List files: size, page size, name.
+    /// List files: size, page size, name (quoted with escapes when it
+    /// holds control characters).
     Ls {
         /// The volume directory.
         path: PathBuf,

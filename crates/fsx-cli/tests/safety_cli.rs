@@ -167,10 +167,10 @@ fn a_failed_get_leaves_the_existing_destination_untouched() {
     std::fs::write(&dest, b"the user's old contents").unwrap();
 
     let err = fails(&["file", "get", s(&vol), "f", s(&dest)]);
-    assert!(err.contains("damaged"), "{err}");
-    assert!(err.contains("left as it was"), "{err}");
     assert_eq!(std::fs::read(&dest).unwrap(), b"the user's old contents");
     assert_eq!(names_in(&out_dir), ["dest.bin"], "no temporary file left");
+    assert!(err.contains("damaged"), "{err}");
+    assert!(err.contains("left as it was"), "{err}");
 }
 
 #[test]
@@ -422,4 +422,26 @@ async fn names_with_control_characters_are_refused_and_escaped_on_output() {
     assert!(ls.contains(r#""evil\n\u{1b}[2Jname""#), "{ls}");
     // Such a file can still be read and removed by its real name.
     ok(&["file", "rm", s(&vol), "evil\n\u{1b}[2Jname"]);
+}
+
+#[test]
+fn a_put_over_an_existing_file_says_whether_it_changed_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = common::random(5 * 4096, 7);
+    let vol = volume_with(dir.path(), "f", &old);
+
+    // Failing before any new data is durable: exit 2, the file as it was.
+    let err = fails(&["file", "put", s(dir.path()), s(&vol), "f"]);
+    assert!(err.contains("left as it was"), "{err}");
+    assert_eq!(fsx(&["file", "get", s(&vol), "f", "-"]).stdout, old);
+
+    // Failing after some pages were synced: exit 3. The last, partial page
+    // must read the old page from an extent that is now damaged.
+    corrupt_extents(&vol);
+    let src = dir.path().join("new.bin");
+    std::fs::write(&src, common::random(3 * 4096 + 100, 8)).unwrap();
+    let out = fsx(&["file", "put", s(&src), s(&vol), "f", "--sync-pages", "1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("may hold part of the new data"), "{err}");
 }
