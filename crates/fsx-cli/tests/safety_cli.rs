@@ -39,7 +39,7 @@ fn kill_sql_holding_lease(vol: &Path, db: &str, view: &[&str]) {
 }
 
 #[test]
-fn a_killed_writers_lease_does_not_block_rm_mv_or_reset() {
+fn a_killed_writers_lease_does_not_block_rm_mv_reset_or_merge() {
     let dir = tempfile::tempdir().unwrap();
     let vol = dir.path().join("vol");
     ok(&["init", s(&vol)]);
@@ -71,6 +71,23 @@ fn a_killed_writers_lease_does_not_block_rm_mv_or_reset() {
     kill_sql_holding_lease(&vol, "app.db", &["--branch", "dev"]);
     ok(&["branch", "delete", s(&vol), "dev"]);
     assert!(!ok(&["branch", "list", s(&vol)]).contains("dev"));
+
+    // Merging into a branch (a fast-forward: main has not moved since
+    // feature began, but the dead shell still holds a lease on it).
+    kill_sql_holding_lease(&vol, "app.db", &[]);
+    ok(&["branch", "create", s(&vol), "feature"]);
+    ok(&[
+        "file",
+        "put",
+        s(&src),
+        s(&vol),
+        "new",
+        "--branch",
+        "feature",
+    ]);
+    let merged = ok(&["merge", s(&vol), "feature", "--into", "main"]);
+    assert!(merged.contains("fast-forward"), "{merged}");
+    assert!(ok(&["file", "ls", s(&vol)]).contains("new"));
 }
 
 #[test]
