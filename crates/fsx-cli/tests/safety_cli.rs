@@ -451,6 +451,9 @@ fn a_put_over_an_existing_file_says_whether_it_changed_it() {
     let err = fails(&["file", "put", s(dir.path()), s(&vol), "f"]);
     assert!(err.contains("left as it was"), "{err}");
     assert_eq!(fsx(&["file", "get", s(&vol), "f", "-"]).stdout, old);
+    // Nor does it hold the file: renaming it works at once.
+    ok(&["file", "mv", s(&vol), "f", "g"]);
+    ok(&["file", "mv", s(&vol), "g", "f"]);
 
     // Failing after some pages were synced: exit 3. The last, partial page
     // must read the old page from an extent that is now damaged.
@@ -461,4 +464,46 @@ fn a_put_over_an_existing_file_says_whether_it_changed_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("may hold part of the new data"), "{err}");
+}
+
+/// A small tmpfs, unmounted on drop; `None` where this process may not
+/// mount (not root), so the full-disk test runs where it can.
+struct SmallTmpfs(std::path::PathBuf);
+
+impl SmallTmpfs {
+    fn mount(at: &Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(at).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", s(at)])
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then(|| Self(at.to_path_buf()))
+    }
+}
+
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_get_onto_a_full_disk_leaves_the_destination_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::random(500_000, 9);
+    let vol = volume_with(dir.path(), "big", &data);
+    let Some(disk) = SmallTmpfs::mount(&dir.path().join("small"), "200k") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let dest = disk.0.join("dest.bin");
+    std::fs::write(&dest, b"old contents").unwrap();
+    let err = fails(&["file", "get", s(&vol), "big", s(&dest)]);
+    assert_eq!(std::fs::read(&dest).unwrap(), b"old contents");
+    assert_eq!(names_in(&disk.0), ["dest.bin"], "no temporary file left");
+    assert!(
+        err.contains("No space left") && err.contains("left as it was"),
+        "{err}"
+    );
 }
