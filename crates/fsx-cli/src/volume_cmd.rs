@@ -515,10 +515,9 @@ async fn put(
         name.to_string()
     } else {
         // The final name is checked now, not after the copy.
-        if name.chars().any(char::is_control) || name.contains('\0') {
+        if name.chars().any(char::is_control) {
             bail!(
-                "{:?} is not a valid new file name: control characters (newline, tab, ESC…) and NUL are not allowed",
-                name
+                "{name:?} is not a valid new file name: control characters (newline, tab, ESC…) are not allowed"
             );
         }
         format!("{PARTIAL_DIR}{}/{name}", SystemEnv::new().new_holder_id())
@@ -648,7 +647,8 @@ async fn get(v: &Volume, volume_dir: &Path, name: &str, local: &Path) -> anyhow:
         return Ok(());
     }
     check_destination(volume_dir, local)?;
-    let dest = fsx_volume::absolute(local)?;
+    // A symlink keeps pointing where it did: its target is replaced.
+    let dest = std::fs::canonicalize(local).or_else(|_| fsx_volume::absolute(local))?;
     let dir = dest
         .parent()
         .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);

@@ -199,6 +199,18 @@ fn a_successful_get_replaces_the_destination_whole() {
     std::fs::write(&dest, vec![1u8; 1_000_000]).unwrap();
     ok(&["file", "get", s(&vol), "f", s(&dest)]);
     assert_eq!(std::fs::read(&dest).unwrap(), data);
+    // Through a symlink: the link stays, its target gets the data.
+    let link = dir.path().join("link.bin");
+    std::os::unix::fs::symlink(&dest, &link).unwrap();
+    std::fs::write(&dest, b"old").unwrap();
+    ok(&["file", "get", s(&vol), "f", s(&link)]);
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read(&dest).unwrap(), data);
 }
 
 #[test]
