@@ -9,6 +9,24 @@
 //! File commands work on `main` unless `--branch NAME` or `--commit ID`
 //! ([`ViewArgs`]) says otherwise; a commit is read-only, and the engine's
 //! own error says so when a write is attempted on one.
+//!
+//! # What a failure leaves
+//!
+//! - `get` writes a temporary file beside the destination, fsyncs it and
+//!   renames it over the destination: a failed get leaves the destination
+//!   as it was. Destinations inside the volume or on its own metadata
+//!   database or data directory are refused (by canonical path).
+//! - `put` of a new name writes under `.fsx-partial/<holder>/NAME` and
+//!   renames to NAME once the data is durable, so NAME never shows partial
+//!   data; a failed put removes its partial file, and each put removes
+//!   those of writers known dead (killed puts). A put over an existing file
+//!   rewrites it in place and exits 3 if it fails after part of the new
+//!   data became durable, 2 if nothing changed.
+//! - Packing is not durability: a put whose data is durable but whose
+//!   packing failed exits 0 with a warning (the pages stay in the dirty
+//!   buffer, where reads find them).
+//! - Names with control characters are printed quoted with escapes
+//!   ([`shown`]), never raw; the engine refuses them for new files.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
