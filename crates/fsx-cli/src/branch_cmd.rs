@@ -21,7 +21,7 @@ use fsx_engine::branch::{AUTO_COMMIT_SETTING, AUTO_RETAIN_SETTING, DEFAULT_AUTO_
 use fsx_engine::{FileChange, MergeOutcome, MergeStrategy, Volume};
 use fsx_meta::{BranchInfo, CommitId, CommitInfo, LayerUsage, MAIN_BRANCH_NAME, View};
 
-use crate::volume_cmd::{open_volume, parse_duration, runtime};
+use crate::volume_cmd::{open_volume, parse_duration, runtime, shown};
 
 /// `fsx branch …`.
 #[derive(Subcommand)]
@@ -472,7 +472,7 @@ async fn history(cmd: HistoryCommand) -> anyhow::Result<ExitCode> {
             for c in &changes {
                 let name = match (&c.old_name, &c.new_name) {
                     (Some(a), Some(b)) if a != b => format!("{a} -> {b}"),
-                    (Some(n), _) | (None, Some(n)) => n.clone(),
+                    (Some(n), _) | (None, Some(n)) => shown(n).into_owned(),
                     (None, None) => format!("file #{}", c.id),
                 };
                 let mut line = format!("{:<8}  {name}  ", c.kind());
@@ -513,19 +513,19 @@ async fn history(cmd: HistoryCommand) -> anyhow::Result<ExitCode> {
                 } => {
                     println!("merged {source} into {into} as commit {}", commit.id);
                     for name in &taken {
-                        println!("  taken     {name} (changed on {source} only)");
+                        println!("  taken     {} (changed on {source} only)", shown(name));
                     }
                     let side = match strategy {
                         MergeStrategy::Theirs => format!("took {source}'s version"),
                         _ => format!("kept {into}'s version"),
                     };
                     for name in &resolved {
-                        println!("  conflict  {name}: {side}");
+                        println!("  conflict  {}: {side}", shown(name));
                     }
                 }
                 MergeOutcome::Conflicts(names) => {
                     for name in &names {
-                        println!("CONFLICT {name}");
+                        println!("CONFLICT {}", shown(name));
                     }
                     eprintln!(
                         "fsx: merge stopped: {} file(s) changed differently on {into} and {source}; \

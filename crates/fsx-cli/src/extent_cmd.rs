@@ -68,7 +68,9 @@ struct Report {
 }
 
 fn inspect(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let blob = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let blob = read_extent_file(file)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("cannot read {}", file.display()))?;
     // Without a sound header there is nothing to describe.
     let header = Header::parse(&blob)
         .with_context(|| format!("{} is not a readable extent", file.display()))?;
@@ -165,11 +167,35 @@ fn ranges(pages: &[u32]) -> String {
     out.join(", ")
 }
 
+/// Largest file the extent commands read: a header, the bitmap of the most
+/// pages, and [`fsx_format::MAX_DECOMPRESSED_LEN`] of page data — more than
+/// any extent fsx writes (16 MiB at most) or can decode. Reading stops past
+/// it, so `/dev/zero` or a huge stray file is an error, not an allocation
+/// until memory runs out.
+const MAX_EXTENT_FILE: u64 = fsx_format::HEADER_LEN as u64
+    + (fsx_format::MAX_DECOMPRESSED_LEN / fsx_format::MIN_PAGE_SIZE / 8) as u64
+    + fsx_format::MAX_DECOMPRESSED_LEN as u64;
+
+/// Reads `file` whole, refusing one longer than [`MAX_EXTENT_FILE`].
+fn read_extent_file(file: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(file).map_err(|e| format!("cannot read: {e}"))?;
+    let mut blob = Vec::new();
+    f.take(MAX_EXTENT_FILE + 1)
+        .read_to_end(&mut blob)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if blob.len() as u64 > MAX_EXTENT_FILE {
+        return Err(format!(
+            "longer than the largest extent ({MAX_EXTENT_FILE} bytes): not an extent file"
+        ));
+    }
+    Ok(blob)
+}
+
 fn verify(files: &[PathBuf], verbose: bool) -> ExitCode {
     let mut bad = 0usize;
     for file in files {
-        let outcome = std::fs::read(file)
-            .map_err(|e| format!("cannot read: {e}"))
+        let outcome = read_extent_file(file)
             .and_then(|blob| Extent::decode(&blob).map(|_| ()).map_err(|e| e.to_string()));
         match outcome {
             Ok(()) if verbose => println!("{}: ok", file.display()),

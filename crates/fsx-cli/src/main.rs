@@ -22,11 +22,35 @@ use clap::{Parser, Subcommand};
 /// fsx: page-native, deduplicating, branchable storage for databases on
 /// object storage.
 #[derive(Parser)]
-#[command(name = "fsx", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "fsx",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_help = EXIT_STATUS
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// What the exit status says, above all whether data is safe.
+const EXIT_STATUS: &str = "\
+Exit status:
+  0    success; the data is safe. A put whose pages could not be packed into
+       extents still exits 0 with a warning: they are durable in the metadata
+       and `fsx gc` packs them.
+  1    a finding, not an error: `fsck` found faults, `extent verify|inspect`
+       a bad extent, `store check` a failed check, `merge` stopped on
+       conflicts (nothing applied), `sql` a failed statement.
+  2    an error (bad arguments included): the command failed and changed
+       nothing. A failed `file get` leaves the destination as it was; a failed
+       `file put` of a new name stores nothing under it. Maintenance (gc,
+       tier commands) stops in a consistent state the next run finishes.
+  3    `file put` over an existing file failed after part of the new data
+       became durable: the file may hold part of it; put it again.
+Output to a closed pipe (`fsx … | head`) ends the command quietly, as SIGPIPE.";
 
 #[derive(Subcommand)]
 enum Command {
@@ -63,6 +87,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FSX_LOG")
@@ -90,6 +115,19 @@ fn main() -> ExitCode {
             eprintln!("fsx: error: {}", message(&err));
             ExitCode::from(2)
         }
+    }
+}
+
+/// Lets SIGPIPE end the process, as it ends `cat` or `ls`: `fsx … | head`
+/// then stops quietly when `head` has read enough. Rust ignores SIGPIPE by
+/// default, which turns the closed pipe into an error that `println!`
+/// answers with a panic (exit 101). Socket writes are unaffected: the
+/// standard library sends with `MSG_NOSIGNAL`.
+fn restore_sigpipe() {
+    // SAFETY: called first thing in `main`, before any thread exists;
+    // setting a signal's disposition to its default has no other effect.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -31,7 +31,8 @@ pub struct SqlArgs {
     /// SQL to run; without it, an interactive shell reads stdin.
     sql: Option<String>,
     /// How long to wait for a lock held by another connection or process.
-    #[arg(long, default_value = "5000", value_name = "MS")]
+    #[arg(long, default_value = "5000", value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(0..=i32::MAX as u64))]
     busy_timeout: u64,
     #[command(flatten)]
     view: crate::volume_cmd::ViewArgs,
@@ -74,6 +75,7 @@ fn open(path: &Path, db: &str, view: &crate::volume_cmd::ViewArgs) -> anyhow::Re
     // The VFS would refuse too, but SQLite reduces its reason to
     // "unable to open database file".
     fsx_volume::VolumeFile::read(&dir)?;
+    crate::volume_cmd::check_meta_not_empty(&dir)?;
     check_view(&dir, db, view)?;
     fsx_sqlite::register()?;
     let mut uri = format!(

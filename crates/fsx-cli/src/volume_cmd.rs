@@ -9,6 +9,24 @@
 //! File commands work on `main` unless `--branch NAME` or `--commit ID`
 //! ([`ViewArgs`]) says otherwise; a commit is read-only, and the engine's
 //! own error says so when a write is attempted on one.
+//!
+//! # What a failure leaves
+//!
+//! - `get` writes a temporary file beside the destination, fsyncs it and
+//!   renames it over the destination: a failed get leaves the destination
+//!   as it was. Destinations inside the volume or on its own metadata
+//!   database or data directory are refused (by canonical path).
+//! - `put` of a new name writes under `.fsx-partial/<holder>/NAME` and
+//!   renames to NAME once the data is durable, so NAME never shows partial
+//!   data; a failed put removes its partial file, and each put removes
+//!   those of writers known dead (killed puts). A put over an existing file
+//!   rewrites it in place and exits 3 if it fails after part of the new
+//!   data became durable, 2 if nothing changed.
+//! - Packing is not durability: a put whose data is durable but whose
+//!   packing failed exits 0 with a warning (the pages stay in the dirty
+//!   buffer, where reads find them).
+//! - Names with control characters are printed quoted with escapes
+//!   ([`shown`]), never raw; the engine refuses them for new files.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -18,7 +36,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use fsx_engine::{GcOptions, OpenOptions, Progress, SystemEnv, Volume, VolumeOptions};
+use fsx_engine::{Environment, GcOptions, OpenOptions, Progress, SystemEnv, Volume, VolumeOptions};
 use fsx_meta::CommitId;
 use fsx_volume::{VolumeFile, resolve};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -75,6 +93,14 @@ impl ViewArgs {
 #[derive(Subcommand)]
 pub enum FileCommand {
     /// Copy a local file (or stdin with `-`) into the volume.
+    ///
+    /// A new name appears only once all the data is durable: until then it
+    /// is written under `.fsx-partial/<writer>/NAME`, which a failed put
+    /// removes and the next put removes after a killed one. An existing
+    /// file is rewritten in place (exit 3 if that fails midway). If packing
+    /// the pages into extents fails, the data is still durable: the put
+    /// warns and exits 0, and `fsx gc` packs them later. New names may not
+    /// hold control characters.
     Put {
         /// Source file, or `-` for stdin.
         local: PathBuf,
@@ -83,16 +109,22 @@ pub enum FileCommand {
         /// Name in the volume.
         name: String,
         /// Page size for a new file (a power of two, 512 to 65536).
-        #[arg(long, default_value_t = 4096)]
+        #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(512..=65536))]
         page_size: u32,
-        /// Make the data durable every N pages, as a database would commit
-        /// (default: once, at the end).
-        #[arg(long, value_name = "N")]
+        /// Make the data durable every N pages (N >= 1), as a database
+        /// would commit (default: once, at the end).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
         sync_pages: Option<u64>,
         #[command(flatten)]
         view: ViewArgs,
     },
     /// Copy a file out of the volume to a local file (or stdout with `-`).
+    ///
+    /// The data is written to a temporary file next to LOCAL, flushed to
+    /// disk, and renamed over LOCAL only when complete, so a failed get
+    /// (a damaged extent, a full disk) leaves LOCAL as it was. LOCAL may
+    /// not lie inside the volume or on its metadata database or data
+    /// directory.
     Get {
         /// The volume directory.
         path: PathBuf,
@@ -103,7 +135,8 @@ pub enum FileCommand {
         #[command(flatten)]
         view: ViewArgs,
     },
-    /// List files: size, page size, name.
+    /// List files: size, page size, name (quoted with escapes when it
+    /// holds control characters).
     Ls {
         /// The volume directory.
         path: PathBuf,
@@ -275,7 +308,34 @@ pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
 
 /// Opens the volume in `path`.
 pub async fn open_volume(path: &Path) -> anyhow::Result<Volume> {
+    check_meta_not_empty(path)?;
     Ok(fsx_volume::open(path, Arc::new(SystemEnv::new()), VolumeOptions::default()).await?)
+}
+
+/// Refuses a volume whose SQLite metadata database is an empty file (a
+/// truncated copy, a failed restore): opening it would only report a
+/// missing table, and nothing must be recreated over a lost database.
+pub(crate) fn check_meta_not_empty(path: &Path) -> anyhow::Result<()> {
+    let Ok(dir) = fsx_volume::absolute(path) else {
+        return Ok(());
+    };
+    let Ok(file) = VolumeFile::read(&dir) else {
+        // Opening reports a missing or damaged volume file.
+        return Ok(());
+    };
+    let url = resolve(&dir, &file.meta);
+    let Some(db) = url.strip_prefix("sqlite://") else {
+        return Ok(());
+    };
+    let db = db.split('?').next().unwrap_or(db);
+    if std::fs::metadata(db).is_ok_and(|m| m.is_file() && m.len() == 0) {
+        bail!(
+            "the metadata database {db} of the volume in {} is empty (0 bytes): it holds no fsx metadata, \
+             so this is not a usable fsx volume; restore meta.db from a backup (fsx does not recreate it)",
+            dir.display()
+        );
+    }
+    Ok(())
 }
 
 fn bar(len: Option<u64>, what: &str) -> ProgressBar {
@@ -363,7 +423,7 @@ async fn file_command(v: &Volume, cmd: FileCommand) -> anyhow::Result<ExitCode> 
     match cmd {
         FileCommand::Ls { prefix, .. } => {
             for f in v.list(&prefix).await? {
-                println!("{:>14} {:>6} {}", f.size, f.page_size, f.name);
+                println!("{:>14} {:>6} {}", f.size, f.page_size, shown(&f.name));
             }
         }
         FileCommand::Put {
@@ -372,65 +432,10 @@ async fn file_command(v: &Volume, cmd: FileCommand) -> anyhow::Result<ExitCode> 
             page_size,
             sync_pages,
             ..
-        } => {
-            let mut input: Box<dyn Read> = if local.as_os_str() == "-" {
-                Box::new(std::io::stdin().lock())
-            } else {
-                Box::new(
-                    std::fs::File::open(&local)
-                        .with_context(|| format!("cannot read {}", local.display()))?,
-                )
-            };
-            let total = std::fs::metadata(&local)
-                .ok()
-                .filter(|m| m.is_file())
-                .map(|m| m.len());
-            let mut f = v.open_file(&name, OpenOptions::create(page_size)).await?;
-            let sync_every = sync_pages.map(|n| n.max(1) * u64::from(f.page_size()));
-            let pb = bar(total, "put");
-            let mut buf = vec![0u8; COPY_CHUNK];
-            let mut offset = 0u64;
-            let mut next_sync = sync_every.unwrap_or(u64::MAX);
-            loop {
-                let want = (next_sync - offset).min(COPY_CHUNK as u64) as usize;
-                let n = read_full(&mut input, &mut buf[..want]).context("read failed")?;
-                if n == 0 {
-                    break;
-                }
-                f.write_at(offset, &buf[..n]).await?;
-                offset += n as u64;
-                if offset == next_sync {
-                    f.sync().await?;
-                    next_sync += sync_every.unwrap_or(u64::MAX);
-                }
-                pb.inc(n as u64);
-            }
-            f.truncate(offset).await?;
-            f.close().await?;
-            pb.finish_and_clear();
-            println!("{name}: {offset} bytes");
-        }
-        FileCommand::Get { name, local, .. } => {
-            let f = v.open_file(&name, OpenOptions::read()).await?;
-            let mut out: Box<dyn Write> = if local.as_os_str() == "-" {
-                Box::new(std::io::stdout().lock())
-            } else {
-                Box::new(
-                    std::fs::File::create(&local)
-                        .with_context(|| format!("cannot create {}", local.display()))?,
-                )
-            };
-            let pb = bar(Some(f.size()), "get");
-            let mut offset = 0;
-            while offset < f.size() {
-                let chunk = f.read_at(offset, COPY_CHUNK).await?;
-                out.write_all(&chunk).context("write failed")?;
-                offset += chunk.len() as u64;
-                pb.inc(chunk.len() as u64);
-            }
-            out.flush()?;
-            pb.finish_and_clear();
-        }
+        } => return put(v, &local, &name, page_size, sync_pages).await,
+        FileCommand::Get {
+            path, name, local, ..
+        } => get(v, &path, &name, &local).await?,
         FileCommand::Rm { name, .. } => v.delete(&name).await?,
         FileCommand::Mv {
             from, to, force, ..
@@ -439,11 +444,328 @@ async fn file_command(v: &Volume, cmd: FileCommand) -> anyhow::Result<ExitCode> 
             let f = v.stat(&name).await?;
             println!(
                 "name:      {}\nsize:      {}\npage size: {}\nmodified:  {} ms",
-                f.name, f.size, f.page_size, f.modified_ms
+                shown(&f.name),
+                f.size,
+                f.page_size,
+                f.modified_ms
             );
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where a put of a new name writes before the name appears:
+/// `.fsx-partial/<holder>/<name>`, renamed to `<name>` once the data is
+/// durable. The holder (`host:pid:…`) says which process wrote it, so a
+/// later put can remove what a killed one left.
+const PARTIAL_DIR: &str = ".fsx-partial/";
+
+/// Exit code of a command that failed after part of its change became
+/// durable (a put over an existing file that failed midway).
+pub(crate) const EXIT_PARTIAL: u8 = 3;
+
+/// A name as printed: unchanged unless it holds control characters
+/// (newline, ESC…), which could forge lines or terminal escapes; then
+/// quoted with Rust string escapes (`"a\nb"`, `"\u{1b}[31m"`).
+pub(crate) fn shown(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.chars().any(char::is_control) {
+        std::borrow::Cow::Owned(format!("{name:?}"))
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
+/// Removes what killed puts left under [`PARTIAL_DIR`]: files whose
+/// writer's process is known to be gone. Best effort; a failure only
+/// leaves them for the next put.
+async fn remove_dead_partials(v: &Volume) {
+    let env = SystemEnv::new();
+    let Ok(files) = v.list(PARTIAL_DIR).await else {
+        return;
+    };
+    for f in files {
+        let holder = f.name[PARTIAL_DIR.len()..].split('/').next().unwrap_or("");
+        if env.holder_is_dead(holder) {
+            match v.delete(&f.name).await {
+                Ok(()) => tracing::info!(name = %f.name, "removed what a killed put left"),
+                Err(e) => {
+                    tracing::debug!(name = %f.name, error = %e, "cannot remove a killed put's file")
+                }
+            }
+        }
+    }
+}
+
+/// `fsx file put`: all or nothing for a new name. A new name is written
+/// under [`PARTIAL_DIR`] and renamed once the data is durable, so a failed
+/// or killed put never leaves a partial file under it (a failed one
+/// removes its partial file; the next put removes a killed one's). An
+/// existing file is rewritten in place: a failure after some of its pages
+/// became durable exits [`EXIT_PARTIAL`]. Packing is not part of
+/// durability: if it fails the data is safe in the dirty buffer, and the
+/// put warns and exits 0.
+async fn put(
+    v: &Volume,
+    local: &Path,
+    name: &str,
+    page_size: u32,
+    sync_pages: Option<u64>,
+) -> anyhow::Result<ExitCode> {
+    let mut input: Box<dyn Read> = if local.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(
+            std::fs::File::open(local)
+                .with_context(|| format!("cannot read {}", local.display()))?,
+        )
+    };
+    let total = std::fs::metadata(local)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    remove_dead_partials(v).await;
+    let exists = match v.stat(name).await {
+        Ok(_) => true,
+        Err(e) if e.kind() == fsx_engine::ErrorKind::NotFound => false,
+        Err(e) => return Err(e.into()),
+    };
+    let target = if exists {
+        name.to_string()
+    } else {
+        // The final name is checked now, not after the copy.
+        if name.chars().any(char::is_control) {
+            bail!(
+                "{name:?} is not a valid new file name: control characters (newline, tab, ESC…) are not allowed"
+            );
+        }
+        format!("{PARTIAL_DIR}{}/{name}", SystemEnv::new().new_holder_id())
+    };
+    let mut f = v.open_file(&target, OpenOptions::create(page_size)).await?;
+    let sync_every = sync_pages.map(|n| n * u64::from(f.page_size()));
+    let pb = bar(total, "put");
+    let mut synced = false;
+    let copied = copy_in(&mut f, &mut *input, sync_every, &pb, &mut synced).await;
+    pb.finish_and_clear();
+    let outcome = match copied {
+        Ok(size) => f
+            .close_durable()
+            .await
+            .map(|unpacked| (size, unpacked))
+            .map_err(anyhow::Error::from),
+        Err(e) => {
+            if let Err(e2) = f.abandon().await {
+                tracing::warn!(error = %e2, "cannot release the write lease after a failed put");
+            }
+            Err(e)
+        }
+    };
+    if !exists {
+        let outcome = match outcome {
+            Ok(done) => v
+                .rename(&target, name, false)
+                .await
+                .map(|()| done)
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        return match outcome {
+            Ok((size, unpacked)) => Ok(put_done(name, size, unpacked)),
+            Err(e) => {
+                if let Err(e2) = v.delete(&target).await {
+                    tracing::warn!(name = %target, error = %e2, "cannot remove a failed put's partial file; the next put removes it");
+                }
+                Err(e.context(format!(
+                    "put of {} failed; nothing was stored under that name",
+                    shown(name)
+                )))
+            }
+        };
+    }
+    match outcome {
+        Ok((size, unpacked)) => Ok(put_done(name, size, unpacked)),
+        // Nothing of the new data became durable: the file is unchanged.
+        Err(e) if !synced => Err(e.context(format!(
+            "put over {} failed; the file was left as it was",
+            shown(name)
+        ))),
+        Err(e) => {
+            eprintln!(
+                "fsx: error: {}",
+                crate::message(&e.context(format!(
+                    "put over the existing file {} failed midway; it may hold part of the new data",
+                    shown(name)
+                )))
+            );
+            Ok(ExitCode::from(EXIT_PARTIAL))
+        }
+    }
+}
+
+/// Copies `input` into `f` (syncing every `sync_every` bytes if given)
+/// and cuts the file to what was copied; returns its size. Sets `synced`
+/// once any of the new data has become durable (an explicit sync, or the
+/// writer's own when its buffer fills).
+async fn copy_in(
+    f: &mut fsx_engine::File,
+    input: &mut dyn Read,
+    sync_every: Option<u64>,
+    pb: &ProgressBar,
+    synced: &mut bool,
+) -> anyhow::Result<u64> {
+    let mut buf = vec![0u8; COPY_CHUNK];
+    let mut offset = 0u64;
+    let mut next_sync = sync_every.unwrap_or(u64::MAX);
+    loop {
+        let want = (next_sync - offset).min(COPY_CHUNK as u64) as usize;
+        let n = read_full(input, &mut buf[..want]).context("read failed")?;
+        if n == 0 {
+            break;
+        }
+        let before = f.unsynced_bytes();
+        f.write_at(offset, &buf[..n]).await?;
+        // Writes only grow the buffer; it shrinks (to empty) only when the
+        // writer synced on its own.
+        let after = f.unsynced_bytes();
+        *synced |= after < before || after == 0;
+        offset += n as u64;
+        if offset == next_sync {
+            f.sync().await?;
+            *synced = true;
+            next_sync = next_sync.saturating_add(sync_every.unwrap_or(u64::MAX));
+        }
+        pb.inc(n as u64);
+    }
+    f.truncate(offset).await?;
+    Ok(offset)
+}
+
+fn put_done(name: &str, size: u64, unpacked: Option<fsx_engine::Error>) -> ExitCode {
+    if let Some(e) = unpacked {
+        eprintln!(
+            "fsx: warning: {} is stored durably, but packing its pages into extents failed ({e}); \
+             they stay in the metadata's dirty buffer, where reads find them, until `fsx gc` packs them",
+            shown(name)
+        );
+    }
+    println!("{}: {size} bytes", shown(name));
+    ExitCode::SUCCESS
+}
+
+/// `fsx file get`: to stdout, or atomically to a file. The data goes to a
+/// temporary file next to the destination, is fsynced, and replaces the
+/// destination by rename only when complete, so a failed get (a corrupt
+/// extent, a full disk) leaves an existing destination as it was. A
+/// destination inside the volume, or on its metadata or data store, is
+/// refused: writing there would destroy the volume being read.
+async fn get(v: &Volume, volume_dir: &Path, name: &str, local: &Path) -> anyhow::Result<()> {
+    let f = v.open_file(name, OpenOptions::read()).await?;
+    if local.as_os_str() == "-" {
+        let mut out = std::io::stdout().lock();
+        copy_out(&f, &mut out).await?;
+        return Ok(());
+    }
+    check_destination(volume_dir, local)?;
+    // A symlink keeps pointing where it did: its target is replaced.
+    let dest = std::fs::canonicalize(local).or_else(|_| fsx_volume::absolute(local))?;
+    let dir = dest
+        .parent()
+        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+    let file_name = dest
+        .file_name()
+        .with_context(|| format!("{} names no file", local.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.fsx-get-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = async {
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        // An existing destination keeps its permissions.
+        if let Ok(m) = std::fs::metadata(&dest) {
+            let _ = out.set_permissions(m.permissions());
+        }
+        copy_out(&f, &mut out).await?;
+        out.sync_all()
+            .with_context(|| format!("cannot flush {}", tmp.display()))?;
+        std::fs::rename(&tmp, &dest)
+            .with_context(|| format!("cannot replace {}", dest.display()))?;
+        // The rename itself survives a crash once the directory is synced.
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("{} was left as it was", local.display()))
+}
+
+async fn copy_out(f: &fsx_engine::File, out: &mut dyn Write) -> anyhow::Result<()> {
+    let pb = bar(Some(f.size()), "get");
+    let mut offset = 0;
+    while offset < f.size() {
+        let chunk = f.read_at(offset, COPY_CHUNK).await?;
+        out.write_all(&chunk).context("write failed")?;
+        offset += chunk.len() as u64;
+        pb.inc(chunk.len() as u64);
+    }
+    out.flush().context("write failed")?;
+    pb.finish_and_clear();
+    Ok(())
+}
+
+/// Refuses a get destination inside the volume directory or on the
+/// volume's own metadata database or data directory (compared as
+/// canonical paths, so symlinks and `..` do not get around it).
+fn check_destination(volume_dir: &Path, local: &Path) -> anyhow::Result<()> {
+    let canon = |p: &Path| -> Option<PathBuf> {
+        if let Ok(c) = p.canonicalize() {
+            return Some(c);
+        }
+        // A destination that does not exist yet: its directory's canonical
+        // form plus its name.
+        let parent = fsx_volume::absolute(p)
+            .ok()?
+            .parent()?
+            .canonicalize()
+            .ok()?;
+        Some(parent.join(p.file_name()?))
+    };
+    let Some(dest) = canon(local) else {
+        return Ok(());
+    };
+    let dir = fsx_volume::absolute(volume_dir)?;
+    let mut protected = vec![dir.clone()];
+    if let Ok(file) = VolumeFile::read(&dir) {
+        if let Some(db) = resolve(&dir, &file.meta).strip_prefix("sqlite://") {
+            let db = db.split('?').next().unwrap_or(db);
+            for suffix in ["", "-wal", "-shm", "-journal"] {
+                protected.push(PathBuf::from(format!("{db}{suffix}")));
+            }
+        }
+        let store = resolve(&dir, &file.store);
+        let store = store.strip_prefix("file://").unwrap_or(&store);
+        if !store.contains("://") {
+            protected.push(PathBuf::from(store));
+        }
+    }
+    for p in protected {
+        let Some(p) = canon(&p) else { continue };
+        if dest == p || dest.starts_with(&p) {
+            bail!(
+                "refusing to write {} inside the volume's own files ({}): that would destroy the volume being read; choose a destination outside it",
+                local.display(),
+                p.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Fills `buf` unless the input ends first (pipes return short reads).

@@ -232,7 +232,12 @@ impl Volume {
     /// Deletes a branch and what only it referenced (freed by the next GC).
     pub async fn delete_branch(&self, name: &str) -> Result<()> {
         let s = &self.shared;
-        Ok(s.meta.delete_branch(name, s.env.now_ms()).await?)
+        let branch = s.meta.branch(name).await?.id;
+        // Dead writers' leases do not hold the branch (see `lease`).
+        self.retry_past_dead_leases(branch, None, || async {
+            Ok(s.meta.delete_branch(name, s.env.now_ms()).await?)
+        })
+        .await
     }
 
     /// Commits this handle's branch.
@@ -275,9 +280,12 @@ impl Volume {
     /// since; `Busy` while a writer has a file of the branch open.
     pub async fn reset(&self, to: CommitId) -> Result<()> {
         let s = &self.shared;
-        Ok(s.meta
-            .reset_branch(self.branch_id()?, to, s.env.now_ms())
-            .await?)
+        let branch = self.branch_id()?;
+        // Dead writers' leases do not hold the branch (see `lease`).
+        self.retry_past_dead_leases(branch, None, || async {
+            Ok(s.meta.reset_branch(branch, to, s.env.now_ms()).await?)
+        })
+        .await
     }
 
     /// Packs the dirty pages that commits froze into extents, one commit
@@ -449,6 +457,14 @@ impl Volume {
 
     /// Merges `source` into this handle's branch (see the module docs).
     pub async fn merge(&self, source: View, strategy: MergeStrategy) -> Result<MergeOutcome> {
+        // Dead writers' leases do not hold the target (see `lease`); a
+        // merge refused as busy applied nothing, so it can run again.
+        let target = self.branch_id()?;
+        self.retry_past_dead_leases(target, None, || self.merge_once(source, strategy))
+            .await
+    }
+
+    async fn merge_once(&self, source: View, strategy: MergeStrategy) -> Result<MergeOutcome> {
         let s = &self.shared;
         let target = self.branch_id()?;
         let now = s.env.now_ms();

@@ -431,7 +431,13 @@ impl File {
                 data.len()
             )));
         }
-        self.write_at(page_no * self.ps(), data).await
+        let offset = page_no.checked_mul(self.ps()).ok_or_else(|| {
+            Error::invalid(format!(
+                "page {page_no} of {:?} lies past the largest possible file offset",
+                self.meta.name
+            ))
+        })?;
+        self.write_at(offset, data).await
     }
 
     fn buffer_page(&mut self, page_no: u64, data: Option<Bytes>) {
@@ -587,6 +593,39 @@ impl File {
         Ok(())
     }
 
+    /// Like [`File::close`], but once the data is durable a failure to pack
+    /// does not fail the close: the lease is released anyway and the
+    /// packing error returned as `Ok(Some(error))`; the pages stay in the
+    /// durable dirty buffer, where reads find them and `fsx gc` packs them.
+    /// `Err` means the last writes may not be durable.
+    pub async fn close_durable(mut self) -> Result<Option<Error>> {
+        if self.writer.is_none() {
+            return Ok(None);
+        }
+        self.commit().await?;
+        let unpacked = self.pack(false).await.err();
+        self.abandon_lease().await?;
+        Ok(unpacked)
+    }
+
+    /// Releases the write lease without syncing: writes since the last
+    /// sync are dropped. For a writer giving up after a failure, so the
+    /// file is not held until the lease expires.
+    pub async fn abandon(mut self) -> Result<()> {
+        self.abandon_lease().await
+    }
+
+    async fn abandon_lease(&mut self) -> Result<()> {
+        let Some(w) = self.writer.take() else {
+            return Ok(());
+        };
+        self.shared
+            .meta
+            .release_lease(self.branch()?, self.meta.id, &w.holder)
+            .await?;
+        Ok(())
+    }
+
     /// Packs dirty extents: only those that dirty pages fill if `full_only`.
     async fn pack(&mut self, full_only: bool) -> Result<()> {
         let summary = if full_only {
@@ -680,8 +719,11 @@ impl File {
                     .await?;
                 let okey = ObjectKey::new(&key)?;
                 // After a successful pin GC cannot be deleting this key, so
-                // an existing object is the same content: skip the upload.
-                if !s.store.exists(&okey).await? {
+                // an existing object is the same content unless it was
+                // damaged: it is read and checked against its key, and a bad
+                // copy is replaced by this good one, so new references never
+                // point at bytes that cannot be read back.
+                if !s.store.exists(&okey).await? || !stored_intact(&s, &okey).await? {
                     s.store.put(&okey, Bytes::from(blob.clone())).await?;
                 }
                 s.cache.insert(&key, raw_for_cache(Bytes::from(blob))?);
@@ -699,6 +741,29 @@ impl File {
         );
         s.meta.commit_pack(&commit).await?;
         Ok(())
+    }
+}
+
+/// Whether the stored object `key` reads back and matches its content key
+/// (missing or damaged: `false`; other failures are errors).
+async fn stored_intact(s: &Shared, key: &ObjectKey) -> Result<bool> {
+    match s.store.get(key).await {
+        Ok(blob) => {
+            let intact = key.verify_content(&blob).is_ok();
+            if !intact {
+                tracing::warn!(key = %key, "a stored extent is damaged; rewriting it from the copy being packed");
+            }
+            Ok(intact)
+        }
+        Err(e)
+            if matches!(
+                e.kind(),
+                fsx_store::ErrorKind::NotFound | fsx_store::ErrorKind::Corrupt
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -30,6 +30,7 @@ pub mod env;
 pub mod error;
 pub mod file;
 pub mod gc;
+mod lease;
 pub mod progress;
 pub mod tier;
 pub mod volume;

@@ -364,6 +364,7 @@ impl Volume {
             Err(e) if e.kind() == fsx_meta::MetaErrorKind::NotFound => {
                 match options.create_page_size {
                     Some(ps) => {
+                        check_new_name(name)?;
                         if !fsx_format::valid_page_size(ps) {
                             return Err(Error::invalid(format!(
                                 "page size {ps} is not supported: use a power of two from 512 to 65536"
@@ -447,30 +448,35 @@ impl Volume {
     /// Deletes a file; `Busy` while another writer has it open.
     pub async fn delete(&self, name: &str) -> Result<()> {
         let s = &self.shared;
-        Ok(s.meta
-            .delete_file(
-                self.branch_id()?,
-                name,
-                &s.env.new_holder_id(),
-                s.env.now_ms(),
-            )
-            .await?)
+        let branch = self.branch_id()?;
+        // A dead writer's lease does not hold the file (see `lease`).
+        self.retry_past_dead_leases(branch, Some(&[name]), || async {
+            Ok(s.meta
+                .delete_file(branch, name, &s.env.new_holder_id(), s.env.now_ms())
+                .await?)
+        })
+        .await
     }
 
     /// Renames a file, replacing `to` if `replace`.
     pub async fn rename(&self, from: &str, to: &str, replace: bool) -> Result<()> {
-        check_name(to)?;
+        check_new_name(to)?;
         let s = &self.shared;
-        Ok(s.meta
-            .rename_file(
-                self.branch_id()?,
-                from,
-                to,
-                replace,
-                &s.env.new_holder_id(),
-                s.env.now_ms(),
-            )
-            .await?)
+        let branch = self.branch_id()?;
+        // A dead writer's lease does not hold either file (see `lease`).
+        self.retry_past_dead_leases(branch, Some(&[from, to]), || async {
+            Ok(s.meta
+                .rename_file(
+                    branch,
+                    from,
+                    to,
+                    replace,
+                    &s.env.new_holder_id(),
+                    s.env.now_ms(),
+                )
+                .await?)
+        })
+        .await
     }
 
     /// Adds the data store operations made since the last flush to the
@@ -567,6 +573,19 @@ pub(crate) fn read_only(c: fsx_meta::CommitId) -> Error {
     Error::invalid(format!(
         "commit {c} is read-only: create a branch from it (`fsx branch create PATH NAME --from {c}`) to write"
     ))
+}
+
+/// A name a file may be created or renamed to: a valid name without
+/// control characters (newline, ESC…), which would let a name forge lines
+/// or terminal escapes in listings. Existing names are still opened.
+fn check_new_name(name: &str) -> Result<()> {
+    check_name(name)?;
+    if name.chars().any(char::is_control) {
+        return Err(Error::invalid(format!(
+            "{name:?} is not a valid new file name: control characters (newline, tab, ESC…) are not allowed"
+        )));
+    }
+    Ok(())
 }
 
 fn check_name(name: &str) -> Result<()> {
