@@ -267,8 +267,14 @@ pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         volume.config().volume_id,
         dir.display()
     );
-    println!("  metadata:    {}", resolve(&dir, &file.meta));
-    println!("  data store:  {}", resolve(&dir, &file.store));
+    println!(
+        "  metadata:    {}",
+        fsx_store::redact(&resolve(&dir, &file.meta))
+    );
+    println!(
+        "  data store:  {}",
+        fsx_store::redact(&resolve(&dir, &file.store))
+    );
     println!("  extent size: {} KiB", extent_size / 1024);
     Ok(ExitCode::SUCCESS)
 }
@@ -528,7 +534,7 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
             } else {
                 println!("volume:      {}", v.config().volume_id);
                 println!("extent size: {} KiB", v.config().extent_size / 1024);
-                println!("data store:  {}", v.config().store_url);
+                println!("data store:  {}", fsx_store::redact(&v.config().store_url));
                 println!("files:       {} ({} bytes)", stats.files.len(), file_bytes);
                 println!(
                     "extents:     {} ({} bytes); {} referenced ({} bytes)",

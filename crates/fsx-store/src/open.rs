@@ -50,12 +50,14 @@ pub fn open_backend(url: &str) -> Result<Arc<dyn ExtentBackend>> {
             let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
             if !query.is_empty() {
                 return Err(StoreError::invalid(format!(
-                    "file URLs take no parameters: {url:?}"
+                    "file URLs take no parameters: {:?}",
+                    crate::url::redact(url)
                 )));
             }
             if !path.starts_with('/') {
                 return Err(StoreError::invalid(format!(
-                    "file URL {url:?} must be absolute (file:///abs/dir); use a plain path for relative directories"
+                    "file URL {:?} must be absolute (file:///abs/dir); use a plain path for relative directories",
+                    crate::url::redact(url)
                 )));
             }
             open_path(path)
@@ -64,7 +66,8 @@ pub fn open_backend(url: &str) -> Result<Arc<dyn ExtentBackend>> {
         "s3" => open_s3(url),
         "redis" | "rediss" => open_redis(url),
         other => Err(StoreError::invalid(format!(
-            "unknown store scheme {other:?} in {url:?}; supported: memory://, lru://, file://, diskcache://, s3://, redis://"
+            "unknown store scheme {other:?} in {:?}; supported: memory://, lru://, file://, diskcache://, s3://, redis://",
+            crate::url::redact(url)
         ))),
     }
 }
@@ -84,7 +87,8 @@ fn open_disk_cache(url: &str, rest: &str) -> Result<Arc<dyn ExtentBackend>> {
     let (path, _) = rest.split_once('?').unwrap_or((rest, ""));
     if !path.starts_with('/') {
         return Err(StoreError::invalid(format!(
-            "diskcache URL {url:?} must be absolute (diskcache:///abs/dir?capacity=N)"
+            "diskcache URL {:?} must be absolute (diskcache:///abs/dir?capacity=N)",
+            crate::url::redact(url)
         )));
     }
     let params = query_params(rest, &["capacity"])?;
@@ -121,7 +125,10 @@ fn open_redis(url: &str) -> Result<Arc<dyn ExtentBackend>> {
 fn disabled(feature: &str, url: &str) -> StoreError {
     StoreError::unsupported(
         "open",
-        format!("{url:?} needs fsx-store's `{feature}` feature, not built in"),
+        format!(
+            "{:?} needs fsx-store's `{feature}` feature, not built in",
+            crate::url::redact(url)
+        ),
     )
 }
 
@@ -148,7 +155,8 @@ fn required_capacity(params: &[(String, String)], url: &str) -> Result<u64> {
     match params.iter().find(|(n, _)| n == "capacity") {
         Some((_, v)) => parse_u64("capacity", v),
         None => Err(StoreError::invalid(format!(
-            "{url:?} needs ?capacity=BYTES"
+            "{:?} needs ?capacity=BYTES",
+            crate::url::redact(url)
         ))),
     }
 }

@@ -86,15 +86,33 @@ impl S3Backend {
     }
 
     fn build(url: &str, credentials: Option<(String, String)>) -> Result<Self> {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| StoreError::invalid(format!("bad S3 URL {url:?}: {e}")).with_source(e))?;
+        let parsed = url::Url::parse(url).map_err(|e| {
+            StoreError::invalid(format!("bad S3 URL {:?}: {e}", crate::url::redact(url)))
+                .with_source(e)
+        })?;
         if parsed.scheme() != "s3" {
-            return Err(StoreError::invalid(format!("not an s3:// URL: {url:?}")));
+            return Err(StoreError::invalid(format!(
+                "not an s3:// URL: {:?}",
+                crate::url::redact(url)
+            )));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            // `s3://KEY:SECRET@bucket` would end up in fsx-volume.json and
+            // in messages; credentials come from the environment instead.
+            return Err(StoreError::invalid(format!(
+                "S3 URL {:?} holds credentials: remove them from the URL and set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                crate::url::redact(url)
+            )));
         }
         let bucket = parsed
             .host_str()
             .filter(|b| !b.is_empty())
-            .ok_or_else(|| StoreError::invalid(format!("S3 URL {url:?} names no bucket")))?
+            .ok_or_else(|| {
+                StoreError::invalid(format!(
+                    "S3 URL {:?} names no bucket",
+                    crate::url::redact(url)
+                ))
+            })?
             .to_owned();
         let root = parsed.path().trim_matches('/').to_owned();
         if !root.is_empty() {
@@ -167,7 +185,11 @@ impl S3Backend {
             }
         }
         let store = builder.build().map_err(|e| {
-            StoreError::invalid(format!("S3 configuration for {url:?}: {e}")).with_source(e)
+            StoreError::invalid(format!(
+                "S3 configuration for {:?}: {e}",
+                crate::url::redact(url)
+            ))
+            .with_source(e)
         })?;
         Ok(Self {
             store: Arc::new(store),

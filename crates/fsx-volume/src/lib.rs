@@ -16,6 +16,13 @@
 //! Invariants: the volume file is written only after the volume was created
 //! in its metadata and store, so a directory holding it is always a usable
 //! volume; a refused creation removes a directory it created.
+//!
+//! Secrets: every URL in a message goes through [`fsx_store::redact`]. A
+//! password need not be in the file at all: PostgreSQL takes it from
+//! `?password_file=PATH` or `PGPASSWORD`, Redis from `?password_file=PATH`
+//! or `REDIS_PASSWORD`, S3 from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`
+//! (see [`fsx_store::url`]). The volume file is created with mode 0600
+//! in case it holds one anyway.
 
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -28,6 +35,10 @@ use serde::{Deserialize, Serialize};
 
 /// The file in a volume directory that names its engines.
 pub const VOLUME_FILE: &str = "fsx-volume.json";
+
+/// Environment variable holding the PostgreSQL password when the metadata
+/// URL has none (libpq's name).
+pub const PG_PASSWORD_ENV: &str = "PGPASSWORD";
 
 /// Extent size of volumes created with the defaults (2 MiB).
 pub const DEFAULT_EXTENT_SIZE: u32 = 2 << 20;
@@ -60,10 +71,13 @@ pub enum VolumeError {
     /// A URL names an engine or store that cannot be used.
     #[error("{0}")]
     InvalidUrl(String),
+    /// A URL's credentials could not be read (its `password_file`).
+    #[error(transparent)]
+    Credentials(#[from] fsx_store::url::UrlError),
     /// The metadata engine failed.
     #[error("cannot open the metadata engine {url:?}")]
     Meta {
-        /// The engine's URL.
+        /// The engine's URL, redacted (see [`fsx_store::SafeUrl`]).
         url: String,
         /// Its error.
         source: fsx_meta::MetaError,
@@ -71,7 +85,7 @@ pub enum VolumeError {
     /// The data store failed to open.
     #[error("cannot open the data store {url:?}")]
     Store {
-        /// The store's URL.
+        /// The store's URL, redacted (see [`fsx_store::SafeUrl`]).
         url: String,
         /// Its error.
         source: fsx_store::StoreError,
@@ -191,9 +205,12 @@ pub fn absolute(path: &Path) -> Result<PathBuf> {
 
 /// Opens the metadata engine a URL names (`sqlite://…`, `postgres://…`).
 /// PostgreSQL needs a tokio runtime.
+///
+/// A PostgreSQL password may come from the URL, its `password_file=`
+/// parameter or `PGPASSWORD` (see [`fsx_store::url`]); no message shows it.
 pub async fn open_meta(url: &str, create: bool) -> Result<Arc<dyn MetaEngine>> {
     let meta_err = |source| VolumeError::Meta {
-        url: url.to_string(),
+        url: fsx_store::redact(url),
         source,
     };
     if url.starts_with("sqlite://") {
@@ -201,14 +218,18 @@ pub async fn open_meta(url: &str, create: bool) -> Result<Arc<dyn MetaEngine>> {
             fsx_meta::sqlite::SqliteMeta::open_url(url, create).map_err(meta_err)?,
         ))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let completed = fsx_store::SafeUrl::new(url)
+            .with_password_from(PG_PASSWORD_ENV, &|name| std::env::var(name).ok())?;
         Ok(Arc::new(
-            fsx_meta::postgres::PgMeta::connect(url)
+            fsx_meta::postgres::PgMeta::connect(completed.expose())
                 .await
                 .map_err(meta_err)?,
         ))
     } else {
         Err(VolumeError::InvalidUrl(format!(
-            "unsupported metadata URL {url:?}: use sqlite:///path/to/meta.db or postgres://user:password@host:port/db"
+            "unsupported metadata URL {:?}: use sqlite:///path/to/meta.db or postgres://user@host:port/db \
+             (password in PGPASSWORD or ?password_file=PATH)",
+            fsx_store::redact(url)
         )))
     }
 }
@@ -217,11 +238,12 @@ pub async fn open_meta(url: &str, create: bool) -> Result<Arc<dyn MetaEngine>> {
 pub fn open_store(url: &str) -> Result<Arc<dyn fsx_store::ExtentBackend>> {
     if url.starts_with("memory://") || url.starts_with("lru://") {
         return Err(VolumeError::InvalidUrl(format!(
-            "{url:?} keeps data only in memory; a volume needs a durable store (a directory, s3://, redis://)"
+            "{:?} keeps data only in memory; a volume needs a durable store (a directory, s3://, redis://)",
+            fsx_store::redact(url)
         )));
     }
     fsx_store::open_backend(url).map_err(|source| VolumeError::Store {
-        url: url.to_string(),
+        url: fsx_store::redact(url),
         source,
     })
 }
@@ -311,7 +333,8 @@ async fn create_in(
     let config = VolumeConfig::new(
         new_volume_id(),
         extent_size,
-        file.store.clone(),
+        // Informational only (`fsx info`); never a secret.
+        fsx_store::redact(&file.store),
         env.now_ms(),
     );
     let engine_err = |source| VolumeError::Engine {
@@ -328,12 +351,30 @@ async fn create_in(
         path: vf.display().to_string(),
         source,
     })?;
-    std::fs::write(&vf, text).map_err(|source| VolumeError::Io {
+    write_private(&vf, &text).map_err(|source| VolumeError::Io {
         what: "cannot write",
         path: vf.display().to_string(),
         source,
     })?;
     Ok(volume)
+}
+
+/// Writes a new file readable by its owner only: it may hold credentials
+/// (a password in a URL). The mode is set at creation, so the file is
+/// never readable by others, not even briefly; `create_new` refuses to
+/// replace a file another process created meanwhile.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 #[cfg(test)]
