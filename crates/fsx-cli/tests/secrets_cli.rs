@@ -84,11 +84,26 @@ fn dead_servers_and_bad_urls_never_show_the_password() {
             "s3://bk/p?endpoint=http://127.0.0.1:1&secret_access_key=Hunter2Secret",
         ],
         // URLs that do not parse or name no known engine.
-        vec!["init", v, "--meta", "postgres://alice:Hunter2Secret@[::1/db"],
+        vec![
+            "init",
+            v,
+            "--meta",
+            "postgres://alice:Hunter2Secret@[::1/db",
+        ],
         vec!["init", v, "--meta", "mysql://alice:Hunter2Secret@h/db"],
         vec!["init", v, "--store", "ftp://alice:Hunter2Secret@h/x"],
-        vec!["init", v, "--store", "redis://:Hunter2Secret@127.0.0.1:1/0?max_value=x"],
-        vec!["init", v, "--cache", "lru://alice:Hunter2Secret@h?capacity=x"],
+        vec![
+            "init",
+            v,
+            "--store",
+            "redis://:Hunter2Secret@127.0.0.1:1/0?max_value=x",
+        ],
+        vec![
+            "init",
+            v,
+            "--cache",
+            "lru://alice:Hunter2Secret@h?capacity=x",
+        ],
     ] {
         fails_hidden(SECRET, &args, &s3_env);
     }
@@ -157,7 +172,10 @@ fn a_volume_on_postgres_never_shows_its_password() {
     let no_env: [(&str, &str); 0] = [];
     let (code, text) = hidden(password, &["init", v, "--meta", &url], &no_env);
     assert_eq!(code, Some(0), "{text}");
-    assert!(text.contains(":***@"), "init shows the URL redacted: {text}");
+    assert!(
+        text.contains(":***@"),
+        "init shows the URL redacted: {text}"
+    );
     let vf = vol.join("fsx-volume.json");
     assert_eq!(mode(&vf), 0o600, "the volume file holds a password");
 

@@ -46,5 +46,5 @@ pub use backend::{
 };
 pub use error::{ErrorKind, Result, StoreError};
 pub use key::ObjectKey;
-pub use open::open_backend;
+pub use open::{open_backend, open_existing_backend};
 pub use url::{SafeUrl, redact};

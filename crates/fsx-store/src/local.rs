@@ -76,6 +76,20 @@ impl LocalBackend {
         })
     }
 
+    /// Open a store that must already exist at `root`, creating nothing.
+    ///
+    /// A missing root or `objects/` directory is [`ErrorKind::NotFound`]
+    /// naming the path: the store's disk may be unmounted (the empty mount
+    /// point left behind) or the directory moved, and recreating it would
+    /// send new data to the wrong disk while the old data is unreachable.
+    pub fn open_existing(root: impl Into<PathBuf>) -> Result<Self> {
+        let layout = Layout::open_existing(root.into())?;
+        Ok(Self {
+            layout: Arc::new(layout),
+            capabilities: Capabilities::new(DEFAULT_MAX_OBJECT_SIZE),
+        })
+    }
+
     /// The store's root directory.
     pub fn root(&self) -> &Path {
         &self.layout.root
@@ -143,6 +157,19 @@ impl ExtentBackend for LocalBackend {
         Box::pin(async move {
             self.capabilities.check_put_size(&key, value.len())?;
             blocking(move || layout.write_atomically(&key, &value)).await
+        })
+    }
+
+    fn put_if_absent<'a>(
+        &'a self,
+        key: &'a ObjectKey,
+        value: Bytes,
+    ) -> BoxFuture<'a, Result<bool>> {
+        let layout = self.layout.clone();
+        let key = key.clone();
+        Box::pin(async move {
+            self.capabilities.check_put_size(&key, value.len())?;
+            blocking(move || layout.create_atomically(&key, &value)).await
         })
     }
 
@@ -233,6 +260,31 @@ impl Layout {
         })
     }
 
+    /// The layout of a store created earlier; see
+    /// [`LocalBackend::open_existing`].
+    pub(crate) fn open_existing(root: PathBuf) -> Result<Self> {
+        let objects = root.join(OBJECTS_DIR);
+        if !objects.is_dir() {
+            let what = if root.is_dir() {
+                format!(
+                    "{} holds no fsx data store (no {OBJECTS_DIR}/ directory)",
+                    root.display()
+                )
+            } else {
+                format!("the data store directory {} does not exist", root.display())
+            };
+            return Err(StoreError::not_found(format!(
+                "{what}: is its disk unmounted or the directory moved? Mount or restore it \
+                 (fsx never recreates a store; only `fsx init` creates one)"
+            )));
+        }
+        Ok(Self {
+            root,
+            objects,
+            temp_counter: AtomicU64::new(0),
+        })
+    }
+
     pub(crate) fn root(&self) -> &Path {
         &self.root
     }
@@ -284,6 +336,43 @@ impl Layout {
         result.map_err(|e| {
             let _ = fs::remove_file(&temp);
             io_error("put", &path, e)
+        })
+    }
+
+    /// Like [`Layout::write_atomically`], but only if the object is absent:
+    /// the complete, fsynced temp file is *linked* to the final name, and
+    /// `link(2)` fails on an existing name as `O_EXCL` does, so of several
+    /// racing creators exactly one wins and no reader sees a partial file.
+    /// `Ok(false)`: the object existed and is unchanged.
+    pub(crate) fn create_atomically(&self, key: &ObjectKey, value: &[u8]) -> Result<bool> {
+        let path = self.path_for(key);
+        let dir = path.parent().unwrap_or(&self.objects).to_path_buf();
+        self.ensure_dir(&dir)?;
+        let temp = dir.join(format!(
+            "{TEMP_PREFIX}{}-{}",
+            std::process::id(),
+            self.temp_counter.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)?;
+            file.write_all(value)?;
+            file.sync_all()?;
+            drop(file);
+            let created = match fs::hard_link(&temp, &path) {
+                Ok(()) => true,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+                Err(e) => return Err(e),
+            };
+            fs::remove_file(&temp)?;
+            sync_dir(&dir)?;
+            Ok(created)
+        })();
+        result.map_err(|e| {
+            let _ = fs::remove_file(&temp);
+            io_error("put_if_absent", &path, e)
         })
     }
 

@@ -23,13 +23,27 @@ use crate::cache::LruCache;
 use crate::error::{Result, StoreError};
 use crate::memory::MemoryBackend;
 
-/// Open the backend a URL names (see the module docs).
+/// Open the backend a URL names (see the module docs), creating a local
+/// directory store if it is missing.
 pub fn open_backend(url: &str) -> Result<Arc<dyn ExtentBackend>> {
+    open_url(url, false)
+}
+
+/// Open the backend a URL names, which must exist already: a local
+/// directory store that is missing (an unmounted disk, a moved directory)
+/// is [`ErrorKind::NotFound`](crate::ErrorKind) instead of being recreated.
+/// Other schemes open as with [`open_backend`]; whether their bucket or
+/// database holds the store shows at the first request.
+pub fn open_existing_backend(url: &str) -> Result<Arc<dyn ExtentBackend>> {
+    open_url(url, true)
+}
+
+fn open_url(url: &str, existing: bool) -> Result<Arc<dyn ExtentBackend>> {
     if url.is_empty() {
         return Err(StoreError::invalid("empty store URL"));
     }
     let Some((scheme, rest)) = url.split_once("://") else {
-        return open_path(url);
+        return open_path(url, existing);
     };
     match scheme {
         "memory" => {
@@ -60,7 +74,7 @@ pub fn open_backend(url: &str) -> Result<Arc<dyn ExtentBackend>> {
                     crate::url::redact(url)
                 )));
             }
-            open_path(path)
+            open_path(path, existing)
         }
         "diskcache" => open_disk_cache(url, rest),
         "s3" => open_s3(url),
@@ -73,12 +87,16 @@ pub fn open_backend(url: &str) -> Result<Arc<dyn ExtentBackend>> {
 }
 
 #[cfg(feature = "local")]
-fn open_path(path: &str) -> Result<Arc<dyn ExtentBackend>> {
-    Ok(Arc::new(crate::local::LocalBackend::open(path)?))
+fn open_path(path: &str, existing: bool) -> Result<Arc<dyn ExtentBackend>> {
+    Ok(Arc::new(if existing {
+        crate::local::LocalBackend::open_existing(path)?
+    } else {
+        crate::local::LocalBackend::open(path)?
+    }))
 }
 
 #[cfg(not(feature = "local"))]
-fn open_path(path: &str) -> Result<Arc<dyn ExtentBackend>> {
+fn open_path(path: &str, _existing: bool) -> Result<Arc<dyn ExtentBackend>> {
     Err(disabled("local", path))
 }
 

@@ -453,6 +453,27 @@ impl ExtentBackend for RedisKvBackend {
         Box::pin(self.put_value(key, value))
     }
 
+    fn put_if_absent<'a>(
+        &'a self,
+        key: &'a ObjectKey,
+        value: Bytes,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            self.capabilities.check_put_size(key, value.len())?;
+            let mut conn = self.connection().await?;
+            // `SET … NX` is atomic in Redis; a first write of a key needs no
+            // write-rate token.
+            let set: Option<String> = redis::cmd("SET")
+                .arg(self.object_key(key))
+                .arg(value.as_ref())
+                .arg("NX")
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.map_err("put_if_absent", key.as_str(), e))?;
+            Ok(set.is_some())
+        })
+    }
+
     fn delete<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let mut conn = self.connection().await?;

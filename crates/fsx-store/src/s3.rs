@@ -411,6 +411,29 @@ impl ExtentBackend for S3Backend {
         })
     }
 
+    fn put_if_absent<'a>(
+        &'a self,
+        key: &'a ObjectKey,
+        value: Bytes,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            self.capabilities.check_put_size(key, value.len())?;
+            let path = self.path(key)?;
+            // `PutMode::Create` sends `If-None-Match: *`: the server refuses
+            // (412) when the key exists, atomically with other writers.
+            let opts = object_store::PutOptions::from(object_store::PutMode::Create);
+            match self
+                .store
+                .put_opts(&path, PutPayload::from(value), opts)
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+                Err(e) => Err(map_err("put_if_absent", key.as_str(), e)),
+            }
+        })
+    }
+
     fn delete<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let path = self.path(key)?;

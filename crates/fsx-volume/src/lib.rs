@@ -234,18 +234,53 @@ pub async fn open_meta(url: &str, create: bool) -> Result<Arc<dyn MetaEngine>> {
     }
 }
 
-/// Opens the durable data store a URL names (memory stores are refused).
+/// Opens the data store of an existing volume. Only durable stores are
+/// accepted (see [`check_durable`]); a local directory that is missing is
+/// an error, never recreated (see
+/// [`fsx_store::open_existing_backend`]).
 pub fn open_store(url: &str) -> Result<Arc<dyn fsx_store::ExtentBackend>> {
-    if url.starts_with("memory://") || url.starts_with("lru://") {
+    check_durable(url, fsx_store::open_existing_backend(url))
+}
+
+/// Opens (creating a local directory if needed) the data store of a new
+/// volume. Only durable stores are accepted (see [`check_durable`]).
+pub fn create_store(url: &str) -> Result<Arc<dyn fsx_store::ExtentBackend>> {
+    check_durable(url, fsx_store::open_backend(url))
+}
+
+/// Refuses a store that may lose what it was given: memory (`memory://`)
+/// and caches (`lru://`, `diskcache://`, anything whose capabilities say
+/// `may_evict`). A volume's store holds the only durable copy of every
+/// extent, so a cache there loses data as soon as it evicts; caches go in
+/// front of a durable store, as the volume's cache tier.
+fn check_durable(
+    url: &str,
+    opened: fsx_store::Result<Arc<dyn fsx_store::ExtentBackend>>,
+) -> Result<Arc<dyn fsx_store::ExtentBackend>> {
+    let shown = fsx_store::redact(url);
+    let store = opened.map_err(|source| VolumeError::Store {
+        url: shown.clone(),
+        source,
+    })?;
+    let caps = store.capabilities();
+    let memory = url.starts_with("memory://");
+    if memory || caps.may_evict {
+        let (what, cache) = if memory {
+            (
+                "keeps data only in memory",
+                "lru://?capacity=BYTES".to_owned(),
+            )
+        } else {
+            ("is a cache, which may drop what it holds", shown.clone())
+        };
         return Err(VolumeError::InvalidUrl(format!(
-            "{:?} keeps data only in memory; a volume needs a durable store (a directory, s3://, redis://)",
-            fsx_store::redact(url)
+            "{shown:?} {what}, so it cannot be a volume's store: a volume needs a durable store \
+             (a directory, file:///dir, s3://, redis://). Put a cache in front of one instead: \
+             `fsx init VOLUME --store DIR_OR_URL --cache {cache}` \
+             (or `fsx tier config VOLUME --cache {cache}` for an existing volume)"
         )));
     }
-    fsx_store::open_backend(url).map_err(|source| VolumeError::Store {
-        url: fsx_store::redact(url),
-        source,
-    })
+    Ok(store)
 }
 
 /// 128 random bits from the standard library's per-process random hasher
@@ -329,7 +364,7 @@ async fn create_in(
     options: VolumeOptions,
 ) -> Result<Volume> {
     let meta = open_meta(&resolve(dir, &file.meta), true).await?;
-    let store = open_store(&resolve(dir, &file.store))?;
+    let store = create_store(&resolve(dir, &file.store))?;
     let config = VolumeConfig::new(
         new_volume_id(),
         extent_size,
