@@ -194,6 +194,11 @@ pub enum VolumeCommand {
         /// Leave orphan objects alone.
         #[arg(long)]
         no_orphans: bool,
+        /// Delete an orphan object (one no record names) only when the
+        /// store says it was written longer ago than this (e.g. 1h, 0s);
+        /// orphans of unknown age (Redis) are deleted only with 0s.
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        orphan_grace: Duration,
     },
 }
 
@@ -587,7 +592,7 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
             }
             for k in &report.orphans {
                 println!(
-                    "ORPHAN   {k}: in the store but unknown to the metadata (`fsx gc` removes it)"
+                    "ORPHAN   {k}: in the store but unknown to the metadata (`fsx gc` removes it once older than --orphan-grace)"
                 );
             }
             println!(
@@ -605,10 +610,12 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
             path,
             grace,
             no_orphans,
+            orphan_grace,
         } => {
             let v = open_volume(&path).await?;
             let options = GcOptions::default()
                 .grace_ms(i64::try_from(grace.as_millis()).unwrap_or(i64::MAX))
+                .orphan_grace_ms(i64::try_from(orphan_grace.as_millis()).unwrap_or(i64::MAX))
                 .orphans(!no_orphans);
             let r = v.gc(&options, &BarProgress(Default::default())).await?;
             v.flush_counters().await?;
@@ -622,6 +629,12 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
                 r.orphans_deleted,
                 r.resumed
             );
+            if r.orphans_kept > 0 {
+                println!(
+                    "kept {} orphan objects younger than --orphan-grace (or of unknown age)",
+                    r.orphans_kept
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -225,3 +225,63 @@ fn a_vanished_bucket_or_prefix_is_an_error() {
     );
     assert_eq!(std::fs::read(&dst).unwrap(), std::fs::read(&a).unwrap());
 }
+
+#[test]
+fn gc_deletes_orphans_only_past_the_orphan_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = dir.path().join("v");
+    let store = dir.path().join("store");
+    ok(&["init", s(&v), "--store", s(&store)]);
+    let a = write(dir.path(), "a.bin", 100_000, 1);
+    ok(&["file", "put", s(&a), s(&v), "a"]);
+    // An object no record names, just written (a writer this run cannot
+    // see, a restore in progress): it must survive gc's default grace.
+    let orphan = fsx_format::content_key(b"not an extent of this volume");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let b = fsx_store::local::LocalBackend::open_existing(&store).unwrap();
+        let key = fsx_store::ObjectKey::new(&orphan).unwrap();
+        fsx_store::ExtentBackend::put(&b, &key, bytes::Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+    });
+    let out = ok(&["gc", s(&v)]);
+    assert!(
+        out.contains("0 orphans") && out.contains("kept 1 orphan"),
+        "{out}"
+    );
+    let report = common::fsx(&["fsck", s(&v)]);
+    assert!(
+        String::from_utf8_lossy(&report.stdout).contains(&orphan),
+        "fsck still reports it"
+    );
+    // Two hours later (by the store's clock) it is old enough.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 3600);
+    for p in tree(&store) {
+        let p = store.join(p);
+        if p.is_file() {
+            std::fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+    }
+    let out = ok(&["gc", s(&v)]);
+    assert!(out.contains("1 orphans"), "{out}");
+    ok(&["fsck", s(&v)]);
+    let dst = dir.path().join("a.out");
+    ok(&["file", "get", s(&v), "a", s(&dst)]);
+    assert_eq!(std::fs::read(&dst).unwrap(), std::fs::read(&a).unwrap());
+    // --orphan-grace 0s takes even a fresh one.
+    rt.block_on(async {
+        let b = fsx_store::local::LocalBackend::open_existing(&store).unwrap();
+        let key = fsx_store::ObjectKey::new(&orphan).unwrap();
+        fsx_store::ExtentBackend::put(&b, &key, bytes::Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+    });
+    let out = ok(&["gc", s(&v), "--orphan-grace", "0s"]);
+    assert!(out.contains("1 orphans"), "{out}");
+}

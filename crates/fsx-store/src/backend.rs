@@ -211,7 +211,7 @@ impl Capabilities {
     }
 }
 
-/// Size (and, later, other metadata) of one stored object.
+/// Size and age of one stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ObjectMeta {
@@ -219,12 +219,27 @@ pub struct ObjectMeta {
     pub key: ObjectKey,
     /// Its length in bytes.
     pub size: u64,
+    /// When the object was last written, in ms since the Unix epoch, by the
+    /// store's clock; `None` when the backend does not know (memory, Redis,
+    /// the caches). GC deletes an orphan object only when it is known to be
+    /// older than its grace period, so an unknown age keeps it.
+    pub last_modified_ms: Option<i64>,
 }
 
 impl ObjectMeta {
-    /// Metadata for `key` of `size` bytes.
+    /// Metadata for `key` of `size` bytes, of unknown age.
     pub fn new(key: ObjectKey, size: u64) -> Self {
-        Self { key, size }
+        Self {
+            key,
+            size,
+            last_modified_ms: None,
+        }
+    }
+
+    /// Sets [`ObjectMeta::last_modified_ms`].
+    pub fn last_modified_ms(mut self, ms: Option<i64>) -> Self {
+        self.last_modified_ms = ms;
+        self
     }
 }
 

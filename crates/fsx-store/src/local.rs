@@ -184,7 +184,7 @@ impl ExtentBackend for LocalBackend {
         let key = key.clone();
         Box::pin(blocking(move || {
             let meta = fs::metadata(&path).map_err(|e| io_error("head", &path, e))?;
-            Ok(ObjectMeta::new(key, meta.len()))
+            Ok(ObjectMeta::new(key, meta.len()).last_modified_ms(modified_ms(&meta)))
         }))
     }
 
@@ -193,11 +193,13 @@ impl ExtentBackend for LocalBackend {
         let request = request.clone();
         Box::pin(blocking(move || {
             let mut found = Vec::new();
-            layout.walk(&mut |_, _, object| {
+            layout.walk(&mut |path, _, object| {
                 if let Some((key, size)) = object
                     && request.admits(key.as_str())
                 {
-                    found.push(ObjectMeta::new(key, size));
+                    // Deleted since the walk saw it: age unknown.
+                    let modified = fs::metadata(path).ok().and_then(|m| modified_ms(&m));
+                    found.push(ObjectMeta::new(key, size).last_modified_ms(modified));
                 }
                 Ok(())
             })?;
@@ -213,6 +215,14 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StoreError::other(format!("blocking file task failed: {e}")).with_source(e))?
+}
+
+/// A file's modification time in ms since the Unix epoch, if the platform
+/// reports one.
+fn modified_ms(meta: &fs::Metadata) -> Option<i64> {
+    let t = meta.modified().ok()?;
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_millis()).ok()
 }
 
 fn io_error(op: &str, path: &Path, err: io::Error) -> StoreError {

@@ -275,7 +275,10 @@ impl S3Backend {
                 more = true;
                 break;
             }
-            objects.push(ObjectMeta::new(key, meta.size));
+            objects.push(
+                ObjectMeta::new(key, meta.size)
+                    .last_modified_ms(Some(meta.last_modified.timestamp_millis())),
+            );
         }
         let next = if more {
             objects.last().map(|o: &ObjectMeta| o.key.clone())
