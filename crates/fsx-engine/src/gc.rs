@@ -270,10 +270,10 @@ impl Volume {
                 if known.contains(o.key.as_str()) {
                     continue;
                 }
-                let old_enough = match o.last_modified_ms {
-                    Some(t) => now.saturating_sub(t) >= options.orphan_grace_ms,
-                    None => options.orphan_grace_ms <= 0,
-                };
+                // A zero grace takes every orphan, whatever the clocks say.
+                let old_enough = options.orphan_grace_ms <= 0
+                    || o.last_modified_ms
+                        .is_some_and(|t| now.saturating_sub(t) >= options.orphan_grace_ms);
                 if old_enough {
                     candidates.push(o.key);
                 } else {
