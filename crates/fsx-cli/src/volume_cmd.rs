@@ -281,6 +281,16 @@ pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         fsx_store::redact(&resolve(&dir, &file.store))
     );
     println!("  extent size: {} KiB", extent_size / 1024);
+    if [&file.meta, &file.store]
+        .iter()
+        .any(|u| fsx_store::SafeUrl::new(u.as_str()).has_secret())
+    {
+        eprintln!(
+            "note: {} (mode 0600) now holds a password from the URL; to keep it out, give it in \
+             PGPASSWORD / REDIS_PASSWORD or as ?password_file=PATH",
+            fsx_volume::VOLUME_FILE
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -146,6 +146,11 @@ fn dead_servers_and_bad_urls_never_show_the_password() {
     // the tier configuration show it redacted.
     let (code, text) = hidden(SECRET, &["init", v, "--kv", &dead_redis], &no_env);
     assert_eq!(code, Some(0), "{text}");
+    // The embedded metadata now holds the KV URL: owner-only, like the
+    // volume file.
+    for f in ["meta.db", "fsx-volume.json"] {
+        assert_eq!(mode(&Path::new(v).join(f)), 0o600, "{f}");
+    }
     let src = dir.path().join("src.bin");
     std::fs::write(&src, common::random(10_000, 3)).unwrap();
     for args in [
@@ -260,23 +265,113 @@ fn postgres_passwords_can_come_from_the_environment_or_a_file() {
     assert_eq!(code, Some(0), "{text}");
 }
 
+/// Sends one inline command to the Redis at `base` (`redis://host:port/db`)
+/// and returns its first reply line.
+fn redis_inline(base: &str, command: &str) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let u = url::Url::parse(base).unwrap();
+    let mut stream =
+        std::net::TcpStream::connect((u.host_str().unwrap(), u.port().unwrap())).unwrap();
+    stream
+        .write_all(format!("{command}\r\n").as_bytes())
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).unwrap();
+    line
+}
+
 #[test]
-fn redis_password_from_the_environment_is_sent_and_not_shown() {
-    // A Redis that requires a password: the shared test server, told to.
+fn redis_passwords_come_from_the_environment_or_a_file_and_are_never_shown() {
+    // A user that needs a password, on the shared server (the default user
+    // the other tests use is left alone).
     let redis = fsx_testkit::RedisFixture::new().unwrap();
-    let base = redis.url("");
+    let base = redis.base_url().to_owned();
+    let user = format!("fsx-secret-{}", std::process::id());
+    let reply = redis_inline(&base, &format!("ACL SETUSER {user} on >{SECRET} ~* +@all"));
+    assert!(reply.starts_with("+OK"), "{reply}");
+    let mut store = url::Url::parse(&base).unwrap();
+    store.set_username(&user).unwrap();
+    store.query_pairs_mut().append_pair(
+        "prefix",
+        &fsx_testkit::unique_prefix("secret").replace('/', ":"),
+    );
     let dir = tempfile::tempdir().unwrap();
-    let vol = dir.path().join("v");
-    let prefix = fsx_testkit::unique_prefix("secret");
-    let store = format!("{}?prefix={prefix}", base.trim_end_matches('?'));
-    // Without a password configured on the server, REDIS_PASSWORD must
-    // still be sent and accepted or refused without being shown.
+    let no_env: [(&str, &str); 0] = [];
+
+    let v = dir.path().join("v");
+    // A wrong one in the URL: refused without showing it.
+    let mut wrong = store.clone();
+    wrong.set_password(Some("Hunter2Wrong")).unwrap();
+    fails_hidden(
+        "Hunter2Wrong",
+        &["init", s(&v), "--store", wrong.as_str()],
+        &no_env,
+    );
+
+    // REDIS_PASSWORD: accepted; the volume file holds no password.
+    let env = [("REDIS_PASSWORD", SECRET)];
+    let (code, text) = hidden(SECRET, &["init", s(&v), "--store", store.as_str()], &env);
+    assert_eq!(code, Some(0), "{text}");
+    let src = dir.path().join("a.bin");
+    std::fs::write(&src, common::random(20_000, 9)).unwrap();
+    for args in [
+        vec!["file", "put", s(&src), s(&v), "a"],
+        vec!["stats", s(&v), "--json"],
+        vec!["fsck", s(&v)],
+    ] {
+        let (code, text) = hidden(SECRET, &args, &env);
+        assert_eq!(code, Some(0), "{args:?}: {text}");
+    }
+    let file = std::fs::read_to_string(v.join("fsx-volume.json")).unwrap();
+    assert!(!file.contains(SECRET), "{file}");
+
+    // password_file=: the same, with the file named in the URL.
+    let pw = dir.path().join("redis.pw");
+    std::fs::write(&pw, format!("{SECRET}\n")).unwrap();
+    let mut in_file = url::Url::parse(&base).unwrap();
+    in_file.set_username(&user).unwrap();
+    in_file
+        .query_pairs_mut()
+        .append_pair(
+            "prefix",
+            &fsx_testkit::unique_prefix("secret").replace('/', ":"),
+        )
+        .append_pair("password_file", s(&pw));
+    let v2 = dir.path().join("file");
     let (code, text) = hidden(
         SECRET,
-        &["init", s(&vol), "--store", &store],
-        &[("REDIS_PASSWORD", SECRET)],
+        &["init", s(&v2), "--store", in_file.as_str()],
+        &no_env,
     );
-    // Redis without `requirepass` refuses AUTH: a clear error, no secret.
-    assert_eq!(code, Some(2), "{text}");
-    assert!(text.contains("fsx: error:"), "{text}");
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = hidden(SECRET, &["file", "put", s(&src), s(&v2), "a"], &no_env);
+    assert_eq!(code, Some(0), "{text}");
+    let reply = redis_inline(&base, &format!("ACL DELUSER {user}"));
+    assert!(reply.starts_with(':'), "{reply}");
+}
+
+#[test]
+fn s3_credentials_never_show_in_trace_logs() {
+    let s3 = fsx_testkit::S3Fixture::new().unwrap();
+    let secret = s3.secret_key().to_owned();
+    assert!(secret.len() >= 8, "a secret that is easy to spot");
+    let dir = tempfile::tempdir().unwrap();
+    let v = dir.path().join("v");
+    let url = s3.url().unwrap();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", s3.access_key()),
+        ("AWS_SECRET_ACCESS_KEY", secret.as_str()),
+    ];
+    let src = dir.path().join("a.bin");
+    std::fs::write(&src, common::random(20_000, 5)).unwrap();
+    for args in [
+        vec!["init", s(&v), "--store", url.as_str()],
+        vec!["file", "put", s(&src), s(&v), "a"],
+        vec!["fsck", s(&v)],
+        vec!["stats", s(&v), "--json"],
+        vec!["store", "check", url.as_str()],
+    ] {
+        let (code, text) = hidden(&secret, &args, &env);
+        assert_eq!(code, Some(0), "{args:?}: {text}");
+    }
 }

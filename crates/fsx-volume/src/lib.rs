@@ -348,10 +348,33 @@ pub async fn create(
         path: dir.display().to_string(),
         source,
     })?;
+    // The metadata may come to hold credentials too (a tier's URL), so an
+    // embedded database is created owner-only; SQLite gives its -wal and
+    // -shm files the database file's mode.
+    let meta_url = resolve(&dir, &file.meta);
+    let meta_file = meta_url
+        .strip_prefix("sqlite://")
+        .map(|p| PathBuf::from(p.split('?').next().unwrap_or(p)))
+        .filter(|p| !p.exists());
+    if let Some(p) = &meta_file {
+        write_private(p, b"").map_err(|source| VolumeError::Io {
+            what: "cannot create",
+            path: p.display().to_string(),
+            source,
+        })?;
+    }
     let result = create_in(&dir, file, extent_size, env, options).await;
-    if result.is_err() && created_dir {
+    if result.is_err() {
         // A refused creation leaves nothing behind.
-        let _ = std::fs::remove_dir_all(&dir);
+        if created_dir {
+            let _ = std::fs::remove_dir_all(&dir);
+        } else if let Some(p) = &meta_file {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut name = p.clone().into_os_string();
+                name.push(suffix);
+                let _ = std::fs::remove_file(name);
+            }
+        }
     }
     result
 }
