@@ -240,7 +240,8 @@ impl Volume {
                 ErrorKind::AlreadyExists,
                 format!(
                     "the data store {} already belongs to volume {owner}; give this volume its own store \
-                     (or prefix)",
+                     (or prefix). If {owner} never finished its creation (an interrupted `fsx init`), \
+                     delete the store's {VOLUME_MARKER_KEY} object and try again",
                     s.meter.inner()
                 ),
             )

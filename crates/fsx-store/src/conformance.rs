@@ -16,7 +16,10 @@
 //! above `max_object_size` must be *rejected* with `InvalidInput`; a
 //! `per_key_write_interval` makes re-puts wait for the `retry_after` hint
 //! (through the injected [`Sleeper`]); an `Unsupported` `get_range` is
-//! accepted only from a backend that declares no range support.
+//! accepted only from a backend that declares no range support; an
+//! `Unsupported` `put_if_absent` (the caches, which never own a store) is
+//! reported as a skip, so `fsx store check` shows whether a store can hold
+//! a volume's marker.
 //!
 //! The suite is runtime-free: concurrency uses `join_all`, waiting goes
 //! through the caller's sleeper.

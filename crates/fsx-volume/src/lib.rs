@@ -135,14 +135,23 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// Result alias of this crate.
 pub type Result<T, E = VolumeError> = std::result::Result<T, E>;
 
-/// The contents of [`VOLUME_FILE`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The contents of [`VOLUME_FILE`]. Its `Debug` shows the URLs redacted.
+#[derive(Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct VolumeFile {
     /// Metadata engine URL, possibly relative to the directory.
     pub meta: String,
     /// Data store URL or path, possibly relative to the directory.
     pub store: String,
+}
+
+impl std::fmt::Debug for VolumeFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VolumeFile")
+            .field("meta", &fsx_store::SafeUrl::new(self.meta.as_str()))
+            .field("store", &fsx_store::SafeUrl::new(self.store.as_str()))
+            .finish()
+    }
 }
 
 impl Default for VolumeFile {
@@ -449,6 +458,24 @@ mod tests {
         assert_eq!(resolve(d, "data"), "/v/data");
         assert_eq!(resolve(d, "/abs/data"), "/abs/data");
         assert_eq!(resolve(d, "s3://b/p"), "s3://b/p");
+    }
+
+    #[test]
+    fn debug_and_errors_hide_passwords() {
+        let f = VolumeFile::new(
+            Some("postgres://a:Hunter2Secret@h/db".into()),
+            Some("redis://:Hunter2Secret@h/0".into()),
+        );
+        let shown = format!("{f:?}");
+        assert!(
+            !shown.contains("Hunter2Secret") && shown.contains("***"),
+            "{shown}"
+        );
+        let err = open_store("redis://:Hunter2Secret@h/0?max_value=x")
+            .map(|_| ())
+            .unwrap_err();
+        let chain = error_chain(&err);
+        assert!(!chain.contains("Hunter2Secret"), "{chain}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
