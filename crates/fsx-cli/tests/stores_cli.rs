@@ -285,3 +285,30 @@ fn gc_deletes_orphans_only_past_the_orphan_grace() {
     let out = ok(&["gc", s(&v), "--orphan-grace", "0s"]);
     assert!(out.contains("1 orphans"), "{out}");
 }
+
+#[test]
+fn a_refused_init_releases_the_store_it_claimed() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("one");
+    ok(&["init", s(&one)]);
+    // The metadata already holds volume one: the init is refused after it
+    // claimed the new store, and must give the claim back.
+    let store = dir.path().join("store");
+    let meta = format!("sqlite://{}", s(&one.join("meta.db")));
+    let err = fails(&[
+        "init",
+        s(&dir.path().join("two")),
+        "--meta",
+        &meta,
+        "--store",
+        s(&store),
+    ]);
+    assert!(err.contains("already holds"), "{err}");
+    assert!(
+        tree(&store).iter().all(|p| !store.join(p).is_file()),
+        "the refused init left {:?}",
+        tree(&store)
+    );
+    ok(&["init", s(&dir.path().join("three")), "--store", s(&store)]);
+    ok(&["fsck", s(&one)]);
+}
