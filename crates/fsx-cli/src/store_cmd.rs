@@ -102,7 +102,8 @@ fn default_prefix(kind: &str) -> String {
 }
 
 async fn check(url: &str, prefix: Option<String>) -> anyhow::Result<ExitCode> {
-    let backend = open_backend(url).with_context(|| format!("opening {url}"))?;
+    let backend =
+        open_backend(url).with_context(|| format!("opening {}", fsx_store::redact(url)))?;
     let prefix = prefix.unwrap_or_else(|| default_prefix("check"));
     let ctx = CheckContext::new(backend.clone(), &prefix, Arc::new(TokioSleeper))
         .with_context(|| format!("prefix {prefix:?}"))?;
@@ -201,7 +202,8 @@ impl BenchOp {
 }
 
 async fn bench(url: &str, plan: BenchPlan, prefix: Option<String>) -> anyhow::Result<ExitCode> {
-    let backend = open_backend(url).with_context(|| format!("opening {url}"))?;
+    let backend =
+        open_backend(url).with_context(|| format!("opening {}", fsx_store::redact(url)))?;
     let prefix = prefix.unwrap_or_else(|| default_prefix("bench"));
     let max = backend.capabilities().max_object_size;
     let mut sizes = vec![("4KiB", 4usize << 10, plan.small_count, 1u64 << 10)];

@@ -215,8 +215,9 @@ pub async fn configure(
     config.policy = p;
     for (what, u) in [("KV", &config.kv_url), ("cache", &config.cache_url)] {
         if let Some(u) = u {
-            fsx_store::open_backend(u)
-                .with_context(|| format!("cannot use {u:?} as the {what} tier"))?;
+            fsx_store::open_backend(u).with_context(|| {
+                format!("cannot use {:?} as the {what} tier", fsx_store::redact(u))
+            })?;
         }
     }
     if config.hot && meta.hot_tier(config.hot_max_row_bytes)?.is_none() {
@@ -297,8 +298,9 @@ async fn run_async(cmd: TierCommand) -> anyhow::Result<ExitCode> {
             configure(v.meta(), &args).await?;
             let c = TierConfig::load(v.meta().as_ref()).await?;
             println!("hot:   {}", if c.hot { "meta" } else { "none" });
-            println!("kv:    {}", c.kv_url.as_deref().unwrap_or("none"));
-            println!("cache: {}", c.cache_url.as_deref().unwrap_or("none"));
+            let shown = |u: &Option<String>| u.as_deref().map_or("none".into(), fsx_store::redact);
+            println!("kv:    {}", shown(&c.kv_url));
+            println!("cache: {}", shown(&c.cache_url));
             return Ok(ExitCode::SUCCESS);
         }
         TierCommand::Status { path, json } => {

@@ -227,6 +227,11 @@ pub enum VolumeCommand {
         /// Leave orphan objects alone.
         #[arg(long)]
         no_orphans: bool,
+        /// Delete an orphan object (one no record names) only when the
+        /// store says it was written longer ago than this (e.g. 1h, 0s);
+        /// orphans of unknown age (Redis) are deleted only with 0s.
+        #[arg(long, default_value = "1h", value_parser = parse_duration)]
+        orphan_grace: Duration,
     },
 }
 
@@ -300,9 +305,25 @@ pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         volume.config().volume_id,
         dir.display()
     );
-    println!("  metadata:    {}", resolve(&dir, &file.meta));
-    println!("  data store:  {}", resolve(&dir, &file.store));
+    println!(
+        "  metadata:    {}",
+        fsx_store::redact(&resolve(&dir, &file.meta))
+    );
+    println!(
+        "  data store:  {}",
+        fsx_store::redact(&resolve(&dir, &file.store))
+    );
     println!("  extent size: {} KiB", extent_size / 1024);
+    if [&file.meta, &file.store]
+        .iter()
+        .any(|u| fsx_store::SafeUrl::new(u.as_str()).has_secret())
+    {
+        eprintln!(
+            "note: {} (mode 0600) now holds a password from the URL; to keep it out, give it in \
+             PGPASSWORD / REDIS_PASSWORD or as ?password_file=PATH",
+            fsx_volume::VOLUME_FILE
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -850,7 +871,7 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
             } else {
                 println!("volume:      {}", v.config().volume_id);
                 println!("extent size: {} KiB", v.config().extent_size / 1024);
-                println!("data store:  {}", v.config().store_url);
+                println!("data store:  {}", fsx_store::redact(&v.config().store_url));
                 println!("files:       {} ({} bytes)", stats.files.len(), file_bytes);
                 println!(
                     "extents:     {} ({} bytes); {} referenced ({} bytes)",
@@ -903,7 +924,7 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
             }
             for k in &report.orphans {
                 println!(
-                    "ORPHAN   {k}: in the store but unknown to the metadata (`fsx gc` removes it)"
+                    "ORPHAN   {k}: in the store but unknown to the metadata (`fsx gc` removes it once older than --orphan-grace)"
                 );
             }
             println!(
@@ -921,10 +942,12 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
             path,
             grace,
             no_orphans,
+            orphan_grace,
         } => {
             let v = open_volume(&path).await?;
             let options = GcOptions::default()
                 .grace_ms(i64::try_from(grace.as_millis()).unwrap_or(i64::MAX))
+                .orphan_grace_ms(i64::try_from(orphan_grace.as_millis()).unwrap_or(i64::MAX))
                 .orphans(!no_orphans);
             let r = v.gc(&options, &BarProgress(Default::default())).await?;
             v.flush_counters().await?;
@@ -938,6 +961,12 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
                 r.orphans_deleted,
                 r.resumed
             );
+            if r.orphans_kept > 0 {
+                println!(
+                    "kept {} orphan objects younger than --orphan-grace (or of unknown age)",
+                    r.orphans_kept
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -18,7 +18,11 @@
 //!
 //! Store objects with no record at all (orphans: an object left by a
 //! metadata restore, or written by hand) are claimed the same way, by
-//! creating a deleting record, before they are deleted.
+//! creating a deleting record, before they are deleted — and only when the
+//! store says they were written longer than [`GcOptions::orphan_grace_ms`]
+//! ago: an object of unknown age (a backend that keeps no times) or a young
+//! one (perhaps a writer whose metadata is not visible to this run, or a
+//! restore in progress) is left for a later run.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -40,6 +44,10 @@ pub struct GcOptions {
     pub grace_ms: i64,
     /// Also delete store objects that no record names.
     pub orphans: bool,
+    /// How long ago an orphan object must have been written (by the store's
+    /// clock) before it is deleted; orphans of unknown age are deleted
+    /// only when this is 0.
+    pub orphan_grace_ms: i64,
     /// Expire automatic commits older than the volume's retention first
     /// (see [`crate::branch::AUTO_RETAIN_SETTING`]).
     pub expire_commits: bool,
@@ -50,6 +58,7 @@ impl Default for GcOptions {
         Self {
             grace_ms: 60 * 60 * 1000,
             orphans: true,
+            orphan_grace_ms: 60 * 60 * 1000,
             expire_commits: true,
         }
     }
@@ -59,6 +68,12 @@ impl GcOptions {
     /// Sets the grace period.
     pub fn grace_ms(mut self, ms: i64) -> Self {
         self.grace_ms = ms;
+        self
+    }
+
+    /// Sets the orphan grace period.
+    pub fn orphan_grace_ms(mut self, ms: i64) -> Self {
+        self.orphan_grace_ms = ms;
         self
     }
 
@@ -78,6 +93,8 @@ pub struct GcReport {
     pub bytes_freed: u64,
     /// Orphan objects deleted.
     pub orphans_deleted: u64,
+    /// Orphan objects kept: younger than the orphan grace, or of unknown age.
+    pub orphans_kept: u64,
     /// Deletions left unfinished by an earlier run, finished now.
     pub resumed: u64,
     /// Automatic commits expired.
@@ -242,12 +259,27 @@ impl Volume {
 
         if options.orphans {
             let known: BTreeSet<&str> = records.iter().map(|r| r.key.as_str()).collect();
-            let candidates: Vec<ObjectKey> = self
-                .extent_objects()
+            let now = self.shared.env.now_ms();
+            let mut candidates: Vec<ObjectKey> = Vec::new();
+            for o in self
+                .shared
+                .store
+                .list_all(fsx_format::CONTENT_KEY_PREFIX)
                 .await?
-                .into_iter()
-                .filter(|k| !known.contains(k.as_str()))
-                .collect();
+            {
+                if known.contains(o.key.as_str()) {
+                    continue;
+                }
+                // A zero grace takes every orphan, whatever the clocks say.
+                let old_enough = options.orphan_grace_ms <= 0
+                    || o.last_modified_ms
+                        .is_some_and(|t| now.saturating_sub(t) >= options.orphan_grace_ms);
+                if old_enough {
+                    candidates.push(o.key);
+                } else {
+                    report.orphans_kept += 1;
+                }
+            }
             progress.phase("deleting orphan objects", Some(candidates.len() as u64));
             for key in candidates {
                 // A record created since the listing means it is in use now.

@@ -4,6 +4,17 @@
 //! volume's metadata, so a second volume sharing the store could have its
 //! extents collected by the first one's GC; the store's `fsx/volume` marker
 //! object names its volume, and opening checks it.
+//!
+//! The marker is the store's claim and its proof of life:
+//! - `create` writes it *first*, with `put_if_absent` (never overwriting a
+//!   marker another volume wrote, even in a race), and only then
+//!   initialises the metadata; a failed initialisation removes the marker
+//!   it wrote.
+//! - `open` requires it. A store without a marker is not this volume's
+//!   store: an unmounted disk's empty mount point, a deleted bucket, a wrong
+//!   URL. Opening it anyway would write new data where the old cannot be
+//!   found, so it is an error naming the store; the marker is never
+//!   rewritten by `open`.
 
 use std::sync::Arc;
 
@@ -224,20 +235,52 @@ impl Volume {
         fsx_meta::check_extent_size(config.extent_size)?;
         let volume = Self::assemble(meta, store, env, config, options);
         let s = &volume.shared;
-        if let Some(owner) = read_marker(s.store.as_ref()).await? {
-            return Err(Error::new(
+        let owned_by = |owner: String| {
+            Error::new(
                 ErrorKind::AlreadyExists,
                 format!(
                     "the data store {} already belongs to volume {owner}; give this volume its own store \
-                     (or prefix)",
+                     (or prefix). If {owner} never finished its creation (an interrupted `fsx init`), \
+                     delete the store's {VOLUME_MARKER_KEY} object and try again",
                     s.meter.inner()
                 ),
-            ));
+            )
+        };
+        if let Some(owner) = read_marker(s.meter.as_ref()).await? {
+            return Err(owned_by(owner));
         }
-        s.meta.init_volume(&s.config).await?;
-        s.store
-            .put(&marker_key()?, Bytes::from(s.config.volume_id.clone()))
-            .await?;
+        // Claim the store before touching the metadata: of two volumes
+        // created on one store at once, exactly one gets it.
+        let id = Bytes::from(s.config.volume_id.clone());
+        let key = marker_key()?;
+        match s.meter.put_if_absent(&key, id.clone()).await {
+            Ok(true) => {}
+            Ok(false) => match read_marker(s.meter.as_ref()).await? {
+                // A retried claim may find its own first attempt.
+                Some(owner) if owner == s.config.volume_id => {}
+                Some(owner) => return Err(owned_by(owner)),
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "the data store {} refused the volume marker but holds none: try again",
+                            s.meter.inner()
+                        ),
+                    ));
+                }
+            },
+            // A store that cannot create-if-absent: checked above, racy.
+            Err(e) if matches!(e.kind(), fsx_store::ErrorKind::Unsupported { .. }) => {
+                s.meter.put(&key, id).await?
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if let Err(e) = s.meta.init_volume(&s.config).await {
+            // Release the claim; a store left claimed by a volume that does
+            // not exist could never be used again.
+            let _ = s.meter.delete(&key).await;
+            return Err(e.into());
+        }
         volume.load_settings().await?;
         Ok(volume)
     }
@@ -252,7 +295,7 @@ impl Volume {
         let config = meta.open_volume().await?;
         let volume = Self::assemble(meta, store, env, config, options);
         let s = &volume.shared;
-        match read_marker(s.store.as_ref()).await? {
+        match read_marker(s.meter.as_ref()).await? {
             Some(owner) if owner == s.config.volume_id => {}
             Some(owner) => {
                 return Err(Error::new(
@@ -265,11 +308,19 @@ impl Volume {
                     ),
                 ));
             }
-            // Creation stopped between metadata and marker: finish it.
+            // `create` writes the marker before the metadata, so a volume
+            // whose store has none is looking at the wrong store.
             None => {
-                s.store
-                    .put(&marker_key()?, Bytes::from(s.config.volume_id.clone()))
-                    .await?
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!(
+                        "the data store {} holds no volume marker ({VOLUME_MARKER_KEY}), so it is not volume {}'s store: \
+                         is its disk unmounted, its bucket deleted, or the store URL wrong? Point the volume at its \
+                         store (fsx never adopts an empty store)",
+                        s.meter.inner(),
+                        s.config.volume_id
+                    ),
+                ));
             }
         }
         volume.load_settings().await?;

@@ -293,7 +293,7 @@ async fn fsck_finds_missing_corrupt_and_orphan_extents_and_gc_removes_orphans() 
 
     let gc = v
         .volume
-        .gc(&GcOptions::default(), &NoProgress)
+        .gc(&GcOptions::default().orphan_grace_ms(0), &NoProgress)
         .await
         .unwrap();
     assert_eq!(gc.orphans_deleted, 1);

@@ -30,6 +30,21 @@
 //! after the server applied it): callers retry, which is safe because every
 //! operation here is idempotent.
 //!
+//! **`put_if_absent(key, bytes)`** — create `key` only if no object has it,
+//! atomically with respect to every other client of the store: of any
+//! number of concurrent calls for one absent key, exactly one returns
+//! `Ok(true)` and stores its bytes whole; the others return `Ok(false)` and
+//! change nothing. On an existing key it returns `Ok(false)` and leaves the
+//! object as it was — never a silent overwrite. This is how an object that
+//! names an owner (the volume marker `fsx/volume`) is claimed: local
+//! directories link a complete temp file into place (`link(2)` fails on an
+//! existing name, like `O_EXCL`), S3 sends `If-None-Match: *`, Redis uses
+//! `SET … NX`. After an `Err` (or a retried call that returned `Ok(false)`)
+//! the caller cannot tell whether its own attempt created the object: it
+//! reads the object and compares. Optional: the default returns
+//! [`ErrorKind::Unsupported`], which the conformance suite reports as a
+//! skip; every durable backend of this crate offers it.
+//!
 //! **`get(key)`** — the whole object, or [`ErrorKind::NotFound`].
 //!
 //! **`get_range(key, start..end)`** — byte range semantics, identical on every
@@ -196,7 +211,7 @@ impl Capabilities {
     }
 }
 
-/// Size (and, later, other metadata) of one stored object.
+/// Size and age of one stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ObjectMeta {
@@ -204,12 +219,27 @@ pub struct ObjectMeta {
     pub key: ObjectKey,
     /// Its length in bytes.
     pub size: u64,
+    /// When the object was last written, in ms since the Unix epoch, by the
+    /// store's clock; `None` when the backend does not know (memory, Redis,
+    /// the caches). GC deletes an orphan object only when it is known to be
+    /// older than its grace period, so an unknown age keeps it.
+    pub last_modified_ms: Option<i64>,
 }
 
 impl ObjectMeta {
-    /// Metadata for `key` of `size` bytes.
+    /// Metadata for `key` of `size` bytes, of unknown age.
     pub fn new(key: ObjectKey, size: u64) -> Self {
-        Self { key, size }
+        Self {
+            key,
+            size,
+            last_modified_ms: None,
+        }
+    }
+
+    /// Sets [`ObjectMeta::last_modified_ms`].
+    pub fn last_modified_ms(mut self, ms: Option<i64>) -> Self {
+        self.last_modified_ms = ms;
+        self
     }
 }
 
@@ -324,6 +354,24 @@ pub trait ExtentBackend: MaybeSend + MaybeSync + fmt::Debug + fmt::Display {
 
     /// Store `value` under `key`, replacing any previous object.
     fn put<'a>(&'a self, key: &'a ObjectKey, value: Bytes) -> BoxFuture<'a, Result<()>>;
+
+    /// Store `value` under `key` only if `key` is absent: `Ok(true)` if this
+    /// call created it, `Ok(false)` if an object was there (left unchanged).
+    /// See the module docs. Wrappers forward it explicitly; the default is
+    /// for backends that cannot do it atomically.
+    fn put_if_absent<'a>(
+        &'a self,
+        key: &'a ObjectKey,
+        value: Bytes,
+    ) -> BoxFuture<'a, Result<bool>> {
+        let _ = (key, value);
+        Box::pin(async move {
+            Err(StoreError::unsupported(
+                "put_if_absent",
+                format!("{self} cannot create an object only if it is absent"),
+            ))
+        })
+    }
 
     /// Remove `key`; `Ok` if it was already absent.
     fn delete<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<()>>;

@@ -16,7 +16,10 @@
 //! above `max_object_size` must be *rejected* with `InvalidInput`; a
 //! `per_key_write_interval` makes re-puts wait for the `retry_after` hint
 //! (through the injected [`Sleeper`]); an `Unsupported` `get_range` is
-//! accepted only from a backend that declares no range support.
+//! accepted only from a backend that declares no range support; an
+//! `Unsupported` `put_if_absent` (the caches, which never own a store) is
+//! reported as a skip, so `fsx store check` shows whether a store can hold
+//! a volume's marker.
 //!
 //! The suite is runtime-free: concurrency uses `join_all`, waiting goes
 //! through the caller's sleeper.
@@ -336,6 +339,16 @@ pub fn checks() -> &'static [Check] {
             "concurrent_same_key",
             "concurrent puts and gets of one key never tear",
             concurrent_same_key
+        ),
+        check!(
+            "put_if_absent",
+            "put_if_absent creates an absent key once and never overwrites",
+            put_if_absent
+        ),
+        check!(
+            "concurrent_put_if_absent",
+            "of 8 concurrent put_if_absent calls for one key exactly one wins",
+            concurrent_put_if_absent
         ),
     ];
     CHECKS
@@ -889,6 +902,92 @@ async fn concurrent_same_key(scope: &Scope) -> CheckResult {
         "{}/{N} puts accepted, every read whole",
         succeeded.len()
     )))
+}
+
+/// `Some(skip)` when the backend does not offer `put_if_absent`.
+fn unsupported_create(result: &crate::Result<bool>) -> Option<Outcome> {
+    match result {
+        Err(e) if matches!(e.kind(), ErrorKind::Unsupported { .. }) => Some(Outcome::Skipped(
+            format!("the backend does not offer put_if_absent: {e}"),
+        )),
+        _ => None,
+    }
+}
+
+async fn put_if_absent(scope: &Scope) -> CheckResult {
+    let key = scope.key("claimed")?;
+    let first = pattern(100, 11);
+    let second = pattern(200, 12);
+    let created = scope.backend.put_if_absent(&key, first.clone()).await;
+    if let Some(skip) = unsupported_create(&created) {
+        return Ok(skip);
+    }
+    let created = created.map_err(|e| format!("put_if_absent of absent {key}: {e}"))?;
+    ensure!(created, "put_if_absent of an absent key returned false");
+    same("get after put_if_absent", &scope.get(&key).await?, &first)?;
+    let again = scope
+        .backend
+        .put_if_absent(&key, second.clone())
+        .await
+        .map_err(|e| format!("put_if_absent of existing {key}: {e}"))?;
+    ensure!(!again, "put_if_absent of an existing key returned true");
+    same(
+        "get after a refused put_if_absent (must be unchanged)",
+        &scope.get(&key).await?,
+        &first,
+    )?;
+    // After a delete the key is absent again.
+    scope.delete(&key).await?;
+    let after_delete = scope
+        .backend
+        .put_if_absent(&key, second.clone())
+        .await
+        .map_err(|e| format!("put_if_absent after delete of {key}: {e}"))?;
+    ensure!(after_delete, "put_if_absent after delete returned false");
+    same("get after re-create", &scope.get(&key).await?, &second)?;
+    scope.delete(&key).await?;
+    Ok(Outcome::Passed(
+        "created once, refused while present, created again after delete".into(),
+    ))
+}
+
+async fn concurrent_put_if_absent(scope: &Scope) -> CheckResult {
+    const N: usize = 8;
+    let key = scope.key("contended")?;
+    let values: Vec<Bytes> = (0..N).map(|i| pattern(4096, 400 + i as u64)).collect();
+    let calls = values.iter().map(|v| {
+        let b = scope.backend.clone();
+        let key = key.clone();
+        let v = v.clone();
+        Box::pin(async move { b.put_if_absent(&key, v).await })
+            as BoxFuture<'_, crate::Result<bool>>
+    });
+    let results = join_all(calls).await;
+    let mut winners = Vec::new();
+    for (i, r) in results.iter().enumerate() {
+        if let Some(skip) = unsupported_create(r) {
+            return Ok(skip);
+        }
+        match r {
+            Ok(true) => winners.push(i),
+            Ok(false) => {}
+            Err(e) => return Err(format!("concurrent put_if_absent of {key}: {e}")),
+        }
+    }
+    ensure!(
+        winners.len() == 1,
+        "{} of {N} concurrent put_if_absent calls claimed {key} (exactly 1 must)",
+        winners.len()
+    );
+    same(
+        "get after the race (the winner's bytes)",
+        &scope.get(&key).await?,
+        &values[winners[0]],
+    )?;
+    scope.delete(&key).await?;
+    Ok(Outcome::Passed(
+        "exactly one winner, its bytes stored".into(),
+    ))
 }
 
 enum Op {

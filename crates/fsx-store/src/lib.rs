@@ -16,6 +16,7 @@
 //! | `s3` | S3, R2, MinIO, SeaweedFS via `object_store` | `s3` |
 //! | `redis_kv` | Redis as a Cloudflare-KV-like store | `redis` |
 //! | [`open`] | `open_backend(url)` for composition roots | per scheme |
+//! | [`url`] | [`SafeUrl`]: parsing, redaction, credentials from a file or the environment | — |
 //!
 //! Invariants every part keeps: keys are validated before any I/O; a put
 //! above a backend's declared maximum is rejected before any I/O; errors keep
@@ -36,6 +37,7 @@ pub mod redis_kv;
 #[cfg(feature = "s3")]
 pub mod s3;
 mod sync;
+pub mod url;
 pub mod wrappers;
 
 pub use backend::{
@@ -44,4 +46,5 @@ pub use backend::{
 };
 pub use error::{ErrorKind, Result, StoreError};
 pub use key::ObjectKey;
-pub use open::open_backend;
+pub use open::{open_backend, open_existing_backend};
+pub use url::{SafeUrl, redact};

@@ -76,6 +76,20 @@ impl LocalBackend {
         })
     }
 
+    /// Open a store that must already exist at `root`, creating nothing.
+    ///
+    /// A missing root or `objects/` directory is [`ErrorKind::NotFound`]
+    /// naming the path: the store's disk may be unmounted (the empty mount
+    /// point left behind) or the directory moved, and recreating it would
+    /// send new data to the wrong disk while the old data is unreachable.
+    pub fn open_existing(root: impl Into<PathBuf>) -> Result<Self> {
+        let layout = Layout::open_existing(root.into())?;
+        Ok(Self {
+            layout: Arc::new(layout),
+            capabilities: Capabilities::new(DEFAULT_MAX_OBJECT_SIZE),
+        })
+    }
+
     /// The store's root directory.
     pub fn root(&self) -> &Path {
         &self.layout.root
@@ -146,6 +160,19 @@ impl ExtentBackend for LocalBackend {
         })
     }
 
+    fn put_if_absent<'a>(
+        &'a self,
+        key: &'a ObjectKey,
+        value: Bytes,
+    ) -> BoxFuture<'a, Result<bool>> {
+        let layout = self.layout.clone();
+        let key = key.clone();
+        Box::pin(async move {
+            self.capabilities.check_put_size(&key, value.len())?;
+            blocking(move || layout.create_atomically(&key, &value)).await
+        })
+    }
+
     fn delete<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<()>> {
         let layout = self.layout.clone();
         let key = key.clone();
@@ -157,7 +184,7 @@ impl ExtentBackend for LocalBackend {
         let key = key.clone();
         Box::pin(blocking(move || {
             let meta = fs::metadata(&path).map_err(|e| io_error("head", &path, e))?;
-            Ok(ObjectMeta::new(key, meta.len()))
+            Ok(ObjectMeta::new(key, meta.len()).last_modified_ms(modified_ms(&meta)))
         }))
     }
 
@@ -166,11 +193,13 @@ impl ExtentBackend for LocalBackend {
         let request = request.clone();
         Box::pin(blocking(move || {
             let mut found = Vec::new();
-            layout.walk(&mut |_, _, object| {
+            layout.walk(&mut |path, _, object| {
                 if let Some((key, size)) = object
                     && request.admits(key.as_str())
                 {
-                    found.push(ObjectMeta::new(key, size));
+                    // Deleted since the walk saw it: age unknown.
+                    let modified = fs::metadata(path).ok().and_then(|m| modified_ms(&m));
+                    found.push(ObjectMeta::new(key, size).last_modified_ms(modified));
                 }
                 Ok(())
             })?;
@@ -186,6 +215,14 @@ pub(crate) async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| StoreError::other(format!("blocking file task failed: {e}")).with_source(e))?
+}
+
+/// A file's modification time in ms since the Unix epoch, if the platform
+/// reports one.
+fn modified_ms(meta: &fs::Metadata) -> Option<i64> {
+    let t = meta.modified().ok()?;
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_millis()).ok()
 }
 
 fn io_error(op: &str, path: &Path, err: io::Error) -> StoreError {
@@ -226,6 +263,31 @@ impl Layout {
     pub(crate) fn create(root: PathBuf) -> Result<Self> {
         let objects = root.join(OBJECTS_DIR);
         fs::create_dir_all(&objects).map_err(|e| io_error("create", &objects, e))?;
+        Ok(Self {
+            root,
+            objects,
+            temp_counter: AtomicU64::new(0),
+        })
+    }
+
+    /// The layout of a store created earlier; see
+    /// [`LocalBackend::open_existing`].
+    pub(crate) fn open_existing(root: PathBuf) -> Result<Self> {
+        let objects = root.join(OBJECTS_DIR);
+        if !objects.is_dir() {
+            let what = if root.is_dir() {
+                format!(
+                    "{} holds no fsx data store (no {OBJECTS_DIR}/ directory)",
+                    root.display()
+                )
+            } else {
+                format!("the data store directory {} does not exist", root.display())
+            };
+            return Err(StoreError::not_found(format!(
+                "{what}: is its disk unmounted or the directory moved? Mount or restore it \
+                 (fsx never recreates a store; only `fsx init` creates one)"
+            )));
+        }
         Ok(Self {
             root,
             objects,
@@ -284,6 +346,43 @@ impl Layout {
         result.map_err(|e| {
             let _ = fs::remove_file(&temp);
             io_error("put", &path, e)
+        })
+    }
+
+    /// Like [`Layout::write_atomically`], but only if the object is absent:
+    /// the complete, fsynced temp file is *linked* to the final name, and
+    /// `link(2)` fails on an existing name as `O_EXCL` does, so of several
+    /// racing creators exactly one wins and no reader sees a partial file.
+    /// `Ok(false)`: the object existed and is unchanged.
+    pub(crate) fn create_atomically(&self, key: &ObjectKey, value: &[u8]) -> Result<bool> {
+        let path = self.path_for(key);
+        let dir = path.parent().unwrap_or(&self.objects).to_path_buf();
+        self.ensure_dir(&dir)?;
+        let temp = dir.join(format!(
+            "{TEMP_PREFIX}{}-{}",
+            std::process::id(),
+            self.temp_counter.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&temp)?;
+            file.write_all(value)?;
+            file.sync_all()?;
+            drop(file);
+            let created = match fs::hard_link(&temp, &path) {
+                Ok(()) => true,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+                Err(e) => return Err(e),
+            };
+            fs::remove_file(&temp)?;
+            sync_dir(&dir)?;
+            Ok(created)
+        })();
+        result.map_err(|e| {
+            let _ = fs::remove_file(&temp);
+            io_error("put_if_absent", &path, e)
         })
     }
 

@@ -107,6 +107,22 @@ impl ExtentBackend for MemoryBackend {
         })
     }
 
+    fn put_if_absent<'a>(
+        &'a self,
+        key: &'a ObjectKey,
+        value: Bytes,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            self.capabilities.check_put_size(key, value.len())?;
+            let mut objects = lock(&self.objects);
+            if objects.contains_key(key) {
+                return Ok(false);
+            }
+            objects.insert(key.clone(), value);
+            Ok(true)
+        })
+    }
+
     fn delete<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             lock(&self.objects).remove(key);

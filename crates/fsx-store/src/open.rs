@@ -23,13 +23,27 @@ use crate::cache::LruCache;
 use crate::error::{Result, StoreError};
 use crate::memory::MemoryBackend;
 
-/// Open the backend a URL names (see the module docs).
+/// Open the backend a URL names (see the module docs), creating a local
+/// directory store if it is missing.
 pub fn open_backend(url: &str) -> Result<Arc<dyn ExtentBackend>> {
+    open_url(url, false)
+}
+
+/// Open the backend a URL names, which must exist already: a local
+/// directory store that is missing (an unmounted disk, a moved directory)
+/// is [`ErrorKind::NotFound`](crate::ErrorKind) instead of being recreated.
+/// Other schemes open as with [`open_backend`]; whether their bucket or
+/// database holds the store shows at the first request.
+pub fn open_existing_backend(url: &str) -> Result<Arc<dyn ExtentBackend>> {
+    open_url(url, true)
+}
+
+fn open_url(url: &str, existing: bool) -> Result<Arc<dyn ExtentBackend>> {
     if url.is_empty() {
         return Err(StoreError::invalid("empty store URL"));
     }
     let Some((scheme, rest)) = url.split_once("://") else {
-        return open_path(url);
+        return open_path(url, existing);
     };
     match scheme {
         "memory" => {
@@ -50,32 +64,39 @@ pub fn open_backend(url: &str) -> Result<Arc<dyn ExtentBackend>> {
             let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
             if !query.is_empty() {
                 return Err(StoreError::invalid(format!(
-                    "file URLs take no parameters: {url:?}"
+                    "file URLs take no parameters: {:?}",
+                    crate::url::redact(url)
                 )));
             }
             if !path.starts_with('/') {
                 return Err(StoreError::invalid(format!(
-                    "file URL {url:?} must be absolute (file:///abs/dir); use a plain path for relative directories"
+                    "file URL {:?} must be absolute (file:///abs/dir); use a plain path for relative directories",
+                    crate::url::redact(url)
                 )));
             }
-            open_path(path)
+            open_path(path, existing)
         }
         "diskcache" => open_disk_cache(url, rest),
         "s3" => open_s3(url),
         "redis" | "rediss" => open_redis(url),
         other => Err(StoreError::invalid(format!(
-            "unknown store scheme {other:?} in {url:?}; supported: memory://, lru://, file://, diskcache://, s3://, redis://"
+            "unknown store scheme {other:?} in {:?}; supported: memory://, lru://, file://, diskcache://, s3://, redis://",
+            crate::url::redact(url)
         ))),
     }
 }
 
 #[cfg(feature = "local")]
-fn open_path(path: &str) -> Result<Arc<dyn ExtentBackend>> {
-    Ok(Arc::new(crate::local::LocalBackend::open(path)?))
+fn open_path(path: &str, existing: bool) -> Result<Arc<dyn ExtentBackend>> {
+    Ok(Arc::new(if existing {
+        crate::local::LocalBackend::open_existing(path)?
+    } else {
+        crate::local::LocalBackend::open(path)?
+    }))
 }
 
 #[cfg(not(feature = "local"))]
-fn open_path(path: &str) -> Result<Arc<dyn ExtentBackend>> {
+fn open_path(path: &str, _existing: bool) -> Result<Arc<dyn ExtentBackend>> {
     Err(disabled("local", path))
 }
 
@@ -84,7 +105,8 @@ fn open_disk_cache(url: &str, rest: &str) -> Result<Arc<dyn ExtentBackend>> {
     let (path, _) = rest.split_once('?').unwrap_or((rest, ""));
     if !path.starts_with('/') {
         return Err(StoreError::invalid(format!(
-            "diskcache URL {url:?} must be absolute (diskcache:///abs/dir?capacity=N)"
+            "diskcache URL {:?} must be absolute (diskcache:///abs/dir?capacity=N)",
+            crate::url::redact(url)
         )));
     }
     let params = query_params(rest, &["capacity"])?;
@@ -121,7 +143,10 @@ fn open_redis(url: &str) -> Result<Arc<dyn ExtentBackend>> {
 fn disabled(feature: &str, url: &str) -> StoreError {
     StoreError::unsupported(
         "open",
-        format!("{url:?} needs fsx-store's `{feature}` feature, not built in"),
+        format!(
+            "{:?} needs fsx-store's `{feature}` feature, not built in",
+            crate::url::redact(url)
+        ),
     )
 }
 
@@ -148,7 +173,8 @@ fn required_capacity(params: &[(String, String)], url: &str) -> Result<u64> {
     match params.iter().find(|(n, _)| n == "capacity") {
         Some((_, v)) => parse_u64("capacity", v),
         None => Err(StoreError::invalid(format!(
-            "{url:?} needs ?capacity=BYTES"
+            "{:?} needs ?capacity=BYTES",
+            crate::url::redact(url)
         ))),
     }
 }

@@ -11,7 +11,10 @@
 //! | `write_interval_ms` | minimum time between two puts of one key; 0 = none | 0 |
 //! | `on_limit` | `reject` a put inside the interval, or `wait` it out | `reject` |
 //!
-//! Other query parameters are passed to the `redis` crate.
+//! | `password_file` | file whose first line is the password (else `REDIS_PASSWORD`) | — |
+//!
+//! Other query parameters are passed to the `redis` crate. The password is
+//! never shown: messages and `Display` go through [`crate::url::redact`].
 //!
 //! # Redis keys
 //!
@@ -56,6 +59,9 @@ use crate::backend::{
 use crate::error::{ErrorKind, Result, StoreError};
 use crate::key::ObjectKey;
 use crate::open::parse_u64;
+
+/// Environment variable holding the Redis password when the URL has none.
+pub const REDIS_PASSWORD_ENV: &str = "REDIS_PASSWORD";
 
 /// Cloudflare KV's value limit.
 pub const KV_MAX_VALUE: u64 = 25 * 1024 * 1024;
@@ -115,11 +121,21 @@ pub struct RedisKvBackend {
 impl RedisKvBackend {
     /// Open from a `redis://` URL (see the module docs). Connects lazily.
     pub fn from_url(url: &str) -> Result<Self> {
+        // The password may come from `password_file=` or REDIS_PASSWORD
+        // instead of the URL (see `crate::url`).
+        let completed = crate::url::SafeUrl::new(url)
+            .with_password_from(REDIS_PASSWORD_ENV, &|name| std::env::var(name).ok())
+            .map_err(|e| StoreError::invalid(e.to_string()).with_source(e))?;
+        let url = completed.expose();
         let mut parsed = url::Url::parse(url).map_err(|e| {
-            StoreError::invalid(format!("bad Redis URL {url:?}: {e}")).with_source(e)
+            StoreError::invalid(format!("bad Redis URL {:?}: {e}", crate::url::redact(url)))
+                .with_source(e)
         })?;
         if !matches!(parsed.scheme(), "redis" | "rediss") {
-            return Err(StoreError::invalid(format!("not a redis:// URL: {url:?}")));
+            return Err(StoreError::invalid(format!(
+                "not a redis:// URL: {:?}",
+                crate::url::redact(url)
+            )));
         }
         let mut prefix = "fsx:".to_owned();
         let mut max_value = KV_MAX_VALUE;
@@ -389,11 +405,7 @@ fn glob_escape(s: &str) -> String {
 
 /// The URL without a password, for messages.
 fn redact(url: &url::Url) -> String {
-    let mut shown = url.clone();
-    if shown.password().is_some() {
-        let _ = shown.set_password(Some("***"));
-    }
-    shown.to_string()
+    crate::url::redact(url.as_str())
 }
 
 impl fmt::Display for RedisKvBackend {
@@ -439,6 +451,27 @@ impl ExtentBackend for RedisKvBackend {
 
     fn put<'a>(&'a self, key: &'a ObjectKey, value: Bytes) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.put_value(key, value))
+    }
+
+    fn put_if_absent<'a>(
+        &'a self,
+        key: &'a ObjectKey,
+        value: Bytes,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            self.capabilities.check_put_size(key, value.len())?;
+            let mut conn = self.connection().await?;
+            // `SET … NX` is atomic in Redis; a first write of a key needs no
+            // write-rate token.
+            let set: Option<String> = redis::cmd("SET")
+                .arg(self.object_key(key))
+                .arg(value.as_ref())
+                .arg("NX")
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.map_err("put_if_absent", key.as_str(), e))?;
+            Ok(set.is_some())
+        })
     }
 
     fn delete<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<()>> {

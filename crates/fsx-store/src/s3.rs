@@ -86,15 +86,33 @@ impl S3Backend {
     }
 
     fn build(url: &str, credentials: Option<(String, String)>) -> Result<Self> {
-        let parsed = url::Url::parse(url)
-            .map_err(|e| StoreError::invalid(format!("bad S3 URL {url:?}: {e}")).with_source(e))?;
+        let parsed = url::Url::parse(url).map_err(|e| {
+            StoreError::invalid(format!("bad S3 URL {:?}: {e}", crate::url::redact(url)))
+                .with_source(e)
+        })?;
         if parsed.scheme() != "s3" {
-            return Err(StoreError::invalid(format!("not an s3:// URL: {url:?}")));
+            return Err(StoreError::invalid(format!(
+                "not an s3:// URL: {:?}",
+                crate::url::redact(url)
+            )));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            // `s3://KEY:SECRET@bucket` would end up in fsx-volume.json and
+            // in messages; credentials come from the environment instead.
+            return Err(StoreError::invalid(format!(
+                "S3 URL {:?} holds credentials: remove them from the URL and set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                crate::url::redact(url)
+            )));
         }
         let bucket = parsed
             .host_str()
             .filter(|b| !b.is_empty())
-            .ok_or_else(|| StoreError::invalid(format!("S3 URL {url:?} names no bucket")))?
+            .ok_or_else(|| {
+                StoreError::invalid(format!(
+                    "S3 URL {:?} names no bucket",
+                    crate::url::redact(url)
+                ))
+            })?
             .to_owned();
         let root = parsed.path().trim_matches('/').to_owned();
         if !root.is_empty() {
@@ -167,7 +185,11 @@ impl S3Backend {
             }
         }
         let store = builder.build().map_err(|e| {
-            StoreError::invalid(format!("S3 configuration for {url:?}: {e}")).with_source(e)
+            StoreError::invalid(format!(
+                "S3 configuration for {:?}: {e}",
+                crate::url::redact(url)
+            ))
+            .with_source(e)
         })?;
         Ok(Self {
             store: Arc::new(store),
@@ -253,7 +275,10 @@ impl S3Backend {
                 more = true;
                 break;
             }
-            objects.push(ObjectMeta::new(key, meta.size));
+            objects.push(
+                ObjectMeta::new(key, meta.size)
+                    .last_modified_ms(Some(meta.last_modified.timestamp_millis())),
+            );
         }
         let next = if more {
             objects.last().map(|o: &ObjectMeta| o.key.clone())
@@ -386,6 +411,29 @@ impl ExtentBackend for S3Backend {
                 .await
                 .map_err(|e| map_err("put", key.as_str(), e))?;
             Ok(())
+        })
+    }
+
+    fn put_if_absent<'a>(
+        &'a self,
+        key: &'a ObjectKey,
+        value: Bytes,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            self.capabilities.check_put_size(key, value.len())?;
+            let path = self.path(key)?;
+            // `PutMode::Create` sends `If-None-Match: *`: the server refuses
+            // (412) when the key exists, atomically with other writers.
+            let opts = object_store::PutOptions::from(object_store::PutMode::Create);
+            match self
+                .store
+                .put_opts(&path, PutPayload::from(value), opts)
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+                Err(e) => Err(map_err("put_if_absent", key.as_str(), e)),
+            }
         })
     }
 

@@ -35,7 +35,9 @@ fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
 async fn local_passes_conformance() {
     let dir = temp_dir().unwrap();
     let backend = LocalBackend::open(dir.path()).unwrap();
-    assert_conformance(Arc::new(backend), "conf/").await;
+    let reports = assert_conformance(Arc::new(backend.clone()), "conf/").await;
+    common::assert_creates_if_absent(&reports);
+    common::assert_lists_write_times(&backend, "aged/").await;
     let left = files_under(dir.path());
     assert!(
         left.is_empty(),

@@ -26,6 +26,7 @@ fn key(s: &str) -> ObjectKey {
 #[tokio::test]
 async fn memory_passes_conformance() {
     let reports = assert_conformance(Arc::new(MemoryBackend::new()), "conf/").await;
+    common::assert_creates_if_absent(&reports);
     assert!(
         matches!(outcome(&reports, "roundtrip_16mib"), Outcome::Passed(n) if n.contains("16777216 bytes"))
     );

@@ -22,7 +22,8 @@ fn key(s: &str) -> ObjectKey {
 async fn redis_passes_conformance() {
     let fixture = RedisFixture::new().expect("a Redis server for the test");
     let backend = RedisKvBackend::from_url(&fixture.url("")).unwrap();
-    assert_conformance(Arc::new(backend), "conf/").await;
+    let reports = assert_conformance(Arc::new(backend), "conf/").await;
+    common::assert_creates_if_absent(&reports);
 }
 
 /// Cloudflare KV's limits: 25 MiB values, one write per second per key.

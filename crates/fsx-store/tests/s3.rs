@@ -23,6 +23,8 @@ fn open(fixture: &S3Fixture) -> S3Backend {
 async fn s3_passes_conformance() {
     let fixture = S3Fixture::new().expect("an S3 server for the test");
     let reports = assert_conformance(Arc::new(open(&fixture)), "conf/").await;
+    common::assert_creates_if_absent(&reports);
+    common::assert_lists_write_times(&open(&fixture), "aged/").await;
     assert!(matches!(
         outcome(&reports, "roundtrip_16mib"),
         Outcome::Passed(_)

@@ -16,6 +16,13 @@
 //! Invariants: the volume file is written only after the volume was created
 //! in its metadata and store, so a directory holding it is always a usable
 //! volume; a refused creation removes a directory it created.
+//!
+//! Secrets: every URL in a message goes through [`fsx_store::redact`]. A
+//! password need not be in the file at all: PostgreSQL takes it from
+//! `?password_file=PATH` or `PGPASSWORD`, Redis from `?password_file=PATH`
+//! or `REDIS_PASSWORD`, S3 from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`
+//! (see [`fsx_store::url`]). The volume file is created with mode 0600
+//! in case it holds one anyway.
 
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -28,6 +35,10 @@ use serde::{Deserialize, Serialize};
 
 /// The file in a volume directory that names its engines.
 pub const VOLUME_FILE: &str = "fsx-volume.json";
+
+/// Environment variable holding the PostgreSQL password when the metadata
+/// URL has none (libpq's name).
+pub const PG_PASSWORD_ENV: &str = "PGPASSWORD";
 
 /// Extent size of volumes created with the defaults (2 MiB).
 pub const DEFAULT_EXTENT_SIZE: u32 = 2 << 20;
@@ -60,10 +71,13 @@ pub enum VolumeError {
     /// A URL names an engine or store that cannot be used.
     #[error("{0}")]
     InvalidUrl(String),
+    /// A URL's credentials could not be read (its `password_file`).
+    #[error(transparent)]
+    Credentials(#[from] fsx_store::url::UrlError),
     /// The metadata engine failed.
     #[error("cannot open the metadata engine {url:?}")]
     Meta {
-        /// The engine's URL.
+        /// The engine's URL, redacted (see [`fsx_store::SafeUrl`]).
         url: String,
         /// Its error.
         source: fsx_meta::MetaError,
@@ -71,7 +85,7 @@ pub enum VolumeError {
     /// The data store failed to open.
     #[error("cannot open the data store {url:?}")]
     Store {
-        /// The store's URL.
+        /// The store's URL, redacted (see [`fsx_store::SafeUrl`]).
         url: String,
         /// Its error.
         source: fsx_store::StoreError,
@@ -121,14 +135,23 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// Result alias of this crate.
 pub type Result<T, E = VolumeError> = std::result::Result<T, E>;
 
-/// The contents of [`VOLUME_FILE`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The contents of [`VOLUME_FILE`]. Its `Debug` shows the URLs redacted.
+#[derive(Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct VolumeFile {
     /// Metadata engine URL, possibly relative to the directory.
     pub meta: String,
     /// Data store URL or path, possibly relative to the directory.
     pub store: String,
+}
+
+impl std::fmt::Debug for VolumeFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VolumeFile")
+            .field("meta", &fsx_store::SafeUrl::new(self.meta.as_str()))
+            .field("store", &fsx_store::SafeUrl::new(self.store.as_str()))
+            .finish()
+    }
 }
 
 impl Default for VolumeFile {
@@ -191,9 +214,12 @@ pub fn absolute(path: &Path) -> Result<PathBuf> {
 
 /// Opens the metadata engine a URL names (`sqlite://…`, `postgres://…`).
 /// PostgreSQL needs a tokio runtime.
+///
+/// A PostgreSQL password may come from the URL, its `password_file=`
+/// parameter or `PGPASSWORD` (see [`fsx_store::url`]); no message shows it.
 pub async fn open_meta(url: &str, create: bool) -> Result<Arc<dyn MetaEngine>> {
     let meta_err = |source| VolumeError::Meta {
-        url: url.to_string(),
+        url: fsx_store::redact(url),
         source,
     };
     if url.starts_with("sqlite://") {
@@ -201,29 +227,69 @@ pub async fn open_meta(url: &str, create: bool) -> Result<Arc<dyn MetaEngine>> {
             fsx_meta::sqlite::SqliteMeta::open_url(url, create).map_err(meta_err)?,
         ))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let completed = fsx_store::SafeUrl::new(url)
+            .with_password_from(PG_PASSWORD_ENV, &|name| std::env::var(name).ok())?;
         Ok(Arc::new(
-            fsx_meta::postgres::PgMeta::connect(url)
+            fsx_meta::postgres::PgMeta::connect(completed.expose())
                 .await
                 .map_err(meta_err)?,
         ))
     } else {
         Err(VolumeError::InvalidUrl(format!(
-            "unsupported metadata URL {url:?}: use sqlite:///path/to/meta.db or postgres://user:password@host:port/db"
+            "unsupported metadata URL {:?}: use sqlite:///path/to/meta.db or postgres://user@host:port/db \
+             (password in PGPASSWORD or ?password_file=PATH)",
+            fsx_store::redact(url)
         )))
     }
 }
 
-/// Opens the durable data store a URL names (memory stores are refused).
+/// Opens the data store of an existing volume. Only durable stores are
+/// accepted (see [`check_durable`]); a local directory that is missing is
+/// an error, never recreated (see
+/// [`fsx_store::open_existing_backend`]).
 pub fn open_store(url: &str) -> Result<Arc<dyn fsx_store::ExtentBackend>> {
-    if url.starts_with("memory://") || url.starts_with("lru://") {
+    check_durable(url, fsx_store::open_existing_backend(url))
+}
+
+/// Opens (creating a local directory if needed) the data store of a new
+/// volume. Only durable stores are accepted (see [`check_durable`]).
+pub fn create_store(url: &str) -> Result<Arc<dyn fsx_store::ExtentBackend>> {
+    check_durable(url, fsx_store::open_backend(url))
+}
+
+/// Refuses a store that may lose what it was given: memory (`memory://`)
+/// and caches (`lru://`, `diskcache://`, anything whose capabilities say
+/// `may_evict`). A volume's store holds the only durable copy of every
+/// extent, so a cache there loses data as soon as it evicts; caches go in
+/// front of a durable store, as the volume's cache tier.
+fn check_durable(
+    url: &str,
+    opened: fsx_store::Result<Arc<dyn fsx_store::ExtentBackend>>,
+) -> Result<Arc<dyn fsx_store::ExtentBackend>> {
+    let shown = fsx_store::redact(url);
+    let store = opened.map_err(|source| VolumeError::Store {
+        url: shown.clone(),
+        source,
+    })?;
+    let caps = store.capabilities();
+    let memory = url.starts_with("memory://");
+    if memory || caps.may_evict {
+        let (what, cache) = if memory {
+            (
+                "keeps data only in memory",
+                "lru://?capacity=BYTES".to_owned(),
+            )
+        } else {
+            ("is a cache, which may drop what it holds", shown.clone())
+        };
         return Err(VolumeError::InvalidUrl(format!(
-            "{url:?} keeps data only in memory; a volume needs a durable store (a directory, s3://, redis://)"
+            "{shown:?} {what}, so it cannot be a volume's store: a volume needs a durable store \
+             (a directory, file:///dir, s3://, redis://). Put a cache in front of one instead: \
+             `fsx init VOLUME --store DIR_OR_URL --cache {cache}` \
+             (or `fsx tier config VOLUME --cache {cache}` for an existing volume)"
         )));
     }
-    fsx_store::open_backend(url).map_err(|source| VolumeError::Store {
-        url: url.to_string(),
-        source,
-    })
+    Ok(store)
 }
 
 /// 128 random bits from the standard library's per-process random hasher
@@ -291,10 +357,33 @@ pub async fn create(
         path: dir.display().to_string(),
         source,
     })?;
+    // The metadata may come to hold credentials too (a tier's URL), so an
+    // embedded database is created owner-only; SQLite gives its -wal and
+    // -shm files the database file's mode.
+    let meta_url = resolve(&dir, &file.meta);
+    let meta_file = meta_url
+        .strip_prefix("sqlite://")
+        .map(|p| PathBuf::from(p.split('?').next().unwrap_or(p)))
+        .filter(|p| !p.exists());
+    if let Some(p) = &meta_file {
+        write_private(p, b"").map_err(|source| VolumeError::Io {
+            what: "cannot create",
+            path: p.display().to_string(),
+            source,
+        })?;
+    }
     let result = create_in(&dir, file, extent_size, env, options).await;
-    if result.is_err() && created_dir {
+    if result.is_err() {
         // A refused creation leaves nothing behind.
-        let _ = std::fs::remove_dir_all(&dir);
+        if created_dir {
+            let _ = std::fs::remove_dir_all(&dir);
+        } else if let Some(p) = &meta_file {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut name = p.clone().into_os_string();
+                name.push(suffix);
+                let _ = std::fs::remove_file(name);
+            }
+        }
     }
     result
 }
@@ -307,11 +396,12 @@ async fn create_in(
     options: VolumeOptions,
 ) -> Result<Volume> {
     let meta = open_meta(&resolve(dir, &file.meta), true).await?;
-    let store = open_store(&resolve(dir, &file.store))?;
+    let store = create_store(&resolve(dir, &file.store))?;
     let config = VolumeConfig::new(
         new_volume_id(),
         extent_size,
-        file.store.clone(),
+        // Informational only (`fsx info`); never a secret.
+        fsx_store::redact(&file.store),
         env.now_ms(),
     );
     let engine_err = |source| VolumeError::Engine {
@@ -328,12 +418,30 @@ async fn create_in(
         path: vf.display().to_string(),
         source,
     })?;
-    std::fs::write(&vf, text).map_err(|source| VolumeError::Io {
+    write_private(&vf, &text).map_err(|source| VolumeError::Io {
         what: "cannot write",
         path: vf.display().to_string(),
         source,
     })?;
     Ok(volume)
+}
+
+/// Writes a new file readable by its owner only: it may hold credentials
+/// (a password in a URL). The mode is set at creation, so the file is
+/// never readable by others, not even briefly; `create_new` refuses to
+/// replace a file another process created meanwhile.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 #[cfg(test)]
@@ -350,6 +458,24 @@ mod tests {
         assert_eq!(resolve(d, "data"), "/v/data");
         assert_eq!(resolve(d, "/abs/data"), "/abs/data");
         assert_eq!(resolve(d, "s3://b/p"), "s3://b/p");
+    }
+
+    #[test]
+    fn debug_and_errors_hide_passwords() {
+        let f = VolumeFile::new(
+            Some("postgres://a:Hunter2Secret@h/db".into()),
+            Some("redis://:Hunter2Secret@h/0".into()),
+        );
+        let shown = format!("{f:?}");
+        assert!(
+            !shown.contains("Hunter2Secret") && shown.contains("***"),
+            "{shown}"
+        );
+        let err = open_store("redis://:Hunter2Secret@h/0?max_value=x")
+            .map(|_| ())
+            .unwrap_err();
+        let chain = error_chain(&err);
+        assert!(!chain.contains("Hunter2Secret"), "{chain}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -144,8 +144,11 @@ impl TierSet {
                 url.as_deref()
                     .map(|u| {
                         open(u).map_err(|e| {
-                            Error::invalid(format!("cannot open the {what} tier {u:?}: {e}"))
-                                .with_source(e)
+                            Error::invalid(format!(
+                                "cannot open the {what} tier {:?}: {e}",
+                                fsx_store::redact(u)
+                            ))
+                            .with_source(e)
                         })
                     })
                     .transpose()

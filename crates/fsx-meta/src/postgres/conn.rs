@@ -161,19 +161,10 @@ fn check_schema_name(s: &str) -> Result<()> {
     }
 }
 
-/// The URL with any password replaced, for messages.
+/// The URL with any password replaced, for messages: fsx's one display
+/// form of a URL ([`fsx_store::SafeUrl`]).
 fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => match (url.find("://"), url.rfind('@')) {
-            (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
-            _ => url.to_string(),
-        },
-    }
+    fsx_store::redact(url)
 }
 
 fn describe_target(config: &Config, schema: Option<&str>) -> String {

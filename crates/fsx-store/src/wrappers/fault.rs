@@ -201,6 +201,19 @@ impl ExtentBackend for FaultInjecting {
         Box::pin(self.run(Operation::Put, Some(key), self.inner.put(key, value)))
     }
 
+    fn put_if_absent<'a>(
+        &'a self,
+        key: &'a ObjectKey,
+        value: Bytes,
+    ) -> BoxFuture<'a, Result<bool>> {
+        // Faults as for a put: it is one.
+        Box::pin(self.run(
+            Operation::Put,
+            Some(key),
+            self.inner.put_if_absent(key, value),
+        ))
+    }
+
     fn delete<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.run(Operation::Delete, Some(key), self.inner.delete(key)))
     }

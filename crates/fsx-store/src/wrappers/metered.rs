@@ -169,6 +169,21 @@ impl ExtentBackend for Metered {
         Box::pin(self.run(Operation::Put, len, self.inner.put(key, value), |_| 0))
     }
 
+    fn put_if_absent<'a>(
+        &'a self,
+        key: &'a ObjectKey,
+        value: Bytes,
+    ) -> BoxFuture<'a, Result<bool>> {
+        // Counted as a put: it costs one write request.
+        let len = value.len();
+        Box::pin(self.run(
+            Operation::Put,
+            len,
+            self.inner.put_if_absent(key, value),
+            |_| 0,
+        ))
+    }
+
     fn delete<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.run(Operation::Delete, 0, self.inner.delete(key), |_| 0))
     }

@@ -212,6 +212,18 @@ impl ExtentBackend for Retrying {
         }))
     }
 
+    fn put_if_absent<'a>(
+        &'a self,
+        key: &'a ObjectKey,
+        value: Bytes,
+    ) -> BoxFuture<'a, Result<bool>> {
+        // A retry after a lost reply may see its own first attempt and
+        // answer `false`; the contract tells callers to compare the bytes.
+        Box::pin(self.run(Operation::Put, Some(key), move || {
+            self.inner.put_if_absent(key, value.clone())
+        }))
+    }
+
     fn delete<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.run(Operation::Delete, Some(key), move || self.inner.delete(key)))
     }

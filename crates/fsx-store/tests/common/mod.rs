@@ -49,3 +49,38 @@ pub fn outcome<'a>(reports: &'a [CheckReport], name: &str) -> &'a Outcome {
         .unwrap_or_else(|| panic!("no check {name}"))
         .outcome
 }
+
+/// A durable backend must offer `put_if_absent` (a volume's marker needs
+/// it): both checks passed, not skipped.
+pub fn assert_creates_if_absent(reports: &[CheckReport]) {
+    for name in ["put_if_absent", "concurrent_put_if_absent"] {
+        assert!(
+            matches!(outcome(reports, name), Outcome::Passed(_)),
+            "{name}: {:?}",
+            outcome(reports, name)
+        );
+    }
+}
+
+/// Puts one object and checks that listing it reports a write time close
+/// to now (orphan GC relies on it).
+pub async fn assert_lists_write_times(backend: &dyn ExtentBackend, prefix: &str) {
+    use fsx_store::ExtentBackendExt;
+    let key = fsx_store::ObjectKey::new(&format!("{prefix}aged")).unwrap();
+    backend
+        .put(&key, bytes::Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    let listed = backend.list_all(prefix).await.unwrap();
+    backend.delete(&key).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let t = listed
+        .iter()
+        .find(|o| o.key == key)
+        .and_then(|o| o.last_modified_ms)
+        .expect("a write time in the listing");
+    assert!((now - t).abs() < 3_600_000, "write time {t} vs now {now}");
+}
