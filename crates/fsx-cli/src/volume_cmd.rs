@@ -579,6 +579,19 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
             for fault in &report.graph_faults {
                 println!("GRAPH    {fault}");
             }
+            for fault in &report.damaged_pages {
+                println!("DAMAGED  dirty {fault}: the metadata database is damaged");
+            }
+            let unpacked: u64 = report.unpacked.iter().map(|u| u.pages).sum();
+            if unpacked > 0 {
+                println!(
+                    "checked {} unpacked pages; waiting to be packed (`fsx gc` packs what a gone writer left):",
+                    report.dirty_pages_checked
+                );
+                for u in &report.unpacked {
+                    println!("UNPACKED {} {}: {} pages", u.owner, u.file, u.pages);
+                }
+            }
             for k in &report.orphans {
                 println!(
                     "ORPHAN   {k}: in the store but unknown to the metadata (`fsx gc` removes it)"
@@ -616,6 +629,15 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
                 r.orphans_deleted,
                 r.resumed
             );
+            if r.files_packed > 0 {
+                println!(
+                    "packed the dirty pages of {} files whose writer was gone",
+                    r.files_packed
+                );
+            }
+            for f in &r.files_in_use {
+                println!("IN USE   {f}: a live writer holds it; its pages stay unpacked");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -564,7 +564,10 @@ async fn damaged_dirty_pages_are_refused() {
             let sql = format!(
                 "UPDATE {schema2}.fsx_dirty_pages SET {set} WHERE file_id = $1 AND page_no = $2"
             );
-            let n = raw.execute(sql.as_str(), &[&file, &(page as i64)]).await.unwrap();
+            let n = raw
+                .execute(sql.as_str(), &[&file, &(page as i64)])
+                .await
+                .unwrap();
             assert_eq!(n, 1, "{what}: no row changed");
         })
         .await;
