@@ -579,6 +579,17 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
             for fault in &report.graph_faults {
                 println!("GRAPH    {fault}");
             }
+            for (tier, key) in &report.bad_copies {
+                println!(
+                    "BADCOPY  {tier} {key}: missing or failing verification (repaired from a good copy if one exists)"
+                );
+            }
+            if report.bad_copies_skipped > 0 {
+                println!(
+                    "BADCOPY  {} bad copies met while verifying, served from good copies (`fsx stats` counts them per tier)",
+                    report.bad_copies_skipped
+                );
+            }
             for fault in &report.damaged_pages {
                 println!("DAMAGED  dirty {fault}: the metadata database is damaged");
             }

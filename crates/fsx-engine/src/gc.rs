@@ -151,6 +151,15 @@ pub struct FsckReport {
     /// Dirty pages waiting to be packed (normal after a sync; a warning
     /// when a writer died: `fsx gc` packs them).
     pub unpacked: Vec<UnpackedPages>,
+    /// Bad or missing copies in a tier (`tier`, key) that the scrub of
+    /// every durable tier found; each was rewritten from a good copy when
+    /// one exists (see `copies_repaired`).
+    pub bad_copies: Vec<(String, String)>,
+    /// Of `bad_copies`, how many were repaired.
+    pub copies_repaired: u64,
+    /// Bad copies the verification reads met and skipped (in any tier,
+    /// caches included), served from a good copy instead.
+    pub bad_copies_skipped: u64,
 }
 
 impl FsckReport {
@@ -163,6 +172,8 @@ impl FsckReport {
             && self.orphans.is_empty()
             && self.graph_faults.is_empty()
             && self.damaged_pages.is_empty()
+            && self.bad_copies.is_empty()
+            && self.bad_copies_skipped == 0
     }
 }
 
@@ -346,6 +357,9 @@ impl Volume {
             }
         }
 
+        // Bad copies the reads below skip (a cache's, or a tier's whose
+        // good copy another tier served) show only in the tiers' counters.
+        let skipped_before = self.corrupt_count().await?;
         let to_check: Vec<&String> = refs.keys().collect();
         progress.phase("verifying referenced extents", Some(to_check.len() as u64));
         for key in to_check {
@@ -372,6 +386,14 @@ impl Volume {
             progress.advance(1);
         }
 
+        report.bad_copies_skipped = self.corrupt_count().await?.saturating_sub(skipped_before);
+        if let Some(tiers) = self.tiers() {
+            progress.phase("scrubbing every copy in every tier", None);
+            let scrub = tiers.scrub().await?;
+            report.bad_copies = scrub.bad;
+            report.copies_repaired = scrub.repaired;
+        }
+
         progress.phase("looking for orphan objects", None);
         for key in self.extent_objects().await? {
             if !by_key.contains_key(key.as_str()) {
@@ -383,6 +405,23 @@ impl Volume {
 }
 
 impl Volume {
+    /// Bad copies met by reads so far, over every tier (flushed first, so
+    /// the count is current).
+    async fn corrupt_count(&self) -> Result<u64> {
+        if self.tiers().is_none() {
+            return Ok(0);
+        }
+        self.flush_counters().await?;
+        Ok(self
+            .stats()
+            .await?
+            .counters
+            .iter()
+            .filter(|c| c.op == "corrupt")
+            .map(|c| c.calls)
+            .sum())
+    }
+
     /// Packs the dirty pages of branch heads whose writer is gone (see
     /// the module docs); returns how many files it packed and the
     /// `branch/file` names a live writer holds.
