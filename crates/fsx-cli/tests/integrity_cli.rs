@@ -188,3 +188,110 @@ fn a_commit_id_is_never_handed_out_twice() {
     let out = fsx(&["file", "get", s(&vol), "f", "-", "--commit", "3"]);
     assert_eq!(out.stdout, b"three");
 }
+
+/// A read-only view of `dir` for the lifetime of the guard: a read-only
+/// bind mount when running as root (root ignores permissions), else the
+/// write permissions removed. `None` when neither is possible here.
+struct ReadOnly {
+    path: std::path::PathBuf,
+    mounted: bool,
+}
+
+impl ReadOnly {
+    fn new(dir: &Path, mnt: &Path) -> Option<Self> {
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        if !root {
+            let st = Command::new("chmod")
+                .args(["-R", "a-w", s(dir)])
+                .status()
+                .unwrap();
+            assert!(st.success());
+            return Some(Self {
+                path: dir.to_path_buf(),
+                mounted: false,
+            });
+        }
+        std::fs::create_dir_all(mnt).unwrap();
+        let bind = Command::new("mount")
+            .args(["--bind", s(dir), s(mnt)])
+            .status()
+            .is_ok_and(|st| st.success());
+        if !bind {
+            return None;
+        }
+        let guard = Self {
+            path: mnt.to_path_buf(),
+            mounted: true,
+        };
+        let ro = Command::new("mount")
+            .args(["-o", "remount,ro,bind", s(mnt)])
+            .status()
+            .is_ok_and(|st| st.success());
+        ro.then_some(guard)
+    }
+}
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = Command::new("umount").arg(&self.path).status();
+        } else {
+            let _ = Command::new("chmod")
+                .args(["-R", "u+w", s(&self.path)])
+                .status();
+        }
+    }
+}
+
+/// Issue 11, case 8 (second half): a volume on read-only media could not
+/// even be read ("attempt to write a readonly database"). Every reading
+/// command works there, with the metadata's WAL left by the last writer
+/// and without one; a writing command fails, saying why.
+#[test]
+fn a_volume_on_read_only_media_can_be_read() {
+    for merged in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let vol = dir.path().join("v");
+        ok(&["init", s(&vol)]);
+        put(dir.path(), &vol, b"first");
+        assert_eq!(commit(&vol), "1");
+        put(dir.path(), &vol, b"second");
+        if merged {
+            // A clean close: no WAL, no WAL index; SQLite can then only
+            // open the database as immutable.
+            let c = rusqlite::Connection::open(vol.join("meta.db")).unwrap();
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .unwrap();
+            drop(c);
+            let _ = std::fs::remove_file(vol.join("meta.db-wal"));
+            let _ = std::fs::remove_file(vol.join("meta.db-shm"));
+        }
+        let Some(ro) = ReadOnly::new(&vol, &dir.path().join("ro")) else {
+            // Not root and no permissions to drop cannot happen; root in a
+            // container without mount rights can: say so loudly.
+            eprintln!("SKIPPED: cannot make a read-only mount here (root without mount rights)");
+            return;
+        };
+        let v = s(&ro.path);
+        // Writes are really refused there (the test is meaningful).
+        assert!(std::fs::write(ro.path.join("probe"), b"x").is_err());
+        assert!(ok(&["file", "ls", v]).contains(" f"), "merged={merged}");
+        let out = fsx(&["file", "get", v, "f", "-"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, b"second");
+        let out = fsx(&["file", "get", v, "f", "-", "--commit", "1"]);
+        assert_eq!(out.stdout, b"first");
+        assert!(ok(&["log", v]).contains("main"));
+        assert!(ok(&["fsck", v]).contains("\nclean"));
+        let err = fails(&["file", "put", s(&dir.path().join("src.bin")), v, "g"]);
+        assert!(err.contains("cannot be written"), "{err}");
+        drop(ro);
+    }
+}

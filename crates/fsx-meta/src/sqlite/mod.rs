@@ -13,6 +13,16 @@
 //! - `synchronous = FULL`: a committed transaction survives power loss,
 //!   which is what makes `sync` an acknowledged, durable write.
 //!
+//! **Read-only media.** Opening an existing database that cannot be written
+//! (a read-only mount, no write permission) falls back to a read-only
+//! engine instead of failing: every read works, every write fails at once
+//! with a message that says why, and the best-effort statistics (operation
+//! counters, access counts) are skipped. If SQLite cannot even create the
+//! WAL index next to the database there, the database is opened
+//! `immutable` — correct for media nothing can change; a WAL left behind by
+//! a writer that did not close cleanly is then not seen, which is warned
+//! about.
+//!
 //! Calls run synchronously when the returned future is first polled: SQLite
 //! does local I/O of a few pages per call, and the futures stay free of any
 //! runtime.
@@ -48,6 +58,9 @@ pub struct SqliteMeta {
 
 struct Inner {
     path: PathBuf,
+    /// How readers open the database when it cannot be written (see the
+    /// module docs): a `file:` URI with `mode=ro` or `immutable=1`.
+    read_only: Option<String>,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     /// Layer chains by top layer. A layer's ancestry never changes in a way
@@ -113,6 +126,77 @@ impl SqliteMeta {
                 path.display()
             )));
         }
+        match Self::open_writable(&path, create) {
+            Err(e) if !create && e.kind() == MetaErrorKind::Unavailable && !writable(&path) => {
+                tracing::debug!(error = %e, "metadata database is not writable; opening it read-only");
+                Self::open_read_only(path)
+            }
+            other => other,
+        }
+    }
+
+    /// Opens a database that cannot be written: `mode=ro`, or `immutable`
+    /// when SQLite cannot keep its WAL index there (see the module docs).
+    fn open_read_only(path: PathBuf) -> Result<Self> {
+        let base = format!("file:{}", uri_path(&path));
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let probe = |uri: &str| -> Result<Connection> {
+            let c = Connection::open_with_flags(uri, flags).map_err(sql_err)?;
+            configure(&c)?;
+            c.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(sql_err)?;
+            Ok(c)
+        };
+        let ro = format!("{base}?mode=ro");
+        let (uri, conn) = match probe(&ro) {
+            Ok(c) => (ro, c),
+            Err(_) => {
+                let wal = PathBuf::from(format!("{}-wal", path.display()));
+                if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+                    tracing::warn!(
+                        wal = %wal.display(),
+                        "the volume is on read-only media and its metadata has a WAL a writer left unmerged; changes in it are not visible (open the volume once where it is writable to merge them)"
+                    );
+                } else {
+                    tracing::info!(path = %path.display(), "opening metadata on read-only media as immutable");
+                }
+                let imm = format!("{base}?immutable=1");
+                let c = probe(&imm).map_err(|e| {
+                    MetaError::new(
+                        MetaErrorKind::Unavailable,
+                        format!(
+                            "cannot open {} even read-only: {e}; check the file's permissions",
+                            path.display()
+                        ),
+                    )
+                    .with_source(e)
+                })?;
+                (imm, c)
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                read_only: Some(uri),
+                writer: Mutex::new(conn),
+                readers: Mutex::new(Vec::new()),
+                chains: Mutex::new(Default::default()),
+                flats: Mutex::new(Default::default()),
+            }),
+        })
+    }
+
+    /// Whether the database is open read-only (see the module docs).
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only.is_some()
+    }
+
+    fn open_writable(path: &Path, create: bool) -> Result<Self> {
+        let path = path.to_path_buf();
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         if create {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
@@ -140,9 +224,17 @@ impl SqliteMeta {
         writer
             .pragma_update(None, "synchronous", "FULL")
             .map_err(sql_err)?;
+        // SQLite opens a file it may not write read-only without a word.
+        if writer.is_readonly(rusqlite::MAIN_DB).map_err(sql_err)? {
+            return Err(MetaError::new(
+                MetaErrorKind::Unavailable,
+                format!("{} is read-only", path.display()),
+            ));
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
+                read_only: None,
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
                 chains: Mutex::new(Default::default()),
@@ -173,6 +265,15 @@ impl SqliteMeta {
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        if self.is_read_only() {
+            return Err(MetaError::new(
+                MetaErrorKind::Unavailable,
+                format!(
+                    "{} cannot be written (read-only media or no write permission), and this command changes the volume: run it where the volume is writable",
+                    self.inner.path.display()
+                ),
+            ));
+        }
         transact(
             &mut lock(&self.inner.writer),
             TransactionBehavior::Immediate,
@@ -273,10 +374,18 @@ impl SqliteMeta {
         let mut conn = match pooled {
             Some(c) => c,
             None => {
-                let c = Connection::open_with_flags(
-                    &self.inner.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
+                let c = match &self.inner.read_only {
+                    Some(uri) => Connection::open_with_flags(
+                        uri,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY
+                            | OpenFlags::SQLITE_OPEN_URI
+                            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    ),
+                    None => Connection::open_with_flags(
+                        &self.inner.path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    ),
+                }
                 .map_err(sql_err)?;
                 configure(&c)?;
                 c
@@ -289,6 +398,36 @@ impl SqliteMeta {
         }
         out
     }
+}
+
+/// Whether this process could write `path` and create files next to it
+/// (SQLite's journal and WAL index). Used only to tell read-only media
+/// from other open failures.
+fn writable(path: &Path) -> bool {
+    let file_ok = std::fs::OpenOptions::new().append(true).open(path).is_ok();
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = dir.unwrap_or_else(|| Path::new("."));
+    let probe = dir.join(format!(".fsx-write-probe-{}", std::process::id()));
+    let dir_ok = std::fs::File::create(&probe).is_ok();
+    if dir_ok {
+        let _ = std::fs::remove_file(&probe);
+    }
+    file_ok && dir_ok
+}
+
+/// `path` for a `file:` URI: the characters a URI gives meaning to are
+/// escaped.
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Runs `f` in one transaction on `conn`: committed if `f` succeeds,
@@ -607,9 +746,18 @@ impl MetaEngine for SqliteMeta {
 
     fn open_volume(&self) -> BoxFuture<'_, Result<VolumeConfig>> {
         lazy(move || {
-            self.write(|tx| {
+            let body = |tx: &Transaction<'_>| {
                 let version = schema_version(tx)?;
                 if crate::schema_verdict(version, &self.inner.path.display())? {
+                    if self.is_read_only() {
+                        return Err(MetaError::new(
+                            MetaErrorKind::Unsupported,
+                            format!(
+                                "{} is metadata version {version} and needs upgrading to                                  {SCHEMA_VERSION}, which needs writing it: open the volume once                                  where it is writable",
+                                self.inner.path.display()
+                            ),
+                        ));
+                    }
                     migrate(tx, version)?;
                 }
                 let config = VolumeConfig {
@@ -621,7 +769,12 @@ impl MetaEngine for SqliteMeta {
                 check_extent_size(config.extent_size)
                     .map_err(|e| MetaError::new(MetaErrorKind::Corrupt, e.message().to_string()))?;
                 Ok(config)
-            })
+            };
+            if self.is_read_only() {
+                self.read(body)
+            } else {
+                self.write(body)
+            }
         })
     }
 
@@ -1260,6 +1413,11 @@ impl MetaEngine for SqliteMeta {
 
     fn add_counters<'a>(&'a self, deltas: &'a [Counter]) -> BoxFuture<'a, Result<()>> {
         lazy(move || {
+            if self.is_read_only() {
+                // Statistics are best effort; a read on read-only media
+                // must not fail for want of a place to count it.
+                return Ok(());
+            }
             self.write(|tx| {
                 let mut st = tx
                     .prepare_cached(
@@ -1527,6 +1685,10 @@ impl MetaEngine for SqliteMeta {
         now_ms: i64,
     ) -> BoxFuture<'a, Result<()>> {
         lazy(move || {
+            if self.is_read_only() {
+                // Best effort, like the counters.
+                return Ok(());
+            }
             self.write(|tx| {
                 exec(
                     tx,
