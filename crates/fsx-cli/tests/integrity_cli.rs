@@ -154,6 +154,23 @@ fn gc_packs_the_pages_a_killed_put_left() {
     assert_eq!(out.stdout, data);
 }
 
+/// `fsck --repair` packs what a killed put left, like `gc`.
+#[test]
+fn fsck_repair_packs_the_pages_a_killed_put_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let vol = dir.path().join("v");
+    let data = killed_put(&vol);
+    let report = ok(&["fsck", s(&vol), "--repair"]);
+    assert!(
+        report.contains("packed the dirty pages of 1 files whose writer was gone"),
+        "{report}"
+    );
+    assert!(!report.contains("UNPACKED"), "{report}");
+    assert!(report.contains("checked 1 extents"), "{report}");
+    let out = fsx(&["file", "get", s(&vol), "f", "-"]);
+    assert_eq!(out.stdout, data);
+}
+
 fn commit(vol: &Path) -> String {
     ok(&["commit", s(vol), "-m", "c"]).trim().to_string()
 }

@@ -425,7 +425,7 @@ impl Volume {
     /// Packs the dirty pages of branch heads whose writer is gone (see
     /// the module docs); returns how many files it packed and the
     /// `branch/file` names a live writer holds.
-    async fn pack_abandoned(&self, progress: &dyn Progress) -> Result<(u64, Vec<String>)> {
+    pub async fn pack_abandoned(&self, progress: &dyn Progress) -> Result<(u64, Vec<String>)> {
         let branches = self.shared.meta.branches().await?;
         progress.phase(
             "packing pages that writers left",
