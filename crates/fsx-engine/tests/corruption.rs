@@ -22,8 +22,11 @@
 //! is found by `fsck` (the checksum covers the page number) but not by
 //! reads, which no longer look there — see `fsx_meta::checksum`.
 //!
-//! `FSX_CORRUPT_SEEDS` sets the number of seeds (default 50);
-//! `FSX_CORRUPT_SEED` runs one seed, as printed by a failure.
+//! Both metadata engines: SQLite (50 seeds by default) and PostgreSQL (25:
+//! each of its seeds builds the volume twice, since its rows cannot be
+//! copied aside like a directory). `FSX_CORRUPT_SEEDS` sets the number of
+//! seeds of both; `FSX_CORRUPT_SEED` runs one seed, as printed by a
+//! failure.
 
 mod common;
 
@@ -33,11 +36,13 @@ use std::sync::Arc;
 use common::pattern;
 use fsx_engine::tier::{TierPolicy, TierSet};
 use fsx_engine::{ErrorKind, ManualEnv, NoProgress, OpenOptions, Volume, VolumeOptions};
+use fsx_meta::postgres::PgMeta;
 use fsx_meta::sqlite::SqliteMeta;
 use fsx_meta::{MetaEngine, VolumeConfig};
 use fsx_store::ExtentBackend;
 use fsx_store::cache::DiskCache;
 use fsx_store::local::LocalBackend;
+use fsx_testkit::postgres::PgServer;
 
 const EXTENT: u32 = 256 * 1024;
 const PS: usize = 4096;
@@ -83,12 +88,36 @@ async fn put(v: &Volume, name: &str, data: &[u8]) {
     f.close().await.unwrap();
 }
 
-async fn open(dir: &Path, env: Arc<ManualEnv>) -> Volume {
-    open_with(dir, env, TierPolicy::default()).await
+/// The metadata engine a volume of the test uses: SQLite in the volume's
+/// directory, or a schema on a real PostgreSQL server (with a driver
+/// connection to damage its rows).
+enum Engine<'a> {
+    Sqlite,
+    Postgres {
+        url: String,
+        schema: String,
+        raw: &'a tokio_postgres::Client,
+    },
 }
 
-async fn open_with(dir: &Path, env: Arc<ManualEnv>, policy: TierPolicy) -> Volume {
-    let meta = Arc::new(SqliteMeta::open(dir.join("meta.db"), false).unwrap());
+async fn meta(dir: &Path, engine: &Engine<'_>, create: bool) -> fsx_engine::MetaArc {
+    match engine {
+        Engine::Sqlite => Arc::new(SqliteMeta::open(dir.join("meta.db"), create).unwrap()),
+        Engine::Postgres { url, .. } => Arc::new(PgMeta::connect(url).await.unwrap()),
+    }
+}
+
+async fn open(dir: &Path, engine: &Engine<'_>, env: Arc<ManualEnv>) -> Volume {
+    open_with(dir, engine, env, TierPolicy::default()).await
+}
+
+async fn open_with(
+    dir: &Path,
+    engine: &Engine<'_>,
+    env: Arc<ManualEnv>,
+    policy: TierPolicy,
+) -> Volume {
+    let meta = meta(dir, engine, false).await;
     let cold: Arc<dyn ExtentBackend> = Arc::new(LocalBackend::open(dir.join("data")).unwrap());
     let cache: Arc<dyn ExtentBackend> =
         Arc::new(DiskCache::open(dir.join("cache"), 64 << 20).unwrap());
@@ -103,10 +132,10 @@ async fn open_with(dir: &Path, env: Arc<ManualEnv>, policy: TierPolicy) -> Volum
 
 /// Builds the volume of `seed` in `dir`: `a` in cold and the disk cache,
 /// `c` in the hot tier and cold, `b` in the dirty buffer.
-async fn build(dir: &Path, seed: u64) {
+async fn build(dir: &Path, engine: &Engine<'_>, seed: u64) {
     let env = Arc::new(ManualEnv::new(1_000_000));
     {
-        let meta = Arc::new(SqliteMeta::open(dir.join("meta.db"), true).unwrap());
+        let meta = meta(dir, engine, true).await;
         let cold: Arc<dyn ExtentBackend> = Arc::new(LocalBackend::open(dir.join("data")).unwrap());
         let config = VolumeConfig::new("corrupt", EXTENT, "data", 1);
         Volume::create(meta, cold, env.clone(), config, VolumeOptions::default())
@@ -119,6 +148,7 @@ async fn build(dir: &Path, seed: u64) {
         // (a hot capacity of one byte); a read from cold fills the cache.
         let v = open_with(
             dir,
+            engine,
             env.clone(),
             TierPolicy::default().hot_capacity_bytes(Some(1)),
         )
@@ -131,7 +161,7 @@ async fn build(dir: &Path, seed: u64) {
         assert_eq!(f.read_at(0, A_BYTES).await.unwrap(), a);
         v.flush_counters().await.unwrap();
     }
-    let v = open(dir, env).await;
+    let v = open(dir, engine, env).await;
     put(&v, "c", &c).await;
     v.tiers().unwrap().replicate_all().await.unwrap();
     let mut f = v
@@ -172,9 +202,118 @@ fn flip_bit(bytes: &mut [u8], rng: &mut Rng) {
     bytes[at] ^= 1 << rng.below(8);
 }
 
+type Sql = dyn tokio_postgres::types::ToSql + Sync;
+
+/// Rows of one table, as the damage needs them.
+type HotRow = (String, i64, Vec<u8>);
+type DirtyRow = (i64, i64, i64, Vec<u8>, i64);
+
+async fn hot_rows(dir: &Path, engine: &Engine<'_>) -> Vec<HotRow> {
+    match engine {
+        Engine::Sqlite => {
+            let c = rusqlite::Connection::open(dir.join("meta.db")).unwrap();
+            c.prepare("SELECT key, part, data FROM fsx_hot_extents ORDER BY key, part")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        }
+        Engine::Postgres { schema, raw, .. } => raw
+            .query(
+                &format!("SELECT key, part, data FROM {schema}.fsx_hot_extents ORDER BY key, part"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect(),
+    }
+}
+
+async fn set_hot_row(dir: &Path, engine: &Engine<'_>, row: &HotRow) {
+    let (key, part, data) = row;
+    let n = match engine {
+        Engine::Sqlite => rusqlite::Connection::open(dir.join("meta.db"))
+            .unwrap()
+            .execute(
+                "UPDATE fsx_hot_extents SET data = ?3 WHERE key = ?1 AND part = ?2",
+                rusqlite::params![key, part, data],
+            )
+            .unwrap() as u64,
+        Engine::Postgres { schema, raw, .. } => raw
+            .execute(
+                &format!(
+                    "UPDATE {schema}.fsx_hot_extents SET data = $3 WHERE key = $1 AND part = $2"
+                ),
+                &[key as &Sql, part, data],
+            )
+            .await
+            .unwrap(),
+    };
+    assert_eq!(n, 1);
+}
+
+async fn dirty_rows(dir: &Path, engine: &Engine<'_>) -> Vec<DirtyRow> {
+    let sql = |prefix: &str| {
+        format!(
+            "SELECT layer, file_id, page_no, data, crc FROM {prefix}fsx_dirty_pages
+             WHERE data IS NOT NULL ORDER BY layer, file_id, page_no"
+        )
+    };
+    match engine {
+        Engine::Sqlite => {
+            let c = rusqlite::Connection::open(dir.join("meta.db")).unwrap();
+            c.prepare(&sql(""))
+                .unwrap()
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .unwrap()
+                .collect::<rusqlite::Result<_>>()
+                .unwrap()
+        }
+        Engine::Postgres { schema, raw, .. } => raw
+            .query(&sql(&format!("{schema}.")), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+            .collect(),
+    }
+}
+
+async fn set_dirty_row(dir: &Path, engine: &Engine<'_>, row: &DirtyRow) {
+    let (layer, file, page, data, crc) = row;
+    let sql = |prefix: &str, p: [&str; 5]| {
+        format!(
+            "UPDATE {prefix}fsx_dirty_pages SET data = {}, crc = {}
+             WHERE layer = {} AND file_id = {} AND page_no = {}",
+            p[3], p[4], p[0], p[1], p[2]
+        )
+    };
+    let n = match engine {
+        Engine::Sqlite => rusqlite::Connection::open(dir.join("meta.db"))
+            .unwrap()
+            .execute(
+                &sql("", ["?1", "?2", "?3", "?4", "?5"]),
+                rusqlite::params![layer, file, page, data, crc],
+            )
+            .unwrap() as u64,
+        Engine::Postgres { schema, raw, .. } => raw
+            .execute(
+                &sql(&format!("{schema}."), ["$1", "$2", "$3", "$4", "$5"]),
+                &[layer as &Sql, file, page, data, crc],
+            )
+            .await
+            .unwrap(),
+    };
+    assert_eq!(n, 1);
+}
+
 /// Flips one bit somewhere that carries data; returns where, for messages.
-fn flip(dir: &Path, rng: &mut Rng) -> String {
-    let db = || rusqlite::Connection::open(dir.join("meta.db")).unwrap();
+async fn flip(dir: &Path, engine: &Engine<'_>, rng: &mut Rng) -> String {
     match rng.below(5) {
         t @ (0 | 1) => {
             let root = dir.join(if t == 0 { "data" } else { "cache" });
@@ -184,57 +323,33 @@ fn flip(dir: &Path, rng: &mut Rng) -> String {
             let mut bytes = std::fs::read(p).unwrap();
             flip_bit(&mut bytes, rng);
             std::fs::write(p, bytes).unwrap();
-            format!("object {}", p.display())
+            format!(
+                "{} object {}",
+                if t == 0 { "cold" } else { "cache" },
+                p.file_name().unwrap().to_string_lossy()
+            )
         }
         2 => {
-            let c = db();
-            let rows: Vec<(String, i64, Vec<u8>)> = c
-                .prepare("SELECT key, part, data FROM fsx_hot_extents ORDER BY key, part")
-                .unwrap()
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .unwrap()
-                .collect::<rusqlite::Result<_>>()
-                .unwrap();
+            let rows = hot_rows(dir, engine).await;
             assert!(!rows.is_empty(), "the hot tier is empty");
-            let (key, part, mut data) = rows[rng.below(rows.len())].clone();
-            flip_bit(&mut data, rng);
-            c.execute(
-                "UPDATE fsx_hot_extents SET data = ?3 WHERE key = ?1 AND part = ?2",
-                rusqlite::params![key, part, data],
-            )
-            .unwrap();
-            format!("hot row {key} part {part}")
+            let mut row = rows[rng.below(rows.len())].clone();
+            flip_bit(&mut row.2, rng);
+            set_hot_row(dir, engine, &row).await;
+            format!("hot row {} part {}", row.0, row.1)
         }
         t => {
-            let c = db();
-            let rows: Vec<(i64, i64, i64, Vec<u8>, i64)> = c
-                .prepare(
-                    "SELECT layer, file_id, page_no, data, crc FROM fsx_dirty_pages
-                     WHERE data IS NOT NULL ORDER BY layer, file_id, page_no",
-                )
-                .unwrap()
-                .query_map([], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })
-                .unwrap()
-                .collect::<rusqlite::Result<_>>()
-                .unwrap();
+            let rows = dirty_rows(dir, engine).await;
             assert_eq!(rows.len(), B_PAGES, "b's pages are in the dirty buffer");
-            let (layer, file, page, mut data, crc) = rows[rng.below(rows.len())].clone();
-            let crc = if t == 3 {
-                flip_bit(&mut data, rng);
-                crc
+            let mut row = rows[rng.below(rows.len())].clone();
+            if t == 3 {
+                flip_bit(&mut row.3, rng);
             } else {
-                crc ^ (1 << rng.below(64))
-            };
-            c.execute(
-                "UPDATE fsx_dirty_pages SET data = ?4, crc = ?5
-                 WHERE layer = ?1 AND file_id = ?2 AND page_no = ?3",
-                rusqlite::params![layer, file, page, data, crc],
-            )
-            .unwrap();
+                row.4 ^= 1 << rng.below(64);
+            }
+            set_dirty_row(dir, engine, &row).await;
             format!(
-                "dirty page {page} {}",
+                "dirty page {} {}",
+                row.2,
                 if t == 3 { "data" } else { "checksum" }
             )
         }
@@ -268,16 +383,16 @@ fn right_or_corrupt(
     }
 }
 
-async fn run_seed(seed: u64) -> Result<(), String> {
-    let root = tempfile::tempdir().unwrap();
-    let (damaged, copy) = (root.path().join("v"), root.path().join("copy"));
-    std::fs::create_dir_all(&damaged).unwrap();
-    build(&damaged, seed).await;
-    let mut rng = Rng::new(seed);
-    let place = flip(&damaged, &mut rng);
-    copy_dir(&damaged, &copy);
-    let env = Arc::new(ManualEnv::new(2_000_000));
-    let v = open(&damaged, env.clone()).await;
+/// Reads every file of the damaged volume in `dir` (whole, and a few
+/// single pages): right bytes or `Corrupt`.
+async fn check_reads(
+    dir: &Path,
+    engine: &Engine<'_>,
+    seed: u64,
+    place: &str,
+) -> Result<(), String> {
+    let mut rng = Rng::new(seed ^ 0x5eed);
+    let v = open(dir, engine, Arc::new(ManualEnv::new(2_000_000))).await;
     for (name, want) in &expected(seed) {
         let f = v.open_file(name, OpenOptions::read()).await.unwrap();
         right_or_corrupt(
@@ -297,9 +412,12 @@ async fn run_seed(seed: u64) -> Result<(), String> {
             )?;
         }
     }
-    drop(v);
+    Ok(())
+}
 
-    let v = open(&copy, env).await;
+/// `fsck` of the damaged volume in `dir` must report the damage.
+async fn check_fsck(dir: &Path, engine: &Engine<'_>, place: &str) -> Result<(), String> {
+    let v = open(dir, engine, Arc::new(ManualEnv::new(2_000_000))).await;
     let report = v.fsck(&NoProgress).await.unwrap();
     if report.is_clean() {
         return Err(format!("{place}: fsck did not report the flip: {report:?}"));
@@ -307,21 +425,87 @@ async fn run_seed(seed: u64) -> Result<(), String> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_flipped_bit_is_refused_or_harmless_and_reported_by_fsck() {
-    let seeds: Vec<u64> = match std::env::var("FSX_CORRUPT_SEED") {
+/// SQLite: one damaged volume, copied before the reads (which repair
+/// what they can) so that fsck sees the damage as it was.
+async fn run_seed_sqlite(seed: u64) -> Result<(), String> {
+    let root = tempfile::tempdir().unwrap();
+    let (damaged, copy) = (root.path().join("v"), root.path().join("copy"));
+    std::fs::create_dir_all(&damaged).unwrap();
+    build(&damaged, &Engine::Sqlite, seed).await;
+    let place = flip(&damaged, &Engine::Sqlite, &mut Rng::new(seed)).await;
+    copy_dir(&damaged, &copy);
+    check_reads(&damaged, &Engine::Sqlite, seed, &place).await?;
+    check_fsck(&copy, &Engine::Sqlite, &place).await
+}
+
+/// PostgreSQL: the same volume built and damaged twice (everything is
+/// deterministic in the seed), once for the reads and once for fsck.
+async fn run_seed_postgres(
+    seed: u64,
+    server: &PgServer,
+    raw: &tokio_postgres::Client,
+) -> Result<(), String> {
+    let mut places = Vec::new();
+    for reads in [true, false] {
+        let root = tempfile::tempdir().unwrap();
+        let schema = server.fresh_schema();
+        let engine = Engine::Postgres {
+            url: server.url(&schema),
+            schema,
+            raw,
+        };
+        build(root.path(), &engine, seed).await;
+        let place = flip(root.path(), &engine, &mut Rng::new(seed)).await;
+        if reads {
+            check_reads(root.path(), &engine, seed, &place).await?;
+        } else {
+            check_fsck(root.path(), &engine, &place).await?;
+        }
+        places.push(place);
+    }
+    assert_eq!(
+        places[0], places[1],
+        "the same seed damaged different places"
+    );
+    Ok(())
+}
+
+/// The seeds to run: `FSX_CORRUPT_SEED`, else `1..=FSX_CORRUPT_SEEDS`,
+/// else `1..=default`.
+fn seeds(default: u64) -> Vec<u64> {
+    match std::env::var("FSX_CORRUPT_SEED") {
         Ok(s) => vec![s.parse().expect("FSX_CORRUPT_SEED is a number")],
         Err(_) => {
             let n = std::env::var("FSX_CORRUPT_SEEDS")
                 .ok()
                 .and_then(|n| n.parse().ok())
-                .unwrap_or(50u64);
+                .unwrap_or(default);
             (1..=n).collect()
         }
-    };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_flipped_bit_is_refused_or_harmless_and_reported_by_fsck() {
     let mut failures = Vec::new();
-    for seed in seeds {
-        if let Err(e) = run_seed(seed).await {
+    for seed in seeds(50) {
+        if let Err(e) = run_seed_sqlite(seed).await {
+            failures.push(format!("seed {seed} (FSX_CORRUPT_SEED={seed}): {e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The same on PostgreSQL metadata (its hot tier and dirty buffer are
+/// rows there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_flipped_bit_is_refused_or_harmless_and_reported_by_fsck_on_postgres() {
+    let server = PgServer::start();
+    let raw = server.raw_client().await;
+    let mut failures = Vec::new();
+    // Each PostgreSQL seed builds its volume twice: fewer by default.
+    for seed in seeds(25) {
+        if let Err(e) = run_seed_postgres(seed, &server, &raw).await {
             failures.push(format!("seed {seed} (FSX_CORRUPT_SEED={seed}): {e}"));
         }
     }
@@ -333,8 +517,13 @@ async fn every_flipped_bit_is_refused_or_harmless_and_reported_by_fsck() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_undamaged_volume_reads_right_and_fsck_is_clean() {
     let root = tempfile::tempdir().unwrap();
-    build(root.path(), 7).await;
-    let v = open(root.path(), Arc::new(ManualEnv::new(2_000_000))).await;
+    build(root.path(), &Engine::Sqlite, 7).await;
+    let v = open(
+        root.path(),
+        &Engine::Sqlite,
+        Arc::new(ManualEnv::new(2_000_000)),
+    )
+    .await;
     for (name, want) in &expected(7) {
         let f = v.open_file(name, OpenOptions::read()).await.unwrap();
         assert_eq!(&f.read_at(0, want.len()).await.unwrap(), want);
