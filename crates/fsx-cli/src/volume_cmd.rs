@@ -206,9 +206,19 @@ pub enum VolumeCommand {
     /// commits and layers is sound (no dangling parent, no cycle, no shared
     /// or frozen branch head). Prints one line per fault and the numbers
     /// checked; exits 1 when a fault was found.
+    ///
+    /// Also reads every page still in the dirty buffer and checks it
+    /// against its checksum (DAMAGED: a fault), lists the unpacked pages
+    /// per branch or commit and file (UNPACKED: a warning, not a fault),
+    /// and, on a tiered volume, verifies every copy in every tier (BADCOPY:
+    /// a fault; a bad copy is rewritten from a good one when one exists).
     Fsck {
         /// The volume directory.
         path: PathBuf,
+        /// First pack the pages that writers which are gone (killed, or
+        /// whose lease expired) left in the dirty buffer, as `fsx gc` does.
+        #[arg(long)]
+        repair: bool,
     },
     /// Expire old automatic commits, delete unreferenced extents and
     /// orphan objects.
@@ -895,8 +905,18 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        VolumeCommand::Fsck { path } => {
+        VolumeCommand::Fsck { path, repair } => {
             let v = open_volume(&path).await?;
+            if repair {
+                let (packed, in_use) = v.pack_abandoned(&BarProgress(Default::default())).await?;
+                println!("packed the dirty pages of {packed} files whose writer was gone");
+                for f in &in_use {
+                    println!(
+                        "IN USE   {}: a live writer holds it; its pages stay unpacked",
+                        shown(f)
+                    );
+                }
+            }
             let report = v.fsck(&BarProgress(Default::default())).await?;
             v.flush_counters().await?;
             println!(
@@ -921,6 +941,30 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
             }
             for fault in &report.graph_faults {
                 println!("GRAPH    {fault}");
+            }
+            for (tier, key) in &report.bad_copies {
+                println!(
+                    "BADCOPY  {tier} {key}: missing or failing verification (repaired from a good copy if one exists)"
+                );
+            }
+            if report.bad_copies_skipped > 0 {
+                println!(
+                    "BADCOPY  {} bad copies met while verifying, served from good copies (`fsx stats` counts them per tier)",
+                    report.bad_copies_skipped
+                );
+            }
+            for fault in &report.damaged_pages {
+                println!("DAMAGED  dirty {fault}: the metadata database is damaged");
+            }
+            let unpacked: u64 = report.unpacked.iter().map(|u| u.pages).sum();
+            if unpacked > 0 {
+                println!(
+                    "checked {} unpacked pages; waiting to be packed (`fsx gc` packs what a gone writer left):",
+                    report.dirty_pages_checked
+                );
+                for u in &report.unpacked {
+                    println!("UNPACKED {} {}: {} pages", u.owner, shown(&u.file), u.pages);
+                }
             }
             for k in &report.orphans {
                 println!(
@@ -965,6 +1009,18 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
                 println!(
                     "kept {} orphan objects younger than --orphan-grace (or of unknown age)",
                     r.orphans_kept
+                );
+            }
+            if r.files_packed > 0 {
+                println!(
+                    "packed the dirty pages of {} files whose writer was gone",
+                    r.files_packed
+                );
+            }
+            for f in &r.files_in_use {
+                println!(
+                    "IN USE   {}: a live writer holds it; its pages stay unpacked",
+                    shown(f)
                 );
             }
         }

@@ -16,6 +16,18 @@
 //! dirty pages that commits froze into extents (which may replace extents
 //! of those layers), so what they release is collected by the same run.
 //!
+//! Then it packs what writers left in the dirty buffer of branch heads: a
+//! killed or failed writer leaves its synced pages there (durable, but
+//! costing a metadata row each, and never packed by anyone else). A file
+//! whose writer is gone — its lease expired, or its holder a process of
+//! this machine that no longer runs — is opened for writing, which takes
+//! over the lease, and packed through the ordinary pack path (pin, upload,
+//! one metadata transaction); a file whose writer is alive is left to it.
+//!
+//! fsck reads every dirty page and checks it against its checksum (see
+//! `fsx_meta::checksum`): a damaged page is a fault; unpacked pages are
+//! listed per branch (or commit) and file as a warning, not a fault.
+//!
 //! Store objects with no record at all (orphans: an object left by a
 //! metadata restore, or written by hand) are claimed the same way, by
 //! creating a deleting record, before they are deleted — and only when the
@@ -27,7 +39,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use fsx_format::Extent;
-use fsx_meta::{ExtentRecord, ExtentState};
+use fsx_meta::{ExtentRecord, ExtentState, FileId, LayerId, View};
 use fsx_store::{ExtentBackendExt, ObjectKey};
 
 use crate::error::{Error, Result};
@@ -101,6 +113,23 @@ pub struct GcReport {
     pub commits_expired: u64,
     /// Commits whose frozen dirty pages were packed into extents.
     pub commits_packed: u64,
+    /// Files of branch heads whose dirty pages a gone writer left, packed.
+    pub files_packed: u64,
+    /// `branch/file` names with dirty pages left alone because a live
+    /// writer holds them.
+    pub files_in_use: Vec<String>,
+}
+
+/// Dirty pages not yet packed into extents, of one file in one layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnpackedPages {
+    /// Whose they are: `branch NAME`, `commit ID`, or `layer ID` (a
+    /// frozen layer no commit names directly).
+    pub owner: String,
+    /// The file's name there, or `#ID` if the layer shows no such file.
+    pub file: String,
+    /// How many pages (holes included).
+    pub pages: u64,
 }
 
 /// What fsck found.
@@ -132,6 +161,22 @@ pub struct FsckReport {
     pub commits: u64,
     /// Layers checked.
     pub layers: u64,
+    /// Dirty pages read and checked against their checksums.
+    pub dirty_pages_checked: u64,
+    /// Dirty pages that fail their checksum, described for the operator.
+    pub damaged_pages: Vec<String>,
+    /// Dirty pages waiting to be packed (normal after a sync; a warning
+    /// when a writer died: `fsx gc` packs them).
+    pub unpacked: Vec<UnpackedPages>,
+    /// Bad or missing copies in a tier (`tier`, key) that the scrub of
+    /// every durable tier found; each was rewritten from a good copy when
+    /// one exists (see `copies_repaired`).
+    pub bad_copies: Vec<(String, String)>,
+    /// Of `bad_copies`, how many were repaired.
+    pub copies_repaired: u64,
+    /// Bad copies the verification reads met and skipped (in any tier,
+    /// caches included), served from a good copy instead.
+    pub bad_copies_skipped: u64,
 }
 
 impl FsckReport {
@@ -143,6 +188,9 @@ impl FsckReport {
             && self.dangling.is_empty()
             && self.orphans.is_empty()
             && self.graph_faults.is_empty()
+            && self.damaged_pages.is_empty()
+            && self.bad_copies.is_empty()
+            && self.bad_copies_skipped == 0
     }
 }
 
@@ -221,6 +269,7 @@ impl Volume {
         // Before the records are read: packing replaces extents, and what
         // it replaces is collected by this run.
         report.commits_packed = self.pack_commits(progress).await?;
+        (report.files_packed, report.files_in_use) = self.pack_abandoned(progress).await?;
         let records = self.all_records().await?;
         let sizes: BTreeMap<&str, u64> =
             records.iter().map(|r| (r.key.as_str(), r.bytes)).collect();
@@ -310,6 +359,7 @@ impl Volume {
         report.branches = graph.branches.len() as u64;
         report.commits = graph.commits.len() as u64;
         report.layers = graph.layers.len() as u64;
+        self.check_dirty(&graph, &mut report, progress).await?;
         let records = self.all_records().await?;
         let refs = self.all_references().await?;
         let by_key: BTreeMap<&str, &ExtentRecord> =
@@ -339,6 +389,9 @@ impl Volume {
             }
         }
 
+        // Bad copies the reads below skip (a cache's, or a tier's whose
+        // good copy another tier served) show only in the tiers' counters.
+        let skipped_before = self.corrupt_count().await?;
         let to_check: Vec<&String> = refs.keys().collect();
         progress.phase("verifying referenced extents", Some(to_check.len() as u64));
         for key in to_check {
@@ -365,6 +418,14 @@ impl Volume {
             progress.advance(1);
         }
 
+        report.bad_copies_skipped = self.corrupt_count().await?.saturating_sub(skipped_before);
+        if let Some(tiers) = self.tiers() {
+            progress.phase("scrubbing every copy in every tier", None);
+            let scrub = tiers.scrub().await?;
+            report.bad_copies = scrub.bad;
+            report.copies_repaired = scrub.repaired;
+        }
+
         progress.phase("looking for orphan objects", None);
         for key in self.extent_objects().await? {
             if !by_key.contains_key(key.as_str()) {
@@ -372,6 +433,139 @@ impl Volume {
             }
         }
         Ok(report)
+    }
+}
+
+impl Volume {
+    /// Bad copies met by reads so far, over every tier (flushed first, so
+    /// the count is current).
+    async fn corrupt_count(&self) -> Result<u64> {
+        if self.tiers().is_none() {
+            return Ok(0);
+        }
+        self.flush_counters().await?;
+        Ok(self
+            .stats()
+            .await?
+            .counters
+            .iter()
+            .filter(|c| c.op == "corrupt")
+            .map(|c| c.calls)
+            .sum())
+    }
+
+    /// Packs the dirty pages of branch heads whose writer is gone (see
+    /// the module docs); returns how many files it packed and the
+    /// `branch/file` names a live writer holds.
+    pub async fn pack_abandoned(&self, progress: &dyn Progress) -> Result<(u64, Vec<String>)> {
+        let branches = self.shared.meta.branches().await?;
+        progress.phase(
+            "packing pages that writers left",
+            Some(branches.len() as u64),
+        );
+        let (mut packed, mut in_use) = (0, Vec::new());
+        for b in branches {
+            let on = self.with_view(View::Branch(b.id));
+            for f in on.list("").await? {
+                let ppe = self.pages_per_extent(f.page_size).max(1);
+                let own = self
+                    .shared
+                    .meta
+                    .dirty_summary(View::Branch(b.id), f.id, ppe)
+                    .await?;
+                if own.is_empty() {
+                    continue;
+                }
+                // Taking the lease is what proves the writer gone: an
+                // expired lease, or one whose holder process no longer
+                // runs, is granted; a live one is `Busy`.
+                let file = match on.open_file(&f.name, crate::OpenOptions::write()).await {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == crate::ErrorKind::Busy => {
+                        in_use.push(format!("{}/{}", b.name, f.name));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                tracing::info!(branch = %b.name, file = %f.name, "packing pages a writer left");
+                file.close().await?;
+                packed += 1;
+            }
+            progress.advance(1);
+        }
+        Ok((packed, in_use))
+    }
+
+    /// Reads every dirty page, checks it against its checksum and counts
+    /// the unpacked ones per layer and file (see [`FsckReport`]).
+    async fn check_dirty(
+        &self,
+        graph: &fsx_meta::LayerGraph,
+        report: &mut FsckReport,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        progress.phase("checking unpacked pages", None);
+        // Who owns a layer, and the view that names its files.
+        let mut owners: BTreeMap<LayerId, (String, View)> = BTreeMap::new();
+        for c in graph.commits.iter().rev() {
+            owners.insert(c.layer, (format!("commit {}", c.id), View::Commit(c.id)));
+        }
+        for b in &graph.branches {
+            owners.insert(b.head, (format!("branch {}", b.name), View::Branch(b.id)));
+        }
+        let mut counts: BTreeMap<(LayerId, FileId), u64> = BTreeMap::new();
+        let mut damaged: Vec<(LayerId, FileId, u64)> = Vec::new();
+        let mut after = None;
+        loop {
+            let batch = self.shared.meta.check_dirty_pages(after, BATCH).await?;
+            let Some(last) = batch.last() else { break };
+            after = Some((last.layer, last.file_id, last.page_no));
+            for c in &batch {
+                report.dirty_pages_checked += 1;
+                *counts.entry((c.layer, c.file_id)).or_default() += 1;
+                if !c.intact {
+                    damaged.push((c.layer, c.file_id, c.page_no));
+                }
+            }
+            progress.advance(batch.len() as u64);
+        }
+        let mut names: BTreeMap<LayerId, BTreeMap<FileId, String>> = BTreeMap::new();
+        let layers: BTreeSet<LayerId> = counts.keys().map(|&(l, _)| l).collect();
+        for l in layers {
+            let mut by_id = BTreeMap::new();
+            if let Some((_, view)) = owners.get(&l) {
+                for f in self.shared.meta.list_files(*view, "").await? {
+                    by_id.insert(f.id, f.name);
+                }
+            }
+            names.insert(l, by_id);
+        }
+        let owner = |l: LayerId| {
+            owners
+                .get(&l)
+                .map_or_else(|| format!("layer {l}"), |(o, _)| o.clone())
+        };
+        let name = |l: LayerId, f: FileId| {
+            names
+                .get(&l)
+                .and_then(|m| m.get(&f))
+                .map_or_else(|| format!("#{f}"), |n| format!("{n:?}"))
+        };
+        for (l, f, page) in damaged {
+            report.damaged_pages.push(format!(
+                "page {page} of {} ({}, layer {l}) fails its checksum",
+                name(l, f),
+                owner(l)
+            ));
+        }
+        for ((l, f), pages) in counts {
+            report.unpacked.push(UnpackedPages {
+                owner: owner(l),
+                file: name(l, f),
+                pages,
+            });
+        }
+        Ok(())
     }
 }
 

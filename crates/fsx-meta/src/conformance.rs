@@ -60,6 +60,10 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
     ("automatic_commits_follow_the_interval", |m| {
         Box::pin(branches::auto_commit(m))
     }),
+    ("commit_ids_are_never_reused", |m| {
+        Box::pin(branches::commit_ids_never_reused(m))
+    }),
+    ("dirty_pages_are_checksummed", |m| Box::pin(dirty_checks(m))),
 ];
 
 /// Runs every check, each on an engine from `fresh`; returns the failures
@@ -1074,6 +1078,133 @@ async fn access(m: &dyn MetaEngine) -> CheckResult {
     ensure!(
         ok("extent_digests", m.extent_digests(key).await)?.is_none(),
         "forgetting an extent drops its digests"
+    );
+    Ok(())
+}
+
+/// Every dirty page carries a checksum that `check_dirty_pages` verifies
+/// (schema version 5); holes are reported as holes, and the listing pages
+/// through every row in `(layer, file, page)` order.
+async fn dirty_checks(m: &dyn MetaEngine) -> CheckResult {
+    init(m).await?;
+    let (f, w) = new_file(m, "f", "w", 1).await?;
+    let (g, wg) = new_file(m, "g", "w", 1).await?;
+    let pages = vec![
+        pw(0, 1),
+        PageWrite {
+            page_no: 1,
+            data: None,
+        },
+        pw(2, 3),
+    ];
+    ok(
+        "commit_writes f",
+        m.commit_writes(&WriteBatch::new(w.clone(), pages, 3 * 4096))
+            .await,
+    )?;
+    ok(
+        "commit_writes g",
+        m.commit_writes(&WriteBatch::new(wg.clone(), vec![pw(5, 9)], 6 * 4096))
+            .await,
+    )?;
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let batch = ok("check_dirty_pages", m.check_dirty_pages(after, 2).await)?;
+        ensure!(
+            batch.len() <= 2,
+            "a page of {} rows for limit 2",
+            batch.len()
+        );
+        let Some(last) = batch.last() else { break };
+        after = Some((last.layer, last.file_id, last.page_no));
+        all.extend(batch);
+    }
+    let seen: Vec<(FileId, u64, bool, bool)> = all
+        .iter()
+        .map(|c| (c.file_id, c.page_no, c.hole, c.intact))
+        .collect();
+    ensure!(
+        seen == vec![
+            (f.id, 0, false, true),
+            (f.id, 1, true, true),
+            (f.id, 2, false, true),
+            (g.id, 5, false, true),
+        ],
+        "dirty rows {seen:?}"
+    );
+    // Packing removes what it consumed from the check too.
+    pack_one(m, &w, 0, Some("extent/f0"), 2).await?;
+    let left = ok("check_dirty_pages", m.check_dirty_pages(None, 100).await)?;
+    ensure!(
+        left.len() == 1 && left[0].file_id == g.id,
+        "after packing f: {left:?}"
+    );
+    Ok(())
+}
+
+/// The engine-specific half of the checksum check: writes dirty pages, lets
+/// `flip` damage page 1 of the file in the engine's own database (one bit
+/// of its data, or its page number, or its checksum), then requires every
+/// read of that page to fail with `Corrupt` naming it, reads of the other
+/// pages to succeed, and `check_dirty_pages` to report exactly that row.
+pub async fn damaged_dirty_page_is_refused<F, Fut>(m: &dyn MetaEngine, flip: F) -> CheckResult
+where
+    F: FnOnce(FileId, u64) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    init(m).await?;
+    let (f, w) = new_file(m, "f", "w", 1).await?;
+    ok(
+        "commit_writes",
+        m.commit_writes(&WriteBatch::new(
+            w.clone(),
+            vec![pw(0, 1), pw(1, 2), pw(3, 4)],
+            4 * 4096,
+        ))
+        .await,
+    )?;
+    ok("read before", m.read_map(View::MAIN, f.id, 0, 4, PPE).await)?;
+    flip(f.id, 1).await;
+    let e = match m.read_map(View::MAIN, f.id, 0, 4, PPE).await {
+        Ok(map) => {
+            let got: Vec<(u64, Option<u8>)> = map
+                .dirty
+                .iter()
+                .map(|p| (p.page_no, p.data.as_ref().map(|d| d[0])))
+                .collect();
+            return Err(format!("a damaged dirty page was read back: {got:?}"));
+        }
+        Err(e) => e,
+    };
+    ensure!(
+        e.kind() == MetaErrorKind::Corrupt,
+        "read of a damaged page: {e}"
+    );
+    ensure!(
+        // A flipped page number names where the row now claims to be.
+        e.message().contains(&format!("file #{}", f.id)) && e.message().contains("dirty page "),
+        "the error names neither file nor page: {e}"
+    );
+    let only0 = ok("read page 0", m.read_map(View::MAIN, f.id, 0, 1, PPE).await)?;
+    ensure!(
+        only0.dirty.len() == 1 && only0.dirty[0].data == page(1),
+        "page 0 {only0:?}"
+    );
+    err_kind(
+        "packing a damaged page",
+        m.dirty_extent(View::MAIN, f.id, 0, PPE).await,
+        MetaErrorKind::Corrupt,
+    )?;
+    let checks = ok("check_dirty_pages", m.check_dirty_pages(None, 100).await)?;
+    let bad: Vec<u64> = checks
+        .iter()
+        .filter(|c| !c.intact)
+        .map(|c| c.page_no)
+        .collect();
+    ensure!(
+        bad.len() == 1 && checks.len() == 3,
+        "check_dirty_pages found {bad:?} of {checks:?}"
     );
     Ok(())
 }

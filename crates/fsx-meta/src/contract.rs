@@ -35,6 +35,14 @@
 //! - **Write sequence.** Every `commit_writes` batch gets a sequence number
 //!   larger than any before it for that file; a dirty page carries the
 //!   sequence of the batch that wrote it last.
+//! - **Dirty pages are checked** (schema version 5). Every dirty-page row
+//!   carries a checksum ([`crate::checksum`]) written with it; every read
+//!   that returns a dirty page's bytes verifies it first and fails with
+//!   `Corrupt` (naming file, page and layer) instead of returning wrong
+//!   bytes.
+//! - **Commit ids are never reused** (schema version 5): an id, once
+//!   handed out, names that commit or nothing, whatever resets, branch
+//!   deletions, folds and expiries removed since.
 //! - **Packing is optimistic.** [`MetaEngine::commit_pack`] installs a new
 //!   extent only if the map entry still holds the expected key and the new
 //!   key's record is live, and removes exactly the dirty pages whose
@@ -393,6 +401,21 @@ pub struct DirtyPage {
     pub inherited: bool,
 }
 
+/// One dirty-page row as [`MetaEngine::check_dirty_pages`] found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirtyPageCheck {
+    /// The layer holding the row.
+    pub layer: LayerId,
+    /// The file.
+    pub file_id: FileId,
+    /// The page.
+    pub page_no: u64,
+    /// Whether the row is a hole.
+    pub hole: bool,
+    /// Whether the row matches its checksum ([`crate::checksum`]).
+    pub intact: bool,
+}
+
 /// Everything the packer needs to rebuild one extent of a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirtyExtent {
@@ -725,6 +748,16 @@ pub trait MetaEngine: fsx_store::MaybeSend + fsx_store::MaybeSync + std::fmt::De
         extent_idx: u64,
         pages_per_extent: u64,
     ) -> BoxFuture<'_, Result<DirtyExtent>>;
+
+    /// Every dirty-page row after `after` (`(layer, file, page)`, ascending
+    /// in that order), at most `limit`, each checked against its checksum:
+    /// how `fsck` verifies the dirty buffer and counts what is unpacked.
+    /// A damaged row is reported (`intact: false`), not an error.
+    fn check_dirty_pages(
+        &self,
+        after: Option<(LayerId, FileId, u64)>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<DirtyPageCheck>>>;
 
     /// Ensures a live record for `key` and restarts its idle clock;
     /// `Conflict` if GC is deleting it.

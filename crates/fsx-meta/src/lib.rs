@@ -8,6 +8,7 @@
 //!
 //! | module | what | feature |
 //! |---|---|---|
+//! | [`checksum`] | checksums of dirty-page rows | — |
 //! | [`contract`] | the [`MetaEngine`] trait and its types | — |
 //! | [`error`] | [`MetaError`], classified by caller action | — |
 //! | [`conformance`] | the shared suite every engine's tests run | — |
@@ -19,6 +20,7 @@
 
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod checksum;
 pub mod conformance;
 pub mod contract;
 pub mod error;
@@ -34,16 +36,16 @@ pub mod sqlite;
 
 pub use contract::{
     AccessStats, BranchId, BranchInfo, CommitId, CommitInfo, CopyState, Counter, DirtyExtent,
-    DirtyPage, DirtySummary, ExtentRecord, ExtentState, ExtentTotals, FileId, FileMeta, LayerGraph,
-    LayerId, LayerInfo, LayerUsage, LeaseInfo, LeaseRequest, MAIN_BRANCH, MAIN_BRANCH_NAME,
-    MetaEngine, PackCommit, PageWrite, RESERVED_SETTINGS, ReadMap, TierCopy, TierMark, TierTotals,
-    View, VolumeConfig, WriteBatch,
+    DirtyPage, DirtyPageCheck, DirtySummary, ExtentRecord, ExtentState, ExtentTotals, FileId,
+    FileMeta, LayerGraph, LayerId, LayerInfo, LayerUsage, LeaseInfo, LeaseRequest, MAIN_BRANCH,
+    MAIN_BRANCH_NAME, MetaEngine, PackCommit, PageWrite, RESERVED_SETTINGS, ReadMap, TierCopy,
+    TierMark, TierTotals, View, VolumeConfig, WriteBatch,
 };
 pub use error::{MetaError, MetaErrorKind, Result};
 
 /// The metadata schema version this build writes. Volumes with an older
 /// version are migrated on open; newer ones are refused.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Smallest extent size a volume may be created with.
 pub const MIN_EXTENT_SIZE: u32 = 256 << 10;

@@ -540,3 +540,37 @@ async fn writes_race_commits_branches_and_expiry() {
         refs.len()
     );
 }
+
+/// A flipped bit in a dirty page's data, page number or checksum, made
+/// straight in the database, is a `Corrupt` error, never wrong bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_dirty_pages_are_refused() {
+    let server = PgServer::start();
+    let raw = server.raw_client().await;
+    for (what, set) in [
+        (
+            "data",
+            "data = overlay(data placing set_byte(substring(data from 101 for 1), 0,
+                 get_byte(data, 100) # 16) from 101 for 1)",
+        ),
+        ("page number", "page_no = page_no + 1"),
+        ("checksum", "crc = crc # 1024"),
+    ] {
+        let schema = server.fresh_schema();
+        let m = PgMeta::connect(&server.url(&schema)).await.unwrap();
+        let raw = &raw;
+        let schema2 = schema.clone();
+        let r = fsx_meta::conformance::damaged_dirty_page_is_refused(&m, |file, page| async move {
+            let sql = format!(
+                "UPDATE {schema2}.fsx_dirty_pages SET {set} WHERE file_id = $1 AND page_no = $2"
+            );
+            let n = raw
+                .execute(sql.as_str(), &[&file, &(page as i64)])
+                .await
+                .unwrap();
+            assert_eq!(n, 1, "{what}: no row changed");
+        })
+        .await;
+        assert_eq!(r, Ok(()), "flip of the {what}");
+    }
+}

@@ -83,3 +83,49 @@ fn readers_are_not_locked_out_by_a_writer_in_another_connection() {
     tx.commit().unwrap();
     assert_eq!(block_on(m.file(View::MAIN, "f")).unwrap().size, 1);
 }
+
+/// A flipped bit in a dirty page's data, page number or checksum, made
+/// straight in `meta.db`, is a `Corrupt` error, never wrong bytes.
+#[test]
+fn damaged_dirty_pages_are_refused() {
+    for what in ["data", "page number", "checksum"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let m = SqliteMeta::open(&path, true).unwrap();
+        let r = block_on(fsx_meta::conformance::damaged_dirty_page_is_refused(
+            &m,
+            |file, page| {
+                let c = rusqlite::Connection::open(&path).unwrap();
+                let key = rusqlite::params![file, page as i64];
+                let n = match what {
+                    "data" => {
+                        let mut data: Vec<u8> = c
+                            .query_row(
+                                "SELECT data FROM fsx_dirty_pages WHERE file_id = ?1 AND page_no = ?2",
+                                key,
+                                |r| r.get(0),
+                            )
+                            .unwrap();
+                        data[100] ^= 0x10;
+                        c.execute(
+                            "UPDATE fsx_dirty_pages SET data = ?3 WHERE file_id = ?1 AND page_no = ?2",
+                            rusqlite::params![file, page as i64, data],
+                        )
+                    }
+                    "page number" => c.execute(
+                        "UPDATE fsx_dirty_pages SET page_no = page_no + 1 WHERE file_id = ?1 AND page_no = ?2",
+                        key,
+                    ),
+                    _ => c.execute(
+                        "UPDATE fsx_dirty_pages SET crc = crc + 1024 WHERE file_id = ?1 AND page_no = ?2",
+                        key,
+                    ),
+                }
+                .unwrap();
+                assert_eq!(n, 1, "{what}: no row changed");
+                async {}
+            },
+        ));
+        assert_eq!(r, Ok(()), "flip of the {what}");
+    }
+}

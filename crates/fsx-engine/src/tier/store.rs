@@ -325,6 +325,13 @@ impl TieredStore {
                         bad.push(idx);
                     }
                 },
+                // A store that checks its own copies (the disk cache)
+                // reports a bad one as `Corrupt`: a bad copy, not an outage.
+                Err(e) if e.kind() == StoreKind::Corrupt => {
+                    t.corrupt.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(tier = t.name, %key, error = %e, "a copy failed its own check; reading another tier");
+                    bad.push(idx);
+                }
                 Err(e) if e.kind() == StoreKind::NotFound => {
                     if is_recorded && !t.caps().may_evict {
                         t.corrupt.fetch_add(1, Ordering::Relaxed);

@@ -523,3 +523,51 @@ pub(super) async fn auto_commit(m: &dyn MetaEngine) -> CheckResult {
     );
     Ok(())
 }
+
+/// Commit ids are never handed out twice (schema version 5): not after a
+/// reset removed the newest commits, not after a branch deletion removed
+/// a branch's commits, not after expiry.
+pub(super) async fn commit_ids_never_reused(m: &dyn MetaEngine) -> CheckResult {
+    init(m).await?;
+    let (f, w) = new_file(m, "f", "w", 1).await?;
+    write(m, &w, vec![pw(0, 1)], 4096).await?;
+    let c1 = ok("c1", m.commit(MAIN_BRANCH, "one", false, 2).await)?.ok_or("c1")?;
+    write(m, &w, vec![pw(0, 2)], 4096).await?;
+    let c2 = ok("c2", m.commit(MAIN_BRANCH, "two", false, 3).await)?.ok_or("c2")?;
+    ok("release", m.release_lease(MAIN_BRANCH, f.id, "w").await)?;
+    ok("reset", m.reset_branch(MAIN_BRANCH, c1.id, 4).await)?;
+    let w = lease_on(m, MAIN_BRANCH, f.id, "w", 5).await?;
+    write(m, &w, vec![pw(0, 3)], 4096).await?;
+    let c3 = ok("c3", m.commit(MAIN_BRANCH, "three", false, 6).await)?.ok_or("c3")?;
+    ensure!(
+        c3.id > c2.id,
+        "a commit after a reset got id {} although {} was handed out before",
+        c3.id,
+        c2.id
+    );
+    err_kind(
+        "the id a reset removed",
+        m.commit_info(c2.id).await,
+        MetaErrorKind::NotFound,
+    )?;
+    ensure!(
+        page0(m, View::Commit(c3.id), f.id).await? == "dirty:3",
+        "the new commit shows its own data"
+    );
+    // A branch's own commits, then the branch, go away.
+    let dev = ok("branch", m.create_branch("dev", View::MAIN, 7).await)?;
+    let dw = lease_on(m, dev.id, f.id, "dw", 7).await?;
+    write(m, &dw, vec![pw(0, 4)], 4096).await?;
+    let d1 = ok("d1", m.commit(dev.id, "dev", false, 8).await)?.ok_or("d1")?;
+    ok("release dev", m.release_lease(dev.id, f.id, "dw").await)?;
+    ok("delete dev", m.delete_branch("dev", 9).await)?;
+    write(m, &w, vec![pw(0, 5)], 4096).await?;
+    let c4 = ok("c4", m.commit(MAIN_BRANCH, "four", false, 10).await)?.ok_or("c4")?;
+    ensure!(
+        c4.id > d1.id,
+        "a commit after a branch deletion got id {} although {} was handed out before",
+        c4.id,
+        d1.id
+    );
+    Ok(())
+}

@@ -334,14 +334,16 @@ async fn fill_unread(
     for (layer, pages) in by_layer {
         for r in tx
             .query(
-                "SELECT page_no, data FROM fsx_dirty_pages
+                "SELECT page_no, data, crc FROM fsx_dirty_pages
                  WHERE layer = $1 AND file_id = $2 AND page_no = ANY($3) AND data IS NOT NULL",
                 &[&layer, &id, &pages],
             )
             .await?
         {
             let page = unsigned(col(&r, 0)?, "page number")?;
-            w.fill(page, Bytes::from(col::<Vec<u8>>(&r, 1)?));
+            let data = col::<Vec<u8>>(&r, 1)?;
+            crate::checksum::verify_page(layer, id, page, Some(&data), col(&r, 2)?)?;
+            w.fill(page, Bytes::from(data));
         }
     }
     Ok(w.unread().is_empty())
@@ -446,17 +448,16 @@ pub(super) async fn walk_flat(
             let mut dirty: Vec<DirtyRow> = Vec::new();
             for r in tx
                 .query(
-                    "SELECT page_no, seq, data FROM fsx_dirty_pages
+                    "SELECT page_no, seq, data, crc FROM fsx_dirty_pages
                      WHERE layer = $1 AND file_id = $2 AND page_no >= $3 AND page_no <= $4",
                     &[&layer, &id, &clamp(p0), &clamp(p1)],
                 )
                 .await?
             {
-                dirty.push((
-                    unsigned(col(&r, 0)?, "page number")?,
-                    col(&r, 1)?,
-                    col::<Option<Vec<u8>>>(&r, 2)?.map(Bytes::from),
-                ));
+                let page = unsigned(col(&r, 0)?, "page number")?;
+                let data = col::<Option<Vec<u8>>>(&r, 2)?;
+                crate::checksum::verify_page(layer, id, page, data.as_deref(), col(&r, 3)?)?;
+                dirty.push((page, col(&r, 1)?, data.map(Bytes::from)));
             }
             let mut extents: Vec<MapRow> = Vec::new();
             for r in tx
@@ -693,6 +694,11 @@ pub(super) async fn commit_branch(
             br.head
         }
     };
+    // The id comes from the table's identity sequence, which never hands
+    // out a number twice (not even after a rollback), so an id that a
+    // reset, a branch deletion or an expiry freed never names another
+    // commit; schema version 5 relies on this the way SQLite relies on its
+    // `next_commit_id` counter.
     let id: CommitId = col(
         &tx.query_one(
             "INSERT INTO fsx_commits (layer, parent, merged, branch, message, auto, created_ms)
@@ -981,10 +987,16 @@ pub(super) async fn copy_file(
         let pages: Vec<i64> = dirty.iter().map(|(p, _, _)| clamp(*p)).collect();
         let seqs: Vec<i64> = dirty.iter().map(|(_, s, _)| *s).collect();
         let datas: Vec<Option<&[u8]>> = dirty.iter().map(|(_, _, d)| d.as_deref()).collect();
+        // The bytes came through `walk`, which verified them.
+        let crcs: Vec<i64> = dirty
+            .iter()
+            .map(|(p, _, d)| crate::checksum::page_checksum(id, *p, d.as_deref()))
+            .collect();
         tx.execute(
-            "INSERT INTO fsx_dirty_pages (layer, file_id, page_no, seq, data)
-             SELECT $1, $2, p, s, d FROM unnest($3::BIGINT[], $4::BIGINT[], $5::BYTEA[]) AS t(p, s, d)",
-            &[&head, &id, &pages, &seqs, &datas],
+            "INSERT INTO fsx_dirty_pages (layer, file_id, page_no, seq, data, crc)
+             SELECT $1, $2, p, s, d, c
+             FROM unnest($3::BIGINT[], $4::BIGINT[], $5::BYTEA[], $6::BIGINT[]) AS t(p, s, d, c)",
+            &[&head, &id, &pages, &seqs, &datas, &crcs],
         )
         .await?;
     }

@@ -272,6 +272,9 @@ async fn migrate(tx: &Tx<'_>, from: u32) -> Result<()> {
     for (v, sql) in schema::MIGRATIONS.iter().enumerate().skip(from as usize) {
         tracing::info!(from = v, to = v + 1, "migrating metadata schema");
         tx.batch(sql).await?;
+        if v + 1 == schema::CHECKSUMS_SINCE as usize {
+            schema::backfill_page_checksums(tx).await?;
+        }
     }
     let version = SCHEMA_VERSION.to_string();
     tx.execute(
@@ -718,11 +721,15 @@ async fn commit_writes(tx: &Tx<'_>, batch: &WriteBatch) -> Result<()> {
     }
     let page_nos: Vec<i64> = last.keys().copied().collect();
     let datas: Vec<Option<&[u8]>> = last.values().copied().collect();
+    let crcs: Vec<i64> = last
+        .iter()
+        .map(|(&p, d)| crate::checksum::page_checksum(file_id, p as u64, *d))
+        .collect();
     tx.execute(
-        "INSERT INTO fsx_dirty_pages (layer, file_id, page_no, seq, data)
-         SELECT $1, $2, p, $3, d FROM unnest($4::BIGINT[], $5::BYTEA[]) AS t(p, d)
-         ON CONFLICT (layer, file_id, page_no) DO UPDATE SET seq = excluded.seq, data = excluded.data",
-        &[&head, &file_id, &seq, &page_nos, &datas],
+        "INSERT INTO fsx_dirty_pages (layer, file_id, page_no, seq, data, crc)
+         SELECT $1, $2, p, $3, d, c FROM unnest($4::BIGINT[], $5::BYTEA[], $6::BIGINT[]) AS t(p, d, c)
+         ON CONFLICT (layer, file_id, page_no) DO UPDATE SET seq = excluded.seq, data = excluded.data, crc = excluded.crc",
+        &[&head, &file_id, &seq, &page_nos, &datas, &crcs],
     )
     .await?;
     Ok(())
@@ -827,6 +834,42 @@ async fn dirty_extent(
         current_key,
         pages,
     })
+}
+
+async fn check_dirty_pages(
+    tx: &Tx<'_>,
+    after: Option<(LayerId, FileId, u64)>,
+    limit: usize,
+) -> Result<Vec<DirtyPageCheck>> {
+    let (l, f, p) = after.map_or((i64::MIN, i64::MIN, i64::MIN), |(l, f, p)| {
+        (l, f, p.min(i64::MAX as u64) as i64)
+    });
+    let limit = limit.min(i64::MAX as usize) as i64;
+    let mut out = Vec::new();
+    for r in tx
+        .query(
+            "SELECT layer, file_id, page_no, data, crc FROM fsx_dirty_pages
+             WHERE (layer, file_id, page_no) > ($1, $2, $3)
+             ORDER BY layer, file_id, page_no LIMIT $4",
+            &[&l, &f, &p, &limit],
+        )
+        .await?
+    {
+        let (layer, file_id): (LayerId, FileId) = (col(&r, 0)?, col(&r, 1)?);
+        let page_no = col::<i64>(&r, 2)? as u64;
+        let data: Option<Vec<u8>> = col(&r, 3)?;
+        let intact =
+            crate::checksum::verify_page(layer, file_id, page_no, data.as_deref(), col(&r, 4)?)
+                .is_ok();
+        out.push(DirtyPageCheck {
+            layer,
+            file_id,
+            page_no,
+            hole: data.is_none(),
+            intact,
+        });
+    }
+    Ok(out)
 }
 
 async fn pin_extent(tx: &Tx<'_>, key: &str, bytes: u64, now_ms: i64) -> Result<()> {
@@ -1352,6 +1395,18 @@ impl MetaEngine for PgMeta {
                 file_id,
                 extent_idx,
                 pages_per_extent
+            ))
+        })
+    }
+
+    fn check_dirty_pages(
+        &self,
+        after: Option<(LayerId, FileId, u64)>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<DirtyPageCheck>>> {
+        boxed(async move {
+            transact!(self.pool(), TxKind::Read, |tx| check_dirty_pages(
+                tx, after, limit
             ))
         })
     }

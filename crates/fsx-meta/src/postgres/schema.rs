@@ -15,7 +15,7 @@
 //! | `fsx_files` | `(layer, file) →` name, page size, size, `write_seq`, cuts, deleted | `write_seq` only grows along a chain |
 //! | `fsx_extent_map` | `(layer, file, extent index) → key` (NULL: tombstone) | every key has an `fsx_extents` row |
 //! | `fsx_extents` | key, refcount, state (0 live, 1 deleting), bytes, idle clock | refcount = number of map rows naming the key, over all layers |
-//! | `fsx_dirty_pages` | `(layer, file, page) → seq, data` (NULL data = hole) | overrides the layer's extent map |
+//! | `fsx_dirty_pages` | `(layer, file, page) → seq, data` (NULL data = hole), `crc` (since 5) | overrides the layer's extent map; `crc` = `checksum::page_checksum` of the row |
 //! | `fsx_leases` | `(branch, file) → holder, expiry` | at most one holder per file per branch |
 //! | `fsx_hot_extents` | `(key, part) → bytes` of the hot tier | parts of one key are contiguous from 0 |
 //! | `fsx_counters` | `(tier, op) → calls, bytes` (since version 2) | only grows |
@@ -207,4 +207,43 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE fsx_leases ALTER COLUMN branch DROP DEFAULT;
     ALTER TABLE fsx_leases ADD PRIMARY KEY (branch, file_id);
     "#,
+    // 4 → 5: dirty pages carry a checksum (`crate::checksum`); existing
+    // rows get theirs from `backfill_page_checksums`, run right after this
+    // batch. Commit ids already come from an identity sequence, which never
+    // reuses a number, so they need no counter here (SQLite's do).
+    r#"
+    ALTER TABLE fsx_dirty_pages ADD COLUMN crc BIGINT;
+    "#,
 ];
+
+/// Version after which [`backfill_page_checksums`] must run.
+pub(crate) const CHECKSUMS_SINCE: u32 = 5;
+
+/// Gives every dirty page written before version 5 its checksum, in
+/// batches (a dead writer can leave tens of thousands of pages).
+pub(crate) async fn backfill_page_checksums(tx: &super::conn::Tx<'_>) -> crate::Result<()> {
+    use super::col;
+    loop {
+        let rows = tx
+            .query(
+                "SELECT layer, file_id, page_no, data FROM fsx_dirty_pages
+                 WHERE crc IS NULL LIMIT 1000",
+                &[],
+            )
+            .await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for r in rows {
+            let (layer, file, page): (i64, i64, i64) = (col(&r, 0)?, col(&r, 1)?, col(&r, 2)?);
+            let data: Option<Vec<u8>> = col(&r, 3)?;
+            let crc = crate::checksum::page_checksum(file, page as u64, data.as_deref());
+            tx.execute(
+                "UPDATE fsx_dirty_pages SET crc = $4
+                 WHERE layer = $1 AND file_id = $2 AND page_no = $3",
+                &[&layer, &file, &page, &crc],
+            )
+            .await?;
+        }
+    }
+}

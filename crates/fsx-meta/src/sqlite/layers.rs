@@ -289,19 +289,25 @@ fn layer_range(
     let (p0, p1) = w.page_range();
     let (e0, e1) = w.extent_range();
     let clamp = |v: u64| v.min(i64::MAX as u64) as i64;
-    let dirty = query_all(
+    let rows = query_all(
         tx,
-        "SELECT page_no, seq, data FROM fsx_dirty_pages
+        "SELECT page_no, seq, data, crc FROM fsx_dirty_pages
          WHERE layer = ?1 AND file_id = ?2 AND page_no >= ?3 AND page_no <= ?4",
         params![layer, id, p0 as i64, clamp(p1)],
         |r| {
             Ok((
                 r.get::<_, i64>(0)? as u64,
-                r.get(1)?,
-                r.get::<_, Option<Vec<u8>>>(2)?.map(Bytes::from),
+                r.get::<_, i64>(1)?,
+                r.get::<_, Option<Vec<u8>>>(2)?,
+                r.get::<_, Option<i64>>(3)?,
             ))
         },
     )?;
+    let mut dirty = Vec::with_capacity(rows.len());
+    for (page, seq, data, crc) in rows {
+        crate::checksum::verify_page(layer, id, page, data.as_deref(), crc)?;
+        dirty.push((page, seq, data.map(Bytes::from)));
+    }
     let extents = query_all(
         tx,
         "SELECT extent_idx, key FROM fsx_extent_map
@@ -428,15 +434,22 @@ fn fill_unread(
             continue;
         };
         let wanted: HashSet<u64> = pages.into_iter().collect();
-        for (page, data) in query_all(
+        for (page, data, crc) in query_all(
             tx,
-            "SELECT page_no, data FROM fsx_dirty_pages
+            "SELECT page_no, data, crc FROM fsx_dirty_pages
              WHERE layer = ?1 AND file_id = ?2 AND page_no >= ?3 AND page_no <= ?4
                AND data IS NOT NULL",
             params![layer, id, clamp(lo), clamp(hi)],
-            |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?)),
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                ))
+            },
         )? {
             if wanted.contains(&page) {
+                crate::checksum::verify_page(layer, id, page, Some(&data), crc)?;
                 w.fill(page, Bytes::from(data));
             }
         }
@@ -784,10 +797,28 @@ pub(super) fn commit_branch(
             br.head
         }
     };
+    // From the counter, not the table's largest id + 1: a reset, a branch
+    // deletion or an expiry removes commits, and an id someone noted down
+    // must never name another state.
     let id: CommitId = query_one(
         tx,
-        "INSERT INTO fsx_commits (layer, parent, merged, branch, message, auto, created_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+        "UPDATE fsx_volume SET value = CAST(value AS INTEGER) + 1 WHERE key = 'next_commit_id'
+         RETURNING CAST(value AS INTEGER) - 1",
+        [],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(sql_err)?
+    .ok_or_else(|| {
+        MetaError::new(
+            MetaErrorKind::Corrupt,
+            "volume setting next_commit_id is missing",
+        )
+    })?;
+    query_one(
+        tx,
+        "INSERT INTO fsx_commits (id, layer, parent, merged, branch, message, auto, created_ms)
+             VALUES (?8, ?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
         params![
             layer,
             br.commit,
@@ -795,9 +826,10 @@ pub(super) fn commit_branch(
             br.name,
             message,
             auto as i64,
-            now_ms
+            now_ms,
+            id
         ],
-        |r| r.get(0),
+        |r| r.get::<_, CommitId>(0),
     )
     .map_err(sql_err)?;
     exec(
@@ -1063,9 +1095,11 @@ pub(super) fn copy_file(
         .map_err(sql_err)?;
     }
     for (page, seq, data) in &dirty {
+        // The bytes came through `walk`, which verified them.
+        let crc = crate::checksum::page_checksum(id, *page, data.as_deref());
         exec(tx,
-            "INSERT INTO fsx_dirty_pages (layer, file_id, page_no, seq, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![head, id, *page as i64, seq, data.as_deref()],
+            "INSERT INTO fsx_dirty_pages (layer, file_id, page_no, seq, data, crc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![head, id, *page as i64, seq, data.as_deref(), crc],
         )
         .map_err(sql_err)?;
     }

@@ -13,6 +13,16 @@
 //! - `synchronous = FULL`: a committed transaction survives power loss,
 //!   which is what makes `sync` an acknowledged, durable write.
 //!
+//! **Read-only media.** Opening an existing database that cannot be written
+//! (a read-only mount, no write permission) falls back to a read-only
+//! engine instead of failing: every read works, every write fails at once
+//! with a message that says why, and the best-effort statistics (operation
+//! counters, access counts) are skipped. If SQLite cannot even create the
+//! WAL index next to the database there, the database is opened
+//! `immutable` — correct for media nothing can change; a WAL left behind by
+//! a writer that did not close cleanly is then not seen, which is warned
+//! about.
+//!
 //! Calls run synchronously when the returned future is first polled: SQLite
 //! does local I/O of a few pages per call, and the futures stay free of any
 //! runtime.
@@ -48,6 +58,9 @@ pub struct SqliteMeta {
 
 struct Inner {
     path: PathBuf,
+    /// How readers open the database when it cannot be written (see the
+    /// module docs): a `file:` URI with `mode=ro` or `immutable=1`.
+    read_only: Option<String>,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     /// Layer chains by top layer. A layer's ancestry never changes in a way
@@ -113,6 +126,77 @@ impl SqliteMeta {
                 path.display()
             )));
         }
+        match Self::open_writable(&path, create) {
+            Err(e) if !create && e.kind() == MetaErrorKind::Unavailable && !writable(&path) => {
+                tracing::debug!(error = %e, "metadata database is not writable; opening it read-only");
+                Self::open_read_only(path)
+            }
+            other => other,
+        }
+    }
+
+    /// Opens a database that cannot be written: `mode=ro`, or `immutable`
+    /// when SQLite cannot keep its WAL index there (see the module docs).
+    fn open_read_only(path: PathBuf) -> Result<Self> {
+        let base = format!("file:{}", uri_path(&path));
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let probe = |uri: &str| -> Result<Connection> {
+            let c = Connection::open_with_flags(uri, flags).map_err(sql_err)?;
+            configure(&c)?;
+            c.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map_err(sql_err)?;
+            Ok(c)
+        };
+        let ro = format!("{base}?mode=ro");
+        let (uri, conn) = match probe(&ro) {
+            Ok(c) => (ro, c),
+            Err(_) => {
+                let wal = PathBuf::from(format!("{}-wal", path.display()));
+                if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+                    tracing::warn!(
+                        wal = %wal.display(),
+                        "the volume is on read-only media and its metadata has a WAL a writer left unmerged; changes in it are not visible (open the volume once where it is writable to merge them)"
+                    );
+                } else {
+                    tracing::info!(path = %path.display(), "opening metadata on read-only media as immutable");
+                }
+                let imm = format!("{base}?immutable=1");
+                let c = probe(&imm).map_err(|e| {
+                    MetaError::new(
+                        MetaErrorKind::Unavailable,
+                        format!(
+                            "cannot open {} even read-only: {e}; check the file's permissions",
+                            path.display()
+                        ),
+                    )
+                    .with_source(e)
+                })?;
+                (imm, c)
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                read_only: Some(uri),
+                writer: Mutex::new(conn),
+                readers: Mutex::new(Vec::new()),
+                chains: Mutex::new(Default::default()),
+                flats: Mutex::new(Default::default()),
+            }),
+        })
+    }
+
+    /// Whether the database is open read-only (see the module docs).
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only.is_some()
+    }
+
+    fn open_writable(path: &Path, create: bool) -> Result<Self> {
+        let path = path.to_path_buf();
         let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         if create {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
@@ -140,9 +224,17 @@ impl SqliteMeta {
         writer
             .pragma_update(None, "synchronous", "FULL")
             .map_err(sql_err)?;
+        // SQLite opens a file it may not write read-only without a word.
+        if writer.is_readonly(rusqlite::MAIN_DB).map_err(sql_err)? {
+            return Err(MetaError::new(
+                MetaErrorKind::Unavailable,
+                format!("{} is read-only", path.display()),
+            ));
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
+                read_only: None,
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
                 chains: Mutex::new(Default::default()),
@@ -173,6 +265,15 @@ impl SqliteMeta {
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer.
     pub(crate) fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        if self.is_read_only() {
+            return Err(MetaError::new(
+                MetaErrorKind::Unavailable,
+                format!(
+                    "{} cannot be written (read-only media or no write permission), and this command changes the volume: run it where the volume is writable",
+                    self.inner.path.display()
+                ),
+            ));
+        }
         transact(
             &mut lock(&self.inner.writer),
             TransactionBehavior::Immediate,
@@ -273,10 +374,18 @@ impl SqliteMeta {
         let mut conn = match pooled {
             Some(c) => c,
             None => {
-                let c = Connection::open_with_flags(
-                    &self.inner.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )
+                let c = match &self.inner.read_only {
+                    Some(uri) => Connection::open_with_flags(
+                        uri,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY
+                            | OpenFlags::SQLITE_OPEN_URI
+                            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    ),
+                    None => Connection::open_with_flags(
+                        &self.inner.path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    ),
+                }
                 .map_err(sql_err)?;
                 configure(&c)?;
                 c
@@ -289,6 +398,36 @@ impl SqliteMeta {
         }
         out
     }
+}
+
+/// Whether this process could write `path` and create files next to it
+/// (SQLite's journal and WAL index). Used only to tell read-only media
+/// from other open failures.
+fn writable(path: &Path) -> bool {
+    let file_ok = std::fs::OpenOptions::new().append(true).open(path).is_ok();
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = dir.unwrap_or_else(|| Path::new("."));
+    let probe = dir.join(format!(".fsx-write-probe-{}", std::process::id()));
+    let dir_ok = std::fs::File::create(&probe).is_ok();
+    if dir_ok {
+        let _ = std::fs::remove_file(&probe);
+    }
+    file_ok && dir_ok
+}
+
+/// `path` for a `file:` URI: the characters a URI gives meaning to are
+/// escaped.
+fn uri_path(path: &Path) -> String {
+    let mut out = String::new();
+    for c in path.to_string_lossy().chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3f"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Runs `f` in one transaction on `conn`: committed if `f` succeeds,
@@ -339,6 +478,9 @@ fn migrate(tx: &Transaction<'_>, from: u32) -> Result<()> {
     for (v, sql) in schema::MIGRATIONS.iter().enumerate().skip(from as usize) {
         tracing::info!(from = v, to = v + 1, "migrating metadata schema");
         tx.execute_batch(sql).map_err(sql_err)?;
+        if v + 1 == schema::CHECKSUMS_SINCE as usize {
+            schema::backfill_page_checksums(tx)?;
+        }
     }
     exec(
         tx,
@@ -604,9 +746,18 @@ impl MetaEngine for SqliteMeta {
 
     fn open_volume(&self) -> BoxFuture<'_, Result<VolumeConfig>> {
         lazy(move || {
-            self.write(|tx| {
+            let body = |tx: &Transaction<'_>| {
                 let version = schema_version(tx)?;
                 if crate::schema_verdict(version, &self.inner.path.display())? {
+                    if self.is_read_only() {
+                        return Err(MetaError::new(
+                            MetaErrorKind::Unsupported,
+                            format!(
+                                "{} is metadata version {version} and needs upgrading to                                  {SCHEMA_VERSION}, which needs writing it: open the volume once                                  where it is writable",
+                                self.inner.path.display()
+                            ),
+                        ));
+                    }
                     migrate(tx, version)?;
                 }
                 let config = VolumeConfig {
@@ -618,7 +769,12 @@ impl MetaEngine for SqliteMeta {
                 check_extent_size(config.extent_size)
                     .map_err(|e| MetaError::new(MetaErrorKind::Corrupt, e.message().to_string()))?;
                 Ok(config)
-            })
+            };
+            if self.is_read_only() {
+                self.read(body)
+            } else {
+                self.write(body)
+            }
         })
     }
 
@@ -853,12 +1009,13 @@ impl MetaEngine for SqliteMeta {
                     .map_err(sql_err)?;
                 let mut st = tx
                     .prepare_cached(
-                        "INSERT INTO fsx_dirty_pages (layer, file_id, page_no, seq, data) VALUES (?1, ?2, ?3, ?4, ?5)
-                         ON CONFLICT (layer, file_id, page_no) DO UPDATE SET seq = excluded.seq, data = excluded.data",
+                        "INSERT INTO fsx_dirty_pages (layer, file_id, page_no, seq, data, crc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                         ON CONFLICT (layer, file_id, page_no) DO UPDATE SET seq = excluded.seq, data = excluded.data, crc = excluded.crc",
                     )
                     .map_err(sql_err)?;
                 for p in &batch.pages {
-                    st.execute(params![head, file_id, p.page_no as i64, seq, blob(&p.data)])
+                    let crc = crate::checksum::page_checksum(file_id, p.page_no, blob(&p.data));
+                    st.execute(params![head, file_id, p.page_no as i64, seq, blob(&p.data), crc])
                         .map_err(sql_err)?;
                 }
                 Ok(())
@@ -1025,6 +1182,52 @@ impl MetaEngine for SqliteMeta {
                     current_key,
                     pages,
                 })
+            })
+        })
+    }
+
+    fn check_dirty_pages(
+        &self,
+        after: Option<(LayerId, FileId, u64)>,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Vec<DirtyPageCheck>>> {
+        lazy(move || {
+            self.read(|tx| {
+                let (l, f, p) =
+                    after.map_or((i64::MIN, i64::MIN, i64::MIN), |(l, f, p)| (l, f, p as i64));
+                let rows = query_all(
+                    tx,
+                    "SELECT layer, file_id, page_no, data, crc FROM fsx_dirty_pages
+                     WHERE (layer, file_id, page_no) > (?1, ?2, ?3)
+                     ORDER BY layer, file_id, page_no LIMIT ?4",
+                    params![l, f, p, limit.min(i64::MAX as usize) as i64],
+                    |r| {
+                        Ok((
+                            r.get::<_, LayerId>(0)?,
+                            r.get::<_, FileId>(1)?,
+                            r.get::<_, i64>(2)? as u64,
+                            r.get::<_, Option<Vec<u8>>>(3)?,
+                            r.get::<_, Option<i64>>(4)?,
+                        ))
+                    },
+                )?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(layer, file_id, page_no, data, crc)| DirtyPageCheck {
+                        layer,
+                        file_id,
+                        page_no,
+                        hole: data.is_none(),
+                        intact: crate::checksum::verify_page(
+                            layer,
+                            file_id,
+                            page_no,
+                            data.as_deref(),
+                            crc,
+                        )
+                        .is_ok(),
+                    })
+                    .collect())
             })
         })
     }
@@ -1210,6 +1413,11 @@ impl MetaEngine for SqliteMeta {
 
     fn add_counters<'a>(&'a self, deltas: &'a [Counter]) -> BoxFuture<'a, Result<()>> {
         lazy(move || {
+            if self.is_read_only() {
+                // Statistics are best effort; a read on read-only media
+                // must not fail for want of a place to count it.
+                return Ok(());
+            }
             self.write(|tx| {
                 let mut st = tx
                     .prepare_cached(
@@ -1477,6 +1685,10 @@ impl MetaEngine for SqliteMeta {
         now_ms: i64,
     ) -> BoxFuture<'a, Result<()>> {
         lazy(move || {
+            if self.is_read_only() {
+                // Best effort, like the counters.
+                return Ok(());
+            }
             self.write(|tx| {
                 exec(
                     tx,
@@ -1827,8 +2039,59 @@ mod tests {
 
     #[test]
     fn older_schemas_migrate_with_their_data() {
-        for v in 1..SCHEMA_VERSION as usize {
+        // Versions whose file table has no layer column.
+        for v in 1..4 {
             migrate_from(v);
         }
+    }
+
+    /// A version-4 volume gets checksums for its dirty pages (so they read
+    /// back, and fsck finds them intact) and a commit counter past every
+    /// commit id it holds.
+    #[test]
+    fn version_4_gets_checksums_and_a_commit_counter() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let c = Connection::open(&path).unwrap();
+        for sql in &schema::MIGRATIONS[..4] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.execute_batch(
+            "INSERT INTO fsx_volume (key, value) VALUES ('schema_version', '4'), ('volume_id', 'v'),
+                 ('extent_size', '2097152'), ('store_url', 'memory://'), ('created_ms', '1');
+             UPDATE fsx_volume SET value = '8' WHERE key = 'next_file_id';
+             INSERT INTO fsx_layers (id, parent, frozen, created_ms) VALUES (2, 1, 0, 1);
+             UPDATE fsx_layers SET frozen = 1 WHERE id = 1;
+             UPDATE fsx_branches SET head = 2, commit_id = 5 WHERE id = 1;
+             INSERT INTO fsx_commits (id, layer, parent, merged, branch, message, auto, created_ms)
+                 VALUES (5, 1, NULL, NULL, 'main', 'old', 0, 1);
+             INSERT INTO fsx_files (layer, id, name, page_size, size, write_seq, created_ms, modified_ms)
+                 VALUES (1, 7, 'kept', 4096, 12288, 3, 1, 2);
+             INSERT INTO fsx_dirty_pages (layer, file_id, page_no, seq, data)
+                 VALUES (1, 7, 1, 3, randomblob(4096)), (1, 7, 2, 3, NULL);",
+        )
+        .unwrap();
+        let before: Vec<u8> = c
+            .query_row(
+                "SELECT data FROM fsx_dirty_pages WHERE page_no = 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        drop(c);
+        let m = SqliteMeta::open(&path, false).unwrap();
+        block_on(m.open_volume()).unwrap();
+        let map = block_on(m.read_map(View::MAIN, 7, 0, 3, 512)).unwrap();
+        assert_eq!(map.dirty.len(), 2);
+        assert_eq!(map.dirty[0].data.as_deref(), Some(&before[..]));
+        assert_eq!(map.dirty[1].data, None);
+        let checks = block_on(m.check_dirty_pages(None, 10)).unwrap();
+        assert!(checks.iter().all(|c| c.intact), "{checks:?}");
+        let commit = block_on(m.commit(MAIN_BRANCH, "new", false, 3))
+            .unwrap()
+            .unwrap();
+        assert!(commit.id > 5, "commit id {} reuses an old one", commit.id);
+        let version: String = m.read(|tx| get_setting(tx, "schema_version")).unwrap();
+        assert_eq!(version, SCHEMA_VERSION.to_string());
     }
 }

@@ -9,11 +9,11 @@
 //! | `fsx_layers` | `id → parent, frozen` (since 4) | a layer with a child is frozen; a frozen layer never changes what it shows |
 //! | `fsx_branches` | `id → name, head layer, latest commit` (since 4) | a head is never frozen and belongs to one branch |
 //! | `fsx_commits` | `id → layer, parent, merged, branch name, message, auto` (since 4) | a commit's layer is frozen |
-//! | `fsx_volume` | one setting (`schema_version`, `volume_id`, `extent_size`, `store_url`, `created_ms`) | written at init; `schema_version` bumped only by migrations |
+//! | `fsx_volume` | one setting (`schema_version`, `volume_id`, `extent_size`, `store_url`, `created_ms`, `next_file_id`, `next_commit_id` (since 5)) | written at init; `schema_version` bumped only by migrations; the `next_*` counters only grow |
 //! | `fsx_files` | `(layer, file) →` name, page size, size, `write_seq`, cuts, deleted | `write_seq` only grows along a chain |
 //! | `fsx_extent_map` | `(layer, file, extent index) → key` (NULL: tombstone) | every key has an `fsx_extents` row |
 //! | `fsx_extents` | key, refcount, state (0 live, 1 deleting), bytes, idle clock | refcount = number of map rows naming the key, over all layers |
-//! | `fsx_dirty_pages` | `(layer, file, page) → seq, data` (NULL data = hole) | overrides the layer's extent map |
+//! | `fsx_dirty_pages` | `(layer, file, page) → seq, data` (NULL data = hole), `crc` (since 5) | overrides the layer's extent map; `crc` = `checksum::page_checksum` of the row |
 //! | `fsx_leases` | `(branch, file) → holder, expiry` | at most one holder per file per branch |
 //! | `fsx_hot_extents` | `(key, part) → bytes` of the hot tier | parts of one key are contiguous from 0 |
 //! | `fsx_counters` | `(tier, op) → calls, bytes` (since version 2) | only grows |
@@ -208,4 +208,56 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     DROP TABLE fsx_leases;
     ALTER TABLE fsx_leases_v4 RENAME TO fsx_leases;
     ",
+    // 4 → 5: integrity. Dirty pages carry a checksum (`crate::checksum`;
+    // existing rows get theirs from `backfill_page_checksums`, run right
+    // after this batch), and commit ids come from a counter that only
+    // grows, so an id a reset or an expiry freed is never handed out again.
+    // The counter starts past every id in use and every id the table's
+    // rowid ever handed out that is still visible (the largest one).
+    "
+    ALTER TABLE fsx_dirty_pages ADD COLUMN crc INTEGER;
+    INSERT INTO fsx_volume (key, value)
+        SELECT 'next_commit_id', coalesce(max(id), 0) + 1 FROM fsx_commits;
+    ",
 ];
+
+/// Version after which [`backfill_page_checksums`] must run.
+pub(crate) const CHECKSUMS_SINCE: u32 = 5;
+
+/// Gives every dirty page written before version 5 its checksum, in
+/// batches (a dead writer can leave tens of thousands of pages).
+pub(crate) fn backfill_page_checksums(tx: &rusqlite::Transaction<'_>) -> crate::Result<()> {
+    use super::sql_err;
+    const BATCH: i64 = 1000;
+    loop {
+        let rows = {
+            let mut st = tx
+                .prepare(
+                    "SELECT rowid, file_id, page_no, data FROM fsx_dirty_pages
+                     WHERE crc IS NULL LIMIT ?1",
+                )
+                .map_err(sql_err)?;
+            st.query_map([BATCH], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<Vec<u8>>>(3)?,
+                ))
+            })
+            .map_err(sql_err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(sql_err)?
+        };
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut up = tx
+            .prepare("UPDATE fsx_dirty_pages SET crc = ?2 WHERE rowid = ?1")
+            .map_err(sql_err)?;
+        for (rowid, file, page, data) in rows {
+            let crc = crate::checksum::page_checksum(file, page as u64, data.as_deref());
+            up.execute(rusqlite::params![rowid, crc]).map_err(sql_err)?;
+        }
+    }
+}
