@@ -989,6 +989,8 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
             orphan_grace,
         } => {
             let v = open_volume(&path).await?;
+            // A killed put's partial file is garbage, not data to pack.
+            remove_dead_partials(&v).await;
             let options = GcOptions::default()
                 .grace_ms(i64::try_from(grace.as_millis()).unwrap_or(i64::MAX))
                 .orphan_grace_ms(i64::try_from(orphan_grace.as_millis()).unwrap_or(i64::MAX))

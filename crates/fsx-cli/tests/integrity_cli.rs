@@ -24,6 +24,12 @@ const PAGES: usize = 10;
 /// the dirty buffer because its writer was killed; returns the bytes.
 fn killed_put(vol: &Path) -> Vec<u8> {
     ok(&["init", s(vol)]);
+    // A put of a new name writes under `.fsx-partial/` until it is
+    // complete; over an existing file it writes in place, which is where
+    // a killed writer leaves pages under the file's own name.
+    let empty = vol.parent().unwrap().join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    ok(&["file", "put", s(&empty), s(vol), "f"]);
     let data = random(PAGES * 4096, 11);
     let mut child = Command::new(env!("CARGO_BIN_EXE_fsx"))
         .args(["file", "put", "-", s(vol), "f", "--sync-pages", "1"])
