@@ -533,7 +533,9 @@ impl File {
         if let Some(cut) = cut {
             batch = batch.shrink(cut, cut.div_ceil(ppe));
         }
+        crate::failpoint::check(&*self.shared.env, crate::Failpoint::SyncBefore)?;
         self.shared.meta.commit_writes(&batch).await?;
+        crate::failpoint::check(&*self.shared.env, crate::Failpoint::SyncAfter)?;
         self.touched_extents
             .extend(batch.pages.iter().map(|p| p.page_no / ppe));
         if let Some(w) = &self.writer {
@@ -675,6 +677,7 @@ impl File {
             )?;
             let key = content_key(&blob);
             if dirty.current_key.as_deref() != Some(key.as_str()) {
+                crate::failpoint::check(&*s.env, crate::Failpoint::Pin)?;
                 s.meta
                     .pin_extent(&key, blob.len() as u64, s.env.now_ms())
                     .await?;
@@ -682,6 +685,7 @@ impl File {
                 // After a successful pin GC cannot be deleting this key, so
                 // an existing object is the same content: skip the upload.
                 if !s.store.exists(&okey).await? {
+                    crate::failpoint::check(&*s.env, crate::Failpoint::Upload)?;
                     s.store.put(&okey, Bytes::from(blob.clone())).await?;
                 }
                 s.cache.insert(&key, raw_for_cache(Bytes::from(blob))?);
@@ -697,6 +701,7 @@ impl File {
             new_key,
             consumed,
         );
+        crate::failpoint::check(&*s.env, crate::Failpoint::PackCommit)?;
         s.meta.commit_pack(&commit).await?;
         Ok(())
     }
