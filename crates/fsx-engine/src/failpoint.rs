@@ -374,7 +374,7 @@ pub struct SeededFaults {
     inner: Arc<dyn Environment>,
     plan: FaultPlan,
     hits: [AtomicU64; Failpoint::ALL.len()],
-    fired: AtomicU64,
+    fired: [AtomicU64; Failpoint::ALL.len()],
     armed: AtomicBool,
 }
 
@@ -385,7 +385,7 @@ impl SeededFaults {
             inner,
             plan,
             hits: Default::default(),
-            fired: AtomicU64::new(0),
+            fired: Default::default(),
             armed: AtomicBool::new(true),
         }
     }
@@ -402,7 +402,12 @@ impl SeededFaults {
 
     /// How many errors were injected (a crash never returns to count).
     pub fn fired(&self) -> u64 {
-        self.fired.load(Ordering::Relaxed)
+        self.fired.iter().map(|f| f.load(Ordering::Relaxed)).sum()
+    }
+
+    /// How many errors were injected at `point`.
+    pub fn fired_at(&self, point: Failpoint) -> u64 {
+        self.fired[point.index()].load(Ordering::Relaxed)
     }
 
     /// Stops (`false`) or resumes (`true`) failing and counting hits: a
@@ -434,7 +439,7 @@ impl Environment for SeededFaults {
         if action != FailAction::Continue {
             tracing::warn!(failpoint = %point, hit, action = action.name(), "failpoint fires");
             if action == FailAction::Error {
-                self.fired.fetch_add(1, Ordering::Relaxed);
+                self.fired[point.index()].fetch_add(1, Ordering::Relaxed);
             }
         }
         action
