@@ -51,7 +51,7 @@ use fsx_testkit::crash::{self, Ending, Stop};
 const CHILD_VAR: &str = "FSX_FAILPOINT_CHILD";
 const RUNS_VAR: &str = "FSX_FAILPOINT_RUNS";
 /// Crash runs per engine in a normal run.
-const SQLITE_RUNS: usize = 80;
+const SQLITE_RUNS: usize = 100;
 const POSTGRES_RUNS: usize = 50;
 /// Steps a child takes at most: enough for every point to be hit a few
 /// times, so the chosen hit is reached.
