@@ -150,7 +150,7 @@ async fn kill_at_random_points_loses_no_acknowledged_write() {
             matches!(run.ending, crash::Ending::Killed),
             "seed {seed}: the writer died on its own before kill {kill}: {:?}\n{}",
             run.ending,
-            run.stderr_tail()
+            run.output_tail()
         );
         let last_ack = run.last.or(applied);
 

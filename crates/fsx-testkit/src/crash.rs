@@ -122,8 +122,10 @@ pub struct ChildRun<T> {
     pub done: bool,
     /// How it ended.
     pub ending: Ending,
-    /// What it wrote to stderr, for the failure message of a child that
-    /// died of something else than the crash under test.
+    /// What it wrote to stdout besides acknowledgements (libtest's report
+    /// of a failed child goes there).
+    pub stdout: String,
+    /// What it wrote to stderr.
     pub stderr: String,
 }
 
@@ -134,10 +136,19 @@ impl<T> ChildRun<T> {
         matches!(&self.ending, Ending::Exited(s) if s.signal() == Some(6))
     }
 
-    /// The last lines of the child's stderr.
-    pub fn stderr_tail(&self) -> String {
-        let lines: Vec<&str> = self.stderr.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
+    /// The last lines of the child's stdout (besides acknowledgements) and
+    /// stderr, for the failure message of a child that died of something
+    /// else than the crash under test.
+    pub fn output_tail(&self) -> String {
+        let tail = |text: &str| {
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(30)..].join("\n")
+        };
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            tail(&self.stdout),
+            tail(&self.stderr)
+        )
     }
 }
 
@@ -162,9 +173,9 @@ where
     let mut stderr = child.stderr.take().expect("the child's stderr is piped");
     // Drained on a thread so a chatty child never blocks on a full pipe.
     let stderr = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
-        text
+        let mut bytes = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stderr, &mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
     });
     let mut run = ChildRun {
         acks_before_stop: 0,
@@ -172,6 +183,7 @@ where
         last: None,
         done: false,
         ending: Ending::Killed,
+        stdout: String::new(),
         stderr: String::new(),
     };
     let take = |line: std::io::Result<String>, run: &mut ChildRun<T>| {
@@ -184,6 +196,9 @@ where
         } else if let Some((_, n)) = line.rsplit_once("ack ") {
             run.last = Some(n.parse::<T>().expect("an ack carries a number"));
             run.acks += 1;
+        } else {
+            run.stdout.push_str(&line);
+            run.stdout.push('\n');
         }
     };
     let mut lines = BufReader::new(stdout).lines();
