@@ -336,7 +336,7 @@ impl FaultPlan {
         }
         match self.errors {
             Some((seed, one_in))
-                if mix(seed ^ ((point.index() as u64 + 1) << 56) ^ hit) % one_in == 0 =>
+                if mix(seed ^ ((point.index() as u64 + 1) << 56) ^ hit).is_multiple_of(one_in) =>
             {
                 FailAction::Error
             }
