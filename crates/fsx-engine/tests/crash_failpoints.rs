@@ -335,8 +335,9 @@ async fn queued(v: &Volume) -> u64 {
 
 /// The error runs: every point fails now and then; nothing panics, reads
 /// after successful syncs are right, and the volume ends complete.
-async fn error_runs(label: &str, spec: &str, dir: &Path) {
-    let seed = crash::seed("failpoint errors");
+/// Returns what the run did — errors and hits per point, the file's final
+/// bytes — so a second run of the same seed can be compared with it.
+async fn error_runs(label: &str, spec: &str, dir: &Path, seed: u64) -> (Vec<(u64, u64)>, Vec<u8>) {
     create(dir, spec).await;
     let clock = Arc::new(ManualEnv::new(1_000_000));
     // The second hit of every point fails for sure (so every point is
@@ -406,9 +407,11 @@ async fn error_runs(label: &str, spec: &str, dir: &Path) {
         );
     }
 
-    // Faults off: everything works and finishes what the errors left.
-    f.close().await.unwrap();
+    // Faults off: everything works and finishes what the errors left. GC
+    // first: a pack of content that a failed GC claimed waits for it.
     clock.advance(86_400_000);
+    v.gc(&gc_now(), &NoProgress).await.unwrap();
+    f.close().await.unwrap();
     v.gc(&gc_now(), &NoProgress).await.unwrap();
     v.tiers().unwrap().replicate_all().await.unwrap();
     assert_eq!(queued(&v).await, 0, "seed {seed}");
@@ -422,6 +425,7 @@ async fn error_runs(label: &str, spec: &str, dir: &Path) {
         f.read_at(0, f.size() as usize).await.unwrap() == model,
         "seed {seed}: after reopening"
     );
+    (fired.into_values().collect(), model)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -458,12 +462,37 @@ async fn failpoint_crashes_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failpoint_errors_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    error_runs("sqlite", "sqlite", dir.path()).await;
+    let seed = crash::seed("failpoint errors");
+    error_runs("sqlite", "sqlite", dir.path(), seed).await;
+}
+
+/// One seed, one run: the same seed injects the same errors at the same
+/// hits and ends in the same bytes, so a failure's printed seed replays it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failpoint_errors_replay_by_seed() {
+    let seed = crash::seed("failpoint replay");
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let first = error_runs("sqlite", "sqlite", a.path(), seed).await;
+    let second = error_runs("sqlite", "sqlite", b.path(), seed).await;
+    assert!(
+        first == second,
+        "seed {seed}: two runs differ: {:?} vs {:?}",
+        first.0,
+        second.0
+    );
+    let c = tempfile::tempdir().unwrap();
+    let other = error_runs("sqlite", "sqlite", c.path(), seed ^ 0x5555).await;
+    assert_ne!(
+        first.0, other.0,
+        "seed {seed}: another seed injected the same errors"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failpoint_errors_postgres() {
     let server = fsx_testkit::postgres::PgServer::start();
     let dir = tempfile::tempdir().unwrap();
-    error_runs("postgres", &server.fresh_url(), dir.path()).await;
+    let seed = crash::seed("failpoint errors");
+    error_runs("postgres", &server.fresh_url(), dir.path(), seed).await;
 }
