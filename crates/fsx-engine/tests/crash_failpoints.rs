@@ -2,8 +2,9 @@
 //! (`fsx_engine::failpoint`), on both metadata engines.
 //!
 //! **Crashes.** A writer process runs a workload that touches every point
-//! — writes, syncs, checkpoints (pin, upload, pack commit), GC with no
-//! grace (claim, delete, forget) and replication of a hot tier to cold —
+//! — writes, syncs, checkpoints (pin, upload, pack commit), commits, GC
+//! with no grace (packing what commits froze; claim, delete, forget) and
+//! replication of a hot tier to cold —
 //! and printing `ack N` after step N is durable. Each run the driver picks
 //! a point (every point in turn) and a hit, from the seed, and the child
 //! aborts itself there (`FSX_FAILPOINTS=POINT=HIT:crash`); every fifth run
@@ -187,6 +188,11 @@ async fn child(spec: &str) {
         }
         if i % 3 == 2 {
             v.tiers().unwrap().replicate_all().await.unwrap();
+        }
+        // A commit freezes dirty pages into its layer, which GC then packs
+        // (through the same pin, upload and pack-commit points).
+        if i % 13 == 12 {
+            v.commit(&format!("step {i}")).await.unwrap();
         }
         if i % 4 == 3 {
             v.gc(&gc_now(), &NoProgress).await.unwrap();
