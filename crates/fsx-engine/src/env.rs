@@ -1,8 +1,11 @@
 //! What the engine needs from its surroundings, injected so the core stays
 //! free of ambient time, randomness and OS calls (tests drive a manual
-//! clock; a Workers build supplies its own).
+//! clock; a Workers build supplies its own), and the failpoints a crash
+//! test drives through it (`crate::failpoint`).
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use crate::failpoint::{FailAction, Failpoint};
 
 /// Time, identity and liveness as the engine sees them.
 pub trait Environment: fsx_store::MaybeSend + fsx_store::MaybeSync + std::fmt::Debug {
@@ -16,6 +19,14 @@ pub trait Environment: fsx_store::MaybeSend + fsx_store::MaybeSync + std::fmt::D
     /// known to be dead, so its lease may be broken before it expires.
     /// `false` when unsure.
     fn holder_is_dead(&self, holder: &str) -> bool;
+
+    /// What to do at failpoint `point` (see [`crate::failpoint`]): always
+    /// [`FailAction::Continue`] unless the environment injects faults, as
+    /// [`crate::failpoint::SeededFaults`] does for crash tests.
+    fn failpoint(&self, point: Failpoint) -> FailAction {
+        let _ = point;
+        FailAction::Continue
+    }
 }
 
 /// The real environment of a native process: the system clock, holder ids

@@ -539,7 +539,9 @@ impl File {
         if let Some(cut) = cut {
             batch = batch.shrink(cut, cut.div_ceil(ppe));
         }
+        crate::failpoint::check(&*self.shared.env, crate::Failpoint::SyncBefore)?;
         self.shared.meta.commit_writes(&batch).await?;
+        crate::failpoint::check(&*self.shared.env, crate::Failpoint::SyncAfter)?;
         self.touched_extents
             .extend(batch.pages.iter().map(|p| p.page_no / ppe));
         if let Some(w) = &self.writer {
@@ -714,6 +716,7 @@ impl File {
             )?;
             let key = content_key(&blob);
             if dirty.current_key.as_deref() != Some(key.as_str()) {
+                crate::failpoint::check(&*s.env, crate::Failpoint::Pin)?;
                 s.meta
                     .pin_extent(&key, blob.len() as u64, s.env.now_ms())
                     .await?;
@@ -724,6 +727,7 @@ impl File {
                 // copy is replaced by this good one, so new references never
                 // point at bytes that cannot be read back.
                 if !s.store.exists(&okey).await? || !stored_intact(&s, &okey).await? {
+                    crate::failpoint::check(&*s.env, crate::Failpoint::Upload)?;
                     s.store.put(&okey, Bytes::from(blob.clone())).await?;
                 }
                 s.cache.insert(&key, raw_for_cache(Bytes::from(blob))?);
@@ -739,6 +743,7 @@ impl File {
             new_key,
             consumed,
         );
+        crate::failpoint::check(&*s.env, crate::Failpoint::PackCommit)?;
         s.meta.commit_pack(&commit).await?;
         Ok(())
     }

@@ -241,8 +241,10 @@ impl Volume {
 
     async fn delete_claimed(&self, key: &str) -> Result<()> {
         let okey = ObjectKey::new(key)?;
+        crate::failpoint::check(&*self.shared.env, crate::Failpoint::GcDelete)?;
         self.shared.store.delete(&okey).await?;
         self.shared.cache.remove(key);
+        crate::failpoint::check(&*self.shared.env, crate::Failpoint::GcForget)?;
         self.shared.meta.gc_forget(key).await?;
         Ok(())
     }
@@ -290,6 +292,7 @@ impl Volume {
         progress.phase("deleting unreferenced extents", None);
         loop {
             let now = self.shared.env.now_ms();
+            crate::failpoint::check(&*self.shared.env, crate::Failpoint::GcClaim)?;
             let keys = self
                 .shared
                 .meta

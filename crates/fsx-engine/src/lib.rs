@@ -16,6 +16,7 @@
 //! | [`gc`] | garbage collection and fsck |
 //! | [`tier`] | tiered storage: cache → KV → hot → cold, replication queue, policy |
 //! | [`env`] | injected clock, identity and liveness |
+//! | [`failpoint`] | named failpoints that tests fail or crash through the environment |
 //! | [`error`] | [`Error`], classified by caller action |
 //!
 //! The engine is runtime-free: it awaits the metadata and store futures but
@@ -28,6 +29,7 @@ pub mod branch;
 mod cache;
 pub mod env;
 pub mod error;
+pub mod failpoint;
 pub mod file;
 pub mod gc;
 mod lease;
@@ -38,6 +40,7 @@ pub mod volume;
 pub use branch::{FileChange, MergeOutcome, MergeStrategy};
 pub use env::{Environment, ManualEnv, SystemEnv};
 pub use error::{Error, ErrorKind, Result};
+pub use failpoint::{FailAction, Failpoint, FaultPlan, SeededFaults};
 pub use file::File;
 pub use gc::{FsckReport, GcOptions, GcReport};
 pub use progress::{NoProgress, Progress};

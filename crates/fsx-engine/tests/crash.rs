@@ -3,7 +3,10 @@
 //! kill the volume is reopened and must hold exactly the state after the
 //! last acknowledged sync — or after the one in flight, which may have
 //! committed before its acknowledgement was printed. The writer packs as it
-//! goes, so kills land in writes, syncs, uploads and pack commits.
+//! goes, so kills land in writes, syncs, uploads and pack commits; each
+//! kill comes a seeded delay (0–24 ms) after the last acknowledgement the
+//! driver waited for, so kills fall between acknowledgements too. Kills at
+//! chosen points inside those steps are in `crash_failpoints.rs`.
 //!
 //! The test binary is its own writer: the driver re-runs this test with
 //! `FSX_CRASH_CHILD` set, and the test then plays the writer.
@@ -129,17 +132,27 @@ async fn kill_at_random_points_loses_no_acknowledged_write() {
     for kill in 0..kills {
         let start = applied.map_or(0, |a| a + 1);
         let acks_wanted = 1 + rng.below(12);
-        let (acks, last) = crash::kill_after_acks::<u64>(
+        // A seeded delay after the last awaited ack moves the kill off the
+        // ack boundaries, into the middle of the next steps.
+        let delay = std::time::Duration::from_millis(rng.below(25));
+        let run = crash::run_child::<u64>(
             TEST_NAME,
-            "FSX_CRASH_CHILD",
-            &format!("{}:{start}", dir.path().display()),
-            acks_wanted,
+            &[(
+                "FSX_CRASH_CHILD",
+                &format!("{}:{start}", dir.path().display()),
+            )],
+            crash::Stop::AfterAcks {
+                acks: acks_wanted,
+                delay,
+            },
         );
-        assert_eq!(
-            acks, acks_wanted,
-            "seed {seed}: the writer died on its own before kill {kill}"
+        assert!(
+            matches!(run.ending, crash::Ending::Killed),
+            "seed {seed}: the writer died on its own before kill {kill}: {:?}\n{}",
+            run.ending,
+            run.output_tail()
         );
-        let last_ack = last.or(applied);
+        let last_ack = run.last.or(applied);
 
         let volume = open(dir.path()).await;
         let f = volume.open_file("f", OpenOptions::read()).await.unwrap();

@@ -448,7 +448,9 @@ impl TieredStore {
     async fn copy_to(&self, idx: usize, key: &ObjectKey) -> fsx_store::Result<()> {
         let (_, blob) = self.read_verified(key, Some(idx)).await?;
         let len = blob.len();
+        crate::failpoint::check_store(&*self.env, crate::Failpoint::Replicate)?;
         self.write_copy(idx, key, blob).await?;
+        crate::failpoint::check_store(&*self.env, crate::Failpoint::ReplicateRecord)?;
         self.mark(key.as_str(), self.tiers[idx].name, len, CopyState::Present)
             .await
     }
