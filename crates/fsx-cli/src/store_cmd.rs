@@ -48,13 +48,16 @@ pub enum StoreCommand {
         /// The store to measure.
         url: String,
         /// Number of 4 KiB objects.
-        #[arg(long, default_value_t = 500)]
+        #[arg(long, default_value_t = 500,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
         small_count: usize,
         /// Number of 2 MiB objects.
-        #[arg(long, default_value_t = 40)]
+        #[arg(long, default_value_t = 40,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
         large_count: usize,
         /// Operations in flight at once.
-        #[arg(long, default_value_t = 4)]
+        #[arg(long, default_value_t = 4,
+              value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
         concurrency: usize,
         /// Key prefix to work under (default: fsx-bench/<time>-<pid>/).
         #[arg(long)]

@@ -394,6 +394,12 @@ fn numeric_flags_out_of_range_are_refused_before_anything_changes() {
         "SELECT 1",
     ]);
     assert!(err.contains("--busy-timeout"), "{err}");
+    for flag in ["--concurrency", "--small-count", "--large-count"] {
+        let store = dir.path().join("store");
+        let err = fails(&["store", "bench", s(&store), flag, "0"]);
+        assert!(err.contains("not in 1..") && err.contains(flag), "{err}");
+        assert!(!store.exists(), "a refused bench touched its store");
+    }
     assert_eq!(ok(&["file", "ls", s(&vol)]), "");
 }
 
