@@ -322,6 +322,41 @@ impl Layout {
 
     pub(crate) fn write_parts_atomically(&self, key: &ObjectKey, parts: &[&[u8]]) -> Result<()> {
         let path = self.path_for(key);
+        self.with_synced_temp("put", &path, parts, |temp, dir| {
+            fs::rename(temp, &path)?;
+            sync_dir(dir)
+        })
+    }
+
+    /// Like [`Layout::write_atomically`], but only if the object is absent:
+    /// the complete, fsynced temp file is *linked* to the final name, and
+    /// `link(2)` fails on an existing name as `O_EXCL` does, so of several
+    /// racing creators exactly one wins and no reader sees a partial file.
+    /// `Ok(false)`: the object existed and is unchanged.
+    pub(crate) fn create_atomically(&self, key: &ObjectKey, value: &[u8]) -> Result<bool> {
+        let path = self.path_for(key);
+        self.with_synced_temp("put_if_absent", &path, &[value], |temp, dir| {
+            let created = match fs::hard_link(temp, &path) {
+                Ok(()) => true,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+                Err(e) => return Err(e),
+            };
+            fs::remove_file(temp)?;
+            sync_dir(dir)?;
+            Ok(created)
+        })
+    }
+
+    /// Writes `parts` to a new temp file next to `path` and fsyncs it, then
+    /// lets `install` move it into place; the temp file never outlives a
+    /// failure. `op` names the operation in errors.
+    fn with_synced_temp<T>(
+        &self,
+        op: &'static str,
+        path: &Path,
+        parts: &[&[u8]],
+        install: impl FnOnce(&Path, &Path) -> io::Result<T>,
+    ) -> Result<T> {
         let dir = path.parent().unwrap_or(&self.objects).to_path_buf();
         self.ensure_dir(&dir)?;
         let temp = dir.join(format!(
@@ -340,49 +375,11 @@ impl Layout {
             }
             file.sync_all()?;
             drop(file);
-            fs::rename(&temp, &path)?;
-            sync_dir(&dir)
+            install(&temp, &dir)
         })();
         result.map_err(|e| {
             let _ = fs::remove_file(&temp);
-            io_error("put", &path, e)
-        })
-    }
-
-    /// Like [`Layout::write_atomically`], but only if the object is absent:
-    /// the complete, fsynced temp file is *linked* to the final name, and
-    /// `link(2)` fails on an existing name as `O_EXCL` does, so of several
-    /// racing creators exactly one wins and no reader sees a partial file.
-    /// `Ok(false)`: the object existed and is unchanged.
-    pub(crate) fn create_atomically(&self, key: &ObjectKey, value: &[u8]) -> Result<bool> {
-        let path = self.path_for(key);
-        let dir = path.parent().unwrap_or(&self.objects).to_path_buf();
-        self.ensure_dir(&dir)?;
-        let temp = dir.join(format!(
-            "{TEMP_PREFIX}{}-{}",
-            std::process::id(),
-            self.temp_counter.fetch_add(1, Ordering::Relaxed)
-        ));
-        let result = (|| {
-            let mut file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&temp)?;
-            file.write_all(value)?;
-            file.sync_all()?;
-            drop(file);
-            let created = match fs::hard_link(&temp, &path) {
-                Ok(()) => true,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
-                Err(e) => return Err(e),
-            };
-            fs::remove_file(&temp)?;
-            sync_dir(&dir)?;
-            Ok(created)
-        })();
-        result.map_err(|e| {
-            let _ = fs::remove_file(&temp);
-            io_error("put_if_absent", &path, e)
+            io_error(op, path, e)
         })
     }
 
