@@ -19,7 +19,7 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::pattern;
+use common::{Step, Workload};
 use fsx_engine::{NoProgress, OpenOptions, SystemEnv, Volume, VolumeOptions};
 use fsx_meta::VolumeConfig;
 use fsx_meta::sqlite::SqliteMeta;
@@ -31,39 +31,18 @@ const TEST_NAME: &str = "kill_at_random_points_loses_no_acknowledged_write";
 const KILLS: usize = 100;
 const SPAN: u64 = 1_500_000;
 
-#[derive(Debug, Clone, Copy)]
-enum Step {
-    Write { offset: u64, len: usize },
-    Truncate(u64),
-}
+const WORKLOAD: Workload = Workload {
+    span: SPAN,
+    truncate_every: 13,
+    max_len: 30_000,
+};
 
 fn step(i: u64) -> Step {
-    if i % 13 == 12 {
-        Step::Truncate((i * 31_337) % SPAN)
-    } else {
-        Step::Write {
-            offset: (i * 104_729) % SPAN,
-            len: 1 + ((i * 7_919) % 30_000) as usize,
-        }
-    }
+    WORKLOAD.step(i)
 }
 
 fn model_after(last: Option<u64>) -> Vec<u8> {
-    let mut m = Vec::new();
-    let Some(last) = last else { return m };
-    for i in 0..=last {
-        match step(i) {
-            Step::Write { offset, len } => {
-                let end = offset as usize + len;
-                if m.len() < end {
-                    m.resize(end, 0);
-                }
-                m[offset as usize..end].copy_from_slice(&pattern(i, len));
-            }
-            Step::Truncate(size) => m.resize(size as usize, 0),
-        }
-    }
-    m
+    WORKLOAD.model_after(last)
 }
 
 async fn open(dir: &Path) -> Volume {
@@ -82,10 +61,7 @@ async fn child(dir: &Path, start: u64) {
     // The killed predecessor's lease is broken because its process is gone.
     let mut f = volume.open_file("f", OpenOptions::write()).await.unwrap();
     for i in start.. {
-        match step(i) {
-            Step::Write { offset, len } => f.write_at(offset, &pattern(i, len)).await.unwrap(),
-            Step::Truncate(size) => f.truncate(size).await.unwrap(),
-        }
+        WORKLOAD.apply_to(&mut f, i).await.unwrap();
         if i % 17 == 16 {
             f.checkpoint().await.unwrap()
         } else {

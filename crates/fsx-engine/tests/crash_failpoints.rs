@@ -37,7 +37,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::pattern;
+use common::Workload;
 use fsx_engine::failpoint::{FAILPOINTS_VAR, from_process_env};
 use fsx_engine::tier::{COLD, TierPolicy, TierSet};
 use fsx_engine::{
@@ -62,51 +62,14 @@ const CHILD_STEPS: u64 = 40;
 const EXTENT: u32 = 256 * 1024;
 const SPAN: u64 = 1_200_000;
 
-#[derive(Debug, Clone, Copy)]
-enum Step {
-    Write { offset: u64, len: usize },
-    Truncate(u64),
-}
-
-fn step(i: u64) -> Step {
-    if i % 11 == 10 {
-        Step::Truncate((i * 31_337) % SPAN)
-    } else {
-        Step::Write {
-            offset: (i * 104_729) % SPAN,
-            len: 1 + ((i * 7_919) % 40_000) as usize,
-        }
-    }
-}
-
-fn apply(m: &mut Vec<u8>, i: u64) {
-    match step(i) {
-        Step::Write { offset, len } => {
-            let end = offset as usize + len;
-            if m.len() < end {
-                m.resize(end, 0);
-            }
-            m[offset as usize..end].copy_from_slice(&pattern(i, len));
-        }
-        Step::Truncate(size) => m.resize(size as usize, 0),
-    }
-}
+const WORKLOAD: Workload = Workload {
+    span: SPAN,
+    truncate_every: 11,
+    max_len: 40_000,
+};
 
 fn model_after(last: Option<u64>) -> Vec<u8> {
-    let mut m = Vec::new();
-    if let Some(last) = last {
-        for i in 0..=last {
-            apply(&mut m, i);
-        }
-    }
-    m
-}
-
-async fn apply_to(f: &mut fsx_engine::File, i: u64) -> fsx_engine::Result<()> {
-    match step(i) {
-        Step::Write { offset, len } => f.write_at(offset, &pattern(i, len)).await,
-        Step::Truncate(size) => f.truncate(size).await,
-    }
+    WORKLOAD.model_after(last)
 }
 
 /// Which metadata engine, as the child is told: `sqlite` (in the volume
@@ -178,7 +141,7 @@ async fn child(spec: &str) {
     // The dead predecessor's lease is broken because its process is gone.
     let mut f = v.open_file("f", OpenOptions::write()).await.unwrap();
     for i in start..start + CHILD_STEPS {
-        apply_to(&mut f, i).await.unwrap();
+        WORKLOAD.apply_to(&mut f, i).await.unwrap();
         f.sync().await.unwrap();
         println!("ack {i}");
         if i % 5 == 4
@@ -371,8 +334,8 @@ async fn error_runs(label: &str, spec: &str, dir: &Path, seed: u64) -> (Vec<(u64
     };
     let mut synced = 0;
     for i in 0..150u64 {
-        apply_to(&mut f, i).await.unwrap();
-        apply(&mut model, i);
+        WORKLOAD.apply_to(&mut f, i).await.unwrap();
+        WORKLOAD.apply(&mut model, i);
         clock.advance(5);
         let r = if i % 5 == 4 {
             f.checkpoint().await

@@ -179,3 +179,66 @@ impl Harness {
         .unwrap()
     }
 }
+
+/// One step of a crash test's deterministic workload.
+#[derive(Debug, Clone, Copy)]
+pub enum Step {
+    Write { offset: u64, len: usize },
+    Truncate(u64),
+}
+
+/// The crash tests' workload: step `i` writes `pattern(i, …)` somewhere in
+/// the first `span` bytes, or every `truncate_every`th step truncates, so
+/// the state after any acknowledged step can be rebuilt from its number.
+#[derive(Debug, Clone, Copy)]
+pub struct Workload {
+    pub span: u64,
+    pub truncate_every: u64,
+    pub max_len: u64,
+}
+
+impl Workload {
+    pub fn step(&self, i: u64) -> Step {
+        if i % self.truncate_every == self.truncate_every - 1 {
+            Step::Truncate((i * 31_337) % self.span)
+        } else {
+            Step::Write {
+                offset: (i * 104_729) % self.span,
+                len: 1 + ((i * 7_919) % self.max_len) as usize,
+            }
+        }
+    }
+
+    /// Applies step `i` to the model file `m`.
+    pub fn apply(&self, m: &mut Vec<u8>, i: u64) {
+        match self.step(i) {
+            Step::Write { offset, len } => {
+                let end = offset as usize + len;
+                if m.len() < end {
+                    m.resize(end, 0);
+                }
+                m[offset as usize..end].copy_from_slice(&pattern(i, len));
+            }
+            Step::Truncate(size) => m.resize(size as usize, 0),
+        }
+    }
+
+    /// The file after steps `0..=last` (empty for `None`).
+    pub fn model_after(&self, last: Option<u64>) -> Vec<u8> {
+        let mut m = Vec::new();
+        if let Some(last) = last {
+            for i in 0..=last {
+                self.apply(&mut m, i);
+            }
+        }
+        m
+    }
+
+    /// Applies step `i` to a real file.
+    pub async fn apply_to(&self, f: &mut fsx_engine::File, i: u64) -> fsx_engine::Result<()> {
+        match self.step(i) {
+            Step::Write { offset, len } => f.write_at(offset, &pattern(i, len)).await,
+            Step::Truncate(size) => f.truncate(size).await,
+        }
+    }
+}
