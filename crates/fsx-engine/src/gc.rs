@@ -268,6 +268,24 @@ impl Volume {
                 .expire_commits(now.saturating_sub(retain), now)
                 .await?;
         }
+        // Before packing: a pack whose extent has the content of one an
+        // interrupted GC claimed cannot pin it until that deletion is
+        // finished, so finishing it later would leave every run failing.
+        let stuck: Vec<String> = self
+            .all_records()
+            .await?
+            .into_iter()
+            .filter(|r| r.state == ExtentState::Deleting)
+            .map(|r| r.key)
+            .collect();
+        if !stuck.is_empty() {
+            progress.phase("finishing interrupted deletions", Some(stuck.len() as u64));
+            for key in stuck {
+                self.delete_claimed(&key).await?;
+                report.resumed += 1;
+                progress.advance(1);
+            }
+        }
         // Before the records are read: packing replaces extents, and what
         // it replaces is collected by this run.
         report.commits_packed = self.pack_commits(progress).await?;
@@ -275,19 +293,6 @@ impl Volume {
         let records = self.all_records().await?;
         let sizes: BTreeMap<&str, u64> =
             records.iter().map(|r| (r.key.as_str(), r.bytes)).collect();
-
-        let stuck: Vec<&ExtentRecord> = records
-            .iter()
-            .filter(|r| r.state == ExtentState::Deleting)
-            .collect();
-        if !stuck.is_empty() {
-            progress.phase("finishing interrupted deletions", Some(stuck.len() as u64));
-            for r in stuck {
-                self.delete_claimed(&r.key).await?;
-                report.resumed += 1;
-                progress.advance(1);
-            }
-        }
 
         progress.phase("deleting unreferenced extents", None);
         loop {

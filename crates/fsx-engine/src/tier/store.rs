@@ -668,15 +668,19 @@ impl TieredStore {
     }
 
     /// Reads every recorded copy in every durable tier, verifies it, and
-    /// repairs what is missing or bad from a good copy elsewhere.
+    /// repairs what is missing or bad from a good copy elsewhere. Extents
+    /// that GC has claimed are left out: their copies are going, and a GC
+    /// killed between deleting them and forgetting their records leaves
+    /// records of copies that are rightly gone.
     pub async fn scrub(&self) -> crate::Result<ScrubReport> {
         let mut report = ScrubReport::default();
+        let claimed = self.claimed_by_gc().await?;
         for (idx, t) in self.tiers.iter().enumerate() {
             if t.caps().may_evict {
                 continue;
             }
             for c in self.records(t.name).await? {
-                if c.state != CopyState::Present {
+                if c.state != CopyState::Present || claimed.contains(&c.key) {
                     continue;
                 }
                 let key = ObjectKey::new(&c.key)?;
@@ -706,6 +710,28 @@ impl TieredStore {
             }
         }
         Ok(report)
+    }
+
+    /// Keys of the extents GC has claimed for deletion.
+    async fn claimed_by_gc(&self) -> crate::Result<BTreeSet<String>> {
+        let mut claimed = BTreeSet::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .meta
+                .list_extents(after.as_deref(), PAGE)
+                .await
+                .map_err(meta_err)?;
+            let Some(last) = page.last() else {
+                return Ok(claimed);
+            };
+            after = Some(last.key.clone());
+            claimed.extend(
+                page.into_iter()
+                    .filter(|r| r.state == fsx_meta::ExtentState::Deleting)
+                    .map(|r| r.key),
+            );
+        }
     }
 
     /// Per tier: present copies, bytes, capacity and queue length.
