@@ -439,7 +439,7 @@ async fn history(cmd: HistoryCommand) -> anyhow::Result<ExitCode> {
                     c.id,
                     format_time(c.created_ms),
                     c.branch,
-                    c.message
+                    shown(&c.message)
                 );
             }
         }

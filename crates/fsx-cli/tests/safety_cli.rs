@@ -457,6 +457,11 @@ async fn names_with_control_characters_are_refused_and_escaped_on_output() {
     assert!(ls.contains(r#""evil\n\u{1b}[2Jname""#), "{ls}");
     // Such a file can still be read and removed by its real name.
     ok(&["file", "rm", s(&vol), "evil\n\u{1b}[2Jname"]);
+    // A commit message is text someone else typed, printed by `log`.
+    ok(&["commit", s(&vol), "-m", "fix\n\u{1b}[2Jforged"]);
+    let log = ok(&["log", s(&vol), "main"]);
+    assert!(!log.contains('\u{1b}'), "{log:?}");
+    assert!(log.contains(r#""fix\n\u{1b}[2Jforged""#), "{log}");
 }
 
 #[test]
