@@ -318,3 +318,22 @@ fn a_volume_on_read_only_media_can_be_read() {
         drop(ro);
     }
 }
+
+/// A command that ends merges the metadata's WAL into `meta.db`: a copy of
+/// the volume's files taken between commands (a backup, read-only media)
+/// holds every change, not a `meta.db` that lacks them.
+#[test]
+fn a_finished_command_leaves_no_metadata_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let vol = dir.path().join("v");
+    ok(&["init", s(&vol)]);
+    put(dir.path(), &vol, &random(3 * 4096, 5));
+    for args in [
+        vec!["file", "ls", s(&vol)],
+        vec!["commit", s(&vol), "-m", "c"],
+        vec!["fsck", s(&vol)],
+    ] {
+        ok(&args);
+        assert!(!vol.join("meta.db-wal").exists(), "after {args:?}");
+    }
+}

@@ -73,6 +73,18 @@ struct Inner {
     flats: Mutex<crate::resolve::FlatCache>,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Readers are read-only connections, which cannot checkpoint: if
+        // one closed last, SQLite would leave the whole WAL beside the
+        // database (a copy of `meta.db` alone would then miss every
+        // change, and read-only media would need `immutable`). Closing
+        // them first makes the writer the last connection, which merges
+        // the WAL into the database and removes it.
+        lock(&self.readers).clear();
+    }
+}
+
 /// Chains kept in [`Inner::chains`] before it starts over.
 const CACHED_CHAINS: usize = 4096;
 
