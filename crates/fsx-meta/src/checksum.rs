@@ -47,7 +47,8 @@ pub fn page_checksum(file_id: FileId, page_no: u64, data: Option<&[u8]>) -> i64 
             h.update(HOLE);
         }
     }
-    h.digest() as i64
+    // The column stores the digest's 64 bits as they are.
+    h.digest().cast_signed()
 }
 
 /// Checks a dirty-page row read back from the database; a mismatch is a

@@ -62,6 +62,7 @@ pub const MIN_ROW_BYTES: usize = fsx_store::key::MAX_KEY_LEN + ROW_OVERHEAD + 40
 pub const ROW_OVERHEAD: usize = 64;
 
 /// Largest object a hot store accepts: twice the largest extent size.
+// `u64::from` is not const; widening a `u32` with `as` is exact.
 pub const HOT_MAX_OBJECT_SIZE: u64 = 2 * crate::MAX_EXTENT_SIZE as u64;
 
 /// Checks a configured row limit.
@@ -99,7 +100,8 @@ pub(crate) fn split<'v>(key: &ObjectKey, value: &'v [u8], max_row_bytes: usize) 
 /// What to read for one range request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ReadPlan {
-    /// The object bytes to return, clamped to its length.
+    /// The object bytes to return, clamped to its length (an `i64` column),
+    /// so both ends convert back to SQL exactly.
     pub(crate) bytes: Range<u64>,
     /// The first and last part holding them; `None` when the range is empty.
     pub(crate) parts: Option<(i64, i64)>,
@@ -119,7 +121,7 @@ pub(crate) fn plan_read(
         ))
     })?;
     let bytes = fsx_store::backend::resolve_range(range, total)?;
-    let bytes = bytes.start as u64..bytes.end as u64;
+    let bytes = crate::num::count(bytes.start)..crate::num::count(bytes.end);
     if bytes.is_empty() {
         return Ok(ReadPlan { bytes, parts: None });
     }
@@ -128,9 +130,10 @@ pub(crate) fn plan_read(
             "hot object {key} of {total} bytes has an empty first part"
         )));
     }
-    let part_len = part_len as u64;
-    let first = (bytes.start / part_len) as i64;
-    let last = ((bytes.end - 1) / part_len) as i64;
+    let part_len = part_len.unsigned_abs();
+    // Both quotients are at most `total`, which came from an `i64`.
+    let first = crate::num::bound(bytes.start / part_len);
+    let last = crate::num::bound((bytes.end - 1) / part_len);
     Ok(ReadPlan {
         bytes,
         parts: Some((first, last)),
@@ -145,13 +148,18 @@ pub(crate) fn assemble(
     first: i64,
     slices: Vec<(i64, Vec<u8>)>,
 ) -> fsx_store::Result<bytes::Bytes> {
-    let want = (bytes.end - bytes.start) as usize;
+    let want = usize::try_from(bytes.end - bytes.start).map_err(|_| {
+        StoreError::invalid(format!(
+            "hot object {key}: the range {}..{} is too long for this platform's memory",
+            bytes.start, bytes.end
+        ))
+    })?;
     let mut out = Vec::with_capacity(want);
     for (i, (part, data)) in slices.into_iter().enumerate() {
-        if part != first + i as i64 {
+        let expected = first.saturating_add(crate::num::len(i));
+        if part != expected {
             return Err(StoreError::corrupt(format!(
-                "hot object {key}: part {} is missing (found part {part})",
-                first + i as i64
+                "hot object {key}: part {expected} is missing (found part {part})"
             )));
         }
         out.extend_from_slice(&data);

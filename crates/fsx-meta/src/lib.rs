@@ -12,6 +12,7 @@
 //! | [`contract`] | the [`MetaEngine`] trait and its types | — |
 //! | [`error`] | [`MetaError`], classified by caller action | — |
 //! | [`conformance`] | the shared suite every engine's tests run | — |
+//! | [`num`] | checked conversions between contract numbers and SQL integers | — |
 //! | [`graph`] | retention planning over layers, branches and commits | — |
 //! | `resolve` | what a layer shows: the layered-row rules every engine applies | — |
 //! | [`sqlite`] | the embedded engine: WAL, one writer, pooled readers | `sqlite` |
@@ -27,6 +28,7 @@ pub mod error;
 pub mod graph;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod hot;
+pub mod num;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]

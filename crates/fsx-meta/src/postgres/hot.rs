@@ -25,6 +25,7 @@ use super::conn::{Pool, Tx, TxKind, col, transact};
 use crate::hot::{
     ReadPlan, assemble, capabilities, check_max_row_bytes, list_page, plan_read, split, store_err,
 };
+use crate::num;
 
 /// Advisory-lock namespace of hot-tier keys (the two-key form of
 /// `pg_advisory_xact_lock`, so it cannot collide with the volume lock).
@@ -111,7 +112,7 @@ async fn read_range(
             "SELECT part, substring(data FROM (greatest($2 - part * $4, 0) + 1)::int
                                    FOR (least($3 - part * $4, octet_length(data)) - greatest($2 - part * $4, 0))::int)
              FROM fsx_hot_extents WHERE key = $1 AND part >= $5 AND part <= $6 ORDER BY part",
-            &[&k, &(bytes.start as i64), &(bytes.end as i64), &part_len, &first, &last],
+            &[&k, &num::bound(bytes.start), &num::bound(bytes.end), &part_len, &first, &last],
         )
         .await?;
     let mut slices = Vec::with_capacity(rows.len());
@@ -160,7 +161,7 @@ impl ExtentBackend for PgHotStore {
         Box::pin(async move {
             self.capabilities.check_put_size(key, value.len())?;
             let parts = split(key, &value, self.max_row_bytes);
-            let total = value.len() as i64;
+            let total = num::len(value.len());
             let k = key.as_str();
             transact!(self.pool(), TxKind::Write, |tx| async {
                 lock_key(tx, k).await?;
@@ -168,7 +169,7 @@ impl ExtentBackend for PgHotStore {
                 for (i, part) in parts.iter().enumerate() {
                     tx.execute(
                         "INSERT INTO fsx_hot_extents (key, part, total_len, data) VALUES ($1, $2, $3, $4)",
-                        &[&k, &(i as i64), &total, part],
+                        &[&k, &(num::len(i)), &total, part],
                     )
                     .await?;
                 }
@@ -233,7 +234,7 @@ impl ExtentBackend for PgHotStore {
                         "SELECT key, total_len FROM fsx_hot_extents
                          WHERE part = 0 AND key >= $1 AND starts_with(key, $1) AND key > $2
                          ORDER BY key LIMIT $3",
-                        &[&prefix, &after, &(limit as i64 + 1)],
+                        &[&prefix, &after, &(num::limit_plus_one(limit))],
                     )
                     .await?;
                 rows.iter()

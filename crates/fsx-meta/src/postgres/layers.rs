@@ -15,9 +15,10 @@ use bytes::Bytes;
 use tokio_postgres::Row;
 
 use super::conn::{Tx, col};
-use super::{clamp, corrupt, decref, incref, lock_extents, unsigned};
+use super::{corrupt, decref, incref, lock_extents};
 use crate::contract::*;
 use crate::error::{MetaError, MetaErrorKind, Result};
+use crate::num;
 use crate::resolve::{FileRow, Flat, Walk, topmost};
 
 /// `SELECT` of the branch columns (a `&'static str`, for the statement
@@ -79,15 +80,14 @@ fn file_row(r: &Row) -> Result<FileRow> {
         layer: col(r, 0)?,
         id: col(r, 1)?,
         name: col(r, 2)?,
-        page_size: u32::try_from(page_size)
-            .map_err(|_| corrupt(format!("page size {page_size} out of range")))?,
-        size: unsigned(col(r, 4)?, "file size")?,
+        page_size: num::u32_from_sql(page_size, "page size")?,
+        size: num::from_sql(col(r, 4)?, "file size")?,
         write_seq: col(r, 5)?,
         cut_page: col::<Option<i64>>(r, 6)?
-            .map(|v| unsigned(v, "cut page"))
+            .map(|v| num::from_sql(v, "cut page"))
             .transpose()?,
         cut_extent: col::<Option<i64>>(r, 7)?
-            .map(|v| unsigned(v, "cut extent"))
+            .map(|v| num::from_sql(v, "cut extent"))
             .transpose()?,
         deleted: col::<i64>(r, 8)? != 0,
         created_ms: col(r, 9)?,
@@ -268,13 +268,13 @@ pub(super) async fn walk(
         .query(
             "SELECT layer, page_no, seq, data IS NULL FROM fsx_dirty_pages
              WHERE layer = ANY($1) AND file_id = $2 AND page_no >= $3 AND page_no <= $4",
-            &[&touched, &id, &clamp(p0), &clamp(p1)],
+            &[&touched, &id, &num::bound(p0), &num::bound(p1)],
         )
         .await?
     {
         let hole: bool = col(&r, 3)?;
         dirty.entry(col(&r, 0)?).or_default().push((
-            unsigned(col(&r, 1)?, "page number")?,
+            num::from_sql(col(&r, 1)?, "page number")?,
             col(&r, 2)?,
             (!hole).then(Bytes::new),
         ));
@@ -284,14 +284,14 @@ pub(super) async fn walk(
         .query(
             "SELECT layer, extent_idx, key FROM fsx_extent_map
              WHERE layer = ANY($1) AND file_id = $2 AND extent_idx >= $3 AND extent_idx <= $4",
-            &[&touched, &id, &clamp(e0), &clamp(e1)],
+            &[&touched, &id, &num::bound(e0), &num::bound(e1)],
         )
         .await?
     {
         extents
             .entry(col(&r, 0)?)
             .or_default()
-            .push((unsigned(col(&r, 1)?, "extent index")?, col(&r, 2)?));
+            .push((num::from_sql(col(&r, 1)?, "extent index")?, col(&r, 2)?));
     }
     let by_layer: HashMap<LayerId, &FileRow> = rows.iter().map(|r| (r.layer, r)).collect();
     for &layer in chain {
@@ -329,7 +329,7 @@ async fn fill_unread(
 ) -> Result<bool> {
     let mut by_layer: HashMap<LayerId, Vec<i64>> = HashMap::new();
     for (page, layer) in pages {
-        by_layer.entry(layer).or_default().push(clamp(page));
+        by_layer.entry(layer).or_default().push(num::bound(page));
     }
     for (layer, pages) in by_layer {
         for r in tx
@@ -340,7 +340,7 @@ async fn fill_unread(
             )
             .await?
         {
-            let page = unsigned(col(&r, 0)?, "page number")?;
+            let page = num::from_sql(col(&r, 0)?, "page number")?;
             let data = col::<Vec<u8>>(&r, 1)?;
             crate::checksum::verify_page(layer, id, page, Some(&data), col(&r, 2)?)?;
             w.fill(page, Bytes::from(data));
@@ -405,7 +405,7 @@ pub(super) async fn flat(tx: &Tx<'_>, run: &[LayerId], id: FileId, ppe: u64) -> 
     {
         dirty.push((
             col(&r, 0)?,
-            unsigned(col(&r, 1)?, "page number")?,
+            num::from_sql(col(&r, 1)?, "page number")?,
             col(&r, 2)?,
             col(&r, 3)?,
         ));
@@ -420,7 +420,7 @@ pub(super) async fn flat(tx: &Tx<'_>, run: &[LayerId], id: FileId, ppe: u64) -> 
     {
         extents.push((
             col(&r, 0)?,
-            unsigned(col(&r, 1)?, "extent index")?,
+            num::from_sql(col(&r, 1)?, "extent index")?,
             col(&r, 2)?,
         ));
     }
@@ -450,11 +450,11 @@ pub(super) async fn walk_flat(
                 .query(
                     "SELECT page_no, seq, data, crc FROM fsx_dirty_pages
                      WHERE layer = $1 AND file_id = $2 AND page_no >= $3 AND page_no <= $4",
-                    &[&layer, &id, &clamp(p0), &clamp(p1)],
+                    &[&layer, &id, &num::bound(p0), &num::bound(p1)],
                 )
                 .await?
             {
-                let page = unsigned(col(&r, 0)?, "page number")?;
+                let page = num::from_sql(col(&r, 0)?, "page number")?;
                 let data = col::<Option<Vec<u8>>>(&r, 2)?;
                 crate::checksum::verify_page(layer, id, page, data.as_deref(), col(&r, 3)?)?;
                 dirty.push((page, col(&r, 1)?, data.map(Bytes::from)));
@@ -464,11 +464,11 @@ pub(super) async fn walk_flat(
                 .query(
                     "SELECT extent_idx, key FROM fsx_extent_map
                      WHERE layer = $1 AND file_id = $2 AND extent_idx >= $3 AND extent_idx <= $4",
-                    &[&layer, &id, &clamp(e0), &clamp(e1)],
+                    &[&layer, &id, &num::bound(e0), &num::bound(e1)],
                 )
                 .await?
             {
-                extents.push((unsigned(col(&r, 0)?, "extent index")?, col(&r, 1)?));
+                extents.push((num::from_sql(col(&r, 0)?, "extent index")?, col(&r, 1)?));
             }
             w.layer(Some(row), dirty, extents);
         }
@@ -493,7 +493,7 @@ pub(super) async fn visible_key(
         .query(
             "SELECT layer, key FROM fsx_extent_map
              WHERE layer = ANY($1) AND file_id = $2 AND extent_idx = $3",
-            &[&chain, &id, &clamp(idx)],
+            &[&chain, &id, &num::bound(idx)],
         )
         .await?
     {
@@ -530,7 +530,7 @@ pub(super) async fn own_row(tx: &Tx<'_>, chain: &[LayerId], id: FileId) -> Resul
             &id,
             &top.name,
             &i64::from(top.page_size),
-            &clamp(top.size),
+            &num::bound(top.size),
             &top.write_seq,
             &top.created_ms,
             &top.modified_ms,
@@ -607,7 +607,7 @@ pub(super) async fn drop_own_extents(
         .query(
             "DELETE FROM fsx_extent_map WHERE layer = $1 AND file_id = $2 AND extent_idx >= $3
              RETURNING key",
-            &[&layer, &file_id, &clamp(from_idx)],
+            &[&layer, &file_id, &num::bound(from_idx)],
         )
         .await?;
     release(tx, &rows, now_ms).await
@@ -939,7 +939,7 @@ pub(super) async fn copy_file(
         &[&head, &id],
     )
     .await?;
-    let es = u64::try_from(extent_size(tx).await?).unwrap_or(0);
+    let es = num::from_sql(extent_size(tx).await?, "extent size")?;
     let ppe = (es / u64::from(src.page_size.max(1))).max(1);
     let pages = src.size.div_ceil(u64::from(src.page_size.max(1))).max(1);
     let (extents, dirty) =
@@ -957,7 +957,7 @@ pub(super) async fn copy_file(
             &id,
             &src.name,
             &i64::from(src.page_size),
-            &clamp(src.size),
+            &num::bound(src.size),
             &write_seq,
             &src.created_ms,
             &now_ms,
@@ -974,7 +974,7 @@ pub(super) async fn copy_file(
         for (key, n) in &counts {
             incref(tx, key, *n).await?;
         }
-        let idxs: Vec<i64> = extents.iter().map(|(i, _)| clamp(*i)).collect();
+        let idxs: Vec<i64> = extents.iter().map(|(i, _)| num::bound(*i)).collect();
         let keys: Vec<&str> = extents.iter().map(|(_, k)| k.as_str()).collect();
         tx.execute(
             "INSERT INTO fsx_extent_map (layer, file_id, extent_idx, key)
@@ -984,7 +984,7 @@ pub(super) async fn copy_file(
         .await?;
     }
     if !dirty.is_empty() {
-        let pages: Vec<i64> = dirty.iter().map(|(p, _, _)| clamp(*p)).collect();
+        let pages: Vec<i64> = dirty.iter().map(|(p, _, _)| num::bound(*p)).collect();
         let seqs: Vec<i64> = dirty.iter().map(|(_, s, _)| *s).collect();
         let datas: Vec<Option<&[u8]>> = dirty.iter().map(|(_, _, d)| d.as_deref()).collect();
         // The bytes came through `walk`, which verified them.
@@ -1051,8 +1051,8 @@ pub(super) async fn usage(tx: &Tx<'_>, layers: &[LayerId]) -> Result<LayerUsage>
         0,
     )?;
     Ok(LayerUsage {
-        extents: unsigned(extents, "extent count")?,
-        extent_bytes: unsigned(extent_bytes, "extent bytes")?,
-        dirty_bytes: unsigned(dirty_bytes, "dirty bytes")?,
+        extents: num::from_sql(extents, "extent count")?,
+        extent_bytes: num::from_sql(extent_bytes, "extent bytes")?,
+        dirty_bytes: num::from_sql(dirty_bytes, "dirty bytes")?,
     })
 }

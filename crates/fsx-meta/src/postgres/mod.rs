@@ -102,6 +102,7 @@ use tokio::runtime::Handle;
 
 use crate::contract::*;
 use crate::error::{MetaError, MetaErrorKind, Result};
+use crate::num;
 use crate::resolve::FlatCache;
 use crate::{SCHEMA_VERSION, check_extent_size};
 use conn::{PgUrl, Pool, Tx, TxKind, col, transact};
@@ -167,26 +168,6 @@ impl PgMeta {
 
 fn corrupt(message: impl Into<String>) -> MetaError {
     MetaError::new(MetaErrorKind::Corrupt, message)
-}
-
-/// A `u64` from the contract as a `BIGINT`.
-fn big(v: u64, what: &str) -> Result<i64> {
-    i64::try_from(v).map_err(|_| {
-        MetaError::invalid(format!(
-            "{what} {v} is too large (the limit is {})",
-            i64::MAX
-        ))
-    })
-}
-
-/// A `u64` bound of a range query, clamped: nothing stored exceeds `i64::MAX`.
-fn clamp(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// A non-negative `BIGINT` as the contract's `u64`.
-fn unsigned(v: i64, what: &str) -> Result<u64> {
-    u64::try_from(v).map_err(|_| corrupt(format!("{what} {v} is negative")))
 }
 
 /// Serializes schema creation and migration of one schema across processes.
@@ -269,10 +250,14 @@ async fn schema_version(tx: &Tx<'_>) -> Result<u32> {
 }
 
 async fn migrate(tx: &Tx<'_>, from: u32) -> Result<()> {
-    for (v, sql) in schema::MIGRATIONS.iter().enumerate().skip(from as usize) {
+    for (v, sql) in schema::MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(num::u32_len(from))
+    {
         tracing::info!(from = v, to = v + 1, "migrating metadata schema");
         tx.batch(sql).await?;
-        if v + 1 == schema::CHECKSUMS_SINCE as usize {
+        if v + 1 == num::u32_len(schema::CHECKSUMS_SINCE) {
             schema::backfill_page_checksums(tx).await?;
         }
     }
@@ -459,7 +444,7 @@ fn extent_row(r: &tokio_postgres::Row) -> Result<ExtentRecord> {
         } else {
             ExtentState::Deleting
         },
-        bytes: unsigned(col(r, 3)?, "extent size")?,
+        bytes: num::from_sql(col(r, 3)?, "extent size")?,
         idle_since_ms: col(r, 4)?,
     })
 }
@@ -664,7 +649,7 @@ async fn commit_writes(tx: &Tx<'_>, batch: &WriteBatch) -> Result<()> {
     let file = layers::own_row(tx, &chain, file_id).await?;
     for p in &batch.pages {
         if let Some(d) = &p.data
-            && d.len() != file.page_size as usize
+            && d.len() != num::u32_len(file.page_size)
         {
             return Err(MetaError::invalid(format!(
                 "page {} is {} bytes; file {:?} has {}-byte pages",
@@ -675,9 +660,9 @@ async fn commit_writes(tx: &Tx<'_>, batch: &WriteBatch) -> Result<()> {
             )));
         }
     }
-    let size = big(batch.size, "file size")?;
+    let size = num::to_sql(batch.size, "file size")?;
     if let Some(from) = batch.drop_pages_from {
-        let from = clamp(from);
+        let from = num::bound(from);
         tx.execute(
             "DELETE FROM fsx_dirty_pages WHERE layer = $1 AND file_id = $2 AND page_no >= $3",
             &[&head, &file_id, &from],
@@ -695,7 +680,7 @@ async fn commit_writes(tx: &Tx<'_>, batch: &WriteBatch) -> Result<()> {
         tx.execute(
             "UPDATE fsx_files SET cut_extent = LEAST(coalesce(cut_extent, $3), $3)
              WHERE layer = $1 AND id = $2",
-            &[&head, &file_id, &clamp(from)],
+            &[&head, &file_id, &num::bound(from)],
         )
         .await?;
     }
@@ -717,13 +702,13 @@ async fn commit_writes(tx: &Tx<'_>, batch: &WriteBatch) -> Result<()> {
     let mut last: std::collections::BTreeMap<i64, Option<&[u8]>> =
         std::collections::BTreeMap::new();
     for p in &batch.pages {
-        last.insert(big(p.page_no, "page number")?, p.data.as_deref());
+        last.insert(num::to_sql(p.page_no, "page number")?, p.data.as_deref());
     }
     let page_nos: Vec<i64> = last.keys().copied().collect();
     let datas: Vec<Option<&[u8]>> = last.values().copied().collect();
     let crcs: Vec<i64> = last
         .iter()
-        .map(|(&p, d)| crate::checksum::page_checksum(file_id, p as u64, *d))
+        .map(|(&p, d)| crate::checksum::page_checksum(file_id, p.cast_unsigned(), *d))
         .collect();
     tx.execute(
         "INSERT INTO fsx_dirty_pages (layer, file_id, page_no, seq, data, crc)
@@ -842,9 +827,9 @@ async fn check_dirty_pages(
     limit: usize,
 ) -> Result<Vec<DirtyPageCheck>> {
     let (l, f, p) = after.map_or((i64::MIN, i64::MIN, i64::MIN), |(l, f, p)| {
-        (l, f, p.min(i64::MAX as u64) as i64)
+        (l, f, num::bound(p))
     });
-    let limit = limit.min(i64::MAX as usize) as i64;
+    let limit = num::limit(limit);
     let mut out = Vec::new();
     for r in tx
         .query(
@@ -856,7 +841,7 @@ async fn check_dirty_pages(
         .await?
     {
         let (layer, file_id): (LayerId, FileId) = (col(&r, 0)?, col(&r, 1)?);
-        let page_no = col::<i64>(&r, 2)? as u64;
+        let page_no = num::from_sql(col(&r, 2)?, "page number")?;
         let data: Option<Vec<u8>> = col(&r, 3)?;
         let intact =
             crate::checksum::verify_page(layer, file_id, page_no, data.as_deref(), col(&r, 4)?)
@@ -882,7 +867,7 @@ async fn pin_extent(tx: &Tx<'_>, key: &str, bytes: u64, now_ms: i64) -> Result<(
              ON CONFLICT (key) DO UPDATE SET idle_since_ms =
                  CASE WHEN fsx_extents.state = 0 THEN excluded.idle_since_ms ELSE fsx_extents.idle_since_ms END
              RETURNING state",
-            &[&key, &big(bytes, "extent size")?, &now_ms],
+            &[&key, &num::to_sql(bytes, "extent size")?, &now_ms],
         )
         .await?;
     if col::<i64>(&row, 0)? == 0 {
@@ -897,7 +882,7 @@ async fn pin_extent(tx: &Tx<'_>, key: &str, bytes: u64, now_ms: i64) -> Result<(
 async fn commit_pack(tx: &Tx<'_>, c: &PackCommit) -> Result<()> {
     let file_id = c.lease.file_id;
     let now = c.lease.now_ms;
-    let idx = big(c.extent_idx, "extent index")?;
+    let idx = num::to_sql(c.extent_idx, "extent index")?;
     lock_graph(tx, false).await?;
     let Some((parent, frozen)) = layers::layer_parent(tx, c.layer).await? else {
         return Err(MetaError::conflict(format!(
@@ -980,7 +965,7 @@ async fn commit_pack(tx: &Tx<'_>, c: &PackCommit) -> Result<()> {
         }
     }
     if !c.consumed.is_empty() {
-        let pages: Vec<i64> = c.consumed.iter().map(|&(p, _)| clamp(p)).collect();
+        let pages: Vec<i64> = c.consumed.iter().map(|&(p, _)| num::bound(p)).collect();
         let seqs: Vec<i64> = c.consumed.iter().map(|&(_, s)| s).collect();
         tx.execute(
             "DELETE FROM fsx_dirty_pages d USING unnest($3::BIGINT[], $4::BIGINT[]) AS c(page_no, seq)
@@ -998,7 +983,7 @@ async fn commit_pack(tx: &Tx<'_>, c: &PackCommit) -> Result<()> {
 
 async fn gc_claim(tx: &Tx<'_>, now_ms: i64, grace_ms: i64, limit: usize) -> Result<Vec<String>> {
     let cutoff = now_ms.saturating_sub(grace_ms);
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let limit = num::limit(limit);
     // The outer WHERE repeats the conditions: after waiting for a row
     // another transaction changed, PostgreSQL re-checks them on the newest
     // version, so a record referenced or re-pinned meanwhile is not claimed.
@@ -1115,7 +1100,7 @@ async fn expire_commits(tx: &Tx<'_>, before_ms: i64, now_ms: i64) -> Result<u64>
             .await?;
     }
     layers::collect(tx, now_ms).await?;
-    Ok(gone.len() as u64)
+    Ok(num::count(gone.len()))
 }
 
 async fn merge_files(
@@ -1317,8 +1302,8 @@ impl MetaEngine for PgMeta {
             let mut idxs = extents.to_vec();
             idxs.sort_unstable();
             idxs.dedup();
-            let ppe = clamp(pages_per_extent);
-            let idxs: Vec<i64> = idxs.into_iter().map(clamp).collect();
+            let ppe = num::bound(pages_per_extent);
+            let idxs: Vec<i64> = idxs.into_iter().map(num::bound).collect();
             transact!(self.pool(), TxKind::Read, |tx| async {
                 let layer = layers::top_layer(tx, view).await?;
                 let rows = tx
@@ -1336,8 +1321,8 @@ impl MetaEngine for PgMeta {
                     let n: i64 = col(r, 1)?;
                     if n > 0 {
                         out.push(DirtySummary {
-                            extent_idx: unsigned(col(r, 0)?, "extent index")?,
-                            pages: unsigned(n, "page count")?,
+                            extent_idx: num::from_sql(col(r, 0)?, "extent index")?,
+                            pages: num::from_sql(n, "page count")?,
                         });
                     }
                 }
@@ -1356,7 +1341,7 @@ impl MetaEngine for PgMeta {
             if pages_per_extent == 0 {
                 return Err(MetaError::invalid("pages_per_extent must be positive"));
             }
-            let ppe = clamp(pages_per_extent);
+            let ppe = num::bound(pages_per_extent);
             transact!(self.pool(), TxKind::Read, |tx| async {
                 let layer = layers::top_layer(tx, view).await?;
                 let rows = tx
@@ -1369,8 +1354,8 @@ impl MetaEngine for PgMeta {
                 rows.iter()
                     .map(|r| {
                         Ok(DirtySummary {
-                            extent_idx: unsigned(col(r, 0)?, "extent index")?,
-                            pages: unsigned(col(r, 1)?, "page count")?,
+                            extent_idx: num::from_sql(col(r, 0)?, "extent index")?,
+                            pages: num::from_sql(col(r, 1)?, "page count")?,
                         })
                     })
                     .collect::<Result<Vec<_>>>()
@@ -1475,7 +1460,7 @@ impl MetaEngine for PgMeta {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<ExtentRecord>>> {
         boxed(async move {
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let limit = num::limit(limit);
             let after = after.unwrap_or("");
             transact!(self.pool(), TxKind::Read, |tx| async {
                 let rows = tx
@@ -1497,8 +1482,8 @@ impl MetaEngine for PgMeta {
                 let mut sorted: Vec<&Counter> = deltas.iter().collect();
                 sorted.sort_by(|a, b| (&a.tier, &a.op).cmp(&(&b.tier, &b.op)));
                 for d in sorted {
-                    let calls = i64::try_from(d.calls).unwrap_or(i64::MAX);
-                    let bytes = i64::try_from(d.bytes).unwrap_or(i64::MAX);
+                    let calls = num::to_sql(d.calls, "counter calls")?;
+                    let bytes = num::to_sql(d.bytes, "counter bytes")?;
                     tx.execute(
                         "INSERT INTO fsx_counters (tier, op, calls, bytes) VALUES ($1, $2, $3, $4)
                          ON CONFLICT (tier, op) DO UPDATE SET calls = fsx_counters.calls + excluded.calls,
@@ -1521,15 +1506,16 @@ impl MetaEngine for PgMeta {
                         &[],
                     )
                     .await?;
-                Ok(rows
-                    .iter()
-                    .map(|r| Counter {
-                        tier: r.get(0),
-                        op: r.get(1),
-                        calls: r.get::<_, i64>(2).max(0) as u64,
-                        bytes: r.get::<_, i64>(3).max(0) as u64,
+                rows.iter()
+                    .map(|r| {
+                        Ok(Counter {
+                            tier: col(r, 0)?,
+                            op: col(r, 1)?,
+                            calls: num::from_sql(col(r, 2)?, "counter calls")?,
+                            bytes: num::from_sql(col(r, 3)?, "counter bytes")?,
+                        })
                     })
-                    .collect())
+                    .collect::<Result<Vec<_>>>()
             })
         })
     }
@@ -1547,10 +1533,10 @@ impl MetaEngine for PgMeta {
                     )
                     .await?;
                 Ok(ExtentTotals {
-                    count: r.get::<_, i64>(0).max(0) as u64,
-                    bytes: r.get::<_, i64>(1).max(0) as u64,
-                    referenced_count: r.get::<_, i64>(2).max(0) as u64,
-                    referenced_bytes: r.get::<_, i64>(3).max(0) as u64,
+                    count: num::from_sql(col(&r, 0)?, "extent count")?,
+                    bytes: num::from_sql(col(&r, 1)?, "extent bytes")?,
+                    referenced_count: num::from_sql(col(&r, 2)?, "referenced extent count")?,
+                    referenced_bytes: num::from_sql(col(&r, 3)?, "referenced extent bytes")?,
                 })
             })
         })
@@ -1562,7 +1548,7 @@ impl MetaEngine for PgMeta {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<(String, i64)>>> {
         boxed(async move {
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let limit = num::limit(limit);
             let after = after.unwrap_or("");
             transact!(self.pool(), TxKind::Read, |tx| async {
                 let rows = tx
@@ -1615,7 +1601,7 @@ impl MetaEngine for PgMeta {
             sorted.sort_by(|a, b| (&a.key, &a.tier).cmp(&(&b.key, &b.tier)));
             transact!(self.pool(), TxKind::Write, |tx| async {
                 for m in &sorted {
-                    let bytes = big(m.bytes, "extent size")?;
+                    let bytes = num::to_sql(m.bytes, "extent size")?;
                     if m.state == CopyState::Present {
                         tx.execute(
                             "INSERT INTO fsx_tier_copies (key, tier, bytes, state, attempts, next_ms, last_error)
@@ -1706,7 +1692,7 @@ impl MetaEngine for PgMeta {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<TierCopy>>> {
         boxed(async move {
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let limit = num::limit(limit);
             let after = after.unwrap_or("");
             transact!(self.pool(), TxKind::Read, |tx| async {
                 let rows = tx
@@ -1723,7 +1709,7 @@ impl MetaEngine for PgMeta {
 
     fn tier_due(&self, now_ms: i64, limit: usize) -> BoxFuture<'_, Result<Vec<TierCopy>>> {
         boxed(async move {
-            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let limit = num::limit(limit);
             transact!(self.pool(), TxKind::Read, |tx| async {
                 let rows = tx
                     .query(
@@ -1755,9 +1741,9 @@ impl MetaEngine for PgMeta {
                     .map(|r| {
                         Ok(TierTotals {
                             tier: col(r, 0)?,
-                            count: unsigned(col(r, 1)?, "copy count")?,
-                            bytes: unsigned(col(r, 2)?, "copy bytes")?,
-                            queued: unsigned(col(r, 3)?, "queue length")?,
+                            count: num::from_sql(col(r, 1)?, "copy count")?,
+                            bytes: num::from_sql(col(r, 2)?, "copy bytes")?,
+                            queued: num::from_sql(col(r, 3)?, "queue length")?,
                         })
                     })
                     .collect::<Result<Vec<_>>>()
@@ -1772,7 +1758,7 @@ impl MetaEngine for PgMeta {
         now_ms: i64,
     ) -> BoxFuture<'a, Result<()>> {
         boxed(async move {
-            let hits = clamp(hits);
+            let hits = num::bound(hits);
             transact!(self.pool(), TxKind::Write, |tx| async {
                 tx.execute(
                     "INSERT INTO fsx_extent_access (key, hits, last_ms) VALUES ($1, $2, $3)
@@ -1798,7 +1784,7 @@ impl MetaEngine for PgMeta {
                 match row {
                     None => Ok(AccessStats::default()),
                     Some(r) => Ok(AccessStats {
-                        hits: unsigned(col(&r, 0)?, "access hits")?,
+                        hits: num::from_sql(col(&r, 0)?, "access hits")?,
                         last_ms: col(&r, 1)?,
                     }),
                 }
@@ -1948,7 +1934,7 @@ fn tier_copy_row(r: &tokio_postgres::Row) -> Result<TierCopy> {
     Ok(TierCopy {
         key: col(r, 0)?,
         tier: col(r, 1)?,
-        bytes: unsigned(col(r, 2)?, "copy bytes")?,
+        bytes: num::from_sql(col(r, 2)?, "copy bytes")?,
         state: if state == 0 {
             CopyState::Present
         } else {

@@ -237,7 +237,8 @@ pub(crate) async fn backfill_page_checksums(tx: &super::conn::Tx<'_>) -> crate::
         for r in rows {
             let (layer, file, page): (i64, i64, i64) = (col(&r, 0)?, col(&r, 1)?, col(&r, 2)?);
             let data: Option<Vec<u8>> = col(&r, 3)?;
-            let crc = crate::checksum::page_checksum(file, page as u64, data.as_deref());
+            // The same bits the write path hashes for a stored page number.
+            let crc = crate::checksum::page_checksum(file, page.cast_unsigned(), data.as_deref());
             tx.execute(
                 "UPDATE fsx_dirty_pages SET crc = $4
                  WHERE layer = $1 AND file_id = $2 AND page_no = $3",

@@ -20,6 +20,7 @@ use super::{SqliteMeta, sql_err};
 use crate::hot::{
     ReadPlan, assemble, capabilities, check_max_row_bytes, list_page, plan_read, split, store_err,
 };
+use crate::num;
 
 /// Extents stored in the SQLite metadata database (see [`crate::hot`]).
 #[derive(Clone)]
@@ -82,7 +83,7 @@ impl SqliteHotStore {
                     )
                     .map_err(sql_err)?;
                 let slices = st
-                    .query_map(params![k, bytes.start as i64, bytes.end as i64, part_len, first, last], |r| {
+                    .query_map(params![k, num::bound(bytes.start), num::bound(bytes.end), part_len, first, last], |r| {
                         Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
                     })
                     .map_err(sql_err)?
@@ -148,7 +149,7 @@ impl ExtentBackend for SqliteHotStore {
         lazy(move || {
             self.capabilities.check_put_size(key, value.len())?;
             let parts = split(key, &value, self.max_row_bytes);
-            let total = value.len() as i64;
+            let total = num::len(value.len());
             self.meta
                 .write(|tx| {
                     tx.execute("DELETE FROM fsx_hot_extents WHERE key = ?1", params![key.as_str()]).map_err(sql_err)?;
@@ -158,7 +159,7 @@ impl ExtentBackend for SqliteHotStore {
                         )
                         .map_err(sql_err)?;
                     for (i, part) in parts.iter().enumerate() {
-                        st.execute(params![key.as_str(), i as i64, total, part]).map_err(sql_err)?;
+                        st.execute(params![key.as_str(), num::len(i), total, part]).map_err(sql_err)?;
                     }
                     Ok(())
                 })
@@ -224,7 +225,7 @@ impl ExtentBackend for SqliteHotStore {
                              ORDER BY key LIMIT ?3",
                         )
                         .map_err(sql_err)?;
-                    st.query_map(params![request.prefix, after, limit as i64 + 1], |r| Ok((r.get(0)?, r.get(1)?)))
+                    st.query_map(params![request.prefix, after, num::limit_plus_one(limit)], |r| Ok((r.get(0)?, r.get(1)?)))
                         .map_err(sql_err)?
                         .collect::<rusqlite::Result<_>>()
                         .map_err(sql_err)

@@ -8,9 +8,10 @@
 use bytes::Bytes;
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::{exec, query_all, query_one, sql_err};
+use super::{col_opt_u64, col_u64, exec, query_all, query_one, sql_err};
 use crate::contract::*;
 use crate::error::{MetaError, MetaErrorKind, Result};
+use crate::num;
 use crate::resolve::{FileRow, Flat, Walk, topmost};
 
 const BRANCH_COLUMNS: &str = "id, name, head, commit_id, created_ms, commit_ms";
@@ -52,10 +53,10 @@ fn file_row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<FileRow> {
         id: r.get(at + 1)?,
         name: r.get(at + 2)?,
         page_size: r.get(at + 3)?,
-        size: r.get::<_, i64>(at + 4)? as u64,
+        size: col_u64(r, at + 4, "file size")?,
         write_seq: r.get(at + 5)?,
-        cut_page: r.get::<_, Option<i64>>(at + 6)?.map(|v| v as u64),
-        cut_extent: r.get::<_, Option<i64>>(at + 7)?.map(|v| v as u64),
+        cut_page: col_opt_u64(r, at + 6, "cut page")?,
+        cut_extent: col_opt_u64(r, at + 7, "cut extent")?,
         deleted: r.get::<_, i64>(at + 8)? != 0,
         created_ms: r.get(at + 9)?,
         modified_ms: r.get(at + 10)?,
@@ -288,15 +289,14 @@ fn layer_range(
 ) -> Result<(Vec<(u64, i64, Option<Bytes>)>, Vec<(u64, Option<String>)>)> {
     let (p0, p1) = w.page_range();
     let (e0, e1) = w.extent_range();
-    let clamp = |v: u64| v.min(i64::MAX as u64) as i64;
     let rows = query_all(
         tx,
         "SELECT page_no, seq, data, crc FROM fsx_dirty_pages
          WHERE layer = ?1 AND file_id = ?2 AND page_no >= ?3 AND page_no <= ?4",
-        params![layer, id, p0 as i64, clamp(p1)],
+        params![layer, id, num::bound(p0), num::bound(p1)],
         |r| {
             Ok((
-                r.get::<_, i64>(0)? as u64,
+                col_u64(r, 0, "page number")?,
                 r.get::<_, i64>(1)?,
                 r.get::<_, Option<Vec<u8>>>(2)?,
                 r.get::<_, Option<i64>>(3)?,
@@ -312,8 +312,8 @@ fn layer_range(
         tx,
         "SELECT extent_idx, key FROM fsx_extent_map
          WHERE layer = ?1 AND file_id = ?2 AND extent_idx >= ?3 AND extent_idx <= ?4",
-        params![layer, id, e0 as i64, clamp(e1)],
-        |r| Ok((r.get::<_, i64>(0)? as u64, r.get(1)?)),
+        params![layer, id, num::bound(e0), num::bound(e1)],
+        |r| Ok((col_u64(r, 0, "extent index")?, r.get(1)?)),
     )?;
     Ok((dirty, extents))
 }
@@ -349,17 +349,16 @@ fn walk_deep(
     // with how many layers the file has. Rows of layers outside the chain
     // (other branches) are dropped here.
     let in_chain: std::collections::HashSet<LayerId> = touched.iter().copied().collect();
-    let clamp = |v: u64| v.min(i64::MAX as u64) as i64;
     let mut extents: HashMap<LayerId, Vec<(u64, Option<String>)>> = HashMap::new();
     for (layer, idx, key) in query_all(
         tx,
         "SELECT layer, extent_idx, key FROM fsx_extent_map INDEXED BY fsx_extent_map_file
          WHERE file_id = ?1 AND extent_idx >= ?2 AND extent_idx <= ?3",
-        params![id, clamp(e0), clamp(e1)],
+        params![id, num::bound(e0), num::bound(e1)],
         |r| {
             Ok((
                 r.get::<_, LayerId>(0)?,
-                r.get::<_, i64>(1)? as u64,
+                col_u64(r, 1, "extent index")?,
                 r.get::<_, Option<String>>(2)?,
             ))
         },
@@ -373,11 +372,11 @@ fn walk_deep(
         tx,
         "SELECT layer, page_no, seq, data IS NULL FROM fsx_dirty_pages INDEXED BY fsx_dirty_pages_file
          WHERE file_id = ?1 AND page_no >= ?2 AND page_no <= ?3",
-        params![id, clamp(p0), clamp(p1)],
+        params![id, num::bound(p0), num::bound(p1)],
         |r| {
             Ok((
                 r.get::<_, LayerId>(0)?,
-                r.get::<_, i64>(1)? as u64,
+                col_u64(r, 1, "page number")?,
                 r.get::<_, i64>(2)?,
                 r.get::<_, bool>(3)?,
             ))
@@ -423,7 +422,6 @@ fn fill_unread(
     pages: Vec<(u64, LayerId)>,
 ) -> Result<bool> {
     use std::collections::{HashMap, HashSet};
-    let clamp = |v: u64| v.min(i64::MAX as u64) as i64;
     let mut by_layer: HashMap<LayerId, Vec<u64>> = HashMap::new();
     for (page, layer) in pages {
         by_layer.entry(layer).or_default().push(page);
@@ -439,10 +437,10 @@ fn fill_unread(
             "SELECT page_no, data, crc FROM fsx_dirty_pages
              WHERE layer = ?1 AND file_id = ?2 AND page_no >= ?3 AND page_no <= ?4
                AND data IS NOT NULL",
-            params![layer, id, clamp(lo), clamp(hi)],
+            params![layer, id, num::bound(lo), num::bound(hi)],
             |r| {
                 Ok((
-                    r.get::<_, i64>(0)? as u64,
+                    col_u64(r, 0, "page number")?,
                     r.get::<_, Vec<u8>>(1)?,
                     r.get::<_, Option<i64>>(2)?,
                 ))
@@ -498,7 +496,7 @@ pub(super) fn flat(tx: &Transaction<'_>, run: &[LayerId], id: FileId, ppe: u64) 
         |r| {
             Ok((
                 r.get::<_, LayerId>(0)?,
-                r.get::<_, i64>(1)? as u64,
+                col_u64(r, 1, "page number")?,
                 r.get::<_, i64>(2)?,
                 r.get::<_, bool>(3)?,
             ))
@@ -512,7 +510,7 @@ pub(super) fn flat(tx: &Transaction<'_>, run: &[LayerId], id: FileId, ppe: u64) 
         |r| {
             Ok((
                 r.get::<_, LayerId>(0)?,
-                r.get::<_, i64>(1)? as u64,
+                col_u64(r, 1, "extent index")?,
                 r.get::<_, Option<String>>(2)?,
             ))
         },
@@ -583,7 +581,9 @@ pub(super) fn visible_key(
             continue;
         };
         let own: Option<Option<String>> = st
-            .query_row(params![layer, id, idx as i64], |r| r.get(0))
+            .query_row(params![layer, id, num::to_sql(idx, "extent index")?], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(sql_err)?;
         if let Some(key) = own {
@@ -653,7 +653,7 @@ pub(super) fn own_row(tx: &Transaction<'_>, chain: &[LayerId], id: FileId) -> Re
             id,
             top.name,
             top.page_size,
-            top.size as i64,
+            num::to_sql(top.size, "file size")?,
             top.write_seq,
             top.created_ms,
             top.modified_ms
@@ -724,7 +724,7 @@ pub(super) fn drop_own_extents(
     let keys: Vec<Option<String>> = query_all(
         tx,
         "DELETE FROM fsx_extent_map WHERE layer = ?1 AND file_id = ?2 AND extent_idx >= ?3 RETURNING key",
-        params![layer, file_id, from_idx.min(i64::MAX as u64) as i64],
+        params![layer, file_id, num::bound(from_idx)],
         |r| r.get(0),
     )?;
     for key in keys.iter().flatten() {
@@ -825,7 +825,7 @@ pub(super) fn commit_branch(
             merged,
             br.name,
             message,
-            auto as i64,
+            i64::from(auto),
             now_ms,
             id
         ],
@@ -1060,7 +1060,7 @@ pub(super) fn copy_file(
         params![head, id],
     )
     .map_err(sql_err)?;
-    let es = extent_size(tx)? as u64;
+    let es = num::from_sql(extent_size(tx)?, "extent size")?;
     let ppe = (es / u64::from(src.page_size.max(1))).max(1);
     let pages = src.size.div_ceil(u64::from(src.page_size.max(1))).max(1);
     let (extents, dirty) = crate::resolve::flatten(walk(tx, source_chain, id, 0, pages, ppe)?);
@@ -1078,7 +1078,7 @@ pub(super) fn copy_file(
             id,
             src.name,
             src.page_size,
-            src.size as i64,
+            num::to_sql(src.size, "file size")?,
             write_seq,
             src.created_ms,
             now_ms
@@ -1090,7 +1090,7 @@ pub(super) fn copy_file(
         exec(
             tx,
             "INSERT INTO fsx_extent_map (layer, file_id, extent_idx, key) VALUES (?1, ?2, ?3, ?4)",
-            params![head, id, *idx as i64, key],
+            params![head, id, num::to_sql(*idx, "extent index")?, key],
         )
         .map_err(sql_err)?;
     }
@@ -1099,7 +1099,7 @@ pub(super) fn copy_file(
         let crc = crate::checksum::page_checksum(id, *page, data.as_deref());
         exec(tx,
             "INSERT INTO fsx_dirty_pages (layer, file_id, page_no, seq, data, crc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![head, id, *page as i64, seq, data.as_deref(), crc],
+            params![head, id, num::to_sql(*page, "page number")?, seq, data.as_deref(), crc],
         )
         .map_err(sql_err)?;
     }
@@ -1162,8 +1162,8 @@ pub(super) fn usage(tx: &Transaction<'_>, layers: &[LayerId]) -> Result<LayerUsa
     )
     .map_err(sql_err)?;
     Ok(LayerUsage {
-        extents: extents as u64,
-        extent_bytes: extent_bytes as u64,
-        dirty_bytes: dirty_bytes as u64,
+        extents: num::from_sql(extents, "extent count")?,
+        extent_bytes: num::from_sql(extent_bytes, "extent bytes")?,
+        dirty_bytes: num::from_sql(dirty_bytes, "dirty bytes")?,
     })
 }

@@ -45,6 +45,7 @@ use rusqlite::{
 
 use crate::contract::*;
 use crate::error::{MetaError, MetaErrorKind, Result};
+use crate::num;
 use crate::{SCHEMA_VERSION, check_extent_size};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -102,6 +103,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 pub(crate) fn sql_err(e: rusqlite::Error) -> MetaError {
     use rusqlite::ErrorCode;
+    // A row closure that met an out-of-range column (see `col_u64`) carries
+    // the engine's own error through rusqlite: hand it back unchanged.
+    let e = match e {
+        rusqlite::Error::FromSqlConversionFailure(i, t, inner) => {
+            match inner.downcast::<MetaError>() {
+                Ok(m) => return *m,
+                Err(inner) => rusqlite::Error::FromSqlConversionFailure(i, t, inner),
+            }
+        }
+        e => e,
+    };
     let kind = match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => MetaErrorKind::Unavailable,
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => MetaErrorKind::Corrupt,
@@ -111,6 +123,29 @@ pub(crate) fn sql_err(e: rusqlite::Error) -> MetaError {
         _ => MetaErrorKind::Other,
     };
     MetaError::new(kind, format!("sqlite: {e}")).with_source(e)
+}
+
+/// Column `i` of a row as the contract's `u64`. A negative value is the
+/// `Corrupt` error of [`num::from_sql`] naming `column`, carried inside a
+/// rusqlite error so it works in row closures; [`sql_err`] unwraps it.
+pub(crate) fn col_u64(r: &rusqlite::Row<'_>, i: usize, column: &str) -> rusqlite::Result<u64> {
+    let v: i64 = r.get(i)?;
+    num::from_sql(v, column).map_err(|e| in_row(i, e))
+}
+
+/// Like [`col_u64`] for a nullable column.
+pub(crate) fn col_opt_u64(
+    r: &rusqlite::Row<'_>,
+    i: usize,
+    column: &str,
+) -> rusqlite::Result<Option<u64>> {
+    let v: Option<i64> = r.get(i)?;
+    v.map(|v| num::from_sql(v, column).map_err(|e| in_row(i, e)))
+        .transpose()
+}
+
+fn in_row(i: usize, e: MetaError) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Integer, Box::new(e))
 }
 
 /// Distinct statements kept prepared per connection: more than the engine
@@ -487,10 +522,14 @@ fn schema_version(tx: &Transaction<'_>) -> Result<u32> {
 }
 
 fn migrate(tx: &Transaction<'_>, from: u32) -> Result<()> {
-    for (v, sql) in schema::MIGRATIONS.iter().enumerate().skip(from as usize) {
+    for (v, sql) in schema::MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(num::u32_len(from))
+    {
         tracing::info!(from = v, to = v + 1, "migrating metadata schema");
         tx.execute_batch(sql).map_err(sql_err)?;
-        if v + 1 == schema::CHECKSUMS_SINCE as usize {
+        if v + 1 == num::u32_len(schema::CHECKSUMS_SINCE) {
             schema::backfill_page_checksums(tx)?;
         }
     }
@@ -699,7 +738,7 @@ fn extent_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExtentRecord> {
         } else {
             ExtentState::Deleting
         },
-        bytes: r.get::<_, i64>(3)? as u64,
+        bytes: col_u64(r, 3, "extent size")?,
         idle_since_ms: r.get(4)?,
     })
 }
@@ -979,7 +1018,7 @@ impl MetaEngine for SqliteMeta {
                 };
                 for p in &batch.pages {
                     if let Some(d) = &p.data
-                        && d.len() != file.page_size as usize
+                        && d.len() != num::u32_len(file.page_size)
                     {
                         return Err(MetaError::invalid(format!(
                             "page {} is {} bytes; file {:?} has {}-byte pages",
@@ -990,16 +1029,20 @@ impl MetaEngine for SqliteMeta {
                         )));
                     }
                 }
+                let size = num::to_sql(batch.size, "file size")?;
                 if let Some(from) = batch.drop_pages_from {
+                    // A cut beyond every stored page (up to `u64::MAX`) drops
+                    // nothing: clamp, never wrap to a negative bound.
+                    let from = num::bound(from);
                     exec(tx,
                         "DELETE FROM fsx_dirty_pages WHERE layer = ?1 AND file_id = ?2 AND page_no >= ?3",
-                        params![head, file_id, from as i64],
+                        params![head, file_id, from],
                     )
                     .map_err(sql_err)?;
                     exec(tx,
                         "UPDATE fsx_files SET cut_page = min(coalesce(cut_page, ?3), ?3)
                          WHERE layer = ?1 AND id = ?2",
-                        params![head, file_id, from as i64],
+                        params![head, file_id, from],
                     )
                     .map_err(sql_err)?;
                 }
@@ -1008,14 +1051,14 @@ impl MetaEngine for SqliteMeta {
                     exec(tx,
                         "UPDATE fsx_files SET cut_extent = min(coalesce(cut_extent, ?3), ?3)
                          WHERE layer = ?1 AND id = ?2",
-                        params![head, file_id, from as i64],
+                        params![head, file_id, num::bound(from)],
                     )
                     .map_err(sql_err)?;
                 }
                 let seq: i64 = query_one(tx,
                         "UPDATE fsx_files SET write_seq = write_seq + 1, size = ?3, modified_ms = ?4
                          WHERE layer = ?1 AND id = ?2 RETURNING write_seq",
-                        params![head, file_id, batch.size as i64, now],
+                        params![head, file_id, size, now],
                         |r| r.get(0),
                     )
                     .map_err(sql_err)?;
@@ -1027,7 +1070,7 @@ impl MetaEngine for SqliteMeta {
                     .map_err(sql_err)?;
                 for p in &batch.pages {
                     let crc = crate::checksum::page_checksum(file_id, p.page_no, blob(&p.data));
-                    st.execute(params![head, file_id, p.page_no as i64, seq, blob(&p.data), crc])
+                    st.execute(params![head, file_id, num::to_sql(p.page_no, "page number")?, seq, blob(&p.data), crc])
                         .map_err(sql_err)?;
                 }
                 Ok(())
@@ -1117,8 +1160,8 @@ impl MetaEngine for SqliteMeta {
                             params![
                                 layer,
                                 file_id,
-                                first as i64,
-                                first.saturating_add(pages_per_extent) as i64
+                                num::bound(first),
+                                num::bound(first.saturating_add(pages_per_extent))
                             ],
                             |r| r.get(0),
                         )
@@ -1126,7 +1169,7 @@ impl MetaEngine for SqliteMeta {
                     if n > 0 {
                         out.push(DirtySummary {
                             extent_idx: idx,
-                            pages: n as u64,
+                            pages: num::from_sql(n, "dirty page count")?,
                         });
                     }
                 }
@@ -1151,11 +1194,11 @@ impl MetaEngine for SqliteMeta {
                     tx,
                     "SELECT page_no / ?3 AS idx, count(*) FROM fsx_dirty_pages
                      WHERE layer = ?1 AND file_id = ?2 GROUP BY idx ORDER BY idx",
-                    params![layer, file_id, pages_per_extent as i64],
+                    params![layer, file_id, num::bound(pages_per_extent)],
                     |r| {
                         Ok(DirtySummary {
-                            extent_idx: r.get::<_, i64>(0)? as u64,
-                            pages: r.get::<_, i64>(1)? as u64,
+                            extent_idx: col_u64(r, 0, "extent index")?,
+                            pages: col_u64(r, 1, "dirty page count")?,
                         })
                     },
                 )
@@ -1205,19 +1248,20 @@ impl MetaEngine for SqliteMeta {
     ) -> BoxFuture<'_, Result<Vec<DirtyPageCheck>>> {
         lazy(move || {
             self.read(|tx| {
-                let (l, f, p) =
-                    after.map_or((i64::MIN, i64::MIN, i64::MIN), |(l, f, p)| (l, f, p as i64));
+                let (l, f, p) = after.map_or((i64::MIN, i64::MIN, i64::MIN), |(l, f, p)| {
+                    (l, f, num::bound(p))
+                });
                 let rows = query_all(
                     tx,
                     "SELECT layer, file_id, page_no, data, crc FROM fsx_dirty_pages
                      WHERE (layer, file_id, page_no) > (?1, ?2, ?3)
                      ORDER BY layer, file_id, page_no LIMIT ?4",
-                    params![l, f, p, limit.min(i64::MAX as usize) as i64],
+                    params![l, f, p, num::limit(limit)],
                     |r| {
                         Ok((
                             r.get::<_, LayerId>(0)?,
                             r.get::<_, FileId>(1)?,
-                            r.get::<_, i64>(2)? as u64,
+                            col_u64(r, 2, "page number")?,
                             r.get::<_, Option<Vec<u8>>>(3)?,
                             r.get::<_, Option<i64>>(4)?,
                         ))
@@ -1256,7 +1300,7 @@ impl MetaEngine for SqliteMeta {
                 "INSERT INTO fsx_extents (key, refcount, state, bytes, created_ms, idle_since_ms)
                  VALUES (?1, 0, 0, ?2, ?3, ?3)
                  ON CONFLICT (key) DO UPDATE SET idle_since_ms = excluded.idle_since_ms WHERE fsx_extents.state = 0",
-                params![key, bytes as i64, now_ms],
+                params![key, num::to_sql(bytes, "extent size")?, now_ms],
             )
             .map_err(sql_err)?;
             let state: i64 =
@@ -1294,6 +1338,7 @@ impl MetaEngine for SqliteMeta {
                     // Where a frozen layer's pages live changes.
                     layers::bump_epoch(tx)?;
                 }
+                let idx = num::to_sql(c.extent_idx, "extent index")?;
                 let chain = self.chain(tx, c.layer)?;
                 layers::visible(tx, &chain, file_id)?;
                 let current = layers::visible_key(tx, &chain, file_id, c.extent_idx)?;
@@ -1306,7 +1351,7 @@ impl MetaEngine for SqliteMeta {
                 if c.new_key != c.expected_key {
                     let own: Option<Option<String>> = query_one(tx,
                             "SELECT key FROM fsx_extent_map WHERE layer = ?1 AND file_id = ?2 AND extent_idx = ?3",
-                            params![c.layer, file_id, c.extent_idx as i64],
+                            params![c.layer, file_id, idx],
                             |r| r.get(0),
                         )
                         .optional()
@@ -1317,7 +1362,7 @@ impl MetaEngine for SqliteMeta {
                             exec(tx,
                                 "INSERT INTO fsx_extent_map (layer, file_id, extent_idx, key) VALUES (?1, ?2, ?3, ?4)
                                  ON CONFLICT (layer, file_id, extent_idx) DO UPDATE SET key = excluded.key",
-                                params![c.layer, file_id, c.extent_idx as i64, new],
+                                params![c.layer, file_id, idx, new],
                             )
                             .map_err(sql_err)?;
                         }
@@ -1326,14 +1371,14 @@ impl MetaEngine for SqliteMeta {
                             exec(tx,
                                 "INSERT INTO fsx_extent_map (layer, file_id, extent_idx, key) VALUES (?1, ?2, ?3, NULL)
                                  ON CONFLICT (layer, file_id, extent_idx) DO UPDATE SET key = NULL",
-                                params![c.layer, file_id, c.extent_idx as i64],
+                                params![c.layer, file_id, idx],
                             )
                             .map_err(sql_err)?;
                         }
                         (None, None) => {
                             exec(tx,
                                 "DELETE FROM fsx_extent_map WHERE layer = ?1 AND file_id = ?2 AND extent_idx = ?3",
-                                params![c.layer, file_id, c.extent_idx as i64],
+                                params![c.layer, file_id, idx],
                             )
                             .map_err(sql_err)?;
                         }
@@ -1348,7 +1393,7 @@ impl MetaEngine for SqliteMeta {
                     )
                     .map_err(sql_err)?;
                 for &(page, seq) in &c.consumed {
-                    st.execute(params![c.layer, file_id, page as i64, seq])
+                    st.execute(params![c.layer, file_id, num::bound(page), seq])
                         .map_err(sql_err)?;
                 }
                 Ok(())
@@ -1366,7 +1411,7 @@ impl MetaEngine for SqliteMeta {
             self.write(|tx| {
             let keys: Vec<String> = {
                 query_all(tx, "SELECT key FROM fsx_extents WHERE refcount = 0 AND state = 0 AND idle_since_ms < ?1
-                         ORDER BY idle_since_ms LIMIT ?2", params![now_ms - grace_ms, limit as i64], |r| r.get(0))?
+                         ORDER BY idle_since_ms LIMIT ?2", params![now_ms.saturating_sub(grace_ms), num::limit(limit)], |r| r.get(0))?
             };
             let mut st = tx.prepare_cached("UPDATE fsx_extents SET state = 1 WHERE key = ?1").map_err(sql_err)?;
             for k in &keys {
@@ -1416,7 +1461,7 @@ impl MetaEngine for SqliteMeta {
                     tx,
                     "SELECT key, refcount, state, bytes, idle_since_ms FROM fsx_extents
                      WHERE key > ?1 ORDER BY key LIMIT ?2",
-                    params![after.unwrap_or(""), limit as i64],
+                    params![after.unwrap_or(""), num::limit(limit)],
                     extent_row,
                 )
             })
@@ -1439,8 +1484,13 @@ impl MetaEngine for SqliteMeta {
                     )
                     .map_err(sql_err)?;
                 for d in deltas {
-                    st.execute(params![d.tier, d.op, d.calls as i64, d.bytes as i64])
-                        .map_err(sql_err)?;
+                    st.execute(params![
+                        d.tier,
+                        d.op,
+                        num::to_sql(d.calls, "counter calls")?,
+                        num::to_sql(d.bytes, "counter bytes")?
+                    ])
+                    .map_err(sql_err)?;
                 }
                 Ok(())
             })
@@ -1458,8 +1508,8 @@ impl MetaEngine for SqliteMeta {
                         Ok(Counter {
                             tier: r.get(0)?,
                             op: r.get(1)?,
-                            calls: r.get::<_, i64>(2)? as u64,
-                            bytes: r.get::<_, i64>(3)? as u64,
+                            calls: col_u64(r, 2, "counter calls")?,
+                            bytes: col_u64(r, 3, "counter bytes")?,
                         })
                     },
                 )
@@ -1479,10 +1529,10 @@ impl MetaEngine for SqliteMeta {
                     [],
                     |r| {
                         Ok(ExtentTotals {
-                            count: r.get::<_, i64>(0)? as u64,
-                            bytes: r.get::<_, i64>(1)? as u64,
-                            referenced_count: r.get::<_, i64>(2)? as u64,
-                            referenced_bytes: r.get::<_, i64>(3)? as u64,
+                            count: col_u64(r, 0, "extent count")?,
+                            bytes: col_u64(r, 1, "extent bytes")?,
+                            referenced_count: col_u64(r, 2, "referenced extent count")?,
+                            referenced_bytes: col_u64(r, 3, "referenced extent bytes")?,
                         })
                     },
                 )
@@ -1498,7 +1548,7 @@ impl MetaEngine for SqliteMeta {
     ) -> BoxFuture<'a, Result<Vec<(String, i64)>>> {
         lazy(move || {
             self.read(|tx| {
-            query_all(tx, "SELECT key, count(*) FROM fsx_extent_map WHERE key > ?1 GROUP BY key ORDER BY key LIMIT ?2", params![after.unwrap_or(""), limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            query_all(tx, "SELECT key, count(*) FROM fsx_extent_map WHERE key > ?1 GROUP BY key ORDER BY key LIMIT ?2", params![after.unwrap_or(""), num::limit(limit)], |r| Ok((r.get(0)?, r.get(1)?)))
         })
         })
     }
@@ -1542,7 +1592,7 @@ impl MetaEngine for SqliteMeta {
         lazy(move || {
             self.write(|tx| {
                 for m in marks {
-                    let bytes = m.bytes as i64;
+                    let bytes = num::to_sql(m.bytes, "extent size")?;
                     match m.state {
                         CopyState::Present => exec(tx,
                             "INSERT INTO fsx_tier_copies (key, tier, bytes, state, attempts, next_ms, last_error)
@@ -1648,7 +1698,7 @@ impl MetaEngine for SqliteMeta {
                         "SELECT {TIER_COLUMNS} FROM fsx_tier_copies WHERE tier = ?1 AND key > ?2
                          ORDER BY key LIMIT ?3"
                     ),
-                    params![tier, after.unwrap_or(""), limit as i64],
+                    params![tier, after.unwrap_or(""), num::limit(limit)],
                     tier_copy_row,
                 )
             })
@@ -1661,7 +1711,7 @@ impl MetaEngine for SqliteMeta {
                 query_all(tx, &format!(
                         "SELECT {TIER_COLUMNS} FROM fsx_tier_copies WHERE state = 1 AND next_ms <= ?1
                          ORDER BY next_ms, key, tier LIMIT ?2"
-                    ), params![now_ms, limit as i64], tier_copy_row)
+                    ), params![now_ms, num::limit(limit)], tier_copy_row)
             })
         })
     }
@@ -1680,9 +1730,9 @@ impl MetaEngine for SqliteMeta {
                     |r| {
                         Ok(TierTotals {
                             tier: r.get(0)?,
-                            count: r.get::<_, i64>(1)? as u64,
-                            bytes: r.get::<_, i64>(2)? as u64,
-                            queued: r.get::<_, i64>(3)? as u64,
+                            count: col_u64(r, 1, "copy count")?,
+                            bytes: col_u64(r, 2, "copy bytes")?,
+                            queued: col_u64(r, 3, "queue length")?,
                         })
                     },
                 )
@@ -1707,7 +1757,7 @@ impl MetaEngine for SqliteMeta {
                     "INSERT INTO fsx_extent_access (key, hits, last_ms) VALUES (?1, ?2, ?3)
                      ON CONFLICT (key) DO UPDATE SET hits = hits + excluded.hits,
                          last_ms = max(last_ms, excluded.last_ms)",
-                    params![key, hits as i64, now_ms],
+                    params![key, num::bound(hits), now_ms],
                 )
                 .map_err(sql_err)?;
                 Ok(())
@@ -1724,7 +1774,7 @@ impl MetaEngine for SqliteMeta {
                     params![key],
                     |r| {
                         Ok(AccessStats {
-                            hits: r.get::<_, i64>(0)? as u64,
+                            hits: col_u64(r, 0, "access hits")?,
                             last_ms: r.get(1)?,
                         })
                     },
@@ -1926,7 +1976,7 @@ impl MetaEngine for SqliteMeta {
                         .map_err(sql_err)?;
                 }
                 layers::collect(tx, now_ms)?;
-                Ok(gone.len() as u64)
+                Ok(num::count(gone.len()))
             })
         })
     }
@@ -1979,7 +2029,7 @@ fn tier_copy_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TierCopy> {
     Ok(TierCopy {
         key: r.get(0)?,
         tier: r.get(1)?,
-        bytes: r.get::<_, i64>(2)? as u64,
+        bytes: col_u64(r, 2, "copy bytes")?,
         state: if r.get::<_, i64>(3)? == 0 {
             CopyState::Present
         } else {

@@ -256,7 +256,8 @@ pub(crate) fn backfill_page_checksums(tx: &rusqlite::Transaction<'_>) -> crate::
             .prepare("UPDATE fsx_dirty_pages SET crc = ?2 WHERE rowid = ?1")
             .map_err(sql_err)?;
         for (rowid, file, page, data) in rows {
-            let crc = crate::checksum::page_checksum(file, page as u64, data.as_deref());
+            // The same bits the write path hashes for a stored page number.
+            let crc = crate::checksum::page_checksum(file, page.cast_unsigned(), data.as_deref());
             up.execute(rusqlite::params![rowid, crc]).map_err(sql_err)?;
         }
     }
