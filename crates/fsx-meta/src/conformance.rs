@@ -64,6 +64,9 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
         Box::pin(branches::commit_ids_never_reused(m))
     }),
     ("dirty_pages_are_checksummed", |m| Box::pin(dirty_checks(m))),
+    ("out_of_range_numbers_are_refused_and_change_nothing", |m| {
+        Box::pin(out_of_range(m))
+    }),
 ];
 
 /// Runs every check, each on an engine from `fresh`; returns the failures
@@ -116,7 +119,7 @@ fn err_kind<T: std::fmt::Debug>(
 }
 
 fn page(b: u8) -> Option<Bytes> {
-    Some(Bytes::from(vec![b; PS as usize]))
+    Some(Bytes::from(vec![b; crate::num::u32_len(PS)]))
 }
 
 fn pw(page_no: u64, b: u8) -> PageWrite {
@@ -794,7 +797,7 @@ async fn shrink(m: &dyn MetaEngine) -> CheckResult {
         .iter()
         .enumerate()
     {
-        pack_one(m, &lease, i as u64, Some(k), 1).await?;
+        pack_one(m, &lease, crate::num::count(i), Some(k), 1).await?;
     }
     ok(
         "dirty tail",
@@ -1205,6 +1208,165 @@ where
     ensure!(
         bad.len() == 1 && checks.len() == 3,
         "check_dirty_pages found {bad:?} of {checks:?}"
+    );
+    Ok(())
+}
+
+/// Everything [`out_of_range`] expects to stay the same.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    file: FileMeta,
+    map: ReadMap,
+    dirty: DirtyExtent,
+    counters: Vec<Counter>,
+    totals: ExtentTotals,
+    copies: Vec<TierCopy>,
+}
+
+async fn snapshot(m: &dyn MetaEngine, f: &FileMeta) -> Result<Snapshot, String> {
+    Ok(Snapshot {
+        file: ok("file", m.file(View::MAIN, &f.name).await)?,
+        map: ok(
+            "read_map",
+            m.read_map(View::MAIN, f.id, 0, 2 * PPE, PPE).await,
+        )?,
+        dirty: ok(
+            "dirty_extent",
+            m.dirty_extent(View::MAIN, f.id, 0, PPE).await,
+        )?,
+        counters: ok("counters", m.counters().await)?,
+        totals: ok("extent_totals", m.extent_totals().await)?,
+        copies: ok("tier_copies", m.tier_copies("extent/ext-big").await)?,
+    })
+}
+
+/// Sizes, offsets, page numbers, extent indexes and counters above what a
+/// SQL integer holds (`i64::MAX`) are `InvalidInput` on every engine, never
+/// wrapped to a negative number, and the refused call changes nothing.
+/// Cut points and query bounds beyond every stored row select nothing.
+async fn out_of_range(m: &dyn MetaEngine) -> CheckResult {
+    init(m).await?;
+    let (f, lease) = new_file(m, "f", "w", 5).await?;
+    ok(
+        "commit",
+        m.commit_writes(&WriteBatch::new(
+            lease.clone(),
+            vec![pw(0, 1), pw(1, 2), pw(PPE, 3)],
+            (PPE + 1) * u64::from(PS),
+        ))
+        .await,
+    )?;
+    pack_one(m, &lease, 1, Some("extent/ext-a"), 6).await?;
+    ok(
+        "add_counters",
+        m.add_counters(&[Counter {
+            tier: "cold".into(),
+            op: "put".into(),
+            calls: 1,
+            bytes: 10,
+        }])
+        .await,
+    )?;
+    let key = "extent/ext-big";
+    ok("pin_extent", m.pin_extent(key, 100, 7).await)?;
+    let before = snapshot(m, &f).await?;
+    let size = before.file.size;
+    let invalid = MetaErrorKind::InvalidInput;
+    for big in [u64::MAX, crate::num::SQL_MAX + 1] {
+        err_kind(
+            &format!("commit_writes with size {big}"),
+            m.commit_writes(&WriteBatch::new(lease.clone(), vec![pw(0, 9)], big))
+                .await,
+            invalid,
+        )?;
+        let mut truncate = WriteBatch::new(lease.clone(), vec![], big);
+        truncate.drop_pages_from = Some(0);
+        truncate.drop_extents_from = Some(0);
+        err_kind(
+            &format!("truncate with size {big}"),
+            m.commit_writes(&truncate).await,
+            invalid,
+        )?;
+        err_kind(
+            &format!("commit_writes of page {big}"),
+            m.commit_writes(&WriteBatch::new(
+                lease.clone(),
+                vec![pw(0, 9), pw(big, 9)],
+                size,
+            ))
+            .await,
+            invalid,
+        )?;
+        err_kind(
+            &format!("pin_extent of {big} bytes"),
+            m.pin_extent("extent/ext-huge", big, 7).await,
+            invalid,
+        )?;
+        let pack = PackCommit::new(
+            lease.clone(),
+            before.dirty.layer,
+            big,
+            None,
+            Some(key.to_string()),
+            vec![],
+        );
+        err_kind(
+            &format!("commit_pack of extent {big}"),
+            m.commit_pack(&pack).await,
+            invalid,
+        )?;
+        for (calls, bytes) in [(big, 1), (1, big)] {
+            let deltas = [
+                Counter {
+                    tier: "cold".into(),
+                    op: "put".into(),
+                    calls: 1,
+                    bytes: 1,
+                },
+                Counter {
+                    tier: "hot".into(),
+                    op: "get".into(),
+                    calls,
+                    bytes,
+                },
+            ];
+            err_kind(
+                &format!("add_counters of {calls} calls, {bytes} bytes"),
+                m.add_counters(&deltas).await,
+                invalid,
+            )?;
+        }
+        err_kind(
+            &format!("tier_record of {big} bytes"),
+            m.tier_record(&[TierMark::new(key, "cold", big, CopyState::Queued)], 8)
+                .await,
+            invalid,
+        )?;
+        let after = snapshot(m, &f).await?;
+        ensure!(
+            after == before,
+            "refused calls with {big} changed the volume: {after:#?}, expected {before:#?}"
+        );
+    }
+
+    // Bounds beyond every stored row select nothing, on every engine.
+    let map = ok(
+        "read_map far away",
+        m.read_map(View::MAIN, f.id, crate::num::SQL_MAX + 1, 10, PPE)
+            .await,
+    )?;
+    ensure!(
+        map.dirty.is_empty() && map.extents.is_empty(),
+        "read_map beyond i64::MAX found {map:?}"
+    );
+    let mut cut = WriteBatch::new(lease.clone(), vec![], size);
+    cut.drop_pages_from = Some(u64::MAX);
+    cut.drop_extents_from = Some(u64::MAX);
+    ok("cut at u64::MAX", m.commit_writes(&cut).await)?;
+    let after = snapshot(m, &f).await?;
+    ensure!(
+        after.map == before.map && after.dirty == before.dirty && after.totals == before.totals,
+        "a cut at u64::MAX dropped pages or extents: {after:#?}, expected {before:#?}"
     );
     Ok(())
 }
