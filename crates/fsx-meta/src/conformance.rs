@@ -1370,3 +1370,35 @@ async fn out_of_range(m: &dyn MetaEngine) -> CheckResult {
     );
     Ok(())
 }
+
+/// The engine-specific half of the range check on reads: lets `damage` run
+/// `UPDATE fsx_files SET <set> WHERE id = <file>` in the engine's own
+/// database, for each `set` of out-of-range values no engine writes (a
+/// negative size, a page size above `u32::MAX`), and requires reading the
+/// file to fail with `Corrupt` naming the quantity, never a wrapped number.
+pub async fn out_of_range_columns_are_corrupt<F, Fut>(m: &dyn MetaEngine, damage: F) -> CheckResult
+where
+    F: Fn(FileId, &'static str) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    init(m).await?;
+    for (set, named) in [
+        ("size = -1", "file size -1"),
+        ("page_size = 4294967296", "page size 4294967296"),
+    ] {
+        let name = format!("f-{}", set.len());
+        let (f, _) = new_file(m, &name, "w", 1).await?;
+        ok("file before", m.file(View::MAIN, &name).await)?;
+        damage(f.id, set).await;
+        match m.file(View::MAIN, &name).await {
+            Err(e) if e.kind() == MetaErrorKind::Corrupt && e.message().contains(named) => {}
+            Err(e) => {
+                return Err(format!(
+                    "after {set}: expected Corrupt naming {named:?}, got {e}"
+                ));
+            }
+            Ok(f) => return Err(format!("after {set}: the file was read back as {f:?}")),
+        }
+    }
+    Ok(())
+}

@@ -574,3 +574,21 @@ async fn damaged_dirty_pages_are_refused() {
         assert_eq!(r, Ok(()), "flip of the {what}");
     }
 }
+
+/// A negative size or an oversized page size, written straight into the
+/// database, reads back as `Corrupt` naming it, never as a wrapped number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_range_columns_are_corrupt() {
+    let server = PgServer::start();
+    let raw = server.raw_client().await;
+    let schema = server.fresh_schema();
+    let m = PgMeta::connect(&server.url(&schema)).await.unwrap();
+    let (raw, schema) = (&raw, &schema);
+    let r = fsx_meta::conformance::out_of_range_columns_are_corrupt(&m, |file, set| async move {
+        let sql = format!("UPDATE {schema}.fsx_files SET {set} WHERE id = $1");
+        let n = raw.execute(sql.as_str(), &[&file]).await.unwrap();
+        assert!(n >= 1, "{set}: no row changed");
+    })
+    .await;
+    assert_eq!(r, Ok(()));
+}

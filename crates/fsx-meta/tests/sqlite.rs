@@ -129,3 +129,24 @@ fn damaged_dirty_pages_are_refused() {
         assert_eq!(r, Ok(()), "flip of the {what}");
     }
 }
+
+/// A negative size or an oversized page size, written straight into
+/// `meta.db`, reads back as `Corrupt` naming it, never as a wrapped number.
+#[test]
+fn out_of_range_columns_are_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    let m = SqliteMeta::open(&path, true).unwrap();
+    let r = block_on(fsx_meta::conformance::out_of_range_columns_are_corrupt(
+        &m,
+        |file, set| {
+            let c = rusqlite::Connection::open(&path).unwrap();
+            let n = c
+                .execute(&format!("UPDATE fsx_files SET {set} WHERE id = ?1"), [file])
+                .unwrap();
+            assert!(n >= 1, "{set}: no row changed");
+            async {}
+        },
+    ));
+    assert_eq!(r, Ok(()));
+}

@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::{col_opt_u64, col_u64, exec, query_all, query_one, sql_err};
+use super::{col_opt_u64, col_u32, col_u64, exec, query_all, query_one, sql_err};
 use crate::contract::*;
 use crate::error::{MetaError, MetaErrorKind, Result};
 use crate::num;
@@ -52,7 +52,7 @@ fn file_row_at(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<FileRow> {
         layer: r.get(at)?,
         id: r.get(at + 1)?,
         name: r.get(at + 2)?,
-        page_size: r.get(at + 3)?,
+        page_size: col_u32(r, at + 3, "page size")?,
         size: col_u64(r, at + 4, "file size")?,
         write_seq: r.get(at + 5)?,
         cut_page: col_opt_u64(r, at + 6, "cut page")?,

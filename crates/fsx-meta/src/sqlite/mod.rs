@@ -144,6 +144,13 @@ pub(crate) fn col_opt_u64(
         .transpose()
 }
 
+/// Column `i` of a row as a `u32` (a page size); out of range is the
+/// `Corrupt` error of [`num::u32_from_sql`] naming `column`.
+pub(crate) fn col_u32(r: &rusqlite::Row<'_>, i: usize, column: &str) -> rusqlite::Result<u32> {
+    let v: i64 = r.get(i)?;
+    num::u32_from_sql(v, column).map_err(|e| in_row(i, e))
+}
+
 fn in_row(i: usize, e: MetaError) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Integer, Box::new(e))
 }
