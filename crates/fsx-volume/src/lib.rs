@@ -493,4 +493,58 @@ mod tests {
         .await;
         assert!(matches!(twice, Err(VolumeError::AlreadyExists(_))));
     }
+
+    /// The metadata path is resolved as a path, not pasted into a URL, so
+    /// a directory name that URL syntax would misread (`%41`, `#`, `?`,
+    /// spaces) still holds the volume; and a volume file naming the
+    /// database by absolute URL, as older versions wrote, opens it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn volume_files_name_their_database_by_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a b%41#c?d");
+        let env: Arc<dyn Environment> = Arc::new(fsx_engine::SystemEnv::new());
+        let v = create(
+            &dir,
+            &VolumeFile::default(),
+            DEFAULT_EXTENT_SIZE,
+            env.clone(),
+            VolumeOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert!(dir.join("meta.db").is_file());
+        // Nothing was created beside the volume (a path cut at the `?`).
+        let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        let id = v.config().volume_id.clone();
+        drop(v);
+        let again = open(&dir, env.clone(), VolumeOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(again.config().volume_id, id);
+        drop(again);
+
+        let plain = tmp.path().join("plain");
+        let v = create(
+            &plain,
+            &VolumeFile::default(),
+            DEFAULT_EXTENT_SIZE,
+            env.clone(),
+            VolumeOptions::default(),
+        )
+        .await
+        .unwrap();
+        let id = v.config().volume_id.clone();
+        drop(v);
+        let other = tmp.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        let file = format!(
+            r#"{{"meta": "sqlite://{}", "store": "{}"}}"#,
+            plain.join("meta.db").display(),
+            plain.join("data").display()
+        );
+        std::fs::write(other.join(VOLUME_FILE), file).unwrap();
+        let v = open(&other, env, VolumeOptions::default()).await.unwrap();
+        assert_eq!(v.config().volume_id, id);
+    }
 }
