@@ -229,7 +229,7 @@ pub fn absolute(path: &Path) -> Result<PathBuf> {
 }
 
 /// Opens the data store of an existing volume. Only durable stores are
-/// accepted (see [`check_durable`]); a local directory that is missing is
+/// accepted (no memory or cache store: see `check_durable`); a local directory that is missing is
 /// an error, never recreated (see
 /// [`fsx_store::open_existing_backend`]).
 pub fn open_store(url: &str) -> Result<Arc<dyn fsx_store::ExtentBackend>> {
@@ -237,7 +237,7 @@ pub fn open_store(url: &str) -> Result<Arc<dyn fsx_store::ExtentBackend>> {
 }
 
 /// Opens (creating a local directory if needed) the data store of a new
-/// volume. Only durable stores are accepted (see [`check_durable`]).
+/// volume. Only durable stores are accepted (no memory or cache store: see `check_durable`).
 pub fn create_store(url: &str) -> Result<Arc<dyn fsx_store::ExtentBackend>> {
     check_durable(url, fsx_store::open_backend(url))
 }
