@@ -164,7 +164,7 @@ pub async fn tier_set(meta: &Arc<dyn fsx_meta::MetaEngine>) -> anyhow::Result<Op
 pub async fn open_tiered(path: &Path) -> anyhow::Result<Volume> {
     let dir = fsx_volume::absolute(path)?;
     let file = VolumeFile::read(&dir)?;
-    let meta = fsx_volume::open_meta(&resolve(&dir, &file.meta), false).await?;
+    let meta = file.open_meta(&dir, false).await?;
     let store = fsx_volume::open_store(&resolve(&dir, &file.store))?;
     let tiers = tier_set(&meta).await?;
     Volume::open(

@@ -354,15 +354,14 @@ pub(crate) fn check_meta_not_empty(path: &Path) -> anyhow::Result<()> {
         // Opening reports a missing or damaged volume file.
         return Ok(());
     };
-    let url = resolve(&dir, &file.meta);
-    let Some(db) = url.strip_prefix("sqlite://") else {
+    let Ok(Some(db)) = fsx_meta::open::sqlite_path(&file.meta, Some(&dir)) else {
         return Ok(());
     };
-    let db = db.split('?').next().unwrap_or(db);
-    if std::fs::metadata(db).is_ok_and(|m| m.is_file() && m.len() == 0) {
+    if std::fs::metadata(&db).is_ok_and(|m| m.is_file() && m.len() == 0) {
         bail!(
-            "the metadata database {db} of the volume in {} is empty (0 bytes): it holds no fsx metadata, \
+            "the metadata database {} of the volume in {} is empty (0 bytes): it holds no fsx metadata, \
              so this is not a usable fsx volume; restore meta.db from a backup (fsx does not recreate it)",
+            db.display(),
             dir.display()
         );
     }
@@ -774,10 +773,11 @@ fn check_destination(volume_dir: &Path, local: &Path) -> anyhow::Result<()> {
     let dir = fsx_volume::absolute(volume_dir)?;
     let mut protected = vec![dir.clone()];
     if let Ok(file) = VolumeFile::read(&dir) {
-        if let Some(db) = resolve(&dir, &file.meta).strip_prefix("sqlite://") {
-            let db = db.split('?').next().unwrap_or(db);
+        if let Ok(Some(db)) = fsx_meta::open::sqlite_path(&file.meta, Some(&dir)) {
             for suffix in ["", "-wal", "-shm", "-journal"] {
-                protected.push(PathBuf::from(format!("{db}{suffix}")));
+                let mut name = db.clone().into_os_string();
+                name.push(suffix);
+                protected.push(PathBuf::from(name));
             }
         }
         let store = resolve(&dir, &file.store);

@@ -16,6 +16,7 @@
 //! | [`graph`] | retention planning over layers, branches and commits | — |
 //! | `resolve` | what a layer shows: the layered-row rules every engine applies | — |
 //! | [`sqlite`] | the embedded engine: WAL, one writer, pooled readers | `sqlite` |
+//! | [`open`] | [`open_meta`]: a URL (`sqlite://…`, `postgres://…`) to an engine | engines behind `sqlite`, `postgres` |
 //! | [`hot`] | the hot tier: extents as rows split under a row-size limit | `sqlite` or `postgres` |
 //! | [`postgres`] | the shared engine: several processes on one volume | `postgres` |
 
@@ -29,6 +30,7 @@ pub mod graph;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod hot;
 pub mod num;
+pub mod open;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
@@ -44,6 +46,7 @@ pub use contract::{
     TierMark, TierTotals, View, VolumeConfig, WriteBatch,
 };
 pub use error::{MetaError, MetaErrorKind, Result};
+pub use open::{OpenOptions, open_meta};
 
 /// The metadata schema version this build writes. Volumes with an older
 /// version are migrated on open; newer ones are refused.

@@ -13,6 +13,11 @@
 //! be moved whole. `postgres://…`, `s3://…`, `redis://…` and absolute paths
 //! are used as written.
 //!
+//! This crate keeps only the directory: which URLs a volume names and where
+//! relative ones point. Turning a URL into an engine is
+//! [`fsx_meta::open_meta`] (metadata; see [`fsx_meta::open`] for the URL
+//! forms) and [`fsx_store::open_backend`] (data).
+//!
 //! Invariants: the volume file is written only after the volume was created
 //! in its metadata and store, so a directory holding it is always a usable
 //! volume; a refused creation removes a directory it created.
@@ -30,15 +35,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use fsx_engine::{Environment, Volume, VolumeOptions};
-use fsx_meta::{MetaEngine, VolumeConfig};
+use fsx_meta::{MetaEngine, OpenOptions, VolumeConfig};
 use serde::{Deserialize, Serialize};
 
 /// The file in a volume directory that names its engines.
 pub const VOLUME_FILE: &str = "fsx-volume.json";
 
-/// Environment variable holding the PostgreSQL password when the metadata
-/// URL has none (libpq's name).
-pub const PG_PASSWORD_ENV: &str = "PGPASSWORD";
+pub use fsx_meta::open::PG_PASSWORD_ENV;
 
 /// Extent size of volumes created with the defaults (2 MiB).
 pub const DEFAULT_EXTENT_SIZE: u32 = 2 << 20;
@@ -71,9 +74,6 @@ pub enum VolumeError {
     /// A URL names an engine or store that cannot be used.
     #[error("{0}")]
     InvalidUrl(String),
-    /// A URL's credentials could not be read (its `password_file`).
-    #[error(transparent)]
-    Credentials(#[from] fsx_store::url::UrlError),
     /// The metadata engine failed.
     #[error("cannot open the metadata engine {url:?}")]
     Meta {
@@ -176,6 +176,20 @@ impl VolumeFile {
         }
     }
 
+    /// Opens the metadata engine this file names, a relative `sqlite://`
+    /// path inside the volume directory `dir` (see [`fsx_meta::open`]);
+    /// `create` creates a missing SQLite database. PostgreSQL needs a
+    /// tokio runtime.
+    pub async fn open_meta(&self, dir: &Path, create: bool) -> Result<Arc<dyn MetaEngine>> {
+        let options = OpenOptions::new().create(create).base_dir(dir);
+        fsx_meta::open_meta(&self.meta, &options)
+            .await
+            .map_err(|source| VolumeError::Meta {
+                url: fsx_store::redact(&resolve(dir, &self.meta)),
+                source,
+            })
+    }
+
     /// Reads the volume file of `dir`.
     pub fn read(dir: &Path) -> Result<Self> {
         let vf = dir.join(VOLUME_FILE);
@@ -190,7 +204,9 @@ impl VolumeFile {
     }
 }
 
-/// Resolves a URL or path from the volume file against the volume dir.
+/// Resolves a URL or path from the volume file against the volume dir, for
+/// showing it and for opening a store. (Opening the metadata resolves its
+/// `sqlite://` path itself: [`VolumeFile::open_meta`].)
 pub fn resolve(dir: &Path, url: &str) -> String {
     if let Some(rest) = url.strip_prefix("sqlite://")
         && !rest.starts_with('/')
@@ -212,39 +228,8 @@ pub fn absolute(path: &Path) -> Result<PathBuf> {
     })
 }
 
-/// Opens the metadata engine a URL names (`sqlite://…`, `postgres://…`).
-/// PostgreSQL needs a tokio runtime.
-///
-/// A PostgreSQL password may come from the URL, its `password_file=`
-/// parameter or `PGPASSWORD` (see [`fsx_store::url`]); no message shows it.
-pub async fn open_meta(url: &str, create: bool) -> Result<Arc<dyn MetaEngine>> {
-    let meta_err = |source| VolumeError::Meta {
-        url: fsx_store::redact(url),
-        source,
-    };
-    if url.starts_with("sqlite://") {
-        Ok(Arc::new(
-            fsx_meta::sqlite::SqliteMeta::open_url(url, create).map_err(meta_err)?,
-        ))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let completed = fsx_store::SafeUrl::new(url)
-            .with_password_from(PG_PASSWORD_ENV, &|name| std::env::var(name).ok())?;
-        Ok(Arc::new(
-            fsx_meta::postgres::PgMeta::connect(completed.expose())
-                .await
-                .map_err(meta_err)?,
-        ))
-    } else {
-        Err(VolumeError::InvalidUrl(format!(
-            "unsupported metadata URL {:?}: use sqlite:///path/to/meta.db or postgres://user@host:port/db \
-             (password in PGPASSWORD or ?password_file=PATH)",
-            fsx_store::redact(url)
-        )))
-    }
-}
-
 /// Opens the data store of an existing volume. Only durable stores are
-/// accepted (see [`check_durable`]); a local directory that is missing is
+/// accepted (no memory or cache store: see `check_durable`); a local directory that is missing is
 /// an error, never recreated (see
 /// [`fsx_store::open_existing_backend`]).
 pub fn open_store(url: &str) -> Result<Arc<dyn fsx_store::ExtentBackend>> {
@@ -252,7 +237,7 @@ pub fn open_store(url: &str) -> Result<Arc<dyn fsx_store::ExtentBackend>> {
 }
 
 /// Opens (creating a local directory if needed) the data store of a new
-/// volume. Only durable stores are accepted (see [`check_durable`]).
+/// volume. Only durable stores are accepted (no memory or cache store: see `check_durable`).
 pub fn create_store(url: &str) -> Result<Arc<dyn fsx_store::ExtentBackend>> {
     check_durable(url, fsx_store::open_backend(url))
 }
@@ -312,7 +297,7 @@ pub async fn open(
 ) -> Result<Volume> {
     let dir = absolute(path)?;
     let file = VolumeFile::read(&dir)?;
-    let meta = open_meta(&resolve(&dir, &file.meta), false).await?;
+    let meta = file.open_meta(&dir, false).await?;
     let store = open_store(&resolve(&dir, &file.store))?;
     // The tiers (hot, KV, cache) are configured in the volume's metadata.
     let options = if options.tiers.is_some() {
@@ -360,10 +345,10 @@ pub async fn create(
     // The metadata may come to hold credentials too (a tier's URL), so an
     // embedded database is created owner-only; SQLite gives its -wal and
     // -shm files the database file's mode.
-    let meta_url = resolve(&dir, &file.meta);
-    let meta_file = meta_url
-        .strip_prefix("sqlite://")
-        .map(|p| PathBuf::from(p.split('?').next().unwrap_or(p)))
+    // (A URL that does not parse creates nothing: opening it reports why.)
+    let meta_file = fsx_meta::open::sqlite_path(&file.meta, Some(&dir))
+        .ok()
+        .flatten()
         .filter(|p| !p.exists());
     if let Some(p) = &meta_file {
         write_private(p, b"").map_err(|source| VolumeError::Io {
@@ -395,7 +380,7 @@ async fn create_in(
     env: Arc<dyn Environment>,
     options: VolumeOptions,
 ) -> Result<Volume> {
-    let meta = open_meta(&resolve(dir, &file.meta), true).await?;
+    let meta = file.open_meta(dir, true).await?;
     let store = create_store(&resolve(dir, &file.store))?;
     let config = VolumeConfig::new(
         new_volume_id(),
@@ -507,5 +492,59 @@ mod tests {
         )
         .await;
         assert!(matches!(twice, Err(VolumeError::AlreadyExists(_))));
+    }
+
+    /// The metadata path is resolved as a path, not pasted into a URL, so
+    /// a directory name that URL syntax would misread (`%41`, `#`, `?`,
+    /// spaces) still holds the volume; and a volume file naming the
+    /// database by absolute URL, as older versions wrote, opens it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn volume_files_name_their_database_by_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a b%41#c?d");
+        let env: Arc<dyn Environment> = Arc::new(fsx_engine::SystemEnv::new());
+        let v = create(
+            &dir,
+            &VolumeFile::default(),
+            DEFAULT_EXTENT_SIZE,
+            env.clone(),
+            VolumeOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert!(dir.join("meta.db").is_file());
+        // Nothing was created beside the volume (a path cut at the `?`).
+        let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        let id = v.config().volume_id.clone();
+        drop(v);
+        let again = open(&dir, env.clone(), VolumeOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(again.config().volume_id, id);
+        drop(again);
+
+        let plain = tmp.path().join("plain");
+        let v = create(
+            &plain,
+            &VolumeFile::default(),
+            DEFAULT_EXTENT_SIZE,
+            env.clone(),
+            VolumeOptions::default(),
+        )
+        .await
+        .unwrap();
+        let id = v.config().volume_id.clone();
+        drop(v);
+        let other = tmp.path().join("other");
+        std::fs::create_dir(&other).unwrap();
+        let file = format!(
+            r#"{{"meta": "sqlite://{}", "store": "{}"}}"#,
+            plain.join("meta.db").display(),
+            plain.join("data").display()
+        );
+        std::fs::write(other.join(VOLUME_FILE), file).unwrap();
+        let v = open(&other, env, VolumeOptions::default()).await.unwrap();
+        assert_eq!(v.config().volume_id, id);
     }
 }
