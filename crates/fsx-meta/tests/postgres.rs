@@ -13,8 +13,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use common::pg::PgServer;
 use fsx_meta::postgres::PgMeta;
+use fsx_meta::prelude::*;
 use fsx_meta::{
-    ExtentState, LeaseRequest, MAIN_BRANCH, MetaEngine, MetaErrorKind, PackCommit, PageWrite, View,
+    ExtentState, LeaseRequest, MAIN_BRANCH, MetaErrorKind, PackCommit, PageWrite, View,
     VolumeConfig, WriteBatch,
 };
 
