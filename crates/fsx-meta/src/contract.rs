@@ -428,6 +428,104 @@ impl PackCommit {
     }
 }
 
+/// A rename (see [`MetaFiles::rename_file`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FileRename<'a> {
+    /// The branch the rename is made on.
+    pub branch: BranchId,
+    /// The file's current name.
+    pub from: &'a str,
+    /// Its new name.
+    pub to: &'a str,
+    /// Replace `to` if it exists (its references are released); otherwise
+    /// an existing `to` is `AlreadyExists`.
+    pub replace: bool,
+    /// The caller's lease holder name: a live lease of anyone else on either
+    /// file is `Busy`.
+    pub holder: &'a str,
+    /// Current time, ms since the Unix epoch.
+    pub now_ms: i64,
+}
+
+impl<'a> FileRename<'a> {
+    /// Renames `from` to `to` on `branch`, refusing to replace an existing
+    /// `to` (see [`FileRename::replace`]).
+    pub fn new(branch: BranchId, from: &'a str, to: &'a str, holder: &'a str, now_ms: i64) -> Self {
+        Self {
+            branch,
+            from,
+            to,
+            replace: false,
+            holder,
+            now_ms,
+        }
+    }
+
+    /// Whether an existing `to` is replaced.
+    pub fn replace(mut self, replace: bool) -> Self {
+        self.replace = replace;
+        self
+    }
+}
+
+/// Where [`MetaFiles::check_dirty_pages`] resumes: the position of the last
+/// row of the previous batch, `(layer, file, page)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DirtyPageCursor {
+    /// The layer.
+    pub layer: LayerId,
+    /// The file.
+    pub file_id: FileId,
+    /// The page.
+    pub page_no: u64,
+}
+
+impl DirtyPageCheck {
+    /// The cursor that resumes a scan after this row.
+    pub fn cursor(&self) -> DirtyPageCursor {
+        DirtyPageCursor {
+            layer: self.layer,
+            file_id: self.file_id,
+            page_no: self.page_no,
+        }
+    }
+}
+
+/// A commit of a branch's head (see [`MetaBranches::commit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CommitRequest<'a> {
+    /// The branch whose head is committed.
+    pub branch: BranchId,
+    /// The commit message.
+    pub message: &'a str,
+    /// An automatic commit ([`CommitInfo::auto`], which can expire): made
+    /// only if the head changed since the branch's latest commit.
+    pub auto: bool,
+    /// Current time, ms since the Unix epoch.
+    pub now_ms: i64,
+}
+
+impl<'a> CommitRequest<'a> {
+    /// An explicit commit of `branch`: always made, even with nothing
+    /// changed.
+    pub fn new(branch: BranchId, message: &'a str, now_ms: i64) -> Self {
+        Self {
+            branch,
+            message,
+            auto: false,
+            now_ms,
+        }
+    }
+
+    /// Makes it an automatic commit (see [`CommitRequest::auto`]).
+    pub fn automatic(mut self) -> Self {
+        self.auto = true;
+        self
+    }
+}
+
 /// Lifecycle state of an extent record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExtentState {

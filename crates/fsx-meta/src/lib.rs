@@ -39,12 +39,12 @@ pub(crate) mod resolve;
 pub mod sqlite;
 
 pub use contract::{
-    AccessStats, BranchId, BranchInfo, CommitId, CommitInfo, CopyState, Counter, DirtyExtent,
-    DirtyPage, DirtyPageCheck, DirtySummary, ExtentRecord, ExtentState, ExtentTotals, FileId,
-    FileMeta, LayerGraph, LayerId, LayerInfo, LayerUsage, LeaseInfo, LeaseRequest, MAIN_BRANCH,
-    MAIN_BRANCH_NAME, MetaBranches, MetaEngine, MetaExtents, MetaFiles, MetaSettings, MetaTiers,
-    PackCommit, PageWrite, RESERVED_SETTINGS, ReadMap, TierCopy, TierMark, TierTotals, View,
-    VolumeConfig, WriteBatch,
+    AccessStats, BranchId, BranchInfo, CommitId, CommitInfo, CommitRequest, CopyState, Counter,
+    DirtyExtent, DirtyPage, DirtyPageCheck, DirtyPageCursor, DirtySummary, ExtentRecord,
+    ExtentState, ExtentTotals, FileId, FileMeta, FileRename, LayerGraph, LayerId, LayerInfo,
+    LayerUsage, LeaseInfo, LeaseRequest, MAIN_BRANCH, MAIN_BRANCH_NAME, MetaBranches, MetaEngine,
+    MetaExtents, MetaFiles, MetaSettings, MetaTiers, PackCommit, PageWrite, RESERVED_SETTINGS,
+    ReadMap, TierCopy, TierMark, TierTotals, View, VolumeConfig, WriteBatch,
 };
 pub use error::{MetaError, MetaErrorKind, Result};
 

@@ -4,7 +4,8 @@
 use fsx_store::BoxFuture;
 
 use super::{
-    BranchId, BranchInfo, CommitId, CommitInfo, FileId, LayerGraph, LayerId, LayerUsage, View,
+    BranchId, BranchInfo, CommitId, CommitInfo, CommitRequest, FileId, LayerGraph, LayerId,
+    LayerUsage, View,
 };
 use crate::Result;
 
@@ -62,14 +63,12 @@ pub trait MetaBranches {
     /// it.
     fn delete_branch<'a>(&'a self, name: &'a str, now_ms: i64) -> BoxFuture<'a, Result<()>>;
 
-    /// Commits a branch's head. With `auto` and nothing changed since the
-    /// latest commit, does nothing and returns `None`.
+    /// Commits a branch's head (see [`CommitRequest`]). An automatic commit
+    /// with nothing changed since the latest commit does nothing and returns
+    /// `None`.
     fn commit<'a>(
         &'a self,
-        branch: BranchId,
-        message: &'a str,
-        auto: bool,
-        now_ms: i64,
+        request: CommitRequest<'a>,
     ) -> BoxFuture<'a, Result<Option<CommitInfo>>>;
 
     /// The commit `id`, or `NotFound`.

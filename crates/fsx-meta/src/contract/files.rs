@@ -4,8 +4,8 @@
 use fsx_store::BoxFuture;
 
 use super::{
-    BranchId, DirtyExtent, DirtyPageCheck, DirtySummary, FileId, FileMeta, LayerId, LeaseInfo,
-    LeaseRequest, PackCommit, ReadMap, View, WriteBatch,
+    BranchId, DirtyExtent, DirtyPageCheck, DirtyPageCursor, DirtySummary, FileId, FileMeta,
+    FileRename, LeaseInfo, LeaseRequest, PackCommit, ReadMap, View, WriteBatch,
 };
 use crate::Result;
 
@@ -60,19 +60,11 @@ pub trait MetaFiles {
         prefix: &'a str,
     ) -> BoxFuture<'a, Result<Vec<FileMeta>>>;
 
-    /// Renames a file. If `to` exists it is replaced (its references are
-    /// released) when `replace` is set, else `AlreadyExists`. Fails with
-    /// `Busy` if either file has a live lease held by someone other than
-    /// `holder`.
-    fn rename_file<'a>(
-        &'a self,
-        branch: BranchId,
-        from: &'a str,
-        to: &'a str,
-        replace: bool,
-        holder: &'a str,
-        now_ms: i64,
-    ) -> BoxFuture<'a, Result<()>>;
+    /// Renames a file (see [`FileRename`]). If `to` exists it is replaced
+    /// (its references are released) when `replace` is set, else
+    /// `AlreadyExists`. Fails with `Busy` if either file has a live lease
+    /// held by someone other than `holder`.
+    fn rename_file<'a>(&'a self, rename: FileRename<'a>) -> BoxFuture<'a, Result<()>>;
 
     /// Deletes a file, its dirty pages and its map entries (releasing their
     /// references). `Busy` if someone other than `holder` has a live lease.
@@ -144,13 +136,14 @@ pub trait MetaFiles {
         pages_per_extent: u64,
     ) -> BoxFuture<'_, Result<DirtyExtent>>;
 
-    /// Every dirty-page row after `after` (`(layer, file, page)`, ascending
-    /// in that order), at most `limit`, each checked against its checksum:
-    /// how `fsck` verifies the dirty buffer and counts what is unpacked.
+    /// Every dirty-page row after `after` (ordered by `(layer, file, page)`,
+    /// ascending; [`DirtyPageCheck::cursor`] of the last row resumes), at
+    /// most `limit`, each checked against its checksum: how `fsck` verifies
+    /// the dirty buffer and counts what is unpacked.
     /// A damaged row is reported (`intact: false`), not an error.
     fn check_dirty_pages(
         &self,
-        after: Option<(LayerId, FileId, u64)>,
+        after: Option<DirtyPageCursor>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<DirtyPageCheck>>>;
 

@@ -1276,15 +1276,15 @@ impl MetaFiles for PgMeta {
         })
     }
 
-    fn rename_file<'a>(
-        &'a self,
-        branch: BranchId,
-        from: &'a str,
-        to: &'a str,
-        replace: bool,
-        holder: &'a str,
-        now_ms: i64,
-    ) -> BoxFuture<'a, Result<()>> {
+    fn rename_file<'a>(&'a self, rename: FileRename<'a>) -> BoxFuture<'a, Result<()>> {
+        let FileRename {
+            branch,
+            from,
+            to,
+            replace,
+            holder,
+            now_ms,
+        } = rename;
         boxed(async move {
             transact!(self.pool(), TxKind::Write, |tx| rename_file(
                 tx, branch, from, to, replace, holder, now_ms
@@ -1459,9 +1459,10 @@ impl MetaFiles for PgMeta {
 
     fn check_dirty_pages(
         &self,
-        after: Option<(LayerId, FileId, u64)>,
+        after: Option<DirtyPageCursor>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<DirtyPageCheck>>> {
+        let after = after.map(|c| (c.layer, c.file_id, c.page_no));
         boxed(async move {
             transact!(self.pool(), TxKind::Read, |tx| check_dirty_pages(
                 tx, after, limit
@@ -1873,11 +1874,14 @@ impl MetaBranches for PgMeta {
 
     fn commit<'a>(
         &'a self,
-        branch: BranchId,
-        message: &'a str,
-        auto: bool,
-        now_ms: i64,
+        request: CommitRequest<'a>,
     ) -> BoxFuture<'a, Result<Option<CommitInfo>>> {
+        let CommitRequest {
+            branch,
+            message,
+            auto,
+            now_ms,
+        } = request;
         boxed(async move {
             transact!(self.pool(), TxKind::Write, |tx| async {
                 lock_graph(tx, true).await?;

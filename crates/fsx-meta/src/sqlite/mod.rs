@@ -975,15 +975,15 @@ impl MetaFiles for SqliteMeta {
         })
     }
 
-    fn rename_file<'a>(
-        &'a self,
-        branch: BranchId,
-        from: &'a str,
-        to: &'a str,
-        replace: bool,
-        holder: &'a str,
-        now_ms: i64,
-    ) -> BoxFuture<'a, Result<()>> {
+    fn rename_file<'a>(&'a self, rename: FileRename<'a>) -> BoxFuture<'a, Result<()>> {
+        let FileRename {
+            branch,
+            from,
+            to,
+            replace,
+            holder,
+            now_ms,
+        } = rename;
         lazy(move || {
             self.write(|tx| {
                 let chain = self.head_chain(tx, branch)?;
@@ -1332,9 +1332,10 @@ impl MetaFiles for SqliteMeta {
 
     fn check_dirty_pages(
         &self,
-        after: Option<(LayerId, FileId, u64)>,
+        after: Option<DirtyPageCursor>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<DirtyPageCheck>>> {
+        let after = after.map(|c| (c.layer, c.file_id, c.page_no));
         lazy(move || {
             self.read(|tx| {
                 let (l, f, p) = after.map_or((i64::MIN, i64::MIN, i64::MIN), |(l, f, p)| {
@@ -1935,11 +1936,14 @@ impl MetaBranches for SqliteMeta {
 
     fn commit<'a>(
         &'a self,
-        branch: BranchId,
-        message: &'a str,
-        auto: bool,
-        now_ms: i64,
+        request: CommitRequest<'a>,
     ) -> BoxFuture<'a, Result<Option<CommitInfo>>> {
+        let CommitRequest {
+            branch,
+            message,
+            auto,
+            now_ms,
+        } = request;
         lazy(move || {
             self.write(|tx| layers::commit_branch(tx, branch, message, auto, None, !auto, now_ms))
         })
@@ -2164,7 +2168,7 @@ mod tests {
         assert_eq!(map.dirty[1].data, None);
         let checks = block_on(m.check_dirty_pages(None, 10)).unwrap();
         assert!(checks.iter().all(|c| c.intact), "{checks:?}");
-        let commit = block_on(m.commit(MAIN_BRANCH, "new", false, 3))
+        let commit = block_on(m.commit(CommitRequest::new(MAIN_BRANCH, "new", 3)))
             .unwrap()
             .unwrap();
         assert!(commit.id > 5, "commit id {} reuses an old one", commit.id);
