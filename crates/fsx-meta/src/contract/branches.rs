@@ -20,7 +20,7 @@ use crate::Result;
 ///   dirty buffer belongs to one layer; a layer has at most one parent, and
 ///   what a layer *shows* is its own rows over what its parent shows, with
 ///   the layer's truncation cuts and deletions hiding parent rows (see
-///   [`crate::resolve`]). A **branch** names a mutable head layer; every
+///   `crate::resolve`). A **branch** names a mutable head layer; every
 ///   write goes to the head of the branch it names. A **commit** names a
 ///   frozen layer. Committing freezes the head and gives the branch a new,
 ///   empty head on top of it; creating a branch commits its source (if the
