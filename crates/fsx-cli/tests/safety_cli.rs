@@ -439,7 +439,7 @@ async fn names_with_control_characters_are_refused_and_escaped_on_output() {
     }
     // A name an older fsx stored: written here through the metadata engine.
     {
-        use fsx_meta::MetaEngine;
+        use fsx_meta::prelude::*;
         let meta = fsx_meta::sqlite::SqliteMeta::open(vol.join("meta.db"), false).unwrap();
         meta.create_file(fsx_meta::MAIN_BRANCH, "evil\n\u{1b}[2Jname", 4096, 0)
             .await

@@ -19,8 +19,8 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use fsx_meta::{
-    BranchId, BranchInfo, CommitId, CommitInfo, FileId, FileMeta, LayerUsage, MetaEngine,
-    MetaErrorKind, View,
+    BranchId, BranchInfo, CommitId, CommitInfo, CommitRequest, FileId, FileMeta, LayerUsage,
+    MetaEngine, MetaErrorKind, View,
 };
 
 use crate::error::{Error, ErrorKind, Result};
@@ -244,7 +244,11 @@ impl Volume {
     pub async fn commit(&self, message: &str) -> Result<CommitInfo> {
         let s = &self.shared;
         s.meta
-            .commit(self.branch_id()?, message, false, s.env.now_ms())
+            .commit(CommitRequest::new(
+                self.branch_id()?,
+                message,
+                s.env.now_ms(),
+            ))
             .await?
             .ok_or_else(|| Error::new(ErrorKind::Other, "an explicit commit made nothing"))
     }
@@ -482,7 +486,7 @@ impl Volume {
         // Both sides as commits: their heads' changes are part of the merge.
         let t_commit = s
             .meta
-            .commit(target, "before merge", true, now)
+            .commit(CommitRequest::new(target, "before merge", now).automatic())
             .await?
             .map(|c| c.id);
         let t_commit = match t_commit {
@@ -492,7 +496,10 @@ impl Volume {
         let s_commit = match source {
             View::Commit(c) => c,
             View::Branch(b) => {
-                let made = s.meta.commit(b, "before merge", true, now).await?;
+                let made = s
+                    .meta
+                    .commit(CommitRequest::new(b, "before merge", now).automatic())
+                    .await?;
                 match made {
                     Some(c) => c.id,
                     None => self

@@ -527,7 +527,7 @@ impl Volume {
         loop {
             let batch = self.shared.meta.check_dirty_pages(after, BATCH).await?;
             let Some(last) = batch.last() else { break };
-            after = Some((last.layer, last.file_id, last.page_no));
+            after = Some(last.cursor());
             for c in &batch {
                 report.dirty_pages_checked += 1;
                 *counts.entry((c.layer, c.file_id)).or_default() += 1;

@@ -21,7 +21,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use fsx_format::Compression;
 use fsx_meta::{
-    BranchId, Counter, ExtentTotals, FileMeta, LeaseRequest, MetaEngine, View, VolumeConfig,
+    BranchId, Counter, ExtentTotals, FileMeta, FileRename, LeaseRequest, MetaEngine, View,
+    VolumeConfig,
 };
 use fsx_store::wrappers::{MeterSnapshot, Metered, Operation};
 use fsx_store::{ExtentBackend, ObjectKey};
@@ -518,12 +519,8 @@ impl Volume {
         self.retry_past_dead_leases(branch, Some(&[from, to]), || async {
             Ok(s.meta
                 .rename_file(
-                    branch,
-                    from,
-                    to,
-                    replace,
-                    &s.env.new_holder_id(),
-                    s.env.now_ms(),
+                    FileRename::new(branch, from, to, &s.env.new_holder_id(), s.env.now_ms())
+                        .replace(replace),
                 )
                 .await?)
         })

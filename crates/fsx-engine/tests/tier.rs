@@ -19,8 +19,9 @@ use fsx_engine::tier::{COLD, HOT, KV, TierConfig, TierPolicy, TierSet};
 use fsx_engine::{
     Environment, GcOptions, ManualEnv, NoProgress, OpenOptions, SystemEnv, Volume, VolumeOptions,
 };
+use fsx_meta::prelude::*;
 use fsx_meta::sqlite::SqliteMeta;
-use fsx_meta::{CopyState, MetaEngine, VolumeConfig};
+use fsx_meta::{CopyState, VolumeConfig};
 use fsx_store::cache::{DiskCache, LruCache};
 use fsx_store::inject::NoSleep;
 use fsx_store::local::LocalBackend;

@@ -20,8 +20,9 @@ use std::sync::Arc;
 use common::pattern;
 use fsx_engine::tier::{COLD, TierPolicy, TierSet};
 use fsx_engine::{NoProgress, OpenOptions, SystemEnv, Volume, VolumeOptions};
+use fsx_meta::VolumeConfig;
+use fsx_meta::prelude::*;
 use fsx_meta::sqlite::SqliteMeta;
-use fsx_meta::{MetaEngine, VolumeConfig};
 use fsx_store::local::LocalBackend;
 
 const TEST_NAME: &str = "killed_replication_resumes_and_completes";

@@ -245,13 +245,13 @@ async fn files(m: &dyn MetaEngine) -> CheckResult {
 
     err_kind(
         "rename onto existing",
-        m.rename_file(MAIN_BRANCH, "db/ab", "other", false, "h", 20)
+        m.rename_file(FileRename::new(MAIN_BRANCH, "db/ab", "other", "h", 20))
             .await,
         MetaErrorKind::AlreadyExists,
     )?;
     ok(
         "rename replace",
-        m.rename_file(MAIN_BRANCH, "db/ab", "other", true, "h", 21)
+        m.rename_file(FileRename::new(MAIN_BRANCH, "db/ab", "other", "h", 21).replace(true))
             .await,
     )?;
     let other = ok("file other", m.file(View::MAIN, "other").await)?;
@@ -266,7 +266,7 @@ async fn files(m: &dyn MetaEngine) -> CheckResult {
     )?;
     err_kind(
         "rename missing",
-        m.rename_file(MAIN_BRANCH, "nope", "x", false, "h", 22)
+        m.rename_file(FileRename::new(MAIN_BRANCH, "nope", "x", "h", 22))
             .await,
         MetaErrorKind::NotFound,
     )?;
@@ -284,7 +284,7 @@ async fn files(m: &dyn MetaEngine) -> CheckResult {
     )?;
     err_kind(
         "rename under lease",
-        m.rename_file(MAIN_BRANCH, "db/a%_1", "z", false, "w2", 31)
+        m.rename_file(FileRename::new(MAIN_BRANCH, "db/a%_1", "z", "w2", 31))
             .await,
         MetaErrorKind::Busy,
     )?;
@@ -1120,7 +1120,7 @@ async fn dirty_checks(m: &dyn MetaEngine) -> CheckResult {
             batch.len()
         );
         let Some(last) = batch.last() else { break };
-        after = Some((last.layer, last.file_id, last.page_no));
+        after = Some(last.cursor());
         all.extend(batch);
     }
     let seen: Vec<(FileId, u64, bool, bool)> = all

@@ -10,7 +10,7 @@
 //!   file holds its pages `[i·N, (i+1)·N)` where `N = extent size / page
 //!   size`; pages absent from the extent are holes;
 //! - the **dirty-page buffer**: `(file, page) → bytes or hole`, written by
-//!   [`MetaEngine::commit_writes`]. A dirty entry overrides the extent map.
+//!   [`MetaFiles::commit_writes`]. A dirty entry overrides the extent map.
 //!
 //! Every content key that any map entry names has an **extent record** whose
 //! `refcount` equals the number of map entries naming it. Records with
@@ -18,81 +18,40 @@
 //!
 //! # Contract
 //!
+//! The contract is split by family, one trait each, with its own
+//! "Contract" section:
+//!
+//! | trait | family |
+//! |---|---|
+//! | [`MetaSettings`] | volume creation and opening, settings, operation counters |
+//! | [`MetaFiles`] | files, leases, writes, read maps, dirty pages, packing |
+//! | [`MetaExtents`] | extent records, upload pins, GC, the reference audit |
+//! | [`MetaTiers`] | the hot tier, copy records and the replication queue, digests, access statistics |
+//! | [`MetaBranches`] | branches, commits, layers, merges, expiry |
+//!
+//! [`MetaEngine`] is their sum; callers import [`crate::prelude`]. What
+//! holds for every method of every family:
+//!
 //! Each method is one atomic transaction: after it returns `Ok` its effects
 //! are durable (they survive a crash of the process or machine) and visible
 //! to every later call on any engine instance of the same volume; after it
 //! returns `Err` it has changed nothing.
-//!
-//! - **Leases.** A file has at most one writer. [`MetaEngine::acquire_lease`]
-//!   grants the lease when it is free, expired, held by the same holder, or
-//!   held by `break_holder` (a holder the caller has proven dead); otherwise
-//!   it fails with `Busy`. [`MetaEngine::commit_writes`] and
-//!   [`MetaEngine::commit_pack`] fail with `Busy` unless the caller holds the
-//!   lease (an expired lease nobody else took still counts, and is renewed).
-//!   Reads never need a lease and are never blocked by one.
-//! - **Reads are snapshots.** [`MetaEngine::read_map`] returns the size, dirty
-//!   pages and extent keys of one consistent state.
-//! - **Write sequence.** Every `commit_writes` batch gets a sequence number
-//!   larger than any before it for that file; a dirty page carries the
-//!   sequence of the batch that wrote it last.
-//! - **Dirty pages are checked** (schema version 5). Every dirty-page row
-//!   carries a checksum ([`crate::checksum`]) written with it; every read
-//!   that returns a dirty page's bytes verifies it first and fails with
-//!   `Corrupt` (naming file, page and layer) instead of returning wrong
-//!   bytes.
-//! - **Commit ids are never reused** (schema version 5): an id, once
-//!   handed out, names that commit or nothing, whatever resets, branch
-//!   deletions, folds and expiries removed since.
-//! - **Packing is optimistic.** [`MetaEngine::commit_pack`] installs a new
-//!   extent only if the map entry still holds the expected key and the new
-//!   key's record is live, and removes exactly the dirty pages whose
-//!   `(page, seq)` it consumed; pages rewritten since stay dirty. A failed
-//!   precondition is `Conflict`, and nothing changes.
-//! - **Pins protect uploads.** Before an extent is uploaded it is pinned
-//!   ([`MetaEngine::pin_extent`]): its record exists, is live, and its idle
-//!   clock restarts. GC only claims records whose refcount is 0 and whose idle
-//!   clock is older than the grace period, and a claimed (deleting) record
-//!   cannot be pinned or referenced. So an uploader that finishes within the
-//!   grace period can never have its extent deleted underneath it, and one
-//!   that does not gets `Conflict` and retries.
-//! - **Tier records** (schema version 3). [`MetaEngine::tier_record`]
-//!   applies a batch of copy records atomically: a `Present` mark says the
-//!   tier holds a verified copy; a `Queued` mark asks for a copy (the durable
-//!   replication queue) and never downgrades a `Present` record. A queued
-//!   record is returned by [`MetaEngine::tier_due`] once its `next_ms` has
-//!   passed, until it is marked present or forgotten; so a copy queued in the
-//!   same transaction that made the extent durable survives any crash.
-//! - **Branches and layers** (schema version 4). A volume's state is a tree
-//!   of **layers**. Every row of the file table, the extent map and the
-//!   dirty buffer belongs to one layer; a layer has at most one parent, and
-//!   what a layer *shows* is its own rows over what its parent shows, with
-//!   the layer's truncation cuts and deletions hiding parent rows (see
-//!   [`crate::resolve`]). A **branch** names a mutable head layer; every
-//!   write goes to the head of the branch it names. A **commit** names a
-//!   frozen layer. Committing freezes the head and gives the branch a new,
-//!   empty head on top of it; creating a branch commits its source (if the
-//!   head holds changes) and gives the new branch an empty head on top of
-//!   the same frozen layer. So both are O(1): no page map or data is copied,
-//!   and a frozen layer never changes what it shows (packing may change how
-//!   it stores it). Writes on one branch are therefore invisible to every
-//!   other branch and commit. A layer that holds extent or dirty rows of a
-//!   file also holds that file's row, so reads visit only the layers where
-//!   the file changed, however long the chain.
-//! - **Retention.** A layer lives while a branch head, a commit or a child
-//!   layer needs it. Deleting a branch, resetting one, or expiring automatic
-//!   commits removes commits no branch reaches any more, deletes layers
-//!   nothing needs (releasing their references) and folds a layer that only
-//!   one child needs into that child. So `refcount` keeps meaning "map rows
-//!   naming the key, in any layer", and GC frees exactly what no branch or
-//!   retained commit can show.
-//! - **Idempotency.** `release_lease` of a lease not held, `gc_forget` of a
-//!   missing record, and `delete_file` of a file already gone (`NotFound`)
-//!   never corrupt anything.
 
 use bytes::Bytes;
-use fsx_store::BoxFuture;
 
 use crate::Result;
+
+mod branches;
+mod extents;
+mod files;
+mod settings;
+mod tiers;
+
+pub use branches::MetaBranches;
+pub use extents::MetaExtents;
+pub use files::MetaFiles;
+pub use settings::MetaSettings;
+pub use tiers::MetaTiers;
 
 /// Identifier of a file, stable across renames and shared by every branch
 /// that inherits the file; never reused.
@@ -401,7 +360,7 @@ pub struct DirtyPage {
     pub inherited: bool,
 }
 
-/// One dirty-page row as [`MetaEngine::check_dirty_pages`] found it.
+/// One dirty-page row as [`MetaFiles::check_dirty_pages`] found it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DirtyPageCheck {
     /// The layer holding the row.
@@ -466,6 +425,104 @@ impl PackCommit {
             new_key,
             consumed,
         }
+    }
+}
+
+/// A rename (see [`MetaFiles::rename_file`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FileRename<'a> {
+    /// The branch the rename is made on.
+    pub branch: BranchId,
+    /// The file's current name.
+    pub from: &'a str,
+    /// Its new name.
+    pub to: &'a str,
+    /// Replace `to` if it exists (its references are released); otherwise
+    /// an existing `to` is `AlreadyExists`.
+    pub replace: bool,
+    /// The caller's lease holder name: a live lease of anyone else on either
+    /// file is `Busy`.
+    pub holder: &'a str,
+    /// Current time, ms since the Unix epoch.
+    pub now_ms: i64,
+}
+
+impl<'a> FileRename<'a> {
+    /// Renames `from` to `to` on `branch`, refusing to replace an existing
+    /// `to` (see [`FileRename::replace`]).
+    pub fn new(branch: BranchId, from: &'a str, to: &'a str, holder: &'a str, now_ms: i64) -> Self {
+        Self {
+            branch,
+            from,
+            to,
+            replace: false,
+            holder,
+            now_ms,
+        }
+    }
+
+    /// Whether an existing `to` is replaced.
+    pub fn replace(mut self, replace: bool) -> Self {
+        self.replace = replace;
+        self
+    }
+}
+
+/// Where [`MetaFiles::check_dirty_pages`] resumes: the position of the last
+/// row of the previous batch, `(layer, file, page)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DirtyPageCursor {
+    /// The layer.
+    pub layer: LayerId,
+    /// The file.
+    pub file_id: FileId,
+    /// The page.
+    pub page_no: u64,
+}
+
+impl DirtyPageCheck {
+    /// The cursor that resumes a scan after this row.
+    pub fn cursor(&self) -> DirtyPageCursor {
+        DirtyPageCursor {
+            layer: self.layer,
+            file_id: self.file_id,
+            page_no: self.page_no,
+        }
+    }
+}
+
+/// A commit of a branch's head (see [`MetaBranches::commit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CommitRequest<'a> {
+    /// The branch whose head is committed.
+    pub branch: BranchId,
+    /// The commit message.
+    pub message: &'a str,
+    /// An automatic commit ([`CommitInfo::auto`], which can expire): made
+    /// only if the head changed since the branch's latest commit.
+    pub auto: bool,
+    /// Current time, ms since the Unix epoch.
+    pub now_ms: i64,
+}
+
+impl<'a> CommitRequest<'a> {
+    /// An explicit commit of `branch`: always made, even with nothing
+    /// changed.
+    pub fn new(branch: BranchId, message: &'a str, now_ms: i64) -> Self {
+        Self {
+            branch,
+            message,
+            auto: false,
+            now_ms,
+        }
+    }
+
+    /// Makes it an automatic commit (see [`CommitRequest::auto`]).
+    pub fn automatic(mut self) -> Self {
+        self.auto = true;
+        self
     }
 }
 
@@ -537,7 +594,7 @@ pub enum CopyState {
     Queued,
 }
 
-/// A change to one tier's copy record (see [`MetaEngine::tier_record`]).
+/// A change to one tier's copy record (see [`MetaTiers::tier_record`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TierMark {
@@ -611,7 +668,7 @@ pub struct AccessStats {
     pub last_ms: i64,
 }
 
-/// Names of the settings [`MetaEngine::set_setting`] refuses to change.
+/// Names of the settings [`MetaSettings::set_setting`] refuses to change.
 pub const RESERVED_SETTINGS: &[&str] = &[
     "schema_version",
     "volume_id",
@@ -634,321 +691,35 @@ pub(crate) fn check_setting_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The metadata engine. See the module docs for the contract.
-pub trait MetaEngine: fsx_store::MaybeSend + fsx_store::MaybeSync + std::fmt::Debug {
-    /// Creates the schema and records `config`; `AlreadyExists` if the
-    /// database already holds a volume.
-    fn init_volume<'a>(&'a self, config: &'a VolumeConfig) -> BoxFuture<'a, Result<()>>;
+/// The metadata engine: the sum of the family traits, each with its own
+/// "Contract" section ([`MetaSettings`], [`MetaFiles`], [`MetaExtents`],
+/// [`MetaTiers`], [`MetaBranches`]); see the module docs for what holds
+/// across all of them.
+///
+/// Implemented for every type that implements all five, so an engine
+/// implements the families and `Arc<dyn MetaEngine>` keeps working. Import
+/// [`crate::prelude`] to call the families' methods.
+pub trait MetaEngine:
+    MetaSettings
+    + MetaFiles
+    + MetaExtents
+    + MetaTiers
+    + MetaBranches
+    + fsx_store::MaybeSend
+    + fsx_store::MaybeSync
+    + std::fmt::Debug
+{
+}
 
-    /// Checks the schema version (migrating an older one, refusing a newer
-    /// one with `Unsupported`) and returns the configuration; `NotFound` if
-    /// the database holds no volume.
-    fn open_volume(&self) -> BoxFuture<'_, Result<VolumeConfig>>;
-
-    /// Creates an empty file on a branch; `AlreadyExists` if the name is
-    /// taken there.
-    fn create_file<'a>(
-        &'a self,
-        branch: BranchId,
-        name: &'a str,
-        page_size: u32,
-        now_ms: i64,
-    ) -> BoxFuture<'a, Result<FileMeta>>;
-
-    /// The file called `name` in `view`, or `NotFound`.
-    fn file<'a>(&'a self, view: View, name: &'a str) -> BoxFuture<'a, Result<FileMeta>>;
-
-    /// Files of `view` whose names start with `prefix`, ascending by name.
-    fn list_files<'a>(
-        &'a self,
-        view: View,
-        prefix: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<FileMeta>>>;
-
-    /// Renames a file. If `to` exists it is replaced (its references are
-    /// released) when `replace` is set, else `AlreadyExists`. Fails with
-    /// `Busy` if either file has a live lease held by someone other than
-    /// `holder`.
-    fn rename_file<'a>(
-        &'a self,
-        branch: BranchId,
-        from: &'a str,
-        to: &'a str,
-        replace: bool,
-        holder: &'a str,
-        now_ms: i64,
-    ) -> BoxFuture<'a, Result<()>>;
-
-    /// Deletes a file, its dirty pages and its map entries (releasing their
-    /// references). `Busy` if someone other than `holder` has a live lease.
-    fn delete_file<'a>(
-        &'a self,
-        branch: BranchId,
-        name: &'a str,
-        holder: &'a str,
-        now_ms: i64,
-    ) -> BoxFuture<'a, Result<()>>;
-
-    /// Takes or renews a file's lease.
-    fn acquire_lease<'a>(&'a self, request: &'a LeaseRequest) -> BoxFuture<'a, Result<()>>;
-
-    /// Releases a lease if `holder` holds it.
-    fn release_lease<'a>(
-        &'a self,
-        branch: BranchId,
-        file_id: FileId,
-        holder: &'a str,
-    ) -> BoxFuture<'a, Result<()>>;
-
-    /// The current lease of a file on a branch, expired or not.
-    fn lease(&self, branch: BranchId, file_id: FileId) -> BoxFuture<'_, Result<Option<LeaseInfo>>>;
-
-    /// Durably applies a batch of writes (see [`WriteBatch`]).
-    fn commit_writes<'a>(&'a self, batch: &'a WriteBatch) -> BoxFuture<'a, Result<()>>;
-
-    /// A snapshot of pages `[first_page, first_page + count)` of a file;
-    /// `pages_per_extent` maps pages to extent indices.
-    fn read_map(
-        &self,
-        view: View,
-        file_id: FileId,
-        first_page: u64,
-        count: u64,
-        pages_per_extent: u64,
-    ) -> BoxFuture<'_, Result<ReadMap>>;
-
-    /// Dirty page counts (of the view's own layer) of the given extents of a
-    /// file (those with none
-    /// are left out), ascending. Cost grows with the extents asked about,
-    /// not with the file's whole dirty buffer: the packer asks after every
-    /// sync.
-    fn dirty_counts<'a>(
-        &'a self,
-        view: View,
-        file_id: FileId,
-        pages_per_extent: u64,
-        extents: &'a [u64],
-    ) -> BoxFuture<'a, Result<Vec<DirtySummary>>>;
-
-    /// Extents of a file with dirty pages of the view's own layer,
-    /// ascending.
-    fn dirty_summary(
-        &self,
-        view: View,
-        file_id: FileId,
-        pages_per_extent: u64,
-    ) -> BoxFuture<'_, Result<Vec<DirtySummary>>>;
-
-    /// The dirty pages and current key of one extent of a file, as the
-    /// view's own layer shows them (see [`DirtyExtent`]).
-    fn dirty_extent(
-        &self,
-        view: View,
-        file_id: FileId,
-        extent_idx: u64,
-        pages_per_extent: u64,
-    ) -> BoxFuture<'_, Result<DirtyExtent>>;
-
-    /// Every dirty-page row after `after` (`(layer, file, page)`, ascending
-    /// in that order), at most `limit`, each checked against its checksum:
-    /// how `fsck` verifies the dirty buffer and counts what is unpacked.
-    /// A damaged row is reported (`intact: false`), not an error.
-    fn check_dirty_pages(
-        &self,
-        after: Option<(LayerId, FileId, u64)>,
-        limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<DirtyPageCheck>>>;
-
-    /// Ensures a live record for `key` and restarts its idle clock;
-    /// `Conflict` if GC is deleting it.
-    fn pin_extent<'a>(&'a self, key: &'a str, bytes: u64, now_ms: i64)
-    -> BoxFuture<'a, Result<()>>;
-
-    /// Installs a packed extent (see [`PackCommit`]).
-    fn commit_pack<'a>(&'a self, commit: &'a PackCommit) -> BoxFuture<'a, Result<()>>;
-
-    /// Claims up to `limit` records with refcount 0 idle since before
-    /// `now_ms - grace_ms`, marking them deleting; returns their keys.
-    fn gc_claim(
-        &self,
-        now_ms: i64,
-        grace_ms: i64,
-        limit: usize,
-    ) -> BoxFuture<'_, Result<Vec<String>>>;
-
-    /// Claims a store object that has no record (an orphan) by creating a
-    /// deleting record; `false` if a record exists (it is not an orphan).
-    fn gc_claim_orphan<'a>(&'a self, key: &'a str, now_ms: i64) -> BoxFuture<'a, Result<bool>>;
-
-    /// Removes a deleting record once its object is gone.
-    fn gc_forget<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>>;
-
-    /// Extent records with keys after `after`, ascending, at most `limit`.
-    fn list_extents<'a>(
-        &'a self,
-        after: Option<&'a str>,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<ExtentRecord>>>;
-
-    /// Adds `deltas` to the volume's persistent operation counters (summing
-    /// by tier and operation).
-    fn add_counters<'a>(&'a self, deltas: &'a [Counter]) -> BoxFuture<'a, Result<()>>;
-
-    /// The volume's operation counters, sorted by tier and operation.
-    fn counters(&self) -> BoxFuture<'_, Result<Vec<Counter>>>;
-
-    /// Totals over the extent records.
-    fn extent_totals(&self) -> BoxFuture<'_, Result<ExtentTotals>>;
-
-    /// The number of map entries naming each key, for keys after `after`,
-    /// ascending, at most `limit` keys.
-    fn count_references<'a>(
-        &'a self,
-        after: Option<&'a str>,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<(String, i64)>>>;
-
-    /// The engine's own hot tier (extents as rows of its database, parts of
-    /// at most `max_row_bytes`), or `None` if the engine has none.
-    fn hot_tier(
-        &self,
-        max_row_bytes: usize,
-    ) -> Result<Option<std::sync::Arc<dyn fsx_store::ExtentBackend>>>;
-
-    /// A volume setting, or `None` if never set.
-    fn setting<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<String>>>;
-
-    /// Sets a volume setting; `InvalidInput` for a [`RESERVED_SETTINGS`]
-    /// name.
-    fn set_setting<'a>(&'a self, name: &'a str, value: &'a str) -> BoxFuture<'a, Result<()>>;
-
-    /// Applies copy records atomically (see the module docs): `Present`
-    /// upserts and clears any queue state; `Queued` inserts with
-    /// `next_ms = now_ms` unless a record exists.
-    fn tier_record<'a>(&'a self, marks: &'a [TierMark], now_ms: i64) -> BoxFuture<'a, Result<()>>;
-
-    /// Records a failed copy attempt: attempts + 1, the next attempt not
-    /// before `next_ms`. No effect unless the record is queued.
-    fn tier_retry<'a>(
-        &'a self,
-        key: &'a str,
-        tier: &'a str,
-        next_ms: i64,
-        error: &'a str,
-    ) -> BoxFuture<'a, Result<()>>;
-
-    /// Removes the copy record of `key` in `tier`, or every record, the
-    /// access statistics and the page digests of `key` when `tier` is
-    /// `None`.
-    fn tier_forget<'a>(&'a self, key: &'a str, tier: Option<&'a str>) -> BoxFuture<'a, Result<()>>;
-
-    /// Every copy record of `key`.
-    fn tier_copies<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<TierCopy>>>;
-
-    /// Copy records of `tier` with keys after `after`, ascending, at most
-    /// `limit`.
-    fn tier_list<'a>(
-        &'a self,
-        tier: &'a str,
-        after: Option<&'a str>,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<TierCopy>>>;
-
-    /// Queued records whose `next_ms <= now_ms`, oldest first, at most
-    /// `limit`.
-    fn tier_due(&self, now_ms: i64, limit: usize) -> BoxFuture<'_, Result<Vec<TierCopy>>>;
-
-    /// Totals per tier, sorted by tier name.
-    fn tier_totals(&self) -> BoxFuture<'_, Result<Vec<TierTotals>>>;
-
-    /// Adds `hits` reads of `key` at `now_ms` to its access statistics.
-    fn touch_extent<'a>(
-        &'a self,
-        key: &'a str,
-        hits: u64,
-        now_ms: i64,
-    ) -> BoxFuture<'a, Result<()>>;
-
-    /// The access statistics of `key` (zero if never read).
-    fn extent_access<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<AccessStats>>;
-
-    /// Stores the page digests of `key` (opaque to the engine; written by
-    /// the tiering layer so single pages read by range can be verified),
-    /// replacing any earlier ones.
-    fn set_extent_digests<'a>(
-        &'a self,
-        key: &'a str,
-        digests: &'a [u8],
-    ) -> BoxFuture<'a, Result<()>>;
-
-    /// The page digests of `key`, if stored.
-    fn extent_digests<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Bytes>>>;
-
-    /// Creates branch `name` from a branch head (committing that head first
-    /// if it holds changes) or from a commit; O(1). `AlreadyExists` if the
-    /// name is taken, `InvalidInput` if it is not a valid branch name.
-    fn create_branch<'a>(
-        &'a self,
-        name: &'a str,
-        from: View,
-        now_ms: i64,
-    ) -> BoxFuture<'a, Result<BranchInfo>>;
-
-    /// The branch called `name`, or `NotFound`.
-    fn branch<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<BranchInfo>>;
-
-    /// Every branch, ascending by name.
-    fn branches(&self) -> BoxFuture<'_, Result<Vec<BranchInfo>>>;
-
-    /// Deletes a branch and whatever only it needed (see "Retention").
-    /// `InvalidInput` for `main`, `Busy` while a writer holds a live lease on
-    /// it.
-    fn delete_branch<'a>(&'a self, name: &'a str, now_ms: i64) -> BoxFuture<'a, Result<()>>;
-
-    /// Commits a branch's head. With `auto` and nothing changed since the
-    /// latest commit, does nothing and returns `None`.
-    fn commit<'a>(
-        &'a self,
-        branch: BranchId,
-        message: &'a str,
-        auto: bool,
-        now_ms: i64,
-    ) -> BoxFuture<'a, Result<Option<CommitInfo>>>;
-
-    /// The commit `id`, or `NotFound`.
-    fn commit_info(&self, id: CommitId) -> BoxFuture<'_, Result<CommitInfo>>;
-
-    /// Points a branch at a commit, discarding its head's changes; `Busy`
-    /// while a writer holds a live lease on the branch.
-    fn reset_branch(
-        &self,
-        branch: BranchId,
-        to: CommitId,
-        now_ms: i64,
-    ) -> BoxFuture<'_, Result<()>>;
-
-    /// Removes automatic commits made before `before_ms` that are not a
-    /// branch's latest commit, then collects layers; returns how many
-    /// commits were removed.
-    fn expire_commits(&self, before_ms: i64, now_ms: i64) -> BoxFuture<'_, Result<u64>>;
-
-    /// Makes `files` on `target` what they are in `source` (absent there:
-    /// deleted), then commits `target` with `merged` as the second parent,
-    /// all in one transaction. `Busy` if a writer holds a live lease on any
-    /// of those files on `target`.
-    fn merge_files<'a>(
-        &'a self,
-        target: BranchId,
-        source: View,
-        files: &'a [FileId],
-        message: &'a str,
-        merged: CommitId,
-        now_ms: i64,
-    ) -> BoxFuture<'a, Result<CommitInfo>>;
-
-    /// Every layer, branch and commit.
-    fn layer_graph(&self) -> BoxFuture<'_, Result<LayerGraph>>;
-
-    /// What only `layers` hold (see [`LayerUsage`]).
-    fn layer_usage<'a>(&'a self, layers: &'a [LayerId]) -> BoxFuture<'a, Result<LayerUsage>>;
+impl<T> MetaEngine for T where
+    T: MetaSettings
+        + MetaFiles
+        + MetaExtents
+        + MetaTiers
+        + MetaBranches
+        + fsx_store::MaybeSend
+        + fsx_store::MaybeSync
+        + std::fmt::Debug
+        + ?Sized
+{
 }

@@ -110,7 +110,7 @@ pub fn plan(graph: &LayerGraph) -> RetentionPlan {
 }
 
 /// Automatic commits made before `before_ms` that are no branch's latest
-/// commit: what [`crate::MetaEngine::expire_commits`] removes.
+/// commit: what [`crate::MetaBranches::expire_commits`] removes.
 pub fn expirable(graph: &LayerGraph, before_ms: i64) -> BTreeSet<CommitId> {
     let tips: BTreeSet<CommitId> = graph.branches.iter().filter_map(|b| b.commit).collect();
     graph

@@ -3,13 +3,15 @@
 //! The page store keeps everything but page data here: files, the map from
 //! `(file, extent index)` to content keys, extent reference counts, the
 //! durable dirty-page buffer, and writer leases. Every engine implements one
-//! contract, [`MetaEngine`] (read its "Contract" section), and passes one
+//! contract, [`MetaEngine`] (the sum of a few family traits; read each one's
+//! "Contract" section), and passes one
 //! conformance suite, [`conformance`].
 //!
 //! | module | what | feature |
 //! |---|---|---|
 //! | [`checksum`] | checksums of dirty-page rows | — |
-//! | [`contract`] | the [`MetaEngine`] trait and its types | — |
+//! | [`contract`] | the [`MetaEngine`] trait, its family traits and their types | — |
+//! | [`prelude`] | the family traits in one import | — |
 //! | [`error`] | [`MetaError`], classified by caller action | — |
 //! | [`conformance`] | the shared suite every engine's tests run | — |
 //! | [`num`] | checked conversions between contract numbers and SQL integers | — |
@@ -39,14 +41,24 @@ pub(crate) mod resolve;
 pub mod sqlite;
 
 pub use contract::{
-    AccessStats, BranchId, BranchInfo, CommitId, CommitInfo, CopyState, Counter, DirtyExtent,
-    DirtyPage, DirtyPageCheck, DirtySummary, ExtentRecord, ExtentState, ExtentTotals, FileId,
-    FileMeta, LayerGraph, LayerId, LayerInfo, LayerUsage, LeaseInfo, LeaseRequest, MAIN_BRANCH,
-    MAIN_BRANCH_NAME, MetaEngine, PackCommit, PageWrite, RESERVED_SETTINGS, ReadMap, TierCopy,
-    TierMark, TierTotals, View, VolumeConfig, WriteBatch,
+    AccessStats, BranchId, BranchInfo, CommitId, CommitInfo, CommitRequest, CopyState, Counter,
+    DirtyExtent, DirtyPage, DirtyPageCheck, DirtyPageCursor, DirtySummary, ExtentRecord,
+    ExtentState, ExtentTotals, FileId, FileMeta, FileRename, LayerGraph, LayerId, LayerInfo,
+    LayerUsage, LeaseInfo, LeaseRequest, MAIN_BRANCH, MAIN_BRANCH_NAME, MetaBranches, MetaEngine,
+    MetaExtents, MetaFiles, MetaSettings, MetaTiers, PackCommit, PageWrite, RESERVED_SETTINGS,
+    ReadMap, TierCopy, TierMark, TierTotals, View, VolumeConfig, WriteBatch,
 };
 pub use error::{MetaError, MetaErrorKind, Result};
 pub use open::{OpenOptions, open_meta};
+
+/// One import for callers: `use fsx_meta::prelude::*;` brings the family
+/// traits (whose methods a `dyn MetaEngine` needs in scope to be called)
+/// and [`MetaEngine`] itself.
+pub mod prelude {
+    pub use crate::contract::{
+        MetaBranches, MetaEngine, MetaExtents, MetaFiles, MetaSettings, MetaTiers,
+    };
+}
 
 /// The metadata schema version this build writes. Volumes with an older
 /// version are migrated on open; newer ones are refused.

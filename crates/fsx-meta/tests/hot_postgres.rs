@@ -10,9 +10,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use common::assert_store_conformance;
 use common::pg::PgServer;
+use fsx_meta::VolumeConfig;
 use fsx_meta::hot::{DEFAULT_MAX_ROW_BYTES, ROW_OVERHEAD};
 use fsx_meta::postgres::PgMeta;
-use fsx_meta::{MetaEngine, VolumeConfig};
+use fsx_meta::prelude::*;
 use fsx_store::{ExtentBackend, ObjectKey};
 
 async fn volume(url: &str) -> PgMeta {

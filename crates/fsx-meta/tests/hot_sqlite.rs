@@ -9,8 +9,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use common::assert_store_conformance;
 use fsx_meta::hot::{DEFAULT_MAX_ROW_BYTES, MIN_ROW_BYTES, ROW_OVERHEAD};
+use fsx_meta::prelude::*;
 use fsx_meta::sqlite::SqliteMeta;
-use fsx_meta::{MetaEngine, MetaErrorKind, VolumeConfig};
+use fsx_meta::{MetaErrorKind, VolumeConfig};
 use fsx_store::{ExtentBackend, ObjectKey};
 
 fn volume(dir: &std::path::Path) -> SqliteMeta {

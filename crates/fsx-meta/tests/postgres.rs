@@ -13,9 +13,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use common::pg::PgServer;
 use fsx_meta::postgres::PgMeta;
+use fsx_meta::prelude::*;
 use fsx_meta::{
-    ExtentState, LeaseRequest, MAIN_BRANCH, MetaEngine, MetaErrorKind, PackCommit, PageWrite, View,
-    VolumeConfig, WriteBatch,
+    CommitRequest, ExtentState, LeaseRequest, MAIN_BRANCH, MetaErrorKind, PackCommit, PageWrite,
+    View, VolumeConfig, WriteBatch,
 };
 
 const TTL: i64 = 1_000_000;
@@ -463,7 +464,7 @@ async fn writes_race_commits_branches_and_expiry() {
             for j in 0..12i64 {
                 let now = 1000 + j * 20;
                 let c = engine
-                    .commit(MAIN_BRANCH, "explicit", false, now)
+                    .commit(CommitRequest::new(MAIN_BRANCH, "explicit", now))
                     .await
                     .unwrap()
                     .expect("an explicit commit is always made");

@@ -2,8 +2,9 @@
 //! an embedded engine has: schema versioning on disk, and readers that are
 //! never refused while a writer holds its transaction.
 
+use fsx_meta::prelude::*;
 use fsx_meta::sqlite::SqliteMeta;
-use fsx_meta::{MAIN_BRANCH, MetaEngine, MetaErrorKind, View, VolumeConfig};
+use fsx_meta::{MAIN_BRANCH, MetaErrorKind, View, VolumeConfig};
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     futures_executor::block_on(f)

@@ -60,8 +60,11 @@ pub(super) async fn isolation(m: &dyn MetaEngine) -> CheckResult {
     init(m).await?;
     let (f, main_w) = new_file(m, "f", "w", 1).await?;
     write(m, &main_w, vec![pw(0, 1)], 4096).await?;
-    let c1 = ok("commit", m.commit(MAIN_BRANCH, "one", false, 2).await)?
-        .ok_or("an explicit commit must be made")?;
+    let c1 = ok(
+        "commit",
+        m.commit(CommitRequest::new(MAIN_BRANCH, "one", 2)).await,
+    )?
+    .ok_or("an explicit commit must be made")?;
     ensure!(!c1.auto && c1.parent.is_none(), "first commit {c1:?}");
     let dev = ok(
         "create_branch",
@@ -101,7 +104,8 @@ pub(super) async fn isolation(m: &dyn MetaEngine) -> CheckResult {
     ok("create g", m.create_file(dev.id, "g", PS, 5).await)?;
     ok(
         "rename on dev",
-        m.rename_file(dev.id, "f", "f2", false, "w", 5).await,
+        m.rename_file(FileRename::new(dev.id, "f", "f2", "w", 5))
+            .await,
     )?;
     let names = |v: Vec<FileMeta>| v.into_iter().map(|f| f.name).collect::<Vec<_>>();
     ensure!(
@@ -254,17 +258,34 @@ pub(super) async fn commits_and_reset(m: &dyn MetaEngine) -> CheckResult {
     init(m).await?;
     let (f, w) = new_file(m, "f", "w", 1).await?;
     write(m, &w, vec![pw(0, 1)], 4096).await?;
-    let c1 = ok("c1", m.commit(MAIN_BRANCH, "one", false, 2).await)?.ok_or("c1")?;
+    let c1 = ok(
+        "c1",
+        m.commit(CommitRequest::new(MAIN_BRANCH, "one", 2)).await,
+    )?
+    .ok_or("c1")?;
     write(m, &w, vec![pw(0, 2)], 4096).await?;
     pack_one(m, &w, 0, Some("extent/two"), 3).await?;
-    let c2 = ok("c2", m.commit(MAIN_BRANCH, "two", false, 4).await)?.ok_or("c2")?;
+    let c2 = ok(
+        "c2",
+        m.commit(CommitRequest::new(MAIN_BRANCH, "two", 4)).await,
+    )?
+    .ok_or("c2")?;
     ensure!(c2.parent == Some(c1.id), "parent link {c2:?}");
     // Nothing changed: an automatic commit is skipped, an explicit one made.
     ensure!(
-        ok("auto", m.commit(MAIN_BRANCH, "auto", true, 5).await)?.is_none(),
+        ok(
+            "auto",
+            m.commit(CommitRequest::new(MAIN_BRANCH, "auto", 5).automatic())
+                .await
+        )?
+        .is_none(),
         "empty automatic commit"
     );
-    let c3 = ok("c3", m.commit(MAIN_BRANCH, "same", false, 5).await)?.ok_or("c3")?;
+    let c3 = ok(
+        "c3",
+        m.commit(CommitRequest::new(MAIN_BRANCH, "same", 5)).await,
+    )?
+    .ok_or("c3")?;
     ensure!(c3.layer == c2.layer, "an empty commit shows c2's layer");
     ensure!(
         page0(m, View::Commit(c1.id), f.id).await? == "dirty:1",
@@ -319,7 +340,7 @@ pub(super) async fn expiry(m: &dyn MetaEngine) -> CheckResult {
         keys.push(k);
         ok(
             "auto commit",
-            m.commit(MAIN_BRANCH, "auto", true, 100 + i64::from(i))
+            m.commit(CommitRequest::new(MAIN_BRANCH, "auto", 100 + i64::from(i)).automatic())
                 .await,
         )?
         .ok_or("a commit with changes")?;
@@ -364,7 +385,7 @@ pub(super) async fn delete_branch(m: &dyn MetaEngine) -> CheckResult {
     pack_one(m, &dw, 0, Some("extent/dev-only"), 4).await?;
     ok(
         "commit on dev",
-        m.commit(dev.id, "dev work", false, 5).await,
+        m.commit(CommitRequest::new(dev.id, "dev work", 5)).await,
     )?;
     let g = ok("graph", m.layer_graph().await)?;
     let doomed = crate::graph::deleted_with_branch(&g, dev.id);
@@ -424,7 +445,11 @@ pub(super) async fn merge(m: &dyn MetaEngine) -> CheckResult {
     ok("release", m.release_lease(dev.id, f.id, "dw").await)?;
     ok("delete g on dev", m.delete_file(dev.id, "g", "dw", 4).await)?;
     let h = ok("create h", m.create_file(dev.id, "h", PS, 4).await)?;
-    let tip = ok("commit dev", m.commit(dev.id, "dev", false, 5).await)?.ok_or("tip")?;
+    let tip = ok(
+        "commit dev",
+        m.commit(CommitRequest::new(dev.id, "dev", 5)).await,
+    )?
+    .ok_or("tip")?;
     // g still has a live writer on main: merging it is refused, atomically.
     err_kind(
         "merge over a writer",
@@ -531,14 +556,26 @@ pub(super) async fn commit_ids_never_reused(m: &dyn MetaEngine) -> CheckResult {
     init(m).await?;
     let (f, w) = new_file(m, "f", "w", 1).await?;
     write(m, &w, vec![pw(0, 1)], 4096).await?;
-    let c1 = ok("c1", m.commit(MAIN_BRANCH, "one", false, 2).await)?.ok_or("c1")?;
+    let c1 = ok(
+        "c1",
+        m.commit(CommitRequest::new(MAIN_BRANCH, "one", 2)).await,
+    )?
+    .ok_or("c1")?;
     write(m, &w, vec![pw(0, 2)], 4096).await?;
-    let c2 = ok("c2", m.commit(MAIN_BRANCH, "two", false, 3).await)?.ok_or("c2")?;
+    let c2 = ok(
+        "c2",
+        m.commit(CommitRequest::new(MAIN_BRANCH, "two", 3)).await,
+    )?
+    .ok_or("c2")?;
     ok("release", m.release_lease(MAIN_BRANCH, f.id, "w").await)?;
     ok("reset", m.reset_branch(MAIN_BRANCH, c1.id, 4).await)?;
     let w = lease_on(m, MAIN_BRANCH, f.id, "w", 5).await?;
     write(m, &w, vec![pw(0, 3)], 4096).await?;
-    let c3 = ok("c3", m.commit(MAIN_BRANCH, "three", false, 6).await)?.ok_or("c3")?;
+    let c3 = ok(
+        "c3",
+        m.commit(CommitRequest::new(MAIN_BRANCH, "three", 6)).await,
+    )?
+    .ok_or("c3")?;
     ensure!(
         c3.id > c2.id,
         "a commit after a reset got id {} although {} was handed out before",
@@ -558,11 +595,15 @@ pub(super) async fn commit_ids_never_reused(m: &dyn MetaEngine) -> CheckResult {
     let dev = ok("branch", m.create_branch("dev", View::MAIN, 7).await)?;
     let dw = lease_on(m, dev.id, f.id, "dw", 7).await?;
     write(m, &dw, vec![pw(0, 4)], 4096).await?;
-    let d1 = ok("d1", m.commit(dev.id, "dev", false, 8).await)?.ok_or("d1")?;
+    let d1 = ok("d1", m.commit(CommitRequest::new(dev.id, "dev", 8)).await)?.ok_or("d1")?;
     ok("release dev", m.release_lease(dev.id, f.id, "dw").await)?;
     ok("delete dev", m.delete_branch("dev", 9).await)?;
     write(m, &w, vec![pw(0, 5)], 4096).await?;
-    let c4 = ok("c4", m.commit(MAIN_BRANCH, "four", false, 10).await)?.ok_or("c4")?;
+    let c4 = ok(
+        "c4",
+        m.commit(CommitRequest::new(MAIN_BRANCH, "four", 10)).await,
+    )?
+    .ok_or("c4")?;
     ensure!(
         c4.id > d1.id,
         "a commit after a branch deletion got id {} although {} was handed out before",

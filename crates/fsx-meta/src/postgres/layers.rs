@@ -660,7 +660,7 @@ pub(super) async fn new_layer(
     )
 }
 
-/// Commits a branch (see [`MetaEngine::commit`]); with `force` a commit is
+/// Commits a branch (see [`MetaBranches::commit`](crate::MetaBranches::commit)); with `force` a commit is
 /// made even when nothing changed.
 pub(super) async fn commit_branch(
     tx: &Tx<'_>,

@@ -1141,7 +1141,7 @@ fn boxed<'a, T: 'a>(
     Box::pin(f)
 }
 
-impl MetaEngine for PgMeta {
+impl MetaSettings for PgMeta {
     fn init_volume<'a>(&'a self, config: &'a VolumeConfig) -> BoxFuture<'a, Result<()>> {
         boxed(async move {
             check_extent_size(config.extent_size)?;
@@ -1159,6 +1159,79 @@ impl MetaEngine for PgMeta {
         )
     }
 
+    fn setting<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
+        boxed(async move {
+            transact!(self.pool(), TxKind::Read, |tx| async {
+                let row = tx
+                    .query_opt("SELECT value FROM fsx_volume WHERE key = $1", &[&name])
+                    .await?;
+                row.map(|r| col(&r, 0)).transpose()
+            })
+        })
+    }
+
+    fn set_setting<'a>(&'a self, name: &'a str, value: &'a str) -> BoxFuture<'a, Result<()>> {
+        boxed(async move {
+            check_setting_name(name)?;
+            transact!(self.pool(), TxKind::Write, |tx| async {
+                tx.execute(
+                    "INSERT INTO fsx_volume (key, value) VALUES ($1, $2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    &[&name, &value],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+    }
+
+    fn add_counters<'a>(&'a self, deltas: &'a [Counter]) -> BoxFuture<'a, Result<()>> {
+        boxed(async move {
+            transact!(self.pool(), TxKind::Write, |tx| async {
+                // Sorted so that concurrent writers lock rows in one order.
+                let mut sorted: Vec<&Counter> = deltas.iter().collect();
+                sorted.sort_by(|a, b| (&a.tier, &a.op).cmp(&(&b.tier, &b.op)));
+                for d in sorted {
+                    let calls = num::to_sql(d.calls, "counter calls")?;
+                    let bytes = num::to_sql(d.bytes, "counter bytes")?;
+                    tx.execute(
+                        "INSERT INTO fsx_counters (tier, op, calls, bytes) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (tier, op) DO UPDATE SET calls = fsx_counters.calls + excluded.calls,
+                             bytes = fsx_counters.bytes + excluded.bytes",
+                        &[&d.tier, &d.op, &calls, &bytes],
+                    )
+                    .await?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    fn counters(&self) -> BoxFuture<'_, Result<Vec<Counter>>> {
+        boxed(async move {
+            transact!(self.pool(), TxKind::Read, |tx| async {
+                let rows = tx
+                    .query(
+                        "SELECT tier, op, calls, bytes FROM fsx_counters ORDER BY tier, op",
+                        &[],
+                    )
+                    .await?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(Counter {
+                            tier: col(r, 0)?,
+                            op: col(r, 1)?,
+                            calls: num::from_sql(col(r, 2)?, "counter calls")?,
+                            bytes: num::from_sql(col(r, 3)?, "counter bytes")?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+        })
+    }
+}
+
+impl MetaFiles for PgMeta {
     fn create_file<'a>(
         &'a self,
         branch: BranchId,
@@ -1203,15 +1276,15 @@ impl MetaEngine for PgMeta {
         })
     }
 
-    fn rename_file<'a>(
-        &'a self,
-        branch: BranchId,
-        from: &'a str,
-        to: &'a str,
-        replace: bool,
-        holder: &'a str,
-        now_ms: i64,
-    ) -> BoxFuture<'a, Result<()>> {
+    fn rename_file<'a>(&'a self, rename: FileRename<'a>) -> BoxFuture<'a, Result<()>> {
+        let FileRename {
+            branch,
+            from,
+            to,
+            replace,
+            holder,
+            now_ms,
+        } = rename;
         boxed(async move {
             transact!(self.pool(), TxKind::Write, |tx| rename_file(
                 tx, branch, from, to, replace, holder, now_ms
@@ -1386,9 +1459,10 @@ impl MetaEngine for PgMeta {
 
     fn check_dirty_pages(
         &self,
-        after: Option<(LayerId, FileId, u64)>,
+        after: Option<DirtyPageCursor>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<DirtyPageCheck>>> {
+        let after = after.map(|c| (c.layer, c.file_id, c.page_no));
         boxed(async move {
             transact!(self.pool(), TxKind::Read, |tx| check_dirty_pages(
                 tx, after, limit
@@ -1396,6 +1470,12 @@ impl MetaEngine for PgMeta {
         })
     }
 
+    fn commit_pack<'a>(&'a self, commit: &'a PackCommit) -> BoxFuture<'a, Result<()>> {
+        boxed(async move { transact!(self.pool(), TxKind::Write, |tx| commit_pack(tx, commit)) })
+    }
+}
+
+impl MetaExtents for PgMeta {
     fn pin_extent<'a>(
         &'a self,
         key: &'a str,
@@ -1407,10 +1487,6 @@ impl MetaEngine for PgMeta {
                 tx, key, bytes, now_ms
             ))
         })
-    }
-
-    fn commit_pack<'a>(&'a self, commit: &'a PackCommit) -> BoxFuture<'a, Result<()>> {
-        boxed(async move { transact!(self.pool(), TxKind::Write, |tx| commit_pack(tx, commit)) })
     }
 
     fn gc_claim(
@@ -1475,51 +1551,6 @@ impl MetaEngine for PgMeta {
         })
     }
 
-    fn add_counters<'a>(&'a self, deltas: &'a [Counter]) -> BoxFuture<'a, Result<()>> {
-        boxed(async move {
-            transact!(self.pool(), TxKind::Write, |tx| async {
-                // Sorted so that concurrent writers lock rows in one order.
-                let mut sorted: Vec<&Counter> = deltas.iter().collect();
-                sorted.sort_by(|a, b| (&a.tier, &a.op).cmp(&(&b.tier, &b.op)));
-                for d in sorted {
-                    let calls = num::to_sql(d.calls, "counter calls")?;
-                    let bytes = num::to_sql(d.bytes, "counter bytes")?;
-                    tx.execute(
-                        "INSERT INTO fsx_counters (tier, op, calls, bytes) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (tier, op) DO UPDATE SET calls = fsx_counters.calls + excluded.calls,
-                             bytes = fsx_counters.bytes + excluded.bytes",
-                        &[&d.tier, &d.op, &calls, &bytes],
-                    )
-                    .await?;
-                }
-                Ok(())
-            })
-        })
-    }
-
-    fn counters(&self) -> BoxFuture<'_, Result<Vec<Counter>>> {
-        boxed(async move {
-            transact!(self.pool(), TxKind::Read, |tx| async {
-                let rows = tx
-                    .query(
-                        "SELECT tier, op, calls, bytes FROM fsx_counters ORDER BY tier, op",
-                        &[],
-                    )
-                    .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(Counter {
-                            tier: col(r, 0)?,
-                            op: col(r, 1)?,
-                            calls: num::from_sql(col(r, 2)?, "counter calls")?,
-                            bytes: num::from_sql(col(r, 3)?, "counter bytes")?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })
-        })
-    }
-
     fn extent_totals(&self) -> BoxFuture<'_, Result<ExtentTotals>> {
         boxed(async move {
             transact!(self.pool(), TxKind::Read, |tx| async {
@@ -1563,35 +1594,11 @@ impl MetaEngine for PgMeta {
             })
         })
     }
+}
 
+impl MetaTiers for PgMeta {
     fn hot_tier(&self, max_row_bytes: usize) -> Result<Option<Arc<dyn fsx_store::ExtentBackend>>> {
         Ok(Some(Arc::new(self.hot_store(max_row_bytes)?)))
-    }
-
-    fn setting<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
-        boxed(async move {
-            transact!(self.pool(), TxKind::Read, |tx| async {
-                let row = tx
-                    .query_opt("SELECT value FROM fsx_volume WHERE key = $1", &[&name])
-                    .await?;
-                row.map(|r| col(&r, 0)).transpose()
-            })
-        })
-    }
-
-    fn set_setting<'a>(&'a self, name: &'a str, value: &'a str) -> BoxFuture<'a, Result<()>> {
-        boxed(async move {
-            check_setting_name(name)?;
-            transact!(self.pool(), TxKind::Write, |tx| async {
-                tx.execute(
-                    "INSERT INTO fsx_volume (key, value) VALUES ($1, $2)
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    &[&name, &value],
-                )
-                .await?;
-                Ok(())
-            })
-        })
     }
 
     fn tier_record<'a>(&'a self, marks: &'a [TierMark], now_ms: i64) -> BoxFuture<'a, Result<()>> {
@@ -1824,7 +1831,9 @@ impl MetaEngine for PgMeta {
             })
         })
     }
+}
 
+impl MetaBranches for PgMeta {
     fn create_branch<'a>(
         &'a self,
         name: &'a str,
@@ -1865,11 +1874,14 @@ impl MetaEngine for PgMeta {
 
     fn commit<'a>(
         &'a self,
-        branch: BranchId,
-        message: &'a str,
-        auto: bool,
-        now_ms: i64,
+        request: CommitRequest<'a>,
     ) -> BoxFuture<'a, Result<Option<CommitInfo>>> {
+        let CommitRequest {
+            branch,
+            message,
+            auto,
+            now_ms,
+        } = request;
         boxed(async move {
             transact!(self.pool(), TxKind::Write, |tx| async {
                 lock_graph(tx, true).await?;

@@ -148,7 +148,7 @@ async fn a_deadlock_victim_transaction_is_retried() {
     let engine = m.clone();
     let rename = tokio::spawn(async move {
         engine
-            .rename_file(MAIN_BRANCH, "a", "b", true, "h", 2)
+            .rename_file(FileRename::new(MAIN_BRANCH, "a", "b", "h", 2).replace(true))
             .await
     });
     // Bounded polling until the engine's transaction waits for our lock.

@@ -761,7 +761,7 @@ pub(super) fn new_layer(
     .map_err(sql_err)
 }
 
-/// Commits a branch (see [`MetaEngine::commit`]); with `force` a commit is
+/// Commits a branch (see [`MetaBranches::commit`](crate::MetaBranches::commit)); with `force` a commit is
 /// made even when nothing changed.
 pub(super) fn commit_branch(
     tx: &Transaction<'_>,

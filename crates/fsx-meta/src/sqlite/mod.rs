@@ -758,7 +758,7 @@ fn lazy<'a, T: 'a>(
     Box::pin(async move { f() })
 }
 
-impl MetaEngine for SqliteMeta {
+impl MetaSettings for SqliteMeta {
     fn init_volume<'a>(&'a self, config: &'a VolumeConfig) -> BoxFuture<'a, Result<()>> {
         lazy(move || {
             check_extent_size(config.extent_size).and_then(|()| {
@@ -836,6 +836,88 @@ impl MetaEngine for SqliteMeta {
         })
     }
 
+    fn setting<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
+        lazy(move || {
+            self.read(|tx| {
+                query_one(
+                    tx,
+                    "SELECT value FROM fsx_volume WHERE key = ?1",
+                    params![name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql_err)
+            })
+        })
+    }
+
+    fn set_setting<'a>(&'a self, name: &'a str, value: &'a str) -> BoxFuture<'a, Result<()>> {
+        lazy(move || {
+            check_setting_name(name)?;
+            self.write(|tx| {
+                exec(
+                    tx,
+                    "INSERT INTO fsx_volume (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    params![name, value],
+                )
+                .map_err(sql_err)?;
+                Ok(())
+            })
+        })
+    }
+
+    fn add_counters<'a>(&'a self, deltas: &'a [Counter]) -> BoxFuture<'a, Result<()>> {
+        lazy(move || {
+            if self.is_read_only() {
+                // Statistics are best effort; a read on read-only media
+                // must not fail for want of a place to count it.
+                return Ok(());
+            }
+            self.write(|tx| {
+                let mut st = tx
+                    .prepare_cached(
+                        "INSERT INTO fsx_counters (tier, op, calls, bytes) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (tier, op) DO UPDATE SET calls = calls + excluded.calls,
+                             bytes = bytes + excluded.bytes",
+                    )
+                    .map_err(sql_err)?;
+                for d in deltas {
+                    st.execute(params![
+                        d.tier,
+                        d.op,
+                        num::to_sql(d.calls, "counter calls")?,
+                        num::to_sql(d.bytes, "counter bytes")?
+                    ])
+                    .map_err(sql_err)?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    fn counters(&self) -> BoxFuture<'_, Result<Vec<Counter>>> {
+        lazy(move || {
+            self.read(|tx| {
+                query_all(
+                    tx,
+                    "SELECT tier, op, calls, bytes FROM fsx_counters ORDER BY tier, op",
+                    [],
+                    |r| {
+                        Ok(Counter {
+                            tier: r.get(0)?,
+                            op: r.get(1)?,
+                            calls: col_u64(r, 2, "counter calls")?,
+                            bytes: col_u64(r, 3, "counter bytes")?,
+                        })
+                    },
+                )
+            })
+        })
+    }
+}
+
+impl MetaFiles for SqliteMeta {
     fn create_file<'a>(
         &'a self,
         branch: BranchId,
@@ -893,15 +975,15 @@ impl MetaEngine for SqliteMeta {
         })
     }
 
-    fn rename_file<'a>(
-        &'a self,
-        branch: BranchId,
-        from: &'a str,
-        to: &'a str,
-        replace: bool,
-        holder: &'a str,
-        now_ms: i64,
-    ) -> BoxFuture<'a, Result<()>> {
+    fn rename_file<'a>(&'a self, rename: FileRename<'a>) -> BoxFuture<'a, Result<()>> {
+        let FileRename {
+            branch,
+            from,
+            to,
+            replace,
+            holder,
+            now_ms,
+        } = rename;
         lazy(move || {
             self.write(|tx| {
                 let chain = self.head_chain(tx, branch)?;
@@ -1250,9 +1332,10 @@ impl MetaEngine for SqliteMeta {
 
     fn check_dirty_pages(
         &self,
-        after: Option<(LayerId, FileId, u64)>,
+        after: Option<DirtyPageCursor>,
         limit: usize,
     ) -> BoxFuture<'_, Result<Vec<DirtyPageCheck>>> {
+        let after = after.map(|c| (c.layer, c.file_id, c.page_no));
         lazy(move || {
             self.read(|tx| {
                 let (l, f, p) = after.map_or((i64::MIN, i64::MIN, i64::MIN), |(l, f, p)| {
@@ -1292,32 +1375,6 @@ impl MetaEngine for SqliteMeta {
                     })
                     .collect())
             })
-        })
-    }
-
-    fn pin_extent<'a>(
-        &'a self,
-        key: &'a str,
-        bytes: u64,
-        now_ms: i64,
-    ) -> BoxFuture<'a, Result<()>> {
-        lazy(move || {
-            self.write(|tx| {
-            exec(tx,
-                "INSERT INTO fsx_extents (key, refcount, state, bytes, created_ms, idle_since_ms)
-                 VALUES (?1, 0, 0, ?2, ?3, ?3)
-                 ON CONFLICT (key) DO UPDATE SET idle_since_ms = excluded.idle_since_ms WHERE fsx_extents.state = 0",
-                params![key, num::to_sql(bytes, "extent size")?, now_ms],
-            )
-            .map_err(sql_err)?;
-            let state: i64 =
-                query_one(tx, "SELECT state FROM fsx_extents WHERE key = ?1", params![key], |r| r.get(0)).map_err(sql_err)?;
-            if state == 0 {
-                Ok(())
-            } else {
-                Err(MetaError::conflict(format!("extent {key} is being garbage-collected; retry after GC")))
-            }
-        })
         })
     }
 
@@ -1407,6 +1464,34 @@ impl MetaEngine for SqliteMeta {
             })
         })
     }
+}
+
+impl MetaExtents for SqliteMeta {
+    fn pin_extent<'a>(
+        &'a self,
+        key: &'a str,
+        bytes: u64,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<()>> {
+        lazy(move || {
+            self.write(|tx| {
+            exec(tx,
+                "INSERT INTO fsx_extents (key, refcount, state, bytes, created_ms, idle_since_ms)
+                 VALUES (?1, 0, 0, ?2, ?3, ?3)
+                 ON CONFLICT (key) DO UPDATE SET idle_since_ms = excluded.idle_since_ms WHERE fsx_extents.state = 0",
+                params![key, num::to_sql(bytes, "extent size")?, now_ms],
+            )
+            .map_err(sql_err)?;
+            let state: i64 =
+                query_one(tx, "SELECT state FROM fsx_extents WHERE key = ?1", params![key], |r| r.get(0)).map_err(sql_err)?;
+            if state == 0 {
+                Ok(())
+            } else {
+                Err(MetaError::conflict(format!("extent {key} is being garbage-collected; retry after GC")))
+            }
+        })
+        })
+    }
 
     fn gc_claim(
         &self,
@@ -1475,55 +1560,6 @@ impl MetaEngine for SqliteMeta {
         })
     }
 
-    fn add_counters<'a>(&'a self, deltas: &'a [Counter]) -> BoxFuture<'a, Result<()>> {
-        lazy(move || {
-            if self.is_read_only() {
-                // Statistics are best effort; a read on read-only media
-                // must not fail for want of a place to count it.
-                return Ok(());
-            }
-            self.write(|tx| {
-                let mut st = tx
-                    .prepare_cached(
-                        "INSERT INTO fsx_counters (tier, op, calls, bytes) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (tier, op) DO UPDATE SET calls = calls + excluded.calls,
-                             bytes = bytes + excluded.bytes",
-                    )
-                    .map_err(sql_err)?;
-                for d in deltas {
-                    st.execute(params![
-                        d.tier,
-                        d.op,
-                        num::to_sql(d.calls, "counter calls")?,
-                        num::to_sql(d.bytes, "counter bytes")?
-                    ])
-                    .map_err(sql_err)?;
-                }
-                Ok(())
-            })
-        })
-    }
-
-    fn counters(&self) -> BoxFuture<'_, Result<Vec<Counter>>> {
-        lazy(move || {
-            self.read(|tx| {
-                query_all(
-                    tx,
-                    "SELECT tier, op, calls, bytes FROM fsx_counters ORDER BY tier, op",
-                    [],
-                    |r| {
-                        Ok(Counter {
-                            tier: r.get(0)?,
-                            op: r.get(1)?,
-                            calls: col_u64(r, 2, "counter calls")?,
-                            bytes: col_u64(r, 3, "counter bytes")?,
-                        })
-                    },
-                )
-            })
-        })
-    }
-
     fn extent_totals(&self) -> BoxFuture<'_, Result<ExtentTotals>> {
         lazy(move || {
             self.read(|tx| {
@@ -1559,40 +1595,11 @@ impl MetaEngine for SqliteMeta {
         })
         })
     }
+}
 
+impl MetaTiers for SqliteMeta {
     fn hot_tier(&self, max_row_bytes: usize) -> Result<Option<Arc<dyn fsx_store::ExtentBackend>>> {
         Ok(Some(Arc::new(self.hot_store(max_row_bytes)?)))
-    }
-
-    fn setting<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
-        lazy(move || {
-            self.read(|tx| {
-                query_one(
-                    tx,
-                    "SELECT value FROM fsx_volume WHERE key = ?1",
-                    params![name],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(sql_err)
-            })
-        })
-    }
-
-    fn set_setting<'a>(&'a self, name: &'a str, value: &'a str) -> BoxFuture<'a, Result<()>> {
-        lazy(move || {
-            check_setting_name(name)?;
-            self.write(|tx| {
-                exec(
-                    tx,
-                    "INSERT INTO fsx_volume (key, value) VALUES (?1, ?2)
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    params![name, value],
-                )
-                .map_err(sql_err)?;
-                Ok(())
-            })
-        })
     }
 
     fn tier_record<'a>(&'a self, marks: &'a [TierMark], now_ms: i64) -> BoxFuture<'a, Result<()>> {
@@ -1827,7 +1834,9 @@ impl MetaEngine for SqliteMeta {
             })
         })
     }
+}
 
+impl MetaBranches for SqliteMeta {
     fn create_branch<'a>(
         &'a self,
         name: &'a str,
@@ -1927,11 +1936,14 @@ impl MetaEngine for SqliteMeta {
 
     fn commit<'a>(
         &'a self,
-        branch: BranchId,
-        message: &'a str,
-        auto: bool,
-        now_ms: i64,
+        request: CommitRequest<'a>,
     ) -> BoxFuture<'a, Result<Option<CommitInfo>>> {
+        let CommitRequest {
+            branch,
+            message,
+            auto,
+            now_ms,
+        } = request;
         lazy(move || {
             self.write(|tx| layers::commit_branch(tx, branch, message, auto, None, !auto, now_ms))
         })
@@ -2156,7 +2168,7 @@ mod tests {
         assert_eq!(map.dirty[1].data, None);
         let checks = block_on(m.check_dirty_pages(None, 10)).unwrap();
         assert!(checks.iter().all(|c| c.intact), "{checks:?}");
-        let commit = block_on(m.commit(MAIN_BRANCH, "new", false, 3))
+        let commit = block_on(m.commit(CommitRequest::new(MAIN_BRANCH, "new", 3)))
             .unwrap()
             .unwrap();
         assert!(commit.id > 5, "commit id {} reuses an old one", commit.id);
