@@ -60,6 +60,10 @@ for crate in fsx-store fsx-meta fsx-engine; do
     cargo clippy -p "$crate" --no-default-features --all-targets --locked -- -D warnings
 done
 
+step "docs"
+# Broken intra-doc links are how module docs drift from the code.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
 step "wasm32: the runtime-free core"
 # No tokio, no threads, no OS calls: what the Cloudflare Workers build needs.
 cargo build --locked --target wasm32-unknown-unknown --no-default-features \

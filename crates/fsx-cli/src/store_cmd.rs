@@ -38,7 +38,7 @@ pub enum StoreCommand {
     Check {
         /// The store to check.
         url: String,
-        /// Key prefix to work under (default: fsx-check/<time>-<pid>/).
+        /// Key prefix to work under (default: fsx-check/TIME-PID/).
         #[arg(long)]
         prefix: Option<String>,
     },
@@ -59,7 +59,7 @@ pub enum StoreCommand {
         #[arg(long, default_value_t = 4,
               value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
         concurrency: usize,
-        /// Key prefix to work under (default: fsx-bench/<time>-<pid>/).
+        /// Key prefix to work under (default: fsx-bench/TIME-PID/).
         #[arg(long)]
         prefix: Option<String>,
     },

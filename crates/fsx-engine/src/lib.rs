@@ -11,11 +11,11 @@
 //! | module | what |
 //! |---|---|
 //! | [`volume`] | open/create a volume over a metadata engine and a store; file namespace |
-//! | [`file`] | reads, buffered writes, sync, truncate, packing |
+//! | [`file`](mod@file) | reads, buffered writes, sync, truncate, packing |
 //! | [`branch`] | branches, commits, time travel, diff and merge |
 //! | [`gc`] | garbage collection and fsck |
 //! | [`tier`] | tiered storage: cache → KV → hot → cold, replication queue, policy |
-//! | [`env`] | injected clock, identity and liveness |
+//! | [`env`](mod@env) | injected clock, identity and liveness |
 //! | [`failpoint`] | named failpoints that tests fail or crash through the environment |
 //! | [`error`] | [`Error`], classified by caller action |
 //!

@@ -78,7 +78,7 @@ impl LocalBackend {
 
     /// Open a store that must already exist at `root`, creating nothing.
     ///
-    /// A missing root or `objects/` directory is [`ErrorKind::NotFound`]
+    /// A missing root or `objects/` directory is [`ErrorKind::NotFound`](crate::ErrorKind::NotFound)
     /// naming the path: the store's disk may be unmounted (the empty mount
     /// point left behind) or the directory moved, and recreating it would
     /// send new data to the wrong disk while the old data is unreachable.

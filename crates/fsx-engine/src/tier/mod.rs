@@ -90,7 +90,7 @@ pub struct TierSet {
     /// A KV store.
     pub kv: Option<Arc<dyn ExtentBackend>>,
     /// The hot tier (normally the metadata engine's own,
-    /// [`fsx_meta::MetaEngine::hot_tier`]).
+    /// [`fsx_meta::MetaTiers::hot_tier`]).
     pub hot: Option<Arc<dyn ExtentBackend>>,
     /// Placement policy.
     pub policy: TierPolicy,

@@ -24,7 +24,7 @@
 //!
 //! The same rows and steps as the SQLite engine (see "Branches and layers"
 //! in [`crate::contract`]): the `layers` module moves rows, and what a layer
-//! shows ([`crate::resolve`]) and what retention keeps ([`crate::graph`])
+//! shows (`resolve`) and what retention keeps ([`crate::graph`])
 //! are decided by the code both engines share.
 //!
 //! # Concurrency design
