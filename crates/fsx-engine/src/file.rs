@@ -28,7 +28,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use fsx_format::{Extent, content_key, encode};
 use fsx_meta::{BranchId, FileMeta, LeaseRequest, PackCommit, PageWrite, View, WriteBatch};
-use fsx_store::{ExtentBackendExt, ObjectKey};
+use fsx_store::ObjectKey;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::volume::Shared;
@@ -723,10 +723,11 @@ impl File {
                 let okey = ObjectKey::new(&key)?;
                 // After a successful pin GC cannot be deleting this key, so
                 // an existing object is the same content unless it was
-                // damaged: it is read and checked against its key, and a bad
-                // copy is replaced by this good one, so new references never
+                // damaged: it is read and checked against its key (one get,
+                // which also answers "missing"), and a missing or bad copy
+                // is replaced by this good one, so new references never
                 // point at bytes that cannot be read back.
-                if !s.store.exists(&okey).await? || !stored_intact(&s, &okey).await? {
+                if !stored_intact(&s, &okey).await? {
                     crate::failpoint::check(&*s.env, crate::Failpoint::Upload)?;
                     s.store.put(&okey, Bytes::from(blob.clone())).await?;
                 }
