@@ -30,6 +30,8 @@ pub mod contract;
 pub mod error;
 pub mod graph;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) mod logic;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod hot;
 pub mod num;
 pub mod open;

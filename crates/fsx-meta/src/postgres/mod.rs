@@ -88,13 +88,15 @@
 //! and version (`crate::SCHEMA_VERSION`) as the SQLite engine.
 
 pub(crate) mod conn;
+mod dialect;
 mod hot;
 mod layers;
 mod schema;
+mod sql;
 #[cfg(test)]
 mod tests;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use fsx_store::BoxFuture;
@@ -103,7 +105,7 @@ use tokio::runtime::Handle;
 use crate::contract::*;
 use crate::error::{MetaError, MetaErrorKind, Result};
 use crate::num;
-use crate::resolve::FlatCache;
+use crate::logic::Caches;
 use crate::{SCHEMA_VERSION, check_extent_size};
 use conn::{PgUrl, Pool, Tx, TxKind, col, transact};
 pub use hot::PgHotStore;
@@ -114,7 +116,7 @@ pub use hot::PgHotStore;
 pub struct PgMeta {
     pool: Arc<Pool>,
     /// Files as long runs of frozen layers show them (shared by clones).
-    flats: Arc<Mutex<FlatCache>>,
+    caches: Arc<Caches>,
 }
 
 impl std::fmt::Debug for PgMeta {
@@ -152,13 +154,19 @@ impl PgMeta {
         pool.put_idle(first);
         Ok(Self {
             pool: Arc::new(pool),
-            flats: Arc::default(),
+            caches: Arc::default(),
         })
     }
 
     /// The URL without its password.
     pub fn url(&self) -> &str {
         &self.pool.url().shown
+    }
+
+    /// Always false: a PostgreSQL volume is opened read-write (the shared
+    /// logic asks, for the SQLite engine's read-only media).
+    pub(crate) fn is_read_only(&self) -> bool {
+        false
     }
 
     fn pool(&self) -> &Pool {
@@ -722,7 +730,7 @@ async fn commit_writes(tx: &Tx<'_>, batch: &WriteBatch) -> Result<()> {
 
 async fn read_map(
     tx: &Tx<'_>,
-    flats: &Mutex<FlatCache>,
+    flats: &Caches,
     view: View,
     file_id: FileId,
     first_page: u64,
@@ -756,7 +764,7 @@ async fn read_map(
 #[allow(clippy::too_many_arguments)]
 async fn read_map_flat(
     tx: &Tx<'_>,
-    flats: &Mutex<FlatCache>,
+    flats: &Caches,
     chain: &[LayerId],
     head: Option<LayerId>,
     file_id: FileId,
@@ -776,12 +784,12 @@ async fn read_map_flat(
     }
     let epoch = layers::epoch(tx).await?;
     let key = (run[0], file_id, ppe);
-    let cached = lock_flats(flats).get(epoch, key);
+    let cached = flats.flats().get(epoch, key);
     let flat = match cached {
         Some(f) => f,
         None => {
             let f = Arc::new(layers::flat(tx, run, file_id, ppe).await?);
-            lock_flats(flats).insert(epoch, key, f.clone());
+            flats.flats().insert(epoch, key, f.clone());
             f
         }
     };
@@ -790,14 +798,10 @@ async fn read_map_flat(
     match layers::walk_flat(tx, head, &flat, file_id, first, count, ppe).await? {
         Some(w) => Ok(Some(w.read_map(file.size))),
         None => {
-            lock_flats(flats).stale(file_id);
+            flats.flats().stale(file_id);
             Ok(None)
         }
     }
-}
-
-fn lock_flats(m: &Mutex<FlatCache>) -> std::sync::MutexGuard<'_, FlatCache> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 async fn dirty_extent(
@@ -1141,95 +1145,7 @@ fn boxed<'a, T: 'a>(
     Box::pin(f)
 }
 
-impl MetaSettings for PgMeta {
-    fn init_volume<'a>(&'a self, config: &'a VolumeConfig) -> BoxFuture<'a, Result<()>> {
-        boxed(async move {
-            check_extent_size(config.extent_size)?;
-            transact!(self.pool(), TxKind::Write, |tx| init_volume(
-                tx,
-                self.url(),
-                config
-            ))
-        })
-    }
-
-    fn open_volume(&self) -> BoxFuture<'_, Result<VolumeConfig>> {
-        boxed(
-            async move { transact!(self.pool(), TxKind::Write, |tx| open_volume(tx, self.url())) },
-        )
-    }
-
-    fn setting<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
-        boxed(async move {
-            transact!(self.pool(), TxKind::Read, |tx| async {
-                let row = tx
-                    .query_opt("SELECT value FROM fsx_volume WHERE key = $1", &[&name])
-                    .await?;
-                row.map(|r| col(&r, 0)).transpose()
-            })
-        })
-    }
-
-    fn set_setting<'a>(&'a self, name: &'a str, value: &'a str) -> BoxFuture<'a, Result<()>> {
-        boxed(async move {
-            check_setting_name(name)?;
-            transact!(self.pool(), TxKind::Write, |tx| async {
-                tx.execute(
-                    "INSERT INTO fsx_volume (key, value) VALUES ($1, $2)
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    &[&name, &value],
-                )
-                .await?;
-                Ok(())
-            })
-        })
-    }
-
-    fn add_counters<'a>(&'a self, deltas: &'a [Counter]) -> BoxFuture<'a, Result<()>> {
-        boxed(async move {
-            transact!(self.pool(), TxKind::Write, |tx| async {
-                // Sorted so that concurrent writers lock rows in one order.
-                let mut sorted: Vec<&Counter> = deltas.iter().collect();
-                sorted.sort_by(|a, b| (&a.tier, &a.op).cmp(&(&b.tier, &b.op)));
-                for d in sorted {
-                    let calls = num::to_sql(d.calls, "counter calls")?;
-                    let bytes = num::to_sql(d.bytes, "counter bytes")?;
-                    tx.execute(
-                        "INSERT INTO fsx_counters (tier, op, calls, bytes) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (tier, op) DO UPDATE SET calls = fsx_counters.calls + excluded.calls,
-                             bytes = fsx_counters.bytes + excluded.bytes",
-                        &[&d.tier, &d.op, &calls, &bytes],
-                    )
-                    .await?;
-                }
-                Ok(())
-            })
-        })
-    }
-
-    fn counters(&self) -> BoxFuture<'_, Result<Vec<Counter>>> {
-        boxed(async move {
-            transact!(self.pool(), TxKind::Read, |tx| async {
-                let rows = tx
-                    .query(
-                        "SELECT tier, op, calls, bytes FROM fsx_counters ORDER BY tier, op",
-                        &[],
-                    )
-                    .await?;
-                rows.iter()
-                    .map(|r| {
-                        Ok(Counter {
-                            tier: col(r, 0)?,
-                            op: col(r, 1)?,
-                            calls: num::from_sql(col(r, 2)?, "counter calls")?,
-                            bytes: num::from_sql(col(r, 3)?, "counter bytes")?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>>>()
-            })
-        })
-    }
-}
+crate::logic::settings::impl_meta_settings!(PgMeta, boxed);
 
 impl MetaFiles for PgMeta {
     fn create_file<'a>(
@@ -1351,7 +1267,7 @@ impl MetaFiles for PgMeta {
         boxed(async move {
             transact!(self.pool(), TxKind::Read, |tx| read_map(
                 tx,
-                &self.flats,
+                &self.caches,
                 view,
                 file_id,
                 first_page,

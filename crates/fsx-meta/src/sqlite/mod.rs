@@ -27,9 +27,11 @@
 //! does local I/O of a few pages per call, and the futures stay free of any
 //! runtime.
 
+mod dialect;
 mod hot;
 mod layers;
 mod schema;
+mod sql;
 
 pub use hot::SqliteHotStore;
 
@@ -45,8 +47,9 @@ use rusqlite::{
 
 use crate::contract::*;
 use crate::error::{MetaError, MetaErrorKind, Result};
+use crate::logic::Caches;
 use crate::num;
-use crate::{SCHEMA_VERSION, check_extent_size};
+use crate::SCHEMA_VERSION;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_IDLE_READERS: usize = 8;
@@ -64,14 +67,8 @@ struct Inner {
     read_only: Option<String>,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
-    /// Layer chains by top layer. A layer's ancestry never changes in a way
-    /// a reader could see: folding moves a layer's rows into its child,
-    /// which is above it in the same chains, and layer ids are never
-    /// reused (`AUTOINCREMENT`). So a cached chain stays right even when
-    /// another process folded one of its layers away.
-    chains: Mutex<std::collections::HashMap<LayerId, Arc<Vec<LayerId>>>>,
-    /// Files as long runs of frozen layers show them.
-    flats: Mutex<crate::resolve::FlatCache>,
+    /// What the process remembers of the volume (see [`Caches`]).
+    caches: Caches,
 }
 
 impl Drop for Inner {
@@ -85,9 +82,6 @@ impl Drop for Inner {
         lock(&self.readers).clear();
     }
 }
-
-/// Chains kept in [`Inner::chains`] before it starts over.
-const CACHED_CHAINS: usize = 4096;
 
 impl std::fmt::Debug for SqliteMeta {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -164,6 +158,8 @@ fn configure(conn: &Connection) -> Result<()> {
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(sql_err)?;
+    // `rarray(?n)`: how the dialect binds a list (see `dialect`).
+    rusqlite::vtab::array::load_module(conn).map_err(sql_err)?;
     Ok(())
 }
 
@@ -238,8 +234,7 @@ impl SqliteMeta {
                 read_only: Some(uri),
                 writer: Mutex::new(conn),
                 readers: Mutex::new(Vec::new()),
-                chains: Mutex::new(Default::default()),
-                flats: Mutex::new(Default::default()),
+                caches: Caches::default(),
             }),
         })
     }
@@ -291,8 +286,7 @@ impl SqliteMeta {
                 read_only: None,
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
-                chains: Mutex::new(Default::default()),
-                flats: Mutex::new(Default::default()),
+                caches: Caches::default(),
             }),
         })
     }
@@ -337,15 +331,11 @@ impl SqliteMeta {
 
     /// `top` and its ancestors, top first (cached: see [`Inner::chains`]).
     pub(crate) fn chain(&self, tx: &Transaction<'_>, top: LayerId) -> Result<Arc<Vec<LayerId>>> {
-        if let Some(c) = lock(&self.inner.chains).get(&top) {
-            return Ok(c.clone());
+        if let Some(c) = self.inner.caches.chain(top) {
+            return Ok(c);
         }
         let chain = Arc::new(layers::chain(tx, top)?);
-        let mut cache = lock(&self.inner.chains);
-        if cache.len() >= CACHED_CHAINS {
-            cache.clear();
-        }
-        cache.insert(top, chain.clone());
+        self.inner.caches.keep_chain(top, chain.clone());
         Ok(chain)
     }
 
@@ -375,12 +365,12 @@ impl SqliteMeta {
         }
         let epoch = layers::epoch(tx)?;
         let key = (run[0], file_id, ppe);
-        let cached = lock(&self.inner.flats).get(epoch, key);
+        let cached = self.inner.caches.flats().get(epoch, key);
         let flat = match cached {
             Some(f) => f,
             None => {
                 let f = Arc::new(layers::flat(tx, run, file_id, ppe)?);
-                lock(&self.inner.flats).insert(epoch, key, f.clone());
+                self.inner.caches.flats().insert(epoch, key, f.clone());
                 f
             }
         };
@@ -389,7 +379,7 @@ impl SqliteMeta {
         match layers::walk_flat(tx, head, &flat, file_id, first, count, ppe)? {
             Some(w) => Ok(Some(w.read_map(file.size))),
             None => {
-                lock(&self.inner.flats).stale(file_id);
+                self.inner.caches.flats().stale(file_id);
                 Ok(None)
             }
         }
@@ -758,164 +748,7 @@ fn lazy<'a, T: 'a>(
     Box::pin(async move { f() })
 }
 
-impl MetaSettings for SqliteMeta {
-    fn init_volume<'a>(&'a self, config: &'a VolumeConfig) -> BoxFuture<'a, Result<()>> {
-        lazy(move || {
-            check_extent_size(config.extent_size).and_then(|()| {
-                self.write(|tx| {
-                    if schema_version(tx)? != 0 {
-                        return Err(MetaError::new(
-                            MetaErrorKind::AlreadyExists,
-                            format!("{} already holds an fsx volume", self.inner.path.display()),
-                        ));
-                    }
-                    migrate(tx, 0)?;
-                    let settings = [
-                        ("volume_id", config.volume_id.clone()),
-                        ("extent_size", config.extent_size.to_string()),
-                        ("store_url", config.store_url.clone()),
-                        ("created_ms", config.created_ms.to_string()),
-                    ];
-                    for (k, v) in settings {
-                        exec(
-                            tx,
-                            "INSERT INTO fsx_volume (key, value) VALUES (?1, ?2)",
-                            params![k, v],
-                        )
-                        .map_err(sql_err)?;
-                    }
-                    exec(
-                        tx,
-                        "UPDATE fsx_layers SET created_ms = ?1",
-                        params![config.created_ms],
-                    )
-                    .map_err(sql_err)?;
-                    exec(
-                        tx,
-                        "UPDATE fsx_branches SET created_ms = ?1, commit_ms = ?1",
-                        params![config.created_ms],
-                    )
-                    .map_err(sql_err)?;
-                    Ok(())
-                })
-            })
-        })
-    }
-
-    fn open_volume(&self) -> BoxFuture<'_, Result<VolumeConfig>> {
-        lazy(move || {
-            let body = |tx: &Transaction<'_>| {
-                let version = schema_version(tx)?;
-                if crate::schema_verdict(version, &self.inner.path.display())? {
-                    if self.is_read_only() {
-                        return Err(MetaError::new(
-                            MetaErrorKind::Unsupported,
-                            format!(
-                                "{} is metadata version {version} and needs upgrading to                                  {SCHEMA_VERSION}, which needs writing it: open the volume once                                  where it is writable",
-                                self.inner.path.display()
-                            ),
-                        ));
-                    }
-                    migrate(tx, version)?;
-                }
-                let config = VolumeConfig {
-                    volume_id: get_setting(tx, "volume_id")?,
-                    extent_size: parse_setting(tx, "extent_size")?,
-                    store_url: get_setting(tx, "store_url")?,
-                    created_ms: parse_setting(tx, "created_ms")?,
-                };
-                check_extent_size(config.extent_size)
-                    .map_err(|e| MetaError::new(MetaErrorKind::Corrupt, e.message().to_string()))?;
-                Ok(config)
-            };
-            if self.is_read_only() {
-                self.read(body)
-            } else {
-                self.write(body)
-            }
-        })
-    }
-
-    fn setting<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
-        lazy(move || {
-            self.read(|tx| {
-                query_one(
-                    tx,
-                    "SELECT value FROM fsx_volume WHERE key = ?1",
-                    params![name],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(sql_err)
-            })
-        })
-    }
-
-    fn set_setting<'a>(&'a self, name: &'a str, value: &'a str) -> BoxFuture<'a, Result<()>> {
-        lazy(move || {
-            check_setting_name(name)?;
-            self.write(|tx| {
-                exec(
-                    tx,
-                    "INSERT INTO fsx_volume (key, value) VALUES (?1, ?2)
-                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    params![name, value],
-                )
-                .map_err(sql_err)?;
-                Ok(())
-            })
-        })
-    }
-
-    fn add_counters<'a>(&'a self, deltas: &'a [Counter]) -> BoxFuture<'a, Result<()>> {
-        lazy(move || {
-            if self.is_read_only() {
-                // Statistics are best effort; a read on read-only media
-                // must not fail for want of a place to count it.
-                return Ok(());
-            }
-            self.write(|tx| {
-                let mut st = tx
-                    .prepare_cached(
-                        "INSERT INTO fsx_counters (tier, op, calls, bytes) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (tier, op) DO UPDATE SET calls = calls + excluded.calls,
-                             bytes = bytes + excluded.bytes",
-                    )
-                    .map_err(sql_err)?;
-                for d in deltas {
-                    st.execute(params![
-                        d.tier,
-                        d.op,
-                        num::to_sql(d.calls, "counter calls")?,
-                        num::to_sql(d.bytes, "counter bytes")?
-                    ])
-                    .map_err(sql_err)?;
-                }
-                Ok(())
-            })
-        })
-    }
-
-    fn counters(&self) -> BoxFuture<'_, Result<Vec<Counter>>> {
-        lazy(move || {
-            self.read(|tx| {
-                query_all(
-                    tx,
-                    "SELECT tier, op, calls, bytes FROM fsx_counters ORDER BY tier, op",
-                    [],
-                    |r| {
-                        Ok(Counter {
-                            tier: r.get(0)?,
-                            op: r.get(1)?,
-                            calls: col_u64(r, 2, "counter calls")?,
-                            bytes: col_u64(r, 3, "counter bytes")?,
-                        })
-                    },
-                )
-            })
-        })
-    }
-}
+crate::logic::settings::impl_meta_settings!(SqliteMeta, sync);
 
 impl MetaFiles for SqliteMeta {
     fn create_file<'a>(

@@ -1,0 +1,6 @@
+//! (family tiers: being moved here from the engines)
+
+
+/// The statements of this family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Q {}

@@ -1,0 +1,23 @@
+//! The `settings` family's statements.
+
+use crate::logic::settings::Q;
+
+pub(super) fn text(q: Q) -> &'static str {
+    match q {
+        Q::InsertSetting => "INSERT INTO fsx_volume (key, value) VALUES ($1, $2)",
+        Q::StampLayers => "UPDATE fsx_layers SET created_ms = $1",
+        Q::StampBranches => "UPDATE fsx_branches SET created_ms = $1, commit_ms = $1",
+        Q::Setting => "SELECT value FROM fsx_volume WHERE key = $1",
+        Q::UpsertSetting => {
+            "INSERT INTO fsx_volume (key, value) VALUES ($1, $2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        }
+        Q::AddCounters => {
+            "INSERT INTO fsx_counters (tier, op, calls, bytes)
+             SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[], $4::BIGINT[])
+             ON CONFLICT (tier, op) DO UPDATE SET calls = fsx_counters.calls + excluded.calls,
+                 bytes = fsx_counters.bytes + excluded.bytes"
+        }
+        Q::Counters => "SELECT tier, op, calls, bytes FROM fsx_counters ORDER BY tier, op",
+    }
+}

@@ -1,0 +1,7 @@
+//! The `files` family's statements.
+
+use crate::logic::files::Q;
+
+pub(super) fn text(q: Q) -> &'static str {
+    match q {}
+}
