@@ -13,6 +13,14 @@
 //!   any executor once it exists.
 //! - **Statements** are prepared once per connection and cached by their SQL
 //!   text (always a `&'static str`), which halves the round trips of a call.
+//! - **Round trips.** Every exchange with the server the engine causes is
+//!   counted in one counter per engine (shared by its connections), so tests
+//!   and benchmarks can pin how many a call costs
+//!   ([`super::PgMeta::round_trips`]): each `BEGIN`, each prepare (a
+//!   statement-cache miss), each query, execute or batch, each `COMMIT`, and
+//!   each `ROLLBACK` (sent when a transaction is dropped unfinished); opening
+//!   a connection counts as one, though its handshake takes a few. Counted
+//!   when sent, so an exchange that fails still counts.
 //! - **Retries.** [`transact!`] retries a whole transaction, on a fresh
 //!   checkout, when PostgreSQL aborted it with a serialization failure or a
 //!   deadlock (SQLSTATE 40001, 40P01): both mean the server rolled it back,
@@ -20,7 +28,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -295,10 +304,28 @@ fn connect_err(url: &PgUrl, e: tokio_postgres::Error) -> MetaError {
     MetaError::new(kind, msg).with_source(e)
 }
 
+/// Exchanges with the server, shared by an engine's pool and connections
+/// (see "Round trips" in the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct RoundTrips(AtomicU64);
+
+impl RoundTrips {
+    /// Notes one exchange, about to be sent.
+    fn add(&self) {
+        // Relaxed: a statistic, ordering nothing else.
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// One open connection and its prepared statements.
 pub(crate) struct Conn {
     client: Client,
     statements: Mutex<HashMap<&'static str, Statement>>,
+    round_trips: Arc<RoundTrips>,
 }
 
 impl Conn {
@@ -306,6 +333,7 @@ impl Conn {
     /// messages.
     pub(crate) async fn ensure_schema(&self, schema: &str, target: &str) -> Result<()> {
         // The name was checked by `check_schema_name`: it needs no quoting.
+        self.round_trips.add();
         match self
             .client
             .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
@@ -339,6 +367,7 @@ pub(crate) struct Pool {
     runtime: Handle,
     idle: Mutex<Vec<Conn>>,
     permits: Semaphore,
+    round_trips: Arc<RoundTrips>,
 }
 
 impl fmt::Debug for Pool {
@@ -354,7 +383,14 @@ impl Pool {
             runtime,
             idle: Mutex::new(Vec::new()),
             permits: Semaphore::new(MAX_CONNECTIONS),
+            round_trips: Arc::default(),
         }
+    }
+
+    /// Exchanges with the server since the pool was created (see "Round
+    /// trips" in the module docs).
+    pub(crate) fn round_trips(&self) -> u64 {
+        self.round_trips.get()
     }
 
     pub(crate) fn url(&self) -> &PgUrl {
@@ -366,6 +402,7 @@ impl Pool {
     pub(crate) async fn open(&self) -> Result<Conn> {
         let config = self.url.config.clone();
         let runtime = self.runtime.clone();
+        self.round_trips.add();
         let joined = self
             .runtime
             .spawn(async move {
@@ -392,6 +429,7 @@ impl Pool {
         Ok(Conn {
             client,
             statements: Mutex::new(HashMap::new()),
+            round_trips: self.round_trips.clone(),
         })
     }
 
@@ -469,10 +507,15 @@ impl Pooled<'_> {
                 .isolation_level(IsolationLevel::RepeatableRead)
                 .read_only(true),
         };
+        conn.round_trips.add();
         let tx = builder.start().await.map_err(pg_err)?;
         Ok(Tx {
             tx,
             statements: &conn.statements,
+            rollback: Rollback {
+                round_trips: &conn.round_trips,
+                armed: true,
+            },
         })
     }
 }
@@ -481,16 +524,38 @@ impl Pooled<'_> {
 pub(crate) struct Tx<'c> {
     tx: Transaction<'c>,
     statements: &'c Mutex<HashMap<&'static str, Statement>>,
+    rollback: Rollback<'c>,
+}
+
+/// Counts the `ROLLBACK` the driver sends when a transaction is dropped
+/// without a commit (the driver queues it from its own `Drop`).
+struct Rollback<'c> {
+    round_trips: &'c RoundTrips,
+    armed: bool,
+}
+
+impl Drop for Rollback<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.round_trips.add();
+        }
+    }
 }
 
 /// Query parameters.
 pub(crate) type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 impl Tx<'_> {
+    /// Notes one exchange on this transaction's connection.
+    fn sent(&self) {
+        self.rollback.round_trips.add();
+    }
+
     async fn statement(&self, sql: &'static str) -> Result<Statement> {
         if let Some(st) = lock(self.statements).get(sql) {
             return Ok(st.clone());
         }
+        self.sent();
         let st = self.tx.prepare(sql).await.map_err(pg_err)?;
         lock(self.statements).insert(sql, st.clone());
         Ok(st)
@@ -499,6 +564,7 @@ impl Tx<'_> {
     /// Every row of `sql`.
     pub(crate) async fn query(&self, sql: &'static str, params: Params<'_>) -> Result<Vec<Row>> {
         let st = self.statement(sql).await?;
+        self.sent();
         self.tx.query(&st, params).await.map_err(pg_err)
     }
 
@@ -509,29 +575,40 @@ impl Tx<'_> {
         params: Params<'_>,
     ) -> Result<Option<Row>> {
         let st = self.statement(sql).await?;
+        self.sent();
         self.tx.query_opt(&st, params).await.map_err(pg_err)
     }
 
     /// The one row of `sql`.
     pub(crate) async fn query_one(&self, sql: &'static str, params: Params<'_>) -> Result<Row> {
         let st = self.statement(sql).await?;
+        self.sent();
         self.tx.query_one(&st, params).await.map_err(pg_err)
     }
 
     /// Rows changed by `sql`.
     pub(crate) async fn execute(&self, sql: &'static str, params: Params<'_>) -> Result<u64> {
         let st = self.statement(sql).await?;
+        self.sent();
         self.tx.execute(&st, params).await.map_err(pg_err)
     }
 
     /// Runs several statements without parameters (DDL), uncached.
     pub(crate) async fn batch(&self, sql: &str) -> Result<()> {
+        self.sent();
         self.tx.batch_execute(sql).await.map_err(pg_err)
     }
 
     /// Commits.
     pub(crate) async fn commit(self) -> Result<()> {
-        self.tx.commit().await.map_err(pg_err)
+        let Self {
+            tx, mut rollback, ..
+        } = self;
+        // COMMIT replaces the ROLLBACK: the driver sends no ROLLBACK after a
+        // commit, even a failed one.
+        rollback.armed = false;
+        rollback.round_trips.add();
+        tx.commit().await.map_err(pg_err)
     }
 }
 

@@ -169,6 +169,14 @@ impl PgMeta {
         false
     }
 
+    /// Messages exchanged with the server since the engine opened; for
+    /// tests and benchmarks. Each `BEGIN`, prepare (statement-cache miss),
+    /// query, `COMMIT` and `ROLLBACK` counts one, and so does opening a
+    /// connection; clones and the hot store share the count.
+    pub fn round_trips(&self) -> u64 {
+        self.pool.round_trips()
+    }
+
     fn pool(&self) -> &Pool {
         &self.pool
     }

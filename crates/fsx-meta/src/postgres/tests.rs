@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use fsx_testkit::postgres::PgServer;
 
+use super::conn::is_retryable;
 use super::*;
 
 /// A volume written by schema version `v` (1 to 3) migrates to the current
@@ -190,4 +191,51 @@ async fn a_deadlock_victim_transaction_is_retried() {
         .map(|f| f.name)
         .collect();
     assert_eq!(names, ["b"]);
+}
+
+/// The round-trip counter counts each exchange once: connecting, `BEGIN`,
+/// a prepare only on a statement-cache miss, each query, `COMMIT`, and the
+/// `ROLLBACK` of a transaction that failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trips_count_every_exchange() {
+    let server = PgServer::start();
+    let m = PgMeta::connect(&server.fresh_url()).await.unwrap();
+    assert_eq!(m.round_trips(), 2, "a connection and CREATE SCHEMA");
+    let delta = |f: u64| m.round_trips() - f;
+
+    let from = m.round_trips();
+    let one = || async {
+        transact!(m.pool(), TxKind::Read, |tx| async {
+            col::<i64>(&tx.query_one("SELECT 1::BIGINT", &[]).await?, 0)
+        })
+    };
+    assert_eq!(one().await.unwrap(), 1);
+    assert_eq!(delta(from), 4, "BEGIN, prepare, query, COMMIT");
+    let from = m.round_trips();
+    one().await.unwrap();
+    assert_eq!(
+        delta(from),
+        3,
+        "BEGIN, query, COMMIT: the statement is cached"
+    );
+
+    let from = m.round_trips();
+    transact!(m.pool(), TxKind::Write, |tx| tx.batch("SELECT 1; SELECT 2")).unwrap();
+    assert_eq!(delta(from), 3, "BEGIN, batch, COMMIT");
+
+    // No row where one is required: the call fails and rolls back.
+    let from = m.round_trips();
+    let err = transact!(m.pool(), TxKind::Read, |tx| tx
+        .query_one("SELECT 1::BIGINT WHERE false", &[]))
+    .unwrap_err();
+    assert!(!is_retryable(&err), "{err}");
+    assert_eq!(delta(from), 4, "BEGIN, prepare, query, ROLLBACK");
+
+    // Clones share the count.
+    let clone = m.clone();
+    let from = m.round_trips();
+    transact!(clone.pool(), TxKind::Read, |tx| tx
+        .query_one("SELECT 1::BIGINT", &[]))
+    .unwrap();
+    assert_eq!(delta(from), 3, "a clone's call counts on the original");
 }
