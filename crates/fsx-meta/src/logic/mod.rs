@@ -403,6 +403,12 @@ pub(crate) enum Lock<'a> {
 ///   the engine).
 #[allow(async_fn_in_trait)]
 pub(crate) trait Tx {
+    /// Layers holding rows of a file that a read asks one at a time
+    /// before it asks all of them in one statement (see
+    /// [`layers::walk_rows`]): more where a statement is a local call,
+    /// fewer where it is a network round trip.
+    const SHALLOW_WALK: usize;
+
     /// Every row `stmt` returns.
     async fn query(&self, stmt: Stmt, args: &[Param<'_>]) -> Result<Vec<Row>>;
 

@@ -133,6 +133,10 @@ impl PgTx<'_> {
 }
 
 impl Tx for PgTx<'_> {
+    // A statement per layer costs a round trip: one layer alone is read
+    // with its bytes (two statements), more at once (three).
+    const SHALLOW_WALK: usize = 1;
+
     async fn query(&self, stmt: Stmt, args: &[Param<'_>]) -> Result<Vec<Row>> {
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|p| p as _).collect();
         self.tx

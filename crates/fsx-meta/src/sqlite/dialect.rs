@@ -106,6 +106,8 @@ impl SqliteTx<'_> {
 }
 
 impl Tx for SqliteTx<'_> {
+    const SHALLOW_WALK: usize = 3;
+
     async fn query(&self, stmt: Stmt, args: &[Param<'_>]) -> Result<Vec<Row>> {
         self.query_now(stmt, args)
     }
