@@ -1,6 +1,815 @@
-//! (family files: being moved here from the engines)
+//! Files and pages: files, writer leases, durable writes, read maps, the
+//! dirty-page buffer and packing, written once for every engine
+//! ([`crate::contract::MetaFiles`]).
+//!
+//! A file on a branch is changed only by the holder of its lease, and
+//! every change of a file's head rows (its lease, write sequence, dirty
+//! pages, map entries) happens under [`Lock::Files`] of that file on that
+//! branch, so a lease check and the write it guards cannot interleave
+//! with another writer's.
 
+use std::collections::BTreeMap;
+
+use super::layers::{self, CommitKind};
+use super::{Column, Lock, Tx, args, corrupt, extents};
+use crate::contract::{
+    BranchId, BranchInfo, DirtyExtent, DirtyPageCheck, DirtyPageCursor, DirtySummary, FileId,
+    FileMeta, FileRename, LeaseInfo, LeaseRequest, PackCommit, ReadMap, View, WriteBatch,
+};
+use crate::error::{MetaError, MetaErrorKind, Result};
+use crate::num;
 
 /// The statements of this family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Q {}
+pub(crate) enum Q {
+    /// `→ id`: takes the next file id (never handed out twice).
+    NextFileId,
+    /// `(layer, id, name, page_size, created_ms)`: a new, empty file.
+    CreateFile,
+    /// `(layer, id, name, modified_ms)`: renames the head's row.
+    Rename,
+    /// `(branch, id) → holder, expires_ms`.
+    Lease,
+    /// `(branch, id, holder, expires_ms)`: takes or renews a lease.
+    SetLease,
+    /// `(branch, id, expires_ms)`: renews the lease.
+    RenewLease,
+    /// `(branch, id, holder)`: releases a lease if `holder` has it.
+    ReleaseLease,
+    /// `(layer, id, from)`: drops the layer's dirty pages from `from` on.
+    DropPagesFrom,
+    /// `(layer, id, cut)`: lowers the row's page cut to `cut`.
+    CutPages,
+    /// `(layer, id, cut)`: lowers the row's extent cut to `cut`.
+    CutExtents,
+    /// `(layer, id, size, modified_ms) → write_seq`: the next write
+    /// sequence, with the new size.
+    NextWrite,
+    /// `(layer, id, seq)` then `(page_no, data, crc)` per row: writes
+    /// dirty pages, replacing the layer's versions.
+    UpsertPages,
+    /// `(branch or NULL, commit or NULL, id, ppe, extent indexes) → idx,
+    /// count`: the dirty pages of each extent in the view's top layer.
+    DirtyCounts,
+    /// `(layer, id, ppe) → idx, count`.
+    DirtySummary,
+    /// `(layer, file, page, limit) → layer, file_id, page_no, data, crc`:
+    /// dirty pages after a cursor, in key order.
+    DirtyAfter,
+    /// `(layer, id, idx) → key`: the layer's own entry, if any.
+    OwnExtent,
+    /// `(layer, id, idx, key or NULL)`: sets the layer's entry.
+    SetExtent,
+    /// `(layer, id, idx)`: deletes the layer's entry.
+    DeleteExtent,
+    /// `(layer, id)` then `(page_no, seq)` per row: deletes dirty pages a
+    /// pack consumed, if not rewritten since.
+    DeleteConsumed,
+}
+
+/// The lease of file `file_id` on `branch`, if any.
+pub(crate) async fn lease_of(
+    tx: &impl Tx,
+    branch: BranchId,
+    file_id: FileId,
+) -> Result<Option<LeaseInfo>> {
+    match tx
+        .query_opt(Q::Lease.into(), args![branch, file_id])
+        .await?
+    {
+        Some(r) => Ok(Some(LeaseInfo {
+            holder: r.text(0, "lease holder")?,
+            expires_ms: r.i64(1, "lease expiry")?,
+        })),
+        None => Ok(None),
+    }
+}
+
+fn busy(file_id: FileId, lease: &LeaseInfo, now_ms: i64) -> MetaError {
+    MetaError::new(
+        MetaErrorKind::Busy,
+        format!(
+            "file #{file_id} is open for writing by {} (lease expires in {} ms); only one writer per file at a time",
+            lease.holder,
+            lease.expires_ms.saturating_sub(now_ms).max(0)
+        ),
+    )
+}
+
+/// Requires `req.holder` to hold the lease, and renews it. The caller
+/// holds the file's lock on the lease's branch.
+async fn check_lease(tx: &impl Tx, req: &LeaseRequest) -> Result<()> {
+    match lease_of(tx, req.branch, req.file_id).await? {
+        Some(l) if l.holder == req.holder => {
+            tx.exec(
+                Q::RenewLease.into(),
+                args![
+                    req.branch,
+                    req.file_id,
+                    req.now_ms.saturating_add(req.ttl_ms)
+                ],
+            )
+            .await?;
+            Ok(())
+        }
+        Some(l) => Err(busy(req.file_id, &l, req.now_ms)),
+        None => Err(MetaError::new(
+            MetaErrorKind::Busy,
+            format!(
+                "{} does not hold the write lease of file #{} (it was released or taken)",
+                req.holder, req.file_id
+            ),
+        )),
+    }
+}
+
+/// `Busy` if someone other than `holder` holds a live lease. The caller
+/// holds the file's lock on `branch`.
+async fn check_no_other_writer(
+    tx: &impl Tx,
+    branch: BranchId,
+    file_id: FileId,
+    holder: &str,
+    now_ms: i64,
+) -> Result<()> {
+    match lease_of(tx, branch, file_id).await? {
+        Some(l) if l.holder != holder && l.expires_ms > now_ms => Err(busy(file_id, &l, now_ms)),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) async fn create_file(
+    tx: &impl Tx,
+    branch: BranchId,
+    name: &str,
+    page_size: u32,
+    now_ms: i64,
+) -> Result<FileMeta> {
+    tx.lock(Lock::Graph { exclusive: false }).await?;
+    tx.lock(Lock::Names(branch)).await?;
+    let chain = layers::head_chain(tx, branch).await?;
+    if layers::find(tx, &chain, name).await?.is_some() {
+        return Err(MetaError::new(
+            MetaErrorKind::AlreadyExists,
+            format!("file {name:?} already exists"),
+        ));
+    }
+    let id = tx
+        .query_opt(Q::NextFileId.into(), &[])
+        .await?
+        .ok_or_else(|| corrupt("volume setting next_file_id is missing"))?
+        .i64(0, "next file id")?;
+    tx.exec(
+        Q::CreateFile.into(),
+        args![chain[0], id, name, page_size, now_ms],
+    )
+    .await?;
+    Ok(layers::visible(tx, &chain, id).await?.meta())
+}
+
+pub(crate) async fn file(tx: &impl Tx, view: View, name: &str) -> Result<FileMeta> {
+    let chain = layers::view_chain(tx, view).await?;
+    layers::find(tx, &chain, name)
+        .await?
+        .map(|r| r.meta())
+        .ok_or_else(|| MetaError::not_found(format!("no file {name:?}")))
+}
+
+pub(crate) async fn list_files(tx: &impl Tx, view: View, prefix: &str) -> Result<Vec<FileMeta>> {
+    let chain = layers::view_chain(tx, view).await?;
+    let rows = layers::chain_rows(tx, &chain).await?;
+    Ok(crate::resolve::visible_files(&chain, rows)
+        .into_values()
+        .filter(|r| r.name.starts_with(prefix))
+        .map(|r| r.meta())
+        .collect())
+}
+
+pub(crate) async fn rename_file(tx: &impl Tx, rename: &FileRename<'_>) -> Result<()> {
+    let FileRename {
+        branch,
+        from,
+        to,
+        replace,
+        holder,
+        now_ms,
+    } = *rename;
+    tx.lock(Lock::Graph { exclusive: false }).await?;
+    tx.lock(Lock::Names(branch)).await?;
+    let chain = layers::head_chain(tx, branch).await?;
+    // Names cannot change under the names lock; the rows are read again
+    // once the files are locked, as writes may have changed them.
+    let src = layers::find(tx, &chain, from)
+        .await?
+        .ok_or_else(|| MetaError::not_found(format!("no file {from:?}")))?;
+    let dst = if from == to {
+        None
+    } else {
+        layers::find(tx, &chain, to).await?
+    };
+    let ids: Vec<FileId> = std::iter::once(src.id)
+        .chain(dst.as_ref().map(|d| d.id))
+        .collect();
+    tx.lock(Lock::Files(branch, &ids)).await?;
+    check_no_other_writer(tx, branch, src.id, holder, now_ms).await?;
+    if from == to {
+        return Ok(());
+    }
+    if let Some(dst) = dst {
+        if !replace {
+            return Err(MetaError::new(
+                MetaErrorKind::AlreadyExists,
+                format!("file {to:?} already exists"),
+            ));
+        }
+        check_no_other_writer(tx, branch, dst.id, holder, now_ms).await?;
+        let dst = layers::visible(tx, &chain, dst.id).await?;
+        layers::remove_file(tx, branch, &chain, &dst, now_ms).await?;
+    }
+    layers::own_row(tx, &chain, src.id).await?;
+    tx.exec(Q::Rename.into(), args![chain[0], src.id, to, now_ms])
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn delete_file(
+    tx: &impl Tx,
+    branch: BranchId,
+    name: &str,
+    holder: &str,
+    now_ms: i64,
+) -> Result<()> {
+    tx.lock(Lock::Graph { exclusive: false }).await?;
+    tx.lock(Lock::Names(branch)).await?;
+    let chain = layers::head_chain(tx, branch).await?;
+    let id = layers::find(tx, &chain, name)
+        .await?
+        .ok_or_else(|| MetaError::not_found(format!("no file {name:?}")))?
+        .id;
+    tx.lock(Lock::Files(branch, &[id])).await?;
+    check_no_other_writer(tx, branch, id, holder, now_ms).await?;
+    let f = layers::visible(tx, &chain, id).await?;
+    layers::remove_file(tx, branch, &chain, &f, now_ms).await
+}
+
+pub(crate) async fn acquire_lease(tx: &impl Tx, req: &LeaseRequest) -> Result<()> {
+    tx.lock(Lock::Graph { exclusive: false }).await?;
+    tx.lock(Lock::Files(req.branch, &[req.file_id])).await?;
+    let chain = layers::head_chain(tx, req.branch).await?;
+    layers::visible(tx, &chain, req.file_id).await?;
+    if let Some(l) = lease_of(tx, req.branch, req.file_id).await? {
+        let free = l.holder == req.holder
+            || l.expires_ms <= req.now_ms
+            || req.break_holder.as_deref() == Some(l.holder.as_str());
+        if !free {
+            return Err(busy(req.file_id, &l, req.now_ms));
+        }
+    }
+    tx.exec(
+        Q::SetLease.into(),
+        args![
+            req.branch,
+            req.file_id,
+            &req.holder,
+            req.now_ms.saturating_add(req.ttl_ms)
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn release_lease(
+    tx: &impl Tx,
+    branch: BranchId,
+    file_id: FileId,
+    holder: &str,
+) -> Result<()> {
+    tx.exec(Q::ReleaseLease.into(), args![branch, file_id, holder])
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn commit_writes(tx: &impl Tx, batch: &WriteBatch) -> Result<()> {
+    let file_id = batch.lease.file_id;
+    let branch = batch.lease.branch;
+    let now = batch.lease.now_ms;
+    let due = |br: &BranchInfo| {
+        batch
+            .auto_commit_ms
+            .is_some_and(|interval| now.saturating_sub(br.commit_ms) >= interval)
+    };
+    // An automatic commit changes the graph, so it needs the graph lock
+    // exclusive: decide the mode before taking it, and decide again under
+    // it (another writer may have committed meanwhile). A commit only moves
+    // `commit_ms` forward, so a batch found not due stays not due.
+    let exclusive =
+        batch.auto_commit_ms.is_some() && due(&layers::branch(tx, branch).await?);
+    tx.lock(Lock::Graph { exclusive }).await?;
+    if exclusive && due(&layers::branch(tx, branch).await?) {
+        layers::commit_branch(tx, branch, CommitKind::AUTOMATIC, now).await?;
+    }
+    tx.lock(Lock::Files(branch, &[file_id])).await?;
+    check_lease(tx, &batch.lease).await?;
+    // Most writes find the file's row in the head already: no chain.
+    let (head, file) = match layers::head_row(tx, branch, file_id).await? {
+        (head, Some(row)) if !row.deleted => (head, row),
+        (_, Some(_)) => {
+            return Err(MetaError::not_found(format!(
+                "file #{file_id} no longer exists"
+            )));
+        }
+        (_, None) => {
+            let chain = layers::head_chain(tx, branch).await?;
+            (chain[0], layers::own_row(tx, &chain, file_id).await?)
+        }
+    };
+    for p in &batch.pages {
+        if let Some(d) = &p.data
+            && d.len() != num::u32_len(file.page_size)
+        {
+            return Err(MetaError::invalid(format!(
+                "page {} is {} bytes; file {:?} has {}-byte pages",
+                p.page_no,
+                d.len(),
+                file.name,
+                file.page_size
+            )));
+        }
+    }
+    let size = num::to_sql(batch.size, "file size")?;
+    if let Some(from) = batch.drop_pages_from {
+        // A cut beyond every stored page (up to `u64::MAX`) drops nothing:
+        // clamp, never wrap to a negative bound.
+        let from = num::bound(from);
+        tx.exec(Q::DropPagesFrom.into(), args![head, file_id, from])
+            .await?;
+        tx.exec(Q::CutPages.into(), args![head, file_id, from])
+            .await?;
+    }
+    if let Some(from) = batch.drop_extents_from {
+        layers::drop_own_extents(tx, head, file_id, from, now).await?;
+        tx.exec(
+            Q::CutExtents.into(),
+            args![head, file_id, num::bound(from)],
+        )
+        .await?;
+    }
+    let seq = tx
+        .query_one(Q::NextWrite.into(), args![head, file_id, size, now])
+        .await?
+        .i64(0, "write_seq")?;
+    if batch.pages.is_empty() {
+        return Ok(());
+    }
+    // A page written twice in one batch keeps its last write (as applying
+    // them in order would), and appears once: a batch's rows must not
+    // collide (see `Tx::exec_each`).
+    let mut last: BTreeMap<u64, Option<&[u8]>> = BTreeMap::new();
+    for p in &batch.pages {
+        num::to_sql(p.page_no, "page number")?;
+        last.insert(p.page_no, p.data.as_deref());
+    }
+    let columns = [
+        Column::Ints(last.keys().map(|&p| num::bound(p)).collect()),
+        Column::OptBlobs(last.values().copied().collect()),
+        Column::Ints(
+            last.iter()
+                .map(|(&p, d)| crate::checksum::page_checksum(file_id, p, *d))
+                .collect(),
+        ),
+    ];
+    tx.exec_each(Q::UpsertPages.into(), args![head, file_id, seq], &columns)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn read_map<T: Tx>(
+    tx: &T,
+    view: View,
+    file_id: FileId,
+    first_page: u64,
+    count: u64,
+    ppe: u64,
+) -> Result<ReadMap> {
+    let chain = layers::view_chain(tx, view).await?;
+    if count > 0 && ppe > 0 {
+        let head = matches!(view, View::Branch(_)).then(|| chain[0]);
+        if let Some(map) =
+            layers::read_map_flat(tx, &chain, head, file_id, first_page, count, ppe).await?
+        {
+            return Ok(map);
+        }
+    }
+    let (rows, file) = layers::visible_rows(tx, &chain, file_id).await?;
+    if count == 0 || ppe == 0 {
+        return Ok(ReadMap {
+            size: file.size,
+            ..ReadMap::default()
+        });
+    }
+    Ok(
+        layers::walk_rows(tx, &chain, &rows, file_id, first_page, count, ppe)
+            .await?
+            .read_map(file.size),
+    )
+}
+
+fn check_ppe(ppe: u64) -> Result<()> {
+    if ppe == 0 {
+        return Err(MetaError::invalid("pages_per_extent must be positive"));
+    }
+    Ok(())
+}
+
+fn summaries(rows: Vec<super::Row>) -> Result<Vec<DirtySummary>> {
+    let mut out = Vec::new();
+    for r in rows {
+        let pages = r.u64(1, "dirty page count")?;
+        if pages > 0 {
+            out.push(DirtySummary {
+                extent_idx: r.u64(0, "extent index")?,
+                pages,
+            });
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) async fn dirty_counts(
+    tx: &impl Tx,
+    view: View,
+    file_id: FileId,
+    ppe: u64,
+    extents: &[u64],
+) -> Result<Vec<DirtySummary>> {
+    check_ppe(ppe)?;
+    let mut idxs: Vec<i64> = extents.iter().map(|&i| num::bound(i)).collect();
+    idxs.sort_unstable();
+    idxs.dedup();
+    // The packer asks after every sync: the view's layer is resolved in
+    // the same statement.
+    let (branch, commit) = match view {
+        View::Branch(b) => (Some(b), None),
+        View::Commit(c) => (None, Some(c)),
+    };
+    let rows = tx
+        .query(
+            Q::DirtyCounts.into(),
+            args![branch, commit, file_id, num::bound(ppe), &idxs],
+        )
+        .await?;
+    summaries(rows)
+}
+
+pub(crate) async fn dirty_summary(
+    tx: &impl Tx,
+    view: View,
+    file_id: FileId,
+    ppe: u64,
+) -> Result<Vec<DirtySummary>> {
+    check_ppe(ppe)?;
+    let layer = layers::top_layer(tx, view).await?;
+    let rows = tx
+        .query(
+            Q::DirtySummary.into(),
+            args![layer, file_id, num::bound(ppe)],
+        )
+        .await?;
+    summaries(rows)
+}
+
+pub(crate) async fn dirty_extent<T: Tx>(
+    tx: &T,
+    view: View,
+    file_id: FileId,
+    extent_idx: u64,
+    ppe: u64,
+) -> Result<DirtyExtent> {
+    check_ppe(ppe)?;
+    let chain = layers::view_chain(tx, view).await?;
+    let (rows, file) = layers::visible_rows(tx, &chain, file_id).await?;
+    let first = extent_idx.saturating_mul(ppe);
+    let (current_key, pages) = layers::walk_rows(tx, &chain, &rows, file_id, first, ppe, ppe)
+        .await?
+        .dirty_extent();
+    Ok(DirtyExtent {
+        size: file.size,
+        layer: chain[0],
+        current_key,
+        pages,
+    })
+}
+
+pub(crate) async fn check_dirty_pages(
+    tx: &impl Tx,
+    after: Option<DirtyPageCursor>,
+    limit: usize,
+) -> Result<Vec<DirtyPageCheck>> {
+    let (l, f, p) = after.map_or((i64::MIN, i64::MIN, i64::MIN), |c| {
+        (c.layer, c.file_id, num::bound(c.page_no))
+    });
+    let mut out = Vec::new();
+    for r in tx
+        .query(Q::DirtyAfter.into(), args![l, f, p, num::limit(limit)])
+        .await?
+    {
+        let layer = r.i64(0, "layer")?;
+        let file_id = r.i64(1, "file id")?;
+        let page_no = r.u64(2, "page number")?;
+        let data = r.opt_blob(3, "page data")?;
+        let intact =
+            crate::checksum::verify_page(layer, file_id, page_no, data.as_deref(), r.opt_i64(4, "crc")?)
+                .is_ok();
+        out.push(DirtyPageCheck {
+            layer,
+            file_id,
+            page_no,
+            hole: data.is_none(),
+            intact,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) async fn commit_pack(tx: &impl Tx, c: &PackCommit) -> Result<()> {
+    let file_id = c.lease.file_id;
+    let now = c.lease.now_ms;
+    let idx = num::to_sql(c.extent_idx, "extent index")?;
+    tx.lock(Lock::Graph { exclusive: false }).await?;
+    let Some((parent, frozen)) = layers::layer_parent(tx, c.layer).await? else {
+        return Err(MetaError::conflict(format!(
+            "layer {} was collected while packing; pack again",
+            c.layer
+        )));
+    };
+    if frozen {
+        // A commit's layer: no lease, but one packer per file at a time.
+        tx.lock(Lock::Pack(c.layer, file_id)).await?;
+    } else {
+        // A head: only its branch's lease holder packs it.
+        tx.lock(Lock::Files(c.lease.branch, &[file_id])).await?;
+        if layers::branch(tx, c.lease.branch).await?.head != c.layer {
+            return Err(MetaError::conflict(format!(
+                "layer {} is not the head of branch #{}; pack again",
+                c.layer, c.lease.branch
+            )));
+        }
+        check_lease(tx, &c.lease).await?;
+    }
+    let chain = layers::chain(tx, c.layer).await?;
+    layers::visible(tx, &chain, file_id).await?;
+    let current = layers::visible_key(tx, &chain, file_id, c.extent_idx).await?;
+    if current != c.expected_key {
+        return Err(MetaError::conflict(format!(
+            "extent {} of file #{file_id} changed while packing ({current:?}, expected {:?})",
+            c.extent_idx, c.expected_key
+        )));
+    }
+    if c.new_key != c.expected_key {
+        let old = match tx
+            .query_opt(Q::OwnExtent.into(), args![c.layer, file_id, idx])
+            .await?
+        {
+            Some(r) => r.opt_text(0, "extent key")?,
+            None => None,
+        };
+        let mut keys: Vec<&str> = c
+            .new_key
+            .iter()
+            .chain(old.iter())
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        tx.lock(Lock::Extents(&keys)).await?;
+        match (&c.new_key, parent) {
+            (Some(new), _) => {
+                extents::incref(tx, new, 1).await?;
+                tx.exec(
+                    Q::SetExtent.into(),
+                    args![c.layer, file_id, idx, new.as_str()],
+                )
+                .await?;
+            }
+            // Lower layers may show this extent: hide it.
+            (None, Some(_)) => {
+                tx.exec(
+                    Q::SetExtent.into(),
+                    args![c.layer, file_id, idx, None::<&str>],
+                )
+                .await?;
+            }
+            (None, None) => {
+                tx.exec(Q::DeleteExtent.into(), args![c.layer, file_id, idx])
+                    .await?;
+            }
+        }
+        if let Some(old) = &old {
+            extents::decref(tx, old, 1, now).await?;
+        }
+    }
+    if !c.consumed.is_empty() {
+        let columns = [
+            Column::Ints(c.consumed.iter().map(|&(p, _)| num::bound(p)).collect()),
+            Column::Ints(c.consumed.iter().map(|&(_, s)| s).collect()),
+        ];
+        tx.exec_each(Q::DeleteConsumed.into(), args![c.layer, file_id], &columns)
+            .await?;
+    }
+    if frozen {
+        // Where a frozen layer's pages live changed.
+        layers::bump_epoch(tx).await?;
+    }
+    Ok(())
+}
+
+/// `impl MetaFiles for $engine` (`$mode`: see [`super::run`]).
+macro_rules! impl_meta_files {
+    ($engine:ty, $mode:ident) => {
+        impl $crate::contract::MetaFiles for $engine {
+            fn create_file<'a>(
+                &'a self,
+                branch: $crate::contract::BranchId,
+                name: &'a str,
+                page_size: u32,
+                now_ms: i64,
+            ) -> fsx_store::BoxFuture<'a, $crate::Result<$crate::contract::FileMeta>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
+                    $crate::logic::files::create_file(tx, branch, name, page_size, now_ms).await
+                })
+            }
+
+            fn file<'a>(
+                &'a self,
+                view: $crate::contract::View,
+                name: &'a str,
+            ) -> fsx_store::BoxFuture<'a, $crate::Result<$crate::contract::FileMeta>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
+                    $crate::logic::files::file(tx, view, name).await
+                })
+            }
+
+            fn list_files<'a>(
+                &'a self,
+                view: $crate::contract::View,
+                prefix: &'a str,
+            ) -> fsx_store::BoxFuture<'a, $crate::Result<Vec<$crate::contract::FileMeta>>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
+                    $crate::logic::files::list_files(tx, view, prefix).await
+                })
+            }
+
+            fn rename_file<'a>(
+                &'a self,
+                rename: $crate::contract::FileRename<'a>,
+            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
+                    $crate::logic::files::rename_file(tx, &rename).await
+                })
+            }
+
+            fn delete_file<'a>(
+                &'a self,
+                branch: $crate::contract::BranchId,
+                name: &'a str,
+                holder: &'a str,
+                now_ms: i64,
+            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
+                    $crate::logic::files::delete_file(tx, branch, name, holder, now_ms).await
+                })
+            }
+
+            fn acquire_lease<'a>(
+                &'a self,
+                req: &'a $crate::contract::LeaseRequest,
+            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
+                    $crate::logic::files::acquire_lease(tx, req).await
+                })
+            }
+
+            fn release_lease<'a>(
+                &'a self,
+                branch: $crate::contract::BranchId,
+                file_id: $crate::contract::FileId,
+                holder: &'a str,
+            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
+                    $crate::logic::files::release_lease(tx, branch, file_id, holder).await
+                })
+            }
+
+            fn lease(
+                &self,
+                branch: $crate::contract::BranchId,
+                file_id: $crate::contract::FileId,
+            ) -> fsx_store::BoxFuture<'_, $crate::Result<Option<$crate::contract::LeaseInfo>>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
+                    $crate::logic::files::lease_of(tx, branch, file_id).await
+                })
+            }
+
+            fn commit_writes<'a>(
+                &'a self,
+                batch: &'a $crate::contract::WriteBatch,
+            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
+                    $crate::logic::files::commit_writes(tx, batch).await
+                })
+            }
+
+            fn read_map(
+                &self,
+                view: $crate::contract::View,
+                file_id: $crate::contract::FileId,
+                first_page: u64,
+                count: u64,
+                pages_per_extent: u64,
+            ) -> fsx_store::BoxFuture<'_, $crate::Result<$crate::contract::ReadMap>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
+                    $crate::logic::files::read_map(
+                        tx,
+                        view,
+                        file_id,
+                        first_page,
+                        count,
+                        pages_per_extent,
+                    )
+                    .await
+                })
+            }
+
+            fn dirty_counts<'a>(
+                &'a self,
+                view: $crate::contract::View,
+                file_id: $crate::contract::FileId,
+                pages_per_extent: u64,
+                extents: &'a [u64],
+            ) -> fsx_store::BoxFuture<'a, $crate::Result<Vec<$crate::contract::DirtySummary>>>
+            {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::ReadOwnWrites, |tx| {
+                    $crate::logic::files::dirty_counts(
+                        tx,
+                        view,
+                        file_id,
+                        pages_per_extent,
+                        extents,
+                    )
+                    .await
+                })
+            }
+
+            fn dirty_summary(
+                &self,
+                view: $crate::contract::View,
+                file_id: $crate::contract::FileId,
+                pages_per_extent: u64,
+            ) -> fsx_store::BoxFuture<'_, $crate::Result<Vec<$crate::contract::DirtySummary>>>
+            {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
+                    $crate::logic::files::dirty_summary(tx, view, file_id, pages_per_extent).await
+                })
+            }
+
+            fn dirty_extent(
+                &self,
+                view: $crate::contract::View,
+                file_id: $crate::contract::FileId,
+                extent_idx: u64,
+                pages_per_extent: u64,
+            ) -> fsx_store::BoxFuture<'_, $crate::Result<$crate::contract::DirtyExtent>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
+                    $crate::logic::files::dirty_extent(
+                        tx,
+                        view,
+                        file_id,
+                        extent_idx,
+                        pages_per_extent,
+                    )
+                    .await
+                })
+            }
+
+            fn check_dirty_pages(
+                &self,
+                after: Option<$crate::contract::DirtyPageCursor>,
+                limit: usize,
+            ) -> fsx_store::BoxFuture<'_, $crate::Result<Vec<$crate::contract::DirtyPageCheck>>>
+            {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
+                    $crate::logic::files::check_dirty_pages(tx, after, limit).await
+                })
+            }
+
+            fn commit_pack<'a>(
+                &'a self,
+                commit: &'a $crate::contract::PackCommit,
+            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
+                    $crate::logic::files::commit_pack(tx, commit).await
+                })
+            }
+        }
+    };
+}
+pub(crate) use impl_meta_files;
