@@ -1,6 +1,348 @@
-//! (family branches: being moved here from the engines)
+//! Branches and history, written once for every engine
+//! ([`crate::contract::MetaBranches`]): creating, resetting and deleting
+//! branches, commits, expiry and merges.
+//!
+//! # Invariants
+//!
+//! - Every transaction here that changes the layer graph (a head, a layer,
+//!   a commit, a branch) takes [`Lock::Graph`] exclusive before it reads
+//!   anything, so its checks (the name is free, no writer holds a lease,
+//!   the commit exists) still hold when it acts.
+//! - Commit ids are never reused (see [`layers::commit_branch`]), and
+//!   whatever a change leaves unreachable is collected in the same
+//!   transaction ([`layers::collect`]).
 
+use super::layers::{self, CommitKind};
+use super::{Lock, Tx, args};
+use crate::contract::{BranchId, BranchInfo, CommitId, CommitInfo, FileId, MAIN_BRANCH, View};
+use crate::error::{MetaError, MetaErrorKind, Result};
+use crate::num;
 
-/// The statements of this family.
+/// The statements of this family (branch columns: see [`layers::Q`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Q {}
+pub(crate) enum Q {
+    /// `(name, head, commit, now_ms)`: a new branch, created and committed
+    /// at `now_ms`.
+    InsertBranch,
+    /// `(id)`: deletes a branch.
+    DeleteBranch,
+    /// `(branch)`: deletes every lease on a branch.
+    DeleteBranchLeases,
+    /// `(id, head, commit, commit_ms)`: points a branch at a commit with a
+    /// new head.
+    ResetBranch,
+    /// `(id, parent, merged)`: a commit's new parents.
+    Relink,
+}
+
+/// A forced commit that returned nothing: [`layers::commit_branch`]
+/// always commits when forced, so this is a bug, not bad input.
+fn forced_commit_made_nothing() -> MetaError {
+    MetaError::new(MetaErrorKind::Other, "forced commit made nothing")
+}
+
+/// Creates branch `name` from `from` (see
+/// [`crate::MetaBranches::create_branch`]); the caller checked the name.
+pub(crate) async fn create_branch(
+    tx: &impl Tx,
+    name: &str,
+    from: View,
+    now_ms: i64,
+) -> Result<BranchInfo> {
+    tx.lock(Lock::Graph { exclusive: true }).await?;
+    if layers::branch_named(tx, name).await?.is_some() {
+        return Err(MetaError::new(
+            MetaErrorKind::AlreadyExists,
+            format!("branch {name:?} already exists"),
+        ));
+    }
+    let (base_layer, base_commit) = match from {
+        View::Commit(c) => (layers::commit(tx, c).await?.layer, Some(c)),
+        View::Branch(b) => {
+            let src = layers::branch(tx, b).await?;
+            let parent = layers::layer_parent(tx, src.head)
+                .await?
+                .and_then(|(p, _)| p);
+            match parent {
+                // An unchanged head shows what its parent does: branch from
+                // the parent, without a commit.
+                Some(p) if layers::is_empty(tx, src.head).await? => (p, src.commit),
+                _ => {
+                    let message = format!("branch point of {name}");
+                    let kind = CommitKind {
+                        message: &message,
+                        auto: true,
+                        merged: None,
+                        force: true,
+                    };
+                    let c = layers::commit_branch(tx, b, kind, now_ms)
+                        .await?
+                        .ok_or_else(forced_commit_made_nothing)?;
+                    (c.layer, Some(c.id))
+                }
+            }
+        }
+    };
+    let head = layers::new_layer(tx, Some(base_layer), now_ms).await?;
+    tx.exec(
+        Q::InsertBranch.into(),
+        args![name, head, base_commit, now_ms],
+    )
+    .await?;
+    layers::branch_named(tx, name)
+        .await?
+        .ok_or_else(|| MetaError::new(MetaErrorKind::Other, "branch vanished"))
+}
+
+/// The branch called `name`, or `NotFound`.
+pub(crate) async fn branch_named(tx: &impl Tx, name: &str) -> Result<BranchInfo> {
+    layers::branch_named(tx, name).await?.ok_or_else(|| {
+        MetaError::not_found(format!(
+            "no branch {name:?} (`fsx branch list` shows the branches)"
+        ))
+    })
+}
+
+pub(crate) async fn delete_branch(tx: &impl Tx, name: &str, now_ms: i64) -> Result<()> {
+    tx.lock(Lock::Graph { exclusive: true }).await?;
+    let br = layers::branch_named(tx, name)
+        .await?
+        .ok_or_else(|| MetaError::not_found(format!("no branch {name:?}")))?;
+    if br.id == MAIN_BRANCH {
+        return Err(MetaError::invalid(
+            "the main branch cannot be deleted (reset it to a commit instead)",
+        ));
+    }
+    layers::check_no_writers(tx, &br, None, now_ms).await?;
+    tx.exec(Q::DeleteBranchLeases.into(), args![br.id]).await?;
+    tx.exec(Q::DeleteBranch.into(), args![br.id]).await?;
+    layers::collect(tx, now_ms).await
+}
+
+/// Commits a branch's head (see [`crate::MetaBranches::commit`]): an
+/// explicit commit is always made, an automatic one only over changes.
+pub(crate) async fn commit(
+    tx: &impl Tx,
+    branch: BranchId,
+    message: &str,
+    auto: bool,
+    now_ms: i64,
+) -> Result<Option<CommitInfo>> {
+    tx.lock(Lock::Graph { exclusive: true }).await?;
+    let kind = CommitKind {
+        message,
+        auto,
+        merged: None,
+        force: !auto,
+    };
+    layers::commit_branch(tx, branch, kind, now_ms).await
+}
+
+pub(crate) async fn reset_branch(
+    tx: &impl Tx,
+    branch: BranchId,
+    to: CommitId,
+    now_ms: i64,
+) -> Result<()> {
+    tx.lock(Lock::Graph { exclusive: true }).await?;
+    let br = layers::branch(tx, branch).await?;
+    layers::check_no_writers(tx, &br, None, now_ms).await?;
+    let target = layers::commit(tx, to).await?;
+    let head = layers::new_layer(tx, Some(target.layer), now_ms).await?;
+    tx.exec(Q::ResetBranch.into(), args![branch, head, to, now_ms])
+        .await?;
+    tx.exec(Q::DeleteBranchLeases.into(), args![branch]).await?;
+    layers::collect(tx, now_ms).await
+}
+
+/// Removes the automatic commits before `before_ms` that no branch points
+/// at, relinking their descendants past them; returns how many went.
+pub(crate) async fn expire_commits(tx: &impl Tx, before_ms: i64, now_ms: i64) -> Result<u64> {
+    tx.lock(Lock::Graph { exclusive: true }).await?;
+    let g = layers::graph(tx).await?;
+    let gone = crate::graph::expirable(&g, before_ms);
+    for (id, parent, merged) in crate::graph::relink(&g, &gone) {
+        tx.exec(Q::Relink.into(), args![id, parent, merged]).await?;
+    }
+    if !gone.is_empty() {
+        let ids: Vec<CommitId> = gone.iter().copied().collect();
+        tx.exec(layers::Q::DeleteCommits.into(), args![&ids])
+            .await?;
+    }
+    layers::collect(tx, now_ms).await?;
+    Ok(num::count(gone.len()))
+}
+
+/// Makes `files` on `target` what `source` shows, then commits `target`
+/// with `merged` as second parent (see [`crate::MetaBranches::merge_files`]).
+pub(crate) async fn merge_files(
+    tx: &impl Tx,
+    target: BranchId,
+    source: View,
+    files: &[FileId],
+    message: &str,
+    merged: CommitId,
+    now_ms: i64,
+) -> Result<CommitInfo> {
+    tx.lock(Lock::Graph { exclusive: true }).await?;
+    let br = layers::branch(tx, target).await?;
+    // `merged` must exist: a commit whose second parent is gone would
+    // name a state no one can read.
+    layers::commit(tx, merged).await?;
+    let target_chain = layers::chain(tx, br.head).await?;
+    let source_chain = layers::view_chain(tx, source).await?;
+    let mut names = Vec::new();
+    for &id in files {
+        layers::check_no_writers(tx, &br, Some(id), now_ms).await?;
+        layers::copy_file(tx, &br, &target_chain, &source_chain, id, now_ms).await?;
+        if let Some(r) = layers::top_row(tx, &target_chain, id)
+            .await?
+            .filter(|r| !r.deleted)
+        {
+            names.push(r.name);
+        }
+    }
+    layers::check_unique_names(tx, &target_chain, &names).await?;
+    let kind = CommitKind {
+        message,
+        auto: false,
+        merged: Some(merged),
+        force: true,
+    };
+    layers::commit_branch(tx, target, kind, now_ms)
+        .await?
+        .ok_or_else(forced_commit_made_nothing)
+}
+
+/// `impl MetaBranches for $engine`: each method one transaction of the
+/// engine's `run` over the functions above (`$mode`: see [`super::run`]).
+/// Reads run [`super::TxKind::Read`], changes [`super::TxKind::Write`].
+macro_rules! impl_meta_branches {
+    ($engine:ty, $mode:ident) => {
+        impl $crate::contract::MetaBranches for $engine {
+            fn create_branch<'a>(
+                &'a self,
+                name: &'a str,
+                from: $crate::contract::View,
+                now_ms: i64,
+            ) -> fsx_store::BoxFuture<'a, $crate::Result<$crate::contract::BranchInfo>> {
+                // Checked before any transaction: a bad name is the
+                // caller's error whatever state the database is in.
+                if let Err(e) = $crate::resolve::check_branch_name(name) {
+                    return Box::pin(std::future::ready(Err(e)));
+                }
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
+                    $crate::logic::branches::create_branch(tx, name, from, now_ms).await
+                })
+            }
+
+            fn branch<'a>(
+                &'a self,
+                name: &'a str,
+            ) -> fsx_store::BoxFuture<'a, $crate::Result<$crate::contract::BranchInfo>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
+                    $crate::logic::branches::branch_named(tx, name).await
+                })
+            }
+
+            fn branches(
+                &self,
+            ) -> fsx_store::BoxFuture<'_, $crate::Result<Vec<$crate::contract::BranchInfo>>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
+                    $crate::logic::layers::branches(tx).await
+                })
+            }
+
+            fn delete_branch<'a>(
+                &'a self,
+                name: &'a str,
+                now_ms: i64,
+            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
+                    $crate::logic::branches::delete_branch(tx, name, now_ms).await
+                })
+            }
+
+            fn commit<'a>(
+                &'a self,
+                request: $crate::contract::CommitRequest<'a>,
+            ) -> fsx_store::BoxFuture<'a, $crate::Result<Option<$crate::contract::CommitInfo>>>
+            {
+                let $crate::contract::CommitRequest {
+                    branch,
+                    message,
+                    auto,
+                    now_ms,
+                } = request;
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
+                    $crate::logic::branches::commit(tx, branch, message, auto, now_ms).await
+                })
+            }
+
+            fn commit_info(
+                &self,
+                id: $crate::contract::CommitId,
+            ) -> fsx_store::BoxFuture<'_, $crate::Result<$crate::contract::CommitInfo>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
+                    $crate::logic::layers::commit(tx, id).await
+                })
+            }
+
+            fn reset_branch(
+                &self,
+                branch: $crate::contract::BranchId,
+                to: $crate::contract::CommitId,
+                now_ms: i64,
+            ) -> fsx_store::BoxFuture<'_, $crate::Result<()>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
+                    $crate::logic::branches::reset_branch(tx, branch, to, now_ms).await
+                })
+            }
+
+            fn expire_commits(
+                &self,
+                before_ms: i64,
+                now_ms: i64,
+            ) -> fsx_store::BoxFuture<'_, $crate::Result<u64>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
+                    $crate::logic::branches::expire_commits(tx, before_ms, now_ms).await
+                })
+            }
+
+            fn merge_files<'a>(
+                &'a self,
+                target: $crate::contract::BranchId,
+                source: $crate::contract::View,
+                files: &'a [$crate::contract::FileId],
+                message: &'a str,
+                merged: $crate::contract::CommitId,
+                now_ms: i64,
+            ) -> fsx_store::BoxFuture<'a, $crate::Result<$crate::contract::CommitInfo>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
+                    $crate::logic::branches::merge_files(
+                        tx, target, source, files, message, merged, now_ms,
+                    )
+                    .await
+                })
+            }
+
+            fn layer_graph(
+                &self,
+            ) -> fsx_store::BoxFuture<'_, $crate::Result<$crate::contract::LayerGraph>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
+                    $crate::logic::layers::graph(tx).await
+                })
+            }
+
+            fn layer_usage<'a>(
+                &'a self,
+                ids: &'a [$crate::contract::LayerId],
+            ) -> fsx_store::BoxFuture<'a, $crate::Result<$crate::contract::LayerUsage>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
+                    $crate::logic::layers::usage(tx, ids).await
+                })
+            }
+        }
+    };
+}
+pub(crate) use impl_meta_branches;

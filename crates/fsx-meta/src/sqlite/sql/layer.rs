@@ -202,13 +202,11 @@ pub(super) fn text(q: Q) -> &'static str {
                  deleted = 0, created_ms = excluded.created_ms, modified_ms = excluded.modified_ms"
         }
         Q::InsertExtents => {
-            "INSERT INTO fsx_extent_map (layer, file_id, extent_idx, key)
-             SELECT ?1, ?2, i, k FROM unnest(?3[], ?4::TEXT[]) AS t(i, k)"
+            "INSERT INTO fsx_extent_map (layer, file_id, extent_idx, key) VALUES (?1, ?2, ?3, ?4)"
         }
         Q::InsertDirty => {
             "INSERT INTO fsx_dirty_pages (layer, file_id, page_no, seq, data, crc)
-             SELECT ?1, ?2, p, s, d, c
-             FROM unnest(?3[], ?4::BIGINT[], ?5::BYTEA[], ?6::BIGINT[]) AS t(p, s, d, c)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
         }
         Q::UsageExtents => {
             "SELECT count(*), coalesce(sum(e.bytes), 0) FROM
