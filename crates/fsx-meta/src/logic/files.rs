@@ -302,8 +302,7 @@ pub(crate) async fn commit_writes(tx: &impl Tx, batch: &WriteBatch) -> Result<()
     // exclusive: decide the mode before taking it, and decide again under
     // it (another writer may have committed meanwhile). A commit only moves
     // `commit_ms` forward, so a batch found not due stays not due.
-    let exclusive =
-        batch.auto_commit_ms.is_some() && due(&layers::branch(tx, branch).await?);
+    let exclusive = batch.auto_commit_ms.is_some() && due(&layers::branch(tx, branch).await?);
     tx.lock(Lock::Graph { exclusive }).await?;
     if exclusive && due(&layers::branch(tx, branch).await?) {
         layers::commit_branch(tx, branch, CommitKind::AUTOMATIC, now).await?;
@@ -348,11 +347,8 @@ pub(crate) async fn commit_writes(tx: &impl Tx, batch: &WriteBatch) -> Result<()
     }
     if let Some(from) = batch.drop_extents_from {
         layers::drop_own_extents(tx, head, file_id, from, now).await?;
-        tx.exec(
-            Q::CutExtents.into(),
-            args![head, file_id, num::bound(from)],
-        )
-        .await?;
+        tx.exec(Q::CutExtents.into(), args![head, file_id, num::bound(from)])
+            .await?;
     }
     let seq = tx
         .query_one(Q::NextWrite.into(), args![head, file_id, size, now])
@@ -517,9 +513,14 @@ pub(crate) async fn check_dirty_pages(
         let file_id = r.i64(1, "file id")?;
         let page_no = r.u64(2, "page number")?;
         let data = r.opt_blob(3, "page data")?;
-        let intact =
-            crate::checksum::verify_page(layer, file_id, page_no, data.as_deref(), r.opt_i64(4, "crc")?)
-                .is_ok();
+        let intact = crate::checksum::verify_page(
+            layer,
+            file_id,
+            page_no,
+            data.as_deref(),
+            r.opt_i64(4, "crc")?,
+        )
+        .is_ok();
         out.push(DirtyPageCheck {
             layer,
             file_id,
@@ -745,17 +746,10 @@ macro_rules! impl_meta_files {
                 file_id: $crate::contract::FileId,
                 pages_per_extent: u64,
                 extents: &'a [u64],
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<Vec<$crate::contract::DirtySummary>>>
-            {
+            ) -> fsx_store::BoxFuture<'a, $crate::Result<Vec<$crate::contract::DirtySummary>>> {
                 $crate::logic::run!($mode, self, $crate::logic::TxKind::ReadOwnWrites, |tx| {
-                    $crate::logic::files::dirty_counts(
-                        tx,
-                        view,
-                        file_id,
-                        pages_per_extent,
-                        extents,
-                    )
-                    .await
+                    $crate::logic::files::dirty_counts(tx, view, file_id, pages_per_extent, extents)
+                        .await
                 })
             }
 
@@ -764,8 +758,7 @@ macro_rules! impl_meta_files {
                 view: $crate::contract::View,
                 file_id: $crate::contract::FileId,
                 pages_per_extent: u64,
-            ) -> fsx_store::BoxFuture<'_, $crate::Result<Vec<$crate::contract::DirtySummary>>>
-            {
+            ) -> fsx_store::BoxFuture<'_, $crate::Result<Vec<$crate::contract::DirtySummary>>> {
                 $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
                     $crate::logic::files::dirty_summary(tx, view, file_id, pages_per_extent).await
                 })

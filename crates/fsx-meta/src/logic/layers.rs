@@ -14,8 +14,8 @@ use bytes::Bytes;
 
 use super::{Column, Lock, Row, Tx, args, corrupt, extents};
 use crate::contract::{
-    BranchId, BranchInfo, CommitId, CommitInfo, FileId, LayerGraph, LayerId, LayerInfo,
-    LayerUsage, ReadMap, View,
+    BranchId, BranchInfo, CommitId, CommitInfo, FileId, LayerGraph, LayerId, LayerInfo, LayerUsage,
+    ReadMap, View,
 };
 use crate::error::{MetaError, MetaErrorKind, Result};
 use crate::num;
@@ -292,7 +292,11 @@ pub(crate) async fn rows_by_id(tx: &impl Tx, id: FileId) -> Result<Vec<FileRow>>
 }
 
 /// The topmost row of file `id` in `chain`, deleted or not.
-pub(crate) async fn top_row(tx: &impl Tx, chain: &[LayerId], id: FileId) -> Result<Option<FileRow>> {
+pub(crate) async fn top_row(
+    tx: &impl Tx,
+    chain: &[LayerId],
+    id: FileId,
+) -> Result<Option<FileRow>> {
     Ok(topmost(chain, rows_by_id(tx, id).await?).remove(&id))
 }
 
@@ -352,7 +356,10 @@ pub(crate) async fn head_row(
     branch_id: BranchId,
     id: FileId,
 ) -> Result<(LayerId, Option<FileRow>)> {
-    let Some(r) = tx.query_opt(Q::HeadRow.into(), args![branch_id, id]).await? else {
+    let Some(r) = tx
+        .query_opt(Q::HeadRow.into(), args![branch_id, id])
+        .await?
+    else {
         return Err(MetaError::not_found(format!(
             "branch #{branch_id} does not exist (was it deleted?)"
         )));

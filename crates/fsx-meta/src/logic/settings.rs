@@ -158,7 +158,9 @@ macro_rules! impl_meta_settings {
                 &'a self,
                 config: &'a $crate::contract::VolumeConfig,
             ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| $crate::logic::settings::init_volume(tx, config).await)
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
+                    $crate::logic::settings::init_volume(tx, config).await
+                })
             }
 
             fn open_volume(
@@ -170,14 +172,18 @@ macro_rules! impl_meta_settings {
                 } else {
                     $crate::logic::TxKind::Write
                 };
-                $crate::logic::run!($mode, self, kind, |tx| $crate::logic::settings::open_volume(tx, read_only).await)
+                $crate::logic::run!($mode, self, kind, |tx| {
+                    $crate::logic::settings::open_volume(tx, read_only).await
+                })
             }
 
             fn setting<'a>(
                 &'a self,
                 name: &'a str,
             ) -> fsx_store::BoxFuture<'a, $crate::Result<Option<String>>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| $crate::logic::settings::setting(tx, name).await)
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
+                    $crate::logic::settings::setting(tx, name).await
+                })
             }
 
             fn set_setting<'a>(
@@ -185,7 +191,9 @@ macro_rules! impl_meta_settings {
                 name: &'a str,
                 value: &'a str,
             ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| $crate::logic::settings::set_setting(tx, name, value).await)
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
+                    $crate::logic::settings::set_setting(tx, name, value).await
+                })
             }
 
             fn add_counters<'a>(
@@ -195,13 +203,17 @@ macro_rules! impl_meta_settings {
                 if self.is_read_only() {
                     return Box::pin(async { Ok(()) });
                 }
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| $crate::logic::settings::add_counters(tx, deltas).await)
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
+                    $crate::logic::settings::add_counters(tx, deltas).await
+                })
             }
 
             fn counters(
                 &self,
             ) -> fsx_store::BoxFuture<'_, $crate::Result<Vec<$crate::contract::Counter>>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| $crate::logic::settings::counters(tx).await)
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
+                    $crate::logic::settings::counters(tx).await
+                })
             }
         }
     };

@@ -249,11 +249,14 @@ impl PgMeta {
             let outcome = async {
                 let mut c = self.pool.get().await?;
                 let tx = c.begin(begin).await?;
-                let value = f(&PgTx {
-                    tx: &tx,
-                    caches: &self.caches,
-                    shown: &self.pool.url().shown,
-                }, Within::default())
+                let value = f(
+                    &PgTx {
+                        tx: &tx,
+                        caches: &self.caches,
+                        shown: &self.pool.url().shown,
+                    },
+                    Within::default(),
+                )
                 .await?;
                 tx.commit().await?;
                 Ok(value)
