@@ -124,7 +124,6 @@ stmt_from!(
 /// table.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Param<'a> {
-    Null,
     Int(i64),
     OptInt(Option<i64>),
     Text(&'a str),

@@ -31,7 +31,7 @@ fn mismatch(what: &str, ty: &Type) -> BoxError {
 impl ToSql for Param<'_> {
     fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> std::result::Result<IsNull, BoxError> {
         match *self {
-            Param::Null | Param::OptInt(None) | Param::OptText(None) | Param::OptBlob(None) => {
+            Param::OptInt(None) | Param::OptText(None) | Param::OptBlob(None) => {
                 Ok(IsNull::Yes)
             }
             Param::Int(v) | Param::OptInt(Some(v)) => match *ty {
@@ -117,7 +117,7 @@ fn decode(r: &tokio_postgres::Row) -> Result<Row> {
 /// its own).
 const GRAPH_LOCK: i32 = 0x6673_7867; // "fsxg"
 const NAMES_LOCK: i32 = 0x6673_786e; // "fsxn"
-const FILE_LOCK: i32 = 0x6673_7866; // "fsxf"
+pub(super) const FILE_LOCK: i32 = 0x6673_7866; // "fsxf"
 const PACK_LOCK: i32 = 0x6673_7870; // "fsxp"
 
 impl PgTx<'_> {

@@ -89,11 +89,7 @@ async fn migrate_from(server: &PgServer, v: usize) {
         .await
         .unwrap();
     assert_eq!(map.dirty.len(), 2, "dev inherits both dirty pages");
-    let version: String = transact!(m.pool(), TxKind::Read, |tx| get_setting(
-        tx,
-        "schema_version"
-    ))
-    .unwrap();
+    let version = m.setting("schema_version").await.unwrap().unwrap();
     assert_eq!(version, SCHEMA_VERSION.to_string());
 }
 
@@ -111,7 +107,8 @@ async fn older_schemas_migrate_with_their_data() {
 /// `schema`, as another session would spell it.
 fn file_lock_sql(schema: &str, branch: BranchId, id: FileId) -> String {
     format!(
-        "SELECT pg_advisory_xact_lock({FILE_LOCK}, hashtext(concat_ws('/', '{schema}', {branch}::BIGINT, {id}::BIGINT)))"
+        "SELECT pg_advisory_xact_lock({}, hashtext(concat_ws('/', '{schema}', {branch}::BIGINT, {id}::BIGINT)))",
+        super::dialect::FILE_LOCK
     )
 }
 

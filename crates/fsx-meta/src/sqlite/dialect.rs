@@ -28,7 +28,7 @@ impl ToSql for Param<'_> {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         use rusqlite::types::ToSqlOutput::{Borrowed, Owned};
         Ok(match *self {
-            Param::Null | Param::OptInt(None) | Param::OptText(None) | Param::OptBlob(None) => {
+            Param::OptInt(None) | Param::OptText(None) | Param::OptBlob(None) => {
                 Owned(Value::Null)
             }
             Param::Int(v) | Param::OptInt(Some(v)) => Owned(Value::Integer(v)),

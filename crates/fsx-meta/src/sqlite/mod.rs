@@ -29,7 +29,6 @@
 
 mod dialect;
 mod hot;
-mod layers;
 mod schema;
 mod sql;
 
@@ -125,24 +124,6 @@ pub(crate) fn sql_err(e: rusqlite::Error) -> MetaError {
 pub(crate) fn col_u64(r: &rusqlite::Row<'_>, i: usize, column: &str) -> rusqlite::Result<u64> {
     let v: i64 = r.get(i)?;
     num::from_sql(v, column).map_err(|e| in_row(i, e))
-}
-
-/// Like [`col_u64`] for a nullable column.
-pub(crate) fn col_opt_u64(
-    r: &rusqlite::Row<'_>,
-    i: usize,
-    column: &str,
-) -> rusqlite::Result<Option<u64>> {
-    let v: Option<i64> = r.get(i)?;
-    v.map(|v| num::from_sql(v, column).map_err(|e| in_row(i, e)))
-        .transpose()
-}
-
-/// Column `i` of a row as a `u32` (a page size); out of range is the
-/// `Corrupt` error of [`num::u32_from_sql`] naming `column`.
-pub(crate) fn col_u32(r: &rusqlite::Row<'_>, i: usize, column: &str) -> rusqlite::Result<u32> {
-    let v: i64 = r.get(i)?;
-    num::u32_from_sql(v, column).map_err(|e| in_row(i, e))
 }
 
 fn in_row(i: usize, e: MetaError) -> rusqlite::Error {
@@ -329,74 +310,6 @@ impl SqliteMeta {
         )
     }
 
-    /// `top` and its ancestors, top first (cached: see [`Inner::chains`]).
-    pub(crate) fn chain(&self, tx: &Transaction<'_>, top: LayerId) -> Result<Arc<Vec<LayerId>>> {
-        if let Some(c) = self.inner.caches.chain(top) {
-            return Ok(c);
-        }
-        let chain = Arc::new(layers::chain(tx, top)?);
-        self.inner.caches.keep_chain(top, chain.clone());
-        Ok(chain)
-    }
-
-    /// Pages `[first, first + count)` of a file through a cached `Flat`
-    /// for the frozen layers of `chain` below `head` (the view's own layer,
-    /// `None` for a commit). `None` when the flat path does not apply.
-    #[allow(clippy::too_many_arguments)]
-    fn read_map_flat(
-        &self,
-        tx: &Transaction<'_>,
-        chain: &[LayerId],
-        head: Option<LayerId>,
-        file_id: FileId,
-        first: u64,
-        count: u64,
-        ppe: u64,
-    ) -> Result<Option<ReadMap>> {
-        let Some(run) = crate::resolve::flat_run(chain, head.is_some()) else {
-            return Ok(None);
-        };
-        let head_row = match head {
-            Some(h) => layers::layer_row(tx, h, file_id)?,
-            None => None,
-        };
-        if !crate::resolve::flat_fits_under(head_row.as_ref(), ppe) {
-            return Ok(None);
-        }
-        let epoch = layers::epoch(tx)?;
-        let key = (run[0], file_id, ppe);
-        let cached = self.inner.caches.flats().get(epoch, key);
-        let flat = match cached {
-            Some(f) => f,
-            None => {
-                let f = Arc::new(layers::flat(tx, run, file_id, ppe)?);
-                self.inner.caches.flats().insert(epoch, key, f.clone());
-                f
-            }
-        };
-        let file = flat.file(head_row.as_ref(), file_id)?;
-        let head = head.map(|h| (h, head_row.as_ref()));
-        match layers::walk_flat(tx, head, &flat, file_id, first, count, ppe)? {
-            Some(w) => Ok(Some(w.read_map(file.size))),
-            None => {
-                self.inner.caches.flats().stale(file_id);
-                Ok(None)
-            }
-        }
-    }
-
-    /// The chain of a branch's head.
-    fn head_chain(&self, tx: &Transaction<'_>, branch: BranchId) -> Result<Arc<Vec<LayerId>>> {
-        let head = layers::branch(tx, branch)?.head;
-        self.chain(tx, head)
-    }
-
-    /// The chain a view reads.
-    fn view_chain(&self, tx: &Transaction<'_>, view: View) -> Result<Arc<Vec<LayerId>>> {
-        let top = layers::top_layer(tx, view)?;
-        self.chain(tx, top)
-    }
-
     /// Runs `f` in one read transaction on the writer connection, whose
     /// page cache holds what the process just wrote: for reads that follow
     /// this process's own writes (the packer's question after each sync),
@@ -540,33 +453,6 @@ fn migrate(tx: &Transaction<'_>, from: u32) -> Result<()> {
     Ok(())
 }
 
-fn get_setting(tx: &Transaction<'_>, key: &str) -> Result<String> {
-    query_one(
-        tx,
-        "SELECT value FROM fsx_volume WHERE key = ?1",
-        params![key],
-        |r| r.get(0),
-    )
-    .optional()
-    .map_err(sql_err)?
-    .ok_or_else(|| {
-        MetaError::new(
-            MetaErrorKind::Corrupt,
-            format!("volume setting {key} is missing"),
-        )
-    })
-}
-
-fn parse_setting<T: std::str::FromStr>(tx: &Transaction<'_>, key: &str) -> Result<T> {
-    let v = get_setting(tx, key)?;
-    v.parse().map_err(|_| {
-        MetaError::new(
-            MetaErrorKind::Corrupt,
-            format!("volume setting {key}={v:?} is malformed"),
-        )
-    })
-}
-
 /// Runs a cached statement that returns no rows. Every statement goes
 /// through the connection's statement cache: parsing and planning cost more
 /// than running the small statements of a write.
@@ -600,130 +486,6 @@ fn query_all<T, P: rusqlite::Params>(
         .map_err(sql_err)?
         .collect::<rusqlite::Result<_>>()
         .map_err(sql_err)
-}
-
-fn lease_of(tx: &Transaction<'_>, branch: BranchId, file_id: FileId) -> Result<Option<LeaseInfo>> {
-    query_one(
-        tx,
-        "SELECT holder, expires_ms FROM fsx_leases WHERE branch = ?1 AND file_id = ?2",
-        params![branch, file_id],
-        |r| {
-            Ok(LeaseInfo {
-                holder: r.get(0)?,
-                expires_ms: r.get(1)?,
-            })
-        },
-    )
-    .optional()
-    .map_err(sql_err)
-}
-
-fn busy(file_id: FileId, lease: &LeaseInfo, now_ms: i64) -> MetaError {
-    MetaError::new(
-        MetaErrorKind::Busy,
-        format!(
-            "file #{file_id} is open for writing by {} (lease expires in {} ms); only one writer per file at a time",
-            lease.holder,
-            (lease.expires_ms - now_ms).max(0)
-        ),
-    )
-}
-
-/// Requires `req.holder` to hold the lease, and renews it.
-fn check_lease(tx: &Transaction<'_>, req: &LeaseRequest) -> Result<()> {
-    match lease_of(tx, req.branch, req.file_id)? {
-        Some(l) if l.holder == req.holder => {
-            exec(
-                tx,
-                "UPDATE fsx_leases SET expires_ms = ?3 WHERE branch = ?1 AND file_id = ?2",
-                params![req.branch, req.file_id, req.now_ms + req.ttl_ms],
-            )
-            .map_err(sql_err)?;
-            Ok(())
-        }
-        Some(l) => Err(busy(req.file_id, &l, req.now_ms)),
-        None => Err(MetaError::new(
-            MetaErrorKind::Busy,
-            format!(
-                "{} does not hold the write lease of file #{} (it was released or taken)",
-                req.holder, req.file_id
-            ),
-        )),
-    }
-}
-
-/// Fails with `Busy` if someone other than `holder` holds a live lease.
-fn check_no_other_writer(
-    tx: &Transaction<'_>,
-    branch: BranchId,
-    file_id: FileId,
-    holder: &str,
-    now_ms: i64,
-) -> Result<()> {
-    match lease_of(tx, branch, file_id)? {
-        Some(l) if l.holder != holder && l.expires_ms > now_ms => Err(busy(file_id, &l, now_ms)),
-        _ => Ok(()),
-    }
-}
-
-/// Takes the next file id.
-fn next_file_id(tx: &Transaction<'_>) -> Result<FileId> {
-    query_one(
-        tx,
-        "UPDATE fsx_volume SET value = CAST(value AS INTEGER) + 1 WHERE key = 'next_file_id'
-         RETURNING CAST(value AS INTEGER) - 1",
-        [],
-        |r| r.get(0),
-    )
-    .optional()
-    .map_err(sql_err)?
-    .ok_or_else(|| {
-        MetaError::new(
-            MetaErrorKind::Corrupt,
-            "volume setting next_file_id is missing",
-        )
-    })
-}
-
-pub(crate) fn incref(tx: &Transaction<'_>, key: &str) -> Result<()> {
-    let n = exec(
-        tx,
-        "UPDATE fsx_extents SET refcount = refcount + 1 WHERE key = ?1 AND state = 0",
-        params![key],
-    )
-    .map_err(sql_err)?;
-    if n == 1 {
-        Ok(())
-    } else {
-        Err(MetaError::conflict(format!(
-            "extent {key} is not pinned or is being garbage-collected; pack again"
-        )))
-    }
-}
-
-pub(crate) fn decref(tx: &Transaction<'_>, key: &str, now_ms: i64) -> Result<()> {
-    let n = exec(
-        tx,
-        "UPDATE fsx_extents SET refcount = refcount - 1,
-                 idle_since_ms = CASE WHEN refcount = 1 THEN ?2 ELSE idle_since_ms END
-             WHERE key = ?1 AND refcount > 0",
-        params![key, now_ms],
-    )
-    .map_err(sql_err)?;
-    if n == 1 {
-        Ok(())
-    } else {
-        Err(MetaError::new(
-            MetaErrorKind::Corrupt,
-            format!(
-                "extent {key} is referenced but its record is missing or unreferenced; run `fsx fsck`"
-            ),
-        ))
-    }
-}
-
-fn blob(data: &Option<Bytes>) -> Option<&[u8]> {
-    data.as_deref()
 }
 
 fn extent_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExtentRecord> {
@@ -1196,7 +958,7 @@ mod tests {
         block_on(m.tier_record(std::slice::from_ref(&mark), 5)).unwrap();
         assert_eq!(block_on(m.tier_due(5, 10)).unwrap().len(), 1);
         block_on(m.create_branch("dev", View::MAIN, 4)).unwrap();
-        let version: String = m.read(|tx| get_setting(tx, "schema_version")).unwrap();
+        let version = block_on(m.setting("schema_version")).unwrap().unwrap();
         assert_eq!(version, SCHEMA_VERSION.to_string());
     }
 
@@ -1254,7 +1016,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(commit.id > 5, "commit id {} reuses an old one", commit.id);
-        let version: String = m.read(|tx| get_setting(tx, "schema_version")).unwrap();
+        let version = block_on(m.setting("schema_version")).unwrap().unwrap();
         assert_eq!(version, SCHEMA_VERSION.to_string());
     }
 }
