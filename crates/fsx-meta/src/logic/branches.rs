@@ -219,130 +219,89 @@ pub(crate) async fn merge_files(
 /// Reads run [`super::TxKind::Read`], changes [`super::TxKind::Write`].
 macro_rules! impl_meta_branches {
     ($engine:ty, $mode:ident) => {
-        impl $crate::contract::MetaBranches for $engine {
-            fn create_branch<'a>(
-                &'a self,
-                name: &'a str,
-                from: $crate::contract::View,
-                now_ms: i64,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<$crate::contract::BranchInfo>> {
-                // Checked before any transaction: a bad name is the
-                // caller's error whatever state the database is in.
-                if let Err(e) = $crate::resolve::check_branch_name(name) {
-                    return Box::pin(std::future::ready(Err(e)));
+        #[allow(unused_imports)]
+        const _: () = {
+            use $crate::contract::*;
+            use $crate::logic::TxKind::{Read, ReadOwnWrites, Write};
+            use $crate::logic::{branches, extents, files, layers, run, settings, tiers};
+            use $crate::Result;
+            use fsx_store::BoxFuture;
+
+            impl MetaBranches for $engine {
+                fn create_branch<'a>(
+                    &'a self,
+                    name: &'a str,
+                    from: View,
+                    now_ms: i64,
+                ) -> BoxFuture<'a, Result<BranchInfo>> {
+                    // Checked before any transaction: a bad name is the
+                    // caller's error whatever state the database is in.
+                    if let Err(e) = $crate::resolve::check_branch_name(name) {
+                        return Box::pin(std::future::ready(Err(e)));
+                    }
+                    run!($mode, self, Write, |tx| branches::create_branch(tx, name, from, now_ms).await)
                 }
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::branches::create_branch(tx, name, from, now_ms).await
-                })
-            }
 
-            fn branch<'a>(
-                &'a self,
-                name: &'a str,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<$crate::contract::BranchInfo>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
-                    $crate::logic::branches::branch_named(tx, name).await
-                })
-            }
+                fn branch<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<BranchInfo>> {
+                    run!($mode, self, Read, |tx| branches::branch_named(tx, name).await)
+                }
 
-            fn branches(
-                &self,
-            ) -> fsx_store::BoxFuture<'_, $crate::Result<Vec<$crate::contract::BranchInfo>>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
-                    $crate::logic::layers::branches(tx).await
-                })
-            }
+                fn branches(&self) -> BoxFuture<'_, Result<Vec<BranchInfo>>> {
+                    run!($mode, self, Read, |tx| layers::branches(tx).await)
+                }
 
-            fn delete_branch<'a>(
-                &'a self,
-                name: &'a str,
-                now_ms: i64,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::branches::delete_branch(tx, name, now_ms).await
-                })
-            }
+                fn delete_branch<'a>(&'a self, name: &'a str, now_ms: i64) -> BoxFuture<'a, Result<()>> {
+                    run!($mode, self, Write, |tx| branches::delete_branch(tx, name, now_ms).await)
+                }
 
-            fn commit<'a>(
-                &'a self,
-                request: $crate::contract::CommitRequest<'a>,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<Option<$crate::contract::CommitInfo>>>
-            {
-                let $crate::contract::CommitRequest {
-                    branch,
-                    message,
-                    auto,
-                    now_ms,
-                } = request;
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::branches::commit(tx, branch, message, auto, now_ms).await
-                })
-            }
+                fn commit<'a>(&'a self, request: CommitRequest<'a>) -> BoxFuture<'a, Result<Option<CommitInfo>>> {
+                    let CommitRequest {
+                        branch,
+                        message,
+                        auto,
+                        now_ms,
+                    } = request;
+                    run!($mode, self, Write, |tx| branches::commit(tx, branch, message, auto, now_ms).await)
+                }
 
-            fn commit_info(
-                &self,
-                id: $crate::contract::CommitId,
-            ) -> fsx_store::BoxFuture<'_, $crate::Result<$crate::contract::CommitInfo>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
-                    $crate::logic::layers::commit(tx, id).await
-                })
-            }
+                fn commit_info(&self, id: CommitId) -> BoxFuture<'_, Result<CommitInfo>> {
+                    run!($mode, self, Read, |tx| layers::commit(tx, id).await)
+                }
 
-            fn reset_branch(
-                &self,
-                branch: $crate::contract::BranchId,
-                to: $crate::contract::CommitId,
-                now_ms: i64,
-            ) -> fsx_store::BoxFuture<'_, $crate::Result<()>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::branches::reset_branch(tx, branch, to, now_ms).await
-                })
-            }
+                fn reset_branch(&self, branch: BranchId, to: CommitId, now_ms: i64) -> BoxFuture<'_, Result<()>> {
+                    run!($mode, self, Write, |tx| branches::reset_branch(tx, branch, to, now_ms).await)
+                }
 
-            fn expire_commits(
-                &self,
-                before_ms: i64,
-                now_ms: i64,
-            ) -> fsx_store::BoxFuture<'_, $crate::Result<u64>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::branches::expire_commits(tx, before_ms, now_ms).await
-                })
-            }
+                fn expire_commits(&self, before_ms: i64, now_ms: i64) -> BoxFuture<'_, Result<u64>> {
+                    run!($mode, self, Write, |tx| branches::expire_commits(tx, before_ms, now_ms).await)
+                }
 
-            fn merge_files<'a>(
-                &'a self,
-                target: $crate::contract::BranchId,
-                source: $crate::contract::View,
-                files: &'a [$crate::contract::FileId],
-                message: &'a str,
-                merged: $crate::contract::CommitId,
-                now_ms: i64,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<$crate::contract::CommitInfo>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::branches::merge_files(
-                        tx, target, source, files, message, merged, now_ms,
-                    )
-                    .await
-                })
-            }
+                fn merge_files<'a>(
+                    &'a self,
+                    target: BranchId,
+                    source: View,
+                    files: &'a [FileId],
+                    message: &'a str,
+                    merged: CommitId,
+                    now_ms: i64,
+                ) -> BoxFuture<'a, Result<CommitInfo>> {
+                    run!($mode, self, Write, |tx| {
+                        branches::merge_files(
+                            tx, target, source, files, message, merged, now_ms,
+                        )
+                        .await
+                    })
+                }
 
-            fn layer_graph(
-                &self,
-            ) -> fsx_store::BoxFuture<'_, $crate::Result<$crate::contract::LayerGraph>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
-                    $crate::logic::layers::graph(tx).await
-                })
-            }
+                fn layer_graph(&self) -> BoxFuture<'_, Result<LayerGraph>> {
+                    run!($mode, self, Read, |tx| layers::graph(tx).await)
+                }
 
-            fn layer_usage<'a>(
-                &'a self,
-                ids: &'a [$crate::contract::LayerId],
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<$crate::contract::LayerUsage>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
-                    $crate::logic::layers::usage(tx, ids).await
-                })
+                fn layer_usage<'a>(&'a self, ids: &'a [LayerId]) -> BoxFuture<'a, Result<LayerUsage>> {
+                    run!($mode, self, Read, |tx| layers::usage(tx, ids).await)
+                }
             }
-        }
+        };
     };
 }
 pub(crate) use impl_meta_branches;

@@ -626,183 +626,144 @@ pub(crate) async fn commit_pack(tx: &impl Tx, c: &PackCommit) -> Result<()> {
 /// `impl MetaFiles for $engine` (`$mode`: see [`super::run`]).
 macro_rules! impl_meta_files {
     ($engine:ty, $mode:ident) => {
-        impl $crate::contract::MetaFiles for $engine {
-            fn create_file<'a>(
-                &'a self,
-                branch: $crate::contract::BranchId,
-                name: &'a str,
-                page_size: u32,
-                now_ms: i64,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<$crate::contract::FileMeta>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::files::create_file(tx, branch, name, page_size, now_ms).await
-                })
-            }
+        #[allow(unused_imports)]
+        const _: () = {
+            use $crate::contract::*;
+            use $crate::logic::TxKind::{Read, ReadOwnWrites, Write};
+            use $crate::logic::{branches, extents, files, layers, run, settings, tiers};
+            use $crate::Result;
+            use fsx_store::BoxFuture;
 
-            fn file<'a>(
-                &'a self,
-                view: $crate::contract::View,
-                name: &'a str,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<$crate::contract::FileMeta>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
-                    $crate::logic::files::file(tx, view, name).await
-                })
-            }
+            impl MetaFiles for $engine {
+                fn create_file<'a>(
+                    &'a self,
+                    branch: BranchId,
+                    name: &'a str,
+                    page_size: u32,
+                    now_ms: i64,
+                ) -> BoxFuture<'a, Result<FileMeta>> {
+                    run!($mode, self, Write, |tx| files::create_file(tx, branch, name, page_size, now_ms).await)
+                }
 
-            fn list_files<'a>(
-                &'a self,
-                view: $crate::contract::View,
-                prefix: &'a str,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<Vec<$crate::contract::FileMeta>>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
-                    $crate::logic::files::list_files(tx, view, prefix).await
-                })
-            }
+                fn file<'a>(&'a self, view: View, name: &'a str) -> BoxFuture<'a, Result<FileMeta>> {
+                    run!($mode, self, Read, |tx| files::file(tx, view, name).await)
+                }
 
-            fn rename_file<'a>(
-                &'a self,
-                rename: $crate::contract::FileRename<'a>,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::files::rename_file(tx, &rename).await
-                })
-            }
+                fn list_files<'a>(&'a self, view: View, prefix: &'a str) -> BoxFuture<'a, Result<Vec<FileMeta>>> {
+                    run!($mode, self, Read, |tx| files::list_files(tx, view, prefix).await)
+                }
 
-            fn delete_file<'a>(
-                &'a self,
-                branch: $crate::contract::BranchId,
-                name: &'a str,
-                holder: &'a str,
-                now_ms: i64,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::files::delete_file(tx, branch, name, holder, now_ms).await
-                })
-            }
+                fn rename_file<'a>(&'a self, rename: FileRename<'a>) -> BoxFuture<'a, Result<()>> {
+                    run!($mode, self, Write, |tx| files::rename_file(tx, &rename).await)
+                }
 
-            fn acquire_lease<'a>(
-                &'a self,
-                req: &'a $crate::contract::LeaseRequest,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::files::acquire_lease(tx, req).await
-                })
-            }
+                fn delete_file<'a>(
+                    &'a self,
+                    branch: BranchId,
+                    name: &'a str,
+                    holder: &'a str,
+                    now_ms: i64,
+                ) -> BoxFuture<'a, Result<()>> {
+                    run!($mode, self, Write, |tx| files::delete_file(tx, branch, name, holder, now_ms).await)
+                }
 
-            fn release_lease<'a>(
-                &'a self,
-                branch: $crate::contract::BranchId,
-                file_id: $crate::contract::FileId,
-                holder: &'a str,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::files::release_lease(tx, branch, file_id, holder).await
-                })
-            }
+                fn acquire_lease<'a>(&'a self, req: &'a LeaseRequest) -> BoxFuture<'a, Result<()>> {
+                    run!($mode, self, Write, |tx| files::acquire_lease(tx, req).await)
+                }
 
-            fn lease(
-                &self,
-                branch: $crate::contract::BranchId,
-                file_id: $crate::contract::FileId,
-            ) -> fsx_store::BoxFuture<'_, $crate::Result<Option<$crate::contract::LeaseInfo>>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
-                    $crate::logic::files::lease_of(tx, branch, file_id).await
-                })
-            }
+                fn release_lease<'a>(
+                    &'a self,
+                    branch: BranchId,
+                    file_id: FileId,
+                    holder: &'a str,
+                ) -> BoxFuture<'a, Result<()>> {
+                    run!($mode, self, Write, |tx| files::release_lease(tx, branch, file_id, holder).await)
+                }
 
-            fn commit_writes<'a>(
-                &'a self,
-                batch: &'a $crate::contract::WriteBatch,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::files::commit_writes(tx, batch).await
-                })
-            }
+                fn lease(&self, branch: BranchId, file_id: FileId) -> BoxFuture<'_, Result<Option<LeaseInfo>>> {
+                    run!($mode, self, Read, |tx| files::lease_of(tx, branch, file_id).await)
+                }
 
-            fn read_map(
-                &self,
-                view: $crate::contract::View,
-                file_id: $crate::contract::FileId,
-                first_page: u64,
-                count: u64,
-                pages_per_extent: u64,
-            ) -> fsx_store::BoxFuture<'_, $crate::Result<$crate::contract::ReadMap>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
-                    $crate::logic::files::read_map(
-                        tx,
-                        view,
-                        file_id,
-                        first_page,
-                        count,
-                        pages_per_extent,
-                    )
-                    .await
-                })
-            }
+                fn commit_writes<'a>(&'a self, batch: &'a WriteBatch) -> BoxFuture<'a, Result<()>> {
+                    run!($mode, self, Write, |tx| files::commit_writes(tx, batch).await)
+                }
 
-            fn dirty_counts<'a>(
-                &'a self,
-                view: $crate::contract::View,
-                file_id: $crate::contract::FileId,
-                pages_per_extent: u64,
-                extents: &'a [u64],
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<Vec<$crate::contract::DirtySummary>>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::ReadOwnWrites, |tx| {
-                    $crate::logic::files::dirty_counts(tx, view, file_id, pages_per_extent, extents)
+                fn read_map(
+                    &self,
+                    view: View,
+                    file_id: FileId,
+                    first_page: u64,
+                    count: u64,
+                    pages_per_extent: u64,
+                ) -> BoxFuture<'_, Result<ReadMap>> {
+                    run!($mode, self, Read, |tx| {
+                        files::read_map(
+                            tx,
+                            view,
+                            file_id,
+                            first_page,
+                            count,
+                            pages_per_extent,
+                        )
                         .await
-                })
-            }
+                    })
+                }
 
-            fn dirty_summary(
-                &self,
-                view: $crate::contract::View,
-                file_id: $crate::contract::FileId,
-                pages_per_extent: u64,
-            ) -> fsx_store::BoxFuture<'_, $crate::Result<Vec<$crate::contract::DirtySummary>>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
-                    $crate::logic::files::dirty_summary(tx, view, file_id, pages_per_extent).await
-                })
-            }
+                fn dirty_counts<'a>(
+                    &'a self,
+                    view: View,
+                    file_id: FileId,
+                    pages_per_extent: u64,
+                    extents: &'a [u64],
+                ) -> BoxFuture<'a, Result<Vec<DirtySummary>>> {
+                    run!($mode, self, ReadOwnWrites, |tx| {
+                        files::dirty_counts(tx, view, file_id, pages_per_extent, extents)
+                            .await
+                    })
+                }
 
-            fn dirty_extent(
-                &self,
-                view: $crate::contract::View,
-                file_id: $crate::contract::FileId,
-                extent_idx: u64,
-                pages_per_extent: u64,
-            ) -> fsx_store::BoxFuture<'_, $crate::Result<$crate::contract::DirtyExtent>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
-                    $crate::logic::files::dirty_extent(
-                        tx,
-                        view,
-                        file_id,
-                        extent_idx,
-                        pages_per_extent,
-                    )
-                    .await
-                })
-            }
+                fn dirty_summary(
+                    &self,
+                    view: View,
+                    file_id: FileId,
+                    pages_per_extent: u64,
+                ) -> BoxFuture<'_, Result<Vec<DirtySummary>>> {
+                    run!($mode, self, Read, |tx| files::dirty_summary(tx, view, file_id, pages_per_extent).await)
+                }
 
-            fn check_dirty_pages(
-                &self,
-                after: Option<$crate::contract::DirtyPageCursor>,
-                limit: usize,
-            ) -> fsx_store::BoxFuture<'_, $crate::Result<Vec<$crate::contract::DirtyPageCheck>>>
-            {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
-                    $crate::logic::files::check_dirty_pages(tx, after, limit).await
-                })
-            }
+                fn dirty_extent(
+                    &self,
+                    view: View,
+                    file_id: FileId,
+                    extent_idx: u64,
+                    pages_per_extent: u64,
+                ) -> BoxFuture<'_, Result<DirtyExtent>> {
+                    run!($mode, self, Read, |tx| {
+                        files::dirty_extent(
+                            tx,
+                            view,
+                            file_id,
+                            extent_idx,
+                            pages_per_extent,
+                        )
+                        .await
+                    })
+                }
 
-            fn commit_pack<'a>(
-                &'a self,
-                commit: &'a $crate::contract::PackCommit,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::files::commit_pack(tx, commit).await
-                })
+                fn check_dirty_pages(
+                    &self,
+                    after: Option<DirtyPageCursor>,
+                    limit: usize,
+                ) -> BoxFuture<'_, Result<Vec<DirtyPageCheck>>>
+                {
+                    run!($mode, self, Read, |tx| files::check_dirty_pages(tx, after, limit).await)
+                }
+
+                fn commit_pack<'a>(&'a self, commit: &'a PackCommit) -> BoxFuture<'a, Result<()>> {
+                    run!($mode, self, Write, |tx| files::commit_pack(tx, commit).await)
+                }
             }
-        }
+        };
     };
 }
 pub(crate) use impl_meta_files;

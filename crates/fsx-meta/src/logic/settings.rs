@@ -153,69 +153,49 @@ pub(crate) async fn counters(tx: &impl Tx) -> Result<Vec<Counter>> {
 /// a place to count it).
 macro_rules! impl_meta_settings {
     ($engine:ty, $mode:ident) => {
-        impl $crate::contract::MetaSettings for $engine {
-            fn init_volume<'a>(
-                &'a self,
-                config: &'a $crate::contract::VolumeConfig,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::settings::init_volume(tx, config).await
-                })
-            }
+        #[allow(unused_imports)]
+        const _: () = {
+            use $crate::contract::*;
+            use $crate::logic::TxKind::{Read, ReadOwnWrites, Write};
+            use $crate::logic::{branches, extents, files, layers, run, settings, tiers};
+            use $crate::Result;
+            use fsx_store::BoxFuture;
 
-            fn open_volume(
-                &self,
-            ) -> fsx_store::BoxFuture<'_, $crate::Result<$crate::contract::VolumeConfig>> {
-                let read_only = self.is_read_only();
-                let kind = if read_only {
-                    $crate::logic::TxKind::Read
-                } else {
-                    $crate::logic::TxKind::Write
-                };
-                $crate::logic::run!($mode, self, kind, |tx| {
-                    $crate::logic::settings::open_volume(tx, read_only).await
-                })
-            }
-
-            fn setting<'a>(
-                &'a self,
-                name: &'a str,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<Option<String>>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
-                    $crate::logic::settings::setting(tx, name).await
-                })
-            }
-
-            fn set_setting<'a>(
-                &'a self,
-                name: &'a str,
-                value: &'a str,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::settings::set_setting(tx, name, value).await
-                })
-            }
-
-            fn add_counters<'a>(
-                &'a self,
-                deltas: &'a [$crate::contract::Counter],
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
-                if self.is_read_only() {
-                    return Box::pin(async { Ok(()) });
+            impl MetaSettings for $engine {
+                fn init_volume<'a>(&'a self, config: &'a VolumeConfig) -> BoxFuture<'a, Result<()>> {
+                    run!($mode, self, Write, |tx| settings::init_volume(tx, config).await)
                 }
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::settings::add_counters(tx, deltas).await
-                })
-            }
 
-            fn counters(
-                &self,
-            ) -> fsx_store::BoxFuture<'_, $crate::Result<Vec<$crate::contract::Counter>>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
-                    $crate::logic::settings::counters(tx).await
-                })
+                fn open_volume(&self) -> BoxFuture<'_, Result<VolumeConfig>> {
+                    let read_only = self.is_read_only();
+                    let kind = if read_only {
+                        Read
+                    } else {
+                        Write
+                    };
+                    run!($mode, self, kind, |tx| settings::open_volume(tx, read_only).await)
+                }
+
+                fn setting<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
+                    run!($mode, self, Read, |tx| settings::setting(tx, name).await)
+                }
+
+                fn set_setting<'a>(&'a self, name: &'a str, value: &'a str) -> BoxFuture<'a, Result<()>> {
+                    run!($mode, self, Write, |tx| settings::set_setting(tx, name, value).await)
+                }
+
+                fn add_counters<'a>(&'a self, deltas: &'a [Counter]) -> BoxFuture<'a, Result<()>> {
+                    if self.is_read_only() {
+                        return Box::pin(async { Ok(()) });
+                    }
+                    run!($mode, self, Write, |tx| settings::add_counters(tx, deltas).await)
+                }
+
+                fn counters(&self) -> BoxFuture<'_, Result<Vec<Counter>>> {
+                    run!($mode, self, Read, |tx| settings::counters(tx).await)
+                }
             }
-        }
+        };
     };
 }
 pub(crate) use impl_meta_settings;
