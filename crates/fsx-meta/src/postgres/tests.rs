@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use fsx_testkit::postgres::PgServer;
 
 use super::*;
