@@ -38,6 +38,9 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
         Box::pin(settings(m))
     }),
     ("tier_queue_and_copy_records", |m| Box::pin(tier_records(m))),
+    ("tier_batches_apply_marks_in_order", |m| {
+        Box::pin(tiers::batch_marks_apply_in_order(m))
+    }),
     ("access_statistics_and_digests", |m| Box::pin(access(m))),
     ("branches_isolate_writes", |m| {
         Box::pin(branches::isolation(m))
@@ -99,6 +102,7 @@ macro_rules! ensure {
 }
 
 mod branches;
+mod tiers;
 
 /// `Ok` value or a message naming the call.
 fn ok<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, String> {
