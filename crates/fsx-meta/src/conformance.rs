@@ -31,6 +31,9 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
     }),
     ("shared_extents_are_refcounted", |m| Box::pin(refcounts(m))),
     ("gc_respects_grace_and_pins", |m| Box::pin(gc(m))),
+    ("gc_claims_oldest_first", |m| {
+        Box::pin(extents::gc_claims_oldest_first(m))
+    }),
     ("shrink_releases_references", |m| Box::pin(shrink(m))),
     ("listing_pages_through_everything", |m| Box::pin(listing(m))),
     ("counters_and_totals_accumulate", |m| Box::pin(counters(m))),
@@ -102,6 +105,7 @@ macro_rules! ensure {
 }
 
 mod branches;
+mod extents;
 mod tiers;
 
 /// `Ok` value or a message naming the call.

@@ -21,16 +21,21 @@ pub(super) fn text(q: Q) -> &'static str {
              RETURNING state"
         }
         Q::Claim => {
-            // The outer WHERE repeats the conditions: after waiting for a row
-            // another transaction changed, PostgreSQL re-checks them on the
-            // newest version, so a record referenced or re-pinned meanwhile
-            // is not claimed.
-            "UPDATE fsx_extents SET state = 1
-             WHERE key IN (SELECT key FROM fsx_extents
-                           WHERE refcount = 0 AND state = 0 AND idle_since_ms < $1
-                           ORDER BY idle_since_ms LIMIT $2 FOR UPDATE SKIP LOCKED)
+            // The candidates are picked once, in a materialized CTE: as a
+            // subquery (`key IN (SELECT … LIMIT $2 FOR UPDATE SKIP
+            // LOCKED)`) the planner may rescan it for every row, and each
+            // rescan skips the rows already claimed and picks new ones,
+            // claiming every idle record whatever the limit. The outer
+            // WHERE repeats the conditions, checked on the newest row
+            // version.
+            "WITH picked AS MATERIALIZED (
+                 SELECT key FROM fsx_extents
+                 WHERE refcount = 0 AND state = 0 AND idle_since_ms < $1
+                 ORDER BY idle_since_ms LIMIT $2 FOR UPDATE SKIP LOCKED)
+             UPDATE fsx_extents SET state = 1 FROM picked
+             WHERE fsx_extents.key = picked.key
                AND refcount = 0 AND state = 0 AND idle_since_ms < $1
-             RETURNING key, idle_since_ms"
+             RETURNING fsx_extents.key, idle_since_ms"
         }
         Q::ClaimOrphan => {
             "INSERT INTO fsx_extents (key, refcount, state, bytes, created_ms, idle_since_ms)
