@@ -10,9 +10,9 @@
 //! [`Lock`]: [`pin_extent`] upserts and reads back the state it commits
 //! with in one statement (the upsert always writes, so PostgreSQL holds
 //! the row lock from then on), and [`gc_claim`] is one conditional
-//! `UPDATE … RETURNING` whose PostgreSQL text skips rows another
-//! transaction holds (`FOR UPDATE SKIP LOCKED`) and re-checks its
-//! condition on the newest row version.
+//! `UPDATE … RETURNING` whose PostgreSQL text picks its candidates once,
+//! skipping rows another transaction holds (`FOR UPDATE SKIP LOCKED`), and
+//! re-checks its condition on the newest row version.
 
 use std::collections::BTreeMap;
 
