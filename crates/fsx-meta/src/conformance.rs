@@ -31,6 +31,9 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
     }),
     ("shared_extents_are_refcounted", |m| Box::pin(refcounts(m))),
     ("gc_respects_grace_and_pins", |m| Box::pin(gc(m))),
+    ("gc_claims_oldest_first", |m| {
+        Box::pin(extents::gc_claims_oldest_first(m))
+    }),
     ("shrink_releases_references", |m| Box::pin(shrink(m))),
     ("listing_pages_through_everything", |m| Box::pin(listing(m))),
     ("counters_and_totals_accumulate", |m| Box::pin(counters(m))),
@@ -38,6 +41,9 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
         Box::pin(settings(m))
     }),
     ("tier_queue_and_copy_records", |m| Box::pin(tier_records(m))),
+    ("tier_batches_apply_marks_in_order", |m| {
+        Box::pin(tiers::batch_marks_apply_in_order(m))
+    }),
     ("access_statistics_and_digests", |m| Box::pin(access(m))),
     ("branches_isolate_writes", |m| {
         Box::pin(branches::isolation(m))
@@ -99,6 +105,8 @@ macro_rules! ensure {
 }
 
 mod branches;
+mod extents;
+mod tiers;
 
 /// `Ok` value or a message naming the call.
 fn ok<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, String> {

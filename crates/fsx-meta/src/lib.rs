@@ -30,9 +30,9 @@ pub mod contract;
 pub mod error;
 pub mod graph;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) mod logic;
-#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod hot;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) mod logic;
 pub mod num;
 pub mod open;
 #[cfg(feature = "postgres")]

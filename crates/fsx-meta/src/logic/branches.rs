@@ -221,11 +221,11 @@ macro_rules! impl_meta_branches {
     ($engine:ty, $mode:ident) => {
         #[allow(unused_imports)]
         const _: () = {
+            use fsx_store::BoxFuture;
+            use $crate::Result;
             use $crate::contract::*;
             use $crate::logic::TxKind::{Read, ReadOwnWrites, Write};
             use $crate::logic::{branches, extents, files, layers, run, settings, tiers};
-            use $crate::Result;
-            use fsx_store::BoxFuture;
 
             impl MetaBranches for $engine {
                 fn create_branch<'a>(
@@ -239,41 +239,73 @@ macro_rules! impl_meta_branches {
                     if let Err(e) = $crate::resolve::check_branch_name(name) {
                         return Box::pin(std::future::ready(Err(e)));
                     }
-                    run!($mode, self, Write, |tx| branches::create_branch(tx, name, from, now_ms).await)
+                    run!($mode, self, Write, |tx| branches::create_branch(
+                        tx, name, from, now_ms
+                    )
+                    .await)
                 }
 
                 fn branch<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<BranchInfo>> {
-                    run!($mode, self, Read, |tx| branches::branch_named(tx, name).await)
+                    run!($mode, self, Read, |tx| branches::branch_named(tx, name)
+                        .await)
                 }
 
                 fn branches(&self) -> BoxFuture<'_, Result<Vec<BranchInfo>>> {
                     run!($mode, self, Read, |tx| layers::branches(tx).await)
                 }
 
-                fn delete_branch<'a>(&'a self, name: &'a str, now_ms: i64) -> BoxFuture<'a, Result<()>> {
-                    run!($mode, self, Write, |tx| branches::delete_branch(tx, name, now_ms).await)
+                fn delete_branch<'a>(
+                    &'a self,
+                    name: &'a str,
+                    now_ms: i64,
+                ) -> BoxFuture<'a, Result<()>> {
+                    run!($mode, self, Write, |tx| branches::delete_branch(
+                        tx, name, now_ms
+                    )
+                    .await)
                 }
 
-                fn commit<'a>(&'a self, request: CommitRequest<'a>) -> BoxFuture<'a, Result<Option<CommitInfo>>> {
+                fn commit<'a>(
+                    &'a self,
+                    request: CommitRequest<'a>,
+                ) -> BoxFuture<'a, Result<Option<CommitInfo>>> {
                     let CommitRequest {
                         branch,
                         message,
                         auto,
                         now_ms,
                     } = request;
-                    run!($mode, self, Write, |tx| branches::commit(tx, branch, message, auto, now_ms).await)
+                    run!($mode, self, Write, |tx| branches::commit(
+                        tx, branch, message, auto, now_ms
+                    )
+                    .await)
                 }
 
                 fn commit_info(&self, id: CommitId) -> BoxFuture<'_, Result<CommitInfo>> {
                     run!($mode, self, Read, |tx| layers::commit(tx, id).await)
                 }
 
-                fn reset_branch(&self, branch: BranchId, to: CommitId, now_ms: i64) -> BoxFuture<'_, Result<()>> {
-                    run!($mode, self, Write, |tx| branches::reset_branch(tx, branch, to, now_ms).await)
+                fn reset_branch(
+                    &self,
+                    branch: BranchId,
+                    to: CommitId,
+                    now_ms: i64,
+                ) -> BoxFuture<'_, Result<()>> {
+                    run!($mode, self, Write, |tx| branches::reset_branch(
+                        tx, branch, to, now_ms
+                    )
+                    .await)
                 }
 
-                fn expire_commits(&self, before_ms: i64, now_ms: i64) -> BoxFuture<'_, Result<u64>> {
-                    run!($mode, self, Write, |tx| branches::expire_commits(tx, before_ms, now_ms).await)
+                fn expire_commits(
+                    &self,
+                    before_ms: i64,
+                    now_ms: i64,
+                ) -> BoxFuture<'_, Result<u64>> {
+                    run!($mode, self, Write, |tx| branches::expire_commits(
+                        tx, before_ms, now_ms
+                    )
+                    .await)
                 }
 
                 fn merge_files<'a>(
@@ -286,10 +318,8 @@ macro_rules! impl_meta_branches {
                     now_ms: i64,
                 ) -> BoxFuture<'a, Result<CommitInfo>> {
                     run!($mode, self, Write, |tx| {
-                        branches::merge_files(
-                            tx, target, source, files, message, merged, now_ms,
-                        )
-                        .await
+                        branches::merge_files(tx, target, source, files, message, merged, now_ms)
+                            .await
                     })
                 }
 
@@ -297,7 +327,10 @@ macro_rules! impl_meta_branches {
                     run!($mode, self, Read, |tx| layers::graph(tx).await)
                 }
 
-                fn layer_usage<'a>(&'a self, ids: &'a [LayerId]) -> BoxFuture<'a, Result<LayerUsage>> {
+                fn layer_usage<'a>(
+                    &'a self,
+                    ids: &'a [LayerId],
+                ) -> BoxFuture<'a, Result<LayerUsage>> {
                     run!($mode, self, Read, |tx| layers::usage(tx, ids).await)
                 }
             }

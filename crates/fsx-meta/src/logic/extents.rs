@@ -5,11 +5,21 @@
 //! A record's `refcount` equals the number of map entries naming its key;
 //! it only changes through [`incref`] and [`decref`], single conditional
 //! statements that a concurrent GC claim cannot slip between.
+//!
+//! Pins and claims race only through one row each, so they take no
+//! [`Lock`]: [`pin_extent`] upserts and reads back the state it commits
+//! with in one statement (the upsert always writes, so PostgreSQL holds
+//! the row lock from then on), and [`gc_claim`] is one conditional
+//! `UPDATE … RETURNING` whose PostgreSQL text picks its candidates once,
+//! skipping rows another transaction holds (`FOR UPDATE SKIP LOCKED`), and
+//! re-checks its condition on the newest row version.
 
 use std::collections::BTreeMap;
 
-use super::{Lock, Tx, args, corrupt};
+use super::{Lock, Row, Tx, args, corrupt};
+use crate::contract::{ExtentRecord, ExtentState, ExtentTotals};
 use crate::error::{MetaError, Result};
+use crate::num;
 
 /// The statements of this family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -20,6 +30,26 @@ pub(crate) enum Q {
     /// `(key, n, now_ms)`: drops `n` references, starting the idle clock
     /// when the last goes; changes 1 row or none (fewer references).
     Decref,
+    /// `(key, bytes, now_ms) → state`: creates a live record or restarts
+    /// the idle clock of a live one (a deleting one keeps its clock); always
+    /// returns the record's state.
+    Pin,
+    /// `(cutoff_ms, limit) → key, idle_since_ms`: marks deleting up to
+    /// `limit` unreferenced live records idle since before `cutoff_ms`,
+    /// oldest first, skipping any another transaction holds.
+    Claim,
+    /// `(key, now_ms)`: a deleting record for an orphan object; changes 1
+    /// row or none (a record exists).
+    ClaimOrphan,
+    /// `(key)`: deletes the record if it is deleting and unreferenced.
+    Forget,
+    /// `(after, limit) → key, refcount, state, bytes, idle_since_ms`, by
+    /// key.
+    List,
+    /// `→ count, bytes, referenced count, referenced bytes` (one row).
+    Totals,
+    /// `(after, limit) → key, references`: map entries per key, by key.
+    CountReferences,
 }
 
 /// Adds `n` references to `key`; `Conflict` unless its record is live.
@@ -63,3 +93,185 @@ pub(crate) async fn release(
     }
     Ok(())
 }
+
+/// Ensures a live record for `key`, restarting its idle clock; `Conflict`
+/// if GC is deleting it.
+pub(crate) async fn pin_extent(tx: &impl Tx, key: &str, bytes: u64, now_ms: i64) -> Result<()> {
+    let bytes = num::to_sql(bytes, "extent size")?;
+    let row = tx
+        .query_one(Q::Pin.into(), args![key, bytes, now_ms])
+        .await?;
+    if row.i64(0, "extent state")? == 0 {
+        Ok(())
+    } else {
+        Err(MetaError::conflict(format!(
+            "extent {key} is being garbage-collected; retry after GC"
+        )))
+    }
+}
+
+/// Claims up to `limit` unreferenced records idle since before
+/// `now_ms - grace_ms`; their keys, oldest first (ties by key), so a GC
+/// run deletes in the same order on every engine.
+pub(crate) async fn gc_claim(
+    tx: &impl Tx,
+    now_ms: i64,
+    grace_ms: i64,
+    limit: usize,
+) -> Result<Vec<String>> {
+    let cutoff = now_ms.saturating_sub(grace_ms);
+    let rows = tx
+        .query(Q::Claim.into(), args![cutoff, num::limit(limit)])
+        .await?;
+    let mut claimed = rows
+        .iter()
+        .map(|r| Ok((r.i64(1, "extent idle clock")?, r.text(0, "extent key")?)))
+        .collect::<Result<Vec<_>>>()?;
+    // `UPDATE … RETURNING` promises no order.
+    claimed.sort_unstable();
+    Ok(claimed.into_iter().map(|(_, key)| key).collect())
+}
+
+/// Claims an object without a record; `false` if a record exists.
+pub(crate) async fn gc_claim_orphan(tx: &impl Tx, key: &str, now_ms: i64) -> Result<bool> {
+    Ok(tx.exec(Q::ClaimOrphan.into(), args![key, now_ms]).await? == 1)
+}
+
+/// Removes a deleting record (a missing one is no error).
+pub(crate) async fn gc_forget(tx: &impl Tx, key: &str) -> Result<()> {
+    tx.exec(Q::Forget.into(), args![key]).await?;
+    Ok(())
+}
+
+fn extent_record(r: &Row) -> Result<ExtentRecord> {
+    Ok(ExtentRecord {
+        key: r.text(0, "extent key")?,
+        refcount: r.i64(1, "extent refcount")?,
+        state: if r.i64(2, "extent state")? == 0 {
+            ExtentState::Live
+        } else {
+            ExtentState::Deleting
+        },
+        bytes: r.u64(3, "extent size")?,
+        idle_since_ms: r.i64(4, "extent idle clock")?,
+    })
+}
+
+pub(crate) async fn list_extents(
+    tx: &impl Tx,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<ExtentRecord>> {
+    tx.query(
+        Q::List.into(),
+        args![after.unwrap_or(""), num::limit(limit)],
+    )
+    .await?
+    .iter()
+    .map(extent_record)
+    .collect()
+}
+
+pub(crate) async fn extent_totals(tx: &impl Tx) -> Result<ExtentTotals> {
+    let r = tx.query_one(Q::Totals.into(), &[]).await?;
+    Ok(ExtentTotals {
+        count: r.u64(0, "extent count")?,
+        bytes: r.u64(1, "extent bytes")?,
+        referenced_count: r.u64(2, "referenced extent count")?,
+        referenced_bytes: r.u64(3, "referenced extent bytes")?,
+    })
+}
+
+pub(crate) async fn count_references(
+    tx: &impl Tx,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<(String, i64)>> {
+    tx.query(
+        Q::CountReferences.into(),
+        args![after.unwrap_or(""), num::limit(limit)],
+    )
+    .await?
+    .iter()
+    .map(|r| Ok((r.text(0, "extent key")?, r.i64(1, "reference count")?)))
+    .collect()
+}
+
+/// `impl MetaExtents for $engine`: each method one transaction of the
+/// engine's `run` over the function above (`$mode`: see
+/// [`super::run`]).
+macro_rules! impl_meta_extents {
+    ($engine:ty, $mode:ident) => {
+        impl $crate::contract::MetaExtents for $engine {
+            fn pin_extent<'a>(
+                &'a self,
+                key: &'a str,
+                bytes: u64,
+                now_ms: i64,
+            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
+                    $crate::logic::extents::pin_extent(tx, key, bytes, now_ms).await
+                })
+            }
+
+            fn gc_claim(
+                &self,
+                now_ms: i64,
+                grace_ms: i64,
+                limit: usize,
+            ) -> fsx_store::BoxFuture<'_, $crate::Result<Vec<String>>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
+                    $crate::logic::extents::gc_claim(tx, now_ms, grace_ms, limit).await
+                })
+            }
+
+            fn gc_claim_orphan<'a>(
+                &'a self,
+                key: &'a str,
+                now_ms: i64,
+            ) -> fsx_store::BoxFuture<'a, $crate::Result<bool>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
+                    $crate::logic::extents::gc_claim_orphan(tx, key, now_ms).await
+                })
+            }
+
+            fn gc_forget<'a>(
+                &'a self,
+                key: &'a str,
+            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
+                    $crate::logic::extents::gc_forget(tx, key).await
+                })
+            }
+
+            fn list_extents<'a>(
+                &'a self,
+                after: Option<&'a str>,
+                limit: usize,
+            ) -> fsx_store::BoxFuture<'a, $crate::Result<Vec<$crate::contract::ExtentRecord>>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
+                    $crate::logic::extents::list_extents(tx, after, limit).await
+                })
+            }
+
+            fn extent_totals(
+                &self,
+            ) -> fsx_store::BoxFuture<'_, $crate::Result<$crate::contract::ExtentTotals>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
+                    $crate::logic::extents::extent_totals(tx).await
+                })
+            }
+
+            fn count_references<'a>(
+                &'a self,
+                after: Option<&'a str>,
+                limit: usize,
+            ) -> fsx_store::BoxFuture<'a, $crate::Result<Vec<(String, i64)>>> {
+                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
+                    $crate::logic::extents::count_references(tx, after, limit).await
+                })
+            }
+        }
+    };
+}
+pub(crate) use impl_meta_extents;

@@ -628,11 +628,11 @@ macro_rules! impl_meta_files {
     ($engine:ty, $mode:ident) => {
         #[allow(unused_imports)]
         const _: () = {
+            use fsx_store::BoxFuture;
+            use $crate::Result;
             use $crate::contract::*;
             use $crate::logic::TxKind::{Read, ReadOwnWrites, Write};
             use $crate::logic::{branches, extents, files, layers, run, settings, tiers};
-            use $crate::Result;
-            use fsx_store::BoxFuture;
 
             impl MetaFiles for $engine {
                 fn create_file<'a>(
@@ -642,19 +642,32 @@ macro_rules! impl_meta_files {
                     page_size: u32,
                     now_ms: i64,
                 ) -> BoxFuture<'a, Result<FileMeta>> {
-                    run!($mode, self, Write, |tx| files::create_file(tx, branch, name, page_size, now_ms).await)
+                    run!($mode, self, Write, |tx| files::create_file(
+                        tx, branch, name, page_size, now_ms
+                    )
+                    .await)
                 }
 
-                fn file<'a>(&'a self, view: View, name: &'a str) -> BoxFuture<'a, Result<FileMeta>> {
+                fn file<'a>(
+                    &'a self,
+                    view: View,
+                    name: &'a str,
+                ) -> BoxFuture<'a, Result<FileMeta>> {
                     run!($mode, self, Read, |tx| files::file(tx, view, name).await)
                 }
 
-                fn list_files<'a>(&'a self, view: View, prefix: &'a str) -> BoxFuture<'a, Result<Vec<FileMeta>>> {
-                    run!($mode, self, Read, |tx| files::list_files(tx, view, prefix).await)
+                fn list_files<'a>(
+                    &'a self,
+                    view: View,
+                    prefix: &'a str,
+                ) -> BoxFuture<'a, Result<Vec<FileMeta>>> {
+                    run!($mode, self, Read, |tx| files::list_files(tx, view, prefix)
+                        .await)
                 }
 
                 fn rename_file<'a>(&'a self, rename: FileRename<'a>) -> BoxFuture<'a, Result<()>> {
-                    run!($mode, self, Write, |tx| files::rename_file(tx, &rename).await)
+                    run!($mode, self, Write, |tx| files::rename_file(tx, &rename)
+                        .await)
                 }
 
                 fn delete_file<'a>(
@@ -664,7 +677,10 @@ macro_rules! impl_meta_files {
                     holder: &'a str,
                     now_ms: i64,
                 ) -> BoxFuture<'a, Result<()>> {
-                    run!($mode, self, Write, |tx| files::delete_file(tx, branch, name, holder, now_ms).await)
+                    run!($mode, self, Write, |tx| files::delete_file(
+                        tx, branch, name, holder, now_ms
+                    )
+                    .await)
                 }
 
                 fn acquire_lease<'a>(&'a self, req: &'a LeaseRequest) -> BoxFuture<'a, Result<()>> {
@@ -677,15 +693,24 @@ macro_rules! impl_meta_files {
                     file_id: FileId,
                     holder: &'a str,
                 ) -> BoxFuture<'a, Result<()>> {
-                    run!($mode, self, Write, |tx| files::release_lease(tx, branch, file_id, holder).await)
+                    run!($mode, self, Write, |tx| files::release_lease(
+                        tx, branch, file_id, holder
+                    )
+                    .await)
                 }
 
-                fn lease(&self, branch: BranchId, file_id: FileId) -> BoxFuture<'_, Result<Option<LeaseInfo>>> {
-                    run!($mode, self, Read, |tx| files::lease_of(tx, branch, file_id).await)
+                fn lease(
+                    &self,
+                    branch: BranchId,
+                    file_id: FileId,
+                ) -> BoxFuture<'_, Result<Option<LeaseInfo>>> {
+                    run!($mode, self, Read, |tx| files::lease_of(tx, branch, file_id)
+                        .await)
                 }
 
                 fn commit_writes<'a>(&'a self, batch: &'a WriteBatch) -> BoxFuture<'a, Result<()>> {
-                    run!($mode, self, Write, |tx| files::commit_writes(tx, batch).await)
+                    run!($mode, self, Write, |tx| files::commit_writes(tx, batch)
+                        .await)
                 }
 
                 fn read_map(
@@ -697,15 +722,8 @@ macro_rules! impl_meta_files {
                     pages_per_extent: u64,
                 ) -> BoxFuture<'_, Result<ReadMap>> {
                     run!($mode, self, Read, |tx| {
-                        files::read_map(
-                            tx,
-                            view,
-                            file_id,
-                            first_page,
-                            count,
-                            pages_per_extent,
-                        )
-                        .await
+                        files::read_map(tx, view, file_id, first_page, count, pages_per_extent)
+                            .await
                     })
                 }
 
@@ -717,8 +735,7 @@ macro_rules! impl_meta_files {
                     extents: &'a [u64],
                 ) -> BoxFuture<'a, Result<Vec<DirtySummary>>> {
                     run!($mode, self, ReadOwnWrites, |tx| {
-                        files::dirty_counts(tx, view, file_id, pages_per_extent, extents)
-                            .await
+                        files::dirty_counts(tx, view, file_id, pages_per_extent, extents).await
                     })
                 }
 
@@ -728,7 +745,13 @@ macro_rules! impl_meta_files {
                     file_id: FileId,
                     pages_per_extent: u64,
                 ) -> BoxFuture<'_, Result<Vec<DirtySummary>>> {
-                    run!($mode, self, Read, |tx| files::dirty_summary(tx, view, file_id, pages_per_extent).await)
+                    run!($mode, self, Read, |tx| files::dirty_summary(
+                        tx,
+                        view,
+                        file_id,
+                        pages_per_extent
+                    )
+                    .await)
                 }
 
                 fn dirty_extent(
@@ -739,14 +762,7 @@ macro_rules! impl_meta_files {
                     pages_per_extent: u64,
                 ) -> BoxFuture<'_, Result<DirtyExtent>> {
                     run!($mode, self, Read, |tx| {
-                        files::dirty_extent(
-                            tx,
-                            view,
-                            file_id,
-                            extent_idx,
-                            pages_per_extent,
-                        )
-                        .await
+                        files::dirty_extent(tx, view, file_id, extent_idx, pages_per_extent).await
                     })
                 }
 
@@ -754,13 +770,16 @@ macro_rules! impl_meta_files {
                     &self,
                     after: Option<DirtyPageCursor>,
                     limit: usize,
-                ) -> BoxFuture<'_, Result<Vec<DirtyPageCheck>>>
-                {
-                    run!($mode, self, Read, |tx| files::check_dirty_pages(tx, after, limit).await)
+                ) -> BoxFuture<'_, Result<Vec<DirtyPageCheck>>> {
+                    run!($mode, self, Read, |tx| files::check_dirty_pages(
+                        tx, after, limit
+                    )
+                    .await)
                 }
 
                 fn commit_pack<'a>(&'a self, commit: &'a PackCommit) -> BoxFuture<'a, Result<()>> {
-                    run!($mode, self, Write, |tx| files::commit_pack(tx, commit).await)
+                    run!($mode, self, Write, |tx| files::commit_pack(tx, commit)
+                        .await)
                 }
             }
         };

@@ -155,40 +155,49 @@ macro_rules! impl_meta_settings {
     ($engine:ty, $mode:ident) => {
         #[allow(unused_imports)]
         const _: () = {
+            use fsx_store::BoxFuture;
+            use $crate::Result;
             use $crate::contract::*;
             use $crate::logic::TxKind::{Read, ReadOwnWrites, Write};
             use $crate::logic::{branches, extents, files, layers, run, settings, tiers};
-            use $crate::Result;
-            use fsx_store::BoxFuture;
 
             impl MetaSettings for $engine {
-                fn init_volume<'a>(&'a self, config: &'a VolumeConfig) -> BoxFuture<'a, Result<()>> {
-                    run!($mode, self, Write, |tx| settings::init_volume(tx, config).await)
+                fn init_volume<'a>(
+                    &'a self,
+                    config: &'a VolumeConfig,
+                ) -> BoxFuture<'a, Result<()>> {
+                    run!($mode, self, Write, |tx| settings::init_volume(tx, config)
+                        .await)
                 }
 
                 fn open_volume(&self) -> BoxFuture<'_, Result<VolumeConfig>> {
                     let read_only = self.is_read_only();
-                    let kind = if read_only {
-                        Read
-                    } else {
-                        Write
-                    };
-                    run!($mode, self, kind, |tx| settings::open_volume(tx, read_only).await)
+                    let kind = if read_only { Read } else { Write };
+                    run!($mode, self, kind, |tx| settings::open_volume(tx, read_only)
+                        .await)
                 }
 
                 fn setting<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<String>>> {
                     run!($mode, self, Read, |tx| settings::setting(tx, name).await)
                 }
 
-                fn set_setting<'a>(&'a self, name: &'a str, value: &'a str) -> BoxFuture<'a, Result<()>> {
-                    run!($mode, self, Write, |tx| settings::set_setting(tx, name, value).await)
+                fn set_setting<'a>(
+                    &'a self,
+                    name: &'a str,
+                    value: &'a str,
+                ) -> BoxFuture<'a, Result<()>> {
+                    run!($mode, self, Write, |tx| settings::set_setting(
+                        tx, name, value
+                    )
+                    .await)
                 }
 
                 fn add_counters<'a>(&'a self, deltas: &'a [Counter]) -> BoxFuture<'a, Result<()>> {
                     if self.is_read_only() {
                         return Box::pin(async { Ok(()) });
                     }
-                    run!($mode, self, Write, |tx| settings::add_counters(tx, deltas).await)
+                    run!($mode, self, Write, |tx| settings::add_counters(tx, deltas)
+                        .await)
                 }
 
                 fn counters(&self) -> BoxFuture<'_, Result<Vec<Counter>>> {

@@ -630,11 +630,10 @@ pub(crate) fn col<'r, T: tokio_postgres::types::FromSql<'r>>(
     })
 }
 
-/// Runs `$body` (an expression of type `impl Future<Output = Result<T>>`
-/// using `$tx: &Tx`) in one transaction of `$kind` on a connection from
-/// `$pool`, committing on `Ok`, rolling back on `Err`, and retrying the
-/// whole transaction up to [`MAX_ATTEMPTS`] times when the server aborted
-/// it with a serialization failure or a deadlock.
+/// Tests only: runs `$body` (an expression of type `impl Future<Output =
+/// Result<T>>` using `$tx: &Tx`) in one transaction of `$kind` on a
+/// connection from `$pool`, committing on `Ok`, with the retries of the
+/// engine's `run` (`dialect`), for tests that need raw SQL.
 macro_rules! transact {
     ($pool:expr, $kind:expr, |$tx:ident| $body:expr) => {{
         let pool: &$crate::postgres::conn::Pool = $pool;

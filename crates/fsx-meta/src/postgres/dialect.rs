@@ -31,9 +31,7 @@ fn mismatch(what: &str, ty: &Type) -> BoxError {
 impl ToSql for Param<'_> {
     fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> std::result::Result<IsNull, BoxError> {
         match *self {
-            Param::OptInt(None) | Param::OptText(None) | Param::OptBlob(None) => {
-                Ok(IsNull::Yes)
-            }
+            Param::OptInt(None) | Param::OptText(None) | Param::OptBlob(None) => Ok(IsNull::Yes),
             Param::Int(v) | Param::OptInt(Some(v)) => match *ty {
                 Type::INT8 => v.to_sql(ty, out),
                 Type::INT4 => i32::try_from(v)?.to_sql(ty, out),

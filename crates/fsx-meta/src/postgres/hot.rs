@@ -52,6 +52,15 @@ impl PgMeta {
             capabilities: capabilities(),
         })
     }
+
+    /// [`crate::contract::MetaTiers::hot_tier`]: this engine always has a
+    /// hot tier, [`PgHotStore`].
+    pub(crate) fn open_hot_tier(
+        &self,
+        max_row_bytes: usize,
+    ) -> crate::Result<Option<std::sync::Arc<dyn ExtentBackend>>> {
+        Ok(Some(std::sync::Arc::new(self.hot_store(max_row_bytes)?)))
+    }
 }
 
 impl std::fmt::Debug for PgHotStore {

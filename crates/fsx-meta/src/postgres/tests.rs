@@ -4,10 +4,13 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use fsx_testkit::postgres::PgServer;
 
-use super::conn::is_retryable;
+use super::conn::{TxKind, col, is_retryable, transact};
 use super::*;
+use crate::contract::*;
 
 /// A volume written by schema version `v` (1 to 3) migrates to the current
 /// version with its files, extents, dirty pages and leases on `main`, and

@@ -28,9 +28,7 @@ impl ToSql for Param<'_> {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         use rusqlite::types::ToSqlOutput::{Borrowed, Owned};
         Ok(match *self {
-            Param::OptInt(None) | Param::OptText(None) | Param::OptBlob(None) => {
-                Owned(Value::Null)
-            }
+            Param::OptInt(None) | Param::OptText(None) | Param::OptBlob(None) => Owned(Value::Null),
             Param::Int(v) | Param::OptInt(Some(v)) => Owned(Value::Integer(v)),
             Param::Text(s) | Param::OptText(Some(s)) => Borrowed(ValueRef::Text(s.as_bytes())),
             Param::OptBlob(Some(b)) => Borrowed(ValueRef::Blob(b)),

@@ -43,6 +43,15 @@ impl SqliteMeta {
             capabilities: capabilities(),
         })
     }
+
+    /// [`crate::contract::MetaTiers::hot_tier`]: this engine always has a
+    /// hot tier, [`SqliteHotStore`].
+    pub(crate) fn open_hot_tier(
+        &self,
+        max_row_bytes: usize,
+    ) -> crate::Result<Option<std::sync::Arc<dyn ExtentBackend>>> {
+        Ok(Some(std::sync::Arc::new(self.hot_store(max_row_bytes)?)))
+    }
 }
 
 impl SqliteHotStore {

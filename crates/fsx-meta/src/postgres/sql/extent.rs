@@ -10,5 +10,51 @@ pub(super) fn text(q: Q) -> &'static str {
                  idle_since_ms = CASE WHEN refcount = $2 THEN $3 ELSE idle_since_ms END
              WHERE key = $1 AND refcount >= $2"
         }
+        Q::Pin => {
+            // Always updates an existing record (so PostgreSQL locks it):
+            // the state returned is the one the transaction commits with.
+            "INSERT INTO fsx_extents (key, refcount, state, bytes, created_ms, idle_since_ms)
+             VALUES ($1, 0, 0, $2, $3, $3)
+             ON CONFLICT (key) DO UPDATE SET idle_since_ms =
+                 CASE WHEN fsx_extents.state = 0 THEN excluded.idle_since_ms
+                      ELSE fsx_extents.idle_since_ms END
+             RETURNING state"
+        }
+        Q::Claim => {
+            // The candidates are picked once, in a materialized CTE: as a
+            // subquery (`key IN (SELECT … LIMIT $2 FOR UPDATE SKIP
+            // LOCKED)`) the planner may rescan it for every row, and each
+            // rescan skips the rows already claimed and picks new ones,
+            // claiming every idle record whatever the limit. The outer
+            // WHERE repeats the conditions, checked on the newest row
+            // version.
+            "WITH picked AS MATERIALIZED (
+                 SELECT key FROM fsx_extents
+                 WHERE refcount = 0 AND state = 0 AND idle_since_ms < $1
+                 ORDER BY idle_since_ms LIMIT $2 FOR UPDATE SKIP LOCKED)
+             UPDATE fsx_extents SET state = 1 FROM picked
+             WHERE fsx_extents.key = picked.key
+               AND refcount = 0 AND state = 0 AND idle_since_ms < $1
+             RETURNING fsx_extents.key, idle_since_ms"
+        }
+        Q::ClaimOrphan => {
+            "INSERT INTO fsx_extents (key, refcount, state, bytes, created_ms, idle_since_ms)
+             VALUES ($1, 0, 1, 0, $2, $2) ON CONFLICT (key) DO NOTHING"
+        }
+        Q::Forget => "DELETE FROM fsx_extents WHERE key = $1 AND state = 1 AND refcount = 0",
+        Q::List => {
+            "SELECT key, refcount, state, bytes, idle_since_ms FROM fsx_extents
+             WHERE key > $1 ORDER BY key LIMIT $2"
+        }
+        Q::Totals => {
+            "SELECT count(*)::BIGINT, coalesce(sum(bytes), 0)::BIGINT,
+                    count(*) FILTER (WHERE refcount > 0)::BIGINT,
+                    coalesce(sum(bytes) FILTER (WHERE refcount > 0), 0)::BIGINT
+             FROM fsx_extents"
+        }
+        Q::CountReferences => {
+            "SELECT key, count(*) FROM fsx_extent_map WHERE key > $1
+             GROUP BY key ORDER BY key LIMIT $2"
+        }
     }
 }
