@@ -202,76 +202,57 @@ pub(crate) async fn count_references(
 /// [`super::run`]).
 macro_rules! impl_meta_extents {
     ($engine:ty, $mode:ident) => {
-        impl $crate::contract::MetaExtents for $engine {
-            fn pin_extent<'a>(
-                &'a self,
-                key: &'a str,
-                bytes: u64,
-                now_ms: i64,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::extents::pin_extent(tx, key, bytes, now_ms).await
-                })
-            }
+        #[allow(unused_imports)]
+        const _: () = {
+            use $crate::contract::*;
+            use $crate::logic::TxKind::{Read, ReadOwnWrites, Write};
+            use $crate::logic::{branches, extents, files, layers, run, settings, tiers};
+            use $crate::Result;
+            use fsx_store::BoxFuture;
 
-            fn gc_claim(
-                &self,
-                now_ms: i64,
-                grace_ms: i64,
-                limit: usize,
-            ) -> fsx_store::BoxFuture<'_, $crate::Result<Vec<String>>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::extents::gc_claim(tx, now_ms, grace_ms, limit).await
-                })
-            }
+            impl MetaExtents for $engine {
+                fn pin_extent<'a>(&'a self, key: &'a str, bytes: u64, now_ms: i64) -> BoxFuture<'a, Result<()>> {
+                    run!($mode, self, Write, |tx| extents::pin_extent(tx, key, bytes, now_ms).await)
+                }
 
-            fn gc_claim_orphan<'a>(
-                &'a self,
-                key: &'a str,
-                now_ms: i64,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<bool>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::extents::gc_claim_orphan(tx, key, now_ms).await
-                })
-            }
+                fn gc_claim(
+                    &self,
+                    now_ms: i64,
+                    grace_ms: i64,
+                    limit: usize,
+                ) -> BoxFuture<'_, Result<Vec<String>>> {
+                    run!($mode, self, Write, |tx| extents::gc_claim(tx, now_ms, grace_ms, limit).await)
+                }
 
-            fn gc_forget<'a>(
-                &'a self,
-                key: &'a str,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::extents::gc_forget(tx, key).await
-                })
-            }
+                fn gc_claim_orphan<'a>(&'a self, key: &'a str, now_ms: i64) -> BoxFuture<'a, Result<bool>> {
+                    run!($mode, self, Write, |tx| extents::gc_claim_orphan(tx, key, now_ms).await)
+                }
 
-            fn list_extents<'a>(
-                &'a self,
-                after: Option<&'a str>,
-                limit: usize,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<Vec<$crate::contract::ExtentRecord>>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
-                    $crate::logic::extents::list_extents(tx, after, limit).await
-                })
-            }
+                fn gc_forget<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
+                    run!($mode, self, Write, |tx| extents::gc_forget(tx, key).await)
+                }
 
-            fn extent_totals(
-                &self,
-            ) -> fsx_store::BoxFuture<'_, $crate::Result<$crate::contract::ExtentTotals>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
-                    $crate::logic::extents::extent_totals(tx).await
-                })
-            }
+                fn list_extents<'a>(
+                    &'a self,
+                    after: Option<&'a str>,
+                    limit: usize,
+                ) -> BoxFuture<'a, Result<Vec<ExtentRecord>>> {
+                    run!($mode, self, Read, |tx| extents::list_extents(tx, after, limit).await)
+                }
 
-            fn count_references<'a>(
-                &'a self,
-                after: Option<&'a str>,
-                limit: usize,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<Vec<(String, i64)>>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
-                    $crate::logic::extents::count_references(tx, after, limit).await
-                })
+                fn extent_totals(&self) -> BoxFuture<'_, Result<ExtentTotals>> {
+                    run!($mode, self, Read, |tx| extents::extent_totals(tx).await)
+                }
+
+                fn count_references<'a>(
+                    &'a self,
+                    after: Option<&'a str>,
+                    limit: usize,
+                ) -> BoxFuture<'a, Result<Vec<(String, i64)>>> {
+                    run!($mode, self, Read, |tx| extents::count_references(tx, after, limit).await)
+                }
             }
-        }
+        };
     };
 }
 pub(crate) use impl_meta_extents;

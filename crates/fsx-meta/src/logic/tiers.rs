@@ -221,126 +221,85 @@ pub(crate) async fn extent_digests(tx: &impl Tx, key: &str) -> Result<Option<Byt
 /// counters; a read must not fail for want of a place to count it).
 macro_rules! impl_meta_tiers {
     ($engine:ty, $mode:ident) => {
-        impl $crate::contract::MetaTiers for $engine {
-            fn hot_tier(
-                &self,
-                max_row_bytes: usize,
-            ) -> $crate::Result<Option<std::sync::Arc<dyn fsx_store::ExtentBackend>>> {
-                self.open_hot_tier(max_row_bytes)
-            }
+        #[allow(unused_imports)]
+        const _: () = {
+            use $crate::contract::*;
+            use $crate::logic::TxKind::{Read, ReadOwnWrites, Write};
+            use $crate::logic::{branches, extents, files, layers, run, settings, tiers};
+            use $crate::Result;
+            use fsx_store::BoxFuture;
 
-            fn tier_record<'a>(
-                &'a self,
-                marks: &'a [$crate::contract::TierMark],
-                now_ms: i64,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::tiers::tier_record(tx, marks, now_ms).await
-                })
-            }
-
-            fn tier_retry<'a>(
-                &'a self,
-                key: &'a str,
-                tier: &'a str,
-                next_ms: i64,
-                error: &'a str,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::tiers::tier_retry(tx, key, tier, next_ms, error).await
-                })
-            }
-
-            fn tier_forget<'a>(
-                &'a self,
-                key: &'a str,
-                tier: Option<&'a str>,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::tiers::tier_forget(tx, key, tier).await
-                })
-            }
-
-            fn tier_copies<'a>(
-                &'a self,
-                key: &'a str,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<Vec<$crate::contract::TierCopy>>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
-                    $crate::logic::tiers::tier_copies(tx, key).await
-                })
-            }
-
-            fn tier_list<'a>(
-                &'a self,
-                tier: &'a str,
-                after: Option<&'a str>,
-                limit: usize,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<Vec<$crate::contract::TierCopy>>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
-                    $crate::logic::tiers::tier_list(tx, tier, after, limit).await
-                })
-            }
-
-            fn tier_due(
-                &self,
-                now_ms: i64,
-                limit: usize,
-            ) -> fsx_store::BoxFuture<'_, $crate::Result<Vec<$crate::contract::TierCopy>>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
-                    $crate::logic::tiers::tier_due(tx, now_ms, limit).await
-                })
-            }
-
-            fn tier_totals(
-                &self,
-            ) -> fsx_store::BoxFuture<'_, $crate::Result<Vec<$crate::contract::TierTotals>>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
-                    $crate::logic::tiers::tier_totals(tx).await
-                })
-            }
-
-            fn touch_extent<'a>(
-                &'a self,
-                key: &'a str,
-                hits: u64,
-                now_ms: i64,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
-                if self.is_read_only() {
-                    return Box::pin(async { Ok(()) });
+            impl MetaTiers for $engine {
+                fn hot_tier(
+                    &self,
+                    max_row_bytes: usize,
+                ) -> Result<Option<std::sync::Arc<dyn fsx_store::ExtentBackend>>> {
+                    self.open_hot_tier(max_row_bytes)
                 }
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::tiers::touch_extent(tx, key, hits, now_ms).await
-                })
-            }
 
-            fn extent_access<'a>(
-                &'a self,
-                key: &'a str,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<$crate::contract::AccessStats>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
-                    $crate::logic::tiers::extent_access(tx, key).await
-                })
-            }
+                fn tier_record<'a>(&'a self, marks: &'a [TierMark], now_ms: i64) -> BoxFuture<'a, Result<()>> {
+                    run!($mode, self, Write, |tx| tiers::tier_record(tx, marks, now_ms).await)
+                }
 
-            fn set_extent_digests<'a>(
-                &'a self,
-                key: &'a str,
-                digests: &'a [u8],
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<()>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Write, |tx| {
-                    $crate::logic::tiers::set_extent_digests(tx, key, digests).await
-                })
-            }
+                fn tier_retry<'a>(
+                    &'a self,
+                    key: &'a str,
+                    tier: &'a str,
+                    next_ms: i64,
+                    error: &'a str,
+                ) -> BoxFuture<'a, Result<()>> {
+                    run!($mode, self, Write, |tx| tiers::tier_retry(tx, key, tier, next_ms, error).await)
+                }
 
-            fn extent_digests<'a>(
-                &'a self,
-                key: &'a str,
-            ) -> fsx_store::BoxFuture<'a, $crate::Result<Option<bytes::Bytes>>> {
-                $crate::logic::run!($mode, self, $crate::logic::TxKind::Read, |tx| {
-                    $crate::logic::tiers::extent_digests(tx, key).await
-                })
+                fn tier_forget<'a>(&'a self, key: &'a str, tier: Option<&'a str>) -> BoxFuture<'a, Result<()>> {
+                    run!($mode, self, Write, |tx| tiers::tier_forget(tx, key, tier).await)
+                }
+
+                fn tier_copies<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<TierCopy>>> {
+                    run!($mode, self, Read, |tx| tiers::tier_copies(tx, key).await)
+                }
+
+                fn tier_list<'a>(
+                    &'a self,
+                    tier: &'a str,
+                    after: Option<&'a str>,
+                    limit: usize,
+                ) -> BoxFuture<'a, Result<Vec<TierCopy>>> {
+                    run!($mode, self, Read, |tx| tiers::tier_list(tx, tier, after, limit).await)
+                }
+
+                fn tier_due(&self, now_ms: i64, limit: usize) -> BoxFuture<'_, Result<Vec<TierCopy>>> {
+                    run!($mode, self, Read, |tx| tiers::tier_due(tx, now_ms, limit).await)
+                }
+
+                fn tier_totals(&self) -> BoxFuture<'_, Result<Vec<TierTotals>>> {
+                    run!($mode, self, Read, |tx| tiers::tier_totals(tx).await)
+                }
+
+                fn touch_extent<'a>(&'a self, key: &'a str, hits: u64, now_ms: i64) -> BoxFuture<'a, Result<()>> {
+                    if self.is_read_only() {
+                        return Box::pin(async { Ok(()) });
+                    }
+                    run!($mode, self, Write, |tx| tiers::touch_extent(tx, key, hits, now_ms).await)
+                }
+
+                fn extent_access<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<AccessStats>> {
+                    run!($mode, self, Read, |tx| tiers::extent_access(tx, key).await)
+                }
+
+                fn set_extent_digests<'a>(
+                    &'a self,
+                    key: &'a str,
+                    digests: &'a [u8],
+                ) -> BoxFuture<'a, Result<()>> {
+                    run!($mode, self, Write, |tx| tiers::set_extent_digests(tx, key, digests).await)
+                }
+
+                fn extent_digests<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<bytes::Bytes>>> {
+                    run!($mode, self, Read, |tx| tiers::extent_digests(tx, key).await)
+                }
             }
-        }
+        };
     };
 }
 pub(crate) use impl_meta_tiers;
