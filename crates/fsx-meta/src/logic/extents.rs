@@ -204,15 +204,23 @@ macro_rules! impl_meta_extents {
     ($engine:ty, $mode:ident) => {
         #[allow(unused_imports)]
         const _: () = {
+            use fsx_store::BoxFuture;
+            use $crate::Result;
             use $crate::contract::*;
             use $crate::logic::TxKind::{Read, ReadOwnWrites, Write};
             use $crate::logic::{branches, extents, files, layers, run, settings, tiers};
-            use $crate::Result;
-            use fsx_store::BoxFuture;
 
             impl MetaExtents for $engine {
-                fn pin_extent<'a>(&'a self, key: &'a str, bytes: u64, now_ms: i64) -> BoxFuture<'a, Result<()>> {
-                    run!($mode, self, Write, |tx| extents::pin_extent(tx, key, bytes, now_ms).await)
+                fn pin_extent<'a>(
+                    &'a self,
+                    key: &'a str,
+                    bytes: u64,
+                    now_ms: i64,
+                ) -> BoxFuture<'a, Result<()>> {
+                    run!($mode, self, Write, |tx| extents::pin_extent(
+                        tx, key, bytes, now_ms
+                    )
+                    .await)
                 }
 
                 fn gc_claim(
@@ -221,11 +229,21 @@ macro_rules! impl_meta_extents {
                     grace_ms: i64,
                     limit: usize,
                 ) -> BoxFuture<'_, Result<Vec<String>>> {
-                    run!($mode, self, Write, |tx| extents::gc_claim(tx, now_ms, grace_ms, limit).await)
+                    run!($mode, self, Write, |tx| extents::gc_claim(
+                        tx, now_ms, grace_ms, limit
+                    )
+                    .await)
                 }
 
-                fn gc_claim_orphan<'a>(&'a self, key: &'a str, now_ms: i64) -> BoxFuture<'a, Result<bool>> {
-                    run!($mode, self, Write, |tx| extents::gc_claim_orphan(tx, key, now_ms).await)
+                fn gc_claim_orphan<'a>(
+                    &'a self,
+                    key: &'a str,
+                    now_ms: i64,
+                ) -> BoxFuture<'a, Result<bool>> {
+                    run!($mode, self, Write, |tx| extents::gc_claim_orphan(
+                        tx, key, now_ms
+                    )
+                    .await)
                 }
 
                 fn gc_forget<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
@@ -237,7 +255,10 @@ macro_rules! impl_meta_extents {
                     after: Option<&'a str>,
                     limit: usize,
                 ) -> BoxFuture<'a, Result<Vec<ExtentRecord>>> {
-                    run!($mode, self, Read, |tx| extents::list_extents(tx, after, limit).await)
+                    run!($mode, self, Read, |tx| extents::list_extents(
+                        tx, after, limit
+                    )
+                    .await)
                 }
 
                 fn extent_totals(&self) -> BoxFuture<'_, Result<ExtentTotals>> {
@@ -249,7 +270,10 @@ macro_rules! impl_meta_extents {
                     after: Option<&'a str>,
                     limit: usize,
                 ) -> BoxFuture<'a, Result<Vec<(String, i64)>>> {
-                    run!($mode, self, Read, |tx| extents::count_references(tx, after, limit).await)
+                    run!($mode, self, Read, |tx| extents::count_references(
+                        tx, after, limit
+                    )
+                    .await)
                 }
             }
         };

@@ -223,11 +223,11 @@ macro_rules! impl_meta_tiers {
     ($engine:ty, $mode:ident) => {
         #[allow(unused_imports)]
         const _: () = {
+            use fsx_store::BoxFuture;
+            use $crate::Result;
             use $crate::contract::*;
             use $crate::logic::TxKind::{Read, ReadOwnWrites, Write};
             use $crate::logic::{branches, extents, files, layers, run, settings, tiers};
-            use $crate::Result;
-            use fsx_store::BoxFuture;
 
             impl MetaTiers for $engine {
                 fn hot_tier(
@@ -237,8 +237,15 @@ macro_rules! impl_meta_tiers {
                     self.open_hot_tier(max_row_bytes)
                 }
 
-                fn tier_record<'a>(&'a self, marks: &'a [TierMark], now_ms: i64) -> BoxFuture<'a, Result<()>> {
-                    run!($mode, self, Write, |tx| tiers::tier_record(tx, marks, now_ms).await)
+                fn tier_record<'a>(
+                    &'a self,
+                    marks: &'a [TierMark],
+                    now_ms: i64,
+                ) -> BoxFuture<'a, Result<()>> {
+                    run!($mode, self, Write, |tx| tiers::tier_record(
+                        tx, marks, now_ms
+                    )
+                    .await)
                 }
 
                 fn tier_retry<'a>(
@@ -248,11 +255,19 @@ macro_rules! impl_meta_tiers {
                     next_ms: i64,
                     error: &'a str,
                 ) -> BoxFuture<'a, Result<()>> {
-                    run!($mode, self, Write, |tx| tiers::tier_retry(tx, key, tier, next_ms, error).await)
+                    run!($mode, self, Write, |tx| tiers::tier_retry(
+                        tx, key, tier, next_ms, error
+                    )
+                    .await)
                 }
 
-                fn tier_forget<'a>(&'a self, key: &'a str, tier: Option<&'a str>) -> BoxFuture<'a, Result<()>> {
-                    run!($mode, self, Write, |tx| tiers::tier_forget(tx, key, tier).await)
+                fn tier_forget<'a>(
+                    &'a self,
+                    key: &'a str,
+                    tier: Option<&'a str>,
+                ) -> BoxFuture<'a, Result<()>> {
+                    run!($mode, self, Write, |tx| tiers::tier_forget(tx, key, tier)
+                        .await)
                 }
 
                 fn tier_copies<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<TierCopy>>> {
@@ -265,22 +280,38 @@ macro_rules! impl_meta_tiers {
                     after: Option<&'a str>,
                     limit: usize,
                 ) -> BoxFuture<'a, Result<Vec<TierCopy>>> {
-                    run!($mode, self, Read, |tx| tiers::tier_list(tx, tier, after, limit).await)
+                    run!($mode, self, Read, |tx| tiers::tier_list(
+                        tx, tier, after, limit
+                    )
+                    .await)
                 }
 
-                fn tier_due(&self, now_ms: i64, limit: usize) -> BoxFuture<'_, Result<Vec<TierCopy>>> {
-                    run!($mode, self, Read, |tx| tiers::tier_due(tx, now_ms, limit).await)
+                fn tier_due(
+                    &self,
+                    now_ms: i64,
+                    limit: usize,
+                ) -> BoxFuture<'_, Result<Vec<TierCopy>>> {
+                    run!($mode, self, Read, |tx| tiers::tier_due(tx, now_ms, limit)
+                        .await)
                 }
 
                 fn tier_totals(&self) -> BoxFuture<'_, Result<Vec<TierTotals>>> {
                     run!($mode, self, Read, |tx| tiers::tier_totals(tx).await)
                 }
 
-                fn touch_extent<'a>(&'a self, key: &'a str, hits: u64, now_ms: i64) -> BoxFuture<'a, Result<()>> {
+                fn touch_extent<'a>(
+                    &'a self,
+                    key: &'a str,
+                    hits: u64,
+                    now_ms: i64,
+                ) -> BoxFuture<'a, Result<()>> {
                     if self.is_read_only() {
                         return Box::pin(async { Ok(()) });
                     }
-                    run!($mode, self, Write, |tx| tiers::touch_extent(tx, key, hits, now_ms).await)
+                    run!($mode, self, Write, |tx| tiers::touch_extent(
+                        tx, key, hits, now_ms
+                    )
+                    .await)
                 }
 
                 fn extent_access<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<AccessStats>> {
@@ -292,10 +323,16 @@ macro_rules! impl_meta_tiers {
                     key: &'a str,
                     digests: &'a [u8],
                 ) -> BoxFuture<'a, Result<()>> {
-                    run!($mode, self, Write, |tx| tiers::set_extent_digests(tx, key, digests).await)
+                    run!($mode, self, Write, |tx| tiers::set_extent_digests(
+                        tx, key, digests
+                    )
+                    .await)
                 }
 
-                fn extent_digests<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<bytes::Bytes>>> {
+                fn extent_digests<'a>(
+                    &'a self,
+                    key: &'a str,
+                ) -> BoxFuture<'a, Result<Option<bytes::Bytes>>> {
                     run!($mode, self, Read, |tx| tiers::extent_digests(tx, key).await)
                 }
             }
