@@ -59,8 +59,10 @@
 //! Implement [`Tx`] (binding, decoding, locks, schema), give the SQL text
 //! of every family's `Q` in the dialect's `sql` module, provide `run` (open
 //! a transaction of a [`TxKind`], run the closure, commit) and
-//! `open_hot_tier`, and invoke the family macros on the engine type. The
-//! conformance suite (`crate::conformance`) then says whether it is right.
+//! `open_hot_tier`, and invoke the family macros on the engine type (and
+//! `hot::impl_hot_store!` on its [`crate::hot::HotStore`], with a
+//! `hot_store` constructor). The conformance suites (`crate::conformance`,
+//! and `fsx_store`'s for the hot store) then say whether it is right.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
