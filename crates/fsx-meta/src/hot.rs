@@ -2,9 +2,11 @@
 //! database, behind the ordinary [`ExtentBackend`](fsx_store::ExtentBackend)
 //! contract, so the tiering layer treats it like any other store.
 //!
-//! Implementations: `sqlite::SqliteHotStore` (from
-//! `SqliteMeta::hot_store`) and `postgres::PgHotStore` (from
-//! `PgMeta::hot_store`); both pass `fsx_store`'s conformance suite.
+//! One store type, [`HotStore`], over either engine:
+//! `sqlite::SqliteHotStore` (from `SqliteMeta::hot_store`) and
+//! `postgres::PgHotStore` (from `PgMeta::hot_store`). Its transactions are
+//! written once (`logic::hot`), the SQL text per dialect; both pass
+//! `fsx_store`'s conformance suite.
 //!
 //! # Row size: objects are split, not declined
 //!
@@ -46,9 +48,10 @@
 
 use std::ops::Range;
 
-use fsx_store::{ErrorKind, ListPage, ObjectKey, ObjectMeta, StoreError};
+use fsx_store::{Capabilities, ErrorKind, ListPage, ObjectKey, ObjectMeta, StoreError};
 
 use crate::error::{MetaError, MetaErrorKind};
+use crate::logic::corrupt;
 
 /// Default row limit: a Durable Object's 2 MB per row.
 pub const DEFAULT_MAX_ROW_BYTES: usize = 2_000_000;
@@ -65,22 +68,44 @@ pub const ROW_OVERHEAD: usize = 64;
 // `u64::from` is not const; widening a `u32` with `as` is exact.
 pub const HOT_MAX_OBJECT_SIZE: u64 = 2 * crate::MAX_EXTENT_SIZE as u64;
 
-/// Checks a configured row limit.
-pub(crate) fn check_max_row_bytes(max_row_bytes: usize) -> crate::Result<()> {
-    if max_row_bytes < MIN_ROW_BYTES {
-        return Err(MetaError::invalid(format!(
-            "a hot store's maximum row size must be at least {MIN_ROW_BYTES} bytes, not {max_row_bytes} \
-             (default {DEFAULT_MAX_ROW_BYTES}, a Durable Object's row limit)"
-        )));
-    }
-    Ok(())
+/// Extents stored in the metadata database of engine `E` (see the module
+/// docs), sharing that engine's connections. Made by the engine's
+/// `hot_store`.
+#[derive(Clone)]
+pub struct HotStore<E> {
+    pub(crate) meta: E,
+    pub(crate) max_row_bytes: usize,
+    pub(crate) capabilities: Capabilities,
 }
 
-/// The capabilities both hot stores declare.
-pub(crate) fn capabilities() -> fsx_store::Capabilities {
-    fsx_store::Capabilities::new(HOT_MAX_OBJECT_SIZE)
-        .supports_range(true)
-        .durable_put(true)
+impl<E> HotStore<E> {
+    /// A store over `meta`; `InvalidInput` when `max_row_bytes` is below
+    /// [`MIN_ROW_BYTES`].
+    pub(crate) fn new(meta: E, max_row_bytes: usize) -> crate::Result<Self> {
+        if max_row_bytes < MIN_ROW_BYTES {
+            return Err(MetaError::invalid(format!(
+                "a hot store's maximum row size must be at least {MIN_ROW_BYTES} bytes, not {max_row_bytes} \
+                 (default {DEFAULT_MAX_ROW_BYTES}, a Durable Object's row limit)"
+            )));
+        }
+        Ok(HotStore {
+            meta,
+            max_row_bytes,
+            capabilities: Capabilities::new(HOT_MAX_OBJECT_SIZE)
+                .supports_range(true)
+                .durable_put(true),
+        })
+    }
+
+    /// The configured row limit.
+    pub fn max_row_bytes(&self) -> usize {
+        self.max_row_bytes
+    }
+}
+
+/// The store's answer for an absent object.
+pub(crate) fn not_found(key: &ObjectKey) -> StoreError {
+    StoreError::not_found(format!("no hot object {key}"))
 }
 
 /// Splits `value` into the parts stored for `key` under `max_row_bytes`.
@@ -108,25 +133,27 @@ pub(crate) struct ReadPlan {
 }
 
 /// The parts to read for `range` of an object of `total_len` bytes whose
-/// parts hold `part_len` bytes each.
+/// parts hold `part_len` bytes each. `Corrupt` when the two disagree;
+/// `InvalidInput` for an inverted range.
 pub(crate) fn plan_read(
     key: &ObjectKey,
     range: &Range<u64>,
     total_len: i64,
     part_len: i64,
-) -> fsx_store::Result<ReadPlan> {
+) -> crate::Result<ReadPlan> {
     let total = u64::try_from(total_len).map_err(|_| {
-        StoreError::corrupt(format!(
+        corrupt(format!(
             "hot object {key} records a negative length {total_len}"
         ))
     })?;
-    let bytes = fsx_store::backend::resolve_range(range, total)?;
+    let bytes = fsx_store::backend::resolve_range(range, total)
+        .map_err(|e| MetaError::invalid(e.message().to_owned()).with_source(e))?;
     let bytes = crate::num::count(bytes.start)..crate::num::count(bytes.end);
     if bytes.is_empty() {
         return Ok(ReadPlan { bytes, parts: None });
     }
     if part_len <= 0 {
-        return Err(StoreError::corrupt(format!(
+        return Err(corrupt(format!(
             "hot object {key} of {total} bytes has an empty first part"
         )));
     }
@@ -141,36 +168,41 @@ pub(crate) fn plan_read(
 }
 
 /// Checks that the slices read for `bytes` came from consecutive parts
-/// `first..` and add up to the range, then joins them.
+/// `first..` and add up to the range, then joins them (a single slice is
+/// returned as it is, uncopied).
 pub(crate) fn assemble(
     key: &ObjectKey,
     bytes: &Range<u64>,
     first: i64,
-    slices: Vec<(i64, Vec<u8>)>,
-) -> fsx_store::Result<bytes::Bytes> {
+    mut slices: Vec<(i64, bytes::Bytes)>,
+) -> crate::Result<bytes::Bytes> {
     let want = usize::try_from(bytes.end - bytes.start).map_err(|_| {
-        StoreError::invalid(format!(
+        MetaError::invalid(format!(
             "hot object {key}: the range {}..{} is too long for this platform's memory",
             bytes.start, bytes.end
         ))
     })?;
-    let mut out = Vec::with_capacity(want);
-    for (i, (part, data)) in slices.into_iter().enumerate() {
+    for (i, (part, _)) in slices.iter().enumerate() {
         let expected = first.saturating_add(crate::num::len(i));
-        if part != expected {
-            return Err(StoreError::corrupt(format!(
+        if *part != expected {
+            return Err(corrupt(format!(
                 "hot object {key}: part {expected} is missing (found part {part})"
             )));
         }
-        out.extend_from_slice(&data);
     }
-    if out.len() != want {
-        return Err(StoreError::corrupt(format!(
-            "hot object {key}: its parts hold {} bytes of the range {}..{}, expected {want}",
-            out.len(),
-            bytes.start,
-            bytes.end
+    let held: usize = slices.iter().map(|(_, d)| d.len()).sum();
+    if held != want {
+        return Err(corrupt(format!(
+            "hot object {key}: its parts hold {held} bytes of the range {}..{}, expected {want}",
+            bytes.start, bytes.end
         )));
+    }
+    if slices.len() == 1 {
+        return Ok(slices.pop().map(|(_, d)| d).unwrap_or_default());
+    }
+    let mut out = Vec::with_capacity(want);
+    for (_, data) in &slices {
+        out.extend_from_slice(data);
     }
     Ok(bytes::Bytes::from(out))
 }
@@ -191,20 +223,20 @@ pub(crate) fn store_err(e: MetaError) -> StoreError {
 }
 
 /// A list page from up to `limit + 1` `(key, length)` rows in key order.
-pub(crate) fn list_page(mut rows: Vec<(String, i64)>, limit: usize) -> fsx_store::Result<ListPage> {
+pub(crate) fn list_page(mut rows: Vec<(String, i64)>, limit: usize) -> crate::Result<ListPage> {
     let more = rows.len() > limit;
     rows.truncate(limit);
     let objects = rows
         .into_iter()
         .map(|(k, n)| {
             let key = ObjectKey::new(&k).map_err(|e| {
-                StoreError::corrupt(format!("hot tier holds an invalid key {k:?}")).with_source(e)
+                corrupt(format!("hot tier holds an invalid key {k:?}")).with_source(e)
             })?;
-            let size = u64::try_from(n)
-                .map_err(|_| StoreError::corrupt(format!("hot object {k} has length {n}")))?;
+            let size =
+                u64::try_from(n).map_err(|_| corrupt(format!("hot object {k} has length {n}")))?;
             Ok(ObjectMeta::new(key, size))
         })
-        .collect::<fsx_store::Result<Vec<_>>>()?;
+        .collect::<crate::Result<Vec<_>>>()?;
     let next = if more {
         objects.last().map(|o| o.key.clone())
     } else {
@@ -243,7 +275,7 @@ mod tests {
         assert_eq!(plan_read(&key, &(0..10), 0, 0).unwrap().parts, None);
         assert_eq!(
             plan_read(&key, &(0..10), 5, 0).unwrap_err().kind(),
-            ErrorKind::Corrupt
+            MetaErrorKind::Corrupt
         );
     }
 }

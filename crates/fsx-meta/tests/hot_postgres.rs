@@ -11,7 +11,7 @@ use bytes::Bytes;
 use common::assert_store_conformance;
 use common::pg::PgServer;
 use fsx_meta::VolumeConfig;
-use fsx_meta::hot::{DEFAULT_MAX_ROW_BYTES, ROW_OVERHEAD};
+use fsx_meta::hot::{DEFAULT_MAX_ROW_BYTES, MIN_ROW_BYTES, ROW_OVERHEAD};
 use fsx_meta::postgres::PgMeta;
 use fsx_meta::prelude::*;
 use fsx_store::{ExtentBackend, ObjectKey};
@@ -144,4 +144,39 @@ async fn concurrent_puts_from_two_instances_never_mix_parts() {
     }
     let last = a.get(&key).await.unwrap();
     assert!(values.contains(&last));
+}
+
+/// A put costs the same round trips however many parts its object has:
+/// `BEGIN`, the key lock, the delete, one insert of every part, `COMMIT`;
+/// a read costs `BEGIN`, part 0, the slices, `COMMIT`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trips_do_not_grow_with_the_parts_of_an_object() {
+    let server = PgServer::start();
+    let meta = volume(&server.fresh_url()).await;
+    let store = meta.hot_store(MIN_ROW_BYTES).unwrap();
+    let key = ObjectKey::new("extent/parts").unwrap();
+    let one_part = Bytes::from(vec![1u8; 1000]);
+    let six_parts = Bytes::from(vec![6u8; 6 * 4096 + 17]);
+    // Warm the statement cache: a prepare counts only on a miss.
+    store.put(&key, one_part.clone()).await.unwrap();
+    store.get(&key).await.unwrap();
+
+    for value in [one_part, six_parts] {
+        let from = meta.round_trips();
+        store.put(&key, value.clone()).await.unwrap();
+        assert_eq!(
+            meta.round_trips() - from,
+            5,
+            "a put of {} bytes: BEGIN, lock, delete, insert, COMMIT",
+            value.len()
+        );
+        let from = meta.round_trips();
+        assert_eq!(store.get(&key).await.unwrap(), value);
+        assert_eq!(
+            meta.round_trips() - from,
+            4,
+            "a get of {} bytes: BEGIN, part 0, slices, COMMIT",
+            value.len()
+        );
+    }
 }

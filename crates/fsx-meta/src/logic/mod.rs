@@ -44,7 +44,11 @@
 //! 3. [`Lock::Names`] of a branch (creating, renaming, deleting files);
 //! 4. [`Lock::Files`] on a branch, ascending by id, or [`Lock::Pack`] of a
 //!    frozen layer's file;
-//! 5. [`Lock::Extents`]: extent records, ascending by key.
+//! 5. [`Lock::Extents`]: extent records, ascending by key;
+//! 6. [`Lock::HotKey`]: one object of the hot tier (`logic::hot`). A
+//!    hot-tier transaction takes this one lock and no other, and no other
+//!    transaction takes it, so it never waits on a metadata lock; it is
+//!    last so that a transaction touching both would still keep the order.
 //!
 //! Statements that change one row conditionally (`refcount + n … WHERE
 //! state = 0`, GC's claim with `SKIP LOCKED`) need no lock: PostgreSQL
@@ -55,8 +59,10 @@
 //! Implement [`Tx`] (binding, decoding, locks, schema), give the SQL text
 //! of every family's `Q` in the dialect's `sql` module, provide `run` (open
 //! a transaction of a [`TxKind`], run the closure, commit) and
-//! `open_hot_tier`, and invoke the family macros on the engine type. The
-//! conformance suite (`crate::conformance`) then says whether it is right.
+//! `open_hot_tier`, and invoke the family macros on the engine type (and
+//! `hot::impl_hot_store!` on its [`crate::hot::HotStore`], with a
+//! `hot_store` constructor). The conformance suites (`crate::conformance`,
+//! and `fsx_store`'s for the hot store) then say whether it is right.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -71,6 +77,7 @@ use crate::resolve::FlatCache;
 pub(crate) mod branches;
 pub(crate) mod extents;
 pub(crate) mod files;
+pub(crate) mod hot;
 pub(crate) mod layers;
 pub(crate) mod settings;
 pub(crate) mod tiers;
@@ -99,6 +106,7 @@ pub(crate) enum Stmt {
     Tier(tiers::Q),
     Setting(settings::Q),
     Branch(branches::Q),
+    Hot(hot::Q),
 }
 
 macro_rules! stmt_from {
@@ -117,6 +125,7 @@ stmt_from!(
     tiers => Tier,
     settings => Setting,
     branches => Branch,
+    hot => Hot,
 );
 
 /// A bound value. Integers are SQL `BIGINT`/`INTEGER`; lists are what
@@ -378,6 +387,9 @@ pub(crate) enum Lock<'a> {
     Pack(LayerId, FileId),
     /// Extent records, ascending by key (the caller sorts).
     Extents(&'a [&'a str]),
+    /// One object of the hot tier, by key: its writers queue rather than
+    /// collide on its parts' primary key.
+    HotKey(&'a str),
 }
 
 /// One transaction of a dialect: the row-level primitives every logic

@@ -117,6 +117,7 @@ const GRAPH_LOCK: i32 = 0x6673_7867; // "fsxg"
 const NAMES_LOCK: i32 = 0x6673_786e; // "fsxn"
 pub(super) const FILE_LOCK: i32 = 0x6673_7866; // "fsxf"
 const PACK_LOCK: i32 = 0x6673_7870; // "fsxp"
+const HOT_LOCK: i32 = 0x6873_7478; // "hstx"
 
 impl PgTx<'_> {
     async fn lock_pair(&self, class: i32, a: i64, b: i64) -> Result<()> {
@@ -205,6 +206,17 @@ impl Tx for PgTx<'_> {
                         )
                         .await?;
                 }
+            }
+            // Not per schema (as the hot tier always locked): two volumes'
+            // puts of one key may queue behind each other, which is only a
+            // wait, never a wrong answer.
+            Lock::HotKey(key) => {
+                self.tx
+                    .execute(
+                        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                        &[&HOT_LOCK, &key],
+                    )
+                    .await?;
             }
         }
         Ok(())

@@ -9,6 +9,7 @@ use crate::logic::Stmt;
 mod branch;
 mod extent;
 mod file;
+mod hot;
 mod layer;
 mod setting;
 mod tier;
@@ -22,5 +23,6 @@ pub(super) fn text(stmt: Stmt) -> &'static str {
         Stmt::Tier(q) => tier::text(q),
         Stmt::Setting(q) => setting::text(q),
         Stmt::Branch(q) => branch::text(q),
+        Stmt::Hot(q) => hot::text(q),
     }
 }

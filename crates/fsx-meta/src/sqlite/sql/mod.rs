@@ -7,6 +7,7 @@ use crate::logic::Stmt;
 mod branch;
 mod extent;
 mod file;
+mod hot;
 mod layer;
 mod setting;
 mod tier;
@@ -20,5 +21,6 @@ pub(super) fn text(stmt: Stmt) -> &'static str {
         Stmt::Tier(q) => tier::text(q),
         Stmt::Setting(q) => setting::text(q),
         Stmt::Branch(q) => branch::text(q),
+        Stmt::Hot(q) => hot::text(q),
     }
 }
