@@ -630,6 +630,7 @@ pub(crate) fn col<'r, T: tokio_postgres::types::FromSql<'r>>(
     })
 }
 
+#[cfg(test)]
 /// Tests only: runs `$body` (an expression of type `impl Future<Output =
 /// Result<T>>` using `$tx: &Tx`) in one transaction of `$kind` on a
 /// connection from `$pool`, committing on `Ok`, with the retries of the
@@ -660,6 +661,7 @@ macro_rules! transact {
         }
     }};
 }
+#[cfg(test)]
 pub(crate) use transact;
 
 #[cfg(test)]

@@ -173,6 +173,7 @@ impl PgMeta {
         self.pool.round_trips()
     }
 
+    #[cfg(test)]
     fn pool(&self) -> &Pool {
         &self.pool
     }

@@ -28,7 +28,7 @@ impl SqliteMeta {
     pub(crate) fn open_hot_tier(
         &self,
         max_row_bytes: usize,
-    ) -> crate::Result<Option<std::sync::Arc<dyn ExtentBackend>>> {
+    ) -> crate::Result<Option<std::sync::Arc<dyn fsx_store::ExtentBackend>>> {
         Ok(Some(std::sync::Arc::new(self.hot_store(max_row_bytes)?)))
     }
 }
