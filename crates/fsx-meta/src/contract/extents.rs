@@ -31,8 +31,9 @@ pub trait MetaExtents {
     fn pin_extent<'a>(&'a self, key: &'a str, bytes: u64, now_ms: i64)
     -> BoxFuture<'a, Result<()>>;
 
-    /// Claims up to `limit` records with refcount 0 idle since before
-    /// `now_ms - grace_ms`, marking them deleting; returns their keys.
+    /// Claims at most `limit` records with refcount 0 idle since before
+    /// `now_ms - grace_ms`, the longest idle first, marking them deleting;
+    /// returns their keys in that order.
     fn gc_claim(
         &self,
         now_ms: i64,

@@ -441,12 +441,12 @@ pub(crate) trait Tx {
     /// Takes `lock` (see [`Lock`]).
     async fn lock(&self, lock: Lock<'_>) -> Result<()>;
 
-    /// The schema version of the volume's tables; 0 when there are none.
-    async fn schema_version(&self) -> Result<u32>;
+    /// Runs a script of statements without parameters (a migration).
+    async fn batch(&self, sql: &str) -> Result<()>;
 
-    /// Creates or upgrades the tables from version `from` to
-    /// [`crate::SCHEMA_VERSION`], including the data migrations.
-    async fn migrate(&self, from: u32) -> Result<()>;
+    /// The dialect's migrations: element `v` takes the tables from schema
+    /// version `v` to `v + 1`.
+    fn migrations(&self) -> &'static [&'static str];
 
     /// Where the volume's metadata lives, for messages (no password).
     fn location(&self) -> String;

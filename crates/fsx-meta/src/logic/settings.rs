@@ -23,8 +23,78 @@ pub(crate) enum Q {
     UpsertSetting,
     /// `(tier, op, calls, bytes)` per row: adds to a counter.
     AddCounters,
+    /// `→ bool`: whether the volume's tables exist.
+    HasTables,
+    /// `(limit) → layer, file_id, page_no, data` of dirty pages without a
+    /// checksum (written before schema version 5).
+    UncheckedPages,
+    /// `(layer, file_id, page_no, crc)`.
+    SetPageCrc,
     /// `→ tier, op, calls, bytes`, by tier and op.
     Counters,
+}
+
+/// The schema version that added dirty-page checksums, which its migration
+/// computes for the pages already there.
+const CHECKSUMS_SINCE: u32 = 5;
+
+/// The schema version of the volume's tables; 0 when there are none.
+pub(crate) async fn schema_version(tx: &impl Tx) -> Result<u32> {
+    if !tx
+        .query_one(Q::HasTables.into(), &[])
+        .await?
+        .bool(0, "tables exist")?
+    {
+        return Ok(0);
+    }
+    let v = match tx
+        .query_opt(Q::Setting.into(), args!["schema_version"])
+        .await?
+    {
+        Some(r) => r.text(0, "schema_version")?,
+        None => return Err(corrupt("fsx_volume has no schema_version")),
+    };
+    v.parse()
+        .map_err(|_| corrupt(format!("schema_version {v:?} is not a number")))
+}
+
+/// Creates or upgrades the tables from version `from` to
+/// [`SCHEMA_VERSION`], with the data migrations.
+pub(crate) async fn migrate(tx: &impl Tx, from: u32) -> Result<()> {
+    for (v, sql) in tx.migrations().iter().enumerate().skip(num::u32_len(from)) {
+        tracing::info!(from = v, to = v + 1, "migrating metadata schema");
+        tx.batch(sql).await?;
+        if v + 1 == num::u32_len(CHECKSUMS_SINCE) {
+            backfill_page_checksums(tx).await?;
+        }
+    }
+    let version = SCHEMA_VERSION.to_string();
+    tx.exec(Q::UpsertSetting.into(), args!["schema_version", &version])
+        .await?;
+    Ok(())
+}
+
+/// Computes the checksum of every dirty page written before there were
+/// checksums, a thousand at a time.
+async fn backfill_page_checksums(tx: &impl Tx) -> Result<()> {
+    loop {
+        let rows = tx.query(Q::UncheckedPages.into(), args![1000i64]).await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for r in rows {
+            let (layer, file) = (r.i64(0, "layer")?, r.i64(1, "file id")?);
+            let page = r.u64(2, "page number")?;
+            let data = r.opt_blob(3, "page data")?;
+            // The same bits the write path hashes.
+            let crc = crate::checksum::page_checksum(file, page, data.as_deref());
+            tx.exec(
+                Q::SetPageCrc.into(),
+                args![layer, file, num::bound(page), crc],
+            )
+            .await?;
+        }
+    }
 }
 
 /// A setting the volume cannot lack.
@@ -44,13 +114,13 @@ async fn parse_setting<T: std::str::FromStr>(tx: &impl Tx, key: &str) -> Result<
 pub(crate) async fn init_volume(tx: &impl Tx, config: &VolumeConfig) -> Result<()> {
     check_extent_size(config.extent_size)?;
     tx.lock(Lock::Volume).await?;
-    if tx.schema_version().await? != 0 {
+    if schema_version(tx).await? != 0 {
         return Err(MetaError::new(
             MetaErrorKind::AlreadyExists,
             format!("{} already holds an fsx volume", tx.location()),
         ));
     }
-    tx.migrate(0).await?;
+    migrate(tx, 0).await?;
     let extent_size = config.extent_size.to_string();
     let created = config.created_ms.to_string();
     for (k, v) in [
@@ -72,7 +142,7 @@ pub(crate) async fn init_volume(tx: &impl Tx, config: &VolumeConfig) -> Result<(
 /// an older schema is `Unsupported`: upgrading it needs writing).
 pub(crate) async fn open_volume(tx: &impl Tx, read_only: bool) -> Result<VolumeConfig> {
     tx.lock(Lock::Volume).await?;
-    let version = tx.schema_version().await?;
+    let version = schema_version(tx).await?;
     if crate::schema_verdict(version, &tx.location())? {
         if read_only {
             return Err(MetaError::new(
@@ -84,7 +154,7 @@ pub(crate) async fn open_volume(tx: &impl Tx, read_only: bool) -> Result<VolumeC
                 ),
             ));
         }
-        tx.migrate(version).await?;
+        migrate(tx, version).await?;
     }
     let config = VolumeConfig {
         volume_id: get_setting(tx, "volume_id").await?,

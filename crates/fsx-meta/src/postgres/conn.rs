@@ -568,18 +568,8 @@ impl Tx<'_> {
         self.tx.query(&st, params).await.map_err(pg_err)
     }
 
-    /// The row of `sql`, if any (an error if more than one).
-    pub(crate) async fn query_opt(
-        &self,
-        sql: &'static str,
-        params: Params<'_>,
-    ) -> Result<Option<Row>> {
-        let st = self.statement(sql).await?;
-        self.sent();
-        self.tx.query_opt(&st, params).await.map_err(pg_err)
-    }
-
-    /// The one row of `sql`.
+    /// The one row of `sql` (tests; the engine reads through `dialect`).
+    #[cfg(test)]
     pub(crate) async fn query_one(&self, sql: &'static str, params: Params<'_>) -> Result<Row> {
         let st = self.statement(sql).await?;
         self.sent();
@@ -612,6 +602,7 @@ impl Tx<'_> {
     }
 }
 
+#[cfg(test)]
 /// Column `idx` of `row` as `T`; a type mismatch is a schema problem,
 /// reported rather than panicking.
 pub(crate) fn col<'r, T: tokio_postgres::types::FromSql<'r>>(

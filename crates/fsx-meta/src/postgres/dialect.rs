@@ -222,12 +222,12 @@ impl Tx for PgTx<'_> {
         Ok(())
     }
 
-    async fn schema_version(&self) -> Result<u32> {
-        super::schema_version(self.tx).await
+    async fn batch(&self, sql: &str) -> Result<()> {
+        self.tx.batch(sql).await
     }
 
-    async fn migrate(&self, from: u32) -> Result<()> {
-        super::migrate(self.tx, from).await
+    fn migrations(&self) -> &'static [&'static str] {
+        super::schema::MIGRATIONS
     }
 
     fn location(&self) -> String {

@@ -99,11 +99,9 @@ use std::sync::Arc;
 
 use tokio::runtime::Handle;
 
-use crate::SCHEMA_VERSION;
-use crate::error::{MetaError, MetaErrorKind, Result};
+use crate::error::{MetaError, Result};
 use crate::logic::Caches;
-use crate::num;
-use conn::{PgUrl, Pool, Tx, col};
+use conn::{PgUrl, Pool};
 pub use hot::PgHotStore;
 
 /// The PostgreSQL metadata engine (see the module docs). Cheap to clone:
@@ -177,55 +175,6 @@ impl PgMeta {
     fn pool(&self) -> &Pool {
         &self.pool
     }
-}
-
-fn corrupt(message: impl Into<String>) -> MetaError {
-    MetaError::new(MetaErrorKind::Corrupt, message)
-}
-
-async fn schema_version(tx: &Tx<'_>) -> Result<u32> {
-    let exists: bool = col(
-        &tx.query_one("SELECT to_regclass('fsx_volume') IS NOT NULL", &[])
-            .await?,
-        0,
-    )?;
-    if !exists {
-        return Ok(0);
-    }
-    let row = tx
-        .query_opt(
-            "SELECT value FROM fsx_volume WHERE key = 'schema_version'",
-            &[],
-        )
-        .await?;
-    let v: String = match row {
-        Some(r) => col(&r, 0)?,
-        None => return Err(corrupt("fsx_volume has no schema_version")),
-    };
-    v.parse()
-        .map_err(|_| corrupt(format!("schema_version {v:?} is not a number")))
-}
-
-async fn migrate(tx: &Tx<'_>, from: u32) -> Result<()> {
-    for (v, sql) in schema::MIGRATIONS
-        .iter()
-        .enumerate()
-        .skip(num::u32_len(from))
-    {
-        tracing::info!(from = v, to = v + 1, "migrating metadata schema");
-        tx.batch(sql).await?;
-        if v + 1 == num::u32_len(schema::CHECKSUMS_SINCE) {
-            schema::backfill_page_checksums(tx).await?;
-        }
-    }
-    let version = SCHEMA_VERSION.to_string();
-    tx.execute(
-        "INSERT INTO fsx_volume (key, value) VALUES ('schema_version', $1)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        &[&version],
-    )
-    .await?;
-    Ok(())
 }
 
 crate::logic::settings::impl_meta_settings!(PgMeta, boxed);

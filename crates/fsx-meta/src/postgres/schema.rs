@@ -215,36 +215,3 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE fsx_dirty_pages ADD COLUMN crc BIGINT;
     "#,
 ];
-
-/// Version after which [`backfill_page_checksums`] must run.
-pub(crate) const CHECKSUMS_SINCE: u32 = 5;
-
-/// Gives every dirty page written before version 5 its checksum, in
-/// batches (a dead writer can leave tens of thousands of pages).
-pub(crate) async fn backfill_page_checksums(tx: &super::conn::Tx<'_>) -> crate::Result<()> {
-    use super::col;
-    loop {
-        let rows = tx
-            .query(
-                "SELECT layer, file_id, page_no, data FROM fsx_dirty_pages
-                 WHERE crc IS NULL LIMIT 1000",
-                &[],
-            )
-            .await?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        for r in rows {
-            let (layer, file, page): (i64, i64, i64) = (col(&r, 0)?, col(&r, 1)?, col(&r, 2)?);
-            let data: Option<Vec<u8>> = col(&r, 3)?;
-            // The same bits the write path hashes for a stored page number.
-            let crc = crate::checksum::page_checksum(file, page.cast_unsigned(), data.as_deref());
-            tx.execute(
-                "UPDATE fsx_dirty_pages SET crc = $4
-                 WHERE layer = $1 AND file_id = $2 AND page_no = $3",
-                &[&layer, &file, &page, &crc],
-            )
-            .await?;
-        }
-    }
-}

@@ -10,6 +10,7 @@ use fsx_testkit::postgres::PgServer;
 
 use super::conn::{TxKind, col, is_retryable, transact};
 use super::*;
+use crate::SCHEMA_VERSION;
 use crate::contract::*;
 
 /// A volume written by schema version `v` (1 to 3) migrates to the current

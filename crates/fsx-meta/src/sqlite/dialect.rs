@@ -138,12 +138,12 @@ impl Tx for SqliteTx<'_> {
         Ok(())
     }
 
-    async fn schema_version(&self) -> Result<u32> {
-        super::schema_version(self.tx)
+    async fn batch(&self, sql: &str) -> Result<()> {
+        self.tx.execute_batch(sql).map_err(sql_err)
     }
 
-    async fn migrate(&self, from: u32) -> Result<()> {
-        super::migrate(self.tx, from)
+    fn migrations(&self) -> &'static [&'static str] {
+        super::schema::MIGRATIONS
     }
 
     fn location(&self) -> String {

@@ -38,14 +38,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{
-    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
-};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
-use crate::SCHEMA_VERSION;
 use crate::error::{MetaError, MetaErrorKind, Result};
 use crate::logic::Caches;
-use crate::num;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_IDLE_READERS: usize = 8;
@@ -385,80 +381,6 @@ fn transact<T>(
     Ok(out)
 }
 
-fn schema_version(tx: &Transaction<'_>) -> Result<u32> {
-    let has_table: bool = query_one(
-        tx,
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'fsx_volume'",
-        [],
-        |r| r.get::<_, i64>(0),
-    )
-    .map_err(sql_err)?
-        > 0;
-    if !has_table {
-        return Ok(0);
-    }
-    let v: Option<String> = query_one(
-        tx,
-        "SELECT value FROM fsx_volume WHERE key = 'schema_version'",
-        [],
-        |r| r.get(0),
-    )
-    .optional()
-    .map_err(sql_err)?;
-    let v = v.ok_or_else(|| {
-        MetaError::new(MetaErrorKind::Corrupt, "fsx_volume has no schema_version")
-    })?;
-    v.parse().map_err(|_| {
-        MetaError::new(
-            MetaErrorKind::Corrupt,
-            format!("schema_version {v:?} is not a number"),
-        )
-    })
-}
-
-fn migrate(tx: &Transaction<'_>, from: u32) -> Result<()> {
-    for (v, sql) in schema::MIGRATIONS
-        .iter()
-        .enumerate()
-        .skip(num::u32_len(from))
-    {
-        tracing::info!(from = v, to = v + 1, "migrating metadata schema");
-        tx.execute_batch(sql).map_err(sql_err)?;
-        if v + 1 == num::u32_len(schema::CHECKSUMS_SINCE) {
-            schema::backfill_page_checksums(tx)?;
-        }
-    }
-    exec(
-        tx,
-        "INSERT INTO fsx_volume (key, value) VALUES ('schema_version', ?1)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        params![SCHEMA_VERSION.to_string()],
-    )
-    .map_err(sql_err)?;
-    Ok(())
-}
-
-/// Runs a cached statement that returns no rows. Every statement goes
-/// through the connection's statement cache: parsing and planning cost more
-/// than running the small statements of a write.
-pub(crate) fn exec<P: rusqlite::Params>(
-    tx: &Transaction<'_>,
-    sql: &str,
-    params: P,
-) -> rusqlite::Result<usize> {
-    tx.prepare_cached(sql)?.execute(params)
-}
-
-/// Runs a cached statement that returns one row.
-pub(crate) fn query_one<T, P: rusqlite::Params>(
-    tx: &Transaction<'_>,
-    sql: &str,
-    params: P,
-    row: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    tx.prepare_cached(sql)?.query_row(params, row)
-}
-
 crate::logic::settings::impl_meta_settings!(SqliteMeta, sync);
 
 crate::logic::files::impl_meta_files!(SqliteMeta, sync);
@@ -471,6 +393,7 @@ crate::logic::branches::impl_meta_branches!(SqliteMeta, sync);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SCHEMA_VERSION;
     use crate::contract::*;
     use futures_executor::block_on;
 

@@ -18,6 +18,13 @@ pub(super) fn text(q: Q) -> &'static str {
              ON CONFLICT (tier, op) DO UPDATE SET calls = fsx_counters.calls + excluded.calls,
                  bytes = fsx_counters.bytes + excluded.bytes"
         }
+        Q::HasTables => "SELECT to_regclass('fsx_volume') IS NOT NULL",
+        Q::UncheckedPages => {
+            "SELECT layer, file_id, page_no, data FROM fsx_dirty_pages WHERE crc IS NULL LIMIT $1"
+        }
+        Q::SetPageCrc => {
+            "UPDATE fsx_dirty_pages SET crc = $4 WHERE layer = $1 AND file_id = $2 AND page_no = $3"
+        }
         Q::Counters => "SELECT tier, op, calls, bytes FROM fsx_counters ORDER BY tier, op",
     }
 }

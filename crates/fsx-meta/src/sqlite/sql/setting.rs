@@ -17,6 +17,15 @@ pub(super) fn text(q: Q) -> &'static str {
              ON CONFLICT (tier, op) DO UPDATE SET calls = calls + excluded.calls,
                  bytes = bytes + excluded.bytes"
         }
+        Q::HasTables => {
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'fsx_volume'"
+        }
+        Q::UncheckedPages => {
+            "SELECT layer, file_id, page_no, data FROM fsx_dirty_pages WHERE crc IS NULL LIMIT ?1"
+        }
+        Q::SetPageCrc => {
+            "UPDATE fsx_dirty_pages SET crc = ?4 WHERE layer = ?1 AND file_id = ?2 AND page_no = ?3"
+        }
         Q::Counters => "SELECT tier, op, calls, bytes FROM fsx_counters ORDER BY tier, op",
     }
 }
