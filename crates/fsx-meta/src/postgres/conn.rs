@@ -21,7 +21,7 @@
 //!   each `ROLLBACK` (sent when a transaction is dropped unfinished); opening
 //!   a connection counts as one, though its handshake takes a few. Counted
 //!   when sent, so an exchange that fails still counts.
-//! - **Retries.** [`transact!`] retries a whole transaction, on a fresh
+//! - **Retries.** The engine's `run` (`dialect`) retries a whole transaction, on a fresh
 //!   checkout, when PostgreSQL aborted it with a serialization failure or a
 //!   deadlock (SQLSTATE 40001, 40P01): both mean the server rolled it back,
 //!   so a retry can never apply it twice. Any other error is returned as is.

@@ -20,16 +20,16 @@
 //! be polled from any executor, including a plain `block_on`, as long as the
 //! runtime is alive.
 //!
-//! # Branches and layers
+//! # One logic, this dialect
 //!
-//! The same rows and steps as the SQLite engine (see "Branches and layers"
-//! in [`crate::contract`]): the `layers` module moves rows, and what a layer
-//! shows (`resolve`) and what retention keeps ([`crate::graph`])
-//! are decided by the code both engines share.
+//! Every transaction is the shared code of `crate::logic` (the same as
+//! the SQLite engine's); this module opens connections and runs it, `sql`
+//! holds PostgreSQL's text of its statements, and `dialect` binds, decodes,
+//! takes the locks and retries.
 //!
 //! # Concurrency design
 //!
-//! Every [`MetaEngine`] call is one transaction. Two isolation levels:
+//! Every [`MetaEngine`](crate::MetaEngine) call is one transaction. Two isolation levels:
 //!
 //! - **Reads** (`file`, `list_files`, `lease`, `read_map`, `dirty_*`,
 //!   `branch*`, `commit_info`, `layer_*`, `list_extents`,

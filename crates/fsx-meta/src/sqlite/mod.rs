@@ -25,7 +25,9 @@
 //!
 //! Calls run synchronously when the returned future is first polled: SQLite
 //! does local I/O of a few pages per call, and the futures stay free of any
-//! runtime.
+//! runtime. Every transaction is the shared code of `crate::logic`; this
+//! module opens connections and runs it, `sql` holds SQLite's text of its
+//! statements and `dialect` binds and decodes.
 
 mod dialect;
 mod hot;
