@@ -24,6 +24,9 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
     }),
     ("files_create_list_rename_delete", |m| Box::pin(files(m))),
     ("leases_one_writer", |m| Box::pin(leases(m))),
+    ("commits_keep_the_lease_half_a_ttl_ahead", |m| {
+        Box::pin(lease_stays_ahead(m))
+    }),
     ("writes_are_read_back_as_snapshots", |m| Box::pin(writes(m))),
     ("pack_consumes_exactly_what_it_read", |m| Box::pin(pack(m))),
     ("pack_preconditions_change_nothing", |m| {
@@ -388,6 +391,39 @@ async fn leases(m: &dyn MetaEngine) -> CheckResult {
         "only w1's write may be visible, got {:?}",
         map.dirty.len()
     );
+    Ok(())
+}
+
+/// A writer that commits never runs out of lease: after a commit at `now`,
+/// the lease lasts until `now + TTL / 2` at least, wherever in its life the
+/// lease was.
+async fn lease_stays_ahead(m: &dyn MetaEngine) -> CheckResult {
+    init(m).await?;
+    let f = ok("create", m.create_file(MAIN_BRANCH, "f", PS, 0).await)?;
+    ok(
+        "acquire",
+        m.acquire_lease(&LeaseRequest::new(f.id, "w", 1000, TTL))
+            .await,
+    )?;
+    // Commits at a tenth, at just over half and past the whole of the TTL
+    // (expired, and nobody took it).
+    for (page, now) in [
+        (0, 1000 + TTL / 10),
+        (1, 1000 + TTL / 2 + 1),
+        (2, 1000 + TTL / 2 + 1 + TTL),
+    ] {
+        let l = LeaseRequest::new(f.id, "w", now, TTL);
+        ok(
+            "commit",
+            m.commit_writes(&WriteBatch::new(l, vec![pw(page, 1)], 3 * 4096))
+                .await,
+        )?;
+        let info = ok("lease", m.lease(MAIN_BRANCH, f.id).await)?.ok_or("no lease")?;
+        ensure!(
+            info.holder == "w" && info.expires_ms >= now + TTL / 2,
+            "after a commit at {now} the lease is {info:?}: less than half a TTL ahead"
+        );
+    }
     Ok(())
 }
 

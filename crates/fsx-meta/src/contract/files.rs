@@ -21,7 +21,9 @@ use crate::Result;
 ///   it fails with `Busy`. [`MetaFiles::commit_writes`] and
 ///   [`MetaFiles::commit_pack`] fail with `Busy` unless the caller holds the
 ///   lease (an expired lease nobody else took still counts, and is renewed).
-///   Reads never need a lease and are never blocked by one.
+///   After either returns `Ok` at `now_ms`, the lease lasts at least until
+///   `now_ms + ttl_ms / 2`: it is renewed once less than half its time is
+///   left. Reads never need a lease and are never blocked by one.
 /// - **Reads are snapshots.** [`MetaFiles::read_map`] returns the size, dirty
 ///   pages and extent keys of one consistent state.
 /// - **Write sequence.** Every `commit_writes` batch gets a sequence number

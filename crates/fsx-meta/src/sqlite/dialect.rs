@@ -8,6 +8,7 @@
 //! makes the writer the only one, and readers see one snapshot.
 
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use rusqlite::types::{Value, ValueRef};
@@ -22,6 +23,7 @@ pub(crate) struct SqliteTx<'a> {
     tx: &'a Transaction<'a>,
     caches: &'a Caches,
     path: &'a std::path::Path,
+    statements: &'a AtomicU64,
 }
 
 impl ToSql for Param<'_> {
@@ -76,8 +78,14 @@ impl SqliteTx<'_> {
         self.tx.prepare_cached(sql::text(stmt)).map_err(sql_err)
     }
 
+    fn counted(&self, n: usize) {
+        self.statements
+            .fetch_add(crate::num::count(n), Ordering::Relaxed);
+    }
+
     fn query_now(&self, stmt: Stmt, args: &[Param<'_>]) -> Result<Vec<Row>> {
         let mut st = self.prepare(stmt)?;
+        self.counted(1);
         let n = st.column_count();
         let mut rows = st
             .query(rusqlite::params_from_iter(args.iter()))
@@ -95,6 +103,7 @@ impl SqliteTx<'_> {
 
     fn exec_now(&self, stmt: Stmt, args: &[Param<'_>]) -> Result<u64> {
         let mut st = self.prepare(stmt)?;
+        self.counted(1);
         let n = st
             .execute(rusqlite::params_from_iter(args.iter()))
             .map_err(sql_err)?;
@@ -121,6 +130,7 @@ impl Tx for SqliteTx<'_> {
     ) -> Result<u64> {
         let rows = columns.first().map_or(0, Column::len);
         let mut st = self.prepare(stmt)?;
+        self.counted(rows);
         let mut changed = 0;
         let mut args: Vec<Param<'_>> = Vec::with_capacity(fixed.len() + columns.len());
         for i in 0..rows {
@@ -170,6 +180,7 @@ impl SqliteMeta {
                 tx,
                 caches: &inner.caches,
                 path: &inner.path,
+                statements: &inner.statements,
             }))
         };
         match kind {

@@ -63,6 +63,8 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     /// What the process remembers of the volume (see [`Caches`]).
     caches: Caches,
+    /// Statements run, for [`SqliteMeta::statements`].
+    statements: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for Inner {
@@ -199,8 +201,18 @@ impl SqliteMeta {
                 writer: Mutex::new(conn),
                 readers: Mutex::new(Vec::new()),
                 caches: Caches::default(),
+                statements: Default::default(),
             }),
         })
+    }
+
+    /// Statements this engine has run since it opened (each execution of a
+    /// query, an update or one row of a batch); for tests and benchmarks of
+    /// what a call costs.
+    pub fn statements(&self) -> u64 {
+        self.inner
+            .statements
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether the database is open read-only (see the module docs).
@@ -251,6 +263,7 @@ impl SqliteMeta {
                 writer: Mutex::new(writer),
                 readers: Mutex::new(Vec::new()),
                 caches: Caches::default(),
+                statements: Default::default(),
             }),
         })
     }

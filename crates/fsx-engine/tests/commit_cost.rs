@@ -1,0 +1,83 @@
+//! What one small commit costs the embedded metadata engine, pinned.
+//!
+//! A page-store volume on SQLite metadata runs 1-page `write` + `sync`
+//! calls in a steady state (the file's row in the head, the statement cache
+//! warm, no extent filling up), and [`SqliteMeta::statements`] counts the
+//! metadata statements each sync runs. `docs/ARCHITECTURE.md` ("The cost of
+//! one commit") lists them; this test fails if a change adds one without
+//! updating that account (lower the bound when a change removes one).
+
+mod common;
+
+use std::sync::Arc;
+
+use common::pattern;
+use fsx_engine::{ManualEnv, OpenOptions, Volume, VolumeOptions};
+use fsx_meta::VolumeConfig;
+use fsx_meta::sqlite::SqliteMeta;
+use fsx_store::local::LocalBackend;
+
+const PAGE: u32 = 4096;
+
+/// Statements of a steady-state 1-page sync: the lease check (renewal
+/// skipped while more than half the lease is left), the head and its file
+/// row, the file's next write sequence and size, the page, and the
+/// packer's count of the extent's dirty pages.
+const SYNC_ONE_PAGE_STATEMENTS: u64 = 5;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_commit_runs_the_documented_statements() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Arc::new(SqliteMeta::open(dir.path().join("meta.db"), true).unwrap());
+    let store = Arc::new(LocalBackend::open(dir.path().join("data")).unwrap());
+    let env = Arc::new(ManualEnv::new(1_000_000));
+    let volume = Volume::create(
+        meta.clone(),
+        store,
+        env.clone(),
+        VolumeConfig::new("commit-cost", 2 << 20, "data", 1),
+        VolumeOptions::default(),
+    )
+    .await
+    .unwrap();
+    let mut f = volume
+        .open_file("db", OpenOptions::create(PAGE))
+        .await
+        .unwrap();
+    let mut counts = Vec::new();
+    for i in 0..20u64 {
+        // Time moves as it would between commits: a few seconds, so the
+        // lease ages and is renewed when half of it is gone.
+        env.advance(3_000);
+        let before = meta.statements();
+        f.write_at((i % 8) * u64::from(PAGE), &pattern(i + 1, PAGE as usize))
+            .await
+            .unwrap();
+        f.sync().await.unwrap();
+        counts.push(meta.statements() - before);
+    }
+    // The first syncs create the head's row and warm up; the rest are the
+    // steady state, except a renewal of the lease now and then.
+    let steady = &counts[4..];
+    let typical = *steady.iter().min().unwrap();
+    eprintln!("statements per 1-page sync: {counts:?}");
+    assert!(
+        typical <= SYNC_ONE_PAGE_STATEMENTS,
+        "a 1-page sync ran {typical} metadata statements, more than the {SYNC_ONE_PAGE_STATEMENTS} \
+         documented in docs/ARCHITECTURE.md: {counts:?}"
+    );
+    let renewals = steady.iter().filter(|&&n| n > typical).count();
+    assert!(
+        renewals <= steady.len() / 4,
+        "the lease was rewritten in {renewals} of {} commits: {counts:?}",
+        steady.len()
+    );
+    // Every write is there.
+    for i in 12..20u64 {
+        let got = f
+            .read_at((i % 8) * u64::from(PAGE), PAGE as usize)
+            .await
+            .unwrap();
+        assert_eq!(got, pattern(i + 1, PAGE as usize));
+    }
+}
