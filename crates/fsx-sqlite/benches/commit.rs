@@ -15,6 +15,13 @@
 //! FSX_BENCH_RUNS=3 FSX_BENCH_UPDATES=10000 FSX_BENCH_ROWS=20000 FSX_BENCH_COUNTED=1000 …
 //! ```
 //!
+//! To see where one storage's bytes go, trace a child by hand:
+//!
+//! ```text
+//! FSX_BENCH_CHILD=fsx:wal FSX_BENCH_CHILD_DIR=/var/tmp/x FSX_BENCH_SETUP=1 target/release/deps/commit-<hash>
+//! FSX_BENCH_CHILD=fsx:wal FSX_BENCH_CHILD_DIR=/var/tmp/x strace -f -y -e trace=pwrite64,fdatasync,fsync target/release/deps/commit-<hash>
+//! ```
+//!
 //! Payloads are `randomblob`s: fsx reads holes as zeros, so a zero payload
 //! could not tell a lost page from a written one, and random bytes do not
 //! compress.
@@ -109,6 +116,10 @@ fn wchar() -> Result<u64> {
 /// The counted child: opens an existing database and runs `n` updates,
 /// printing the bytes written.
 fn child(storage: &str, mode: &str, dir: &Path, rows: usize, n: usize) -> Result<()> {
+    if std::env::var_os("FSX_BENCH_SETUP").is_some() {
+        // Only create the database (for tracing a child by hand).
+        return setup(&open(storage, dir)?, mode, rows);
+    }
     let c = open(storage, dir)?;
     // Warm: the first commit opens the journal or WAL.
     updates(&c, mode, rows, 1)?;
