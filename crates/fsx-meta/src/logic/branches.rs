@@ -219,14 +219,7 @@ pub(crate) async fn merge_files(
 /// Reads run [`super::TxKind::Read`], changes [`super::TxKind::Write`].
 macro_rules! impl_meta_branches {
     ($engine:ty, $mode:ident) => {
-        #[allow(unused_imports)]
-        const _: () = {
-            use fsx_store::BoxFuture;
-            use $crate::Result;
-            use $crate::contract::*;
-            use $crate::logic::TxKind::{Read, ReadOwnWrites, Write};
-            use $crate::logic::{branches, extents, files, layers, run, settings, tiers};
-
+        $crate::logic::contract_impl! {
             impl MetaBranches for $engine {
                 fn create_branch<'a>(
                     &'a self,
@@ -334,7 +327,7 @@ macro_rules! impl_meta_branches {
                     run!($mode, self, Read, |tx| layers::usage(tx, ids).await)
                 }
             }
-        };
+        }
     };
 }
 pub(crate) use impl_meta_branches;

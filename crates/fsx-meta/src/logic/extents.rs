@@ -202,14 +202,7 @@ pub(crate) async fn count_references(
 /// [`super::run`]).
 macro_rules! impl_meta_extents {
     ($engine:ty, $mode:ident) => {
-        #[allow(unused_imports)]
-        const _: () = {
-            use fsx_store::BoxFuture;
-            use $crate::Result;
-            use $crate::contract::*;
-            use $crate::logic::TxKind::{Read, ReadOwnWrites, Write};
-            use $crate::logic::{branches, extents, files, layers, run, settings, tiers};
-
+        $crate::logic::contract_impl! {
             impl MetaExtents for $engine {
                 fn pin_extent<'a>(
                     &'a self,
@@ -276,7 +269,7 @@ macro_rules! impl_meta_extents {
                     .await)
                 }
             }
-        };
+        }
     };
 }
 pub(crate) use impl_meta_extents;

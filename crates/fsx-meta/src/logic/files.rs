@@ -632,14 +632,7 @@ pub(crate) async fn commit_pack(tx: &impl Tx, c: &PackCommit) -> Result<()> {
 /// `impl MetaFiles for $engine` (`$mode`: see [`super::run`]).
 macro_rules! impl_meta_files {
     ($engine:ty, $mode:ident) => {
-        #[allow(unused_imports)]
-        const _: () = {
-            use fsx_store::BoxFuture;
-            use $crate::Result;
-            use $crate::contract::*;
-            use $crate::logic::TxKind::{Read, ReadOwnWrites, Write};
-            use $crate::logic::{branches, extents, files, layers, run, settings, tiers};
-
+        $crate::logic::contract_impl! {
             impl MetaFiles for $engine {
                 fn create_file<'a>(
                     &'a self,
@@ -788,7 +781,7 @@ macro_rules! impl_meta_files {
                         .await)
                 }
             }
-        };
+        }
     };
 }
 pub(crate) use impl_meta_files;

@@ -151,6 +151,37 @@ pub(crate) enum Q {
     UsageDirty,
 }
 
+/// `SELECT` of the branch columns (in the order [`branch_row`] decodes
+/// them) and the rest of a statement, as one literal: for the dialects'
+/// statement text.
+macro_rules! branch_sql {
+    ($($rest:literal)+) => {
+        concat!("SELECT id, name, head, commit_id, created_ms, commit_ms ", $($rest),+)
+    };
+}
+pub(crate) use branch_sql;
+
+/// `SELECT` of the commit columns (in the order [`commit_row`] decodes them).
+macro_rules! commit_sql {
+    ($($rest:literal)+) => {
+        concat!("SELECT id, layer, parent, merged, branch, message, auto, created_ms ", $($rest),+)
+    };
+}
+pub(crate) use commit_sql;
+
+/// `SELECT` of the file-row columns (in the order [`file_row_at`] decodes
+/// them).
+macro_rules! file_row_sql {
+    ($($rest:literal)+) => {
+        concat!(
+            "SELECT layer, id, name, page_size, size, write_seq, cut_page, cut_extent, deleted, \
+             created_ms, modified_ms ",
+            $($rest),+
+        )
+    };
+}
+pub(crate) use file_row_sql;
+
 fn branch_row(r: &Row) -> Result<BranchInfo> {
     Ok(BranchInfo {
         id: r.i64(0, "branch id")?,

@@ -241,6 +241,27 @@ macro_rules! run {
 }
 pub(crate) use run;
 
+/// The frame of a family macro's generated impl: the impl goes in an
+/// anonymous block that imports the contract's names, `Result`,
+/// `BoxFuture`, the transaction kinds, [`run!`] and the logic families, so
+/// the family macros can spell each method as "run this logic function in
+/// a transaction of this kind".
+macro_rules! contract_impl {
+    ($($body:tt)*) => {
+        #[allow(unused_imports)]
+        const _: () = {
+            use fsx_store::BoxFuture;
+            use $crate::Result;
+            use $crate::contract::*;
+            use $crate::logic::TxKind::{Read, ReadOwnWrites, Write};
+            use $crate::logic::{branches, extents, files, layers, run, settings, tiers};
+
+            $($body)*
+        };
+    };
+}
+pub(crate) use contract_impl;
+
 /// The second argument of a `boxed` engine's transaction closure: its
 /// type says that the transaction (`'t`) ends before the data the closure
 /// borrows (`'a`), which a closure generic over every `'t` cannot

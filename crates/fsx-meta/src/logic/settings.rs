@@ -223,14 +223,7 @@ pub(crate) async fn counters(tx: &impl Tx) -> Result<Vec<Counter>> {
 /// a place to count it).
 macro_rules! impl_meta_settings {
     ($engine:ty, $mode:ident) => {
-        #[allow(unused_imports)]
-        const _: () = {
-            use fsx_store::BoxFuture;
-            use $crate::Result;
-            use $crate::contract::*;
-            use $crate::logic::TxKind::{Read, ReadOwnWrites, Write};
-            use $crate::logic::{branches, extents, files, layers, run, settings, tiers};
-
+        $crate::logic::contract_impl! {
             impl MetaSettings for $engine {
                 fn init_volume<'a>(
                     &'a self,
@@ -274,7 +267,7 @@ macro_rules! impl_meta_settings {
                     run!($mode, self, Read, |tx| settings::counters(tx).await)
                 }
             }
-        };
+        }
     };
 }
 pub(crate) use impl_meta_settings;

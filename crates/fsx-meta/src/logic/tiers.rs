@@ -221,20 +221,13 @@ pub(crate) async fn extent_digests(tx: &impl Tx, key: &str) -> Result<Option<Byt
 /// counters; a read must not fail for want of a place to count it).
 macro_rules! impl_meta_tiers {
     ($engine:ty, $mode:ident) => {
-        #[allow(unused_imports)]
-        const _: () = {
-            use fsx_store::BoxFuture;
-            use $crate::Result;
-            use $crate::contract::*;
-            use $crate::logic::TxKind::{Read, ReadOwnWrites, Write};
-            use $crate::logic::{branches, extents, files, layers, run, settings, tiers};
-
+        $crate::logic::contract_impl! {
             impl MetaTiers for $engine {
                 fn hot_tier(
                     &self,
                     max_row_bytes: usize,
                 ) -> Result<Option<std::sync::Arc<dyn fsx_store::ExtentBackend>>> {
-                    self.open_hot_tier(max_row_bytes)
+                    Ok(Some(std::sync::Arc::new(self.hot_store(max_row_bytes)?)))
                 }
 
                 fn tier_record<'a>(
@@ -336,7 +329,7 @@ macro_rules! impl_meta_tiers {
                     run!($mode, self, Read, |tx| tiers::extent_digests(tx, key).await)
                 }
             }
-        };
+        }
     };
 }
 pub(crate) use impl_meta_tiers;

@@ -22,15 +22,6 @@ impl SqliteMeta {
     pub fn hot_store(&self, max_row_bytes: usize) -> crate::Result<SqliteHotStore> {
         HotStore::new(self.clone(), max_row_bytes)
     }
-
-    /// [`crate::contract::MetaTiers::hot_tier`]: this engine always has a
-    /// hot tier, [`SqliteHotStore`].
-    pub(crate) fn open_hot_tier(
-        &self,
-        max_row_bytes: usize,
-    ) -> crate::Result<Option<std::sync::Arc<dyn fsx_store::ExtentBackend>>> {
-        Ok(Some(std::sync::Arc::new(self.hot_store(max_row_bytes)?)))
-    }
 }
 
 crate::logic::hot::impl_hot_store!(SqliteHotStore, sync, "sqlite", |meta| meta.path().display());

@@ -1,31 +1,6 @@
 //! The `layers` family's statements.
 
-use crate::logic::layers::Q;
-
-/// `SELECT` of the branch columns.
-macro_rules! branch_sql {
-    ($($rest:literal)+) => {
-        concat!("SELECT id, name, head, commit_id, created_ms, commit_ms ", $($rest),+)
-    };
-}
-
-/// `SELECT` of the commit columns.
-macro_rules! commit_sql {
-    ($($rest:literal)+) => {
-        concat!("SELECT id, layer, parent, merged, branch, message, auto, created_ms ", $($rest),+)
-    };
-}
-
-/// `SELECT` of the file-row columns.
-macro_rules! file_row_sql {
-    ($($rest:literal)+) => {
-        concat!(
-            "SELECT layer, id, name, page_size, size, write_seq, cut_page, cut_extent, deleted, \
-             created_ms, modified_ms ",
-            $($rest),+
-        )
-    };
-}
+use crate::logic::layers::{Q, branch_sql, commit_sql, file_row_sql};
 
 pub(super) fn text(q: Q) -> &'static str {
     match q {
