@@ -67,6 +67,9 @@ pub struct File {
     /// Extents written since the last pack: the only ones a sync can have
     /// filled.
     touched_extents: std::collections::BTreeSet<u64>,
+    /// Pack full extents after each `sync` (see
+    /// [`crate::OpenOptions::pack_on_sync`]).
+    pack_on_sync: bool,
 }
 
 impl std::fmt::Debug for File {
@@ -94,6 +97,7 @@ impl File {
         view: View,
         meta: FileMeta,
         holder: Option<String>,
+        pack_on_sync: bool,
     ) -> Self {
         let ppe = u64::from(shared.config.extent_size / meta.page_size).max(1);
         let size = meta.size;
@@ -113,6 +117,7 @@ impl File {
             size,
             writer,
             touched_extents: Default::default(),
+            pack_on_sync,
         }
     }
 
@@ -492,7 +497,7 @@ impl File {
     /// already durable).
     pub async fn sync(&mut self) -> Result<()> {
         self.commit().await?;
-        if self.shared.options.pack_on_sync
+        if self.pack_on_sync
             && let Err(e) = self.pack(true).await
         {
             tracing::warn!(file = %self.meta.name, error = %e, "packing after sync failed; pages stay in the dirty buffer");

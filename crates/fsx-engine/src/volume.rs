@@ -133,6 +133,13 @@ pub struct OpenOptions {
     pub write: bool,
     /// Create the file if missing, with this page size.
     pub create_page_size: Option<u32>,
+    /// Pack full extents after each `sync` (`None`: the volume's
+    /// [`VolumeOptions::pack_on_sync`]). Off for a file whose bytes are
+    /// soon rewritten (a database's journal or WAL): its pages stay in the
+    /// dirty buffer, where a rewrite replaces them in place, instead of
+    /// being packed into extents that the next round of writes makes
+    /// garbage; `checkpoint`, closing the file and GC still pack them.
+    pub pack_on_sync: Option<bool>,
 }
 
 impl OpenOptions {
@@ -141,6 +148,7 @@ impl OpenOptions {
         Self {
             write: false,
             create_page_size: None,
+            pack_on_sync: None,
         }
     }
 
@@ -149,7 +157,14 @@ impl OpenOptions {
         Self {
             write: true,
             create_page_size: None,
+            pack_on_sync: None,
         }
+    }
+
+    /// Sets [`OpenOptions::pack_on_sync`] for this handle.
+    pub fn pack_on_sync(mut self, yes: bool) -> Self {
+        self.pack_on_sync = Some(yes);
+        self
     }
 
     /// Read-write, creating the file with `page_size` if missing.
@@ -157,6 +172,7 @@ impl OpenOptions {
         Self {
             write: true,
             create_page_size: Some(page_size),
+            pack_on_sync: None,
         }
     }
 }
@@ -450,7 +466,16 @@ impl Volume {
         } else {
             None
         };
-        Ok(File::new(self.shared.clone(), self.view, meta, holder))
+        let pack_on_sync = options
+            .pack_on_sync
+            .unwrap_or(self.shared.options.pack_on_sync);
+        Ok(File::new(
+            self.shared.clone(),
+            self.view,
+            meta,
+            holder,
+            pack_on_sync,
+        ))
     }
 
     async fn acquire(&self, file: &FileMeta) -> Result<String> {

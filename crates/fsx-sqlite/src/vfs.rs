@@ -365,6 +365,15 @@ impl FsxVfs {
         } else {
             OpenOptions::write()
         };
+        // A journal or WAL is rewritten from its start again and again: its
+        // pages stay in the dirty buffer (rewritten in place) rather than be
+        // packed into extents the next transaction makes garbage. Closing
+        // the file and GC pack what is left.
+        let options = if entry.main {
+            options
+        } else {
+            options.pack_on_sync(false)
+        };
         *engine = Some(self.block_on(entry.volume.open_file(&entry.name, options))?);
         Ok(())
     }

@@ -124,6 +124,15 @@ fn configure(conn: &Connection) -> Result<()> {
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(sql_err)?;
+    // One plan per statement, whatever its parameters: without this,
+    // SQLite re-plans a cached statement whenever a new value is bound to a
+    // parameter that a plan could depend on (the STAT4 build), which cost a
+    // parse and a plan on nearly every metadata statement.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(sql_err)?;
     // `rarray(?n)`: how the dialect binds a list (see `dialect`).
     rusqlite::vtab::array::load_module(conn).map_err(sql_err)?;
     Ok(())
