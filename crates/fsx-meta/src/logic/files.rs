@@ -366,17 +366,16 @@ pub(crate) async fn commit_writes(tx: &impl Tx, batch: &WriteBatch) -> Result<()
     // A page written twice in one batch keeps its last write (as applying
     // them in order would), and appears once: a batch's rows must not
     // collide (see `Tx::exec_each`).
-    let mut last: BTreeMap<u64, Option<&[u8]>> = BTreeMap::new();
+    let mut last: BTreeMap<i64, Option<&[u8]>> = BTreeMap::new();
     for p in &batch.pages {
-        num::to_sql(p.page_no, "page number")?;
-        last.insert(p.page_no, p.data.as_deref());
+        last.insert(num::to_sql(p.page_no, "page number")?, p.data.as_deref());
     }
     let columns = [
-        Column::Ints(last.keys().map(|&p| num::bound(p)).collect()),
+        Column::Ints(last.keys().copied().collect()),
         Column::OptBlobs(last.values().copied().collect()),
         Column::Ints(
             last.iter()
-                .map(|(&p, d)| crate::checksum::page_checksum(file_id, p, *d))
+                .map(|(&p, d)| crate::checksum::page_checksum(file_id, p.cast_unsigned(), *d))
                 .collect(),
         ),
     ];

@@ -132,6 +132,36 @@ stmt_from!(
     hot => Hot,
 );
 
+/// A dialect's `sql` module: one file per family (`branch.rs`, `extent.rs`,
+/// `file.rs`, `hot.rs`, `layer.rs`, `setting.rs`, `tier.rs`), each with a
+/// `text(Q) -> &'static str`, and `text(Stmt)` dispatching to them.
+macro_rules! dialect_sql {
+    () => {
+        mod branch;
+        mod extent;
+        mod file;
+        mod hot;
+        mod layer;
+        mod setting;
+        mod tier;
+
+        /// The SQL of `stmt`.
+        pub(super) fn text(stmt: $crate::logic::Stmt) -> &'static str {
+            use $crate::logic::Stmt;
+            match stmt {
+                Stmt::Layer(q) => layer::text(q),
+                Stmt::File(q) => file::text(q),
+                Stmt::Extent(q) => extent::text(q),
+                Stmt::Tier(q) => tier::text(q),
+                Stmt::Setting(q) => setting::text(q),
+                Stmt::Branch(q) => branch::text(q),
+                Stmt::Hot(q) => hot::text(q),
+            }
+        }
+    };
+}
+pub(crate) use dialect_sql;
+
 /// A bound value. Integers are SQL `BIGINT`/`INTEGER`; lists are what
 /// PostgreSQL binds as arrays (`= ANY($n)`) and SQLite as a `rarray(?n)`
 /// table.
