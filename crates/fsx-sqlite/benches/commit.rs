@@ -5,8 +5,8 @@
 //!
 //! For each mode and storage it reports the latency of one commit (mean and
 //! p99 over every commit of every run), and from a separate counted run:
-//! `fsync`s + `fdatasync`s per commit (counted by `strace -c`, so that run
-//! is not timed) and bytes written per commit (the process's `wchar` from
+//! `fsync`s + `fdatasync`s per commit (counted by `strace -c` when it is on
+//! the PATH, so that run is not timed) and bytes written per commit (the process's `wchar` from
 //! `/proc/self/io`: every byte any `write`/`pwrite` moved, the metadata
 //! database's WAL and checkpoints included).
 //!
@@ -130,22 +130,35 @@ fn child(storage: &str, mode: &str, dir: &Path, rows: usize, n: usize) -> Result
     Ok(())
 }
 
-/// Syncs and bytes per commit of `n` updates, from a child run under
-/// `strace -c` (the child's warm-up and opening are included in the sync
-/// count: a handful over `n` commits).
-fn counted(storage: &str, mode: &str, dir: &Path, rows: usize, n: usize) -> Result<(f64, f64)> {
+/// Syncs (if `strace` is on the PATH) and bytes per commit of `n`
+/// updates, from a child run (the child's warm-up and opening are included
+/// in the sync count: a handful over `n` commits).
+fn counted(
+    storage: &str,
+    mode: &str,
+    dir: &Path,
+    rows: usize,
+    n: usize,
+) -> Result<(Option<f64>, f64)> {
     let exe = std::env::current_exe()?;
     let trace = dir.join(format!("strace-{storage}-{mode}.txt"));
-    let out = Command::new("strace")
-        .args(["-f", "-qq", "-c", "-e", "trace=fsync,fdatasync", "-o"])
-        .arg(&trace)
-        .arg(&exe)
+    let traced = which("strace").is_some();
+    let mut cmd = if traced {
+        let mut c = Command::new("strace");
+        c.args(["-f", "-qq", "-c", "-e", "trace=fsync,fdatasync", "-o"])
+            .arg(&trace)
+            .arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    let out = cmd
         .env("FSX_BENCH_CHILD", format!("{storage}:{mode}"))
         .env("FSX_BENCH_CHILD_DIR", dir)
         .env("FSX_BENCH_ROWS", rows.to_string())
         .env("FSX_BENCH_COUNTED", n.to_string())
         .output()
-        .context("running the counted child under strace (apt install strace)")?;
+        .context("running the counted child")?;
     ensure!(
         out.status.success(),
         "counted child failed: {}",
@@ -157,13 +170,26 @@ fn counted(storage: &str, mode: &str, dir: &Path, rows: usize, n: usize) -> Resu
         .find_map(|l| l.strip_prefix("WCHAR "))
         .context("child printed no WCHAR")?
         .parse()?;
-    let summary = std::fs::read_to_string(&trace)?;
-    let syncs: u64 = summary
-        .lines()
-        .filter(|l| l.ends_with(" fsync") || l.ends_with(" fdatasync"))
-        .filter_map(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
-        .sum();
-    Ok((syncs as f64 / n as f64, bytes as f64 / n as f64))
+    let syncs = if traced {
+        let summary = std::fs::read_to_string(&trace)?;
+        let syncs: u64 = summary
+            .lines()
+            .filter(|l| l.ends_with(" fsync") || l.ends_with(" fdatasync"))
+            .filter_map(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
+            .sum();
+        Some(syncs as f64 / n as f64)
+    } else {
+        None
+    };
+    Ok((syncs, bytes as f64 / n as f64))
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(tool))
+        .find(|p| p.exists())
 }
 
 fn mean_p99(mut v: Vec<Duration>) -> (f64, f64) {
@@ -195,10 +221,13 @@ fn main() -> Result<()> {
     let n = env_usize("FSX_BENCH_UPDATES", 10_000);
     let counted_n = env_usize("FSX_BENCH_COUNTED", 1_000);
     let base = std::env::var("FSX_BENCH_DIR").map_or_else(|_| std::env::temp_dir(), PathBuf::from);
+    if which("strace").is_none() {
+        eprintln!("strace is not on the PATH (apt install strace): the syncs column is skipped");
+    }
     println!(
         "workload: {rows} rows of 100 random bytes, then {n} autocommit updates of one row (randomblob), \
          synchronous=FULL, {runs} interleaved runs per mode and storage; syncs and bytes from {counted_n} \
-         more under strace; in {}",
+         more counted; in {}",
         base.display()
     );
     let mut lat: Vec<Vec<Duration>> = vec![Vec::new(); MODES.len() * STORAGES.len()];
@@ -237,8 +266,9 @@ fn main() -> Result<()> {
             if median <= 0.0 {
                 bail!("no time measured");
             }
+            let syncs = syncs.map_or("-".into(), |s| format!("{s:.2}"));
             println!(
-                "| {mode} | {storage} | {mean:.3} | {p99:.3} | {syncs:.2} | {bytes:.0} | {median:.2} | {:.2}× |",
+                "| {mode} | {storage} | {mean:.3} | {p99:.3} | {syncs} | {bytes:.0} | {median:.2} | {:.2}× |",
                 median / native_median
             );
         }
