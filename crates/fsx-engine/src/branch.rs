@@ -19,8 +19,8 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use fsx_meta::{
-    BranchId, BranchInfo, CommitId, CommitInfo, CommitRequest, FileId, FileMeta, LayerUsage,
-    MetaEngine, MetaErrorKind, View,
+    BranchId, BranchInfo, CommitId, CommitInfo, CommitRequest, FileId, FileMeta, JournalSnapshot,
+    LayerUsage, MetaEngine, MetaErrorKind, PageWrite, View,
 };
 
 use crate::error::{Error, ErrorKind, Result};
@@ -219,9 +219,94 @@ impl Volume {
     /// committed first if it holds changes). O(1).
     pub async fn create_branch(&self, name: &str) -> Result<BranchInfo> {
         let s = &self.shared;
+        if let View::Branch(b) = self.view {
+            let journals = self.journal_snapshots(b).await?;
+            if !journals.is_empty() {
+                // Open journals go into the branch point, which is then the
+                // commit the branch starts from (see `crate::journal`).
+                let message = format!("branch point of {name}");
+                let point = s
+                    .meta
+                    .commit(
+                        CommitRequest::new(b, &message, s.env.now_ms())
+                            .automatic()
+                            .journals(&journals),
+                    )
+                    .await?
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::Other,
+                            "a branch point with journals made nothing",
+                        )
+                    })?;
+                return Ok(s
+                    .meta
+                    .create_branch(name, View::Commit(point.id), s.env.now_ms())
+                    .await?);
+            }
+        }
         Ok(s.meta
             .create_branch(name, self.view, s.env.now_ms())
             .await?)
+    }
+
+    /// The content of every local journal of `branch` as of now, for a
+    /// commit to hold (see [`crate::journal`]): a writer may be appending
+    /// meanwhile, so this is what a crash at this moment could have left —
+    /// every synced byte, perhaps some unsynced ones.
+    async fn journal_snapshots(&self, branch: BranchId) -> Result<Vec<JournalSnapshot>> {
+        let s = &self.shared;
+        let Some(dir) = &s.options.journals else {
+            return Ok(Vec::new());
+        };
+        let io = |name: &str, e: std::io::Error| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("cannot read the local journal {name}: {e}"),
+            )
+            .with_source(e)
+        };
+        let names = dir.list().map_err(|e| io("directory", e))?;
+        let mut wanted = BTreeMap::new();
+        for name in names {
+            if let Some(id) = crate::journal::journal_of(&name, branch) {
+                wanted.insert(id, name);
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let files = s.meta.list_files(View::Branch(branch), "").await?;
+        let mut out = Vec::new();
+        for f in files {
+            let Some(name) = wanted.get(&f.id) else {
+                continue;
+            };
+            let Some(journal) = dir.open(name).map_err(|e| io(name, e))? else {
+                continue;
+            };
+            let size = journal.len().map_err(|e| io(name, e))?;
+            let ps = u64::from(f.page_size);
+            let mut pages = Vec::new();
+            let mut page_no = 0;
+            while page_no * ps < size {
+                let mut buf = vec![0u8; ps as usize];
+                journal
+                    .read_at(&mut buf, page_no * ps)
+                    .map_err(|e| io(name, e))?;
+                pages.push(PageWrite {
+                    page_no,
+                    data: Some(Bytes::from(buf)),
+                });
+                page_no += 1;
+            }
+            out.push(JournalSnapshot {
+                file_id: f.id,
+                pages,
+                size,
+            });
+        }
+        Ok(out)
     }
 
     /// Every branch, by name.
@@ -243,12 +328,10 @@ impl Volume {
     /// Commits this handle's branch.
     pub async fn commit(&self, message: &str) -> Result<CommitInfo> {
         let s = &self.shared;
+        let branch = self.branch_id()?;
+        let journals = self.journal_snapshots(branch).await?;
         s.meta
-            .commit(CommitRequest::new(
-                self.branch_id()?,
-                message,
-                s.env.now_ms(),
-            ))
+            .commit(CommitRequest::new(branch, message, s.env.now_ms()).journals(&journals))
             .await?
             .ok_or_else(|| Error::new(ErrorKind::Other, "an explicit commit made nothing"))
     }

@@ -31,7 +31,11 @@ use fsx_meta::{BranchId, FileMeta, LeaseRequest, PackCommit, PageWrite, View, Wr
 use fsx_store::ObjectKey;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::journal::{JournalDir, JournalFile};
 use crate::volume::Shared;
+
+/// Bytes a journal is copied by, into or out of the page store.
+const JOURNAL_CHUNK: usize = 1 << 20;
 
 /// How often packing retries after losing an optimistic race.
 const PACK_ATTEMPTS: usize = 3;
@@ -70,6 +74,15 @@ pub struct File {
     /// Pack full extents after each `sync` (see
     /// [`crate::OpenOptions::pack_on_sync`]).
     pack_on_sync: bool,
+    /// The local journal holding this file's bytes, when there is one (see
+    /// [`crate::journal`]): a writer's own, or one a reader found.
+    local: Option<Local>,
+}
+
+/// A local journal a handle reads, or writes in place of the page store.
+struct Local {
+    file: Box<dyn JournalFile>,
+    name: String,
 }
 
 impl std::fmt::Debug for File {
@@ -118,12 +131,18 @@ impl File {
             writer,
             touched_extents: Default::default(),
             pack_on_sync,
+            local: None,
         }
     }
 
     /// The file's name when opened.
     pub fn name(&self) -> &str {
         &self.meta.name
+    }
+
+    /// The file's id.
+    pub(crate) fn meta_id(&self) -> fsx_meta::FileId {
+        self.meta.id
     }
 
     /// Bytes per page.
@@ -217,6 +236,12 @@ impl File {
     /// Re-reads the size from the metadata (readers see other writers'
     /// synced changes; a writer's own size is always current).
     pub async fn refresh(&mut self) -> Result<()> {
+        if let Some(l) = &self.local {
+            if self.writer.is_none() {
+                self.size = l.file.len().map_err(|e| journal_err(&l.name, "read", e))?;
+            }
+            return Ok(());
+        }
         if self.writer.is_none() {
             self.size = self
                 .shared
@@ -233,6 +258,9 @@ impl File {
         let end = offset.saturating_add(len as u64).min(self.size);
         if offset >= end {
             return Ok(Vec::new());
+        }
+        if let Some(l) = &self.local {
+            return l.read(offset, end);
         }
         let ps = self.ps();
         let first = offset / ps;
@@ -259,6 +287,20 @@ impl File {
 
     /// Pages `[first, first + count)`: `None` for zeros.
     pub(crate) async fn pages(&self, first: u64, count: u64) -> Result<Vec<Option<Bytes>>> {
+        if let Some(l) = &self.local {
+            let ps = self.ps();
+            let bytes = l.read(first * ps, ((first + count) * ps).min(self.size))?;
+            let mut out: Vec<Option<Bytes>> = bytes
+                .chunks(ps as usize)
+                .map(|c| {
+                    let mut page = c.to_vec();
+                    page.resize(ps as usize, 0);
+                    Some(Bytes::from(page))
+                })
+                .collect();
+            out.resize(count as usize, None);
+            return Ok(out);
+        }
         if let Some(hit) = self.pages_from_writer_memory(first, count) {
             return Ok(hit);
         }
@@ -397,6 +439,13 @@ impl File {
         let end = offset
             .checked_add(data.len() as u64)
             .ok_or_else(|| Error::invalid("write past the largest possible file offset"))?;
+        if let Some(l) = &self.local {
+            l.file
+                .write_at(data, offset)
+                .map_err(|e| journal_err(&l.name, "write", e))?;
+            self.size = self.size.max(end);
+            return Ok(());
+        }
         let ps = self.ps();
         let mut pos = offset;
         while pos < end {
@@ -460,6 +509,13 @@ impl File {
     /// [`File::sync`].
     pub async fn truncate(&mut self, size: u64) -> Result<()> {
         self.writer_mut()?;
+        if let Some(l) = &self.local {
+            l.file
+                .set_len(size)
+                .map_err(|e| journal_err(&l.name, "truncate", e))?;
+            self.size = size;
+            return Ok(());
+        }
         if size >= self.size {
             self.size = size;
             return Ok(());
@@ -498,6 +554,7 @@ impl File {
     pub async fn sync(&mut self) -> Result<()> {
         self.commit().await?;
         if self.pack_on_sync
+            && self.local.is_none()
             && let Err(e) = self.pack(true).await
         {
             tracing::warn!(file = %self.meta.name, error = %e, "packing after sync failed; pages stay in the dirty buffer");
@@ -507,6 +564,15 @@ impl File {
 
     /// The durable part of `sync`.
     async fn commit(&mut self) -> Result<()> {
+        if self.local.is_some() {
+            self.writer_mut()?;
+        }
+        if let Some(l) = &self.local {
+            crate::failpoint::check(&*self.shared.env, crate::Failpoint::SyncBefore)?;
+            l.file.sync().map_err(|e| journal_err(&l.name, "sync", e))?;
+            crate::failpoint::check(&*self.shared.env, crate::Failpoint::SyncAfter)?;
+            return Ok(());
+        }
         let size = self.size;
         let ppe = self.ppe;
         let w = self.writer_mut()?;
@@ -579,6 +645,10 @@ impl File {
     /// Syncs, then packs every extent with dirty pages (a checkpoint).
     pub async fn checkpoint(&mut self) -> Result<()> {
         self.commit().await?;
+        if self.local.is_some() {
+            // A journal is packed when it is folded, at close.
+            return Ok(());
+        }
         self.pack(false).await
     }
 
@@ -589,6 +659,7 @@ impl File {
         if self.writer.is_none() {
             return Ok(());
         }
+        self.fold_own_journal().await?;
         self.checkpoint().await?;
         let w = self.writer_mut()?;
         let holder = w.holder.clone();
@@ -609,6 +680,7 @@ impl File {
         if self.writer.is_none() {
             return Ok(None);
         }
+        self.fold_own_journal().await?;
         self.commit().await?;
         let unpacked = self.pack(false).await.err();
         self.abandon_lease().await?;
@@ -617,7 +689,9 @@ impl File {
 
     /// Releases the write lease without syncing: writes since the last
     /// sync are dropped. For a writer giving up after a failure, so the
-    /// file is not held until the lease expires.
+    /// file is not held until the lease expires. A local journal is left
+    /// as a crash would leave it (its unsynced writes may survive), for the
+    /// next writer to fold.
     pub async fn abandon(mut self) -> Result<()> {
         self.abandon_lease().await
     }
@@ -631,6 +705,114 @@ impl File {
             .release_lease(self.branch()?, self.meta.id, &w.holder)
             .await?;
         Ok(())
+    }
+
+    /// Writes the bytes of `journal` into the page store as this file's
+    /// content (written, sized and synced, not yet packed). The page store
+    /// copy is empty or equal to it (see [`crate::journal`]).
+    async fn write_journal_content(&mut self, journal: &dyn JournalFile, name: &str) -> Result<()> {
+        let len = journal.len().map_err(|e| journal_err(name, "read", e))?;
+        let mut buf = vec![0u8; JOURNAL_CHUNK];
+        let mut offset = 0;
+        while offset < len {
+            let want = (len - offset).min(JOURNAL_CHUNK as u64) as usize;
+            let got = journal
+                .read_at(&mut buf[..want], offset)
+                .map_err(|e| journal_err(name, "read", e))?;
+            if got == 0 {
+                break;
+            }
+            self.write_at(offset, &buf[..got]).await?;
+            offset += got as u64;
+        }
+        self.truncate(len).await?;
+        self.commit().await
+    }
+
+    /// Folds a journal left by a writer that is gone into the page store,
+    /// then deletes it (see [`crate::journal`]). Called by a new writer
+    /// before anything else touches the file.
+    pub(crate) async fn fold_leftover(&mut self, dir: &dyn JournalDir, name: &str) -> Result<()> {
+        let Some(journal) = dir.open(name).map_err(|e| journal_err(name, "open", e))? else {
+            return Ok(());
+        };
+        tracing::info!(file = %self.meta.name, journal = name, "folding the local journal of a writer that is gone");
+        self.write_journal_content(journal.as_ref(), name).await?;
+        dir.remove(name).map_err(|e| journal_err(name, "remove", e))
+    }
+
+    /// Moves this writer's content into a new local journal `name` and
+    /// empties the page store's copy: from now on the journal is the file.
+    pub(crate) async fn start_journal(&mut self, dir: &dyn JournalDir, name: &str) -> Result<()> {
+        let draft = dir
+            .create(name)
+            .map_err(|e| journal_err(name, "create", e))?;
+        let mut offset = 0;
+        while offset < self.size {
+            let chunk = self.read_at(offset, JOURNAL_CHUNK).await?;
+            if chunk.is_empty() {
+                break;
+            }
+            draft
+                .write_at(&chunk, offset)
+                .map_err(|e| journal_err(name, "write", e))?;
+            offset += chunk.len() as u64;
+        }
+        draft
+            .set_len(self.size)
+            .map_err(|e| journal_err(name, "write", e))?;
+        draft.sync().map_err(|e| journal_err(name, "sync", e))?;
+        dir.publish(name)
+            .map_err(|e| journal_err(name, "publish", e))?;
+        // The journal is whole and durable: a crash from here on folds it
+        // back. Only now may the page store's copy go.
+        let size = self.size;
+        if size > 0 {
+            self.truncate(0).await?;
+            self.commit().await?;
+        }
+        self.size = size;
+        self.local = Some(Local {
+            file: draft,
+            name: name.to_string(),
+        });
+        Ok(())
+    }
+
+    /// Reads this branch's file from the local journal `journal` (a reader
+    /// of a file whose writer keeps one).
+    pub(crate) fn read_journal(&mut self, journal: Box<dyn JournalFile>, name: &str) -> Result<()> {
+        self.size = journal.len().map_err(|e| journal_err(name, "read", e))?;
+        self.local = Some(Local {
+            file: journal,
+            name: name.to_string(),
+        });
+        Ok(())
+    }
+
+    /// Folds this writer's own journal into the page store and deletes it:
+    /// the file is an ordinary page file again.
+    async fn fold_own_journal(&mut self) -> Result<()> {
+        let Some(local) = self.local.take() else {
+            return Ok(());
+        };
+        let Some(dir) = self.shared.options.journals.clone() else {
+            return Err(Error::new(
+                ErrorKind::Other,
+                "a local journal without a journal directory",
+            ));
+        };
+        self.size = 0;
+        if let Err(e) = self
+            .write_journal_content(local.file.as_ref(), &local.name)
+            .await
+        {
+            // Still the file's content: keep using it.
+            self.local = Some(local);
+            return Err(e);
+        }
+        dir.remove(&local.name)
+            .map_err(|e| journal_err(&local.name, "remove", e))
     }
 
     /// Packs dirty extents: only those that dirty pages fill if `full_only`.
@@ -817,4 +999,23 @@ pub(crate) async fn load_extent(s: &Shared, key: &str, file: &str) -> Result<Byt
     let raw = raw_for_cache(blob)?;
     s.cache.insert(key, raw.clone());
     Ok(raw)
+}
+
+impl Local {
+    /// Bytes `[from, to)`, zeros past the journal's end.
+    fn read(&self, from: u64, to: u64) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; (to - from) as usize];
+        self.file
+            .read_at(&mut out, from)
+            .map_err(|e| journal_err(&self.name, "read", e))?;
+        Ok(out)
+    }
+}
+
+fn journal_err(name: &str, what: &str, e: std::io::Error) -> Error {
+    Error::new(
+        ErrorKind::Unavailable,
+        format!("cannot {what} the local journal {name}: {e}; check the volume directory's disk"),
+    )
+    .with_source(e)
 }

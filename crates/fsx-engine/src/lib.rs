@@ -14,6 +14,7 @@
 //! | [`file`](mod@file) | reads, buffered writes, sync, truncate, packing |
 //! | [`branch`] | branches, commits, time travel, diff and merge |
 //! | [`gc`] | garbage collection and fsck |
+//! | [`journal`] | local journals: a database's journal or WAL in a local file while it is open |
 //! | [`tier`] | tiered storage: cache → KV → hot → cold, replication queue, policy |
 //! | [`env`](mod@env) | injected clock, identity and liveness |
 //! | [`failpoint`] | named failpoints that tests fail or crash through the environment |
@@ -32,6 +33,7 @@ pub mod error;
 pub mod failpoint;
 pub mod file;
 pub mod gc;
+pub mod journal;
 mod lease;
 pub mod progress;
 pub mod tier;

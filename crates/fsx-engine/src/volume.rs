@@ -31,6 +31,7 @@ use crate::cache::ExtentCache;
 use crate::env::Environment;
 use crate::error::{Error, ErrorKind, Result};
 use crate::file::File;
+use crate::journal::{JournalDir, journal_name};
 use crate::tier::{TierSet, TieredStore};
 
 /// Tier name of a volume's data store in the persistent counters.
@@ -60,6 +61,11 @@ pub struct VolumeOptions {
     /// Faster tiers in front of the data store; `None` keeps every extent
     /// in the data store only, without tier records.
     pub tiers: Option<TierSet>,
+    /// Where writers opened with [`OpenOptions::journal`] keep local
+    /// journals (see [`crate::journal`]); only for a volume whose metadata
+    /// is on the same machine. `None`: journals go through the page store
+    /// like every file.
+    pub journals: Option<Arc<dyn JournalDir>>,
 }
 
 impl Default for VolumeOptions {
@@ -71,6 +77,7 @@ impl Default for VolumeOptions {
             max_buffer_bytes: 32 << 20,
             pack_on_sync: true,
             tiers: None,
+            journals: None,
         }
     }
 }
@@ -97,6 +104,12 @@ impl VolumeOptions {
     /// Sets the unsynced buffer limit.
     pub fn max_buffer_bytes(mut self, bytes: usize) -> Self {
         self.max_buffer_bytes = bytes;
+        self
+    }
+
+    /// Sets where local journals live (see [`VolumeOptions::journals`]).
+    pub fn journals(mut self, dir: Option<Arc<dyn JournalDir>>) -> Self {
+        self.journals = dir;
         self
     }
 
@@ -140,6 +153,11 @@ pub struct OpenOptions {
     /// being packed into extents that the next round of writes makes
     /// garbage; `checkpoint`, closing the file and GC still pack them.
     pub pack_on_sync: Option<bool>,
+    /// The file is a database's journal or WAL: a writer keeps its bytes
+    /// in a local journal when the volume has a journal directory (see
+    /// [`crate::journal`]), so a `sync` is one `fdatasync` of a local file
+    /// and no metadata transaction. Ignored without one.
+    pub journal: bool,
 }
 
 impl OpenOptions {
@@ -149,6 +167,7 @@ impl OpenOptions {
             write: false,
             create_page_size: None,
             pack_on_sync: None,
+            journal: false,
         }
     }
 
@@ -158,6 +177,7 @@ impl OpenOptions {
             write: true,
             create_page_size: None,
             pack_on_sync: None,
+            journal: false,
         }
     }
 
@@ -167,12 +187,19 @@ impl OpenOptions {
         self
     }
 
+    /// Sets [`OpenOptions::journal`] for this handle.
+    pub fn journal(mut self, yes: bool) -> Self {
+        self.journal = yes;
+        self
+    }
+
     /// Read-write, creating the file with `page_size` if missing.
     pub fn create(page_size: u32) -> Self {
         Self {
             write: true,
             create_page_size: Some(page_size),
             pack_on_sync: None,
+            journal: false,
         }
     }
 }
@@ -469,13 +496,39 @@ impl Volume {
         let pack_on_sync = options
             .pack_on_sync
             .unwrap_or(self.shared.options.pack_on_sync);
-        Ok(File::new(
-            self.shared.clone(),
-            self.view,
-            meta,
-            holder,
-            pack_on_sync,
-        ))
+        let writing = holder.is_some();
+        let mut file = File::new(self.shared.clone(), self.view, meta, holder, pack_on_sync);
+        // Commits are frozen: only a branch's files have journals.
+        if let (Some(dir), View::Branch(branch)) = (&s.options.journals, self.view) {
+            let name = journal_name(branch, file.meta_id());
+            if writing {
+                // A journal left by a writer that is gone holds the file:
+                // fold it before anything else reads or writes.
+                let prepared = async {
+                    file.fold_leftover(dir.as_ref(), &name).await?;
+                    if options.journal {
+                        file.start_journal(dir.as_ref(), &name).await?;
+                    }
+                    Ok::<_, Error>(())
+                }
+                .await;
+                if let Err(e) = prepared {
+                    if let Err(release) = file.abandon().await {
+                        tracing::warn!(error = %release, "releasing the lease after a failed open failed");
+                    }
+                    return Err(e);
+                }
+            } else if let Some(journal) = dir.open(&name).map_err(|e| {
+                Error::new(
+                    ErrorKind::Unavailable,
+                    format!("cannot open the local journal {name}: {e}"),
+                )
+                .with_source(e)
+            })? {
+                file.read_journal(journal, &name)?;
+            }
+        }
+        Ok(file)
     }
 
     async fn acquire(&self, file: &FileMeta) -> Result<String> {
@@ -526,13 +579,28 @@ impl Volume {
     pub async fn delete(&self, name: &str) -> Result<()> {
         let s = &self.shared;
         let branch = self.branch_id()?;
+        // A journal a dead writer left goes with its file.
+        let journal = match &s.options.journals {
+            Some(_) => Some(journal_name(branch, self.stat(name).await?.id)),
+            None => None,
+        };
         // A dead writer's lease does not hold the file (see `lease`).
         self.retry_past_dead_leases(branch, Some(&[name]), || async {
             Ok(s.meta
                 .delete_file(branch, name, &s.env.new_holder_id(), s.env.now_ms())
                 .await?)
         })
-        .await
+        .await?;
+        if let (Some(dir), Some(journal)) = (&s.options.journals, journal) {
+            dir.remove(&journal).map_err(|e| {
+                Error::new(
+                    ErrorKind::Unavailable,
+                    format!("deleted {name:?} but not its local journal {journal}: {e}"),
+                )
+                .with_source(e)
+            })?;
+        }
+        Ok(())
     }
 
     /// Renames a file, replacing `to` if `replace`.

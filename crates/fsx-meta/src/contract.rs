@@ -505,6 +505,25 @@ pub struct CommitRequest<'a> {
     pub auto: bool,
     /// Current time, ms since the Unix epoch.
     pub now_ms: i64,
+    /// Files whose content lives outside the metadata while a writer has
+    /// them open (the page store's local journals): each is written into
+    /// the head as `pages` and `size` before the head is frozen, and left
+    /// empty in the new head, all in the commit's transaction. So the
+    /// commit holds the file as it was, and the head never holds a copy
+    /// that the writer's later bytes have made stale.
+    pub journals: &'a [JournalSnapshot],
+}
+
+/// The whole content of a file kept outside the metadata, as of now (see
+/// [`CommitRequest::journals`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalSnapshot {
+    /// The file.
+    pub file_id: FileId,
+    /// Every page of the content, whole (the last one zero-padded).
+    pub pages: Vec<PageWrite>,
+    /// The content's length in bytes.
+    pub size: u64,
 }
 
 impl<'a> CommitRequest<'a> {
@@ -516,7 +535,14 @@ impl<'a> CommitRequest<'a> {
             message,
             auto: false,
             now_ms,
+            journals: &[],
         }
+    }
+
+    /// Folds `journals` into the commit (see [`CommitRequest::journals`]).
+    pub fn journals(mut self, journals: &'a [JournalSnapshot]) -> Self {
+        self.journals = journals;
+        self
     }
 
     /// Makes it an automatic commit (see [`CommitRequest::auto`]).

@@ -5,14 +5,15 @@
 //!
 //! For each mode and storage it reports the latency of one commit (mean and
 //! p99 over every commit of every run), and from a separate counted run:
-//! `fsync`s + `fdatasync`s per commit (counted by `strace -c` when it is on
+//! `fsync`s and `fdatasync`s per commit (counted by `strace -c` when it is on
 //! the PATH, so that run is not timed) and bytes written per commit (the process's `wchar` from
 //! `/proc/self/io`: every byte any `write`/`pwrite` moved, the metadata
 //! database's WAL and checkpoints included).
 //!
 //! ```text
 //! FSX_BENCH_DIR=/var/tmp cargo bench -p fsx-sqlite --bench commit
-//! FSX_BENCH_RUNS=3 FSX_BENCH_UPDATES=10000 FSX_BENCH_ROWS=20000 FSX_BENCH_COUNTED=1000 …
+//! FSX_BENCH_RUNS=3 FSX_BENCH_UPDATES=10000 FSX_BENCH_ROWS=20000 FSX_BENCH_COUNTED=10000 …
+//! FSX_BENCH_MODES=wal …   # one mode only (default: wal,delete)
 //! ```
 //!
 //! To see where one storage's bytes go, trace a child by hand:
@@ -139,7 +140,7 @@ fn counted(
     dir: &Path,
     rows: usize,
     n: usize,
-) -> Result<(Option<f64>, f64)> {
+) -> Result<(Option<(f64, f64)>, f64)> {
     let exe = std::env::current_exe()?;
     let trace = dir.join(format!("strace-{storage}-{mode}.txt"));
     let traced = which("strace").is_some();
@@ -172,12 +173,15 @@ fn counted(
         .parse()?;
     let syncs = if traced {
         let summary = std::fs::read_to_string(&trace)?;
-        let syncs: u64 = summary
-            .lines()
-            .filter(|l| l.ends_with(" fsync") || l.ends_with(" fdatasync"))
-            .filter_map(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
-            .sum();
-        Some(syncs as f64 / n as f64)
+        let count = |call: &str| -> f64 {
+            let calls: u64 = summary
+                .lines()
+                .filter(|l| l.split_whitespace().last() == Some(call))
+                .filter_map(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
+                .sum();
+            calls as f64 / n as f64
+        };
+        Some((count("fsync"), count("fdatasync")))
     } else {
         None
     };
@@ -219,7 +223,10 @@ fn main() -> Result<()> {
     }
     let runs = env_usize("FSX_BENCH_RUNS", 3);
     let n = env_usize("FSX_BENCH_UPDATES", 10_000);
-    let counted_n = env_usize("FSX_BENCH_COUNTED", 1_000);
+    // As many counted commits as timed ones: the first commits after a
+    // WAL is created append new pages (new dirty-page rows), later ones
+    // rewrite pages in place, and a short count would weigh the former.
+    let counted_n = env_usize("FSX_BENCH_COUNTED", n);
     let base = std::env::var("FSX_BENCH_DIR").map_or_else(|_| std::env::temp_dir(), PathBuf::from);
     if which("strace").is_none() {
         eprintln!("strace is not on the PATH (apt install strace): the syncs column is skipped");
@@ -230,10 +237,19 @@ fn main() -> Result<()> {
          more counted; in {}",
         base.display()
     );
+    let wanted = std::env::var("FSX_BENCH_MODES").unwrap_or_else(|_| MODES.join(","));
+    for w in wanted.split(',') {
+        ensure!(
+            MODES.contains(&w),
+            "FSX_BENCH_MODES: unknown mode {w:?} (known: {})",
+            MODES.join(", ")
+        );
+    }
+    let selected = |mode: &str| wanted.split(',').any(|w| w == mode);
     let mut lat: Vec<Vec<Duration>> = vec![Vec::new(); MODES.len() * STORAGES.len()];
     let mut per_run: Vec<Vec<f64>> = vec![Vec::new(); MODES.len() * STORAGES.len()];
     for run in 0..runs {
-        for (m, mode) in MODES.iter().enumerate() {
+        for (m, mode) in MODES.iter().enumerate().filter(|(_, m)| selected(m)) {
             for (s, storage) in STORAGES.iter().enumerate() {
                 let dir = tempfile::tempdir_in(&base)?;
                 setup(&open(storage, dir.path())?, mode, rows)?;
@@ -247,9 +263,9 @@ fn main() -> Result<()> {
         }
     }
     println!(
-        "\n| mode | storage | commit mean ms | commit p99 ms | fsync+fdatasync per commit | bytes written per commit | total s per run (median) | vs native |\n|---|---|---|---|---|---|---|---|"
+        "\n| mode | storage | commit mean ms | commit p99 ms | fsync / fdatasync per commit | bytes written per commit | total s per run (median) | vs native |\n|---|---|---|---|---|---|---|---|"
     );
-    for (m, mode) in MODES.iter().enumerate() {
+    for (m, mode) in MODES.iter().enumerate().filter(|(_, m)| selected(m)) {
         let mut native_median = 0.0;
         for (s, storage) in STORAGES.iter().enumerate() {
             let i = m * STORAGES.len() + s;
@@ -266,7 +282,7 @@ fn main() -> Result<()> {
             if median <= 0.0 {
                 bail!("no time measured");
             }
-            let syncs = syncs.map_or("-".into(), |s| format!("{s:.2}"));
+            let syncs = syncs.map_or("-".into(), |(f, d)| format!("{f:.2} / {d:.2}"));
             println!(
                 "| {mode} | {storage} | {mean:.3} | {p99:.3} | {syncs} | {bytes:.0} | {median:.2} | {:.2}× |",
                 median / native_median

@@ -365,14 +365,16 @@ impl FsxVfs {
         } else {
             OpenOptions::write()
         };
-        // A journal or WAL is rewritten from its start again and again: its
-        // pages stay in the dirty buffer (rewritten in place) rather than be
-        // packed into extents the next transaction makes garbage. Closing
-        // the file and GC pack what is left.
+        // A journal or WAL is rewritten from its start again and again: on
+        // an embedded volume it lives in a local journal while it is open
+        // (a commit is one `fdatasync` of it, see `fsx_engine::journal`);
+        // otherwise its pages stay in the dirty buffer (rewritten in place)
+        // rather than be packed into extents the next transaction makes
+        // garbage. Closing the file and GC pack what is left.
         let options = if entry.main {
             options
         } else {
-            options.pack_on_sync(false)
+            options.pack_on_sync(false).journal(true)
         };
         *engine = Some(self.block_on(entry.volume.open_file(&entry.name, options))?);
         Ok(())

@@ -190,6 +190,20 @@ impl VolumeFile {
             })
     }
 
+    /// Where the volume's local journals live, when its metadata is an
+    /// embedded SQLite database: beside it (`meta.db-journals/`), on the
+    /// same disk and synced the same way, so a journal is as durable as the
+    /// metadata (see `fsx_engine::journal`). `None` for PostgreSQL, whose
+    /// volumes other machines share.
+    pub fn journal_dir(&self, dir: &Path) -> Option<Arc<dyn fsx_engine::journal::JournalDir>> {
+        let db = fsx_meta::open::sqlite_path(&self.meta, Some(dir)).ok()??;
+        let mut journals = db.into_os_string();
+        journals.push("-journals");
+        Some(Arc::new(fsx_engine::journal::LocalJournalDir::new(
+            journals,
+        )))
+    }
+
     /// Reads the volume file of `dir`.
     pub fn read(dir: &Path) -> Result<Self> {
         let vf = dir.join(VOLUME_FILE);
@@ -289,6 +303,15 @@ pub fn new_volume_id() -> String {
     format!("vol-{a:016x}{b:016x}")
 }
 
+/// `options` with the volume's journal directory, unless the caller chose.
+fn with_journals(options: VolumeOptions, file: &VolumeFile, dir: &Path) -> VolumeOptions {
+    if options.journals.is_some() {
+        return options;
+    }
+    let journals = file.journal_dir(dir);
+    options.journals(journals)
+}
+
 /// Opens the volume in directory `path`.
 pub async fn open(
     path: &Path,
@@ -298,6 +321,7 @@ pub async fn open(
     let dir = absolute(path)?;
     let file = VolumeFile::read(&dir)?;
     let meta = file.open_meta(&dir, false).await?;
+    let options = with_journals(options, &file, &dir);
     let store = open_store(&resolve(&dir, &file.store))?;
     // The tiers (hot, KV, cache) are configured in the volume's metadata.
     let options = if options.tiers.is_some() {
@@ -381,6 +405,7 @@ async fn create_in(
     options: VolumeOptions,
 ) -> Result<Volume> {
     let meta = file.open_meta(dir, true).await?;
+    let options = with_journals(options, file, dir);
     let store = create_store(&resolve(dir, &file.store))?;
     let config = VolumeConfig::new(
         new_volume_id(),

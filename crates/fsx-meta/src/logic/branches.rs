@@ -12,9 +12,12 @@
 //!   whatever a change leaves unreachable is collected in the same
 //!   transaction ([`layers::collect`]).
 
+use super::files;
 use super::layers::{self, CommitKind};
 use super::{Lock, Tx, args};
-use crate::contract::{BranchId, BranchInfo, CommitId, CommitInfo, FileId, MAIN_BRANCH, View};
+use crate::contract::{
+    BranchId, BranchInfo, CommitId, CommitInfo, FileId, JournalSnapshot, MAIN_BRANCH, View,
+};
 use crate::error::{MetaError, MetaErrorKind, Result};
 use crate::num;
 
@@ -126,16 +129,45 @@ pub(crate) async fn commit(
     branch: BranchId,
     message: &str,
     auto: bool,
+    journals: &[JournalSnapshot],
     now_ms: i64,
 ) -> Result<Option<CommitInfo>> {
     tx.lock(Lock::Graph { exclusive: true }).await?;
+    let ids: Vec<FileId> = journals.iter().map(|j| j.file_id).collect();
+    if !ids.is_empty() {
+        tx.lock(Lock::Files(branch, &ids)).await?;
+    }
+    // The journals' content goes into the layer this commit freezes (over
+    // whatever lower layers held), and the new head shows them empty again:
+    // their writers keep the content outside until they close.
+    for j in journals {
+        let content = files::HeadWrite {
+            pages: &j.pages,
+            size: j.size,
+            drop_pages_from: Some(0),
+            drop_extents_from: Some(0),
+        };
+        files::write_head(tx, branch, j.file_id, &content, now_ms).await?;
+    }
     let kind = CommitKind {
         message,
         auto,
         merged: None,
         force: !auto,
     };
-    layers::commit_branch(tx, branch, kind, now_ms).await
+    let made = layers::commit_branch(tx, branch, kind, now_ms).await?;
+    if made.is_some() {
+        for j in journals {
+            let empty = files::HeadWrite {
+                pages: &[],
+                size: 0,
+                drop_pages_from: Some(0),
+                drop_extents_from: Some(0),
+            };
+            files::write_head(tx, branch, j.file_id, &empty, now_ms).await?;
+        }
+    }
+    Ok(made)
 }
 
 pub(crate) async fn reset_branch(
@@ -267,9 +299,10 @@ macro_rules! impl_meta_branches {
                         message,
                         auto,
                         now_ms,
+                        journals,
                     } = request;
                     run!($mode, self, Write, |tx| branches::commit(
-                        tx, branch, message, auto, now_ms
+                        tx, branch, message, auto, journals, now_ms
                     )
                     .await)
                 }

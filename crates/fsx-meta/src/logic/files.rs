@@ -14,7 +14,8 @@ use super::layers::{self, CommitKind};
 use super::{Column, Lock, Tx, args, corrupt, extents};
 use crate::contract::{
     BranchId, BranchInfo, DirtyExtent, DirtyPageCheck, DirtyPageCursor, DirtySummary, FileId,
-    FileMeta, FileRename, LeaseInfo, LeaseRequest, PackCommit, ReadMap, View, WriteBatch,
+    FileMeta, FileRename, LeaseInfo, LeaseRequest, PackCommit, PageWrite, ReadMap, View,
+    WriteBatch,
 };
 use crate::error::{MetaError, MetaErrorKind, Result};
 use crate::num;
@@ -315,6 +316,33 @@ pub(crate) async fn commit_writes(tx: &impl Tx, batch: &WriteBatch) -> Result<()
     }
     tx.lock(Lock::Files(branch, &[file_id])).await?;
     check_lease(tx, &batch.lease).await?;
+    let content = HeadWrite {
+        pages: &batch.pages,
+        size: batch.size,
+        drop_pages_from: batch.drop_pages_from,
+        drop_extents_from: batch.drop_extents_from,
+    };
+    write_head(tx, branch, file_id, &content, now).await
+}
+
+/// What [`write_head`] writes to a file in a branch head.
+pub(crate) struct HeadWrite<'a> {
+    pub(crate) pages: &'a [PageWrite],
+    pub(crate) size: u64,
+    pub(crate) drop_pages_from: Option<u64>,
+    pub(crate) drop_extents_from: Option<u64>,
+}
+
+/// Writes `w` to file `file_id` in `branch`'s head: the body of
+/// [`commit_writes`] once the lease is checked, and how a commit folds a
+/// local journal in. The caller holds the file's lock.
+pub(crate) async fn write_head(
+    tx: &impl Tx,
+    branch: BranchId,
+    file_id: FileId,
+    w: &HeadWrite<'_>,
+    now: i64,
+) -> Result<()> {
     // Most writes find the file's row in the head already: no chain.
     let (head, file) = match layers::head_row(tx, branch, file_id).await? {
         (head, Some(row)) if !row.deleted => (head, row),
@@ -328,7 +356,7 @@ pub(crate) async fn commit_writes(tx: &impl Tx, batch: &WriteBatch) -> Result<()
             (chain[0], layers::own_row(tx, &chain, file_id).await?)
         }
     };
-    for p in &batch.pages {
+    for p in w.pages {
         if let Some(d) = &p.data
             && d.len() != num::u32_len(file.page_size)
         {
@@ -341,8 +369,8 @@ pub(crate) async fn commit_writes(tx: &impl Tx, batch: &WriteBatch) -> Result<()
             )));
         }
     }
-    let size = num::to_sql(batch.size, "file size")?;
-    if let Some(from) = batch.drop_pages_from {
+    let size = num::to_sql(w.size, "file size")?;
+    if let Some(from) = w.drop_pages_from {
         // A cut beyond every stored page (up to `u64::MAX`) drops nothing:
         // clamp, never wrap to a negative bound.
         let from = num::bound(from);
@@ -351,7 +379,7 @@ pub(crate) async fn commit_writes(tx: &impl Tx, batch: &WriteBatch) -> Result<()
         tx.exec(Q::CutPages.into(), args![head, file_id, from])
             .await?;
     }
-    if let Some(from) = batch.drop_extents_from {
+    if let Some(from) = w.drop_extents_from {
         layers::drop_own_extents(tx, head, file_id, from, now).await?;
         tx.exec(Q::CutExtents.into(), args![head, file_id, num::bound(from)])
             .await?;
@@ -360,14 +388,14 @@ pub(crate) async fn commit_writes(tx: &impl Tx, batch: &WriteBatch) -> Result<()
         .query_one(Q::NextWrite.into(), args![head, file_id, size, now])
         .await?
         .i64(0, "write_seq")?;
-    if batch.pages.is_empty() {
+    if w.pages.is_empty() {
         return Ok(());
     }
     // A page written twice in one batch keeps its last write (as applying
     // them in order would), and appears once: a batch's rows must not
     // collide (see `Tx::exec_each`).
     let mut last: BTreeMap<i64, Option<&[u8]>> = BTreeMap::new();
-    for p in &batch.pages {
+    for p in w.pages {
         last.insert(num::to_sql(p.page_no, "page number")?, p.data.as_deref());
     }
     let columns = [
