@@ -285,7 +285,7 @@ impl Volume {
             let Some(journal) = dir.open(name).map_err(|e| io(name, e))? else {
                 continue;
             };
-            let size = journal.len().map_err(|e| io(name, e))?;
+            let size = journal.size().map_err(|e| io(name, e))?;
             let ps = u64::from(f.page_size);
             let mut pages = Vec::new();
             let mut page_no = 0;

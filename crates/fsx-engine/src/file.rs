@@ -52,6 +52,9 @@ struct Writer {
     /// changes them). Saves a metadata query per page read, the cost of a
     /// database's page-cache misses.
     clean: std::sync::Mutex<std::collections::HashMap<u64, Option<Bytes>>>,
+    /// When the lease was last taken or renewed. A sync renews it through
+    /// the metadata anyway, except a journal's (see [`File::commit`]).
+    renewed_ms: i64,
 }
 
 /// Most pages a writer keeps in its clean-page cache (32 MiB of 4 KiB
@@ -121,6 +124,7 @@ impl File {
             cut_from: None,
             synced_size: size,
             clean: Default::default(),
+            renewed_ms: shared.env.now_ms(),
         });
         Self {
             shared,
@@ -238,7 +242,7 @@ impl File {
     pub async fn refresh(&mut self) -> Result<()> {
         if let Some(l) = &self.local {
             if self.writer.is_none() {
-                self.size = l.file.len().map_err(|e| journal_err(&l.name, "read", e))?;
+                self.size = l.file.size().map_err(|e| journal_err(&l.name, "read", e))?;
             }
             return Ok(());
         }
@@ -565,7 +569,22 @@ impl File {
     /// The durable part of `sync`.
     async fn commit(&mut self) -> Result<()> {
         if self.local.is_some() {
-            self.writer_mut()?;
+            // No metadata transaction renews the lease of a journal's
+            // writer: renew it once half of it is gone, before
+            // acknowledging anything, so a writer that lost it (another
+            // took it after it expired) fails instead.
+            let now = self.shared.env.now_ms();
+            let ttl = self.shared.options.lease_ttl_ms;
+            let w = self.writer_mut()?;
+            if now.saturating_sub(w.renewed_ms) >= ttl / 2 {
+                let w = self
+                    .writer
+                    .as_ref()
+                    .ok_or_else(|| Error::invalid("read-only"))?;
+                let request = self.lease(w);
+                self.shared.meta.acquire_lease(&request).await?;
+                self.writer_mut()?.renewed_ms = now;
+            }
         }
         if let Some(l) = &self.local {
             crate::failpoint::check(&*self.shared.env, crate::Failpoint::SyncBefore)?;
@@ -711,7 +730,7 @@ impl File {
     /// content (written, sized and synced, not yet packed). The page store
     /// copy is empty or equal to it (see [`crate::journal`]).
     async fn write_journal_content(&mut self, journal: &dyn JournalFile, name: &str) -> Result<()> {
-        let len = journal.len().map_err(|e| journal_err(name, "read", e))?;
+        let len = journal.size().map_err(|e| journal_err(name, "read", e))?;
         let mut buf = vec![0u8; JOURNAL_CHUNK];
         let mut offset = 0;
         while offset < len {
@@ -782,7 +801,7 @@ impl File {
     /// Reads this branch's file from the local journal `journal` (a reader
     /// of a file whose writer keeps one).
     pub(crate) fn read_journal(&mut self, journal: Box<dyn JournalFile>, name: &str) -> Result<()> {
-        self.size = journal.len().map_err(|e| journal_err(name, "read", e))?;
+        self.size = journal.size().map_err(|e| journal_err(name, "read", e))?;
         self.local = Some(Local {
             file: journal,
             name: name.to_string(),

@@ -65,8 +65,8 @@ pub trait JournalFile: MaybeSend + MaybeSync + Debug {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     /// Writes all of `data` at `offset`.
     fn write_at(&self, data: &[u8], offset: u64) -> io::Result<()>;
-    /// The file's length.
-    fn len(&self) -> io::Result<u64>;
+    /// The file's length in bytes.
+    fn size(&self) -> io::Result<u64>;
     /// Sets the length (zeros when growing).
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Makes every write and length change durable (`fdatasync`).
@@ -201,7 +201,7 @@ impl JournalFile for LocalJournal {
         self.file.write_all_at(data, offset)
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
 

@@ -567,12 +567,43 @@ impl Volume {
 
     /// The file called `name`.
     pub async fn stat(&self, name: &str) -> Result<FileMeta> {
-        Ok(self.shared.meta.file(self.view, name).await?)
+        let file = self.shared.meta.file(self.view, name).await?;
+        Ok(self.with_journal_sizes(vec![file])?.remove(0))
     }
 
     /// Files whose names start with `prefix`.
     pub async fn list(&self, prefix: &str) -> Result<Vec<FileMeta>> {
-        Ok(self.shared.meta.list_files(self.view, prefix).await?)
+        let files = self.shared.meta.list_files(self.view, prefix).await?;
+        self.with_journal_sizes(files)
+    }
+
+    /// `files` with the sizes of their local journals, where they have
+    /// one: the journal is the file while it exists (see
+    /// [`crate::journal`]).
+    fn with_journal_sizes(&self, mut files: Vec<FileMeta>) -> Result<Vec<FileMeta>> {
+        let (Some(dir), View::Branch(branch)) = (&self.shared.options.journals, self.view) else {
+            return Ok(files);
+        };
+        let io = |e: std::io::Error| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("cannot read the local journals: {e}"),
+            )
+            .with_source(e)
+        };
+        let names = dir.list().map_err(io)?;
+        if names.is_empty() {
+            return Ok(files);
+        }
+        for f in &mut files {
+            let name = journal_name(branch, f.id);
+            if names.contains(&name)
+                && let Some(j) = dir.open(&name).map_err(io)?
+            {
+                f.size = j.size().map_err(io)?;
+            }
+        }
+        Ok(files)
     }
 
     /// Deletes a file; `Busy` while another writer has it open.

@@ -81,3 +81,51 @@ async fn a_small_commit_runs_the_documented_statements() {
         assert_eq!(got, pattern(i + 1, PAGE as usize));
     }
 }
+
+/// A journal's sync (a database's WAL commit) runs no metadata statement
+/// at all: one `fdatasync` of the local journal, and a lease renewal once
+/// half of the lease is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_commit_runs_no_metadata_statement() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = Arc::new(SqliteMeta::open(dir.path().join("meta.db"), true).unwrap());
+    let store = Arc::new(LocalBackend::open(dir.path().join("data")).unwrap());
+    let env = Arc::new(ManualEnv::new(1_000_000));
+    let journals = Arc::new(fsx_engine::journal::LocalJournalDir::new(
+        dir.path().join("meta.db-journals"),
+    ));
+    let volume = Volume::create(
+        meta.clone(),
+        store,
+        env.clone(),
+        VolumeConfig::new("commit-cost", 2 << 20, "data", 1),
+        VolumeOptions::default().journals(Some(journals)),
+    )
+    .await
+    .unwrap();
+    let mut f = volume
+        .open_file("db-wal", OpenOptions::create(PAGE).journal(true))
+        .await
+        .unwrap();
+    let mut counts = Vec::new();
+    for i in 0..20u64 {
+        env.advance(3_000);
+        let before = meta.statements();
+        // A WAL frame: 24 bytes of header and a page, unaligned.
+        f.write_at(32 + i * 4120, &pattern(i + 1, 4120))
+            .await
+            .unwrap();
+        f.sync().await.unwrap();
+        counts.push(meta.statements() - before);
+    }
+    eprintln!("statements per journal sync: {counts:?}");
+    let quiet = counts.iter().filter(|&&n| n == 0).count();
+    assert!(
+        quiet >= counts.len() * 3 / 4,
+        "journal syncs ran metadata statements: {counts:?}"
+    );
+    for i in 0..20u64 {
+        let got = f.read_at(32 + i * 4120, 4120).await.unwrap();
+        assert_eq!(got, pattern(i + 1, 4120));
+    }
+}

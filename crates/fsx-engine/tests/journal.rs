@@ -1,0 +1,211 @@
+//! Local journals (`fsx_engine::journal`), checked against a model: random
+//! writes, truncations, syncs, clean reopens, crashes (the writer dropped
+//! without closing, its lease left to expire), commits taken by another
+//! handle while the writer is open, and reads by another handle. The file
+//! must always read as the model says — through the writer, through any
+//! other handle of the branch, and, after the last close, through a volume
+//! opened without journals (the page store alone) — and every commit must
+//! keep showing the file as it was when it was taken.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{TestVolume, pattern};
+use fsx_engine::journal::LocalJournalDir;
+use fsx_engine::{File, OpenOptions, Volume, VolumeOptions};
+use proptest::prelude::*;
+
+const PAGE: u32 = 4096;
+/// The smallest extents (64 pages), so folding a journal packs several.
+const EXTENT: u32 = 256 << 10;
+const TTL_MS: i64 = 30_000;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Write {
+        offset: u64,
+        len: usize,
+        seed: u64,
+    },
+    Truncate(u64),
+    Sync,
+    /// The writer is dropped without closing; the next one waits out its
+    /// lease and folds what it left.
+    Crash,
+    /// Closed cleanly and opened again.
+    Reopen,
+    /// Another handle commits the branch.
+    Commit,
+    /// Another handle reads the file.
+    ReadOther,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u64..600_000, 1usize..9_000, any::<u64>())
+            .prop_map(|(offset, len, seed)| Op::Write { offset, len, seed }),
+        1 => (0u64..700_000).prop_map(Op::Truncate),
+        3 => Just(Op::Sync),
+        1 => Just(Op::Crash),
+        1 => Just(Op::Reopen),
+        1 => Just(Op::Commit),
+        2 => Just(Op::ReadOther),
+    ]
+}
+
+fn journaled(t: &TestVolume) -> VolumeOptions {
+    VolumeOptions::default()
+        .lease_ttl_ms(TTL_MS)
+        .journals(Some(Arc::new(LocalJournalDir::new(
+            t.path().join("meta.db-journals"),
+        ))))
+}
+
+async fn open_writer(v: &Volume) -> File {
+    v.open_file("app.db-wal", OpenOptions::create(PAGE).journal(true))
+        .await
+        .unwrap()
+}
+
+async fn read_all(v: &Volume, name: &str) -> Vec<u8> {
+    let f = v.open_file(name, OpenOptions::read()).await.unwrap();
+    f.read_at(0, f.size() as usize).await.unwrap()
+}
+
+async fn run(ops: Vec<Op>) {
+    let (t, _) = TestVolume::new(EXTENT).await;
+    let writer_volume = t.reopen_with(journaled(&t)).await.volume;
+    let other = t.reopen_with(journaled(&t)).await.volume;
+    let mut f = Some(open_writer(&writer_volume).await);
+    let mut model: Vec<u8> = Vec::new();
+    let mut commits = Vec::new();
+    for (step, op) in ops.into_iter().enumerate() {
+        match op {
+            Op::Write { offset, len, seed } => {
+                let data = pattern(seed, len);
+                f.as_mut().unwrap().write_at(offset, &data).await.unwrap();
+                let end = offset as usize + len;
+                if model.len() < end {
+                    model.resize(end, 0);
+                }
+                model[offset as usize..end].copy_from_slice(&data);
+            }
+            Op::Truncate(size) => {
+                f.as_mut().unwrap().truncate(size).await.unwrap();
+                model.resize(size as usize, 0);
+            }
+            Op::Sync => f.as_mut().unwrap().sync().await.unwrap(),
+            Op::Crash => {
+                drop(f.take());
+                t.env.advance(TTL_MS + 1);
+                f = Some(open_writer(&writer_volume).await);
+            }
+            Op::Reopen => {
+                f.take().unwrap().close().await.unwrap();
+                f = Some(open_writer(&writer_volume).await);
+            }
+            Op::Commit => {
+                let c = other.commit(&format!("step {step}")).await.unwrap();
+                commits.push((c.id, model.clone()));
+            }
+            Op::ReadOther => {
+                assert_eq!(
+                    read_all(&other, "app.db-wal").await,
+                    model,
+                    "another handle at step {step}"
+                );
+            }
+        }
+        let w = f.as_ref().unwrap();
+        assert_eq!(w.size(), model.len() as u64, "writer's size at step {step}");
+        // Time passes between calls, so leases age and are renewed.
+        t.env.advance(1_000);
+    }
+    let w = f.take().unwrap();
+    assert_eq!(
+        w.read_at(0, model.len()).await.unwrap(),
+        model,
+        "the writer reads the model"
+    );
+    w.close().await.unwrap();
+    // Closed: the page store alone holds it, and no journal is left.
+    let plain = t.reopen().await.volume;
+    assert_eq!(read_all(&plain, "app.db-wal").await, model, "after close");
+    let left: Vec<_> = std::fs::read_dir(t.path().join("meta.db-journals"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "journals left after close: {left:?}");
+    for (id, want) in commits {
+        let at = plain.at_commit(id).await.unwrap();
+        assert_eq!(read_all(&at, "app.db-wal").await, want, "commit {id}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    #[test]
+    fn a_journal_reads_as_its_model(ops in prop::collection::vec(op(), 1..40)) {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(run(ops));
+    }
+}
+
+/// A branch taken while a journal is open starts with the journal's
+/// content, and the two sides stay apart afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_branch_taken_while_a_journal_is_open_holds_it() {
+    let (t, _) = TestVolume::new(EXTENT).await;
+    let main = t.reopen_with(journaled(&t)).await.volume;
+    let mut f = open_writer(&main).await;
+    f.write_at(0, &pattern(1, 10_000)).await.unwrap();
+    f.sync().await.unwrap();
+    let other = t.reopen_with(journaled(&t)).await.volume;
+    other.create_branch("dev").await.unwrap();
+    f.write_at(5_000, &pattern(2, 10_000)).await.unwrap();
+    f.sync().await.unwrap();
+    let dev = other.checkout("dev").await.unwrap();
+    assert_eq!(read_all(&dev, "app.db-wal").await, pattern(1, 10_000));
+    let mut want = pattern(1, 10_000);
+    want.resize(15_000, 0);
+    want[5_000..].copy_from_slice(&pattern(2, 10_000));
+    assert_eq!(read_all(&other, "app.db-wal").await, want, "main, open");
+    f.close().await.unwrap();
+    assert_eq!(read_all(&other, "app.db-wal").await, want, "main, closed");
+    assert_eq!(
+        read_all(&dev, "app.db-wal").await,
+        pattern(1, 10_000),
+        "dev, after main closed"
+    );
+}
+
+/// A writer that lost its lease (it expired and another took the file)
+/// fails its next sync instead of acknowledging bytes nobody keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_whose_lease_was_taken_cannot_sync() {
+    let (t, _) = TestVolume::new(EXTENT).await;
+    let v = t.reopen_with(journaled(&t)).await.volume;
+    let mut first = open_writer(&v).await;
+    first.write_at(0, &pattern(1, 5_000)).await.unwrap();
+    first.sync().await.unwrap();
+    t.env.advance(TTL_MS + 1);
+    let mut second = open_writer(&v).await;
+    assert_eq!(
+        second.read_at(0, 5_000).await.unwrap(),
+        pattern(1, 5_000),
+        "the second writer took over the first one's synced bytes"
+    );
+    first.write_at(0, &pattern(2, 5_000)).await.unwrap();
+    let err = first.sync().await.unwrap_err();
+    assert_eq!(err.kind(), fsx_engine::ErrorKind::Busy, "{err}");
+    second.write_at(100, b"second").await.unwrap();
+    second.sync().await.unwrap();
+    second.close().await.unwrap();
+    let mut want = pattern(1, 5_000);
+    want[100..106].copy_from_slice(b"second");
+    assert_eq!(read_all(&v, "app.db-wal").await, want);
+}
