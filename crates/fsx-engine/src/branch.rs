@@ -300,10 +300,18 @@ impl Volume {
                 });
                 page_no += 1;
             }
+            // Journals are local, so a holder that is gone is known to be:
+            // its journal changes no more (the next writer folds it).
+            let live = s
+                .meta
+                .lease(branch, f.id)
+                .await?
+                .is_some_and(|l| !s.env.holder_is_dead(&l.holder));
             out.push(JournalSnapshot {
                 file_id: f.id,
                 pages,
                 size,
+                live,
             });
         }
         Ok(out)

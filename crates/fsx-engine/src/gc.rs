@@ -472,6 +472,17 @@ impl Volume {
             Some(branches.len() as u64),
         );
         let (mut packed, mut in_use) = (0, Vec::new());
+        // A local journal a writer left is folded the same way: by the
+        // writer that takes the lease (see `crate::journal`).
+        let journals = match &self.shared.options.journals {
+            Some(dir) => dir.list().map_err(|e| {
+                crate::Error::new(
+                    crate::ErrorKind::Unavailable,
+                    format!("cannot list the local journals: {e}"),
+                )
+            })?,
+            None => Vec::new(),
+        };
         for b in branches {
             let on = self.with_view(View::Branch(b.id));
             for f in on.list("").await? {
@@ -481,7 +492,8 @@ impl Volume {
                     .meta
                     .dirty_summary(View::Branch(b.id), f.id, ppe)
                     .await?;
-                if own.is_empty() {
+                let journal = crate::journal::journal_name(b.id, f.id);
+                if own.is_empty() && !journals.contains(&journal) {
                     continue;
                 }
                 // Taking the lease is what proves the writer gone: an
@@ -495,7 +507,7 @@ impl Volume {
                     }
                     Err(e) => return Err(e),
                 };
-                tracing::info!(branch = %b.name, file = %f.name, "packing pages a writer left");
+                tracing::info!(branch = %b.name, file = %f.name, "packing pages (or a journal) a writer left");
                 file.close().await?;
                 packed += 1;
             }

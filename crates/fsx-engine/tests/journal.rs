@@ -209,3 +209,24 @@ async fn a_writer_whose_lease_was_taken_cannot_sync() {
     want[100..106].copy_from_slice(b"second");
     assert_eq!(read_all(&v, "app.db-wal").await, want);
 }
+
+/// `fsx gc` folds the journal of a writer that died: its synced bytes go
+/// into the volume and the journal goes away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_folds_a_dead_writers_journal() {
+    let (t, _) = TestVolume::new(EXTENT).await;
+    let v = t.reopen_with(journaled(&t)).await.volume;
+    let mut f = open_writer(&v).await;
+    f.write_at(0, &pattern(7, 300_000)).await.unwrap();
+    f.sync().await.unwrap();
+    drop(f);
+    t.env.advance(TTL_MS + 1);
+    let (packed, in_use) = v.pack_abandoned(&fsx_engine::NoProgress).await.unwrap();
+    assert_eq!((packed, in_use.len()), (1, 0));
+    let left = std::fs::read_dir(t.path().join("meta.db-journals"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 0, "the journal is gone");
+    let plain = t.reopen().await.volume;
+    assert_eq!(read_all(&plain, "app.db-wal").await, pattern(7, 300_000));
+}

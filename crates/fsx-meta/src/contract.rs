@@ -508,7 +508,8 @@ pub struct CommitRequest<'a> {
     /// Files whose content lives outside the metadata while a writer has
     /// them open (the page store's local journals): each is written into
     /// the head as `pages` and `size` before the head is frozen, and left
-    /// empty in the new head, all in the commit's transaction. So the
+    /// empty in the new head while its writer lives
+    /// ([`JournalSnapshot::live`]), all in the commit's transaction. So the
     /// commit holds the file as it was, and the head never holds a copy
     /// that the writer's later bytes have made stale.
     pub journals: &'a [JournalSnapshot],
@@ -524,6 +525,11 @@ pub struct JournalSnapshot {
     pub pages: Vec<PageWrite>,
     /// The content's length in bytes.
     pub size: u64,
+    /// Whether a writer may still change the content (its lease is held by
+    /// a process that runs): the new head then shows the file empty, so it
+    /// never holds a copy the writer's later bytes make stale. A journal
+    /// nobody writes any more stays in the new head as it is.
+    pub live: bool,
 }
 
 impl<'a> CommitRequest<'a> {

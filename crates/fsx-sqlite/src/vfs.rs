@@ -562,7 +562,12 @@ impl FsxVfs {
         let file = entry.engine_write().take();
         let deleted = entry.state().deleted;
         let result = self.block_on(async {
-            if let Some(f) = file {
+            if let Some(mut f) = file {
+                // SQLite deleted it: its bytes are not needed, so closing
+                // need not fold or pack them into the volume first.
+                if deleted && f.is_writer() {
+                    f.truncate(0).await?;
+                }
                 f.close().await?;
             }
             if deleted && !entry.read_only() {

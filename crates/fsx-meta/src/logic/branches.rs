@@ -138,8 +138,8 @@ pub(crate) async fn commit(
         tx.lock(Lock::Files(branch, &ids)).await?;
     }
     // The journals' content goes into the layer this commit freezes (over
-    // whatever lower layers held), and the new head shows them empty again:
-    // their writers keep the content outside until they close.
+    // whatever lower layers held), and the new head shows the live ones
+    // empty again: their writers keep the content outside until they close.
     for j in journals {
         let content = files::HeadWrite {
             pages: &j.pages,
@@ -157,7 +157,7 @@ pub(crate) async fn commit(
     };
     let made = layers::commit_branch(tx, branch, kind, now_ms).await?;
     if made.is_some() {
-        for j in journals {
+        for j in journals.iter().filter(|j| j.live) {
             let empty = files::HeadWrite {
                 pages: &[],
                 size: 0,
