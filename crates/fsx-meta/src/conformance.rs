@@ -78,6 +78,9 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
     ("commit_ids_are_never_reused", |m| {
         Box::pin(branches::commit_ids_never_reused(m))
     }),
+    ("commits_fold_journals", |m| {
+        Box::pin(branches::commits_fold_journals(m))
+    }),
     ("dirty_pages_are_checksummed", |m| Box::pin(dirty_checks(m))),
     ("out_of_range_numbers_are_refused_and_change_nothing", |m| {
         Box::pin(out_of_range(m))

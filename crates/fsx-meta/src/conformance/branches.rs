@@ -612,3 +612,72 @@ pub(super) async fn commit_ids_never_reused(m: &dyn MetaEngine) -> CheckResult {
     );
     Ok(())
 }
+
+/// A commit folds the journals it is given (`CommitRequest::journals`)
+/// into the layer it freezes, over whatever lower layers held; the new
+/// head shows a live journal's file empty and a dead one's as folded; the
+/// writer's lease is untouched.
+pub(super) async fn commits_fold_journals(m: &dyn MetaEngine) -> CheckResult {
+    init(m).await?;
+    let (f, f_w) = new_file(m, "f.db-wal", "w", 1).await?;
+    let (g, _) = new_file(m, "g.db-wal", "v", 1).await?;
+    // Lower layers hold older content, which the journals replace whole.
+    write(m, &f_w, vec![pw(0, 1), pw(1, 1)], 8192).await?;
+    ok(
+        "commit",
+        m.commit(CommitRequest::new(MAIN_BRANCH, "old", 2)).await,
+    )?;
+    let journals = [
+        JournalSnapshot {
+            file_id: f.id,
+            pages: vec![pw(0, 9)],
+            size: 4096,
+            live: true,
+        },
+        JournalSnapshot {
+            file_id: g.id,
+            pages: vec![pw(0, 5)],
+            size: 4096,
+            live: false,
+        },
+    ];
+    let c = ok(
+        "commit with journals",
+        m.commit(CommitRequest::new(MAIN_BRANCH, "with journals", 3).journals(&journals))
+            .await,
+    )?
+    .ok_or("an explicit commit must be made")?;
+    let at = View::Commit(c.id);
+    let f_at = ok("read_map", m.read_map(at, f.id, 0, 2, PPE).await)?;
+    ensure!(
+        f_at.size == 4096 && page0(m, at, f.id).await? == "dirty:9",
+        "the commit holds f's journal: {}",
+        brief(&f_at)
+    );
+    ensure!(
+        page0(m, at, g.id).await? == "dirty:5",
+        "the commit holds g's journal"
+    );
+    let f_head = ok("read_map", m.read_map(View::MAIN, f.id, 0, 2, PPE).await)?;
+    ensure!(
+        f_head.size == 0
+            && f_head.dirty.iter().all(|p| p.data.is_none())
+            && f_head.extents.is_empty(),
+        "the head shows a live journal's file empty: {}",
+        brief(&f_head)
+    );
+    let g_head = ok("read_map", m.read_map(View::MAIN, g.id, 0, 1, PPE).await)?;
+    ensure!(
+        g_head.size == 4096 && page0(m, View::MAIN, g.id).await? == "dirty:5",
+        "the head keeps a dead journal as folded: {}",
+        brief(&g_head)
+    );
+    // The journal's writer still holds its lease and writes on.
+    let later = LeaseRequest::new(f.id, "w", 4, TTL).on_branch(MAIN_BRANCH);
+    write(m, &later, vec![pw(0, 3)], 4096).await?;
+    ensure!(
+        page0(m, View::MAIN, f.id).await? == "dirty:3" && page0(m, at, f.id).await? == "dirty:9",
+        "the writer writes on its head, the commit stays"
+    );
+    Ok(())
+}
