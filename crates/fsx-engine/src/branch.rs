@@ -326,6 +326,7 @@ impl Volume {
     pub async fn delete_branch(&self, name: &str) -> Result<()> {
         let s = &self.shared;
         let branch = s.meta.branch(name).await?.id;
+        self.fold_dead_journals(branch, None).await?;
         // Dead writers' leases do not hold the branch (see `lease`).
         self.retry_past_dead_leases(branch, None, || async {
             Ok(s.meta.delete_branch(name, s.env.now_ms()).await?)
@@ -376,6 +377,7 @@ impl Volume {
     pub async fn reset(&self, to: CommitId) -> Result<()> {
         let s = &self.shared;
         let branch = self.branch_id()?;
+        self.fold_dead_journals(branch, None).await?;
         // Dead writers' leases do not hold the branch (see `lease`).
         self.retry_past_dead_leases(branch, None, || async {
             Ok(s.meta.reset_branch(branch, to, s.env.now_ms()).await?)
@@ -555,6 +557,7 @@ impl Volume {
         // Dead writers' leases do not hold the target (see `lease`); a
         // merge refused as busy applied nothing, so it can run again.
         let target = self.branch_id()?;
+        self.fold_dead_journals(target, None).await?;
         self.retry_past_dead_leases(target, None, || self.merge_once(source, strategy))
             .await
     }

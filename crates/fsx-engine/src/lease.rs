@@ -93,3 +93,62 @@ impl Volume {
         }
     }
 }
+
+impl Volume {
+    /// Folds the local journals that writers which are gone left on
+    /// `branch` (of the files called `names`, or of every file), by taking
+    /// each file's lease as the next writer would (see [`crate::journal`]),
+    /// and deletes journals of files that no longer exist. Run before an
+    /// operation that discards or replaces a branch's files (reset, branch
+    /// deletion, merge into it, file deletion): a journal left behind would
+    /// otherwise be folded later over what that operation made. A journal
+    /// whose writer lives is left alone; the operation meets its lease.
+    pub(crate) async fn fold_dead_journals(
+        &self,
+        branch: BranchId,
+        names: Option<&[&str]>,
+    ) -> Result<()> {
+        let s = &self.shared;
+        let Some(dir) = &s.options.journals else {
+            return Ok(());
+        };
+        let io = |e: std::io::Error| {
+            crate::Error::new(
+                ErrorKind::Unavailable,
+                format!("cannot read the local journals: {e}"),
+            )
+            .with_source(e)
+        };
+        let mut ids: Vec<fsx_meta::FileId> = dir
+            .list()
+            .map_err(io)?
+            .iter()
+            .filter_map(|n| crate::journal::journal_of(n, branch))
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let files = s.meta.list_files(View::Branch(branch), "").await?;
+        let on = self.with_view(View::Branch(branch));
+        for f in &files {
+            let Some(at) = ids.iter().position(|&id| id == f.id) else {
+                continue;
+            };
+            ids.swap_remove(at);
+            if names.is_some_and(|names| !names.contains(&f.name.as_str())) {
+                continue;
+            }
+            match on.open_file(&f.name, crate::OpenOptions::write()).await {
+                Ok(file) => file.close().await?,
+                Err(e) if e.kind() == ErrorKind::Busy => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // What is left names files the branch no longer has.
+        for id in ids {
+            dir.remove(&crate::journal::journal_name(branch, id))
+                .map_err(io)?;
+        }
+        Ok(())
+    }
+}

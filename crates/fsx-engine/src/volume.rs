@@ -610,6 +610,7 @@ impl Volume {
     pub async fn delete(&self, name: &str) -> Result<()> {
         let s = &self.shared;
         let branch = self.branch_id()?;
+        self.fold_dead_journals(branch, Some(&[name])).await?;
         // A journal a dead writer left goes with its file.
         let journal = match &s.options.journals {
             Some(_) => Some(journal_name(branch, self.stat(name).await?.id)),

@@ -230,3 +230,39 @@ async fn gc_folds_a_dead_writers_journal() {
     let plain = t.reopen().await.volume;
     assert_eq!(read_all(&plain, "app.db-wal").await, pattern(7, 300_000));
 }
+
+/// A reset discards a dead writer's journal with the rest of the head: the
+/// next writer does not fold it back over the commit the branch was reset
+/// to. The same holds for deleting the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_or_delete_does_not_bring_a_dead_writers_journal_back() {
+    let (t, _) = TestVolume::new(EXTENT).await;
+    let v = t.reopen_with(journaled(&t)).await.volume;
+    let mut f = open_writer(&v).await;
+    f.write_at(0, &pattern(1, 6_000)).await.unwrap();
+    f.close().await.unwrap();
+    let base = v.commit("base").await.unwrap();
+    let mut f = open_writer(&v).await;
+    f.write_at(0, &pattern(2, 9_000)).await.unwrap();
+    f.sync().await.unwrap();
+    drop(f);
+    t.env.advance(TTL_MS + 1);
+    v.reset(base.id).await.unwrap();
+    let f = open_writer(&v).await;
+    assert_eq!(
+        f.read_at(0, 9_000).await.unwrap(),
+        pattern(1, 6_000),
+        "the reset branch shows the commit"
+    );
+    f.close().await.unwrap();
+
+    let mut f = open_writer(&v).await;
+    f.write_at(0, &pattern(3, 9_000)).await.unwrap();
+    f.sync().await.unwrap();
+    drop(f);
+    t.env.advance(TTL_MS + 1);
+    v.delete("app.db-wal").await.unwrap();
+    let f = open_writer(&v).await;
+    assert_eq!(f.size(), 0, "a new file, not the deleted one's journal");
+    f.close().await.unwrap();
+}
