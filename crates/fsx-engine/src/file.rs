@@ -27,7 +27,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use fsx_format::{Extent, content_key, encode};
-use fsx_meta::{BranchId, FileMeta, LeaseRequest, PackCommit, PageWrite, View, WriteBatch};
+use fsx_meta::{
+    BranchId, ExtentWrite, FileMeta, LeaseRequest, PackCommit, PageWrite, View, WriteBatch,
+};
 use fsx_store::ObjectKey;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -80,6 +82,12 @@ pub struct File {
     /// The local journal holding this file's bytes, when there is one (see
     /// [`crate::journal`]): a writer's own, or one a reader found.
     local: Option<Local>,
+}
+
+/// An extent a sync stored itself, and the pages it holds.
+struct DirectExtent {
+    write: ExtentWrite,
+    pages: Vec<PageWrite>,
 }
 
 /// A local journal a handle reads, or writes in place of the page store.
@@ -600,6 +608,13 @@ impl File {
         }
         let mut pages: BTreeMap<u64, Option<Bytes>> = w.buffer.clone();
         let cut = w.cut_from;
+        // Extents the buffer fills go straight to the store: their pages
+        // never pass through the dirty buffer (see `store_full_extents`).
+        let direct = if cut.is_none() && self.pack_on_sync {
+            self.store_full_extents(&mut pages).await?
+        } else {
+            Vec::new()
+        };
         if let Some(cut) = cut {
             // Holes over the whole cut part of the extent that straddles the
             // cut: the extent entry stays visible below the cut (only whole
@@ -616,6 +631,7 @@ impl File {
             .into_iter()
             .map(|(page_no, data)| PageWrite { page_no, data })
             .collect();
+        let direct_pages: Vec<PageWrite> = direct.iter().flat_map(|d| d.pages.clone()).collect();
         let mut batch = WriteBatch::new(
             self.lease(
                 self.writer
@@ -625,7 +641,8 @@ impl File {
             pages,
             size,
         )
-        .auto_commit(self.shared.auto_commit_ms());
+        .auto_commit(self.shared.auto_commit_ms())
+        .with_extents(direct.into_iter().map(|d| d.write).collect());
         if let Some(cut) = cut {
             batch = batch.shrink(cut, cut.div_ceil(ppe));
         }
@@ -645,12 +662,12 @@ impl File {
             if clean.len() + batch.pages.len() > CLEAN_PAGES {
                 clean.clear();
             }
-            for p in &batch.pages {
+            for p in batch.pages.iter().chain(&direct_pages) {
                 clean.insert(p.page_no, p.data.clone());
             }
         }
         self.shared.page_writes.fetch_add(
-            batch.pages.len() as u64,
+            (batch.pages.len() + direct_pages.len()) as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
         let w = self.writer_mut()?;
@@ -659,6 +676,95 @@ impl File {
         w.cut_from = None;
         w.synced_size = size;
         Ok(())
+    }
+
+    /// Takes the extents that `pages` (a writer's buffer) fills whole out of
+    /// it, encodes each, pins its key and stores it unless the store holds
+    /// an intact copy, as the packer does; the sync's metadata transaction
+    /// then installs them (`WriteBatch::extents`). A bulk write so costs
+    /// one upload per extent and a map entry, instead of its pages going
+    /// into the metadata first and out again when packed. A crash before
+    /// that transaction leaves pinned objects that nothing references,
+    /// which GC frees.
+    async fn store_full_extents(
+        &self,
+        pages: &mut BTreeMap<u64, Option<Bytes>>,
+    ) -> Result<Vec<DirectExtent>> {
+        let ppe = self.ppe;
+        let mut full: Vec<u64> = Vec::new();
+        let mut run: Option<(u64, u64)> = None;
+        for &p in pages.keys() {
+            let idx = p / ppe;
+            run = match run {
+                Some((i, n)) if i == idx && p == idx * ppe + n => Some((i, n + 1)),
+                _ if p == idx * ppe => Some((idx, 1)),
+                _ => None,
+            };
+            if run == Some((idx, ppe)) {
+                full.push(idx);
+            }
+        }
+        let s = &self.shared;
+        let mut out = Vec::with_capacity(full.len());
+        for idx in full {
+            let first = idx * ppe;
+            let taken: Vec<PageWrite> = (first..first + ppe)
+                .filter_map(|p| pages.remove(&p).map(|data| PageWrite { page_no: p, data }))
+                .collect();
+            let present: Vec<(u32, &[u8])> = taken
+                .iter()
+                .filter_map(|p| Some(((p.page_no - first) as u32, p.data.as_deref()?)))
+                .collect();
+            if present.is_empty() {
+                // All holes: the dirty buffer records them more cheaply.
+                for p in taken {
+                    pages.insert(p.page_no, p.data);
+                }
+                continue;
+            }
+            let stored = async {
+                let blob = encode(
+                    self.meta.page_size,
+                    present.iter().copied(),
+                    s.options.compression,
+                )?;
+                let key = content_key(&blob);
+                crate::failpoint::check(&*s.env, crate::Failpoint::Pin)?;
+                s.meta
+                    .pin_extent(&key, blob.len() as u64, s.env.now_ms())
+                    .await?;
+                let okey = ObjectKey::new(&key)?;
+                if !stored_intact(s, &okey).await? {
+                    crate::failpoint::check(&*s.env, crate::Failpoint::Upload)?;
+                    s.store.put(&okey, Bytes::from(blob.clone())).await?;
+                }
+                s.cache.insert(&key, raw_for_cache(Bytes::from(blob))?);
+                Ok::<_, Error>(key)
+            }
+            .await;
+            let key = match stored {
+                Ok(key) => key,
+                Err(e) => {
+                    // The dirty buffer still takes the pages: the sync's
+                    // durability must not depend on the store (a claimed
+                    // record, a store that is down), as packing's does not.
+                    tracing::warn!(file = %self.meta.name, extent = idx, error = %e, "storing a full extent at sync failed; its pages go to the dirty buffer");
+                    for p in taken {
+                        pages.insert(p.page_no, p.data);
+                    }
+                    continue;
+                }
+            };
+            out.push(DirectExtent {
+                write: ExtentWrite {
+                    extent_idx: idx,
+                    key,
+                    pages: first..first + ppe,
+                },
+                pages: taken,
+            });
+        }
+        Ok(out)
     }
 
     /// Syncs, then packs every extent with dirty pages (a checkpoint).

@@ -35,6 +35,9 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
     ("pack_consumes_exactly_what_it_read", |m| {
         Box::pin(files::pack(m))
     }),
+    ("batches_install_whole_extents", |m| {
+        Box::pin(files::batches_install_whole_extents(m))
+    }),
     ("pack_preconditions_change_nothing", |m| {
         Box::pin(files::pack_conflicts(m))
     }),

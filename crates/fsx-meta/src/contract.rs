@@ -304,6 +304,25 @@ pub struct WriteBatch {
     /// (automatic commit) before the batch is applied, in the same
     /// transaction.
     pub auto_commit_ms: Option<i64>,
+    /// Whole extents the batch writes straight to the store, applied after
+    /// the drops and before `pages` (see [`ExtentWrite`]).
+    pub extents: Vec<ExtentWrite>,
+}
+
+/// A whole extent a writer encoded and stored itself instead of putting
+/// its pages in the dirty buffer: in the head, the extent's map entry
+/// becomes `key` (which the writer pinned with
+/// [`MetaExtents::pin_extent`](crate::MetaExtents::pin_extent) before
+/// uploading it) and the head's dirty pages `pages` (the extent's whole
+/// page range) are dropped, since the extent replaces all of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtentWrite {
+    /// Extent index within the file.
+    pub extent_idx: u64,
+    /// The extent's content key.
+    pub key: String,
+    /// The pages the extent covers, `[first, end)`.
+    pub pages: std::ops::Range<u64>,
 }
 
 impl WriteBatch {
@@ -316,7 +335,14 @@ impl WriteBatch {
             drop_pages_from: None,
             drop_extents_from: None,
             auto_commit_ms: None,
+            extents: Vec::new(),
         }
+    }
+
+    /// Installs whole extents too (see [`WriteBatch::extents`]).
+    pub fn with_extents(mut self, extents: Vec<ExtentWrite>) -> Self {
+        self.extents = extents;
+        self
     }
 
     /// Commits the branch automatically first when its latest commit is at

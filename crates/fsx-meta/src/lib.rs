@@ -45,10 +45,11 @@ pub mod sqlite;
 pub use contract::{
     AccessStats, BranchId, BranchInfo, CommitId, CommitInfo, CommitRequest, CopyState, Counter,
     DirtyExtent, DirtyPage, DirtyPageCheck, DirtyPageCursor, DirtySummary, ExtentRecord,
-    ExtentState, ExtentTotals, FileId, FileMeta, FileRename, JournalSnapshot, LayerGraph, LayerId,
-    LayerInfo, LayerUsage, LeaseInfo, LeaseRequest, MAIN_BRANCH, MAIN_BRANCH_NAME, MetaBranches,
-    MetaEngine, MetaExtents, MetaFiles, MetaSettings, MetaTiers, PackCommit, PageWrite,
-    RESERVED_SETTINGS, ReadMap, TierCopy, TierMark, TierTotals, View, VolumeConfig, WriteBatch,
+    ExtentState, ExtentTotals, ExtentWrite, FileId, FileMeta, FileRename, JournalSnapshot,
+    LayerGraph, LayerId, LayerInfo, LayerUsage, LeaseInfo, LeaseRequest, MAIN_BRANCH,
+    MAIN_BRANCH_NAME, MetaBranches, MetaEngine, MetaExtents, MetaFiles, MetaSettings, MetaTiers,
+    PackCommit, PageWrite, RESERVED_SETTINGS, ReadMap, TierCopy, TierMark, TierTotals, View,
+    VolumeConfig, WriteBatch,
 };
 pub use error::{MetaError, MetaErrorKind, Result};
 pub use open::{OpenOptions, open_meta};

@@ -500,3 +500,80 @@ pub(super) async fn pack_conflicts(m: &dyn MetaEngine) -> CheckResult {
     );
     Ok(())
 }
+
+/// A batch can install whole extents a writer stored itself
+/// (`WriteBatch::extents`): the map entry points at the key, the head's
+/// dirty pages of that extent are gone (pages of other extents stay), a
+/// lower layer's rows are hidden, and references move from the old key to
+/// the new one.
+pub(super) async fn batches_install_whole_extents(m: &dyn MetaEngine) -> CheckResult {
+    init(m).await?;
+    let (f, lease) = new_file(m, "f", "w", 5).await?;
+    // A lower layer holds a dirty page of extent 0.
+    ok(
+        "commit",
+        m.commit_writes(&WriteBatch::new(lease.clone(), vec![pw(3, 1)], PPE * 4096))
+            .await,
+    )?;
+    ok(
+        "freeze",
+        m.commit(CommitRequest::new(MAIN_BRANCH, "lower", 6)).await,
+    )?;
+    // The head has its own dirty pages in extents 0 and 1, and an extent.
+    ok(
+        "commit",
+        m.commit_writes(&WriteBatch::new(
+            lease.clone(),
+            vec![pw(0, 2), pw(PPE, 2)],
+            2 * PPE * 4096,
+        ))
+        .await,
+    )?;
+    ok("pin old", m.pin_extent("extent/ext-old", 100, 7).await)?;
+    let written = |key: &str, at: i64| {
+        let mut l = lease.clone();
+        l.now_ms = at;
+        WriteBatch::new(l, vec![pw(PPE + 1, 4)], 2 * PPE * 4096).with_extents(vec![ExtentWrite {
+            extent_idx: 0,
+            key: key.into(),
+            pages: 0..PPE,
+        }])
+    };
+    ok(
+        "install old",
+        m.commit_writes(&written("extent/ext-old", 8)).await,
+    )?;
+    ok("pin new", m.pin_extent("extent/ext-new", 100, 9).await)?;
+    ok(
+        "install new",
+        m.commit_writes(&written("extent/ext-new", 10)).await,
+    )?;
+    let map = ok(
+        "read_map",
+        m.read_map(View::MAIN, f.id, 0, 2 * PPE, PPE).await,
+    )?;
+    ensure!(
+        map.extents == vec![(0, "extent/ext-new".to_string())],
+        "extents {:?}",
+        map.extents
+    );
+    ensure!(
+        map.dirty == vec![pw(PPE, 2), pw(PPE + 1, 4)],
+        "only extent 1's pages stay dirty: {}",
+        brief_dirty(&map)
+    );
+    let records = ok("list_extents", m.list_extents(None, 100).await)?;
+    let refs = |k: &str| records.iter().find(|r| r.key == k).map(|r| r.refcount);
+    ensure!(
+        refs("extent/ext-old") == Some(0) && refs("extent/ext-new") == Some(1),
+        "references moved to the new key: {records:?}"
+    );
+    Ok(())
+}
+
+fn brief_dirty(m: &ReadMap) -> String {
+    format!(
+        "{:?}",
+        m.dirty.iter().map(|p| p.page_no).collect::<Vec<_>>()
+    )
+}

@@ -146,6 +146,7 @@ pub(crate) async fn commit(
             size: j.size,
             drop_pages_from: Some(0),
             drop_extents_from: Some(0),
+            extents: &[],
         };
         files::write_head(tx, branch, j.file_id, &content, now_ms).await?;
     }
@@ -163,6 +164,7 @@ pub(crate) async fn commit(
                 size: 0,
                 drop_pages_from: Some(0),
                 drop_extents_from: Some(0),
+                extents: &[],
             };
             files::write_head(tx, branch, j.file_id, &empty, now_ms).await?;
         }

@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use super::layers::{self, CommitKind};
 use super::{Column, Lock, Tx, args, corrupt, extents};
 use crate::contract::{
-    BranchId, BranchInfo, DirtyExtent, DirtyPageCheck, DirtyPageCursor, DirtySummary, FileId,
-    FileMeta, FileRename, LeaseInfo, LeaseRequest, PackCommit, PageWrite, ReadMap, View,
-    WriteBatch,
+    BranchId, BranchInfo, DirtyExtent, DirtyPageCheck, DirtyPageCursor, DirtySummary, ExtentWrite,
+    FileId, FileMeta, FileRename, LayerId, LeaseInfo, LeaseRequest, PackCommit, PageWrite, ReadMap,
+    View, WriteBatch,
 };
 use crate::error::{MetaError, MetaErrorKind, Result};
 use crate::num;
@@ -39,6 +39,9 @@ pub(crate) enum Q {
     ReleaseLease,
     /// `(layer, id, from)`: drops the layer's dirty pages from `from` on.
     DropPagesFrom,
+    /// `(layer, id, first, end)`: deletes a layer's dirty pages in
+    /// `[first, end)`.
+    DropPagesBetween,
     /// `(layer, id, cut)`: lowers the row's page cut to `cut`.
     CutPages,
     /// `(layer, id, cut)`: lowers the row's extent cut to `cut`.
@@ -321,6 +324,7 @@ pub(crate) async fn commit_writes(tx: &impl Tx, batch: &WriteBatch) -> Result<()
         size: batch.size,
         drop_pages_from: batch.drop_pages_from,
         drop_extents_from: batch.drop_extents_from,
+        extents: &batch.extents,
     };
     write_head(tx, branch, file_id, &content, now).await
 }
@@ -331,6 +335,7 @@ pub(crate) struct HeadWrite<'a> {
     pub(crate) size: u64,
     pub(crate) drop_pages_from: Option<u64>,
     pub(crate) drop_extents_from: Option<u64>,
+    pub(crate) extents: &'a [ExtentWrite],
 }
 
 /// Writes `w` to file `file_id` in `branch`'s head: the body of
@@ -384,6 +389,9 @@ pub(crate) async fn write_head(
         tx.exec(Q::CutExtents.into(), args![head, file_id, num::bound(from)])
             .await?;
     }
+    if !w.extents.is_empty() {
+        install_extents(tx, head, file_id, w.extents, now).await?;
+    }
     let seq = tx
         .query_one(Q::NextWrite.into(), args![head, file_id, size, now])
         .await?
@@ -409,6 +417,62 @@ pub(crate) async fn write_head(
     ];
     tx.exec_each(Q::UpsertPages.into(), args![head, file_id, seq], &columns)
         .await?;
+    Ok(())
+}
+
+/// Points the head's map entries at whole extents a writer stored itself
+/// and drops the head's dirty pages they replace (see
+/// [`crate::ExtentWrite`]); references move as in [`commit_pack`].
+async fn install_extents(
+    tx: &impl Tx,
+    head: LayerId,
+    file_id: FileId,
+    writes: &[ExtentWrite],
+    now: i64,
+) -> Result<()> {
+    let mut olds = Vec::with_capacity(writes.len());
+    for e in writes {
+        let idx = num::to_sql(e.extent_idx, "extent index")?;
+        let old = match tx
+            .query_opt(Q::OwnExtent.into(), args![head, file_id, idx])
+            .await?
+        {
+            Some(r) => r.opt_text(0, "extent key")?,
+            None => None,
+        };
+        olds.push(old);
+    }
+    let mut keys: Vec<String> = writes
+        .iter()
+        .map(|e| e.key.clone())
+        .chain(olds.iter().flatten().cloned())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    tx.lock(Lock::Extents(&keys)).await?;
+    for (e, old) in writes.iter().zip(olds) {
+        let idx = num::to_sql(e.extent_idx, "extent index")?;
+        extents::incref(tx, &e.key, 1).await?;
+        tx.exec(
+            Q::SetExtent.into(),
+            args![head, file_id, idx, e.key.as_str()],
+        )
+        .await?;
+        if let Some(old) = &old {
+            extents::decref(tx, old, 1, now).await?;
+        }
+        tx.exec(
+            Q::DropPagesBetween.into(),
+            args![
+                head,
+                file_id,
+                num::to_sql(e.pages.start, "page number")?,
+                num::to_sql(e.pages.end, "page number")?
+            ],
+        )
+        .await?;
+    }
     Ok(())
 }
 

@@ -25,6 +25,9 @@ pub(super) fn text(q: Q) -> &'static str {
         Q::ReleaseLease => {
             "DELETE FROM fsx_leases WHERE branch = ?1 AND file_id = ?2 AND holder = ?3"
         }
+        Q::DropPagesBetween => {
+            "DELETE FROM fsx_dirty_pages WHERE layer = ?1 AND file_id = ?2 AND page_no >= ?3 AND page_no < ?4"
+        }
         Q::DropPagesFrom => {
             "DELETE FROM fsx_dirty_pages WHERE layer = ?1 AND file_id = ?2 AND page_no >= ?3"
         }
