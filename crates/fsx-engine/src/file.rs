@@ -31,6 +31,7 @@ use fsx_meta::{
     BranchId, ExtentWrite, FileMeta, LeaseRequest, PackCommit, PageWrite, View, WriteBatch,
 };
 use fsx_store::ObjectKey;
+use futures_util::stream::{self, StreamExt};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::journal::{JournalDir, JournalFile};
@@ -38,6 +39,9 @@ use crate::volume::Shared;
 
 /// Bytes a journal is copied by, into or out of the page store.
 const JOURNAL_CHUNK: usize = 1 << 20;
+
+/// Extents a sync uploads at once (see `File::store_full_extents`).
+const EXTENTS_IN_FLIGHT: usize = 4;
 
 /// How often packing retries after losing an optimistic race.
 const PACK_ATTEMPTS: usize = 3;
@@ -705,7 +709,9 @@ impl File {
             }
         }
         let s = &self.shared;
-        let mut out = Vec::with_capacity(full.len());
+        // Encoded one after another (CPU), then pinned and uploaded several
+        // at a time (I/O): the buffer bounds how many exist at once.
+        let mut prepared = Vec::with_capacity(full.len());
         for idx in full {
             let first = idx * ppe;
             let taken: Vec<PageWrite> = (first..first + ppe)
@@ -722,39 +728,50 @@ impl File {
                 }
                 continue;
             }
-            let stored = async {
-                let blob = encode(
-                    self.meta.page_size,
-                    present.iter().copied(),
-                    s.options.compression,
-                )?;
-                let key = content_key(&blob);
-                crate::failpoint::check(&*s.env, crate::Failpoint::Pin)?;
-                s.meta
-                    .pin_extent(&key, blob.len() as u64, s.env.now_ms())
-                    .await?;
-                let okey = ObjectKey::new(&key)?;
-                if !stored_intact(s, &okey).await? {
-                    crate::failpoint::check(&*s.env, crate::Failpoint::Upload)?;
-                    s.store.put(&okey, Bytes::from(blob.clone())).await?;
-                }
-                s.cache.insert(&key, raw_for_cache(Bytes::from(blob))?);
-                Ok::<_, Error>(key)
+            let blob = Bytes::from(encode(
+                self.meta.page_size,
+                present.iter().copied(),
+                s.options.compression,
+            )?);
+            let key = content_key(&blob);
+            prepared.push((idx, taken, key, blob));
+        }
+        let store_one = |key: String, blob: Bytes| async move {
+            crate::failpoint::check(&*s.env, crate::Failpoint::Pin)?;
+            s.meta
+                .pin_extent(&key, blob.len() as u64, s.env.now_ms())
+                .await?;
+            let okey = ObjectKey::new(&key)?;
+            if !stored_intact(s, &okey).await? {
+                crate::failpoint::check(&*s.env, crate::Failpoint::Upload)?;
+                s.store.put(&okey, blob.clone()).await?;
             }
+            s.cache.insert(&key, raw_for_cache(blob)?);
+            Ok::<_, Error>(())
+        };
+        let mut uploads: Vec<(u64, Result<()>)> =
+            stream::iter(prepared.iter().map(|(idx, _, key, blob)| {
+                let idx = *idx;
+                let done = store_one(key.clone(), blob.clone());
+                async move { (idx, done.await) }
+            }))
+            .buffer_unordered(EXTENTS_IN_FLIGHT)
+            .collect()
             .await;
-            let key = match stored {
-                Ok(key) => key,
-                Err(e) => {
-                    // The dirty buffer still takes the pages: the sync's
-                    // durability must not depend on the store (a claimed
-                    // record, a store that is down), as packing's does not.
-                    tracing::warn!(file = %self.meta.name, extent = idx, error = %e, "storing a full extent at sync failed; its pages go to the dirty buffer");
-                    for p in taken {
-                        pages.insert(p.page_no, p.data);
-                    }
-                    continue;
+        uploads.sort_by_key(|(idx, _)| *idx);
+        let mut out = Vec::with_capacity(prepared.len());
+        for ((idx, taken, key, _), (_, stored)) in prepared.into_iter().zip(uploads) {
+            if let Err(e) = stored {
+                // The dirty buffer still takes the pages: the sync's
+                // durability must not depend on the store (a claimed
+                // record, a store that is down), as packing's does not.
+                tracing::warn!(file = %self.meta.name, extent = idx, error = %e, "storing a full extent at sync failed; its pages go to the dirty buffer");
+                for p in taken {
+                    pages.insert(p.page_no, p.data);
                 }
-            };
+                continue;
+            }
+            let first = idx * ppe;
             out.push(DirectExtent {
                 write: ExtentWrite {
                     extent_idx: idx,
