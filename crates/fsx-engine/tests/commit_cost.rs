@@ -25,37 +25,77 @@ const PAGE: u32 = 4096;
 /// packer's count of the extent's dirty pages.
 const SYNC_ONE_PAGE_STATEMENTS: u64 = 5;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_small_commit_runs_the_documented_statements() {
+/// A volume on SQLite metadata in a temporary directory, with local
+/// journals if `journals`.
+struct Setup {
+    _dir: tempfile::TempDir,
+    meta: Arc<SqliteMeta>,
+    env: Arc<ManualEnv>,
+    volume: Volume,
+}
+
+async fn setup(journals: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let meta = Arc::new(SqliteMeta::open(dir.path().join("meta.db"), true).unwrap());
     let store = Arc::new(LocalBackend::open(dir.path().join("data")).unwrap());
     let env = Arc::new(ManualEnv::new(1_000_000));
+    let dir_of_journals: Option<Arc<dyn fsx_engine::journal::JournalDir>> = journals.then(|| {
+        Arc::new(fsx_engine::journal::LocalJournalDir::new(
+            dir.path().join("meta.db-journals"),
+        )) as _
+    });
     let volume = Volume::create(
         meta.clone(),
         store,
         env.clone(),
         VolumeConfig::new("commit-cost", 2 << 20, "data", 1),
-        VolumeOptions::default(),
+        VolumeOptions::default().journals(dir_of_journals),
     )
     .await
     .unwrap();
-    let mut f = volume
+    Setup {
+        _dir: dir,
+        meta,
+        env,
+        volume,
+    }
+}
+
+impl Setup {
+    /// Runs 20 `write_at(at(i))` + `sync` calls a few seconds apart (so the
+    /// lease ages and is renewed when half of it is gone, as between real
+    /// commits); returns the metadata statements of each.
+    async fn syncs(
+        &self,
+        f: &mut fsx_engine::File,
+        at: impl Fn(u64) -> (u64, Vec<u8>),
+    ) -> Vec<u64> {
+        let mut counts = Vec::new();
+        for i in 0..20u64 {
+            self.env.advance(3_000);
+            let before = self.meta.statements();
+            let (offset, data) = at(i);
+            f.write_at(offset, &data).await.unwrap();
+            f.sync().await.unwrap();
+            counts.push(self.meta.statements() - before);
+        }
+        counts
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_commit_runs_the_documented_statements() {
+    let t = setup(false).await;
+    let mut f = t
+        .volume
         .open_file("db", OpenOptions::create(PAGE))
         .await
         .unwrap();
-    let mut counts = Vec::new();
-    for i in 0..20u64 {
-        // Time moves as it would between commits: a few seconds, so the
-        // lease ages and is renewed when half of it is gone.
-        env.advance(3_000);
-        let before = meta.statements();
-        f.write_at((i % 8) * u64::from(PAGE), &pattern(i + 1, PAGE as usize))
-            .await
-            .unwrap();
-        f.sync().await.unwrap();
-        counts.push(meta.statements() - before);
-    }
+    let counts = t
+        .syncs(&mut f, |i| {
+            ((i % 8) * u64::from(PAGE), pattern(i + 1, PAGE as usize))
+        })
+        .await;
     // The first syncs create the head's row and warm up; the rest are the
     // steady state, except a renewal of the lease now and then.
     let steady = &counts[4..];
@@ -87,37 +127,16 @@ async fn a_small_commit_runs_the_documented_statements() {
 /// half of the lease is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_commit_runs_no_metadata_statement() {
-    let dir = tempfile::tempdir().unwrap();
-    let meta = Arc::new(SqliteMeta::open(dir.path().join("meta.db"), true).unwrap());
-    let store = Arc::new(LocalBackend::open(dir.path().join("data")).unwrap());
-    let env = Arc::new(ManualEnv::new(1_000_000));
-    let journals = Arc::new(fsx_engine::journal::LocalJournalDir::new(
-        dir.path().join("meta.db-journals"),
-    ));
-    let volume = Volume::create(
-        meta.clone(),
-        store,
-        env.clone(),
-        VolumeConfig::new("commit-cost", 2 << 20, "data", 1),
-        VolumeOptions::default().journals(Some(journals)),
-    )
-    .await
-    .unwrap();
-    let mut f = volume
+    let t = setup(true).await;
+    let mut f = t
+        .volume
         .open_file("db-wal", OpenOptions::create(PAGE).journal(true))
         .await
         .unwrap();
-    let mut counts = Vec::new();
-    for i in 0..20u64 {
-        env.advance(3_000);
-        let before = meta.statements();
-        // A WAL frame: 24 bytes of header and a page, unaligned.
-        f.write_at(32 + i * 4120, &pattern(i + 1, 4120))
-            .await
-            .unwrap();
-        f.sync().await.unwrap();
-        counts.push(meta.statements() - before);
-    }
+    // WAL frames: 24 bytes of header and a page, unaligned.
+    let counts = t
+        .syncs(&mut f, |i| (32 + i * 4120, pattern(i + 1, 4120)))
+        .await;
     eprintln!("statements per journal sync: {counts:?}");
     let quiet = counts.iter().filter(|&&n| n == 0).count();
     assert!(

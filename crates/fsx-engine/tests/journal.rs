@@ -62,6 +62,13 @@ fn journaled(t: &TestVolume) -> VolumeOptions {
         ))))
 }
 
+/// A new volume, and a handle on it with journals.
+async fn journaled_volume() -> (TestVolume, Volume) {
+    let (t, _) = TestVolume::new(EXTENT).await;
+    let v = t.reopen_with(journaled(&t)).await.volume;
+    (t, v)
+}
+
 async fn open_writer(v: &Volume) -> File {
     v.open_file("app.db-wal", OpenOptions::create(PAGE).journal(true))
         .await
@@ -159,8 +166,7 @@ proptest! {
 /// content, and the two sides stay apart afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_branch_taken_while_a_journal_is_open_holds_it() {
-    let (t, _) = TestVolume::new(EXTENT).await;
-    let main = t.reopen_with(journaled(&t)).await.volume;
+    let (t, main) = journaled_volume().await;
     let mut f = open_writer(&main).await;
     f.write_at(0, &pattern(1, 10_000)).await.unwrap();
     f.sync().await.unwrap();
@@ -187,8 +193,7 @@ async fn a_branch_taken_while_a_journal_is_open_holds_it() {
 /// fails its next sync instead of acknowledging bytes nobody keeps.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_whose_lease_was_taken_cannot_sync() {
-    let (t, _) = TestVolume::new(EXTENT).await;
-    let v = t.reopen_with(journaled(&t)).await.volume;
+    let (t, v) = journaled_volume().await;
     let mut first = open_writer(&v).await;
     first.write_at(0, &pattern(1, 5_000)).await.unwrap();
     first.sync().await.unwrap();
@@ -214,8 +219,7 @@ async fn a_writer_whose_lease_was_taken_cannot_sync() {
 /// into the volume and the journal goes away.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gc_folds_a_dead_writers_journal() {
-    let (t, _) = TestVolume::new(EXTENT).await;
-    let v = t.reopen_with(journaled(&t)).await.volume;
+    let (t, v) = journaled_volume().await;
     let mut f = open_writer(&v).await;
     f.write_at(0, &pattern(7, 300_000)).await.unwrap();
     f.sync().await.unwrap();
@@ -236,8 +240,7 @@ async fn gc_folds_a_dead_writers_journal() {
 /// to. The same holds for deleting the file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reset_or_delete_does_not_bring_a_dead_writers_journal_back() {
-    let (t, _) = TestVolume::new(EXTENT).await;
-    let v = t.reopen_with(journaled(&t)).await.volume;
+    let (t, v) = journaled_volume().await;
     let mut f = open_writer(&v).await;
     f.write_at(0, &pattern(1, 6_000)).await.unwrap();
     f.close().await.unwrap();
