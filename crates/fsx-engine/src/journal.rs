@@ -101,11 +101,23 @@ impl LocalJournalDir {
 #[cfg(unix)]
 impl JournalDir for LocalJournalDir {
     fn open(&self, name: &str) -> io::Result<Option<Box<dyn JournalFile>>> {
-        match std::fs::OpenOptions::new()
+        let path = self.dir.join(name);
+        let opened = match std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .open(self.dir.join(name))
+            .open(&path)
         {
+            // A volume on read-only media (or not ours to write) can still
+            // be read, its journals included.
+            Err(e)
+                if e.kind() == io::ErrorKind::PermissionDenied
+                    || e.kind() == io::ErrorKind::ReadOnlyFilesystem =>
+            {
+                std::fs::File::open(&path)
+            }
+            other => other,
+        };
+        match opened {
             Ok(file) => Ok(Some(Box::new(LocalJournal { file }))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
