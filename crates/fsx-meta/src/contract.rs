@@ -312,7 +312,7 @@ pub struct WriteBatch {
 /// A whole extent a writer encoded and stored itself instead of putting
 /// its pages in the dirty buffer: in the head, the extent's map entry
 /// becomes `key` (which the writer pinned with
-/// [`MetaExtents::pin_extent`](crate::MetaExtents::pin_extent) before
+/// [`MetaExtents::pin_extent`] before
 /// uploading it) and the head's dirty pages `pages` (the extent's whole
 /// page range) are dropped, since the extent replaces all of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
