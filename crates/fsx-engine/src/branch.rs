@@ -442,7 +442,8 @@ impl Volume {
     /// How the files of view `a` differ in view `b`.
     pub async fn diff(&self, a: View, b: View) -> Result<Vec<FileChange>> {
         let files = |v: View| async move {
-            let list = self.shared.meta.list_files(v, "").await?;
+            // `Volume::list`: an open journal's size is the file's.
+            let list = self.with_view(v).list("").await?;
             Ok::<_, Error>(
                 list.into_iter()
                     .map(|f| (f.id, f))
@@ -578,9 +579,15 @@ impl Volume {
             }
         }
         // Both sides as commits: their heads' changes are part of the merge.
+        // Open journals are part of each side (see `crate::journal`).
+        let t_journals = self.journal_snapshots(target).await?;
         let t_commit = s
             .meta
-            .commit(CommitRequest::new(target, "before merge", now).automatic())
+            .commit(
+                CommitRequest::new(target, "before merge", now)
+                    .automatic()
+                    .journals(&t_journals),
+            )
             .await?
             .map(|c| c.id);
         let t_commit = match t_commit {
@@ -590,9 +597,14 @@ impl Volume {
         let s_commit = match source {
             View::Commit(c) => c,
             View::Branch(b) => {
+                let journals = self.journal_snapshots(b).await?;
                 let made = s
                     .meta
-                    .commit(CommitRequest::new(b, "before merge", now).automatic())
+                    .commit(
+                        CommitRequest::new(b, "before merge", now)
+                            .automatic()
+                            .journals(&journals),
+                    )
                     .await?;
                 match made {
                     Some(c) => c.id,

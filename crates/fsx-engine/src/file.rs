@@ -1146,7 +1146,7 @@ pub(crate) async fn load_extent(s: &Shared, key: &str, file: &str) -> Result<Byt
 impl Local {
     /// Bytes `[from, to)`, zeros past the journal's end.
     fn read(&self, from: u64, to: u64) -> Result<Vec<u8>> {
-        let mut out = vec![0u8; (to - from) as usize];
+        let mut out = vec![0u8; to.saturating_sub(from) as usize];
         self.file
             .read_at(&mut out, from)
             .map_err(|e| journal_err(&self.name, "read", e))?;

@@ -269,3 +269,54 @@ async fn a_reset_or_delete_does_not_bring_a_dead_writers_journal_back() {
     assert_eq!(f.size(), 0, "a new file, not the deleted one's journal");
     f.close().await.unwrap();
 }
+
+/// `diff` reads an open journal as the file: a WAL cut short since a
+/// commit shows as changed, with its sizes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_reads_an_open_journal() {
+    let (_t, v) = journaled_volume().await;
+    let mut f = open_writer(&v).await;
+    f.write_at(0, &pattern(1, 20_000)).await.unwrap();
+    f.close().await.unwrap();
+    let c = v.commit("long").await.unwrap();
+    let mut f = open_writer(&v).await;
+    f.truncate(5_000).await.unwrap();
+    f.write_at(0, &pattern(2, 100)).await.unwrap();
+    f.sync().await.unwrap();
+    let changes = v
+        .diff(fsx_meta::View::Commit(c.id), v.view())
+        .await
+        .unwrap();
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(
+        (changes[0].old_size, changes[0].new_size),
+        (20_000, 5_000),
+        "{changes:?}"
+    );
+    f.close().await.unwrap();
+}
+
+/// Merging a branch whose journal is open takes the journal's content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_merge_takes_an_open_journal_of_its_source() {
+    let (_t, main) = journaled_volume().await;
+    let mut f = open_writer(&main).await;
+    f.write_at(0, b"base").await.unwrap();
+    f.close().await.unwrap();
+    main.create_branch("dev").await.unwrap();
+    let dev = main.checkout("dev").await.unwrap();
+    let mut d = open_writer(&dev).await;
+    d.write_at(0, &pattern(5, 8_000)).await.unwrap();
+    d.sync().await.unwrap();
+    main.merge(dev.view(), fsx_engine::MergeStrategy::Fail)
+        .await
+        .unwrap();
+    assert_eq!(read_all(&main, "app.db-wal").await, pattern(5, 8_000));
+    d.write_at(0, b"later").await.unwrap();
+    d.close().await.unwrap();
+    assert_eq!(
+        read_all(&main, "app.db-wal").await,
+        pattern(5, 8_000),
+        "main keeps what it merged"
+    );
+}
