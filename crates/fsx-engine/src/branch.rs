@@ -259,13 +259,7 @@ impl Volume {
         let Some(dir) = &s.options.journals else {
             return Ok(Vec::new());
         };
-        let io = |name: &str, e: std::io::Error| {
-            Error::new(
-                ErrorKind::Unavailable,
-                format!("cannot read the local journal {name}: {e}"),
-            )
-            .with_source(e)
-        };
+        let io = |name: &str, e| crate::journal::io_error(name, "read", e);
         let names = dir.list().map_err(|e| io("directory", e))?;
         let mut wanted = BTreeMap::new();
         for name in names {

@@ -34,7 +34,7 @@ use fsx_store::ObjectKey;
 use futures_util::stream::{self, StreamExt};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::journal::{JournalDir, JournalFile};
+use crate::journal::{JournalDir, JournalFile, io_error as journal_err};
 use crate::volume::Shared;
 
 /// Bytes a journal is copied by, into or out of the page store.
@@ -98,6 +98,7 @@ struct DirectExtent {
 struct Local {
     file: Box<dyn JournalFile>,
     name: String,
+    dir: Arc<dyn JournalDir>,
 }
 
 impl std::fmt::Debug for File {
@@ -581,28 +582,7 @@ impl File {
     /// The durable part of `sync`.
     async fn commit(&mut self) -> Result<()> {
         if self.local.is_some() {
-            // No metadata transaction renews the lease of a journal's
-            // writer: renew it once half of it is gone, before
-            // acknowledging anything, so a writer that lost it (another
-            // took it after it expired) fails instead.
-            let now = self.shared.env.now_ms();
-            let ttl = self.shared.options.lease_ttl_ms;
-            let w = self.writer_mut()?;
-            if now.saturating_sub(w.renewed_ms) >= ttl / 2 {
-                let w = self
-                    .writer
-                    .as_ref()
-                    .ok_or_else(|| Error::invalid("read-only"))?;
-                let request = self.lease(w);
-                self.shared.meta.acquire_lease(&request).await?;
-                self.writer_mut()?.renewed_ms = now;
-            }
-        }
-        if let Some(l) = &self.local {
-            crate::failpoint::check(&*self.shared.env, crate::Failpoint::SyncBefore)?;
-            l.file.sync().map_err(|e| journal_err(&l.name, "sync", e))?;
-            crate::failpoint::check(&*self.shared.env, crate::Failpoint::SyncAfter)?;
-            return Ok(());
+            return self.commit_journal().await;
         }
         let size = self.size;
         let ppe = self.ppe;
@@ -784,6 +764,30 @@ impl File {
         Ok(out)
     }
 
+    /// The durable part of a journal's `sync`: one `fdatasync` of it. No
+    /// metadata transaction renews the lease of a journal's writer, so it
+    /// is renewed here once half of it is gone, before anything is
+    /// acknowledged: a writer that lost it (another took it after it
+    /// expired) fails instead.
+    async fn commit_journal(&mut self) -> Result<()> {
+        let now = self.shared.env.now_ms();
+        let w = self
+            .writer
+            .as_ref()
+            .ok_or_else(|| Error::invalid("read-only"))?;
+        if now.saturating_sub(w.renewed_ms) >= self.shared.options.lease_ttl_ms / 2 {
+            let request = self.lease(w);
+            self.shared.meta.acquire_lease(&request).await?;
+            self.writer_mut()?.renewed_ms = now;
+        }
+        if let Some(l) = &self.local {
+            crate::failpoint::check(&*self.shared.env, crate::Failpoint::SyncBefore)?;
+            l.file.sync().map_err(|e| journal_err(&l.name, "sync", e))?;
+            crate::failpoint::check(&*self.shared.env, crate::Failpoint::SyncAfter)?;
+        }
+        Ok(())
+    }
+
     /// Syncs, then packs every extent with dirty pages (a checkpoint).
     pub async fn checkpoint(&mut self) -> Result<()> {
         self.commit().await?;
@@ -885,7 +889,11 @@ impl File {
 
     /// Moves this writer's content into a new local journal `name` and
     /// empties the page store's copy: from now on the journal is the file.
-    pub(crate) async fn start_journal(&mut self, dir: &dyn JournalDir, name: &str) -> Result<()> {
+    pub(crate) async fn start_journal(
+        &mut self,
+        dir: &Arc<dyn JournalDir>,
+        name: &str,
+    ) -> Result<()> {
         let draft = dir
             .create(name)
             .map_err(|e| journal_err(name, "create", e))?;
@@ -917,17 +925,22 @@ impl File {
         self.local = Some(Local {
             file: draft,
             name: name.to_string(),
+            dir: Arc::clone(dir),
         });
         Ok(())
     }
 
-    /// Reads this branch's file from the local journal `journal` (a reader
-    /// of a file whose writer keeps one).
-    pub(crate) fn read_journal(&mut self, journal: Box<dyn JournalFile>, name: &str) -> Result<()> {
+    /// Reads this branch's file from its local journal `name`, if its
+    /// writer keeps one (a reader's handle).
+    pub(crate) fn read_journal(&mut self, dir: &Arc<dyn JournalDir>, name: &str) -> Result<()> {
+        let Some(journal) = dir.open(name).map_err(|e| journal_err(name, "open", e))? else {
+            return Ok(());
+        };
         self.size = journal.size().map_err(|e| journal_err(name, "read", e))?;
         self.local = Some(Local {
             file: journal,
             name: name.to_string(),
+            dir: Arc::clone(dir),
         });
         Ok(())
     }
@@ -938,12 +951,6 @@ impl File {
         let Some(local) = self.local.take() else {
             return Ok(());
         };
-        let Some(dir) = self.shared.options.journals.clone() else {
-            return Err(Error::new(
-                ErrorKind::Other,
-                "a local journal without a journal directory",
-            ));
-        };
         self.size = 0;
         if let Err(e) = self
             .write_journal_content(local.file.as_ref(), &local.name)
@@ -953,7 +960,9 @@ impl File {
             self.local = Some(local);
             return Err(e);
         }
-        dir.remove(&local.name)
+        local
+            .dir
+            .remove(&local.name)
             .map_err(|e| journal_err(&local.name, "remove", e))
     }
 
@@ -1152,12 +1161,4 @@ impl Local {
             .map_err(|e| journal_err(&self.name, "read", e))?;
         Ok(out)
     }
-}
-
-fn journal_err(name: &str, what: &str, e: std::io::Error) -> Error {
-    Error::new(
-        ErrorKind::Unavailable,
-        format!("cannot {what} the local journal {name}: {e}; check the volume directory's disk"),
-    )
-    .with_source(e)
 }

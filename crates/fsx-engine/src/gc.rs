@@ -475,12 +475,9 @@ impl Volume {
         // A local journal a writer left is folded the same way: by the
         // writer that takes the lease (see `crate::journal`).
         let journals = match &self.shared.options.journals {
-            Some(dir) => dir.list().map_err(|e| {
-                crate::Error::new(
-                    crate::ErrorKind::Unavailable,
-                    format!("cannot list the local journals: {e}"),
-                )
-            })?,
+            Some(dir) => dir
+                .list()
+                .map_err(|e| crate::journal::io_error("directory", "list", e))?,
             None => Vec::new(),
         };
         for b in branches {

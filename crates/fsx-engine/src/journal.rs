@@ -73,6 +73,16 @@ pub trait JournalFile: MaybeSend + MaybeSync + Debug {
     fn sync(&self) -> io::Result<()>;
 }
 
+/// The error of a failed `what` (read, write, list…) on journal `name`
+/// (`"directory"` for the directory itself).
+pub(crate) fn io_error(name: &str, what: &str, e: io::Error) -> crate::Error {
+    crate::Error::new(
+        crate::ErrorKind::Unavailable,
+        format!("cannot {what} the local journal {name}: {e}; check the volume directory's disk"),
+    )
+    .with_source(e)
+}
+
 /// The name of the journal of `file` on `branch`.
 pub(crate) fn journal_name(branch: BranchId, file: FileId) -> String {
     format!("b{branch}-f{file}")

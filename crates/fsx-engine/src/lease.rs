@@ -112,13 +112,7 @@ impl Volume {
         let Some(dir) = &s.options.journals else {
             return Ok(());
         };
-        let io = |e: std::io::Error| {
-            crate::Error::new(
-                ErrorKind::Unavailable,
-                format!("cannot read the local journals: {e}"),
-            )
-            .with_source(e)
-        };
+        let io = |e| crate::journal::io_error("directory", "read", e);
         let mut ids: Vec<fsx_meta::FileId> = dir
             .list()
             .map_err(io)?

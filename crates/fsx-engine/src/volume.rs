@@ -507,7 +507,7 @@ impl Volume {
                 let prepared = async {
                     file.fold_leftover(dir.as_ref(), &name).await?;
                     if options.journal {
-                        file.start_journal(dir.as_ref(), &name).await?;
+                        file.start_journal(dir, &name).await?;
                     }
                     Ok::<_, Error>(())
                 }
@@ -518,14 +518,8 @@ impl Volume {
                     }
                     return Err(e);
                 }
-            } else if let Some(journal) = dir.open(&name).map_err(|e| {
-                Error::new(
-                    ErrorKind::Unavailable,
-                    format!("cannot open the local journal {name}: {e}"),
-                )
-                .with_source(e)
-            })? {
-                file.read_journal(journal, &name)?;
+            } else {
+                file.read_journal(dir, &name)?;
             }
         }
         Ok(file)
@@ -584,13 +578,7 @@ impl Volume {
         let (Some(dir), View::Branch(branch)) = (&self.shared.options.journals, self.view) else {
             return Ok(files);
         };
-        let io = |e: std::io::Error| {
-            Error::new(
-                ErrorKind::Unavailable,
-                format!("cannot read the local journals: {e}"),
-            )
-            .with_source(e)
-        };
+        let io = |e| crate::journal::io_error("directory", "read", e);
         let names = dir.list().map_err(io)?;
         if names.is_empty() {
             return Ok(files);
@@ -610,29 +598,16 @@ impl Volume {
     pub async fn delete(&self, name: &str) -> Result<()> {
         let s = &self.shared;
         let branch = self.branch_id()?;
+        // A journal a dead writer left is folded first, so it cannot come
+        // back later; a live writer's lease makes the deletion `Busy`.
         self.fold_dead_journals(branch, Some(&[name])).await?;
-        // A journal a dead writer left goes with its file.
-        let journal = match &s.options.journals {
-            Some(_) => Some(journal_name(branch, self.stat(name).await?.id)),
-            None => None,
-        };
         // A dead writer's lease does not hold the file (see `lease`).
         self.retry_past_dead_leases(branch, Some(&[name]), || async {
             Ok(s.meta
                 .delete_file(branch, name, &s.env.new_holder_id(), s.env.now_ms())
                 .await?)
         })
-        .await?;
-        if let (Some(dir), Some(journal)) = (&s.options.journals, journal) {
-            dir.remove(&journal).map_err(|e| {
-                Error::new(
-                    ErrorKind::Unavailable,
-                    format!("deleted {name:?} but not its local journal {journal}: {e}"),
-                )
-                .with_source(e)
-            })?;
-        }
-        Ok(())
+        .await
     }
 
     /// Renames a file, replacing `to` if `replace`.

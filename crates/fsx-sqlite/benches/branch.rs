@@ -22,21 +22,17 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
+use common::env_usize;
 use rusqlite::{Connection, OpenFlags};
 
 const BLOB: usize = 256 << 10;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn open(vol: &Path) -> Result<Connection> {
     fsx_sqlite::register()?;

@@ -29,22 +29,18 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use common::{env_usize, which};
 use rusqlite::{Connection, params};
 
 const MODES: [&str; 2] = ["wal", "delete"];
 const STORAGES: [&str; 2] = ["native", "fsx"];
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Opens the database of `storage` under `dir`.
 fn open(storage: &str, dir: &Path) -> Result<Connection> {
@@ -186,14 +182,6 @@ fn counted(
         None
     };
     Ok((syncs, bytes as f64 / n as f64))
-}
-
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| Path::new(d).join(tool))
-        .find(|p| p.exists())
 }
 
 fn mean_p99(mut v: Vec<Duration>) -> (f64, f64) {

@@ -18,21 +18,17 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use common::{env_usize, which};
 use rusqlite::{Connection, params};
 
 const PHASES: [&str; 4] = ["bulk insert", "point updates", "full scan", "index build"];
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn value(i: usize) -> String {
     format!("{i:08}-{}", "abcdefghij".repeat(9))
@@ -238,12 +234,4 @@ fn main() -> Result<()> {
         puts as f64 * 100.0 / mib
     );
     Ok(())
-}
-
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| Path::new(d).join(tool))
-        .find(|p| p.exists())
 }
