@@ -197,6 +197,23 @@ pub enum VolumeCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show or change the volume's I/O settings: extents in flight,
+    /// readahead, cache size.
+    ///
+    /// With no NAME=VALUE, prints every setting with its value and where
+    /// it comes from (stored in the volume, or the default). Settings are
+    /// stored in the volume's metadata and apply to every process that
+    /// opens it from then on; `fsx stats` shows them too.
+    ///
+    ///   io.extents_in_flight  extents a sync uploads, or a read loads, at once (1-64, default 4)
+    ///   io.readahead_extents  extents a sequential read loads ahead (0-256, 0: off; default 8)
+    ///   io.cache_bytes        bytes of verified extents cached in memory, per volume and process (default 64 MiB)
+    Config {
+        /// The volume directory.
+        path: PathBuf,
+        /// Settings to store, as NAME=VALUE.
+        settings: Vec<String>,
+    },
     /// Check extents, reference counts, orphans and the branch graph; exit
     /// 0 only when the volume is clean.
     ///
@@ -876,6 +893,7 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
                     },
                     "files": { "count": stats.files.len(), "bytes": file_bytes },
                     "branches": branches.iter().map(crate::branch_cmd::branch_json).collect::<Vec<_>>(),
+                    "settings": stats.io.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
                 });
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
@@ -893,6 +911,9 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
                         t.puts, t.bytes_put, t.gets, t.bytes_got, t.deletes, t.heads, t.lists
                     );
                 }
+                for (name, value) in &stats.io {
+                    println!("setting {name} = {value}");
+                }
                 for (b, u) in &branches {
                     println!(
                         "branch {}: {} unique bytes ({} extents, {} bytes; {} bytes of unpacked pages)",
@@ -902,6 +923,41 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
                         u.extent_bytes,
                         u.dirty_bytes
                     );
+                }
+            }
+        }
+        VolumeCommand::Config { path, settings } => {
+            let dir = fsx_volume::absolute(&path)?;
+            check_meta_not_empty(&dir)?;
+            let file = VolumeFile::read(&dir)?;
+            let meta = file.open_meta(&dir, false).await?;
+            // Every pair is checked before any is stored.
+            let mut pairs = Vec::new();
+            for kv in &settings {
+                let (name, value) = kv
+                    .split_once('=')
+                    .with_context(|| format!("settings are NAME=VALUE, not {kv:?}"))?;
+                let knob = fsx_engine::settings::IoKnob::named(name).with_context(|| {
+                    let names: Vec<&str> = fsx_engine::settings::IO_KNOBS
+                        .iter()
+                        .map(|k| k.name)
+                        .collect();
+                    format!(
+                        "{name:?} is not a setting; the settings are {}",
+                        names.join(", ")
+                    )
+                })?;
+                knob.parse(value)?;
+                pairs.push((name, value));
+            }
+            for (name, value) in pairs {
+                fsx_engine::settings::set_io_knob(meta.as_ref(), name, value).await?;
+            }
+            let defaults = VolumeOptions::default();
+            for knob in fsx_engine::settings::IO_KNOBS {
+                match meta.setting(knob.name).await? {
+                    Some(v) => println!("{} = {v}", knob.name),
+                    None => println!("{} = {} (default)", knob.name, knob.get(&defaults)),
                 }
             }
         }

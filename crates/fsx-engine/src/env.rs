@@ -1,7 +1,9 @@
 //! What the engine needs from its surroundings, injected so the core stays
 //! free of ambient time, randomness and OS calls (tests drive a manual
 //! clock; a Workers build supplies its own), and the failpoints a crash
-//! test drives through it (`crate::failpoint`).
+//! test drives through it (`crate::failpoint`), and where CPU-heavy work
+//! runs ([`Environment::compute`]): the engine has no runtime and spawns
+//! no thread itself, so a Workers build runs it inline.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -27,16 +29,99 @@ pub trait Environment: fsx_store::MaybeSend + fsx_store::MaybeSync + std::fmt::D
         let _ = point;
         FailAction::Continue
     }
+
+    /// Runs `job`, CPU work such as encoding and hashing an extent,
+    /// where it does not hold up the caller's thread if the environment
+    /// has such a place; by default, inline. The job must run exactly
+    /// once (a lost job fails the operation that awaits it).
+    fn compute(&self, job: Box<dyn FnOnce() + Send + 'static>) {
+        job();
+    }
+}
+
+/// Runs `f` through [`Environment::compute`] and awaits its result.
+pub(crate) async fn offload<T: Send + 'static>(
+    env: &dyn Environment,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> crate::Result<T> {
+    let (tx, rx) = futures_channel::oneshot::channel();
+    env.compute(Box::new(move || {
+        // The receiver is gone only if the awaiting operation was dropped.
+        let _ = tx.send(f());
+    }));
+    rx.await.map_err(|_| {
+        crate::Error::new(
+            crate::ErrorKind::Other,
+            "a CPU job was dropped before it finished (it panicked)",
+        )
+    })
+}
+
+/// A job for [`Environment::compute`].
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Worker threads that run [`Environment::compute`] jobs for
+/// [`SystemEnv`], one per core, started on first use.
+struct Pool {
+    jobs: std::sync::Mutex<Option<std::sync::mpsc::Sender<Job>>>,
+}
+
+impl Pool {
+    fn start() -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut started = 0;
+        for i in 0..threads {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("fsx-compute-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = rx
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .recv();
+                        let Ok(job) = job else { return };
+                        // A panicking job drops its result sender, which
+                        // fails its caller; the worker lives on.
+                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                    }
+                });
+            started += usize::from(spawned.is_ok());
+        }
+        Self {
+            jobs: std::sync::Mutex::new((started > 0).then_some(tx)),
+        }
+    }
+
+    /// Queues `job`, or gives it back if there is no worker.
+    fn submit(&self, job: Job) -> Result<(), Job> {
+        let jobs = self
+            .jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match jobs.as_ref() {
+            Some(tx) => tx.send(job).map_err(|e| e.0),
+            None => Err(job),
+        }
+    }
 }
 
 /// The real environment of a native process: the system clock, holder ids
 /// of the form `host:pid:n`, and `/proc` to see whether a local holder's
 /// process is gone.
-#[derive(Debug)]
 pub struct SystemEnv {
     host: String,
     pid: u32,
     counter: AtomicU64,
+    pool: std::sync::OnceLock<Pool>,
+}
+
+impl std::fmt::Debug for SystemEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SystemEnv({}:{})", self.host, self.pid)
+    }
 }
 
 impl SystemEnv {
@@ -49,6 +134,7 @@ impl SystemEnv {
             host,
             pid: std::process::id(),
             counter: AtomicU64::new(0),
+            pool: std::sync::OnceLock::new(),
         }
     }
 }
@@ -83,6 +169,12 @@ impl Environment for SystemEnv {
         host == self.host
             && pid != self.pid
             && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+    }
+
+    fn compute(&self, job: Box<dyn FnOnce() + Send + 'static>) {
+        if let Err(job) = self.pool.get_or_init(Pool::start).submit(job) {
+            job();
+        }
     }
 }
 

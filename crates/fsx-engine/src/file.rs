@@ -37,11 +37,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::journal::{JournalDir, JournalFile, io_error as journal_err};
 use crate::volume::Shared;
 
+mod read;
+
 /// Bytes a journal is copied by, into or out of the page store.
 const JOURNAL_CHUNK: usize = 1 << 20;
-
-/// Extents a sync uploads at once (see `File::store_full_extents`).
-const EXTENTS_IN_FLIGHT: usize = 4;
 
 /// How often packing retries after losing an optimistic race.
 const PACK_ATTEMPTS: usize = 3;
@@ -52,20 +51,10 @@ struct Writer {
     buffered_bytes: usize,
     cut_from: Option<u64>,
     synced_size: u64,
-    /// Pages this writer has read or synced, as they are durably. Coherent
-    /// because the lease makes this handle the file's only writer: nothing
-    /// else changes the file while it is held (packing moves pages, never
-    /// changes them). Saves a metadata query per page read, the cost of a
-    /// database's page-cache misses.
-    clean: std::sync::Mutex<std::collections::HashMap<u64, Option<Bytes>>>,
     /// When the lease was last taken or renewed. A sync renews it through
     /// the metadata anyway, except a journal's (see [`File::commit`]).
     renewed_ms: i64,
 }
-
-/// Most pages a writer keeps in its clean-page cache (32 MiB of 4 KiB
-/// pages); past it the cache starts over.
-const CLEAN_PAGES: usize = 8192;
 
 /// An open file. Reading needs `&self`; writing needs `&mut self` and a
 /// handle opened for writing.
@@ -86,6 +75,11 @@ pub struct File {
     /// The local journal holding this file's bytes, when there is one (see
     /// [`crate::journal`]): a writer's own, or one a reader found.
     local: Option<Local>,
+    /// What this handle knows of the page map (see [`read`]).
+    snapshot: std::sync::Mutex<read::MapSnapshot>,
+    /// The page after the last one read: a read starting there is
+    /// sequential and reads ahead.
+    next_page: std::sync::atomic::AtomicU64,
 }
 
 /// An extent a sync stored itself, and the pages it holds.
@@ -113,13 +107,6 @@ impl std::fmt::Debug for File {
     }
 }
 
-/// What a page of a read resolved to.
-enum Source {
-    Zero,
-    Bytes(Bytes),
-    Extent(usize),
-}
-
 impl File {
     pub(crate) fn new(
         shared: Arc<Shared>,
@@ -136,7 +123,6 @@ impl File {
             buffered_bytes: 0,
             cut_from: None,
             synced_size: size,
-            clean: Default::default(),
             renewed_ms: shared.env.now_ms(),
         });
         Self {
@@ -149,6 +135,8 @@ impl File {
             touched_extents: Default::default(),
             pack_on_sync,
             local: None,
+            snapshot: Default::default(),
+            next_page: std::sync::atomic::AtomicU64::new(u64::MAX),
         }
     }
 
@@ -318,127 +306,10 @@ impl File {
             out.resize(count as usize, None);
             return Ok(out);
         }
-        if let Some(hit) = self.pages_from_writer_memory(first, count) {
+        if let Some(hit) = self.pages_from_memory(first, count) {
             return Ok(hit);
         }
-        let out = self.pages_from_storage(first, count).await?;
-        if let Some(w) = &self.writer {
-            let mut clean = w
-                .clean
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if clean.len() + out.len() > CLEAN_PAGES {
-                clean.clear();
-            }
-            for (i, page) in out.iter().enumerate() {
-                let page_no = first + i as u64;
-                // Buffered and cut pages are not durable state.
-                if !w.buffer.contains_key(&page_no) && w.cut_from.is_none_or(|c| page_no < c) {
-                    clean.insert(page_no, page.clone());
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// A writer's pages served without a metadata query, if every one of
-    /// them is in its buffer, past its cut, or in its clean cache.
-    fn pages_from_writer_memory(&self, first: u64, count: u64) -> Option<Vec<Option<Bytes>>> {
-        let w = self.writer.as_ref()?;
-        let clean = w
-            .clean
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        (first..first + count)
-            .map(|p| {
-                if let Some(b) = w.buffer.get(&p) {
-                    Some(b.clone())
-                } else if w.cut_from.is_some_and(|c| p >= c) {
-                    Some(None)
-                } else {
-                    clean.get(&p).cloned()
-                }
-            })
-            .collect()
-    }
-
-    async fn pages_from_storage(&self, first: u64, count: u64) -> Result<Vec<Option<Bytes>>> {
-        let s = &self.shared;
-        let map = s
-            .meta
-            .read_map(self.view, self.meta.id, first, count, self.ppe)
-            .await?;
-        let dirty: BTreeMap<u64, Option<Bytes>> =
-            map.dirty.into_iter().map(|p| (p.page_no, p.data)).collect();
-        let extents: BTreeMap<u64, String> = map.extents.into_iter().collect();
-        let mut loaded: Vec<Bytes> = Vec::new();
-        let mut loaded_idx: BTreeMap<u64, usize> = BTreeMap::new();
-        let mut sources = Vec::with_capacity(count as usize);
-        // Pages that come from storage (not this writer's buffer), for the
-        // one-blob-per-page comparison of `fsx cost`.
-        let mut stored = 0u64;
-        for page_no in first..first + count {
-            if let Some(w) = &self.writer {
-                if let Some(p) = w.buffer.get(&page_no) {
-                    sources.push(p.clone().map_or(Source::Zero, Source::Bytes));
-                    continue;
-                }
-                if w.cut_from.is_some_and(|c| page_no >= c) {
-                    sources.push(Source::Zero);
-                    continue;
-                }
-            }
-            if let Some(p) = dirty.get(&page_no) {
-                stored += u64::from(p.is_some());
-                sources.push(p.clone().map_or(Source::Zero, Source::Bytes));
-                continue;
-            }
-            let idx = page_no / self.ppe;
-            match extents.get(&idx) {
-                None => sources.push(Source::Zero),
-                Some(key) => {
-                    stored += 1;
-                    // A single page of an extent that only a range-capable
-                    // cold tier holds: read just that page (verified).
-                    if count == 1
-                        && let Some(t) = &s.tiered
-                        && !s.cache.contains(key)
-                        && let Some(page) = t
-                            .read_page(key, (page_no % self.ppe) as u32, self.meta.page_size)
-                            .await?
-                    {
-                        sources.push(page.map_or(Source::Zero, Source::Bytes));
-                        continue;
-                    }
-                    let slot = match loaded_idx.get(&idx) {
-                        Some(&slot) => slot,
-                        None => {
-                            loaded.push(self.load_extent(key).await?);
-                            loaded_idx.insert(idx, loaded.len() - 1);
-                            loaded.len() - 1
-                        }
-                    };
-                    sources.push(Source::Extent(slot));
-                }
-            }
-        }
-        s.page_reads
-            .fetch_add(stored, std::sync::atomic::Ordering::Relaxed);
-        let mut out = Vec::with_capacity(sources.len());
-        for (i, src) in sources.into_iter().enumerate() {
-            let page_no = first + i as u64;
-            out.push(match src {
-                Source::Zero => None,
-                Source::Bytes(b) => Some(b),
-                Source::Extent(slot) => {
-                    let blob = &loaded[slot];
-                    let extent = Extent::decode_trusted(blob)?;
-                    let within = (page_no % self.ppe) as u32;
-                    extent.page(within).map(|p| blob.slice_ref(p))
-                }
-            });
-        }
-        Ok(out)
+        self.pages_from_storage(first, count).await
     }
 
     /// A verified extent blob, stored raw, from the cache or the store.
@@ -635,19 +506,11 @@ impl File {
         crate::failpoint::check(&*self.shared.env, crate::Failpoint::SyncAfter)?;
         self.touched_extents
             .extend(batch.pages.iter().map(|p| p.page_no / ppe));
-        if let Some(w) = &self.writer {
-            let mut clean = w
-                .clean
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some(cut) = cut {
-                clean.retain(|&p, _| p < cut);
-            }
-            if clean.len() + batch.pages.len() > CLEAN_PAGES {
-                clean.clear();
-            }
-            for p in batch.pages.iter().chain(&direct_pages) {
-                clean.insert(p.page_no, p.data.clone());
+        {
+            let mut snap = self.snapshot();
+            snap.apply_commit(ppe, &batch.pages, cut);
+            for d in &direct_pages {
+                snap.forget(d.page_no / ppe);
             }
         }
         self.shared.page_writes.fetch_add(
@@ -689,68 +552,81 @@ impl File {
             }
         }
         let s = &self.shared;
-        // Encoded one after another (CPU), then pinned and uploaded several
-        // at a time (I/O): the buffer bounds how many exist at once.
-        let mut prepared = Vec::with_capacity(full.len());
+        let mut prepared: Vec<(u64, Vec<PageWrite>)> = Vec::with_capacity(full.len());
         for idx in full {
             let first = idx * ppe;
             let taken: Vec<PageWrite> = (first..first + ppe)
                 .filter_map(|p| pages.remove(&p).map(|data| PageWrite { page_no: p, data }))
                 .collect();
-            let present: Vec<(u32, &[u8])> = taken
-                .iter()
-                .filter_map(|p| Some(((p.page_no - first) as u32, p.data.as_deref()?)))
-                .collect();
-            if present.is_empty() {
+            if taken.iter().all(|p| p.data.is_none()) {
                 // All holes: the dirty buffer records them more cheaply.
                 for p in taken {
                     pages.insert(p.page_no, p.data);
                 }
                 continue;
             }
-            let blob = Bytes::from(encode(
-                self.meta.page_size,
-                present.iter().copied(),
-                s.options.compression,
-            )?);
-            let key = content_key(&blob);
-            prepared.push((idx, taken, key, blob));
+            prepared.push((idx, taken));
         }
-        let store_one = |key: String, blob: Bytes| async move {
-            crate::failpoint::check(&*s.env, crate::Failpoint::Pin)?;
-            s.meta
-                .pin_extent(&key, blob.len() as u64, s.env.now_ms())
-                .await?;
-            let okey = ObjectKey::new(&key)?;
-            if !stored_intact(s, &okey).await? {
-                crate::failpoint::check(&*s.env, crate::Failpoint::Upload)?;
-                s.store.put(&okey, blob.clone()).await?;
+        // A pipeline: each extent is encoded and hashed (CPU, on the
+        // environment's compute threads) when its turn comes, while the
+        // uploads before it (I/O) are in flight; at most
+        // `extents_in_flight` encoded blobs exist at once.
+        let page_size = self.meta.page_size;
+        let compression = s.options.compression;
+        let store_one = |idx: u64, taken: &[PageWrite]| {
+            let present: Vec<(u32, Bytes)> = taken
+                .iter()
+                .filter_map(|p| Some(((p.page_no - idx * ppe) as u32, p.data.clone()?)))
+                .collect();
+            async move {
+                let (blob, key) = crate::env::offload(&*s.env, move || {
+                    let blob = encode(
+                        page_size,
+                        present.iter().map(|(i, p)| (*i, p.as_ref())),
+                        compression,
+                    )?;
+                    let key = content_key(&blob);
+                    Ok::<_, Error>((Bytes::from(blob), key))
+                })
+                .await??;
+                crate::failpoint::check(&*s.env, crate::Failpoint::Pin)?;
+                s.meta
+                    .pin_extent(&key, blob.len() as u64, s.env.now_ms())
+                    .await?;
+                let okey = ObjectKey::new(&key)?;
+                if !stored_intact(s, &okey).await? {
+                    crate::failpoint::check(&*s.env, crate::Failpoint::Upload)?;
+                    s.store.put(&okey, blob.clone()).await?;
+                }
+                s.cache.insert(&key, raw_for_cache(blob)?);
+                Ok::<_, Error>(key)
             }
-            s.cache.insert(&key, raw_for_cache(blob)?);
-            Ok::<_, Error>(())
         };
-        let mut uploads: Vec<(u64, Result<()>)> =
-            stream::iter(prepared.iter().map(|(idx, _, key, blob)| {
+        let mut uploads: Vec<(u64, Result<String>)> =
+            stream::iter(prepared.iter().map(|(idx, taken)| {
                 let idx = *idx;
-                let done = store_one(key.clone(), blob.clone());
-                async move { (idx, done.await) }
+                // Lazy: the encoding runs when the stream first polls it.
+                async move { (idx, store_one(idx, taken).await) }
             }))
-            .buffer_unordered(EXTENTS_IN_FLIGHT)
+            .buffer_unordered(s.options.extents_in_flight.max(1))
             .collect()
             .await;
         uploads.sort_by_key(|(idx, _)| *idx);
         let mut out = Vec::with_capacity(prepared.len());
-        for ((idx, taken, key, _), (_, stored)) in prepared.into_iter().zip(uploads) {
-            if let Err(e) = stored {
-                // The dirty buffer still takes the pages: the sync's
-                // durability must not depend on the store (a claimed
-                // record, a store that is down), as packing's does not.
-                tracing::warn!(file = %self.meta.name, extent = idx, error = %e, "storing a full extent at sync failed; its pages go to the dirty buffer");
-                for p in taken {
-                    pages.insert(p.page_no, p.data);
+        for ((idx, taken), (_, stored)) in prepared.into_iter().zip(uploads) {
+            let key = match stored {
+                Ok(key) => key,
+                Err(e) => {
+                    // The dirty buffer still takes the pages: the sync's
+                    // durability must not depend on the store (a claimed
+                    // record, a store that is down), as packing's does not.
+                    tracing::warn!(file = %self.meta.name, extent = idx, error = %e, "storing a full extent at sync failed; its pages go to the dirty buffer");
+                    for p in taken {
+                        pages.insert(p.page_no, p.data);
+                    }
+                    continue;
                 }
-                continue;
-            }
+            };
             let first = idx * ppe;
             out.push(DirectExtent {
                 write: ExtentWrite {
@@ -1084,6 +960,7 @@ impl File {
         );
         crate::failpoint::check(&*s.env, crate::Failpoint::PackCommit)?;
         s.meta.commit_pack(&commit).await?;
+        self.snapshot().forget(idx);
         Ok(())
     }
 }
@@ -1141,7 +1018,11 @@ pub(crate) async fn load_extent(s: &Shared, key: &str, file: &str) -> Result<Byt
             Error::from(e)
         }
     })?;
-    okey.verify_content(&blob).map_err(|e| {
+    // Hashing 2 MiB is the CPU cost of a read: on a compute thread, so
+    // several loads in flight verify in parallel.
+    let verified =
+        crate::env::offload(&*s.env, move || okey.verify_content(&blob).map(|()| blob)).await?;
+    let blob = verified.map_err(|e| {
         Error::corrupt(format!(
             "extent {key} of {file:?} is damaged in the data store: {e}"
         ))

@@ -14,6 +14,7 @@
 //! | [`file`](mod@file) | reads, buffered writes, sync, truncate, packing |
 //! | [`branch`] | branches, commits, time travel, diff and merge |
 //! | [`gc`] | garbage collection and fsck |
+//! | [`settings`] | the I/O knobs stored in a volume: extents in flight, readahead, cache size |
 //! | [`journal`] | local journals: a database's journal or WAL in a local file while it is open |
 //! | [`tier`] | tiered storage: cache → KV → hot → cold, replication queue, policy |
 //! | [`env`](mod@env) | injected clock, identity and liveness |
@@ -22,7 +23,9 @@
 //!
 //! The engine is runtime-free: it awaits the metadata and store futures but
 //! spawns nothing and sleeps nowhere, so any executor (or a Workers event
-//! loop) can drive it.
+//! loop) can drive it. CPU-heavy work (encoding and hashing extents) goes
+//! through [`Environment::compute`], which a native process runs on worker
+//! threads and a Workers build inline.
 
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -36,6 +39,7 @@ pub mod gc;
 pub mod journal;
 mod lease;
 pub mod progress;
+pub mod settings;
 pub mod tier;
 pub mod volume;
 

@@ -52,8 +52,15 @@ pub struct VolumeOptions {
     pub lease_ttl_ms: i64,
     /// How new extents are compressed.
     pub compression: Compression,
-    /// Bytes of verified extents kept in memory.
+    /// Bytes of verified extents kept in memory, shared by every handle of
+    /// the volume in the process (setting `io.cache_bytes`).
     pub cache_bytes: u64,
+    /// Extents a sync uploads, or a read loads, at once (setting
+    /// `io.extents_in_flight`).
+    pub extents_in_flight: usize,
+    /// Extents a sequential read loads ahead of the one it needs (setting
+    /// `io.readahead_extents`; 0 turns readahead off).
+    pub readahead_extents: usize,
     /// Unsynced bytes a writer buffers before syncing on its own.
     pub max_buffer_bytes: usize,
     /// Whether `sync` packs extents whose dirty pages fill them.
@@ -74,6 +81,8 @@ impl Default for VolumeOptions {
             lease_ttl_ms: 30_000,
             compression: Compression::None,
             cache_bytes: 64 << 20,
+            extents_in_flight: 4,
+            readahead_extents: 8,
             max_buffer_bytes: 32 << 20,
             pack_on_sync: true,
             tiers: None,
@@ -98,6 +107,18 @@ impl VolumeOptions {
     /// Sets the extent cache size.
     pub fn cache_bytes(mut self, bytes: u64) -> Self {
         self.cache_bytes = bytes;
+        self
+    }
+
+    /// Sets how many extents are uploaded or loaded at once.
+    pub fn extents_in_flight(mut self, n: usize) -> Self {
+        self.extents_in_flight = n;
+        self
+    }
+
+    /// Sets how many extents a sequential read loads ahead.
+    pub fn readahead_extents(mut self, n: usize) -> Self {
+        self.readahead_extents = n;
         self
     }
 
@@ -136,6 +157,9 @@ pub struct VolumeStats {
     pub extents: ExtentTotals,
     /// The files.
     pub files: Vec<FileMeta>,
+    /// The I/O settings this volume runs with (see [`crate::settings`]):
+    /// name and effective value.
+    pub io: Vec<(&'static str, u64)>,
 }
 
 /// How to open a file.
@@ -337,6 +361,7 @@ impl Volume {
         options: VolumeOptions,
     ) -> Result<Self> {
         let config = meta.open_volume().await?;
+        let options = crate::settings::apply(meta.as_ref(), options).await?;
         let volume = Self::assemble(meta, store, env, config, options);
         let s = &volume.shared;
         match read_marker(s.meter.as_ref()).await? {
@@ -685,6 +710,10 @@ impl Volume {
             counters: self.shared.meta.counters().await?,
             extents: self.shared.meta.extent_totals().await?,
             files: self.shared.meta.list_files(self.view, "").await?,
+            io: crate::settings::IO_KNOBS
+                .iter()
+                .map(|k| (k.name, k.get(&self.shared.options)))
+                .collect(),
         })
     }
 
