@@ -39,16 +39,30 @@ pub trait Environment: fsx_store::MaybeSend + fsx_store::MaybeSync + std::fmt::D
     }
 }
 
+/// Hands `f` to [`Environment::compute`] now; its result arrives on the
+/// returned receiver (see [`finished`]).
+pub(crate) fn submit<T: Send + 'static>(
+    env: &dyn Environment,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> futures_channel::oneshot::Receiver<T> {
+    let (tx, rx) = futures_channel::oneshot::channel();
+    env.compute(Box::new(move || {
+        // The receiver is gone only if its result is no longer wanted.
+        let _ = tx.send(f());
+    }));
+    rx
+}
+
 /// Runs `f` through [`Environment::compute`] and awaits its result.
 pub(crate) async fn offload<T: Send + 'static>(
     env: &dyn Environment,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> crate::Result<T> {
-    let (tx, rx) = futures_channel::oneshot::channel();
-    env.compute(Box::new(move || {
-        // The receiver is gone only if the awaiting operation was dropped.
-        let _ = tx.send(f());
-    }));
+    finished(submit(env, f)).await
+}
+
+/// The result of a job from [`submit`].
+pub(crate) async fn finished<T>(rx: futures_channel::oneshot::Receiver<T>) -> crate::Result<T> {
     rx.await.map_err(|_| {
         crate::Error::new(
             crate::ErrorKind::Other,

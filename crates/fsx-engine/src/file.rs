@@ -54,7 +54,17 @@ struct Writer {
     /// When the lease was last taken or renewed. A sync renews it through
     /// the metadata anyway, except a journal's (see [`File::commit`]).
     renewed_ms: i64,
+    /// Extents the buffer fills whole, already being encoded and hashed
+    /// on compute threads while the writer goes on writing; the next sync
+    /// stores them. A write into one or a cut drops its entry.
+    encoding: std::collections::HashMap<u64, EncodeJob>,
 }
+
+/// An encoded extent and its content key.
+type Encoded = (Bytes, String);
+
+/// An extent being encoded on a compute thread.
+type EncodeJob = futures_channel::oneshot::Receiver<Result<Encoded>>;
 
 /// An open file. Reading needs `&self`; writing needs `&mut self` and a
 /// handle opened for writing.
@@ -124,6 +134,7 @@ impl File {
             cut_from: None,
             synced_size: size,
             renewed_ms: shared.env.now_ms(),
+            encoding: Default::default(),
         });
         Self {
             shared,
@@ -357,6 +368,7 @@ impl File {
             pos += n as u64;
         }
         self.size = self.size.max(end);
+        self.encode_filled(offset / ps, (end - 1) / ps);
         if self.unsynced_bytes() >= self.shared.options.max_buffer_bytes {
             self.sync().await?;
         }
@@ -382,8 +394,47 @@ impl File {
         self.write_at(offset, data).await
     }
 
+    /// Starts encoding the extents among pages `[first, last]` that the
+    /// buffer now fills whole (see [`Writer::encoding`]), when the next
+    /// sync will store them directly.
+    fn encode_filled(&mut self, first: u64, last: u64) {
+        let ppe = self.ppe;
+        let page_size = self.meta.page_size;
+        let compression = self.shared.options.compression;
+        let direct = self.pack_on_sync && self.local.is_none();
+        let env = self.shared.env.clone();
+        let Some(w) = self.writer.as_mut() else {
+            return;
+        };
+        if !direct || w.cut_from.is_some() {
+            return;
+        }
+        for idx in first / ppe..=last / ppe {
+            let start = idx * ppe;
+            if w.encoding.contains_key(&idx)
+                || w.buffer.range(start..start + ppe).count() as u64 != ppe
+            {
+                continue;
+            }
+            let present: Vec<(u32, Bytes)> = w
+                .buffer
+                .range(start..start + ppe)
+                .filter_map(|(p, d)| Some(((p - start) as u32, d.clone()?)))
+                .collect();
+            if present.is_empty() {
+                continue;
+            }
+            let job = crate::env::submit(&*env, move || {
+                encode_extent(page_size, &present, compression)
+            });
+            w.encoding.insert(idx, job);
+        }
+    }
+
     fn buffer_page(&mut self, page_no: u64, data: Option<Bytes>) {
+        let ppe = self.ppe;
         if let Some(w) = self.writer.as_mut() {
+            w.encoding.remove(&(page_no / ppe));
             let len = data.as_ref().map_or(0, Bytes::len);
             if let Some(old) = w.buffer.insert(page_no, data) {
                 w.buffered_bytes -= old.map_or(0, |b| b.len());
@@ -428,6 +479,8 @@ impl File {
             .sum();
         w.buffered_bytes -= dropped;
         w.cut_from = Some(w.cut_from.map_or(keep_pages, |c| c.min(keep_pages)));
+        // A sync with a cut stores no extent directly.
+        w.encoding.clear();
         if let Some(p) = last_page {
             self.buffer_page(keep_pages - 1, Some(p));
         }
@@ -463,10 +516,11 @@ impl File {
         }
         let mut pages: BTreeMap<u64, Option<Bytes>> = w.buffer.clone();
         let cut = w.cut_from;
+        let started = std::mem::take(&mut w.encoding);
         // Extents the buffer fills go straight to the store: their pages
         // never pass through the dirty buffer (see `store_full_extents`).
         let direct = if cut.is_none() && self.pack_on_sync {
-            self.store_full_extents(&mut pages).await?
+            self.store_full_extents(&mut pages, started).await?
         } else {
             Vec::new()
         };
@@ -519,6 +573,7 @@ impl File {
         );
         let w = self.writer_mut()?;
         w.buffer.clear();
+        w.encoding.clear();
         w.buffered_bytes = 0;
         w.cut_from = None;
         w.synced_size = size;
@@ -536,6 +591,7 @@ impl File {
     async fn store_full_extents(
         &self,
         pages: &mut BTreeMap<u64, Option<Bytes>>,
+        mut started: std::collections::HashMap<u64, EncodeJob>,
     ) -> Result<Vec<DirectExtent>> {
         let ppe = self.ppe;
         let mut full: Vec<u64> = Vec::new();
@@ -567,46 +623,44 @@ impl File {
             }
             prepared.push((idx, taken));
         }
-        // A pipeline: each extent is encoded and hashed (CPU, on the
-        // environment's compute threads) when its turn comes, while the
-        // uploads before it (I/O) are in flight; at most
-        // `extents_in_flight` encoded blobs exist at once.
+        // A pipeline: each extent is encoded and hashed on the
+        // environment's compute threads (most of them started while the
+        // buffer was filling: `started`), then pinned and uploaded, several
+        // at once.
         let page_size = self.meta.page_size;
         let compression = s.options.compression;
-        let store_one = |idx: u64, taken: &[PageWrite]| {
-            let present: Vec<(u32, Bytes)> = taken
-                .iter()
-                .filter_map(|p| Some(((p.page_no - idx * ppe) as u32, p.data.clone()?)))
-                .collect();
-            async move {
-                let (blob, key) = crate::env::offload(&*s.env, move || {
-                    let blob = encode(
-                        page_size,
-                        present.iter().map(|(i, p)| (*i, p.as_ref())),
-                        compression,
-                    )?;
-                    let key = content_key(&blob);
-                    Ok::<_, Error>((Bytes::from(blob), key))
+        let jobs: Vec<EncodeJob> = prepared
+            .iter()
+            .map(|(idx, taken)| {
+                started.remove(idx).unwrap_or_else(|| {
+                    let present: Vec<(u32, Bytes)> = taken
+                        .iter()
+                        .filter_map(|p| Some(((p.page_no - idx * ppe) as u32, p.data.clone()?)))
+                        .collect();
+                    crate::env::submit(&*s.env, move || {
+                        encode_extent(page_size, &present, compression)
+                    })
                 })
-                .await??;
-                crate::failpoint::check(&*s.env, crate::Failpoint::Pin)?;
-                s.meta
-                    .pin_extent(&key, blob.len() as u64, s.env.now_ms())
-                    .await?;
-                let okey = ObjectKey::new(&key)?;
-                if !stored_intact(s, &okey).await? {
-                    crate::failpoint::check(&*s.env, crate::Failpoint::Upload)?;
-                    s.store.put(&okey, blob.clone()).await?;
-                }
-                s.cache.insert(&key, raw_for_cache(blob)?);
-                Ok::<_, Error>(key)
+            })
+            .collect();
+        let store_one = |job: EncodeJob| async move {
+            let (blob, key) = crate::env::finished(job).await??;
+            crate::failpoint::check(&*s.env, crate::Failpoint::Pin)?;
+            s.meta
+                .pin_extent(&key, blob.len() as u64, s.env.now_ms())
+                .await?;
+            let okey = ObjectKey::new(&key)?;
+            if !stored_intact(s, &okey).await? {
+                crate::failpoint::check(&*s.env, crate::Failpoint::Upload)?;
+                s.store.put(&okey, blob.clone()).await?;
             }
+            s.cache.insert(&key, raw_for_cache(blob)?);
+            Ok::<_, Error>(key)
         };
         let mut uploads: Vec<(u64, Result<String>)> =
-            stream::iter(prepared.iter().map(|(idx, taken)| {
+            stream::iter(prepared.iter().zip(jobs).map(|((idx, _), job)| {
                 let idx = *idx;
-                // Lazy: the encoding runs when the stream first polls it.
-                async move { (idx, store_one(idx, taken).await) }
+                async move { (idx, store_one(job).await) }
             }))
             .buffer_unordered(s.options.extents_in_flight.max(1))
             .collect()
@@ -963,6 +1017,21 @@ impl File {
         self.snapshot().forget(idx);
         Ok(())
     }
+}
+
+/// Encodes the present pages of an extent and hashes the blob.
+fn encode_extent(
+    page_size: u32,
+    present: &[(u32, Bytes)],
+    compression: fsx_format::Compression,
+) -> Result<Encoded> {
+    let blob = encode(
+        page_size,
+        present.iter().map(|(i, p)| (*i, p.as_ref())),
+        compression,
+    )?;
+    let key = content_key(&blob);
+    Ok((Bytes::from(blob), key))
 }
 
 /// Whether the stored object `key` reads back and matches its content key
