@@ -8,7 +8,10 @@
 //!
 //! # Durability
 //!
-//! `write_at` only changes the handle's buffer. `sync` commits the buffer,
+//! `write_at` changes the handle's buffer — and, once the buffer passes
+//! `max_buffer_bytes`, syncs it on its own at the end of that write, so
+//! unacknowledged writes may already be durable after a crash, whole
+//! writes at a time (never part of one `write_at`). `sync` commits the buffer,
 //! the size, and any truncation as one metadata transaction: once it returns,
 //! the writes survive a crash. Packing moves dirty pages into extents later;
 //! it changes where pages are, never what they read as, and is atomic in the
@@ -328,8 +331,11 @@ impl File {
         load_extent(&self.shared, key, &self.meta.name).await
     }
 
-    /// Writes `data` at `offset`, growing the file if needed. Not durable
-    /// until [`File::sync`].
+    /// Writes `data` at `offset`, growing the file if needed. Durable once
+    /// [`File::sync`] returns; earlier if the buffer passes
+    /// `max_buffer_bytes`, which makes this write end with a sync. The whole
+    /// of `data` is buffered first: callers bound memory by writing in
+    /// chunks (the CLI writes 1 MiB at a time).
     pub async fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
         self.writer_mut()?;
         if data.is_empty() {
