@@ -9,11 +9,9 @@ mod common;
 
 use std::sync::Arc;
 
-use common::pattern;
-use fsx_engine::{ManualEnv, OpenOptions, Volume, VolumeOptions};
-use fsx_meta::VolumeConfig;
+use common::{TestVolume, pattern};
+use fsx_engine::{OpenOptions, Volume};
 use fsx_meta::sqlite::SqliteMeta;
-use fsx_store::local::LocalBackend;
 
 const EXTENT: u32 = 256 << 10;
 const PAGE: u32 = 4096;
@@ -21,7 +19,7 @@ const PPE: u64 = (EXTENT / PAGE) as u64;
 const EXTENTS: usize = 24;
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    _volume: TestVolume,
     meta: Arc<SqliteMeta>,
     volume: Volume,
     want: Vec<u8>,
@@ -30,41 +28,25 @@ struct Fixture {
 /// A volume holding one packed file of [`EXTENTS`] extents, reopened so
 /// its cache is empty, with `settings` stored before the reopen.
 async fn fixture(settings: &[(&str, &str)]) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let open_meta = || Arc::new(SqliteMeta::open(dir.path().join("meta.db"), true).unwrap());
-    let open_store = || Arc::new(LocalBackend::open(dir.path().join("data")).unwrap());
-    let env = Arc::new(ManualEnv::new(1_000_000));
+    let (t, first) = TestVolume::new(EXTENT).await;
     let want = pattern(7, EXTENTS * EXTENT as usize);
-    {
-        let volume = Volume::create(
-            open_meta(),
-            open_store(),
-            env.clone(),
-            VolumeConfig::new("ra", EXTENT, "file://data", 1),
-            VolumeOptions::default(),
-        )
+    let mut f = first
+        .volume
+        .open_file("db", OpenOptions::create(PAGE))
         .await
         .unwrap();
-        let mut f = volume
-            .open_file("db", OpenOptions::create(PAGE))
-            .await
-            .unwrap();
-        f.write_at(0, &want).await.unwrap();
-        f.close().await.unwrap();
-    }
-    let meta = open_meta();
+    f.write_at(0, &want).await.unwrap();
+    f.close().await.unwrap();
     for (name, value) in settings {
-        fsx_engine::settings::set_io_knob(meta.as_ref(), name, value)
+        fsx_engine::settings::set_io_knob(first.meta.as_ref(), name, value)
             .await
             .unwrap();
     }
-    let volume = Volume::open(meta.clone(), open_store(), env, VolumeOptions::default())
-        .await
-        .unwrap();
+    let again = t.reopen().await;
     Fixture {
-        _dir: dir,
-        meta,
-        volume,
+        _volume: t,
+        meta: again.meta,
+        volume: again.volume,
         want,
     }
 }

@@ -24,6 +24,7 @@ pub struct Opened {
     pub volume: Volume,
     pub meter: Arc<Metered>,
     pub local: LocalBackend,
+    pub meta: Arc<SqliteMeta>,
 }
 
 impl TestVolume {
@@ -36,7 +37,7 @@ impl TestVolume {
         let (meta, meter, local) = t.parts(true);
         let config = VolumeConfig::new("test-volume", extent_size, "file://data", 1);
         let volume = Volume::create(
-            meta,
+            meta.clone(),
             meter.clone(),
             t.env.clone(),
             config,
@@ -50,6 +51,7 @@ impl TestVolume {
                 volume,
                 meter,
                 local,
+                meta,
             },
         )
     }
@@ -78,13 +80,14 @@ impl TestVolume {
 
     pub async fn reopen_with(&self, options: VolumeOptions) -> Opened {
         let (meta, meter, local) = self.parts(false);
-        let volume = Volume::open(meta, meter.clone(), self.env.clone(), options)
+        let volume = Volume::open(meta.clone(), meter.clone(), self.env.clone(), options)
             .await
             .unwrap();
         Opened {
             volume,
             meter,
             local,
+            meta,
         }
     }
 }
