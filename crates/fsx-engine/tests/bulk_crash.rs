@@ -42,11 +42,12 @@
 // The child writer reports acknowledgements on stdout.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
 use fsx_engine::{NoProgress, OpenOptions, SystemEnv, Volume, VolumeOptions};
-use fsx_meta::VolumeConfig;
 use fsx_meta::sqlite::SqliteMeta;
 use fsx_store::local::LocalBackend;
 use fsx_testkit::crash;
@@ -201,9 +202,9 @@ async fn child(dir: &Path, start: u64, work: Workload) {
 /// page-sized slices first: a byte-by-byte scan of tens of MiB is slow in a
 /// debug build.
 fn diff(got: &[u8], want: &[u8]) -> String {
-    let common = got.len().min(want.len());
-    let first = (0..common).step_by(PAGE as usize).find_map(|at| {
-        let end = (at + PAGE as usize).min(common);
+    let both = got.len().min(want.len());
+    let first = (0..both).step_by(PAGE as usize).find_map(|at| {
+        let end = (at + PAGE as usize).min(both);
         let (g, w) = (&got[at..end], &want[at..end]);
         (g != w).then(|| at + g.iter().zip(w).position(|(a, b)| a != b).unwrap_or(0))
     });
@@ -232,26 +233,7 @@ async fn killed_during_large_writes_loses_no_synced_byte() {
     let mut rng = crash::Rng(seed);
 
     let dir = tempfile::tempdir().unwrap();
-    {
-        let meta = Arc::new(SqliteMeta::open(dir.path().join("meta.db"), true).unwrap());
-        let store = Arc::new(LocalBackend::open(dir.path().join("data")).unwrap());
-        let config = VolumeConfig::new("bulk-crash", EXTENT, "data", 1);
-        let v = Volume::create(
-            meta,
-            store,
-            Arc::new(SystemEnv::new()),
-            config,
-            VolumeOptions::default(),
-        )
-        .await
-        .unwrap();
-        v.open_file("f", OpenOptions::create(PAGE))
-            .await
-            .unwrap()
-            .close()
-            .await
-            .unwrap();
-    }
+    common::create_crash_volume(dir.path(), "bulk-crash", EXTENT).await;
 
     let kills = crash::kills(KILLS);
     // The file after steps `0..=applied`, which the last check found.
@@ -322,18 +304,14 @@ async fn killed_during_large_writes_loses_no_synced_byte() {
         assert!(report.is_clean(), "seed {seed}, kill {kill}: {report:?}");
     }
     let volume = open(dir.path()).await;
-    let report = volume
-        .gc(&fsx_engine::GcOptions::default().grace_ms(0), &NoProgress)
-        .await
-        .unwrap();
+    let report = common::gc_now(&volume).await;
     eprintln!(
         "after {kills} kills: {} steps applied, file {:.1} MiB, {past_ack} kills left a step past the last ack durable, gc freed {} extents",
         applied.map_or(0, |a| a + 1),
         model.len() as f64 / MIB as f64,
         report.deleted
     );
-    let f = volume.open_file("f", OpenOptions::read()).await.unwrap();
-    let got = f.read_at(0, f.size() as usize).await.unwrap();
+    let got = common::read_all(&volume, "f").await;
     assert!(
         got == model,
         "seed {seed}: after gc: {}",

@@ -21,7 +21,6 @@ use std::sync::Arc;
 
 use common::{Step, Workload};
 use fsx_engine::{NoProgress, OpenOptions, SystemEnv, Volume, VolumeOptions};
-use fsx_meta::VolumeConfig;
 use fsx_meta::sqlite::SqliteMeta;
 use fsx_store::local::LocalBackend;
 use fsx_testkit::crash;
@@ -82,26 +81,7 @@ async fn kill_at_random_points_loses_no_acknowledged_write() {
     let mut rng = crash::Rng(seed);
 
     let dir = tempfile::tempdir().unwrap();
-    {
-        let meta = Arc::new(SqliteMeta::open(dir.path().join("meta.db"), true).unwrap());
-        let store = Arc::new(LocalBackend::open(dir.path().join("data")).unwrap());
-        let config = VolumeConfig::new("crash", 256 * 1024, "data", 1);
-        let v = Volume::create(
-            meta,
-            store,
-            Arc::new(SystemEnv::new()),
-            config,
-            VolumeOptions::default(),
-        )
-        .await
-        .unwrap();
-        v.open_file("f", OpenOptions::create(4096))
-            .await
-            .unwrap()
-            .close()
-            .await
-            .unwrap();
-    }
+    common::create_crash_volume(dir.path(), "crash", 256 * 1024).await;
 
     let kills = crash::kills(KILLS);
     let mut applied: Option<u64> = None;
@@ -160,18 +140,14 @@ async fn kill_at_random_points_loses_no_acknowledged_write() {
         assert!(report.is_clean(), "seed {seed}, kill {kill}: {report:?}");
     }
     let volume = open(dir.path()).await;
-    let report = volume
-        .gc(&fsx_engine::GcOptions::default().grace_ms(0), &NoProgress)
-        .await
-        .unwrap();
+    let report = common::gc_now(&volume).await;
     eprintln!(
         "after {kills} kills: {} steps applied, gc freed {} extents",
         applied.map_or(0, |a| a + 1),
         report.deleted
     );
-    let f = volume.open_file("f", OpenOptions::read()).await.unwrap();
     assert!(
-        f.read_at(0, f.size() as usize).await.unwrap() == model_after(applied),
+        common::read_all(&volume, "f").await == model_after(applied),
         "seed {seed}: after gc"
     );
     assert!(volume.fsck(&NoProgress).await.unwrap().is_clean());

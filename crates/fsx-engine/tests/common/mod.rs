@@ -245,3 +245,46 @@ impl Workload {
         }
     }
 }
+
+/// A new volume in `dir` as a crash test's processes share it: SQLite
+/// metadata in `meta.db`, a local store in `data`, the system environment
+/// (so a killed writer's lease is broken by the next process), holding one
+/// empty file `f` of 4 KiB pages.
+pub async fn create_crash_volume(dir: &Path, name: &str, extent_size: u32) {
+    let meta = Arc::new(SqliteMeta::open(dir.join("meta.db"), true).unwrap());
+    let store = Arc::new(LocalBackend::open(dir.join("data")).unwrap());
+    let v = Volume::create(
+        meta,
+        store,
+        Arc::new(fsx_engine::SystemEnv::new()),
+        VolumeConfig::new(name, extent_size, "data", 1),
+        VolumeOptions::default(),
+    )
+    .await
+    .unwrap();
+    v.open_file("f", fsx_engine::OpenOptions::create(4096))
+        .await
+        .unwrap()
+        .close()
+        .await
+        .unwrap();
+}
+
+/// Runs GC with no grace period (nothing else runs at a crash test's end).
+pub async fn gc_now(v: &Volume) -> fsx_engine::GcReport {
+    v.gc(
+        &fsx_engine::GcOptions::default().grace_ms(0),
+        &fsx_engine::NoProgress,
+    )
+    .await
+    .unwrap()
+}
+
+/// The whole content of file `name`.
+pub async fn read_all(v: &Volume, name: &str) -> Vec<u8> {
+    let f = v
+        .open_file(name, fsx_engine::OpenOptions::read())
+        .await
+        .unwrap();
+    f.read_at(0, f.size() as usize).await.unwrap()
+}
