@@ -33,7 +33,10 @@ use fsx_format::{Extent, content_key, encode};
 use fsx_meta::{
     BranchId, ExtentWrite, FileMeta, LeaseRequest, PackCommit, PageWrite, View, WriteBatch,
 };
+use fsx_store::BoxFuture;
 use fsx_store::ObjectKey;
+use futures_util::FutureExt;
+use futures_util::future::MaybeDone;
 use futures_util::stream::{self, StreamExt};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -57,10 +60,37 @@ struct Writer {
     /// When the lease was last taken or renewed. A sync renews it through
     /// the metadata anyway, except a journal's (see [`File::commit`]).
     renewed_ms: i64,
-    /// Extents the buffer fills whole, already being encoded and hashed
-    /// on compute threads while the writer goes on writing; the next sync
-    /// stores them. A write into one or a cut drops its entry.
-    encoding: std::collections::HashMap<u64, EncodeJob>,
+    /// Extents the buffer fills whole, on their way into the store while
+    /// the writer goes on writing: encoded and hashed on compute threads,
+    /// then pinned and uploaded, `extents_in_flight` at a time; the next
+    /// sync waits for them and installs them. A write into one or a cut
+    /// drops its entry (what it stored is then garbage GC frees). In a
+    /// mutex only so that a handle can be shared between threads: it is
+    /// reached through `&mut self` (`Mutex::get_mut`), never locked.
+    staged: std::sync::Mutex<BTreeMap<u64, Staged>>,
+}
+
+impl Writer {
+    fn staged(&mut self) -> &mut BTreeMap<u64, Staged> {
+        self.staged
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// An extent staged for the next sync (see [`Writer::staged`]).
+enum Staged {
+    /// Being encoded and hashed on a compute thread.
+    Encoding(EncodeJob),
+    /// Pinned; its upload under way, or waiting for a slot. The upload
+    /// holds no metadata transaction, so it may wait between polls.
+    Storing {
+        key: String,
+        upload: MaybeDone<BoxFuture<'static, Result<()>>>,
+        started: bool,
+    },
+    /// Failed: the sync puts its pages in the dirty buffer instead.
+    Failed(Error),
 }
 
 /// An encoded extent and its content key.
@@ -137,7 +167,7 @@ impl File {
             cut_from: None,
             synced_size: size,
             renewed_ms: shared.env.now_ms(),
-            encoding: Default::default(),
+            staged: Default::default(),
         });
         Self {
             shared,
@@ -374,7 +404,8 @@ impl File {
             pos += n as u64;
         }
         self.size = self.size.max(end);
-        self.encode_filled(offset / ps, (end - 1) / ps);
+        self.stage_filled(offset / ps, (end - 1) / ps);
+        self.advance_staged().await;
         if self.unsynced_bytes() >= self.shared.options.max_buffer_bytes {
             self.sync().await?;
         }
@@ -400,15 +431,14 @@ impl File {
         self.write_at(offset, data).await
     }
 
-    /// Starts encoding the extents among pages `[first, last]` that the
-    /// buffer now fills whole (see [`Writer::encoding`]), when the next
-    /// sync will store them directly.
-    fn encode_filled(&mut self, first: u64, last: u64) {
+    /// Stages the extents among pages `[first, last]` that the buffer now
+    /// fills whole (see [`Writer::staged`]), when the next sync will store
+    /// them directly, and moves every staged extent along.
+    fn stage_filled(&mut self, first: u64, last: u64) {
         let ppe = self.ppe;
         let page_size = self.meta.page_size;
-        let compression = self.shared.options.compression;
+        let shared = self.shared.clone();
         let direct = self.pack_on_sync && self.local.is_none();
-        let env = self.shared.env.clone();
         let Some(w) = self.writer.as_mut() else {
             return;
         };
@@ -417,7 +447,7 @@ impl File {
         }
         for idx in first / ppe..=last / ppe {
             let start = idx * ppe;
-            if w.encoding.contains_key(&idx)
+            if w.staged().contains_key(&idx)
                 || w.buffer.range(start..start + ppe).count() as u64 != ppe
             {
                 continue;
@@ -430,17 +460,80 @@ impl File {
             if present.is_empty() {
                 continue;
             }
-            let job = crate::env::submit(&*env, move || {
+            let compression = shared.options.compression;
+            let job = crate::env::submit(&*shared.env, move || {
                 encode_extent(page_size, &present, compression)
             });
-            w.encoding.insert(idx, job);
+            w.staged().insert(idx, Staged::Encoding(job));
+        }
+    }
+
+    /// Moves staged extents along without waiting for them: pins those
+    /// whose encoding finished (the pin is a metadata transaction, so it is
+    /// awaited here, never left open), and polls uploads — those under way,
+    /// and new ones while fewer than `extents_in_flight` are. An upload
+    /// polled here has no waker to call back (nothing would act on it):
+    /// the next write polls again, and the sync awaits it.
+    async fn advance_staged(&mut self) {
+        let s = self.shared.clone();
+        let in_flight = s.options.extents_in_flight.max(1);
+        let Some(w) = self.writer.as_mut() else {
+            return;
+        };
+        let staged = w.staged();
+        let mut busy = staged
+            .values()
+            .filter(|st| {
+                matches!(
+                    st,
+                    Staged::Storing {
+                        upload: MaybeDone::Future(_),
+                        started: true,
+                        ..
+                    }
+                )
+            })
+            .count();
+        for st in staged.values_mut() {
+            if let Staged::Encoding(job) = st {
+                *st = match job.try_recv() {
+                    Ok(None) => continue,
+                    Ok(Some(Ok((blob, key)))) => match pin(&s, &key, &blob).await {
+                        Ok(()) => Staged::Storing {
+                            upload: MaybeDone::Future(Box::pin(upload(
+                                s.clone(),
+                                key.clone(),
+                                blob,
+                            ))),
+                            key,
+                            started: false,
+                        },
+                        Err(e) => Staged::Failed(e),
+                    },
+                    Ok(Some(Err(e))) => Staged::Failed(e),
+                    Err(_) => Staged::Failed(lost_job()),
+                };
+            }
+            if let Staged::Storing {
+                upload: upload @ MaybeDone::Future(_),
+                started,
+                ..
+            } = st
+                && (*started || busy < in_flight)
+            {
+                busy += usize::from(!*started);
+                *started = true;
+                if upload.now_or_never().is_some() {
+                    busy -= 1;
+                }
+            }
         }
     }
 
     fn buffer_page(&mut self, page_no: u64, data: Option<Bytes>) {
         let ppe = self.ppe;
         if let Some(w) = self.writer.as_mut() {
-            w.encoding.remove(&(page_no / ppe));
+            w.staged().remove(&(page_no / ppe));
             let len = data.as_ref().map_or(0, Bytes::len);
             if let Some(old) = w.buffer.insert(page_no, data) {
                 w.buffered_bytes -= old.map_or(0, |b| b.len());
@@ -486,7 +579,7 @@ impl File {
         w.buffered_bytes -= dropped;
         w.cut_from = Some(w.cut_from.map_or(keep_pages, |c| c.min(keep_pages)));
         // A sync with a cut stores no extent directly.
-        w.encoding.clear();
+        w.staged().clear();
         if let Some(p) = last_page {
             self.buffer_page(keep_pages - 1, Some(p));
         }
@@ -522,11 +615,11 @@ impl File {
         }
         let mut pages: BTreeMap<u64, Option<Bytes>> = w.buffer.clone();
         let cut = w.cut_from;
-        let started = std::mem::take(&mut w.encoding);
+        let staged = std::mem::take(w.staged());
         // Extents the buffer fills go straight to the store: their pages
         // never pass through the dirty buffer (see `store_full_extents`).
         let direct = if cut.is_none() && self.pack_on_sync {
-            self.store_full_extents(&mut pages, started).await?
+            self.store_full_extents(&mut pages, staged).await?
         } else {
             Vec::new()
         };
@@ -579,7 +672,7 @@ impl File {
         );
         let w = self.writer_mut()?;
         w.buffer.clear();
-        w.encoding.clear();
+        w.staged().clear();
         w.buffered_bytes = 0;
         w.cut_from = None;
         w.synced_size = size;
@@ -597,7 +690,7 @@ impl File {
     async fn store_full_extents(
         &self,
         pages: &mut BTreeMap<u64, Option<Bytes>>,
-        mut started: std::collections::HashMap<u64, EncodeJob>,
+        mut staged: BTreeMap<u64, Staged>,
     ) -> Result<Vec<DirectExtent>> {
         let ppe = self.ppe;
         let mut full: Vec<u64> = Vec::new();
@@ -630,44 +723,31 @@ impl File {
             prepared.push((idx, taken));
         }
         // A pipeline: each extent is encoded and hashed on the
-        // environment's compute threads (most of them started while the
-        // buffer was filling: `started`), then pinned and uploaded, several
-        // at once.
+        // environment's compute threads, then pinned and uploaded, several
+        // at once; most were staged while the buffer was filling.
         let page_size = self.meta.page_size;
         let compression = s.options.compression;
-        let jobs: Vec<EncodeJob> = prepared
+        let stores: Vec<BoxFuture<'_, (u64, Result<String>)>> = prepared
             .iter()
             .map(|(idx, taken)| {
-                started.remove(idx).unwrap_or_else(|| {
-                    let present: Vec<(u32, Bytes)> = taken
-                        .iter()
-                        .filter_map(|p| Some(((p.page_no - idx * ppe) as u32, p.data.clone()?)))
-                        .collect();
-                    crate::env::submit(&*s.env, move || {
-                        encode_extent(page_size, &present, compression)
-                    })
-                })
+                let idx = *idx;
+                match staged.remove(&idx) {
+                    Some(st) => Box::pin(async move { (idx, finish_staged(s, st).await) })
+                        as BoxFuture<'_, _>,
+                    None => {
+                        let present: Vec<(u32, Bytes)> = taken
+                            .iter()
+                            .filter_map(|p| Some(((p.page_no - idx * ppe) as u32, p.data.clone()?)))
+                            .collect();
+                        let job = crate::env::submit(&*s.env, move || {
+                            encode_extent(page_size, &present, compression)
+                        });
+                        Box::pin(async move { (idx, store_encoded(s, job).await) })
+                    }
+                }
             })
             .collect();
-        let store_one = |job: EncodeJob| async move {
-            let (blob, key) = crate::env::finished(job).await??;
-            crate::failpoint::check(&*s.env, crate::Failpoint::Pin)?;
-            s.meta
-                .pin_extent(&key, blob.len() as u64, s.env.now_ms())
-                .await?;
-            let okey = ObjectKey::new(&key)?;
-            if !stored_intact(s, &okey).await? {
-                crate::failpoint::check(&*s.env, crate::Failpoint::Upload)?;
-                s.store.put(&okey, blob.clone()).await?;
-            }
-            s.cache.insert(&key, raw_for_cache(blob)?);
-            Ok::<_, Error>(key)
-        };
-        let mut uploads: Vec<(u64, Result<String>)> =
-            stream::iter(prepared.iter().zip(jobs).map(|((idx, _), job)| {
-                let idx = *idx;
-                async move { (idx, store_one(job).await) }
-            }))
+        let mut uploads: Vec<(u64, Result<String>)> = stream::iter(stores)
             .buffer_unordered(s.options.extents_in_flight.max(1))
             .collect()
             .await;
@@ -1023,6 +1103,58 @@ impl File {
         self.snapshot().forget(idx);
         Ok(())
     }
+}
+
+/// Waits for a staged extent to be stored; its key.
+async fn finish_staged(s: &Shared, st: Staged) -> Result<String> {
+    match st {
+        Staged::Encoding(job) => store_encoded(s, job).await,
+        Staged::Storing {
+            key, mut upload, ..
+        } => {
+            (&mut upload).await;
+            std::pin::Pin::new(&mut upload)
+                .take_output()
+                .unwrap_or_else(|| Err(lost_job()))?;
+            Ok(key)
+        }
+        Staged::Failed(e) => Err(e),
+    }
+}
+
+fn lost_job() -> Error {
+    Error::new(ErrorKind::Other, "a staged extent lost its result")
+}
+
+/// Pins and stores an extent encoded by `job` (see [`pin`], [`upload`]);
+/// returns its key.
+async fn store_encoded(s: &Shared, job: EncodeJob) -> Result<String> {
+    let (blob, key) = crate::env::finished(job).await??;
+    pin(s, &key, &blob).await?;
+    upload(s, key.clone(), blob).await?;
+    Ok(key)
+}
+
+/// Pins an extent's record before its upload, so GC cannot delete it
+/// while it is on its way.
+async fn pin(s: &Shared, key: &str, blob: &Bytes) -> Result<()> {
+    crate::failpoint::check(&*s.env, crate::Failpoint::Pin)?;
+    s.meta
+        .pin_extent(key, blob.len() as u64, s.env.now_ms())
+        .await?;
+    Ok(())
+}
+
+/// Stores a pinned extent unless the store holds an intact copy, and
+/// caches it. No metadata transaction: it may wait between polls.
+async fn upload(s: impl std::ops::Deref<Target = Shared>, key: String, blob: Bytes) -> Result<()> {
+    let okey = ObjectKey::new(&key)?;
+    if !stored_intact(&s, &okey).await? {
+        crate::failpoint::check(&*s.env, crate::Failpoint::Upload)?;
+        s.store.put(&okey, blob.clone()).await?;
+    }
+    s.cache.insert(&key, raw_for_cache(blob)?);
+    Ok(())
 }
 
 /// Encodes the present pages of an extent and hashes the blob.

@@ -67,3 +67,57 @@ async fn a_bulk_write_skips_the_dirty_buffer_and_reads_back() {
     let fsck = volume.fsck(&NoProgress).await.unwrap();
     assert!(fsck.is_clean(), "{fsck:?}");
 }
+
+/// An extent the buffer fills starts on its way to the store before the
+/// sync; a later write into it, or a truncation, must win over that early
+/// copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_after_an_extent_filled_win_over_its_early_upload() {
+    let (_t, v) = common::TestVolume::new(EXTENT).await;
+    let mut f = v
+        .volume
+        .open_file("f", OpenOptions::create(PAGE))
+        .await
+        .unwrap();
+    let extent = EXTENT as usize;
+    let mut want = pattern(3, 4 * extent);
+    // Extents 0-3 fill whole and are staged, one write each.
+    for i in 0..4 {
+        f.write_at((i * extent) as u64, &want[i * extent..(i + 1) * extent])
+            .await
+            .unwrap();
+    }
+    // A page of extent 1 rewritten, extent 2 rewritten whole.
+    let page = pattern(4, PAGE as usize);
+    let at = extent + 5 * PAGE as usize;
+    want[at..at + PAGE as usize].copy_from_slice(&page);
+    f.write_at(at as u64, &page).await.unwrap();
+    let again = pattern(5, extent);
+    want[2 * extent..3 * extent].copy_from_slice(&again);
+    f.write_at((2 * extent) as u64, &again).await.unwrap();
+    f.sync().await.unwrap();
+    assert!(
+        f.read_at(0, want.len()).await.unwrap() == want,
+        "after the sync"
+    );
+    // Staged again, then cut into: the cut wins.
+    let more = pattern(6, extent);
+    f.write_at((4 * extent) as u64, &more).await.unwrap();
+    f.truncate((4 * extent + 100) as u64).await.unwrap();
+    want.extend_from_slice(&more[..100]);
+    f.sync().await.unwrap();
+    f.close().await.unwrap();
+    let reopened = _t.reopen().await;
+    let r = reopened
+        .volume
+        .open_file("f", OpenOptions::read())
+        .await
+        .unwrap();
+    assert_eq!(r.size(), want.len() as u64);
+    assert!(
+        r.read_at(0, want.len()).await.unwrap() == want,
+        "after reopening"
+    );
+    let fsck = reopened.volume.fsck(&NoProgress).await.unwrap();
+    assert!(fsck.is_clean(), "{fsck:?}");
+}
