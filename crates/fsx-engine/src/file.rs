@@ -433,7 +433,7 @@ impl File {
 
     /// Stages the extents among pages `[first, last]` that the buffer now
     /// fills whole (see [`Writer::staged`]), when the next sync will store
-    /// them directly, and moves every staged extent along.
+    /// them directly: their encoding starts on a compute thread.
     fn stage_filled(&mut self, first: u64, last: u64) {
         let ppe = self.ppe;
         let page_size = self.meta.page_size;
