@@ -16,6 +16,7 @@
 //! | [`conformance`] | the shared suite every engine's tests run | — |
 //! | [`num`] | checked conversions between contract numbers and SQL integers | — |
 //! | [`graph`] | retention planning over layers, branches and commits | — |
+//! | [`perm`] | POSIX permission rules for the file tree (pure functions) | — |
 //! | `resolve` | what a layer shows: the layered-row rules every engine applies | — |
 //! | [`sqlite`] | the embedded engine: WAL, one writer, pooled readers | `sqlite` |
 //! | [`open`] | [`open_meta`]: a URL (`sqlite://…`, `postgres://…`) to an engine | engines behind `sqlite`, `postgres` |
@@ -35,6 +36,7 @@ pub mod hot;
 pub(crate) mod logic;
 pub mod num;
 pub mod open;
+pub mod perm;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]

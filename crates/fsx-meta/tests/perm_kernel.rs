@@ -1,0 +1,309 @@
+//! The permission rules of `fsx_meta::perm`, compared with the kernel's:
+//! files and directories with every mode are made in a temporary directory
+//! of the local file system, then a child process that has switched to
+//! another user (`setgroups`, `setresgid`, `setresuid`) asks the kernel
+//! (`faccessat` with `AT_EACCESS`, `unlink`, `chmod`, writes) and prints
+//! what it was told; every answer must equal the rule's.
+//!
+//! Switching users needs root. Run as another user, the test compares
+//! only what that user can ask as itself, and says so.
+
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)]
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use fsx_meta::perm::{self, Caller, Denied, Owned, R, W, X};
+
+const CHILD: &str = "FSX_PERM_CHILD";
+const OWNER: u32 = 4100;
+const GROUP: u32 = 4200;
+
+/// The callers compared: the owner, a member of the file's group by
+/// primary and by supplementary group, a stranger, and root.
+fn callers() -> Vec<Caller> {
+    vec![
+        Caller::new(OWNER, 4300, &[]),
+        Caller::new(4101, GROUP, &[]),
+        Caller::new(4102, 4300, &[4301, GROUP]),
+        Caller::new(4103, 4300, &[]),
+        Caller::root(),
+    ]
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn cstr(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+/// In the child: become `caller`, for good.
+fn become_caller(c: &Caller) {
+    let groups: Vec<libc::gid_t> = c.groups.clone();
+    // SAFETY: plain system calls on valid arguments (a slice that outlives
+    // the call); the child is single-threaded at this point of its test.
+    unsafe {
+        assert_eq!(libc::setgroups(groups.len(), groups.as_ptr()), 0);
+        assert_eq!(libc::setresgid(c.gid, c.gid, c.gid), 0);
+        assert_eq!(libc::setresuid(c.uid, c.uid, c.uid), 0);
+    }
+}
+
+/// The kernel's `access` answer for `path` and `want`, as the caller.
+fn kernel_may(path: &Path, want: u32) -> bool {
+    let p = cstr(path);
+    // SAFETY: a valid NUL-terminated path; faccessat reads it only.
+    unsafe {
+        libc::faccessat(
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            want as libc::c_int,
+            libc::AT_EACCESS,
+        ) == 0
+    }
+}
+
+/// The child's work: what the kernel says, one line per question.
+fn child(dir: &Path, caller: &Caller) {
+    // The test harness has printed "test … " without a newline.
+    println!();
+    if caller.uid != 0 {
+        become_caller(caller);
+    }
+    for mode in 0..0o1000u32 {
+        for kind in ["f", "d"] {
+            let path = dir.join(format!("{kind}{mode:o}"));
+            let answers: String = [R, W, X, R | W | X]
+                .iter()
+                .map(|&w| if kernel_may(&path, w) { '1' } else { '0' })
+                .collect();
+            println!("may {kind}{mode:o} {answers}");
+        }
+    }
+    for (i, name) in ["sticky/mine", "sticky/theirs", "plain/mine", "plain/theirs"]
+        .iter()
+        .enumerate()
+    {
+        let r = std::fs::remove_file(dir.join(name));
+        let code = match r {
+            Ok(()) => "ok".to_string(),
+            Err(e) => e.raw_os_error().unwrap_or(-1).to_string(),
+        };
+        println!("unlink {i} {code}");
+    }
+    let own = dir.join("own");
+    let r = std::fs::set_permissions(&own, std::fs::Permissions::from_mode(0o2755));
+    let mode = std::fs::metadata(&own)
+        .map(|m| m.mode() & 0o7777)
+        .unwrap_or(u32::MAX);
+    println!("chmod {} {mode:o}", r.is_ok());
+    let shared = dir.join("shared");
+    let wrote = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&shared)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"x"))
+        .is_ok();
+    let mode = std::fs::metadata(&shared).unwrap().mode() & 0o7777;
+    println!("write {wrote} {mode:o}");
+}
+
+fn chown(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
+}
+
+/// Makes the files the children ask about, for `caller`.
+fn setup(dir: &Path, caller: &Caller, root: bool) {
+    for mode in 0..0o1000u32 {
+        let f = dir.join(format!("f{mode:o}"));
+        std::fs::write(&f, b"").unwrap();
+        let d = dir.join(format!("d{mode:o}"));
+        std::fs::create_dir(&d).unwrap();
+        if root {
+            chown(&f, OWNER, GROUP);
+            chown(&d, OWNER, GROUP);
+        }
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let other = if caller.uid == 4103 { OWNER } else { 4103 };
+    for (sub, mode) in [("sticky", 0o1777), ("plain", 0o777)] {
+        let d = dir.join(sub);
+        std::fs::create_dir(&d).unwrap();
+        std::fs::write(d.join("mine"), b"").unwrap();
+        std::fs::write(d.join("theirs"), b"").unwrap();
+        if root {
+            chown(&d, 0, 0);
+            chown(&d.join("mine"), caller.uid, caller.gid);
+            chown(&d.join("theirs"), other, other);
+        }
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let own = dir.join("own");
+    std::fs::write(&own, b"").unwrap();
+    let shared = dir.join("shared");
+    std::fs::write(&shared, b"").unwrap();
+    if root {
+        // Owned by the caller, in a group it is not in (unless root).
+        chown(&own, caller.uid, 4999);
+        chown(&shared, OWNER, GROUP);
+    }
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o6777)).unwrap();
+    // Directories the children must traverse.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn expect(caller: &Caller, dir: &Path, root: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    let (uid, gid) = if root {
+        (OWNER, GROUP)
+    } else {
+        (caller.uid, caller.gid)
+    };
+    for mode in 0..0o1000u32 {
+        for (kind, is_dir) in [("f", false), ("d", true)] {
+            let node = Owned {
+                uid,
+                gid,
+                mode,
+                dir: is_dir,
+            };
+            let answers: String = [R, W, X, R | W | X]
+                .iter()
+                .map(|&w| if perm::may(caller, node, w) { '1' } else { '0' })
+                .collect();
+            out.push(format!("may {kind}{mode:o} {answers}"));
+        }
+    }
+    let other = if caller.uid == 4103 { OWNER } else { 4103 };
+    let dir_owner = if root { 0 } else { caller.uid };
+    for (i, (mode, entry)) in [
+        (0o1777, caller.uid),
+        (0o1777, other),
+        (0o777, caller.uid),
+        (0o777, other),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let d = Owned {
+            uid: dir_owner,
+            gid: dir_owner,
+            mode,
+            dir: true,
+        };
+        let entry = if root { entry } else { caller.uid };
+        let code = match perm::may_remove(caller, d, entry) {
+            Ok(()) => "ok".to_string(),
+            Err(Denied::Access) => libc::EACCES.to_string(),
+            Err(Denied::NotPermitted) => libc::EPERM.to_string(),
+        };
+        out.push(format!("unlink {i} {code}"));
+    }
+    let own_gid = if root { 4999 } else { caller.gid };
+    let own = Owned {
+        uid: caller.uid,
+        gid: own_gid,
+        mode: 0o644,
+        dir: false,
+    };
+    match perm::chmod(caller, own, 0o2755) {
+        Ok(m) => out.push(format!("chmod true {m:o}")),
+        Err(_) => out.push("chmod false 644".into()),
+    }
+    let shared = Owned {
+        uid,
+        gid,
+        mode: 0o6777,
+        dir: false,
+    };
+    let wrote = perm::may(caller, shared, W);
+    let mode = if wrote {
+        perm::after_write(caller, 0o6777)
+    } else {
+        0o6777
+    };
+    out.push(format!("write {wrote} {mode:o}"));
+    let _ = dir;
+    out
+}
+
+#[test]
+fn permission_rules_match_the_kernel() {
+    if let Ok(spec) = std::env::var(CHILD) {
+        let (i, dir) = spec.split_once(':').unwrap();
+        let caller = if is_root() {
+            callers()[i.parse::<usize>().unwrap()].clone()
+        } else {
+            own_caller()
+        };
+        child(Path::new(dir), &caller);
+        return;
+    }
+    let root = is_root();
+    let cases: Vec<Caller> = if root { callers() } else { vec![own_caller()] };
+    if !root {
+        eprintln!("not root: comparing only this user's own view (switching users needs root)");
+    }
+    let mut checked = 0;
+    for (i, caller) in cases.iter().enumerate() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir: PathBuf = tmp.path().to_path_buf();
+        setup(&dir, caller, root);
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "permission_rules_match_the_kernel",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env(CHILD, format!("{i}:{}", dir.display()))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let got: Vec<&str> = stdout
+            .lines()
+            .filter(|l| {
+                ["may ", "unlink ", "chmod ", "write "]
+                    .iter()
+                    .any(|p| l.starts_with(p))
+            })
+            .collect();
+        let want = expect(caller, &dir, root);
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "caller {caller:?}: the child answered {} questions:\n{}",
+            got.len(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for (g, w) in got.iter().zip(&want) {
+            assert_eq!(*g, w, "caller {caller:?}: kernel vs fsx_meta::perm");
+            checked += 1;
+        }
+    }
+    eprintln!("{checked} answers compared with the kernel's");
+}
+
+fn own_caller() -> Caller {
+    // SAFETY: these calls have no preconditions and cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let groups = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("Groups:")).map(|l| {
+                l[7..]
+                    .split_whitespace()
+                    .filter_map(|g| g.parse().ok())
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    Caller { uid, gid, groups }
+}
