@@ -17,6 +17,7 @@
 //! | [`num`] | checked conversions between contract numbers and SQL integers | — |
 //! | [`graph`] | retention planning over layers, branches and commits | — |
 //! | [`perm`] | POSIX permission rules for the file tree (pure functions) | — |
+//! | [`names`] | entry names, symlink targets and extended attributes the tree accepts | — |
 //! | `resolve` | what a layer shows: the layered-row rules every engine applies | — |
 //! | [`sqlite`] | the embedded engine: WAL, one writer, pooled readers | `sqlite` |
 //! | [`open`] | [`open_meta`]: a URL (`sqlite://…`, `postgres://…`) to an engine | engines behind `sqlite`, `postgres` |
@@ -34,6 +35,7 @@ pub mod graph;
 pub mod hot;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) mod logic;
+pub mod names;
 pub mod num;
 pub mod open;
 pub mod perm;

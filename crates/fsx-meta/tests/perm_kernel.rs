@@ -2,7 +2,8 @@
 //! files and directories with every mode are made in a temporary directory
 //! of the local file system, then a child process that has switched to
 //! another user (`setgroups`, `setresgid`, `setresuid`) asks the kernel
-//! (`faccessat` with `AT_EACCESS`, `unlink`, `chmod`, writes) and prints
+//! (`faccessat` with `AT_EACCESS`, `unlink`, `chmod`, extended attributes,
+//! writes) and prints
 //! what it was told; every answer must equal the rule's.
 //!
 //! Switching users needs root. Run as another user, the test compares
@@ -16,9 +17,26 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use fsx_meta::names::{self, XattrOp};
 use fsx_meta::perm::{self, Caller, Denied, Owned, R, W, X};
 
 const CHILD: &str = "FSX_PERM_CHILD";
+
+/// Extended-attribute questions: file (`attr` a regular file of mode
+/// 0644, `fifo` a FIFO), whether to set (else get), name, value length.
+const XATTRS: &[(&str, bool, &str, usize)] = &[
+    ("attr", true, "user.a", 1),
+    ("attr", false, "user.a", 0),
+    ("attr", true, "user.b", 65537),
+    ("attr", true, "user.", 1),
+    ("attr", true, "bogus.a", 1),
+    ("attr", true, "trusted.a", 1),
+    ("attr", false, "trusted.a", 0),
+    ("attr", true, "security.a", 1),
+    ("attr", false, "security.a", 0),
+    ("fifo", true, "user.a", 1),
+    ("fifo", false, "user.a", 0),
+];
 const OWNER: u32 = 4100;
 const GROUP: u32 = 4200;
 
@@ -103,6 +121,41 @@ fn child(dir: &Path, caller: &Caller) {
         .map(|m| m.mode() & 0o7777)
         .unwrap_or(u32::MAX);
     println!("chmod {} {mode:o}", r.is_ok());
+    for (i, (file, set, name, len)) in XATTRS.iter().enumerate() {
+        let path = cstr(&dir.join(file));
+        let name = CString::new(*name).unwrap();
+        let value = vec![b'v'; *len];
+        let mut buf = [0u8; 16];
+        // SAFETY: valid NUL-terminated strings and buffers of the lengths
+        // given; the calls only read them (or write `buf`).
+        let r = unsafe {
+            if *set {
+                libc::setxattr(
+                    path.as_ptr(),
+                    name.as_ptr(),
+                    value.as_ptr().cast(),
+                    value.len(),
+                    0,
+                ) as isize
+            } else {
+                libc::getxattr(
+                    path.as_ptr(),
+                    name.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                )
+            }
+        };
+        let code = if r >= 0 {
+            "ok".to_string()
+        } else {
+            std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(-1)
+                .to_string()
+        };
+        println!("xattr {i} {code}");
+    }
     let shared = dir.join("shared");
     let wrote = std::fs::OpenOptions::new()
         .append(true)
@@ -144,6 +197,16 @@ fn setup(dir: &Path, caller: &Caller, root: bool) {
         }
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
     }
+    let attr = dir.join("attr");
+    std::fs::write(&attr, b"").unwrap();
+    let fifo = cstr(&dir.join("fifo"));
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    if root {
+        chown(&attr, OWNER, GROUP);
+        chown(&dir.join("fifo"), OWNER, GROUP);
+    }
+    std::fs::set_permissions(&attr, std::fs::Permissions::from_mode(0o644)).unwrap();
     let own = dir.join("own");
     std::fs::write(&own, b"").unwrap();
     let shared = dir.join("shared");
@@ -216,6 +279,30 @@ fn expect(caller: &Caller, dir: &Path, root: bool) -> Vec<String> {
         Ok(m) => out.push(format!("chmod true {m:o}")),
         Err(_) => out.push("chmod false 644".into()),
     }
+    let mut stored: Vec<(&str, &str)> = Vec::new();
+    for (i, (file, set, name, len)) in XATTRS.iter().enumerate() {
+        let node = Owned {
+            uid,
+            gid,
+            mode: 0o644,
+            dir: false,
+        };
+        let op = if *set { XattrOp::Set } else { XattrOp::Get };
+        let checked = names::check_xattr(caller, node, *file == "attr", op, name.as_bytes(), *len);
+        let code = match checked {
+            // A get reads what an earlier set in the list stored; an
+            // attribute nobody set reads as absent.
+            Ok(()) if !*set && !stored.contains(&(*file, *name)) => libc::ENODATA.to_string(),
+            Ok(()) => {
+                if *set {
+                    stored.push((*file, *name));
+                }
+                "ok".to_string()
+            }
+            Err(e) => e.errno().to_string(),
+        };
+        out.push(format!("xattr {i} {code}"));
+    }
     let shared = Owned {
         uid,
         gid,
@@ -270,7 +357,7 @@ fn permission_rules_match_the_kernel() {
         let got: Vec<&str> = stdout
             .lines()
             .filter(|l| {
-                ["may ", "unlink ", "chmod ", "write "]
+                ["may ", "unlink ", "chmod ", "xattr ", "write "]
                     .iter()
                     .any(|p| l.starts_with(p))
             })
