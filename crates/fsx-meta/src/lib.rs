@@ -18,6 +18,7 @@
 //! | [`graph`] | retention planning over layers, branches and commits | — |
 //! | [`perm`] | POSIX permission rules for the file tree (pure functions) | — |
 //! | [`names`] | entry names, symlink targets and extended attributes the tree accepts | — |
+//! | [`rename`] | what a rename does or which errno refuses it | — |
 //! | `resolve` | what a layer shows: the layered-row rules every engine applies | — |
 //! | [`sqlite`] | the embedded engine: WAL, one writer, pooled readers | `sqlite` |
 //! | [`open`] | [`open_meta`]: a URL (`sqlite://…`, `postgres://…`) to an engine | engines behind `sqlite`, `postgres` |
@@ -41,6 +42,7 @@ pub mod open;
 pub mod perm;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod rename;
 #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 pub(crate) mod resolve;
 #[cfg(feature = "sqlite")]

@@ -47,6 +47,16 @@ pub enum Refused {
     /// `ENODATA`: reading an attribute the caller may not see reads as
     /// absent.
     NoData,
+    /// `ENOENT`.
+    NotFound,
+    /// `EEXIST`.
+    Exists,
+    /// `ENOTEMPTY`.
+    NotEmpty,
+    /// `ENOTDIR`.
+    NotDir,
+    /// `EISDIR`.
+    IsDir,
 }
 
 impl Refused {
@@ -61,6 +71,11 @@ impl Refused {
             Refused::NotPermitted => 1,
             Refused::Access => 13,
             Refused::NoData => 61,
+            Refused::NotFound => 2,
+            Refused::Exists => 17,
+            Refused::NotEmpty => 39,
+            Refused::NotDir => 20,
+            Refused::IsDir => 21,
         }
     }
 }
