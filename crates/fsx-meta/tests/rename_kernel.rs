@@ -6,6 +6,12 @@
 //! flags (none, `RENAME_NOREPLACE`, `RENAME_EXCHANGE`, both). Each case
 //! runs in a fresh directory; the errno must match, and on success so must
 //! what the two names hold afterwards.
+//!
+//! The permission cases run as another user (a child process that drops
+//! root): both directories' modes (sticky included), who owns the source
+//! and the destination, a source directory the caller may or may not
+//! write, replacing or exchanging. Switching users needs root; run as
+//! another user, that test compares nothing and says so.
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
@@ -14,7 +20,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use fsx_meta::rename::{RenameAction, RenameCase, RenameFlags, Side, decide};
+use fsx_meta::rename::{RenameAccess, RenameAction, RenameCase, RenameFlags, Side, decide};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -151,7 +157,7 @@ fn rename_decisions_match_the_kernel() {
                         dst_above_src: rel == Relation::DstAbove,
                     };
                     let before = (look(&s), look(&d));
-                    let want = decide(case, flags);
+                    let want = decide(case, flags, &RenameAccess::root());
                     let got = renameat2(&s, &d, flags);
                     let what = format!("{rel:?} {src:?} → {dst:?}, {flags:?}");
                     assert_eq!(got, want.map(|_| ()).map_err(|e| e.errno()), "{what}");
@@ -171,4 +177,198 @@ fn rename_decisions_match_the_kernel() {
         }
     }
     eprintln!("{checked} renames compared with the kernel's");
+}
+
+/// A caller who is neither root nor the directories' owner.
+const STRANGER: u32 = 4103;
+const OTHER: u32 = 4100;
+const CHILD: &str = "FSX_RENAME_CHILD";
+
+/// One permission case: the two directories' modes, who owns the source
+/// (and whether it is a directory the caller may write), what the
+/// destination is and who owns it, and whether to exchange.
+#[derive(Debug, Clone, Copy)]
+struct PermCase {
+    src_dir_mode: u32,
+    dst_dir_mode: u32,
+    src_dir: bool,
+    src_owner: u32,
+    src_mode: u32,
+    dst: Kind,
+    dst_owner: u32,
+    exchange: bool,
+}
+
+fn perm_cases() -> Vec<PermCase> {
+    let mut out = Vec::new();
+    for src_dir_mode in [0o755, 0o777, 0o1777] {
+        for dst_dir_mode in [0o755, 0o777, 0o1777] {
+            for (src_dir, src_mode) in [(false, 0o644), (true, 0o755), (true, 0o777)] {
+                for src_owner in [STRANGER, OTHER] {
+                    for (dst, dst_owner) in [
+                        (Kind::Missing, OTHER),
+                        (Kind::File, STRANGER),
+                        (Kind::File, OTHER),
+                        (Kind::EmptyDir, OTHER),
+                    ] {
+                        for exchange in [false, true] {
+                            if exchange && dst == Kind::Missing {
+                                continue;
+                            }
+                            out.push(PermCase {
+                                src_dir_mode,
+                                dst_dir_mode,
+                                src_dir,
+                                src_owner,
+                                src_mode,
+                                dst,
+                                dst_owner,
+                                exchange,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn set(path: &Path, uid: u32, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn owned(uid: u32, mode: u32, dir: bool) -> fsx_meta::perm::Owned {
+    fsx_meta::perm::Owned {
+        uid,
+        gid: uid,
+        mode,
+        dir,
+    }
+}
+
+#[test]
+fn rename_permissions_match_the_kernel() {
+    let cases = perm_cases();
+    if let Ok(root) = std::env::var(CHILD) {
+        let gid = STRANGER;
+        // SAFETY: plain system calls with valid arguments; this child runs
+        // this one test on one thread.
+        unsafe {
+            assert_eq!(libc::setgroups(0, std::ptr::null()), 0);
+            assert_eq!(libc::setresgid(gid, gid, gid), 0);
+            assert_eq!(libc::setresuid(STRANGER, STRANGER, STRANGER), 0);
+        }
+        println!();
+        for (i, c) in cases.iter().enumerate() {
+            let base = Path::new(&root).join(i.to_string());
+            let flags = RenameFlags {
+                no_replace: false,
+                exchange: c.exchange,
+            };
+            let got = renameat2(&base.join("A/s"), &base.join("B/d"), flags);
+            println!("case {i} {}", got.err().unwrap_or(0));
+        }
+        return;
+    }
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "not root: the permission cases need another user, so they are compared only as root runs them"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    set(root, 0, 0o755);
+    let mut want = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        let base = root.join(i.to_string());
+        std::fs::create_dir(&base).unwrap();
+        set(&base, 0, 0o755);
+        let (a, b) = (base.join("A"), base.join("B"));
+        std::fs::create_dir(&a).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        let s = a.join("s");
+        make(
+            &s,
+            if c.src_dir {
+                Kind::EmptyDir
+            } else {
+                Kind::File
+            },
+        );
+        set(&s, c.src_owner, c.src_mode);
+        let d = b.join("d");
+        make(&d, c.dst);
+        if c.dst != Kind::Missing {
+            set(
+                &d,
+                c.dst_owner,
+                if c.dst == Kind::EmptyDir {
+                    0o755
+                } else {
+                    0o644
+                },
+            );
+        }
+        set(&a, 0, c.src_dir_mode);
+        set(&b, 0, c.dst_dir_mode);
+        let case = RenameCase {
+            src: side(&s),
+            dst: side(&d),
+            src_above_dst: false,
+            dst_above_src: false,
+        };
+        let access = RenameAccess {
+            caller: fsx_meta::perm::Caller::new(STRANGER, STRANGER, &[]),
+            src_dir: owned(0, c.src_dir_mode, true),
+            dst_dir: owned(0, c.dst_dir_mode, true),
+            src: owned(c.src_owner, c.src_mode, c.src_dir),
+            dst: (c.dst != Kind::Missing).then(|| {
+                owned(
+                    c.dst_owner,
+                    if c.dst == Kind::EmptyDir {
+                        0o755
+                    } else {
+                        0o644
+                    },
+                    c.dst == Kind::EmptyDir,
+                )
+            }),
+            same_dir: false,
+        };
+        let flags = RenameFlags {
+            no_replace: false,
+            exchange: c.exchange,
+        };
+        let code = decide(case, flags, &access).map_or_else(|e| e.errno(), |_| 0);
+        want.push(format!("case {i} {code}"));
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "rename_permissions_match_the_kernel",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(CHILD, root)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let got: Vec<&str> = stdout.lines().filter(|l| l.starts_with("case ")).collect();
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (g, w) in got.iter().zip(&want) {
+        let i: usize = w.split(' ').nth(1).unwrap().parse().unwrap();
+        assert_eq!(*g, w, "{:?}", cases[i]);
+    }
+    eprintln!("{} permission cases compared with the kernel's", want.len());
 }
