@@ -22,6 +22,9 @@
 //!   stays), on a non-directory — for root too, as Linux does since 2.2.13.
 //! - **Writing or truncating** a file as anyone but root clears `S_ISUID`,
 //!   and `S_ISGID` when group execute is set.
+//! - **New inodes** belong to their maker, in the maker's group — or in the
+//!   directory's group when it is set-group-ID, and a new directory there
+//!   is set-group-ID too ([`new_inode`]).
 
 /// Set-user-ID on execution.
 pub const S_ISUID: u32 = 0o4000;
@@ -174,6 +177,37 @@ pub fn after_write(caller: &Caller, mode: u32) -> u32 {
         mode
     } else {
         drop_set_ids(mode)
+    }
+}
+
+/// Owner, group and mode of a new inode that `caller` makes in `parent`
+/// with `mode` (the umask already applied, as the caller's kernel does
+/// before asking). A set-group-ID directory gives its group to what is
+/// made in it, and its `S_ISGID` to new directories; a new file that would
+/// be set-group-ID and group-executable in a group its maker is not in
+/// (and is not root) loses `S_ISGID`.
+pub fn new_inode(caller: &Caller, parent: Owned, mode: u32, dir: bool) -> Owned {
+    let mut mode = mode & MODE_BITS;
+    let gid = if parent.mode & S_ISGID != 0 {
+        if dir {
+            mode |= S_ISGID;
+        }
+        parent.gid
+    } else {
+        caller.gid
+    };
+    if !dir
+        && mode & (S_ISGID | 0o010) == S_ISGID | 0o010
+        && !caller.is_root()
+        && !caller.in_group(gid)
+    {
+        mode &= !S_ISGID;
+    }
+    Owned {
+        uid: caller.uid,
+        gid,
+        mode,
+        dir,
     }
 }
 

@@ -157,6 +157,34 @@ fn child(dir: &Path, caller: &Caller) {
         };
         println!("xattr {i} {code}");
     }
+    // SAFETY: umask has no preconditions; this child is single-threaded.
+    unsafe { libc::umask(0) };
+    for parent in ["plaindir", "sgiddir"] {
+        let f = dir.join(parent).join("new-file");
+        let c = cstr(&f);
+        // SAFETY: a valid NUL-terminated path; the descriptor is closed.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_CREAT | libc::O_WRONLY,
+                0o2775 as libc::c_uint,
+            )
+        };
+        let made = fd >= 0;
+        if made {
+            // SAFETY: a descriptor this child opened.
+            unsafe { libc::close(fd) };
+        }
+        let d = dir.join(parent).join("new-dir");
+        let made_dir = std::fs::create_dir(&d).is_ok();
+        for (path, ok) in [(&f, made), (&d, made_dir)] {
+            let m = std::fs::metadata(path).ok().filter(|_| ok);
+            let shown = m.map_or("none".to_string(), |m| {
+                format!("{} {} {:o}", m.uid(), m.gid(), m.mode() & 0o7777)
+            });
+            println!("new {} {shown}", path.strip_prefix(dir).unwrap().display());
+        }
+    }
     let shared = dir.join("shared");
     let wrote = std::fs::OpenOptions::new()
         .append(true)
@@ -195,6 +223,14 @@ fn setup(dir: &Path, caller: &Caller, root: bool) {
             chown(&d, 0, 0);
             chown(&d.join("mine"), caller.uid, caller.gid);
             chown(&d.join("theirs"), other, other);
+        }
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    for (name, mode) in [("plaindir", 0o777), ("sgiddir", 0o2777)] {
+        let d = dir.join(name);
+        std::fs::create_dir(&d).unwrap();
+        if root {
+            chown(&d, OWNER, GROUP);
         }
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
     }
@@ -304,6 +340,21 @@ fn expect(caller: &Caller, dir: &Path, root: bool) -> Vec<String> {
         };
         out.push(format!("xattr {i} {code}"));
     }
+    for (parent, pmode) in [("plaindir", 0o777), ("sgiddir", 0o2777)] {
+        let p = Owned {
+            uid,
+            gid,
+            mode: pmode,
+            dir: true,
+        };
+        for (name, mode, is_dir) in [("new-file", 0o2775, false), ("new-dir", 0o777, true)] {
+            let n = perm::new_inode(caller, p, mode, is_dir);
+            out.push(format!(
+                "new {parent}/{name} {} {} {:o}",
+                n.uid, n.gid, n.mode
+            ));
+        }
+    }
     let shared = Owned {
         uid,
         gid,
@@ -358,7 +409,7 @@ fn permission_rules_match_the_kernel() {
         let got: Vec<&str> = stdout
             .lines()
             .filter(|l| {
-                ["may ", "unlink ", "chmod ", "xattr ", "write "]
+                ["may ", "unlink ", "chmod ", "xattr ", "new ", "write "]
                     .iter()
                     .any(|p| l.starts_with(p))
             })
