@@ -19,6 +19,7 @@
 //! | [`perm`] | POSIX permission rules for the file tree (pure functions) | — |
 //! | [`names`] | entry names, symlink targets and extended attributes the tree accepts | — |
 //! | [`rename`] | what a rename does or which errno refuses it | — |
+//! | [`remove`] | what `unlink` and `rmdir` refuse, and why | — |
 //! | `resolve` | what a layer shows: the layered-row rules every engine applies | — |
 //! | [`sqlite`] | the embedded engine: WAL, one writer, pooled readers | `sqlite` |
 //! | [`open`] | [`open_meta`]: a URL (`sqlite://…`, `postgres://…`) to an engine | engines behind `sqlite`, `postgres` |
@@ -42,6 +43,7 @@ pub mod open;
 pub mod perm;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod remove;
 pub mod rename;
 #[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 pub(crate) mod resolve;

@@ -19,6 +19,8 @@ use std::process::Command;
 
 use fsx_meta::names::{self, XattrOp};
 use fsx_meta::perm::{self, Caller, Denied, Owned, R, W, X};
+use fsx_meta::remove::{self, RemoveOp};
+use fsx_meta::rename::Side;
 
 const CHILD: &str = "FSX_PERM_CHILD";
 
@@ -38,6 +40,23 @@ const XATTRS: &[(&str, bool, &str, usize)] = &[
     ("fifo", false, "user.a", 0),
 ];
 const OWNER: u32 = 4100;
+
+/// Removal questions: the directory's mode, what the entry is (`f` file,
+/// `e` empty directory, `n` non-empty directory, `-` nothing), whether
+/// the caller owns it, and the call (`u` unlink, `r` rmdir).
+fn removals() -> Vec<(u32, char, bool, char)> {
+    let mut out = Vec::new();
+    for mode in [0o755, 0o777, 0o1777, 0o666] {
+        for kind in ['f', 'e', 'n', '-'] {
+            for mine in [true, false] {
+                for op in ['u', 'r'] {
+                    out.push((mode, kind, mine, op));
+                }
+            }
+        }
+    }
+    out
+}
 const GROUP: u32 = 4200;
 
 /// The callers compared: the owner, a member of the file's group by
@@ -185,6 +204,19 @@ fn child(dir: &Path, caller: &Caller) {
             println!("new {} {shown}", path.strip_prefix(dir).unwrap().display());
         }
     }
+    for (i, (_, _, _, op)) in removals().iter().enumerate() {
+        let victim = dir.join(format!("rm{i}/v"));
+        let r = if *op == 'u' {
+            std::fs::remove_file(&victim)
+        } else {
+            std::fs::remove_dir(&victim)
+        };
+        let code = r.map_or_else(
+            |e| e.raw_os_error().unwrap_or(-1).to_string(),
+            |()| "ok".into(),
+        );
+        println!("rm {i} {code}");
+    }
     let shared = dir.join("shared");
     let wrote = std::fs::OpenOptions::new()
         .append(true)
@@ -223,6 +255,28 @@ fn setup(dir: &Path, caller: &Caller, root: bool) {
             chown(&d, 0, 0);
             chown(&d.join("mine"), caller.uid, caller.gid);
             chown(&d.join("theirs"), other, other);
+        }
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    for (i, (mode, kind, mine, _)) in removals().into_iter().enumerate() {
+        let d = dir.join(format!("rm{i}"));
+        std::fs::create_dir(&d).unwrap();
+        let v = d.join("v");
+        match kind {
+            'f' => std::fs::write(&v, b"").unwrap(),
+            'e' => std::fs::create_dir(&v).unwrap(),
+            'n' => {
+                std::fs::create_dir(&v).unwrap();
+                std::fs::write(v.join("x"), b"").unwrap();
+            }
+            _ => {}
+        }
+        if root {
+            chown(&d, OWNER, GROUP);
+            if kind != '-' {
+                let owner = if mine { caller.uid } else { 4999 };
+                chown(&v, owner, owner);
+            }
         }
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
     }
@@ -355,6 +409,31 @@ fn expect(caller: &Caller, dir: &Path, root: bool) -> Vec<String> {
             ));
         }
     }
+    for (i, (mode, kind, mine, op)) in removals().into_iter().enumerate() {
+        let d = Owned {
+            uid,
+            gid,
+            mode,
+            dir: true,
+        };
+        let entry = (kind != '-').then(|| {
+            let side = Side {
+                ino: 1,
+                dir: kind != 'f',
+                empty: kind != 'n',
+            };
+            let owner = if mine || !root { caller.uid } else { 4999 };
+            (side, owner)
+        });
+        let op = if op == 'u' {
+            RemoveOp::Unlink
+        } else {
+            RemoveOp::Rmdir
+        };
+        let code = remove::decide(caller, d, op, b"v", entry)
+            .map_or_else(|e| e.errno().to_string(), |()| "ok".into());
+        out.push(format!("rm {i} {code}"));
+    }
     let shared = Owned {
         uid,
         gid,
@@ -409,9 +488,11 @@ fn permission_rules_match_the_kernel() {
         let got: Vec<&str> = stdout
             .lines()
             .filter(|l| {
-                ["may ", "unlink ", "chmod ", "xattr ", "new ", "write "]
-                    .iter()
-                    .any(|p| l.starts_with(p))
+                [
+                    "may ", "unlink ", "chmod ", "xattr ", "new ", "rm ", "write ",
+                ]
+                .iter()
+                .any(|p| l.starts_with(p))
             })
             .collect();
         let want = expect(caller, &dir, root);
