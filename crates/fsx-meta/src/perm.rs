@@ -20,6 +20,8 @@
 //!   its own groups. Changing either clears `S_ISUID`, and `S_ISGID` when
 //!   group execute is set (without it, the bit marks mandatory locking and
 //!   stays), on a non-directory — for root too, as Linux does since 2.2.13.
+//! - **Times** may be set to now by the owner, root or anyone who may
+//!   write the file; to given values only by the owner or root.
 //! - **Writing or truncating** a file as anyone but root clears `S_ISUID`,
 //!   and `S_ISGID` when group execute is set.
 //! - **New inodes** belong to their maker, in the maker's group — or in the
@@ -169,6 +171,21 @@ pub fn chown(
         return Ok(node.mode);
     }
     Ok(drop_set_ids(node.mode))
+}
+
+/// Whether `caller` may set `node`'s access and modification times: to
+/// the current time (`now`) the owner, root or anyone who may write it;
+/// to given times only the owner or root.
+pub fn set_times(caller: &Caller, node: Owned, now: bool) -> Result<(), Denied> {
+    if caller.is_root() || caller.uid == node.uid {
+        Ok(())
+    } else if !now {
+        Err(Denied::NotPermitted)
+    } else if may(caller, node, W) {
+        Ok(())
+    } else {
+        Err(Denied::Access)
+    }
 }
 
 /// The mode a write or truncation by `caller` leaves on a regular file.

@@ -2,7 +2,7 @@
 //! files and directories with every mode are made in a temporary directory
 //! of the local file system, then a child process that has switched to
 //! another user (`setgroups`, `setresgid`, `setresuid`) asks the kernel
-//! (`faccessat` with `AT_EACCESS`, `unlink`, `chmod`, extended attributes,
+//! (`faccessat` with `AT_EACCESS`, `unlink`, `rmdir`, `chmod`, `utimensat`, creating files and directories, extended attributes,
 //! writes) and prints
 //! what it was told; every answer must equal the rule's.
 //!
@@ -217,6 +217,35 @@ fn child(dir: &Path, caller: &Caller) {
         );
         println!("rm {i} {code}");
     }
+    for (i, mode) in [0o644, 0o666, 0o600].into_iter().enumerate() {
+        for (now, name) in [(true, "now"), (false, "given")] {
+            let p = cstr(&dir.join(format!("times{i}")));
+            let given = libc::timespec {
+                tv_sec: 1_000_000,
+                tv_nsec: 0,
+            };
+            let now_ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_NOW,
+            };
+            let ts = if now {
+                [now_ts, now_ts]
+            } else {
+                [given, given]
+            };
+            // SAFETY: a valid NUL-terminated path and two timespecs.
+            let r = unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), ts.as_ptr(), 0) };
+            let code = if r == 0 {
+                "ok".to_string()
+            } else {
+                std::io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(-1)
+                    .to_string()
+            };
+            println!("times {i} {name} {code} {mode:o}");
+        }
+    }
     let shared = dir.join("shared");
     let wrote = std::fs::OpenOptions::new()
         .append(true)
@@ -279,6 +308,14 @@ fn setup(dir: &Path, caller: &Caller, root: bool) {
             }
         }
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    for (i, mode) in [0o644, 0o666, 0o600].into_iter().enumerate() {
+        let t = dir.join(format!("times{i}"));
+        std::fs::write(&t, b"").unwrap();
+        if root {
+            chown(&t, OWNER, GROUP);
+        }
+        std::fs::set_permissions(&t, std::fs::Permissions::from_mode(mode)).unwrap();
     }
     for (name, mode) in [("plaindir", 0o777), ("sgiddir", 0o2777)] {
         let d = dir.join(name);
@@ -434,6 +471,22 @@ fn expect(caller: &Caller, dir: &Path, root: bool) -> Vec<String> {
             .map_or_else(|e| e.errno().to_string(), |()| "ok".into());
         out.push(format!("rm {i} {code}"));
     }
+    for (i, mode) in [0o644, 0o666, 0o600].into_iter().enumerate() {
+        let node = Owned {
+            uid,
+            gid,
+            mode,
+            dir: false,
+        };
+        for (now, name) in [(true, "now"), (false, "given")] {
+            let code = match perm::set_times(caller, node, now) {
+                Ok(()) => "ok".to_string(),
+                Err(Denied::Access) => libc::EACCES.to_string(),
+                Err(Denied::NotPermitted) => libc::EPERM.to_string(),
+            };
+            out.push(format!("times {i} {name} {code} {mode:o}"));
+        }
+    }
     let shared = Owned {
         uid,
         gid,
@@ -489,7 +542,7 @@ fn permission_rules_match_the_kernel() {
             .lines()
             .filter(|l| {
                 [
-                    "may ", "unlink ", "chmod ", "xattr ", "new ", "rm ", "write ",
+                    "may ", "unlink ", "chmod ", "xattr ", "new ", "rm ", "times ", "write ",
                 ]
                 .iter()
                 .any(|p| l.starts_with(p))
