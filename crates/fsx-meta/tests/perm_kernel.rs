@@ -2,9 +2,10 @@
 //! files and directories with every mode are made in a temporary directory
 //! of the local file system, then a child process that has switched to
 //! another user (`setgroups`, `setresgid`, `setresuid`) asks the kernel
-//! (`faccessat` with `AT_EACCESS`, `unlink`, `rmdir`, `chmod`, `utimensat`, creating files and directories, extended attributes,
-//! writes) and prints
-//! what it was told; every answer must equal the rule's.
+//! (`faccessat` with `AT_EACCESS`, `unlink`, `rmdir`, `chmod`,
+//! `utimensat`, creating files and directories, extended attributes,
+//! writes) and prints what it was told; every answer must equal the
+//! rule's (`fsx_meta::perm`, `names`, `remove`).
 //!
 //! Switching users needs root. Run as another user, the test compares
 //! only what that user can ask as itself, and says so.
