@@ -1,9 +1,10 @@
-//! What `unlink` and `rmdir` do — or which errno refuses them — given the
-//! directory, the entry and the caller, in the kernel's order: search
-//! permission to look the name up, the name's existence, write and search
-//! permission to remove it, the sticky bit, then the entry's kind and (for
-//! `rmdir`) emptiness. `tests/perm_kernel.rs` compares every combination
-//! with the kernel, as five users.
+//! What `unlink`, `rmdir` and `link` do — or which errno refuses them —
+//! given the directory, the entry and the caller, in the kernel's order.
+//! For a removal: search permission to look the name up, the name's
+//! existence, write and search permission to remove it, the sticky bit,
+//! then the entry's kind and (for `rmdir`) emptiness; for a link, see
+//! [`decide_link`]. `tests/perm_kernel.rs` compares every combination with
+//! the kernel, as five users.
 
 use crate::names::Refused;
 use crate::perm::{self, Caller, Owned};
@@ -48,4 +49,39 @@ pub fn decide(
         (RemoveOp::Rmdir, true) if !side.empty => Err(Refused::NotEmpty),
         _ => Ok(()),
     }
+}
+
+/// Decides whether `caller` may make a new link `name` in `dir` to the
+/// inode `target` (`None`: the source name does not exist), given whether
+/// `name` already exists, in the kernel's order: the source, the new
+/// name, the protected-hardlinks policy (`protected`: Linux's
+/// `fs.protected_hardlinks`, on by default — a caller who does not own the
+/// inode may link only a regular file it may read and write that is not
+/// set-user-ID nor set-group-ID and group-executable), permission to
+/// create in `dir`, and no links to directories.
+pub fn decide_link(
+    caller: &Caller,
+    dir: Owned,
+    target: Option<Owned>,
+    exists: bool,
+    protected: bool,
+) -> Result<(), Refused> {
+    let target = target.ok_or(Refused::NotFound)?;
+    if exists {
+        return Err(Refused::Exists);
+    }
+    if protected && !caller.is_root() && caller.uid != target.uid {
+        let set_id = target.mode & perm::S_ISUID != 0
+            || target.mode & (perm::S_ISGID | 0o010) == perm::S_ISGID | 0o010;
+        if target.dir || set_id || !perm::may(caller, target, perm::R | perm::W) {
+            return Err(Refused::NotPermitted);
+        }
+    }
+    if !perm::may(caller, dir, perm::W | perm::X) {
+        return Err(Refused::Access);
+    }
+    if target.dir {
+        return Err(Refused::NotPermitted);
+    }
+    Ok(())
 }

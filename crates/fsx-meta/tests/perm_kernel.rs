@@ -42,6 +42,22 @@ const XATTRS: &[(&str, bool, &str, usize)] = &[
 ];
 const OWNER: u32 = 4100;
 
+/// Link questions: the target's owner (`true`: the caller) and mode, a
+/// directory target, the new name existing, the new directory's mode.
+fn links() -> Vec<(bool, u32, bool, bool, u32)> {
+    let mut out = Vec::new();
+    for mine in [true, false] {
+        for mode in [0o644, 0o666, 0o4666, 0o2676, 0o2666] {
+            for dir_mode in [0o755, 0o777] {
+                out.push((mine, mode, false, false, dir_mode));
+            }
+        }
+        out.push((mine, 0o777, true, false, 0o777));
+        out.push((mine, 0o666, false, true, 0o777));
+    }
+    out
+}
+
 /// Removal questions: the directory's mode, what the entry is (`f` file,
 /// `e` empty directory, `n` non-empty directory, `-` nothing), whether
 /// the caller owns it, and the call (`u` unlink, `r` rmdir).
@@ -247,6 +263,15 @@ fn child(dir: &Path, caller: &Caller) {
             println!("times {i} {name} {code} {mode:o}");
         }
     }
+    for i in 0..links().len() {
+        let base = dir.join(format!("ln{i}"));
+        let r = std::fs::hard_link(base.join("t"), base.join("d/new"));
+        let code = r.map_or_else(
+            |e| e.raw_os_error().unwrap_or(-1).to_string(),
+            |()| "ok".into(),
+        );
+        println!("link {i} {code}");
+    }
     let shared = dir.join("shared");
     let wrote = std::fs::OpenOptions::new()
         .append(true)
@@ -309,6 +334,28 @@ fn setup(dir: &Path, caller: &Caller, root: bool) {
             }
         }
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    for (i, (mine, mode, is_dir, exists, dir_mode)) in links().into_iter().enumerate() {
+        let base = dir.join(format!("ln{i}"));
+        std::fs::create_dir(&base).unwrap();
+        let t = base.join("t");
+        if is_dir {
+            std::fs::create_dir(&t).unwrap();
+        } else {
+            std::fs::write(&t, b"").unwrap();
+        }
+        let d = base.join("d");
+        std::fs::create_dir(&d).unwrap();
+        if exists {
+            std::fs::write(d.join("new"), b"").unwrap();
+        }
+        if root {
+            let owner = if mine { caller.uid } else { OWNER + 50 };
+            chown(&t, owner, owner);
+            chown(&d, OWNER, GROUP);
+        }
+        std::fs::set_permissions(&t, std::fs::Permissions::from_mode(mode)).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(dir_mode)).unwrap();
     }
     for (i, mode) in [0o644, 0o666, 0o600].into_iter().enumerate() {
         let t = dir.join(format!("times{i}"));
@@ -488,6 +535,30 @@ fn expect(caller: &Caller, dir: &Path, root: bool) -> Vec<String> {
             out.push(format!("times {i} {name} {code} {mode:o}"));
         }
     }
+    let protected =
+        std::fs::read_to_string("/proc/sys/fs/protected_hardlinks").is_ok_and(|v| v.trim() == "1");
+    for (i, (mine, mode, is_dir, exists, dir_mode)) in links().into_iter().enumerate() {
+        let owner = if mine || !root {
+            caller.uid
+        } else {
+            OWNER + 50
+        };
+        let target = Owned {
+            uid: owner,
+            gid: owner,
+            mode,
+            dir: is_dir,
+        };
+        let d = Owned {
+            uid,
+            gid,
+            mode: dir_mode,
+            dir: true,
+        };
+        let code = remove::decide_link(caller, d, Some(target), exists, protected)
+            .map_or_else(|e| e.errno().to_string(), |()| "ok".into());
+        out.push(format!("link {i} {code}"));
+    }
     let shared = Owned {
         uid,
         gid,
@@ -543,7 +614,8 @@ fn permission_rules_match_the_kernel() {
             .lines()
             .filter(|l| {
                 [
-                    "may ", "unlink ", "chmod ", "xattr ", "new ", "rm ", "times ", "write ",
+                    "may ", "unlink ", "chmod ", "xattr ", "new ", "rm ", "times ", "link ",
+                    "write ",
                 ]
                 .iter()
                 .any(|p| l.starts_with(p))
@@ -553,7 +625,8 @@ fn permission_rules_match_the_kernel() {
         assert_eq!(
             got.len(),
             want.len(),
-            "caller {caller:?}: the child answered {} questions:\n{}",
+            "caller {caller:?}: the child answered {} questions (the test directory must be reachable by \
+             other users: is TMPDIR inside a private directory?):\n{}",
             got.len(),
             String::from_utf8_lossy(&out.stderr)
         );
