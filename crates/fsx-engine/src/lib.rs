@@ -15,6 +15,7 @@
 //! | [`branch`] | branches, commits, time travel, diff and merge |
 //! | [`gc`] | garbage collection and fsck |
 //! | [`settings`] | the I/O knobs stored in a volume: extents in flight, readahead, cache size |
+//! | [`sparse`] | `SEEK_DATA` / `SEEK_HOLE` over a file's pages |
 //! | [`journal`] | local journals: a database's journal or WAL in a local file while it is open |
 //! | [`tier`] | tiered storage: cache → KV → hot → cold, replication queue, policy |
 //! | [`env`](mod@env) | injected clock, identity and liveness |
@@ -40,6 +41,7 @@ pub mod journal;
 mod lease;
 pub mod progress;
 pub mod settings;
+pub mod sparse;
 pub mod tier;
 pub mod volume;
 
