@@ -123,6 +123,18 @@ fn kernel_may(path: &Path, want: u32) -> bool {
     }
 }
 
+/// `ok`, or the errno the last system call set.
+fn outcome(ok: bool) -> String {
+    if ok {
+        "ok".to_string()
+    } else {
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(-1)
+            .to_string()
+    }
+}
+
 /// The child's work: what the kernel says, one line per question.
 fn child(dir: &Path, caller: &Caller) {
     // The test harness has printed "test … " without a newline.
@@ -183,15 +195,7 @@ fn child(dir: &Path, caller: &Caller) {
                 )
             }
         };
-        let code = if r >= 0 {
-            "ok".to_string()
-        } else {
-            std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(-1)
-                .to_string()
-        };
-        println!("xattr {i} {code}");
+        println!("xattr {i} {}", outcome(r >= 0));
     }
     // SAFETY: umask has no preconditions; this child is single-threaded.
     unsafe { libc::umask(0) };
@@ -252,15 +256,7 @@ fn child(dir: &Path, caller: &Caller) {
             };
             // SAFETY: a valid NUL-terminated path and two timespecs.
             let r = unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), ts.as_ptr(), 0) };
-            let code = if r == 0 {
-                "ok".to_string()
-            } else {
-                std::io::Error::last_os_error()
-                    .raw_os_error()
-                    .unwrap_or(-1)
-                    .to_string()
-            };
-            println!("times {i} {name} {code} {mode:o}");
+            println!("times {i} {name} {} {mode:o}", outcome(r == 0));
         }
     }
     for i in 0..links().len() {
