@@ -560,14 +560,21 @@ impl File {
         }
         let ps = self.ps();
         let keep_pages = size.div_ceil(ps);
-        // Zero the tail of a partly kept last page.
+        // Zero the tail of a partly kept last page — if it holds data: a
+        // hole reads as zeros already and stays a hole (`SEEK_HOLE`).
         let tail = (size % ps) as usize;
-        let last_page = if tail != 0 {
-            let mut p = self.read_page(keep_pages - 1).await?.to_vec();
-            p[tail..].fill(0);
-            Some(Bytes::from(p))
-        } else {
-            None
+        let last_page = match tail {
+            0 => None,
+            _ => self
+                .pages(keep_pages - 1, 1)
+                .await?
+                .pop()
+                .flatten()
+                .map(|p| {
+                    let mut p = p.to_vec();
+                    p[tail..].fill(0);
+                    Bytes::from(p)
+                }),
         };
         let w = self.writer_mut()?;
         let dropped: usize = w

@@ -392,6 +392,102 @@ impl File {
     }
 }
 
+impl File {
+    /// `lseek`'s `SEEK_DATA` / `SEEK_HOLE` from `offset`, as this handle
+    /// sees the file (a writer's own unsynced writes and cuts included):
+    /// `None` where `lseek` fails with `ENXIO`. A page is data when a write
+    /// put bytes in it — a dirty page, or a page present in its extent —
+    /// and a hole otherwise; the end of the file counts as a hole. Asks the
+    /// metadata about one extent at a time (its snapshot for a stable
+    /// handle), reading extents' present-page bitmaps through the cache.
+    pub async fn seek(&self, offset: u64, whence: crate::sparse::Seek) -> Result<Option<u64>> {
+        use crate::sparse::Seek;
+        let size = self.size;
+        if offset >= size {
+            return Ok(None);
+        }
+        if self.local.is_some() {
+            // A local journal is a plain file with no holes of its own.
+            return Ok(Some(match whence {
+                Seek::Data => offset,
+                Seek::Hole => size,
+            }));
+        }
+        let ps = self.ps();
+        let ppe = self.ppe;
+        let pages = size.div_ceil(ps);
+        let mut idx = offset / ps / ppe;
+        while idx * ppe < pages {
+            let present = self.present_pages(idx).await?;
+            let from = (idx * ppe).max(offset / ps);
+            let to = ((idx + 1) * ppe).min(pages);
+            for page in from..to {
+                if present[(page - idx * ppe) as usize] == (whence == Seek::Data) {
+                    return Ok(Some((page * ps).max(offset)));
+                }
+            }
+            idx += 1;
+        }
+        Ok(match whence {
+            Seek::Data => None,
+            Seek::Hole => Some(size),
+        })
+    }
+
+    /// Which pages of extent `idx` hold data, as this handle sees them.
+    async fn present_pages(&self, idx: u64) -> Result<Vec<bool>> {
+        let ppe = self.ppe;
+        let first = idx * ppe;
+        let map = match self
+            .stable()
+            .then(|| self.snapshot().extents.get(&idx).cloned())
+        {
+            Some(Some(m)) => m,
+            _ => {
+                let read = self
+                    .shared
+                    .meta
+                    .read_map(self.view, self.meta.id, first, ppe, ppe)
+                    .await?;
+                ExtentMap {
+                    key: read
+                        .extents
+                        .into_iter()
+                        .find(|(i, _)| *i == idx)
+                        .map(|(_, k)| k),
+                    dirty: read
+                        .dirty
+                        .into_iter()
+                        .map(|p| (p.page_no, p.data))
+                        .collect(),
+                }
+            }
+        };
+        let mut present = vec![false; ppe as usize];
+        if let Some(key) = &map.key {
+            let blob = super::load_extent(&self.shared, key, &self.meta.name).await?;
+            for i in Extent::decode_trusted(&blob)?.present_pages() {
+                if let Some(p) = present.get_mut(i as usize) {
+                    *p = true;
+                }
+            }
+        }
+        for (&page, data) in &map.dirty {
+            present[(page - first) as usize] = data.is_some();
+        }
+        if let Some(w) = &self.writer {
+            for (page, slot) in (first..first + ppe).zip(present.iter_mut()) {
+                if let Some(b) = w.buffer.get(&page) {
+                    *slot = b.is_some();
+                } else if w.cut_from.is_some_and(|c| page >= c) {
+                    *slot = false;
+                }
+            }
+        }
+        Ok(present)
+    }
+}
+
 /// Page `within` of a verified, raw extent blob, as a slice of it.
 fn page_of(blob: &Bytes, within: u32) -> Result<Option<Bytes>> {
     let extent = Extent::decode_trusted(blob)?;
