@@ -560,21 +560,18 @@ impl File {
         }
         let ps = self.ps();
         let keep_pages = size.div_ceil(ps);
-        // Zero the tail of a partly kept last page — if it holds data: a
-        // hole reads as zeros already and stays a hole (`SEEK_HOLE`).
+        // Zero the tail of a partly kept last page. It is written even when
+        // it was a hole, so a cut inside a hole makes that page data:
+        // leaving it a hole made the branch isolation proptest read wrong
+        // bytes after GC (regression seed 00a92554 in
+        // tests/branches.proptest-regressions), not yet understood.
         let tail = (size % ps) as usize;
-        let last_page = match tail {
-            0 => None,
-            _ => self
-                .pages(keep_pages - 1, 1)
-                .await?
-                .pop()
-                .flatten()
-                .map(|p| {
-                    let mut p = p.to_vec();
-                    p[tail..].fill(0);
-                    Bytes::from(p)
-                }),
+        let last_page = if tail != 0 {
+            let mut p = self.read_page(keep_pages - 1).await?.to_vec();
+            p[tail..].fill(0);
+            Some(Bytes::from(p))
+        } else {
+            None
         };
         let w = self.writer_mut()?;
         let dropped: usize = w
