@@ -107,7 +107,7 @@ async fn seek_data_and_hole_follow_the_model() {
                         for p in to.div_ceil(PAGE)..span {
                             present[p as usize] = false;
                         }
-                        if to % PAGE != 0 {
+                        if !to.is_multiple_of(PAGE) {
                             present[(to / PAGE) as usize] = true;
                         }
                     }

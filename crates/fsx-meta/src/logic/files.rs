@@ -663,7 +663,12 @@ pub(crate) async fn commit_pack(tx: &impl Tx, c: &PackCommit) -> Result<()> {
             c.extent_idx, c.expected_key
         )));
     }
-    if c.new_key != c.expected_key {
+    // An extent that packs to nothing while this layer's rows of it are
+    // consumed must still hide what lies below: the page cut above may
+    // cover lower dirty pages today, but GC can pack those into a lower
+    // extent, which only an extent entry hides (a tombstone here).
+    let hide_lower = c.new_key.is_none() && parent.is_some() && !c.consumed.is_empty();
+    if c.new_key != c.expected_key || hide_lower {
         let old = match tx
             .query_opt(Q::OwnExtent.into(), args![c.layer, file_id, idx])
             .await?
