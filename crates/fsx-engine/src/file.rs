@@ -442,7 +442,9 @@ impl File {
         let Some(w) = self.writer.as_mut() else {
             return;
         };
-        if !direct || w.cut_from.is_some() {
+        // A buffer smaller than an extent fills none: the common case of
+        // a database's page writes costs no scan.
+        if !direct || w.cut_from.is_some() || (w.buffer.len() as u64) < ppe {
             return;
         }
         for idx in first / ppe..=last / ppe {
@@ -452,18 +454,11 @@ impl File {
             {
                 continue;
             }
-            let present: Vec<(u32, Bytes)> = w
-                .buffer
-                .range(start..start + ppe)
-                .filter_map(|(p, d)| Some(((p - start) as u32, d.clone()?)))
-                .collect();
+            let present = present_of(start, w.buffer.range(start..start + ppe));
             if present.is_empty() {
                 continue;
             }
-            let compression = shared.options.compression;
-            let job = crate::env::submit(&*shared.env, move || {
-                encode_extent(page_size, &present, compression)
-            });
+            let job = submit_encode(&shared, page_size, present);
             w.staged().insert(idx, Staged::Encoding(job));
         }
     }
@@ -730,7 +725,6 @@ impl File {
         // environment's compute threads, then pinned and uploaded, several
         // at once; most were staged while the buffer was filling.
         let page_size = self.meta.page_size;
-        let compression = s.options.compression;
         let stores: Vec<BoxFuture<'_, (u64, Result<String>)>> = prepared
             .iter()
             .map(|(idx, taken)| {
@@ -739,13 +733,9 @@ impl File {
                     Some(st) => Box::pin(async move { (idx, finish_staged(s, st).await) })
                         as BoxFuture<'_, _>,
                     None => {
-                        let present: Vec<(u32, Bytes)> = taken
-                            .iter()
-                            .filter_map(|p| Some(((p.page_no - idx * ppe) as u32, p.data.clone()?)))
-                            .collect();
-                        let job = crate::env::submit(&*s.env, move || {
-                            encode_extent(page_size, &present, compression)
-                        });
+                        let present =
+                            present_of(idx * ppe, taken.iter().map(|p| (&p.page_no, &p.data)));
+                        let job = submit_encode(s, page_size, present);
                         Box::pin(async move { (idx, store_encoded(s, job).await) })
                     }
                 }
@@ -1159,6 +1149,25 @@ async fn upload(s: impl std::ops::Deref<Target = Shared>, key: String, blob: Byt
     }
     s.cache.insert(&key, raw_for_cache(blob)?);
     Ok(())
+}
+
+/// The present pages among `pages` of the extent starting at page
+/// `first`, indexed within it.
+fn present_of<'a>(
+    first: u64,
+    pages: impl Iterator<Item = (&'a u64, &'a Option<Bytes>)>,
+) -> Vec<(u32, Bytes)> {
+    pages
+        .filter_map(|(p, d)| Some(((p - first) as u32, d.clone()?)))
+        .collect()
+}
+
+/// Starts encoding and hashing an extent on a compute thread.
+fn submit_encode(s: &Shared, page_size: u32, present: Vec<(u32, Bytes)>) -> EncodeJob {
+    let compression = s.options.compression;
+    crate::env::submit(&*s.env, move || {
+        encode_extent(page_size, &present, compression)
+    })
 }
 
 /// Encodes the present pages of an extent and hashes the blob.

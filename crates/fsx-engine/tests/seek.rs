@@ -61,13 +61,7 @@ async fn check(f: &File, present: &[bool], size: u64, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seek_data_and_hole_follow_the_model() {
-    let mut state = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = fsx_testkit::crash::Rng(0x2545_f491_4f6c_dd1d_u64);
     let (_t, v) = TestVolume::new(EXTENT).await;
     let span = 3 * u64::from(EXTENT) / PAGE; // pages over three extents
     for round in 0..8 {
@@ -81,12 +75,17 @@ async fn seek_data_and_hole_follow_the_model() {
         let mut size = 0u64;
         for step in 0..30 {
             let what = format!("round {round} step {step}");
-            match next() % 10 {
+            match rng.below(10) {
                 0..=5 => {
                     // A write of 1-80 pages' worth, aligned or not.
-                    let page = next() % span;
-                    let len = 1 + next() % (80 * PAGE);
-                    let at = page * PAGE + if next() % 2 == 0 { 0 } else { next() % PAGE };
+                    let page = rng.below(span);
+                    let len = 1 + rng.below(80 * PAGE);
+                    let at = page * PAGE
+                        + if rng.below(2) == 0 {
+                            0
+                        } else {
+                            rng.below(PAGE)
+                        };
                     let end = (at + len).min(span * PAGE);
                     f.write_at(at, &vec![0x5a; (end - at) as usize])
                         .await
@@ -97,7 +96,7 @@ async fn seek_data_and_hole_follow_the_model() {
                     size = size.max(end);
                 }
                 6 | 7 => {
-                    let to = next() % (span * PAGE);
+                    let to = rng.below(span * PAGE);
                     f.truncate(to).await.unwrap();
                     if to < size {
                         // Whole pages past the cut are holes; the page the

@@ -32,28 +32,22 @@ fn kernel(fd: i32, offset: u64, whence: Seek) -> Option<u64> {
 
 #[test]
 fn seek_data_and_hole_match_the_kernel() {
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut rng = fsx_testkit::crash::Rng(0x9e37_79b9_7f4a_7c15_u64);
     let dir = tempfile::tempdir().unwrap();
     let mut asked = 0;
     for round in 0..40 {
-        let pages = 4 + next() % 60;
-        let written: Vec<u64> = (0..pages).filter(|_| next() % 3 == 0).collect();
+        let pages = 4 + rng.below(60);
+        let written: Vec<u64> = (0..pages).filter(|_| rng.below(3) == 0).collect();
         let path = dir.path().join(format!("f{round}"));
         let f = std::fs::File::create(&path).unwrap();
         for &p in &written {
             f.write_all_at(&[0xa5; PAGE as usize], p * PAGE).unwrap();
         }
         // The size: past the last block, or cutting into it.
-        let size = match next() % 3 {
+        let size = match rng.below(3) {
             0 => pages * PAGE,
-            1 => (pages * PAGE).saturating_sub(next() % PAGE),
-            _ => pages * PAGE + next() % (4 * PAGE),
+            1 => (pages * PAGE).saturating_sub(rng.below(PAGE)),
+            _ => pages * PAGE + rng.below(4 * PAGE),
         };
         f.set_len(size).unwrap();
         f.sync_all().unwrap();
