@@ -513,6 +513,22 @@ impl Volume {
             }
             Err(e) => return Err(e.into()),
         };
+        self.open_meta(meta, options).await
+    }
+
+    /// Opens file `id` (a regular file's inode number in the tree),
+    /// whatever its names; an unlinked file that is still open somewhere
+    /// (an orphan) opens too. [`OpenOptions::create`] is ignored.
+    pub async fn open_id(&self, id: fsx_meta::FileId, options: OpenOptions) -> Result<File> {
+        if options.write {
+            self.branch_id()?;
+        }
+        let meta = self.shared.meta.file_by_id(self.view, id).await?;
+        self.open_meta(meta, options).await
+    }
+
+    async fn open_meta(&self, meta: FileMeta, options: OpenOptions) -> Result<File> {
+        let s = &self.shared;
         let holder = if options.write {
             Some(self.acquire(&meta).await?)
         } else {

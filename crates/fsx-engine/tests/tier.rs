@@ -592,9 +592,10 @@ async fn single_page_reads_from_cold_use_verified_range_reads() {
     assert_eq!(calls(&v, COLD, "get").await, gets + 1);
 
     // Damage page 70 (extent 1, page 6) in cold.
+    let id = v.stat("f").await.unwrap().id;
     let keys: Vec<String> = v
         .meta()
-        .read_map(fsx_meta::View::MAIN, 1, 64, 1, 64)
+        .read_map(fsx_meta::View::MAIN, id, 64, 1, 64)
         .await
         .unwrap()
         .extents

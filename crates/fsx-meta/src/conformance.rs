@@ -88,6 +88,20 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
     ("out_of_range_numbers_are_refused_and_change_nothing", |m| {
         Box::pin(out_of_range(m))
     }),
+    ("tree_names_kinds_and_listing", |m| {
+        Box::pin(tree::basics(m))
+    }),
+    ("tree_renames_follow_posix", |m| Box::pin(tree::renames(m))),
+    ("tree_removal_and_orphans", |m| {
+        Box::pin(tree::removal_and_orphans(m))
+    }),
+    ("tree_permissions_are_checked_inside", |m| {
+        Box::pin(tree::permissions(m))
+    }),
+    ("tree_extended_attributes", |m| Box::pin(tree::xattrs(m))),
+    ("tree_per_branch_and_commit", |m| {
+        Box::pin(tree::branches(m))
+    }),
 ];
 
 /// Runs every check, each on an engine from `fresh`; returns the failures
@@ -123,6 +137,7 @@ mod branches;
 mod extents;
 mod files;
 mod tiers;
+mod tree;
 
 /// `Ok` value or a message naming the call.
 fn ok<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Result<T, String> {

@@ -28,6 +28,7 @@
 //! | [`MetaExtents`] | extent records, upload pins, GC, the reference audit |
 //! | [`MetaTiers`] | the hot tier, copy records and the replication queue, digests, access statistics |
 //! | [`MetaBranches`] | branches, commits, layers, merges, expiry |
+//! | [`MetaTree`] | the file tree: inodes, entries, links, symlinks, extended attributes, orphans |
 //!
 //! [`MetaEngine`] is their sum; callers import [`crate::prelude`]. What
 //! holds for every method of every family:
@@ -46,12 +47,14 @@ mod extents;
 mod files;
 mod settings;
 mod tiers;
+mod tree;
 
 pub use branches::MetaBranches;
 pub use extents::MetaExtents;
 pub use files::MetaFiles;
 pub use settings::MetaSettings;
 pub use tiers::MetaTiers;
+pub use tree::{Attr, DirEntry, Ino, MakeNode, MetaTree, NodeKind, SetAttr, SetTime, Unlinked};
 
 /// Identifier of a file, stable across renames and shared by every branch
 /// that inherits the file; never reused.
@@ -751,10 +754,10 @@ pub(crate) fn check_setting_name(name: &str) -> Result<()> {
 
 /// The metadata engine: the sum of the family traits, each with its own
 /// "Contract" section ([`MetaSettings`], [`MetaFiles`], [`MetaExtents`],
-/// [`MetaTiers`], [`MetaBranches`]); see the module docs for what holds
-/// across all of them.
+/// [`MetaTiers`], [`MetaBranches`], [`MetaTree`]); see the module docs for
+/// what holds across all of them.
 ///
-/// Implemented for every type that implements all five, so an engine
+/// Implemented for every type that implements all six, so an engine
 /// implements the families and `Arc<dyn MetaEngine>` keeps working. Import
 /// [`crate::prelude`] to call the families' methods.
 pub trait MetaEngine:
@@ -763,6 +766,7 @@ pub trait MetaEngine:
     + MetaExtents
     + MetaTiers
     + MetaBranches
+    + MetaTree
     + fsx_store::MaybeSend
     + fsx_store::MaybeSync
     + std::fmt::Debug
@@ -775,6 +779,7 @@ impl<T> MetaEngine for T where
         + MetaExtents
         + MetaTiers
         + MetaBranches
+        + MetaTree
         + fsx_store::MaybeSend
         + fsx_store::MaybeSync
         + std::fmt::Debug

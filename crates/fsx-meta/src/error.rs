@@ -42,6 +42,9 @@ pub enum MetaErrorKind {
     Unsupported,
     /// The stored metadata is inconsistent.
     Corrupt,
+    /// A file-tree call refused, with the errno the kernel returns for it
+    /// (see [`crate::contract::MetaTree`]).
+    Refused(crate::names::Refused),
     /// Anything else.
     Other,
 }
@@ -57,6 +60,7 @@ impl fmt::Display for MetaErrorKind {
             Self::InvalidInput => "invalid input",
             Self::Unsupported => "unsupported",
             Self::Corrupt => "corrupt",
+            Self::Refused(r) => return write!(f, "refused (errno {})", r.errno()),
             Self::Other => "error",
         })
     }
@@ -106,6 +110,11 @@ impl MetaError {
     /// A `Conflict` error.
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(MetaErrorKind::Conflict, message)
+    }
+
+    /// A refusal of a file-tree call, with its errno.
+    pub fn refused(refused: crate::names::Refused, message: impl Into<String>) -> Self {
+        Self::new(MetaErrorKind::Refused(refused), message)
     }
 
     /// An `InvalidInput` error.

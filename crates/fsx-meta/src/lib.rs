@@ -56,8 +56,8 @@ pub use contract::{
     ExtentState, ExtentTotals, ExtentWrite, FileId, FileMeta, FileRename, JournalSnapshot,
     LayerGraph, LayerId, LayerInfo, LayerUsage, LeaseInfo, LeaseRequest, MAIN_BRANCH,
     MAIN_BRANCH_NAME, MetaBranches, MetaEngine, MetaExtents, MetaFiles, MetaSettings, MetaTiers,
-    PackCommit, PageWrite, RESERVED_SETTINGS, ReadMap, TierCopy, TierMark, TierTotals, View,
-    VolumeConfig, WriteBatch,
+    MetaTree, PackCommit, PageWrite, RESERVED_SETTINGS, ReadMap, TierCopy, TierMark, TierTotals,
+    View, VolumeConfig, WriteBatch,
 };
 pub use error::{MetaError, MetaErrorKind, Result};
 pub use open::{OpenOptions, open_meta};
@@ -73,7 +73,7 @@ pub mod prelude {
 
 /// The metadata schema version this build writes. Volumes with an older
 /// version are migrated on open; newer ones are refused.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// Smallest extent size a volume may be created with.
 pub const MIN_EXTENT_SIZE: u32 = 256 << 10;

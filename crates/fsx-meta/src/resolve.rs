@@ -103,13 +103,12 @@ pub(crate) fn top_of<'a>(chain: &[LayerId], rows: &'a [FileRow]) -> Option<&'a F
     chain.iter().find_map(|l| by_layer.get(l).copied())
 }
 
-/// Files visible in a view whose chain is `chain`, by name.
-pub(crate) fn visible_files(chain: &[LayerId], rows: Vec<FileRow>) -> BTreeMap<String, FileRow> {
-    topmost(chain, rows)
-        .into_values()
-        .filter(|r| !r.deleted)
-        .map(|r| (r.name.clone(), r))
-        .collect()
+/// Files visible in a view whose chain is `chain`, by id. (Their names
+/// are the tree's: `fsx_files.name` is only a label.)
+pub(crate) fn visible_files(chain: &[LayerId], rows: Vec<FileRow>) -> BTreeMap<FileId, FileRow> {
+    let mut files = topmost(chain, rows);
+    files.retain(|_, r| !r.deleted);
+    files
 }
 
 /// A page-range resolution in progress; feed it layers top-down.
@@ -666,15 +665,22 @@ mod tests {
     }
 
     #[test]
-    fn topmost_row_decides_names() {
+    fn topmost_row_decides_what_is_visible() {
         let mut a = row(1, None, false);
         a.name = "old".into();
         let mut b2 = row(2, None, false);
         b2.name = "new".into();
         let files = visible_files(&[2, 1], vec![a.clone(), b2]);
-        assert_eq!(files.keys().collect::<Vec<_>>(), vec!["new"]);
+        assert_eq!(
+            files.values().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["new"]
+        );
+        assert!(visible_files(&[2, 1], vec![a.clone(), row(2, None, true)]).is_empty());
         let files = visible_files(&[1], vec![a, row(2, None, true)]);
-        assert_eq!(files.keys().collect::<Vec<_>>(), vec!["old"]);
+        assert_eq!(
+            files.values().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+            ["old"]
+        );
     }
 
     #[test]

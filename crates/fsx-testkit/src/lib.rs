@@ -256,6 +256,21 @@ impl S3Fixture {
         }
         find_program("weed")?;
         find_program("curl")?;
+        // A free port can be taken by a parallel test between our probe
+        // and weed's bind: start again on fresh ports when that happened.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::start_weed() {
+                Err(e) if attempt < 4 && format!("{e:#}").contains("address already in use") => {
+                    continue;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn start_weed() -> Result<Self> {
         let dir = temp_dir()?;
         let (access_key, secret_key) = ("fsxtestkey".to_owned(), "fsxtestsecret".to_owned());
         let config = dir.path().join("s3.json");
@@ -305,7 +320,15 @@ impl S3Fixture {
             server.check_alive(&log)?;
             Ok(s3_put_probe(&endpoint, &access_key, &secret_key))
         })
-        .with_context(|| disk_note(&data))?;
+        .map_err(|e| {
+            // A port clash says so itself; a server that hangs may be out
+            // of disk.
+            if format!("{e:#}").contains("address already in use") {
+                e
+            } else {
+                e.context(disk_note(&data))
+            }
+        })?;
         Ok(Self {
             base_url: format!("s3://{TEST_BUCKET}?endpoint={endpoint}&region=us-east-1"),
             access_key,

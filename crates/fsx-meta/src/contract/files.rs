@@ -55,6 +55,10 @@ pub trait MetaFiles {
     /// The file called `name` in `view`, or `NotFound`.
     fn file<'a>(&'a self, view: View, name: &'a str) -> BoxFuture<'a, Result<FileMeta>>;
 
+    /// The file with id `id` in `view` (named by its label: use the tree
+    /// for its paths), or `NotFound`.
+    fn file_by_id(&self, view: View, id: FileId) -> BoxFuture<'_, Result<FileMeta>>;
+
     /// Files of `view` whose names start with `prefix`, ascending by name.
     fn list_files<'a>(
         &'a self,

@@ -225,18 +225,18 @@ pub(crate) async fn merge_files(
     layers::commit(tx, merged).await?;
     let target_chain = layers::chain(tx, br.head).await?;
     let source_chain = layers::view_chain(tx, source).await?;
-    let mut names = Vec::new();
     for &id in files {
         layers::check_no_writers(tx, &br, Some(id), now_ms).await?;
         layers::copy_file(tx, &br, &target_chain, &source_chain, id, now_ms).await?;
-        if let Some(r) = layers::top_row(tx, &target_chain, id)
-            .await?
-            .filter(|r| !r.deleted)
-        {
-            names.push(r.name);
-        }
+        super::tree::copy_links(
+            tx,
+            &target_chain,
+            &source_chain,
+            id,
+            now_ms.saturating_mul(1_000_000),
+        )
+        .await?;
     }
-    layers::check_unique_names(tx, &target_chain, &names).await?;
     let kind = CommitKind {
         message,
         auto: false,

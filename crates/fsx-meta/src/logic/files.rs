@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 
 use super::layers::{self, CommitKind};
-use super::{Column, Lock, Tx, args, corrupt, extents};
+use super::{Column, Lock, Tx, args, extents, tree};
 use crate::contract::{
     BranchId, BranchInfo, DirtyExtent, DirtyPageCheck, DirtyPageCursor, DirtySummary, ExtentWrite,
     FileId, FileMeta, FileRename, LayerId, LeaseInfo, LeaseRequest, PackCommit, PageWrite, ReadMap,
@@ -27,8 +27,6 @@ pub(crate) enum Q {
     NextFileId,
     /// `(layer, id, name, page_size, created_ms)`: a new, empty file.
     CreateFile,
-    /// `(layer, id, name, modified_ms)`: renames the head's row.
-    Rename,
     /// `(branch, id) → holder, expires_ms`.
     Lease,
     /// `(branch, id, holder, expires_ms)`: takes or renews a lease.
@@ -158,40 +156,40 @@ pub(crate) async fn create_file(
     tx.lock(Lock::Graph { exclusive: false }).await?;
     tx.lock(Lock::Names(branch)).await?;
     let chain = layers::head_chain(tx, branch).await?;
-    if layers::find(tx, &chain, name).await?.is_some() {
-        return Err(MetaError::new(
-            MetaErrorKind::AlreadyExists,
-            format!("file {name:?} already exists"),
-        ));
-    }
-    let id = tx
-        .query_opt(Q::NextFileId.into(), &[])
-        .await?
-        .ok_or_else(|| corrupt("volume setting next_file_id is missing"))?
-        .i64(0, "next file id")?;
-    tx.exec(
-        Q::CreateFile.into(),
-        args![chain[0], id, name, page_size, now_ms],
-    )
-    .await?;
-    Ok(layers::visible(tx, &chain, id).await?.meta())
+    let id = tree::create_file_at(tx, &chain, name, page_size, now_ms).await?;
+    tree::file_meta(tx, &chain, id, name).await
 }
 
 pub(crate) async fn file(tx: &impl Tx, view: View, name: &str) -> Result<FileMeta> {
     let chain = layers::view_chain(tx, view).await?;
-    layers::find(tx, &chain, name)
-        .await?
-        .map(|r| r.meta())
-        .ok_or_else(|| MetaError::not_found(format!("no file {name:?}")))
+    match tree::file_at(tx, &chain, name).await? {
+        Some(id) => tree::file_meta(tx, &chain, id, name).await,
+        None => Err(MetaError::not_found(format!("no file {name:?}"))),
+    }
+}
+
+pub(crate) async fn file_by_id(tx: &impl Tx, view: View, id: FileId) -> Result<FileMeta> {
+    let chain = layers::view_chain(tx, view).await?;
+    Ok(layers::visible(tx, &chain, id).await?.meta())
 }
 
 pub(crate) async fn list_files(tx: &impl Tx, view: View, prefix: &str) -> Result<Vec<FileMeta>> {
     let chain = layers::view_chain(tx, view).await?;
+    let paths = tree::list_paths(tx, &chain, prefix).await?;
+    if paths.is_empty() {
+        return Ok(Vec::new());
+    }
     let rows = layers::chain_rows(tx, &chain).await?;
-    Ok(crate::resolve::visible_files(&chain, rows)
-        .into_values()
-        .filter(|r| r.name.starts_with(prefix))
-        .map(|r| r.meta())
+    let files = crate::resolve::visible_files(&chain, rows);
+    Ok(paths
+        .into_iter()
+        .filter_map(|(path, id)| {
+            files.get(&id).map(|r| {
+                let mut m = r.meta();
+                m.name = path;
+                m
+            })
+        })
         .collect())
 }
 
@@ -207,22 +205,20 @@ pub(crate) async fn rename_file(tx: &impl Tx, rename: &FileRename<'_>) -> Result
     tx.lock(Lock::Graph { exclusive: false }).await?;
     tx.lock(Lock::Names(branch)).await?;
     let chain = layers::head_chain(tx, branch).await?;
-    // Names cannot change under the names lock; the rows are read again
-    // once the files are locked, as writes may have changed them.
-    let src = layers::find(tx, &chain, from)
+    // Names cannot change under the names lock.
+    let src = tree::file_at(tx, &chain, from)
         .await?
         .ok_or_else(|| MetaError::not_found(format!("no file {from:?}")))?;
-    let dst = if from == to {
+    let same = tree::components(from)? == tree::components(to)?;
+    let dst = if same {
         None
     } else {
-        layers::find(tx, &chain, to).await?
+        tree::file_at(tx, &chain, to).await?
     };
-    let ids: Vec<FileId> = std::iter::once(src.id)
-        .chain(dst.as_ref().map(|d| d.id))
-        .collect();
+    let ids: Vec<FileId> = std::iter::once(src).chain(dst).collect();
     tx.lock(Lock::Files(branch, &ids)).await?;
-    check_no_other_writer(tx, branch, src.id, holder, now_ms).await?;
-    if from == to {
+    check_no_other_writer(tx, branch, src, holder, now_ms).await?;
+    if same || dst == Some(src) {
         return Ok(());
     }
     if let Some(dst) = dst {
@@ -232,14 +228,10 @@ pub(crate) async fn rename_file(tx: &impl Tx, rename: &FileRename<'_>) -> Result
                 format!("file {to:?} already exists"),
             ));
         }
-        check_no_other_writer(tx, branch, dst.id, holder, now_ms).await?;
-        let dst = layers::visible(tx, &chain, dst.id).await?;
-        layers::remove_file(tx, branch, &chain, &dst, now_ms).await?;
+        check_no_other_writer(tx, branch, dst, holder, now_ms).await?;
+        tree::unlink_file(tx, branch, &chain, to, dst, now_ms).await?;
     }
-    layers::own_row(tx, &chain, src.id).await?;
-    tx.exec(Q::Rename.into(), args![chain[0], src.id, to, now_ms])
-        .await?;
-    Ok(())
+    tree::move_file(tx, &chain, from, to, src, now_ms).await
 }
 
 pub(crate) async fn delete_file(
@@ -252,14 +244,12 @@ pub(crate) async fn delete_file(
     tx.lock(Lock::Graph { exclusive: false }).await?;
     tx.lock(Lock::Names(branch)).await?;
     let chain = layers::head_chain(tx, branch).await?;
-    let id = layers::find(tx, &chain, name)
+    let id = tree::file_at(tx, &chain, name)
         .await?
-        .ok_or_else(|| MetaError::not_found(format!("no file {name:?}")))?
-        .id;
+        .ok_or_else(|| MetaError::not_found(format!("no file {name:?}")))?;
     tx.lock(Lock::Files(branch, &[id])).await?;
     check_no_other_writer(tx, branch, id, holder, now_ms).await?;
-    let f = layers::visible(tx, &chain, id).await?;
-    layers::remove_file(tx, branch, &chain, &f, now_ms).await
+    tree::unlink_file(tx, branch, &chain, name, id, now_ms).await
 }
 
 pub(crate) async fn acquire_lease(tx: &impl Tx, req: &LeaseRequest) -> Result<()> {
@@ -749,6 +739,10 @@ macro_rules! impl_meta_files {
                     name: &'a str,
                 ) -> BoxFuture<'a, Result<FileMeta>> {
                     run!($mode, self, Read, |tx| files::file(tx, view, name).await)
+                }
+
+                fn file_by_id(&self, view: View, id: FileId) -> BoxFuture<'_, Result<FileMeta>> {
+                    run!($mode, self, Read, |tx| files::file_by_id(tx, view, id).await)
                 }
 
                 fn list_files<'a>(

@@ -50,9 +50,6 @@ pub(crate) enum Q {
     FileRows,
     /// `(layers) →` file rows of those layers.
     FileRowsIn,
-    /// `(layers, name) →` file rows in those layers of the files that have
-    /// a row of that name anywhere.
-    FileRowsNamed,
     /// `(layer, id) →` that layer's file row.
     FileRow,
     /// `(branch, id) → head,` then the head's file row or NULLs.
@@ -118,6 +115,11 @@ pub(crate) enum Q {
     DeleteDirtyIn,
     /// `(layers)`: deletes those layers' file rows.
     DeleteFilesIn,
+    /// `(layers)`: deletes those layers' tree rows (nodes, entries and
+    /// extended attributes: one statement per table).
+    DeleteNodesIn,
+    DeleteEntriesIn,
+    DeleteXattrsIn,
     /// `(layers)`: deletes the layers.
     DeleteLayers,
     /// `(l, c, extent_size)`: drops `l`'s dirty pages that `c` hides.
@@ -134,6 +136,14 @@ pub(crate) enum Q {
     FoldDropFiles,
     /// `(l, c)`: moves the rest of `l`'s file rows to `c`.
     FoldMoveFiles,
+    /// `(l, c)`: drops `l`'s tree rows that `c` has too, then moves the
+    /// rest to `c` (per table: nodes, entries, extended attributes).
+    FoldDropNodes,
+    FoldMoveNodes,
+    FoldDropEntries,
+    FoldMoveEntries,
+    FoldDropXattrs,
+    FoldMoveXattrs,
     /// `(l, c)`: `c` takes `l`'s parent.
     FoldReparent,
     /// `(l)`: deletes the layer.
@@ -353,18 +363,6 @@ pub(crate) async fn visible_rows(
         }
         _ => Err(MetaError::not_found(format!("file #{id} no longer exists"))),
     }
-}
-
-/// The file called `name` in `chain`, if any: of the files with a row of
-/// that name, the one whose topmost row still has it.
-pub(crate) async fn find(tx: &impl Tx, chain: &[LayerId], name: &str) -> Result<Option<FileRow>> {
-    let rows = file_rows(
-        tx.query(Q::FileRowsNamed.into(), args![chain, name])
-            .await?,
-    )?;
-    Ok(topmost(chain, rows)
-        .into_values()
-        .find(|r| !r.deleted && r.name == name))
 }
 
 /// Every file row of the layers of `chain`.
@@ -694,6 +692,9 @@ pub(crate) async fn collect(tx: &impl Tx, now_ms: i64) -> Result<()> {
         release_rows(tx, &rows, now_ms).await?;
         tx.exec(Q::DeleteDirtyIn.into(), args![ls]).await?;
         tx.exec(Q::DeleteFilesIn.into(), args![ls]).await?;
+        for q in [Q::DeleteNodesIn, Q::DeleteEntriesIn, Q::DeleteXattrsIn] {
+            tx.exec(q.into(), args![ls]).await?;
+        }
         tx.exec(Q::DeleteLayers.into(), args![ls]).await?;
     }
     if !plan.folds.is_empty() {
@@ -722,6 +723,13 @@ async fn fold(tx: &impl Tx, l: LayerId, c: LayerId, extent_size: i64, now_ms: i6
         Q::FoldMergeCuts,
         Q::FoldDropFiles,
         Q::FoldMoveFiles,
+        // Tree rows: c's version wins; l's others move.
+        Q::FoldDropNodes,
+        Q::FoldMoveNodes,
+        Q::FoldDropEntries,
+        Q::FoldMoveEntries,
+        Q::FoldDropXattrs,
+        Q::FoldMoveXattrs,
         Q::FoldReparent,
     ] {
         tx.exec(q.into(), args![l, c]).await?;
@@ -804,28 +812,6 @@ pub(crate) async fn copy_file<T: Tx>(
         ];
         tx.exec_each(Q::InsertDirty.into(), args![head, id], &columns)
             .await?;
-    }
-    Ok(())
-}
-
-/// Fails with `Conflict` if two visible files of `chain` share a name among
-/// `names`.
-pub(crate) async fn check_unique_names(
-    tx: &impl Tx,
-    chain: &[LayerId],
-    names: &[String],
-) -> Result<()> {
-    let top = topmost(chain, chain_rows(tx, chain).await?);
-    for name in names {
-        let n = top
-            .values()
-            .filter(|r| !r.deleted && &r.name == name)
-            .count();
-        if n > 1 {
-            return Err(MetaError::conflict(format!(
-                "two files would be called {name:?}; rename one on either side and merge again"
-            )));
-        }
     }
     Ok(())
 }

@@ -41,7 +41,7 @@
 //! 1. [`Lock::Volume`] (schema creation and migration only);
 //! 2. [`Lock::Graph`]: shared by every write that reads a head or a layer,
 //!    exclusive for the writes that change the layer graph;
-//! 3. [`Lock::Names`] of a branch (creating, renaming, deleting files);
+//! 3. [`Lock::Names`] of a branch (every change of its file tree);
 //! 4. [`Lock::Files`] on a branch, ascending by id, or [`Lock::Pack`] of a
 //!    frozen layer's file;
 //! 5. [`Lock::Extents`]: extent records, ascending by key;
@@ -85,6 +85,7 @@ pub(crate) mod hot;
 pub(crate) mod layers;
 pub(crate) mod settings;
 pub(crate) mod tiers;
+pub(crate) mod tree;
 
 /// What a transaction may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +112,7 @@ pub(crate) enum Stmt {
     Setting(settings::Q),
     Branch(branches::Q),
     Hot(hot::Q),
+    Tree(tree::Q),
 }
 
 macro_rules! stmt_from {
@@ -130,10 +132,11 @@ stmt_from!(
     settings => Setting,
     branches => Branch,
     hot => Hot,
+    tree => Tree,
 );
 
 /// A dialect's `sql` module: one file per family (`branch.rs`, `extent.rs`,
-/// `file.rs`, `hot.rs`, `layer.rs`, `setting.rs`, `tier.rs`), each with a
+/// `file.rs`, `hot.rs`, `layer.rs`, `setting.rs`, `tier.rs`, `tree.rs`), each with a
 /// `text(Q) -> &'static str`, and `text(Stmt)` dispatching to them.
 macro_rules! dialect_sql {
     () => {
@@ -144,6 +147,7 @@ macro_rules! dialect_sql {
         mod layer;
         mod setting;
         mod tier;
+        mod tree;
 
         /// The SQL of `stmt`.
         pub(super) fn text(stmt: $crate::logic::Stmt) -> &'static str {
@@ -156,6 +160,7 @@ macro_rules! dialect_sql {
                 Stmt::Setting(q) => setting::text(q),
                 Stmt::Branch(q) => branch::text(q),
                 Stmt::Hot(q) => hot::text(q),
+                Stmt::Tree(q) => tree::text(q),
             }
         }
     };

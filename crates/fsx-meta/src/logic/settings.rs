@@ -38,6 +38,10 @@ pub(crate) enum Q {
 /// computes for the pages already there.
 const CHECKSUMS_SINCE: u32 = 5;
 
+/// The schema version that added the file tree, whose migration makes the
+/// root and turns the flat names into entries.
+const TREE_SINCE: u32 = 6;
+
 /// The schema version of the volume's tables; 0 when there are none.
 pub(crate) async fn schema_version(tx: &impl Tx) -> Result<u32> {
     if !tx
@@ -66,6 +70,9 @@ pub(crate) async fn migrate(tx: &impl Tx, from: u32) -> Result<()> {
         tx.batch(sql).await?;
         if v + 1 == num::u32_len(CHECKSUMS_SINCE) {
             backfill_page_checksums(tx).await?;
+        }
+        if v + 1 == num::u32_len(TREE_SINCE) {
+            super::tree::migrate_flat_names(tx).await?;
         }
     }
     let version = SCHEMA_VERSION.to_string();

@@ -185,3 +185,4 @@ crate::logic::extents::impl_meta_extents!(PgMeta, boxed);
 crate::logic::tiers::impl_meta_tiers!(PgMeta, boxed);
 
 crate::logic::branches::impl_meta_branches!(PgMeta, boxed);
+crate::logic::tree::impl_meta_tree!(PgMeta, boxed);

@@ -22,6 +22,7 @@
 //! | `fsx_tier_copies` | `(key, tier) → bytes, state (0 present, 1 queued), attempts, next_ms, last_error` (since version 3) | a present row means the tier held a verified copy; queued rows are the replication queue |
 //! | `fsx_extent_access` | `key → hits, last_ms` (since version 3) | only grows until the extent is forgotten |
 //! | `fsx_extent_digests` | `key → digests` of its pages (since version 3) | written with the extent's first copy; forgotten with it |
+//! | `fsx_nodes`, `fsx_entries`, `fsx_xattrs`, `fsx_orphans` | the file tree (since 6), as in SQLite | names are `BYTEA`, which compares and sorts by bytes |
 //!
 //! Differences from SQLite, and why:
 //!
@@ -213,5 +214,55 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // reuses a number, so they need no counter here (SQLite's do).
     r#"
     ALTER TABLE fsx_dirty_pages ADD COLUMN crc BIGINT;
+    "#,
+    // 5 → 6: the file tree (`crate::logic::tree`); the root and the
+    // entries of existing files come from `tree::migrate_flat_names`.
+    r#"
+    CREATE TABLE fsx_nodes (
+        layer    BIGINT NOT NULL,
+        ino      BIGINT NOT NULL,
+        kind     BIGINT NOT NULL,
+        mode     BIGINT NOT NULL,
+        uid      BIGINT NOT NULL,
+        gid      BIGINT NOT NULL,
+        nlink    BIGINT NOT NULL,
+        rdev     BIGINT NOT NULL,
+        atime_ns BIGINT NOT NULL,
+        mtime_ns BIGINT NOT NULL,
+        ctime_ns BIGINT NOT NULL,
+        btime_ns BIGINT NOT NULL,
+        data_seq BIGINT NOT NULL,
+        parent   BIGINT,
+        target   BYTEA,
+        deleted  BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (layer, ino)
+    );
+    CREATE INDEX fsx_nodes_ino ON fsx_nodes (ino);
+    CREATE TABLE fsx_entries (
+        layer   BIGINT NOT NULL,
+        parent  BIGINT NOT NULL,
+        name    BYTEA NOT NULL,
+        ino     BIGINT NOT NULL,
+        kind    BIGINT NOT NULL,
+        deleted BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (layer, parent, name)
+    );
+    CREATE INDEX fsx_entries_dir ON fsx_entries (parent, name);
+    CREATE INDEX fsx_entries_ino ON fsx_entries (ino);
+    CREATE TABLE fsx_xattrs (
+        layer   BIGINT NOT NULL,
+        ino     BIGINT NOT NULL,
+        name    BYTEA NOT NULL,
+        value   BYTEA,
+        deleted BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (layer, ino, name)
+    );
+    CREATE INDEX fsx_xattrs_ino ON fsx_xattrs (ino, name);
+    CREATE TABLE fsx_orphans (
+        branch   BIGINT NOT NULL,
+        ino      BIGINT NOT NULL,
+        since_ms BIGINT NOT NULL,
+        PRIMARY KEY (branch, ino)
+    );
     "#,
 ];

@@ -413,6 +413,7 @@ crate::logic::extents::impl_meta_extents!(SqliteMeta, sync);
 crate::logic::tiers::impl_meta_tiers!(SqliteMeta, sync);
 
 crate::logic::branches::impl_meta_branches!(SqliteMeta, sync);
+crate::logic::tree::impl_meta_tree!(SqliteMeta, sync);
 
 #[cfg(test)]
 mod tests {
@@ -480,6 +481,71 @@ mod tests {
         for v in 1..4 {
             migrate_from(v);
         }
+    }
+
+    /// A version-5 volume's flat names become the tree in every layer:
+    /// names with `/` make directories, renames move entries, deletions
+    /// remove them, each branch and commit shows its own tree, and a name
+    /// the tree cannot hold is kept in the root under a spelling it can.
+    #[test]
+    fn version_5_names_become_the_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let c = Connection::open(&path).unwrap();
+        for sql in &schema::MIGRATIONS[..5] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.execute_batch(
+            "INSERT INTO fsx_volume (key, value) VALUES ('schema_version', '5'), ('volume_id', 'v'),
+                 ('extent_size', '2097152'), ('store_url', 'memory://'), ('created_ms', '1');
+             UPDATE fsx_volume SET value = '20' WHERE key = 'next_file_id';
+             UPDATE fsx_volume SET value = '6' WHERE key = 'next_commit_id';
+             INSERT INTO fsx_layers (id, parent, frozen, created_ms) VALUES (2, 1, 0, 1), (3, 1, 0, 1);
+             UPDATE fsx_layers SET frozen = 1 WHERE id = 1;
+             UPDATE fsx_branches SET head = 2, commit_id = 5 WHERE id = 1;
+             INSERT INTO fsx_branches (id, name, head, commit_id, created_ms, commit_ms)
+                 VALUES (2, 'dev', 3, 5, 1, 1);
+             INSERT INTO fsx_commits (id, layer, parent, merged, branch, message, auto, created_ms)
+                 VALUES (5, 1, NULL, NULL, 'main', 'old', 0, 1);
+             INSERT INTO fsx_files (layer, id, name, page_size, size, write_seq, deleted, created_ms, modified_ms)
+                 VALUES (1, 7, 'a.db', 4096, 0, 0, 0, 1, 2), (1, 8, 'dir/x', 4096, 0, 0, 0, 1, 2),
+                        (1, 9, 'clash', 4096, 0, 0, 0, 1, 2), (1, 10, 'clash/y', 4096, 0, 0, 0, 1, 2),
+                        (1, 11, 'gone', 4096, 0, 0, 0, 1, 2),
+                        (2, 7, 'renamed/a.db', 4096, 0, 0, 0, 1, 3), (2, 11, 'gone', 4096, 0, 0, 1, 1, 3),
+                        (3, 12, 'dev-only', 4096, 0, 0, 0, 1, 3), (3, 8, 'x2', 4096, 0, 0, 0, 1, 3);",
+        )
+        .unwrap();
+        drop(c);
+        let m = SqliteMeta::open(&path, false).unwrap();
+        block_on(m.open_volume()).unwrap();
+        let names = |v: View| -> Vec<String> {
+            block_on(m.list_files(v, ""))
+                .unwrap()
+                .into_iter()
+                .map(|f| f.name)
+                .collect()
+        };
+        let kept = "clash\u{2215}y";
+        assert_eq!(names(View::MAIN), ["clash", kept, "dir/x", "renamed/a.db"]);
+        assert_eq!(
+            names(View::Branch(2)),
+            ["a.db", "clash", kept, "dev-only", "gone", "x2"]
+        );
+        assert_eq!(
+            names(View::Commit(5)),
+            ["a.db", "clash", kept, "dir/x", "gone"]
+        );
+        let f = block_on(m.file(View::MAIN, "renamed/a.db")).unwrap();
+        assert_eq!(f.id, 7);
+        let root = block_on(m.root()).unwrap();
+        assert!(root >= 20, "the root's number {root} is new");
+        let a = block_on(m.getattr(View::MAIN, 7)).unwrap();
+        assert_eq!((a.kind, a.nlink, a.mode), (NodeKind::File, 1, 0o644));
+        // The tree is writable on both branches afterwards.
+        block_on(m.create_file(2, "dir/new", 4096, 9)).unwrap();
+        assert!(block_on(m.file(View::MAIN, "dir/new")).is_err());
+        let version = block_on(m.setting("schema_version")).unwrap().unwrap();
+        assert_eq!(version, SCHEMA_VERSION.to_string());
     }
 
     /// A version-4 volume gets checksums for its dirty pages (so they read

@@ -20,6 +20,10 @@
 //! | `fsx_tier_copies` | `(key, tier) → bytes, state (0 present, 1 queued), attempts, next_ms, last_error` (since version 3) | a present row means the tier held a verified copy; queued rows are the replication queue |
 //! | `fsx_extent_access` | `key → hits, last_ms` (since version 3) | only grows until the extent is forgotten |
 //! | `fsx_extent_digests` | `key → digests` of its pages (since version 3) | written with the extent's first copy; forgotten with it |
+//! | `fsx_nodes` | `(layer, ino) →` kind, mode, owner, nlink, rdev, times (ns), `data_seq`, parent (directories), symlink target, deleted (since 6) | a regular file's inode number is its `fsx_files` id; `root_ino` in `fsx_volume` names the root |
+//! | `fsx_entries` | `(layer, parent, name) → ino, kind`, deleted (since 6) | names are bytes: 1–255, no `/`, no NUL, not `.`/`..` |
+//! | `fsx_xattrs` | `(layer, ino, name) → value`, deleted (since 6) | Linux's limits: name ≤ 255 bytes, value ≤ 64 KiB |
+//! | `fsx_orphans` | `(branch, ino) → since` (since 6) | an unlinked regular file still open: its data stays until its last close |
 //!
 //! `MIGRATIONS[i]` takes a volume from schema version `i` to `i + 1`;
 //! version 0 means "empty database".
@@ -218,5 +222,56 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE fsx_dirty_pages ADD COLUMN crc INTEGER;
     INSERT INTO fsx_volume (key, value)
         SELECT 'next_commit_id', coalesce(max(id), 0) + 1 FROM fsx_commits;
+    ",
+    // 5 → 6: the file tree (`crate::logic::tree`). Layered like
+    // `fsx_files`; the root and the entries of existing files come from
+    // `tree::migrate_flat_names`, run right after this batch.
+    "
+    CREATE TABLE fsx_nodes (
+        layer    INTEGER NOT NULL,
+        ino      INTEGER NOT NULL,
+        kind     INTEGER NOT NULL,
+        mode     INTEGER NOT NULL,
+        uid      INTEGER NOT NULL,
+        gid      INTEGER NOT NULL,
+        nlink    INTEGER NOT NULL,
+        rdev     INTEGER NOT NULL,
+        atime_ns INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        ctime_ns INTEGER NOT NULL,
+        btime_ns INTEGER NOT NULL,
+        data_seq INTEGER NOT NULL,
+        parent   INTEGER,
+        target   BLOB,
+        deleted  INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (layer, ino)
+    ) WITHOUT ROWID;
+    CREATE INDEX fsx_nodes_ino ON fsx_nodes (ino);
+    CREATE TABLE fsx_entries (
+        layer   INTEGER NOT NULL,
+        parent  INTEGER NOT NULL,
+        name    BLOB NOT NULL,
+        ino     INTEGER NOT NULL,
+        kind    INTEGER NOT NULL,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (layer, parent, name)
+    ) WITHOUT ROWID;
+    CREATE INDEX fsx_entries_dir ON fsx_entries (parent, name);
+    CREATE INDEX fsx_entries_ino ON fsx_entries (ino);
+    CREATE TABLE fsx_xattrs (
+        layer   INTEGER NOT NULL,
+        ino     INTEGER NOT NULL,
+        name    BLOB NOT NULL,
+        value   BLOB,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (layer, ino, name)
+    ) WITHOUT ROWID;
+    CREATE INDEX fsx_xattrs_ino ON fsx_xattrs (ino, name);
+    CREATE TABLE fsx_orphans (
+        branch   INTEGER NOT NULL,
+        ino      INTEGER NOT NULL,
+        since_ms INTEGER NOT NULL,
+        PRIMARY KEY (branch, ino)
+    );
     ",
 ];

@@ -12,7 +12,6 @@ pub(super) fn text(q: Q) -> &'static str {
             "INSERT INTO fsx_files (layer, id, name, page_size, size, write_seq, created_ms, modified_ms)
              VALUES (?1, ?2, ?3, ?4, 0, 0, ?5, ?5)"
         }
-        Q::Rename => "UPDATE fsx_files SET name = ?3, modified_ms = ?4 WHERE layer = ?1 AND id = ?2",
         Q::Lease => "SELECT holder, expires_ms FROM fsx_leases WHERE branch = ?1 AND file_id = ?2",
         Q::SetLease => {
             "INSERT INTO fsx_leases (branch, file_id, holder, expires_ms) VALUES (?1, ?2, ?3, ?4)

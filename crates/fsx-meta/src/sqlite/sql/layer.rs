@@ -22,10 +22,6 @@ pub(super) fn text(q: Q) -> &'static str {
         Q::Layers => "SELECT id, parent, frozen FROM fsx_layers ORDER BY id",
         Q::FileRows => file_row_sql!("FROM fsx_files WHERE id = ?1"),
         Q::FileRowsIn => file_row_sql!("FROM fsx_files WHERE layer IN rarray(?1)"),
-        Q::FileRowsNamed => file_row_sql!(
-            "FROM fsx_files WHERE layer IN rarray(?1)
-               AND id IN (SELECT id FROM fsx_files WHERE name = ?2)"
-        ),
         Q::FileRow => file_row_sql!("FROM fsx_files WHERE layer = ?1 AND id = ?2"),
         Q::HeadRow => {
             "SELECT b.head, f.layer, f.id, f.name, f.page_size, f.size, f.write_seq, f.cut_page,
@@ -92,7 +88,10 @@ pub(super) fn text(q: Q) -> &'static str {
         Q::LayerHasRows => {
             "SELECT EXISTS (SELECT 1 FROM fsx_files WHERE layer = ?1)
                  OR EXISTS (SELECT 1 FROM fsx_extent_map WHERE layer = ?1)
-                 OR EXISTS (SELECT 1 FROM fsx_dirty_pages WHERE layer = ?1)"
+                 OR EXISTS (SELECT 1 FROM fsx_dirty_pages WHERE layer = ?1)
+                 OR EXISTS (SELECT 1 FROM fsx_nodes WHERE layer = ?1)
+                 OR EXISTS (SELECT 1 FROM fsx_entries WHERE layer = ?1)
+                 OR EXISTS (SELECT 1 FROM fsx_xattrs WHERE layer = ?1)"
         }
         Q::NewLayer => {
             "INSERT INTO fsx_layers (parent, frozen, created_ms) VALUES (?1, 0, ?2) RETURNING id"
@@ -121,6 +120,9 @@ pub(super) fn text(q: Q) -> &'static str {
         Q::DeleteExtentsIn => "DELETE FROM fsx_extent_map WHERE layer IN rarray(?1) RETURNING key",
         Q::DeleteDirtyIn => "DELETE FROM fsx_dirty_pages WHERE layer IN rarray(?1)",
         Q::DeleteFilesIn => "DELETE FROM fsx_files WHERE layer IN rarray(?1)",
+        Q::DeleteNodesIn => "DELETE FROM fsx_nodes WHERE layer IN rarray(?1)",
+        Q::DeleteEntriesIn => "DELETE FROM fsx_entries WHERE layer IN rarray(?1)",
+        Q::DeleteXattrsIn => "DELETE FROM fsx_xattrs WHERE layer IN rarray(?1)",
         Q::DeleteLayers => "DELETE FROM fsx_layers WHERE id IN rarray(?1)",
         Q::FoldDropDirty => {
             "DELETE FROM fsx_dirty_pages AS d WHERE d.layer = ?1 AND (
@@ -164,6 +166,23 @@ pub(super) fn text(q: Q) -> &'static str {
                  AND EXISTS (SELECT 1 FROM fsx_files f WHERE f.layer = ?2 AND f.id = x.id)"
         }
         Q::FoldMoveFiles => "UPDATE fsx_files SET layer = ?2 WHERE layer = ?1",
+        Q::FoldDropNodes => {
+            "DELETE FROM fsx_nodes AS x WHERE x.layer = ?1
+                 AND EXISTS (SELECT 1 FROM fsx_nodes n WHERE n.layer = ?2 AND n.ino = x.ino)"
+        }
+        Q::FoldMoveNodes => "UPDATE fsx_nodes SET layer = ?2 WHERE layer = ?1",
+        Q::FoldDropEntries => {
+            "DELETE FROM fsx_entries AS x WHERE x.layer = ?1
+                 AND EXISTS (SELECT 1 FROM fsx_entries e
+                             WHERE e.layer = ?2 AND e.parent = x.parent AND e.name = x.name)"
+        }
+        Q::FoldMoveEntries => "UPDATE fsx_entries SET layer = ?2 WHERE layer = ?1",
+        Q::FoldDropXattrs => {
+            "DELETE FROM fsx_xattrs AS x WHERE x.layer = ?1
+                 AND EXISTS (SELECT 1 FROM fsx_xattrs a
+                             WHERE a.layer = ?2 AND a.ino = x.ino AND a.name = x.name)"
+        }
+        Q::FoldMoveXattrs => "UPDATE fsx_xattrs SET layer = ?2 WHERE layer = ?1",
         Q::FoldReparent => {
             "UPDATE fsx_layers SET parent = (SELECT parent FROM fsx_layers WHERE id = ?1) WHERE id = ?2"
         }

@@ -1,0 +1,53 @@
+//! The `tree` family's statements.
+
+use crate::logic::tree::Q;
+
+pub(super) fn text(q: Q) -> &'static str {
+    match q {
+        Q::NodeRows => {
+            "SELECT layer, ino, kind, mode, uid, gid, nlink, rdev, atime_ns, mtime_ns, ctime_ns,
+                    btime_ns, data_seq, parent, target, deleted
+             FROM fsx_nodes WHERE layer IN rarray(?1) AND ino = ?2"
+        }
+        Q::PutNode => {
+            "INSERT OR REPLACE INTO fsx_nodes (layer, ino, kind, mode, uid, gid, nlink, rdev,
+                 atime_ns, mtime_ns, ctime_ns, btime_ns, data_seq, parent, target, deleted)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+        }
+        Q::EntryRows => {
+            "SELECT layer, ino, kind, deleted FROM fsx_entries
+             WHERE layer IN rarray(?1) AND parent = ?2 AND name = ?3"
+        }
+        Q::DirRows => {
+            "SELECT layer, name, ino, kind, deleted FROM fsx_entries
+             WHERE layer IN rarray(?1) AND parent = ?2 AND name > ?3
+             ORDER BY name LIMIT ?4"
+        }
+        Q::EntriesOf => {
+            "SELECT DISTINCT parent, name FROM fsx_entries
+             WHERE layer IN rarray(?1) AND ino = ?2 AND deleted = 0"
+        }
+        Q::PutEntry => {
+            "INSERT OR REPLACE INTO fsx_entries (layer, parent, name, ino, kind, deleted)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+        }
+        Q::DeleteEntry => "DELETE FROM fsx_entries WHERE layer = ?1 AND parent = ?2 AND name = ?3",
+        Q::XattrRows => {
+            "SELECT layer, value, deleted FROM fsx_xattrs
+             WHERE layer IN rarray(?1) AND ino = ?2 AND name = ?3"
+        }
+        Q::XattrNames => {
+            "SELECT layer, name, deleted FROM fsx_xattrs
+             WHERE layer IN rarray(?1) AND ino = ?2 ORDER BY name"
+        }
+        Q::PutXattr => {
+            "INSERT OR REPLACE INTO fsx_xattrs (layer, ino, name, value, deleted)
+             VALUES (?1, ?2, ?3, ?4, ?5)"
+        }
+        Q::DeleteXattrsOf => "DELETE FROM fsx_xattrs WHERE layer = ?1 AND ino = ?2",
+        Q::AddOrphan => {
+            "INSERT OR IGNORE INTO fsx_orphans (branch, ino, since_ms) VALUES (?1, ?2, ?3)"
+        }
+        Q::DeleteOrphan => "DELETE FROM fsx_orphans WHERE branch = ?1 AND ino = ?2",
+    }
+}

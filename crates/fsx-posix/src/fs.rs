@@ -1,0 +1,871 @@
+//! [`Fs`]: the calls, and the table of open handles.
+//!
+//! Invariants: an inode has an entry in `State::open` exactly while some
+//! handle of it is open; its shared [`File`] is a writer if any of its
+//! handles ever asked to write since it was opened; the `std` mutex of
+//! the state is never held across an await.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use fsx_engine::{File, OpenOptions, Volume};
+use fsx_meta::contract::{
+    Attr, BranchId, DirEntry, Ino, MakeNode, NodeKind, SetAttr, SetTime, View,
+};
+use fsx_meta::perm::{self, Caller, Owned};
+use fsx_meta::rename::RenameFlags;
+use futures_util::lock::Mutex as AsyncMutex;
+
+use crate::error::{FsError, Result, errno};
+
+/// Page size of the regular files this layer makes: the size of most
+/// database pages and of the kernel's.
+const PAGE_SIZE: u32 = 4096;
+
+/// An open handle's number.
+pub type Fh = u64;
+
+/// How a file is opened (`open(2)`'s access mode and flags).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenFlags {
+    /// Readable.
+    pub read: bool,
+    /// Writable.
+    pub write: bool,
+    /// `O_APPEND`: every write goes to the end.
+    pub append: bool,
+    /// `O_TRUNC`: the file is emptied on open.
+    pub truncate: bool,
+}
+
+impl OpenFlags {
+    /// `O_RDONLY`.
+    pub fn read_only() -> Self {
+        Self {
+            read: true,
+            ..Self::default()
+        }
+    }
+
+    /// `O_RDWR`.
+    pub fn read_write() -> Self {
+        Self {
+            read: true,
+            write: true,
+            ..Self::default()
+        }
+    }
+}
+
+/// What `setattr` changes (`None`: unchanged).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetAttrs {
+    /// `chmod`.
+    pub mode: Option<u32>,
+    /// `chown` owner.
+    pub uid: Option<u32>,
+    /// `chown` group.
+    pub gid: Option<u32>,
+    /// `truncate`.
+    pub size: Option<u64>,
+    /// Access time.
+    pub atime: Option<SetTime>,
+    /// Modification time.
+    pub mtime: Option<SetTime>,
+}
+
+/// `lseek`'s sparse-file whences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whence {
+    /// `SEEK_DATA`.
+    Data,
+    /// `SEEK_HOLE`.
+    Hole,
+}
+
+/// An inode open through one or more handles.
+struct OpenNode {
+    ino: Ino,
+    /// `None` once the last handle closed it.
+    file: AsyncMutex<Option<File>>,
+    /// Its last name went while it was open.
+    orphan: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Clone)]
+struct Handle {
+    node: Arc<OpenNode>,
+    flags: OpenFlags,
+    caller: Caller,
+}
+
+#[derive(Default)]
+struct State {
+    handles: HashMap<Fh, Handle>,
+    open: HashMap<Ino, (Arc<OpenNode>, usize)>,
+    next_fh: Fh,
+}
+
+/// File-system calls over one view of a volume (see the crate docs).
+pub struct Fs {
+    volume: Volume,
+    branch: Option<BranchId>,
+    root: Ino,
+    state: Mutex<State>,
+    /// Serialises opening and closing of inodes, so two handles opening
+    /// one inode at once share one page-store file.
+    opening: AsyncMutex<()>,
+}
+
+impl std::fmt::Debug for Fs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fs")
+            .field("view", &self.volume.view())
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_ns() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn owned(a: &Attr) -> Owned {
+    Owned {
+        uid: a.uid,
+        gid: a.gid,
+        mode: a.mode,
+        dir: a.kind == NodeKind::Dir,
+    }
+}
+
+fn err(errno: i32, message: impl Into<String>) -> FsError {
+    FsError::new(errno, message)
+}
+
+/// The file of an open node, unless its last handle closed it meanwhile.
+fn live(file: &mut Option<File>) -> Result<&mut File> {
+    file.as_mut()
+        .ok_or_else(|| err(errno::EBADF, "the file was closed"))
+}
+
+impl Fs {
+    /// The file system of `volume`'s view (a branch: read-write; a commit:
+    /// read-only).
+    pub async fn new(volume: Volume) -> Result<Self> {
+        let branch = match volume.view() {
+            View::Branch(b) => Some(b),
+            View::Commit(_) => None,
+        };
+        let root = volume.meta().root().await?;
+        Ok(Self {
+            volume,
+            branch,
+            root,
+            state: Mutex::new(State::default()),
+            opening: AsyncMutex::new(()),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The table is updated in single steps: a panic elsewhere leaves
+        // it consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn meta(&self) -> &fsx_engine::MetaArc {
+        self.volume.meta()
+    }
+
+    fn view(&self) -> View {
+        self.volume.view()
+    }
+
+    fn branch(&self) -> Result<BranchId> {
+        self.branch
+            .ok_or_else(|| err(errno::EROFS, "a commit is read-only"))
+    }
+
+    /// The root directory's inode number.
+    pub fn root(&self) -> Ino {
+        self.root
+    }
+
+    /// The volume this file system serves.
+    pub fn volume(&self) -> &Volume {
+        &self.volume
+    }
+
+    fn open_node(&self, ino: Ino) -> Option<Arc<OpenNode>> {
+        self.state().open.get(&ino).map(|(n, _)| n.clone())
+    }
+
+    fn handle(&self, fh: Fh) -> Result<Handle> {
+        self.state()
+            .handles
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| err(errno::EBADF, format!("no open handle {fh}")))
+    }
+
+    /// The inode an open handle reads and writes.
+    pub fn handle_ino(&self, fh: Fh) -> Option<Ino> {
+        self.state().handles.get(&fh).map(|h| h.node.ino)
+    }
+
+    /// `stat`: the attributes of `ino`; an open file's size includes
+    /// what its handles wrote and did not sync yet.
+    pub async fn getattr(&self, ino: Ino) -> Result<Attr> {
+        let mut a = self.meta().getattr(self.view(), ino).await?;
+        if let Some(node) = self.open_node(ino)
+            && let Some(f) = node.file.lock().await.as_ref()
+        {
+            a.size = f.size();
+        }
+        Ok(a)
+    }
+
+    /// The entry `name` of `parent`.
+    pub async fn lookup(&self, parent: Ino, name: &[u8], caller: &Caller) -> Result<Attr> {
+        let a = self
+            .meta()
+            .lookup(self.view(), parent, name, caller)
+            .await?;
+        self.with_open_size(a).await
+    }
+
+    async fn with_open_size(&self, mut a: Attr) -> Result<Attr> {
+        if let Some(node) = self.open_node(a.ino)
+            && let Some(f) = node.file.lock().await.as_ref()
+        {
+            a.size = f.size();
+        }
+        Ok(a)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn make(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        kind: NodeKind,
+        mode: u32,
+        rdev: u64,
+        target: Option<&[u8]>,
+        caller: &Caller,
+    ) -> Result<Attr> {
+        let node = MakeNode {
+            branch: self.branch()?,
+            parent,
+            name,
+            kind,
+            mode,
+            rdev,
+            target,
+            page_size: PAGE_SIZE,
+            caller,
+            now_ns: now_ns(),
+        };
+        Ok(self.meta().make(&node).await?)
+    }
+
+    /// `mkdir` (`mode` with the umask applied).
+    pub async fn mkdir(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        mode: u32,
+        caller: &Caller,
+    ) -> Result<Attr> {
+        self.make(parent, name, NodeKind::Dir, mode, 0, None, caller)
+            .await
+    }
+
+    /// `mknod`: a regular file, FIFO, socket or device node.
+    pub async fn mknod(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        kind: NodeKind,
+        mode: u32,
+        rdev: u64,
+        caller: &Caller,
+    ) -> Result<Attr> {
+        if matches!(kind, NodeKind::Dir | NodeKind::Symlink) {
+            return Err(err(errno::EINVAL, "mknod makes no directories or symlinks"));
+        }
+        if matches!(kind, NodeKind::CharDev | NodeKind::BlockDev) && !caller.is_root() {
+            return Err(err(errno::EPERM, "only root makes device nodes"));
+        }
+        self.make(parent, name, kind, mode, rdev, None, caller)
+            .await
+    }
+
+    /// `symlink(target, parent/name)`.
+    pub async fn symlink(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        target: &[u8],
+        caller: &Caller,
+    ) -> Result<Attr> {
+        self.make(
+            parent,
+            name,
+            NodeKind::Symlink,
+            0o777,
+            0,
+            Some(target),
+            caller,
+        )
+        .await
+    }
+
+    /// `readlink`.
+    pub async fn readlink(&self, ino: Ino) -> Result<Bytes> {
+        Ok(self.meta().readlink(self.view(), ino).await?)
+    }
+
+    /// `link(ino, new_parent/new_name)`.
+    pub async fn link(
+        &self,
+        ino: Ino,
+        new_parent: Ino,
+        new_name: &[u8],
+        caller: &Caller,
+    ) -> Result<Attr> {
+        let a = self
+            .meta()
+            .link(self.branch()?, ino, new_parent, new_name, caller, now_ns())
+            .await?;
+        if let Some(node) = self.open_node(ino) {
+            node.orphan
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.with_open_size(a).await
+    }
+
+    /// The inode `parent/name` names, without permission checks (the
+    /// change that follows checks them).
+    async fn peek(&self, parent: Ino, name: &[u8]) -> Option<Ino> {
+        self.meta()
+            .lookup(self.view(), parent, name, &Caller::root())
+            .await
+            .ok()
+            .map(|a| a.ino)
+    }
+
+    async fn remove(&self, parent: Ino, name: &[u8], dir: bool, caller: &Caller) -> Result<()> {
+        let branch = self.branch()?;
+        let target = self.peek(parent, name).await;
+        let node = target.and_then(|ino| self.open_node(ino));
+        let u = self
+            .meta()
+            .remove(branch, parent, name, dir, node.is_some(), caller, now_ns())
+            .await?;
+        if let Some(n) = node
+            && u.orphaned
+        {
+            n.orphan.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// `unlink`.
+    pub async fn unlink(&self, parent: Ino, name: &[u8], caller: &Caller) -> Result<()> {
+        self.remove(parent, name, false, caller).await
+    }
+
+    /// `rmdir`.
+    pub async fn rmdir(&self, parent: Ino, name: &[u8], caller: &Caller) -> Result<()> {
+        self.remove(parent, name, true, caller).await
+    }
+
+    /// `renameat2(parent/name, new_parent/new_name, flags)`.
+    pub async fn rename(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        flags: RenameFlags,
+        caller: &Caller,
+    ) -> Result<()> {
+        let branch = self.branch()?;
+        let dst = self.peek(new_parent, new_name).await;
+        let node = dst.and_then(|ino| self.open_node(ino));
+        let replaced = self
+            .meta()
+            .rename(
+                branch,
+                parent,
+                name,
+                new_parent,
+                new_name,
+                flags,
+                node.is_some(),
+                caller,
+                now_ns(),
+            )
+            .await?;
+        if let (Some(n), Some(u)) = (node, replaced)
+            && u.orphaned
+        {
+            n.orphan.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// `chmod`, `chown`, `truncate` and `utimensat` in one call; `fh`
+    /// names the handle of an `ftruncate` (which needs no write
+    /// permission beyond the handle's).
+    pub async fn setattr(
+        &self,
+        ino: Ino,
+        set: &SetAttrs,
+        fh: Option<Fh>,
+        caller: &Caller,
+    ) -> Result<Attr> {
+        let branch = self.branch()?;
+        if let Some(size) = set.size {
+            self.truncate(ino, size, fh, caller).await?;
+        }
+        let meta_set = SetAttr {
+            mode: set.mode,
+            uid: set.uid,
+            gid: set.gid,
+            atime: set.atime,
+            mtime: set.mtime,
+            written: set.size.is_some(),
+        };
+        let changes = meta_set != SetAttr::default();
+        let a = if changes {
+            self.meta()
+                .setattr(branch, ino, &meta_set, caller, now_ns())
+                .await?
+        } else {
+            self.meta().getattr(self.view(), ino).await?
+        };
+        self.with_open_size(a).await
+    }
+
+    async fn truncate(&self, ino: Ino, size: u64, fh: Option<Fh>, caller: &Caller) -> Result<()> {
+        let a = self.meta().getattr(self.view(), ino).await?;
+        match a.kind {
+            NodeKind::File => {}
+            NodeKind::Dir => return Err(err(errno::EISDIR, "truncate of a directory")),
+            _ => return Err(err(errno::EINVAL, "truncate of a special file")),
+        }
+        let by_handle = match fh {
+            Some(fh) => {
+                let h = self.handle(fh)?;
+                if !h.flags.write {
+                    return Err(err(
+                        errno::EINVAL,
+                        "ftruncate of a handle not open for writing",
+                    ));
+                }
+                true
+            }
+            None => false,
+        };
+        if !by_handle && !perm::may(caller, owned(&a), perm::W) {
+            return Err(err(errno::EACCES, "write permission denied"));
+        }
+        let fh = self
+            .open(ino, OpenFlags::read_write(), &Caller::root())
+            .await?;
+        let out = async {
+            let node = self.handle(fh)?.node;
+            let mut g = node.file.lock().await;
+            let f = live(&mut g)?;
+            f.truncate(size).await?;
+            f.sync().await?;
+            Ok(())
+        }
+        .await;
+        self.release(fh).await?;
+        out
+    }
+
+    /// `open(ino, flags)` of a regular file.
+    pub async fn open(&self, ino: Ino, flags: OpenFlags, caller: &Caller) -> Result<Fh> {
+        let a = self.meta().getattr(self.view(), ino).await?;
+        match a.kind {
+            NodeKind::File => {}
+            NodeKind::Dir if flags.write || flags.truncate => {
+                return Err(err(errno::EISDIR, "a directory opens for reading only"));
+            }
+            NodeKind::Dir => return Err(err(errno::EISDIR, "use opendir for a directory")),
+            NodeKind::Symlink => return Err(err(errno::ELOOP, "a symlink opens its target")),
+            _ => {
+                return Err(err(
+                    errno::EOPNOTSUPP,
+                    "special files open only through the kernel",
+                ));
+            }
+        }
+        let writes = flags.write || flags.truncate;
+        let want = if flags.read { perm::R } else { 0 } | if writes { perm::W } else { 0 };
+        if !perm::may(caller, owned(&a), want) {
+            return Err(err(errno::EACCES, "permission denied"));
+        }
+        if writes {
+            self.branch()?;
+        }
+        let node = self.attach(ino, writes).await?;
+        let fh = {
+            let mut s = self.state();
+            s.next_fh += 1;
+            let fh = s.next_fh;
+            s.handles.insert(
+                fh,
+                Handle {
+                    node: node.clone(),
+                    flags,
+                    caller: caller.clone(),
+                },
+            );
+            fh
+        };
+        if flags.truncate && flags.write {
+            let r = async {
+                let mut g = node.file.lock().await;
+                let f = live(&mut g)?;
+                if f.size() > 0 {
+                    f.truncate(0).await?;
+                }
+                Ok::<_, FsError>(())
+            }
+            .await;
+            if let Err(e) = r {
+                self.release(fh).await?;
+                return Err(e);
+            }
+            self.after_write(ino, caller, &a).await?;
+        }
+        Ok(fh)
+    }
+
+    /// The shared open node of `ino`, opened (or reopened for writing)
+    /// as needed; counts one more handle.
+    async fn attach(&self, ino: Ino, write: bool) -> Result<Arc<OpenNode>> {
+        let _g = self.opening.lock().await;
+        if let Some(node) = self.open_node(ino) {
+            {
+                let mut g = node.file.lock().await;
+                let f = live(&mut g)?;
+                if write && !f.is_writer() {
+                    let w = self.volume.open_id(ino, OpenOptions::write()).await?;
+                    let old = std::mem::replace(f, w);
+                    old.close().await?;
+                }
+            }
+            if let Some(e) = self.state().open.get_mut(&ino) {
+                e.1 += 1;
+            }
+            return Ok(node);
+        }
+        let options = if write {
+            OpenOptions::write()
+        } else {
+            OpenOptions::read()
+        };
+        let file = self.volume.open_id(ino, options).await?;
+        let node = Arc::new(OpenNode {
+            ino,
+            file: AsyncMutex::new(Some(file)),
+            orphan: std::sync::atomic::AtomicBool::new(false),
+        });
+        self.state().open.insert(ino, (node.clone(), 1));
+        Ok(node)
+    }
+
+    /// `creat`/`open(O_CREAT)`: makes `parent/name` (unless it exists and
+    /// `exclusive` is false) and opens it.
+    pub async fn create(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        mode: u32,
+        flags: OpenFlags,
+        exclusive: bool,
+        caller: &Caller,
+    ) -> Result<(Attr, Fh)> {
+        match self
+            .make(parent, name, NodeKind::File, mode, 0, None, caller)
+            .await
+        {
+            Ok(a) => {
+                // A new file: the creator may write it whatever its mode.
+                let node = self.attach(a.ino, flags.write).await?;
+                let mut s = self.state();
+                s.next_fh += 1;
+                let fh = s.next_fh;
+                s.handles.insert(
+                    fh,
+                    Handle {
+                        node,
+                        flags,
+                        caller: caller.clone(),
+                    },
+                );
+                Ok((a, fh))
+            }
+            Err(e) if e.errno() == errno::EEXIST && !exclusive => {
+                let a = self.lookup(parent, name, caller).await?;
+                if a.kind == NodeKind::Dir {
+                    return Err(err(errno::EISDIR, "O_CREAT of a directory"));
+                }
+                let fh = self.open(a.ino, flags, caller).await?;
+                Ok((self.getattr(a.ino).await?, fh))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `pread`: up to `len` bytes at `offset`.
+    pub async fn read(&self, fh: Fh, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let h = self.handle(fh)?;
+        if !h.flags.read {
+            return Err(err(errno::EBADF, "handle not open for reading"));
+        }
+        let mut g = h.node.file.lock().await;
+        Ok(live(&mut g)?.read_at(offset, len).await?)
+    }
+
+    /// `pwrite` (with `O_APPEND`, at the end): returns the bytes written.
+    pub async fn write(&self, fh: Fh, offset: u64, data: &[u8]) -> Result<usize> {
+        let h = self.handle(fh)?;
+        if !h.flags.write {
+            return Err(err(errno::EBADF, "handle not open for writing"));
+        }
+        {
+            let mut g = h.node.file.lock().await;
+            let f = live(&mut g)?;
+            let at = if h.flags.append { f.size() } else { offset };
+            if at.checked_add(data.len() as u64).is_none() {
+                return Err(err(errno::EFBIG, "write past the largest offset"));
+            }
+            f.write_at(at, data).await?;
+        }
+        if !h.caller.is_root() {
+            let a = self.meta().getattr(self.view(), h.node.ino).await?;
+            self.after_write(h.node.ino, &h.caller, &a).await?;
+        }
+        Ok(data.len())
+    }
+
+    /// Drops set-user-ID and set-group-ID after a write by a non-root
+    /// caller, as the kernel does.
+    async fn after_write(&self, ino: Ino, caller: &Caller, a: &Attr) -> Result<()> {
+        if perm::after_write(caller, a.mode) != a.mode {
+            let set = SetAttr {
+                written: true,
+                ..SetAttr::default()
+            };
+            self.meta()
+                .setattr(self.branch()?, ino, &set, caller, now_ns())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// `fsync`/`fdatasync`: the handle's file's writes are durable when
+    /// this returns.
+    pub async fn fsync(&self, fh: Fh) -> Result<()> {
+        let h = self.handle(fh)?;
+        let mut g = h.node.file.lock().await;
+        let f = live(&mut g)?;
+        if f.is_writer() {
+            f.sync().await?;
+        }
+        Ok(())
+    }
+
+    /// `flush` (every `close(2)` of a descriptor): durable, so a file
+    /// closed is seen whole by the next open anywhere.
+    pub async fn flush(&self, fh: Fh) -> Result<()> {
+        self.fsync(fh).await
+    }
+
+    /// Closes a handle; the last handle of an inode closes its file
+    /// (durably), and drops an orphan's data.
+    pub async fn release(&self, fh: Fh) -> Result<()> {
+        let _g = self.opening.lock().await;
+        let node = {
+            let mut s = self.state();
+            let Some(h) = s.handles.remove(&fh) else {
+                return Err(err(errno::EBADF, format!("no open handle {fh}")));
+            };
+            let ino = h.node.ino;
+            let last = match s.open.get_mut(&ino) {
+                Some(e) if e.1 > 1 => {
+                    e.1 -= 1;
+                    false
+                }
+                _ => true,
+            };
+            if !last {
+                return Ok(());
+            }
+            s.open.remove(&ino);
+            h.node
+        };
+        let orphan = node.orphan.load(std::sync::atomic::Ordering::SeqCst);
+        let file = node.file.lock().await.take();
+        if let Some(f) = file {
+            f.close().await?;
+        }
+        if orphan && let Some(b) = self.branch {
+            self.meta().forget_orphan(b, node.ino, now_ns()).await?;
+        }
+        Ok(())
+    }
+
+    /// `opendir`: checks that `caller` may read directory `ino`.
+    pub async fn opendir(&self, ino: Ino, caller: &Caller) -> Result<()> {
+        let a = self.meta().getattr(self.view(), ino).await?;
+        if a.kind != NodeKind::Dir {
+            return Err(err(errno::ENOTDIR, "not a directory"));
+        }
+        if !perm::may(caller, owned(&a), perm::R) {
+            return Err(err(errno::EACCES, "read permission denied"));
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` entries of directory `ino` after the name `after`
+    /// (`.` and `..` not included: the caller adds them), by name bytes.
+    pub async fn readdir(
+        &self,
+        ino: Ino,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<DirEntry>> {
+        Ok(self.meta().readdir(self.view(), ino, after, limit).await?)
+    }
+
+    /// `lseek(SEEK_DATA | SEEK_HOLE)`: `ENXIO` past the end.
+    pub async fn lseek(&self, fh: Fh, offset: u64, whence: Whence) -> Result<u64> {
+        let h = self.handle(fh)?;
+        let mut g = h.node.file.lock().await;
+        let f = live(&mut g)?;
+        let seek = match whence {
+            Whence::Data => fsx_engine::sparse::Seek::Data,
+            Whence::Hole => fsx_engine::sparse::Seek::Hole,
+        };
+        f.seek(offset, seek)
+            .await?
+            .ok_or_else(|| err(errno::ENXIO, "no data or hole past the offset"))
+    }
+
+    /// `fallocate(fh, mode, offset, len)`: `keep_size` leaves the size
+    /// alone; `punch_hole` (with `keep_size`) zeroes the range.
+    pub async fn fallocate(
+        &self,
+        fh: Fh,
+        offset: u64,
+        len: u64,
+        keep_size: bool,
+        punch_hole: bool,
+    ) -> Result<()> {
+        let h = self.handle(fh)?;
+        if !h.flags.write {
+            return Err(err(errno::EBADF, "handle not open for writing"));
+        }
+        if len == 0 {
+            return Err(err(errno::EINVAL, "fallocate of nothing"));
+        }
+        if punch_hole && !keep_size {
+            return Err(err(errno::EOPNOTSUPP, "PUNCH_HOLE needs KEEP_SIZE"));
+        }
+        let end = offset
+            .checked_add(len)
+            .ok_or_else(|| err(errno::EFBIG, "range past the largest offset"))?;
+        let mut g = h.node.file.lock().await;
+        let f = live(&mut g)?;
+        if punch_hole {
+            let stop = end.min(f.size());
+            let mut at = offset;
+            // Bounded buffers: a punched gigabyte is not a gigabyte of RAM.
+            let zeros = vec![0u8; 1 << 20];
+            while at < stop {
+                let n = (stop - at).min(zeros.len() as u64);
+                f.write_at(at, &zeros[..n as usize]).await?;
+                at += n;
+            }
+        } else if !keep_size && end > f.size() {
+            f.truncate(end).await?;
+        }
+        Ok(())
+    }
+
+    /// `getxattr`.
+    pub async fn getxattr(&self, ino: Ino, name: &[u8], caller: &Caller) -> Result<Bytes> {
+        Ok(self.meta().getxattr(self.view(), ino, name, caller).await?)
+    }
+
+    /// `listxattr`: the names the caller may see.
+    pub async fn listxattr(&self, ino: Ino, caller: &Caller) -> Result<Vec<Bytes>> {
+        Ok(self.meta().listxattr(self.view(), ino, caller).await?)
+    }
+
+    /// `setxattr` with `XATTR_CREATE` / `XATTR_REPLACE`.
+    pub async fn setxattr(
+        &self,
+        ino: Ino,
+        name: &[u8],
+        value: &[u8],
+        create: bool,
+        replace: bool,
+        caller: &Caller,
+    ) -> Result<()> {
+        Ok(self
+            .meta()
+            .setxattr(
+                self.branch()?,
+                ino,
+                name,
+                Some(value),
+                create,
+                replace,
+                caller,
+                now_ns(),
+            )
+            .await?)
+    }
+
+    /// `removexattr`.
+    pub async fn removexattr(&self, ino: Ino, name: &[u8], caller: &Caller) -> Result<()> {
+        Ok(self
+            .meta()
+            .setxattr(
+                self.branch()?,
+                ino,
+                name,
+                None,
+                false,
+                false,
+                caller,
+                now_ns(),
+            )
+            .await?)
+    }
+
+    /// Closes every open handle (durably): what unmounting does.
+    pub async fn close_all(&self) -> Result<()> {
+        let fhs: Vec<Fh> = self.state().handles.keys().copied().collect();
+        let mut first = None;
+        for fh in fhs {
+            if let Err(e) = self.release(fh).await {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
