@@ -154,6 +154,16 @@ pub fn check_xattr(
         Some("trusted") if !caller.is_root() => return Err(hidden),
         Some("trusted") => {}
         Some("user") if !regular && !node.dir => return Err(hidden),
+        // A sticky directory's user attributes are its owner's to change.
+        Some("user")
+            if op == XattrOp::Set
+                && node.dir
+                && node.mode & perm::S_ISVTX != 0
+                && !caller.is_root()
+                && caller.uid != node.uid =>
+        {
+            return Err(Refused::NotPermitted);
+        }
         Some("security") if op == XattrOp::Set && !caller.is_root() => {
             return Err(Refused::NotPermitted);
         }

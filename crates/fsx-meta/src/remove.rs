@@ -52,7 +52,8 @@ pub fn decide(
 }
 
 /// Decides whether `caller` may make a new link `name` in `dir` to the
-/// inode `target` (`None`: the source name does not exist), given whether
+/// inode `target` (`None`: the source name does not exist; the flag says
+/// whether it is a regular file), given whether
 /// `name` already exists, in the kernel's order: the source, the new
 /// name, the protected-hardlinks policy (`protected`: Linux's
 /// `fs.protected_hardlinks`, on by default — a caller who does not own the
@@ -62,18 +63,18 @@ pub fn decide(
 pub fn decide_link(
     caller: &Caller,
     dir: Owned,
-    target: Option<Owned>,
+    target: Option<(Owned, bool)>,
     exists: bool,
     protected: bool,
 ) -> Result<(), Refused> {
-    let target = target.ok_or(Refused::NotFound)?;
+    let (target, regular) = target.ok_or(Refused::NotFound)?;
     if exists {
         return Err(Refused::Exists);
     }
     if protected && !caller.is_root() && caller.uid != target.uid {
         let set_id = target.mode & perm::S_ISUID != 0
             || target.mode & (perm::S_ISGID | 0o010) == perm::S_ISGID | 0o010;
-        if target.dir || set_id || !perm::may(caller, target, perm::R | perm::W) {
+        if !regular || set_id || !perm::may(caller, target, perm::R | perm::W) {
             return Err(Refused::NotPermitted);
         }
     }

@@ -551,7 +551,7 @@ fn expect(caller: &Caller, dir: &Path, root: bool) -> Vec<String> {
             mode: dir_mode,
             dir: true,
         };
-        let code = remove::decide_link(caller, d, Some(target), exists, protected)
+        let code = remove::decide_link(caller, d, Some((target, !is_dir)), exists, protected)
             .map_or_else(|e| e.errno().to_string(), |()| "ok".into());
         out.push(format!("link {i} {code}"));
     }

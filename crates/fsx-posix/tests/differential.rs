@@ -12,6 +12,12 @@
 //! dangles, so following one is `ENOENT`, as it is for the kernel.
 //!
 //! On both metadata engines (SQLite, and a real PostgreSQL server).
+//! Run as root (as CI does), calls alternate between root and a second
+//! user (uid and gid 1000, acting through `setfsuid` on the kernel side),
+//! so permission checks, the sticky bit, `chown` and the set-user-ID bits
+//! a write clears are compared too; as anyone else, every call is the
+//! test's own user's.
+//!
 //! `FSX_DIFF_CASES=N` runs N cases per engine (the extended mode).
 
 use std::collections::BTreeMap;
@@ -32,6 +38,28 @@ const PATHS: [&str; 7] = ["a", "b", "a/c", "a/d", "b/e", "a/c/f", "b/e/g"];
 const XATTRS: [&str; 2] = ["user.x", "user.y"];
 const SPAN: u64 = 20_000;
 const DANGLING: &str = "nowhere/x";
+/// The second user (and group).
+const ALICE: u32 = 1000;
+
+/// Whether the test runs as root, and so can act as a second user.
+fn is_root() -> bool {
+    // SAFETY: geteuid has no memory effects.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Who the fsx side calls as: user 1000, or whoever runs the test.
+fn caller(alice: bool) -> Caller {
+    if alice {
+        return Caller::new(ALICE, ALICE, &[]);
+    }
+    // SAFETY: getgroups writes at most `groups.len()` ids.
+    unsafe {
+        let mut groups = vec![0u32; 256];
+        let n = libc::getgroups(groups.len() as i32, groups.as_mut_ptr());
+        groups.truncate(n.max(0) as usize);
+        Caller::new(libc::geteuid(), libc::getegid(), &groups)
+    }
+}
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -71,6 +99,9 @@ enum Op {
     },
     ReadOpen(usize),
     Close(usize),
+    /// Later calls come from root (`false`) or from user 1000.
+    Su(bool),
+    Chown(usize, u32),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -99,6 +130,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(slot, offset, len, seed)| Op::WriteOpen { slot, offset, len, seed }),
         1 => slot.clone().prop_map(Op::ReadOpen),
         1 => slot.prop_map(Op::Close),
+        2 => any::<bool>().prop_map(Op::Su),
+        1 => (p, prop_oneof![Just(0u32), Just(ALICE)]).prop_map(|(p, u)| Op::Chown(p, u)),
     ]
 }
 
@@ -121,6 +154,18 @@ type Out<T> = Result<T, i32>;
 struct Real {
     root: PathBuf,
     fds: [Option<i32>; 2],
+    alice: bool,
+}
+
+/// Acts as `uid`/`gid` on this thread's file-system calls (and drops
+/// root's file capabilities with it, as the kernel does for a non-zero
+/// fsuid).
+fn act_as(uid: u32, gid: u32) {
+    // SAFETY: setfsgid/setfsuid change only this thread's credentials.
+    unsafe {
+        libc::setfsgid(gid);
+        libc::setfsuid(uid);
+    }
 }
 
 fn c(p: &Path) -> CString {
@@ -176,6 +221,21 @@ impl Real {
     }
 
     fn apply(&mut self, op: &Op) -> Out<Option<Vec<u8>>> {
+        if let Op::Su(alice) = *op {
+            self.alice = alice && is_root();
+            return Ok(None);
+        }
+        if self.alice {
+            act_as(ALICE, ALICE);
+        }
+        let out = self.call(op);
+        if self.alice {
+            act_as(0, 0);
+        }
+        out
+    }
+
+    fn call(&mut self, op: &Op) -> Out<Option<Vec<u8>>> {
         let p = |i: usize| c(&self.path(i));
         // SAFETY: every call below gets valid NUL-terminated paths and
         // buffers that live across the call.
@@ -292,6 +352,10 @@ impl Real {
                     }
                     None => Err(libc::EBADF),
                 },
+                Op::Chown(i, uid) => {
+                    check(libc::chown(p(i).as_ptr(), uid, u32::MAX) as i64).map(|_| None)
+                }
+                Op::Su(_) => Ok(None),
             }
         }
     }
@@ -401,6 +465,12 @@ impl Side {
                 _ => return Err(errno::ENOTDIR),
             }
         }
+        // The kernel needs search permission on the last directory too
+        // before it hands the last component to the file system.
+        self.fs
+            .lookup(at, b".", &self.me)
+            .await
+            .map_err(|e| e.errno())?;
         Ok((at as u64, parts[parts.len() - 1].to_string()))
     }
 
@@ -618,11 +688,27 @@ impl Side {
                 Some(fh) => fs.release(fh).await.map(|_| None).map_err(e),
                 None => Err(errno::EBADF),
             },
+            Op::Chown(i, uid) => {
+                let a = self.resolve(PATHS[i], true).await?;
+                let set = SetAttrs {
+                    uid: Some(uid),
+                    ..SetAttrs::default()
+                };
+                fs.setattr(a.ino, &set, None, me).await.map_err(e)?;
+                Ok(None)
+            }
+            Op::Su(alice) => {
+                self.me = caller(alice && is_root());
+                Ok(None)
+            }
         }
     }
 
+    /// The whole tree, read as the test's own user (as the kernel side's
+    /// is), whoever the calls currently come from.
     async fn tree(&self) -> BTreeMap<String, Entry> {
         let fs = &self.fs;
+        let me = caller(false);
         let mut out = BTreeMap::new();
         let mut dirs = vec![(fs.root(), String::new())];
         while let Some((dir, prefix)) = dirs.pop() {
@@ -642,10 +728,7 @@ impl Side {
                     }
                     NodeKind::Symlink => fs.readlink(d.ino).await.unwrap().to_vec(),
                     NodeKind::File => {
-                        let fh = fs
-                            .open(d.ino, OpenFlags::read_only(), &self.me)
-                            .await
-                            .unwrap();
+                        let fh = fs.open(d.ino, OpenFlags::read_only(), &me).await.unwrap();
                         let data = self.read_all(fh).await.unwrap();
                         fs.release(fh).await.unwrap();
                         assert_eq!(
@@ -658,8 +741,8 @@ impl Side {
                     _ => Vec::new(),
                 };
                 let mut xattrs = BTreeMap::new();
-                for n in fs.listxattr(d.ino, &self.me).await.unwrap() {
-                    let v = fs.getxattr(d.ino, &n, &self.me).await.unwrap();
+                for n in fs.listxattr(d.ino, &me).await.unwrap() {
+                    let v = fs.getxattr(d.ino, &n, &me).await.unwrap();
                     xattrs.insert(String::from_utf8_lossy(&n).into_owned(), v.to_vec());
                 }
                 out.insert(
@@ -718,9 +801,15 @@ async fn run(meta: &Meta, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let real_root = dir.path().join("real");
     std::fs::create_dir(&real_root).unwrap();
+    // Both roots are root's, 0755; the second user reaches the real one.
+    use std::os::unix::fs::PermissionsExt;
+    for d in [dir.path(), &real_root] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let mut real = Real {
         root: real_root.clone(),
         fds: [None, None],
+        alice: false,
     };
     let fsx_dir = dir.path().join("fsx");
     std::fs::create_dir(&fsx_dir).unwrap();
@@ -728,7 +817,7 @@ async fn run(meta: &Meta, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut side = Side {
         fs,
         fhs: [None, None],
-        me: Caller::root(),
+        me: caller(false),
     };
     let mut outcome = Ok(());
     for (i, op) in ops.iter().enumerate() {

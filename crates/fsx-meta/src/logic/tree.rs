@@ -634,7 +634,9 @@ pub(crate) async fn link(
     remove::decide_link(
         caller,
         p.owned(),
-        target.as_ref().map(NodeRow::owned),
+        target
+            .as_ref()
+            .map(|n| (n.owned(), n.kind == NodeKind::File)),
         exists,
         true,
     )
