@@ -1,7 +1,8 @@
 //! Branch isolation, model-based: random interleavings of writes, syncs,
-//! packs, truncations, commits, branch creations (from heads and from
-//! commits), resets, branch deletions, GC and crashes over several
-//! branches, each checked against its own model — on SQLite and on a real
+//! packs, truncations, directory creations, moves and removals, commits,
+//! branch creations (from heads and from commits), resets, branch
+//! deletions, GC and crashes over several branches, each checked against
+//! its own model of files and directories — on SQLite and on a real
 //! PostgreSQL server.
 //!
 //! Every branch models each file twice (what its writer sees, and what is
@@ -15,10 +16,17 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::{Engine, Harness, pattern};
 use fsx_engine::{File, GcOptions, NoProgress, OpenOptions, Volume};
+use fsx_meta::contract::MakeNode;
+use fsx_meta::perm::Caller;
+use fsx_meta::rename::RenameFlags;
 use fsx_meta::{CommitId, View};
 use proptest::prelude::*;
 
-const FILES: [&str; 2] = ["db", "db-wal"];
+/// Files, some inside directories (a write makes the directories on its
+/// path, as `fsx file put` does).
+const FILES: [&str; 4] = ["db", "db-wal", "d1/f", "d1/e/g"];
+/// Directories the tree operations name.
+const DIRS: [&str; 4] = ["d1", "d2", "d1/e", "d2/e"];
 const BRANCHES: [&str; 4] = ["main", "b1", "b2", "b3"];
 const SPAN: u64 = 600_000;
 const PS: u32 = 4096;
@@ -63,6 +71,19 @@ enum Op {
     },
     Gc,
     Crash,
+    Mkdir {
+        branch: usize,
+        dir: usize,
+    },
+    Rmdir {
+        branch: usize,
+        dir: usize,
+    },
+    MoveDir {
+        branch: usize,
+        from: usize,
+        to: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -78,10 +99,52 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (b.clone(), b.clone()).prop_map(|(from, to)| Op::BranchFromHead { from, to }),
         2 => (0usize..16, b.clone()).prop_map(|(commit, to)| Op::BranchFromCommit { commit, to }),
         1 => (b.clone(), 0usize..16).prop_map(|(branch, commit)| Op::Reset { branch, commit }),
-        1 => b.prop_map(|branch| Op::Delete { branch }),
+        1 => b.clone().prop_map(|branch| Op::Delete { branch }),
         1 => Just(Op::Gc),
         1 => Just(Op::Crash),
+        2 => (b.clone(), 0..DIRS.len()).prop_map(|(branch, dir)| Op::Mkdir { branch, dir }),
+        1 => (b.clone(), 0..DIRS.len()).prop_map(|(branch, dir)| Op::Rmdir { branch, dir }),
+        2 => (b, 0..DIRS.len(), 0..DIRS.len())
+            .prop_map(|(branch, from, to)| Op::MoveDir { branch, from, to }),
     ]
+}
+
+type Dirs = BTreeSet<String>;
+
+/// The directories on `path`'s way (`a/b/c` → `a`, `a/b`).
+fn ancestors(path: &str) -> Vec<String> {
+    let parts: Vec<&str> = path.split('/').collect();
+    (1..parts.len()).map(|i| parts[..i].join("/")).collect()
+}
+
+fn parent(path: &str) -> Option<&str> {
+    path.rsplit_once('/').map(|(p, _)| p)
+}
+
+fn under(path: &str, dir: &str) -> bool {
+    path.strip_prefix(dir).is_some_and(|r| r.starts_with('/'))
+}
+
+/// Every directory of `view`, by path, walked through the tree.
+async fn read_dirs(v: &Volume) -> Dirs {
+    let meta = v.meta();
+    let mut out = Dirs::new();
+    let mut todo = vec![(meta.root().await.unwrap(), String::new())];
+    while let Some((ino, path)) = todo.pop() {
+        for e in meta.readdir(v.view(), ino, None, 10_000).await.unwrap() {
+            if e.kind == fsx_meta::NodeKind::Dir {
+                let name = String::from_utf8(e.name.to_vec()).unwrap();
+                let p = if path.is_empty() {
+                    name
+                } else {
+                    format!("{path}/{name}")
+                };
+                out.insert(p.clone());
+                todo.push((e.ino, p));
+            }
+        }
+    }
+    out
 }
 
 type Files = BTreeMap<String, Vec<u8>>;
@@ -90,12 +153,15 @@ type Files = BTreeMap<String, Vec<u8>>;
 struct BranchModel {
     current: Files,
     durable: Files,
+    /// Directory changes are durable at once.
+    dirs: Dirs,
     tip: Option<CommitId>,
 }
 
 struct CommitModel {
     parent: Option<CommitId>,
     files: Files,
+    dirs: Dirs,
 }
 
 async fn read_all(v: &Volume) -> Files {
@@ -125,6 +191,72 @@ fn reachable(
         }
     }
     seen
+}
+
+enum TreeOp<'a> {
+    Mkdir(&'a str),
+    Rmdir(&'a str),
+    Move(&'a str, &'a str),
+}
+
+/// The directory holding `path`'s last component, and that component.
+async fn place(v: &Volume, path: &str) -> fsx_meta::Result<(fsx_meta::Ino, Vec<u8>)> {
+    let meta = v.meta();
+    let root = Caller::root();
+    let mut at = meta.root().await?;
+    let parts: Vec<&str> = path.split('/').collect();
+    for p in &parts[..parts.len() - 1] {
+        at = meta.lookup(v.view(), at, p.as_bytes(), &root).await?.ino;
+    }
+    Ok((at, parts[parts.len() - 1].as_bytes().to_vec()))
+}
+
+/// A change of the tree on `v`'s branch, as root.
+async fn tree_op(v: &Volume, op: TreeOp<'_>) -> fsx_meta::Result<()> {
+    let meta = v.meta();
+    let root = Caller::root();
+    let branch = v.branch_id().unwrap();
+    match op {
+        TreeOp::Mkdir(d) => {
+            let (parent, name) = place(v, d).await?;
+            let node = MakeNode {
+                branch,
+                parent,
+                name: &name,
+                kind: fsx_meta::NodeKind::Dir,
+                mode: 0o755,
+                rdev: 0,
+                target: None,
+                page_size: 0,
+                caller: &root,
+                now_ns: 1,
+            };
+            meta.make(&node).await.map(|_| ())
+        }
+        TreeOp::Rmdir(d) => {
+            let (parent, name) = place(v, d).await?;
+            meta.remove(branch, parent, &name, true, false, &root, 1)
+                .await
+                .map(|_| ())
+        }
+        TreeOp::Move(a, b) => {
+            let (p1, n1) = place(v, a).await?;
+            let (p2, n2) = place(v, b).await?;
+            meta.rename(
+                branch,
+                p1,
+                &n1,
+                p2,
+                &n2,
+                RenameFlags::default(),
+                false,
+                &root,
+                1,
+            )
+            .await
+            .map(|_| ())
+        }
+    }
 }
 
 struct State {
@@ -182,6 +314,7 @@ impl State {
                 CommitModel {
                     parent: m.tip,
                     files: m.durable.clone(),
+                    dirs: m.dirs.clone(),
                 },
             );
             m.tip = Some(id);
@@ -196,12 +329,18 @@ impl State {
     /// cached extents, so it proves the store still holds them).
     async fn check_with(&self, volume: &Volume, when: &str) {
         for (name, m) in &self.branches {
-            let got = read_all(&volume.checkout(name).await.unwrap()).await;
+            let v = volume.checkout(name).await.unwrap();
+            let got = read_all(&v).await;
             assert!(
                 got == m.durable,
                 "{when}: branch {name} does not read its durable model (files {:?} vs {:?})",
                 got.keys().collect::<Vec<_>>(),
                 m.durable.keys().collect::<Vec<_>>()
+            );
+            assert_eq!(
+                read_dirs(&v).await,
+                m.dirs,
+                "{when}: directories of branch {name}"
             );
         }
         let live = reachable(&self.branches, &self.commits);
@@ -209,6 +348,11 @@ impl State {
             if live.contains(id) {
                 let v = volume.at_commit(*id).await.unwrap();
                 assert!(read_all(&v).await == c.files, "{when}: commit {id} changed");
+                assert_eq!(
+                    read_dirs(&v).await,
+                    c.dirs,
+                    "{when}: directories of commit {id}"
+                );
             } else {
                 assert!(
                     volume.at_commit(*id).await.is_err(),
@@ -250,9 +394,11 @@ async fn run(engine: Engine, ops: Vec<Op>) {
                     let w = v.open_file(&f, OpenOptions::create(PS)).await.unwrap();
                     st.writers.insert(key.clone(), w);
                     let m = st.branches.get_mut(&b).unwrap();
-                    // Creation is durable at once (an empty file).
+                    // Creation is durable at once (an empty file, and the
+                    // directories on its path).
                     m.current.entry(f.clone()).or_default();
                     m.durable.entry(f.clone()).or_default();
+                    m.dirs.extend(ancestors(&f));
                 }
                 let data = pattern(seed, len);
                 st.writers
@@ -301,6 +447,7 @@ async fn run(engine: Engine, ops: Vec<Op>) {
                     CommitModel {
                         parent: m.tip,
                         files: m.durable.clone(),
+                        dirs: m.dirs.clone(),
                     },
                 );
                 m.tip = Some(c.id);
@@ -318,6 +465,7 @@ async fn run(engine: Engine, ops: Vec<Op>) {
                 let m = BranchModel {
                     current: src.durable.clone(),
                     durable: src.durable.clone(),
+                    dirs: src.dirs.clone(),
                     tip: src.tip,
                 };
                 st.branches.insert(to.to_string(), m);
@@ -345,6 +493,7 @@ async fn run(engine: Engine, ops: Vec<Op>) {
                     BranchModel {
                         current: files.clone(),
                         durable: files,
+                        dirs: st.commits[&c].dirs.clone(),
                         tip: Some(c),
                     },
                 );
@@ -367,6 +516,7 @@ async fn run(engine: Engine, ops: Vec<Op>) {
                     BranchModel {
                         current: files.clone(),
                         durable: files,
+                        dirs: st.commits[&c].dirs.clone(),
                         tip: Some(c),
                     },
                 );
@@ -395,6 +545,87 @@ async fn run(engine: Engine, ops: Vec<Op>) {
                 st.volume = h.reopen().await;
                 for m in st.branches.values_mut() {
                     m.current = m.durable.clone();
+                }
+                st.check(&when).await;
+            }
+            Op::Mkdir { branch, dir } => {
+                let b = BRANCHES[branch];
+                let Some(m) = st.branches.get(b) else {
+                    continue;
+                };
+                let d = DIRS[dir];
+                let ok = !m.dirs.contains(d) && parent(d).is_none_or(|p| m.dirs.contains(p));
+                let v = st.on(b).await;
+                let r = tree_op(&v, TreeOp::Mkdir(d)).await;
+                assert_eq!(r.is_ok(), ok, "{when}: mkdir {d}: {r:?}");
+                if ok {
+                    st.branches.get_mut(b).unwrap().dirs.insert(d.to_string());
+                }
+                st.check(&when).await;
+            }
+            Op::Rmdir { branch, dir } => {
+                let b = BRANCHES[branch];
+                let Some(m) = st.branches.get(b) else {
+                    continue;
+                };
+                let d = DIRS[dir];
+                let ok = m.dirs.contains(d)
+                    && !m.dirs.iter().any(|x| under(x, d))
+                    && !m.durable.keys().any(|f| under(f, d));
+                let v = st.on(b).await;
+                let r = tree_op(&v, TreeOp::Rmdir(d)).await;
+                assert_eq!(r.is_ok(), ok, "{when}: rmdir {d}: {r:?}");
+                if ok {
+                    st.branches.get_mut(b).unwrap().dirs.remove(d);
+                }
+                st.check(&when).await;
+            }
+            Op::MoveDir { branch, from, to } => {
+                let b = BRANCHES[branch];
+                if !st.branches.contains_key(b) {
+                    continue;
+                }
+                // Moving renames open files' paths: close them first.
+                st.close_writers(b).await;
+                let m = &st.branches[b];
+                let (from, to) = (DIRS[from], DIRS[to]);
+                let empty = |d: &str| {
+                    !m.dirs.iter().any(|x| under(x, d)) && !m.durable.keys().any(|f| under(f, d))
+                };
+                let ok = m.dirs.contains(from)
+                    && parent(to).is_none_or(|p| m.dirs.contains(p))
+                    && !under(to, from)
+                    && (from == to || !m.dirs.contains(to) || empty(to));
+                let v = st.on(b).await;
+                let r = tree_op(&v, TreeOp::Move(from, to)).await;
+                assert_eq!(r.is_ok(), ok, "{when}: move {from} to {to}: {r:?}");
+                let m = st.branches.get_mut(b).unwrap();
+                if ok && from != to {
+                    let moved = |p: &str| format!("{to}{}", &p[from.len()..]);
+                    let dirs: Dirs = std::mem::take(&mut m.dirs)
+                        .into_iter()
+                        .filter(|d| d != to)
+                        .map(|d| {
+                            if d == from || under(&d, from) {
+                                moved(&d)
+                            } else {
+                                d
+                            }
+                        })
+                        .collect();
+                    m.dirs = dirs;
+                    let files: Files = std::mem::take(&mut m.durable)
+                        .into_iter()
+                        .map(|(f, data)| {
+                            if under(&f, from) {
+                                (moved(&f), data)
+                            } else {
+                                (f, data)
+                            }
+                        })
+                        .collect();
+                    m.current = files.clone();
+                    m.durable = files;
                 }
                 st.check(&when).await;
             }
