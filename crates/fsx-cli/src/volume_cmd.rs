@@ -1075,6 +1075,12 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
                     r.files_packed
                 );
             }
+            if r.unlinked_reclaimed > 0 {
+                println!(
+                    "dropped {} unlinked files that a process which is gone still had open",
+                    r.unlinked_reclaimed
+                );
+            }
             for f in &r.files_in_use {
                 println!(
                     "IN USE   {}: a live writer holds it; its pages stay unpacked",

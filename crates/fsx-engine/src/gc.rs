@@ -118,6 +118,8 @@ pub struct GcReport {
     /// `branch/file` names with dirty pages left alone because a live
     /// writer holds them.
     pub files_in_use: Vec<String>,
+    /// Unlinked files whose last holder died with them open, dropped.
+    pub unlinked_reclaimed: u64,
 }
 
 /// Dirty pages not yet packed into extents, of one file in one layer.
@@ -252,7 +254,12 @@ impl Volume {
     /// Deletes unreferenced extents older than the grace period (and
     /// orphans, if asked).
     pub async fn gc(&self, options: &GcOptions, progress: &dyn Progress) -> Result<GcReport> {
-        let mut report = GcReport::default();
+        // Before collecting extents: a reclaimed file's extents are then
+        // unreferenced, and this run frees them.
+        let mut report = GcReport {
+            unlinked_reclaimed: self.reclaim_orphans().await?,
+            ..GcReport::default()
+        };
         if options.expire_commits {
             let retain = crate::branch::duration_setting(
                 self.shared.meta.as_ref(),

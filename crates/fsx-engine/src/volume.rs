@@ -527,6 +527,40 @@ impl Volume {
         self.open_meta(meta, options).await
     }
 
+    /// A new session id for leases, locks and open unlinked files: the
+    /// environment's holder id (host, process, start).
+    pub fn new_holder(&self) -> String {
+        self.shared.env.new_holder_id()
+    }
+
+    /// Whether the session `holder` is known to be gone (its process ended
+    /// on this host).
+    pub fn holder_is_dead(&self, holder: &str) -> bool {
+        self.shared.env.holder_is_dead(holder)
+    }
+
+    /// Drops unlinked files whose holder died with them open, and the
+    /// locks of dead holders; returns how many files went. Run by `gc` and
+    /// when a file system over the volume starts.
+    pub async fn reclaim_orphans(&self) -> Result<u64> {
+        let meta = &self.shared.meta;
+        let mut n = 0;
+        let mut dead = std::collections::BTreeSet::new();
+        for o in meta.orphans().await? {
+            if self.holder_is_dead(&o.holder) {
+                let now_ns = self.shared.env.now_ms().saturating_mul(1_000_000);
+                meta.forget_orphan(o.branch, o.ino, now_ns).await?;
+                tracing::info!(ino = o.ino, holder = %o.holder, "reclaimed an unlinked file its dead holder had open");
+                dead.insert(o.holder);
+                n += 1;
+            }
+        }
+        for holder in dead {
+            meta.release_locks(&holder, None, None).await?;
+        }
+        Ok(n)
+    }
+
     async fn open_meta(&self, meta: FileMeta, options: OpenOptions) -> Result<File> {
         let s = &self.shared;
         let holder = if options.write {

@@ -102,6 +102,9 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
     ("tree_per_branch_and_commit", |m| {
         Box::pin(tree::branches(m))
     }),
+    ("locks_conflict_split_and_die_with_their_session", |m| {
+        Box::pin(tree::locks(m))
+    }),
 ];
 
 /// Runs every check, each on an engine from `fresh`; returns the failures

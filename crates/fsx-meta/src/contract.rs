@@ -54,7 +54,10 @@ pub use extents::MetaExtents;
 pub use files::MetaFiles;
 pub use settings::MetaSettings;
 pub use tiers::MetaTiers;
-pub use tree::{Attr, DirEntry, Ino, MakeNode, MetaTree, NodeKind, SetAttr, SetTime, Unlinked};
+pub use tree::{
+    Attr, ByteLock, DirEntry, Ino, LockKind, MakeNode, MetaTree, NodeKind, Orphan, SetAttr,
+    SetTime, Unlinked,
+};
 
 /// Identifier of a file, stable across renames and shared by every branch
 /// that inherits the file; never reused.
@@ -737,6 +740,9 @@ pub const RESERVED_SETTINGS: &[&str] = &[
     "store_url",
     "created_ms",
     "next_file_id",
+    "next_commit_id",
+    // The inode number of the tree's root (schema version 6).
+    "root_ino",
     // The SQLite engine's count of rewrites of frozen layers.
     "layers.epoch",
 ];

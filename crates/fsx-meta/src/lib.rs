@@ -51,13 +51,14 @@ pub(crate) mod resolve;
 pub mod sqlite;
 
 pub use contract::{
-    AccessStats, Attr, BranchId, BranchInfo, CommitId, CommitInfo, CommitRequest, CopyState,
-    Counter, DirEntry, DirtyExtent, DirtyPage, DirtyPageCheck, DirtyPageCursor, DirtySummary,
-    ExtentRecord, ExtentState, ExtentTotals, ExtentWrite, FileId, FileMeta, FileRename, Ino,
-    JournalSnapshot, LayerGraph, LayerId, LayerInfo, LayerUsage, LeaseInfo, LeaseRequest,
-    MAIN_BRANCH, MAIN_BRANCH_NAME, MakeNode, MetaBranches, MetaEngine, MetaExtents, MetaFiles,
-    MetaSettings, MetaTiers, MetaTree, NodeKind, PackCommit, PageWrite, RESERVED_SETTINGS, ReadMap,
-    SetAttr, SetTime, TierCopy, TierMark, TierTotals, Unlinked, View, VolumeConfig, WriteBatch,
+    AccessStats, Attr, BranchId, BranchInfo, ByteLock, CommitId, CommitInfo, CommitRequest,
+    CopyState, Counter, DirEntry, DirtyExtent, DirtyPage, DirtyPageCheck, DirtyPageCursor,
+    DirtySummary, ExtentRecord, ExtentState, ExtentTotals, ExtentWrite, FileId, FileMeta,
+    FileRename, Ino, JournalSnapshot, LayerGraph, LayerId, LayerInfo, LayerUsage, LeaseInfo,
+    LeaseRequest, LockKind, MAIN_BRANCH, MAIN_BRANCH_NAME, MakeNode, MetaBranches, MetaEngine,
+    MetaExtents, MetaFiles, MetaSettings, MetaTiers, MetaTree, NodeKind, Orphan, PackCommit,
+    PageWrite, RESERVED_SETTINGS, ReadMap, SetAttr, SetTime, TierCopy, TierMark, TierTotals,
+    Unlinked, View, VolumeConfig, WriteBatch,
 };
 pub use error::{MetaError, MetaErrorKind, Result};
 pub use open::{OpenOptions, open_meta};

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use bytes::Bytes;
 use fsx_engine::{File, OpenOptions, Volume};
 use fsx_meta::contract::{
-    Attr, BranchId, DirEntry, Ino, MakeNode, NodeKind, SetAttr, SetTime, View,
+    Attr, BranchId, ByteLock, DirEntry, Ino, LockKind, MakeNode, NodeKind, SetAttr, SetTime, View,
 };
 use fsx_meta::perm::{self, Caller, Owned};
 use fsx_meta::rename::RenameFlags;
@@ -75,6 +75,45 @@ pub struct SetAttrs {
     pub mtime: Option<SetTime>,
 }
 
+/// A lock request or a lock found (see [`Fs::setlk`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockRange {
+    /// `flock` (whole file) or POSIX byte range.
+    pub kind: LockKind,
+    /// Who owns it in this session: the open file description for
+    /// `flock`, the process's lock owner for POSIX locks.
+    pub owner: u64,
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte (`u64::MAX`: to any end of file).
+    pub stop: u64,
+    /// Write lock (else read lock).
+    pub exclusive: bool,
+}
+
+/// What `statfs` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatFs {
+    /// Block size (`f_bsize`, `f_frsize`).
+    pub block_size: u32,
+    /// Blocks in all.
+    pub blocks: u64,
+    /// Blocks free (and available).
+    pub blocks_free: u64,
+    /// Inodes in all.
+    pub files: u64,
+    /// Inodes free.
+    pub files_free: u64,
+    /// Longest name.
+    pub name_max: u32,
+}
+
+/// The setting naming the capacity `statfs` reports, in bytes.
+pub const CAPACITY_SETTING: &str = "capacity_bytes";
+/// The capacity reported without the setting: 1 PiB (an object store is
+/// as large as the bill).
+pub const DEFAULT_CAPACITY: u64 = 1 << 50;
+
 /// `lseek`'s sparse-file whences.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Whence {
@@ -112,6 +151,9 @@ pub struct Fs {
     volume: Volume,
     branch: Option<BranchId>,
     root: Ino,
+    /// This session's id: the owner of its locks and of the unlinked
+    /// files it keeps open.
+    holder: String,
     state: Mutex<State>,
     /// Serialises opening and closing of inodes, so two handles opening
     /// one inode at once share one page-store file.
@@ -162,10 +204,16 @@ impl Fs {
             View::Commit(_) => None,
         };
         let root = volume.meta().root().await?;
+        if branch.is_some() {
+            // "The next open" reclaims what a crashed session left.
+            volume.reclaim_orphans().await?;
+        }
+        let holder = volume.new_holder();
         Ok(Self {
             volume,
             branch,
             root,
+            holder,
             state: Mutex::new(State::default()),
             opening: AsyncMutex::new(()),
         })
@@ -363,9 +411,10 @@ impl Fs {
         let branch = self.branch()?;
         let target = self.peek(parent, name).await;
         let node = target.and_then(|ino| self.open_node(ino));
+        let open = node.as_ref().map(|_| self.holder.as_str());
         let u = self
             .meta()
-            .remove(branch, parent, name, dir, node.is_some(), caller, now_ns())
+            .remove(branch, parent, name, dir, open, caller, now_ns())
             .await?;
         if let Some(n) = node
             && u.orphaned
@@ -407,7 +456,7 @@ impl Fs {
                 new_parent,
                 new_name,
                 flags,
-                node.is_some(),
+                node.as_ref().map(|_| self.holder.as_str()),
                 caller,
                 now_ns(),
             )
@@ -857,7 +906,8 @@ impl Fs {
             .await?)
     }
 
-    /// Closes every open handle (durably): what unmounting does.
+    /// Closes every open handle (durably) and drops this session's locks:
+    /// what unmounting does.
     pub async fn close_all(&self) -> Result<()> {
         let fhs: Vec<Fh> = self.state().handles.keys().copied().collect();
         let mut first = None;
@@ -866,6 +916,106 @@ impl Fs {
                 first.get_or_insert(e);
             }
         }
+        if let Err(e) = self.meta().release_locks(&self.holder, None, None).await {
+            first.get_or_insert(e.into());
+        }
         first.map_or(Ok(()), Err)
+    }
+
+    fn byte_lock(&self, ino: Ino, lock: &LockRange) -> Result<ByteLock> {
+        Ok(ByteLock {
+            branch: self.branch()?,
+            ino,
+            kind: lock.kind,
+            holder: self.holder.clone(),
+            owner: lock.owner,
+            start: lock.start,
+            stop: lock.stop,
+            exclusive: lock.exclusive,
+        })
+    }
+
+    /// `F_SETLK` / `flock(LOCK_NB)`: takes `lock` on `ino`, or fails with
+    /// `EAGAIN` while another owner holds a conflicting one. A conflict
+    /// held by a session that is gone is dropped, and the lock taken.
+    pub async fn setlk(&self, ino: Ino, lock: &LockRange) -> Result<()> {
+        let req = self.byte_lock(ino, lock)?;
+        loop {
+            match self.meta().set_lock(&req).await? {
+                None => return Ok(()),
+                Some(c) if c.holder != self.holder && self.volume.holder_is_dead(&c.holder) => {
+                    tracing::info!(holder = %c.holder, "dropping the locks of a session that is gone");
+                    self.meta().release_locks(&c.holder, None, None).await?;
+                }
+                Some(c) => {
+                    return Err(err(
+                        errno::EAGAIN,
+                        format!(
+                            "bytes {}..{} are locked by another owner",
+                            c.start,
+                            if c.stop == u64::MAX {
+                                "end".to_string()
+                            } else {
+                                c.stop.to_string()
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// `F_UNLCK` / `flock(LOCK_UN)` of `lock`'s range.
+    pub async fn unlock(&self, ino: Ino, lock: &LockRange) -> Result<()> {
+        let req = self.byte_lock(ino, lock)?;
+        Ok(self.meta().unlock(&req).await?)
+    }
+
+    /// `F_GETLK`: a lock of another owner that conflicts with `lock`.
+    pub async fn getlk(&self, ino: Ino, lock: &LockRange) -> Result<Option<LockRange>> {
+        let req = self.byte_lock(ino, lock)?;
+        Ok(self.meta().test_lock(&req).await?.map(|c| LockRange {
+            kind: c.kind,
+            owner: c.owner,
+            start: c.start,
+            stop: c.stop,
+            exclusive: c.exclusive,
+        }))
+    }
+
+    /// Drops `owner`'s locks of `kind` on `ino` (POSIX: any close of the
+    /// file by the owning process; `flock`: the release of its open file
+    /// description).
+    pub async fn unlock_owner(&self, ino: Ino, kind: LockKind, owner: u64) -> Result<()> {
+        Ok(self
+            .meta()
+            .release_locks(&self.holder, Some(ino), Some((kind, owner)))
+            .await?)
+    }
+
+    /// `statfs`: capacity from the volume's `capacity_bytes` setting
+    /// (default 1 PiB), used bytes as its extents store them (compressed,
+    /// shared by branches counted once); inodes are not limited.
+    pub async fn statfs(&self) -> Result<StatFs> {
+        let meta = self.meta();
+        let capacity = match meta.setting(CAPACITY_SETTING).await? {
+            Some(v) => v.parse::<u64>().map_err(|_| {
+                err(
+                    errno::EIO,
+                    format!("volume setting {CAPACITY_SETTING}={v:?} is not a byte count"),
+                )
+            })?,
+            None => DEFAULT_CAPACITY,
+        };
+        let totals = meta.extent_totals().await?;
+        let used = totals.bytes;
+        Ok(StatFs {
+            block_size: PAGE_SIZE,
+            blocks: capacity / u64::from(PAGE_SIZE),
+            blocks_free: capacity.saturating_sub(used) / u64::from(PAGE_SIZE),
+            files: u64::MAX >> 1,
+            files_free: u64::MAX >> 1,
+            name_max: fsx_meta::names::NAME_MAX as u32,
+        })
     }
 }

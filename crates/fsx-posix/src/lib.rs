@@ -37,7 +37,9 @@ mod error;
 mod fs;
 
 pub use error::{FsError, Result, errno};
-pub use fs::{Fh, Fs, OpenFlags, SetAttrs, Whence};
-pub use fsx_meta::contract::{Attr, DirEntry, Ino, NodeKind, SetTime};
+pub use fs::{
+    CAPACITY_SETTING, DEFAULT_CAPACITY, Fh, Fs, LockRange, OpenFlags, SetAttrs, StatFs, Whence,
+};
+pub use fsx_meta::contract::{Attr, DirEntry, Ino, LockKind, NodeKind, SetTime};
 pub use fsx_meta::perm::Caller;
 pub use fsx_meta::rename::RenameFlags;

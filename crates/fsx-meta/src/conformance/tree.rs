@@ -8,6 +8,7 @@ use crate::perm::Caller;
 use crate::rename::RenameFlags;
 
 const NOW: i64 = 1_000_000_000;
+const HOLDER: &str = "host:1:1-0";
 
 fn root_caller() -> Caller {
     Caller::root()
@@ -190,7 +191,7 @@ pub(super) async fn renames(m: &dyn MetaEngine) -> CheckResult {
     let f = make(m, a.ino, b"f", NodeKind::File, &me).await?;
     let g = make(m, b.ino, b"g", NodeKind::File, &me).await?;
     let rename = |p: Ino, n: &'static [u8], np: Ino, nn: &'static [u8], flags: RenameFlags| {
-        m.rename(MAIN_BRANCH, p, n, np, nn, flags, false, &me, NOW)
+        m.rename(MAIN_BRANCH, p, n, np, nn, flags, None, &me, NOW)
     };
     let plain = RenameFlags::default();
     // A directory moves: the parents' link counts follow.
@@ -296,7 +297,7 @@ pub(super) async fn removal_and_orphans(m: &dyn MetaEngine) -> CheckResult {
     let d = make(m, root, b"d", NodeKind::Dir, &me).await?;
     let f = make(m, d.ino, b"f", NodeKind::File, &me).await?;
     let rm = |p: Ino, n: &'static [u8], dir: bool, open: bool| {
-        m.remove(MAIN_BRANCH, p, n, dir, open, &me, NOW)
+        m.remove(MAIN_BRANCH, p, n, dir, open.then_some(HOLDER), &me, NOW)
     };
     refused(
         "rmdir non-empty",
@@ -334,6 +335,11 @@ pub(super) async fn removal_and_orphans(m: &dyn MetaEngine) -> CheckResult {
     // Unlinked while open: an orphan, readable until forgotten.
     let u = ok("unlink open", rm(d.ino, b"f", false, true).await)?;
     ensure!(u.orphaned && u.nlink == 0, "{u:?}");
+    let orphans = ok("orphans", m.orphans().await)?;
+    ensure!(
+        orphans.len() == 1 && orphans[0].ino == f.ino && orphans[0].holder == HOLDER,
+        "orphans {orphans:?}"
+    );
     ensure!(
         names(m, View::MAIN, d.ino).await?.is_empty(),
         "the name is gone"
@@ -346,6 +352,10 @@ pub(super) async fn removal_and_orphans(m: &dyn MetaEngine) -> CheckResult {
     )?;
     ensure!(map.dirty.len() == 1, "orphan data kept: {map:?}");
     ok("forget", m.forget_orphan(MAIN_BRANCH, f.ino, NOW).await)?;
+    ensure!(
+        ok("orphans", m.orphans().await)?.is_empty(),
+        "a forgotten orphan is listed"
+    );
     err_kind(
         "read after forget",
         m.read_map(View::MAIN, f.ino, 0, 1, PPE).await,
@@ -398,7 +408,7 @@ pub(super) async fn permissions(m: &dyn MetaEngine) -> CheckResult {
     );
     refused(
         "bob removes alice's file from a sticky directory",
-        m.remove(MAIN_BRANCH, tmp.ino, b"a", false, false, &bob, NOW)
+        m.remove(MAIN_BRANCH, tmp.ino, b"a", false, None, &bob, NOW)
             .await,
         Refused::NotPermitted,
     )?;
@@ -558,7 +568,7 @@ pub(super) async fn branches(m: &dyn MetaEngine) -> CheckResult {
             root,
             b"moved",
             RenameFlags::default(),
-            false,
+            None,
             &me,
             NOW,
         )
@@ -599,5 +609,133 @@ pub(super) async fn branches(m: &dyn MetaEngine) -> CheckResult {
         listed == ["d/f"],
         "list with a directory prefix: {listed:?}"
     );
+    Ok(())
+}
+
+pub(super) async fn locks(m: &dyn MetaEngine) -> CheckResult {
+    init(m).await?;
+    let me = root_caller();
+    let root = ok("root", m.root().await)?;
+    let f = make(m, root, b"f", NodeKind::File, &me).await?;
+    let lock = |holder: &str, owner: u64, start: u64, stop: u64, exclusive: bool| ByteLock {
+        branch: MAIN_BRANCH,
+        ino: f.ino,
+        kind: LockKind::Posix,
+        holder: holder.to_string(),
+        owner,
+        start,
+        stop,
+        exclusive,
+    };
+    // Shared locks of two owners coexist; an exclusive one conflicts.
+    ensure!(
+        ok(
+            "a reads 0..100",
+            m.set_lock(&lock("a", 1, 0, 100, false)).await
+        )?
+        .is_none(),
+        "shared a"
+    );
+    ensure!(
+        ok(
+            "b reads 50..150",
+            m.set_lock(&lock("b", 1, 50, 150, false)).await
+        )?
+        .is_none(),
+        "shared b"
+    );
+    let c = ok(
+        "b writes 90..95",
+        m.set_lock(&lock("b", 1, 90, 95, true)).await,
+    )?;
+    ensure!(
+        c.as_ref()
+            .is_some_and(|c| c.holder == "a" && c.start == 0 && c.stop == 100),
+        "conflict reported: {c:?}"
+    );
+    // An owner's own locks never conflict: a converts part of its range.
+    ensure!(
+        ok(
+            "a writes 10..20",
+            m.set_lock(&lock("a", 1, 10, 20, true)).await
+        )?
+        .is_none(),
+        "own"
+    );
+    let t = ok("test", m.test_lock(&lock("b", 1, 15, 16, false)).await)?;
+    ensure!(
+        t.as_ref()
+            .is_some_and(|t| t.exclusive && t.start == 10 && t.stop == 20),
+        "the converted range is exclusive: {t:?}"
+    );
+    ensure!(
+        ok(
+            "test outside",
+            m.test_lock(&lock("b", 1, 20, 30, false)).await
+        )?
+        .is_none(),
+        "the rest stays shared"
+    );
+    // Unlocking the middle splits a's lock.
+    ok(
+        "a unlocks 10..20",
+        m.unlock(&lock("a", 1, 10, 20, false)).await,
+    )?;
+    ensure!(
+        ok(
+            "b writes 10..20",
+            m.set_lock(&lock("b", 2, 10, 20, true)).await
+        )?
+        .is_none(),
+        "the hole a left is free"
+    );
+    ok("b unlocks", m.unlock(&lock("b", 2, 10, 20, false)).await)?;
+    // A to-the-end lock, and a session's end frees everything it held.
+    ensure!(
+        ok(
+            "b's to-end",
+            m.set_lock(&lock("b", 3, 200, u64::MAX, true)).await
+        )?
+        .is_none(),
+        "to the end"
+    );
+    let c = ok(
+        "a at 1 GiB",
+        m.set_lock(&lock("a", 1, 1 << 30, (1 << 30) + 1, false))
+            .await,
+    )?;
+    ensure!(
+        c.is_some_and(|c| c.stop == u64::MAX),
+        "a to-the-end lock reaches any offset"
+    );
+    ok("b's session ends", m.release_locks("b", None, None).await)?;
+    ensure!(
+        ok(
+            "a at 1 GiB again",
+            m.set_lock(&lock("a", 1, 1 << 30, (1 << 30) + 1, true))
+                .await
+        )?
+        .is_none(),
+        "b's locks went with its session"
+    );
+    // flock is whole-file and separate from POSIX locks.
+    let mut fl = lock("c", 9, 5, 6, true);
+    fl.kind = LockKind::Flock;
+    ensure!(
+        ok("flock", m.set_lock(&fl).await)?.is_none(),
+        "flock beside POSIX locks"
+    );
+    let mut other = fl.clone();
+    other.owner = 10;
+    other.exclusive = false;
+    ensure!(
+        ok("second flock", m.set_lock(&other).await)?.is_some(),
+        "flock is whole-file"
+    );
+    err_kind(
+        "an empty range",
+        m.set_lock(&lock("a", 1, 5, 5, false)).await,
+        MetaErrorKind::Refused(Refused::Invalid),
+    )?;
     Ok(())
 }

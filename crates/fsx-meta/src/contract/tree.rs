@@ -172,6 +172,60 @@ pub struct MakeNode<'a> {
     pub now_ns: i64,
 }
 
+/// An unlinked regular file some holder still has open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    /// Branch it was unlinked on.
+    pub branch: BranchId,
+    /// The inode.
+    pub ino: Ino,
+    /// Who has it open (a lease-holder id: host, pid, start).
+    pub holder: String,
+    /// When its last name went, ms since the Unix epoch.
+    pub since_ms: i64,
+}
+
+/// Which kind of lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    /// BSD `flock`: the whole file, owned by an open file description.
+    Flock,
+    /// POSIX `fcntl` byte-range locks, owned by a process (lock owner).
+    Posix,
+}
+
+impl LockKind {
+    /// The stored code (`fsx_locks.kind`).
+    pub fn code(self) -> i64 {
+        match self {
+            LockKind::Flock => 1,
+            LockKind::Posix => 2,
+        }
+    }
+}
+
+/// A lock on a byte range of a file, or a request for one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ByteLock {
+    /// Branch of the file.
+    pub branch: BranchId,
+    /// The file.
+    pub ino: Ino,
+    /// `flock` or POSIX.
+    pub kind: LockKind,
+    /// The session holding it (a lease-holder id); a dead holder's locks
+    /// are void once [`MetaTree::release_locks`] drops them.
+    pub holder: String,
+    /// The owner within the session (open file description or process).
+    pub owner: u64,
+    /// First byte.
+    pub start: u64,
+    /// One past the last byte; `u64::MAX` reaches past any end of file.
+    pub stop: u64,
+    /// Write (exclusive) or read (shared) lock.
+    pub exclusive: bool,
+}
+
 /// What an unlink or a replacing rename left of the inode it unlinked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unlinked {
@@ -272,8 +326,8 @@ pub trait MetaTree {
     ) -> BoxFuture<'a, Result<Attr>>;
 
     /// Removes `parent/name`: `unlink` (anything but a directory) or
-    /// `rmdir` (an empty directory) as `dir` says. `open` says the caller
-    /// has the inode open (see "Links").
+    /// `rmdir` (an empty directory) as `dir` says. `open` names the holder
+    /// that has the inode open, if the caller does (see "Links").
     #[allow(clippy::too_many_arguments)]
     fn remove<'a>(
         &'a self,
@@ -281,7 +335,7 @@ pub trait MetaTree {
         parent: Ino,
         name: &'a [u8],
         dir: bool,
-        open: bool,
+        open: Option<&'a str>,
         caller: &'a Caller,
         now_ns: i64,
     ) -> BoxFuture<'a, Result<Unlinked>>;
@@ -289,7 +343,7 @@ pub trait MetaTree {
     /// `renameat2(parent/name, new_parent/new_name, flags)`, with the
     /// loop check walking the ancestors inside the transaction. A replaced
     /// inode is returned as [`MetaTree::remove`] returns it; `open_dst`
-    /// says the caller has the replaced inode open.
+    /// names the holder that has the replaced inode open, if any.
     #[allow(clippy::too_many_arguments)]
     fn rename<'a>(
         &'a self,
@@ -299,14 +353,40 @@ pub trait MetaTree {
         new_parent: Ino,
         new_name: &'a [u8],
         flags: RenameFlags,
-        open_dst: bool,
+        open_dst: Option<&'a str>,
         caller: &'a Caller,
         now_ns: i64,
     ) -> BoxFuture<'a, Result<Option<Unlinked>>>;
 
     /// Drops an orphan's data if it still has no link (its last open
-    /// handle closed).
+    /// handle closed, or its holder died).
     fn forget_orphan(&self, branch: BranchId, ino: Ino, now_ns: i64) -> BoxFuture<'_, Result<()>>;
+
+    /// Every orphan of the volume.
+    fn orphans(&self) -> BoxFuture<'_, Result<Vec<Orphan>>>;
+
+    /// Takes `lock` (or changes its holder's and owner's lock on that
+    /// range), or returns a lock of another owner that conflicts with it
+    /// and changes nothing. Locks of one owner split and replace each
+    /// other as `fcntl`'s do.
+    fn set_lock<'a>(&'a self, lock: &'a ByteLock) -> BoxFuture<'a, Result<Option<ByteLock>>>;
+
+    /// Releases the range of `lock` for its holder and owner.
+    fn unlock<'a>(&'a self, lock: &'a ByteLock) -> BoxFuture<'a, Result<()>>;
+
+    /// A lock of another owner that would conflict with `lock`
+    /// (`F_GETLK`), if any.
+    fn test_lock<'a>(&'a self, lock: &'a ByteLock) -> BoxFuture<'a, Result<Option<ByteLock>>>;
+
+    /// Drops every lock of `holder` (on `ino` and of the owner of that
+    /// kind only, when given): a session that ends or is found dead loses
+    /// its locks.
+    fn release_locks<'a>(
+        &'a self,
+        holder: &'a str,
+        ino: Option<Ino>,
+        owner: Option<(LockKind, u64)>,
+    ) -> BoxFuture<'a, Result<()>>;
 
     /// An extended attribute's value (`ENODATA` if absent).
     fn getxattr<'a>(

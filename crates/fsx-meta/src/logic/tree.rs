@@ -37,8 +37,8 @@ use bytes::Bytes;
 use super::layers::{self};
 use super::{Lock, Row, Tx, args, corrupt, files};
 use crate::contract::{
-    Attr, BranchId, DirEntry, FileMeta, Ino, LayerId, MakeNode, NodeKind, SetAttr, SetTime,
-    Unlinked, View,
+    Attr, BranchId, ByteLock, DirEntry, FileMeta, Ino, LayerId, LockKind, MakeNode, NodeKind,
+    Orphan, SetAttr, SetTime, Unlinked, View,
 };
 use crate::error::{MetaError, MetaErrorKind, Result};
 use crate::names::{self, Refused, XattrOp};
@@ -75,10 +75,23 @@ pub(crate) enum Q {
     PutXattr,
     /// `(layer, ino)`: deletes the layer's attribute rows of an inode.
     DeleteXattrsOf,
-    /// `(branch, ino, since_ms)`: records an orphan (no-op if recorded).
+    /// `(branch, ino, holder, since_ms)`: records an orphan (no-op if
+    /// recorded).
     AddOrphan,
     /// `(branch, ino)`: forgets an orphan.
     DeleteOrphan,
+    /// `→ branch, ino, holder, since_ms` of every orphan.
+    Orphans,
+    /// `(branch, ino, kind) → holder, owner, start, stop, exclusive`.
+    LocksOf,
+    /// `(branch, ino, kind, holder, owner, start, stop, exclusive)`.
+    AddLock,
+    /// `(branch, ino, kind, holder, owner)`: deletes one owner's locks of
+    /// a file.
+    DeleteOwnerLocks,
+    /// `(holder, ino or NULL, kind or NULL, owner)`: deletes a holder's
+    /// locks (of that kind and owner, when given).
+    ReleaseLocks,
 }
 
 /// Where the root's inode number is kept (`fsx_volume`).
@@ -662,7 +675,7 @@ async fn unlink_node(
     branch: BranchId,
     chain: &[LayerId],
     mut n: NodeRow,
-    open: bool,
+    open: Option<&str>,
     lease_keeps: bool,
     now_ns: i64,
 ) -> Result<Unlinked> {
@@ -676,13 +689,21 @@ async fn unlink_node(
     let mut orphaned = false;
     if n.nlink == 0 && n.kind == NodeKind::File {
         tx.lock(Lock::Files(branch, &[n.ino])).await?;
-        let busy = lease_keeps
-            && files::lease_of(tx, branch, n.ino)
+        // A live writer elsewhere keeps it too, under its name.
+        let writer = if lease_keeps {
+            files::lease_of(tx, branch, n.ino)
                 .await?
-                .is_some_and(|l| l.expires_ms > ms(now_ns));
-        if open || busy {
-            tx.exec(Q::AddOrphan.into(), args![branch, n.ino, ms(now_ns)])
-                .await?;
+                .filter(|l| l.expires_ms > ms(now_ns))
+                .map(|l| l.holder)
+        } else {
+            None
+        };
+        if let Some(holder) = open.map(str::to_string).or(writer) {
+            tx.exec(
+                Q::AddOrphan.into(),
+                args![branch, n.ino, &holder, ms(now_ns)],
+            )
+            .await?;
             orphaned = true;
         } else {
             let f = layers::visible(tx, chain, n.ino).await?;
@@ -711,7 +732,7 @@ pub(crate) async fn remove(
     parent: Ino,
     name: &[u8],
     dir: bool,
-    open: bool,
+    open: Option<&str>,
     caller: &Caller,
     now_ns: i64,
 ) -> Result<Unlinked> {
@@ -789,7 +810,7 @@ pub(crate) async fn rename(
     new_parent: Ino,
     new_name: &[u8],
     flags: RenameFlags,
-    open_dst: bool,
+    open_dst: Option<&str>,
     caller: &Caller,
     now_ns: i64,
 ) -> Result<Option<Unlinked>> {
@@ -1251,7 +1272,7 @@ pub(crate) async fn unlink_file(
     put_node(tx, chain[0], &d).await?;
     let n = need_node(tx, chain, ino).await?;
     // The caller checked that no other writer holds the file.
-    unlink_node(tx, branch, chain, n, false, false, now_ns).await?;
+    unlink_node(tx, branch, chain, n, None, false, now_ns).await?;
     Ok(())
 }
 
@@ -1582,6 +1603,191 @@ fn fallback_name(name: &str, id: Ino) -> Vec<u8> {
     out
 }
 
+pub(crate) async fn orphans(tx: &impl Tx) -> Result<Vec<Orphan>> {
+    tx.query(Q::Orphans.into(), &[])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Orphan {
+                branch: r.i64(0, "orphan branch")?,
+                ino: r.i64(1, "orphan ino")?,
+                holder: r.text(2, "orphan holder")?,
+                since_ms: r.i64(3, "orphan since")?,
+            })
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Locks: runtime rows, not layered; a file's are changed under its
+// `Lock::Files`, so a conflict check and the insert it guards are one.
+
+/// Byte offsets are stored as SQL integers: `u64::MAX` ("to any end")
+/// and everything past `i64::MAX` are `i64::MAX`.
+fn offset_sql(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn offset_of(v: i64) -> u64 {
+    if v == i64::MAX {
+        u64::MAX
+    } else {
+        v.cast_unsigned()
+    }
+}
+
+async fn locks_of(tx: &impl Tx, req: &ByteLock) -> Result<Vec<ByteLock>> {
+    tx.query(
+        Q::LocksOf.into(),
+        args![req.branch, req.ino, req.kind.code()],
+    )
+    .await?
+    .iter()
+    .map(|r| {
+        Ok(ByteLock {
+            branch: req.branch,
+            ino: req.ino,
+            kind: req.kind,
+            holder: r.text(0, "lock holder")?,
+            owner: r.i64(1, "lock owner")?.cast_unsigned(),
+            start: offset_of(r.i64(2, "lock start")?),
+            stop: offset_of(r.i64(3, "lock stop")?),
+            exclusive: r.bool(4, "lock exclusive")?,
+        })
+    })
+    .collect()
+}
+
+fn same_owner(a: &ByteLock, b: &ByteLock) -> bool {
+    a.holder == b.holder && a.owner == b.owner
+}
+
+fn overlaps(a: &ByteLock, b: &ByteLock) -> bool {
+    a.start < b.stop && b.start < a.stop
+}
+
+/// The whole file, for `flock`.
+fn normalised(req: &ByteLock) -> Result<ByteLock> {
+    let mut l = req.clone();
+    if l.kind == LockKind::Flock {
+        l.start = 0;
+        l.stop = u64::MAX;
+    }
+    if l.start >= l.stop {
+        return Err(refused(Refused::Invalid, "an empty lock range"));
+    }
+    Ok(l)
+}
+
+fn conflict(existing: &[ByteLock], req: &ByteLock) -> Option<ByteLock> {
+    existing
+        .iter()
+        .find(|l| !same_owner(l, req) && overlaps(l, req) && (l.exclusive || req.exclusive))
+        .cloned()
+}
+
+/// Replaces the owner's locks of the file by `req`'s owner's locks minus
+/// `req`'s range, plus `req` itself when `take`.
+async fn rewrite_owner(
+    tx: &impl Tx,
+    existing: Vec<ByteLock>,
+    req: &ByteLock,
+    take: bool,
+) -> Result<()> {
+    let mut keep = Vec::new();
+    for l in existing.into_iter().filter(|l| same_owner(l, req)) {
+        if !overlaps(&l, req) {
+            keep.push(l);
+            continue;
+        }
+        if l.start < req.start {
+            keep.push(ByteLock {
+                stop: req.start,
+                ..l.clone()
+            });
+        }
+        if req.stop < l.stop {
+            keep.push(ByteLock {
+                start: req.stop,
+                ..l
+            });
+        }
+    }
+    if take {
+        keep.push(req.clone());
+    }
+    tx.exec(
+        Q::DeleteOwnerLocks.into(),
+        args![
+            req.branch,
+            req.ino,
+            req.kind.code(),
+            &req.holder,
+            req.owner.cast_signed()
+        ],
+    )
+    .await?;
+    for l in keep {
+        tx.exec(
+            Q::AddLock.into(),
+            args![
+                l.branch,
+                l.ino,
+                l.kind.code(),
+                &l.holder,
+                l.owner.cast_signed(),
+                offset_sql(l.start),
+                offset_sql(l.stop),
+                l.exclusive
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn set_lock(tx: &impl Tx, req: &ByteLock) -> Result<Option<ByteLock>> {
+    let req = normalised(req)?;
+    tx.lock(Lock::Files(req.branch, &[req.ino])).await?;
+    let existing = locks_of(tx, &req).await?;
+    if let Some(c) = conflict(&existing, &req) {
+        return Ok(Some(c));
+    }
+    rewrite_owner(tx, existing, &req, true).await?;
+    Ok(None)
+}
+
+pub(crate) async fn unlock(tx: &impl Tx, req: &ByteLock) -> Result<()> {
+    let req = normalised(req)?;
+    tx.lock(Lock::Files(req.branch, &[req.ino])).await?;
+    let existing = locks_of(tx, &req).await?;
+    rewrite_owner(tx, existing, &req, false).await
+}
+
+pub(crate) async fn test_lock(tx: &impl Tx, req: &ByteLock) -> Result<Option<ByteLock>> {
+    let req = normalised(req)?;
+    Ok(conflict(&locks_of(tx, &req).await?, &req))
+}
+
+pub(crate) async fn release_locks(
+    tx: &impl Tx,
+    holder: &str,
+    ino: Option<Ino>,
+    owner: Option<(LockKind, u64)>,
+) -> Result<()> {
+    tx.exec(
+        Q::ReleaseLocks.into(),
+        args![
+            holder,
+            ino,
+            owner.map(|(k, _)| k.code()),
+            owner.map(|(_, o)| o.cast_signed())
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 /// `impl MetaTree for $engine` (`$mode`: see [`super::run`]).
 macro_rules! impl_meta_tree {
     ($engine:ty, $mode:ident) => {
@@ -1665,7 +1871,7 @@ macro_rules! impl_meta_tree {
                     parent: Ino,
                     name: &'a [u8],
                     dir: bool,
-                    open: bool,
+                    open: Option<&'a str>,
                     caller: &'a Caller,
                     now_ns: i64,
                 ) -> BoxFuture<'a, Result<Unlinked>> {
@@ -1683,7 +1889,7 @@ macro_rules! impl_meta_tree {
                     new_parent: Ino,
                     new_name: &'a [u8],
                     flags: RenameFlags,
-                    open_dst: bool,
+                    open_dst: Option<&'a str>,
                     caller: &'a Caller,
                     now_ns: i64,
                 ) -> BoxFuture<'a, Result<Option<Unlinked>>> {
@@ -1701,6 +1907,38 @@ macro_rules! impl_meta_tree {
                     now_ns: i64,
                 ) -> BoxFuture<'_, Result<()>> {
                     run!($mode, self, Write, |tx| tree::forget_orphan(tx, branch, ino, now_ns)
+                        .await)
+                }
+
+                fn orphans(&self) -> BoxFuture<'_, Result<Vec<Orphan>>> {
+                    run!($mode, self, Read, |tx| tree::orphans(tx).await)
+                }
+
+                fn set_lock<'a>(
+                    &'a self,
+                    lock: &'a ByteLock,
+                ) -> BoxFuture<'a, Result<Option<ByteLock>>> {
+                    run!($mode, self, Write, |tx| tree::set_lock(tx, lock).await)
+                }
+
+                fn unlock<'a>(&'a self, lock: &'a ByteLock) -> BoxFuture<'a, Result<()>> {
+                    run!($mode, self, Write, |tx| tree::unlock(tx, lock).await)
+                }
+
+                fn test_lock<'a>(
+                    &'a self,
+                    lock: &'a ByteLock,
+                ) -> BoxFuture<'a, Result<Option<ByteLock>>> {
+                    run!($mode, self, Read, |tx| tree::test_lock(tx, lock).await)
+                }
+
+                fn release_locks<'a>(
+                    &'a self,
+                    holder: &'a str,
+                    ino: Option<Ino>,
+                    owner: Option<(LockKind, u64)>,
+                ) -> BoxFuture<'a, Result<()>> {
+                    run!($mode, self, Write, |tx| tree::release_locks(tx, holder, ino, owner)
                         .await)
                 }
 

@@ -22,7 +22,7 @@
 //! | `fsx_tier_copies` | `(key, tier) → bytes, state (0 present, 1 queued), attempts, next_ms, last_error` (since version 3) | a present row means the tier held a verified copy; queued rows are the replication queue |
 //! | `fsx_extent_access` | `key → hits, last_ms` (since version 3) | only grows until the extent is forgotten |
 //! | `fsx_extent_digests` | `key → digests` of its pages (since version 3) | written with the extent's first copy; forgotten with it |
-//! | `fsx_nodes`, `fsx_entries`, `fsx_xattrs`, `fsx_orphans` | the file tree (since 6), as in SQLite | names are `BYTEA`, which compares and sorts by bytes |
+//! | `fsx_nodes`, `fsx_entries`, `fsx_xattrs`, `fsx_orphans`, `fsx_locks` | the file tree (since 6), as in SQLite | names are `BYTEA`, which compares and sorts by bytes |
 //!
 //! Differences from SQLite, and why:
 //!
@@ -261,8 +261,21 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE TABLE fsx_orphans (
         branch   BIGINT NOT NULL,
         ino      BIGINT NOT NULL,
+        holder   TEXT NOT NULL,
         since_ms BIGINT NOT NULL,
         PRIMARY KEY (branch, ino)
     );
+    CREATE TABLE fsx_locks (
+        branch    BIGINT NOT NULL,
+        ino       BIGINT NOT NULL,
+        kind      BIGINT NOT NULL,
+        holder    TEXT NOT NULL,
+        owner     BIGINT NOT NULL,
+        start     BIGINT NOT NULL,
+        stop      BIGINT NOT NULL,
+        exclusive BIGINT NOT NULL,
+        PRIMARY KEY (branch, ino, kind, holder, owner, start)
+    );
+    CREATE INDEX fsx_locks_holder ON fsx_locks (holder);
     "#,
 ];

@@ -23,7 +23,8 @@
 //! | `fsx_nodes` | `(layer, ino) →` kind, mode, owner, nlink, rdev, times (ns), `data_seq`, parent (directories), symlink target, deleted (since 6) | a regular file's inode number is its `fsx_files` id; `root_ino` in `fsx_volume` names the root |
 //! | `fsx_entries` | `(layer, parent, name) → ino, kind`, deleted (since 6) | names are bytes: 1–255, no `/`, no NUL, not `.`/`..` |
 //! | `fsx_xattrs` | `(layer, ino, name) → value`, deleted (since 6) | Linux's limits: name ≤ 255 bytes, value ≤ 64 KiB |
-//! | `fsx_orphans` | `(branch, ino) → since` (since 6) | an unlinked regular file still open: its data stays until its last close |
+//! | `fsx_orphans` | `(branch, ino) → holder, since` (since 6) | an unlinked regular file `holder` still has open: its data stays until its last close, or until `holder` is found dead |
+//! | `fsx_locks` | `(branch, ino, kind, holder, owner, start) → stop, exclusive` (since 6) | `flock` (kind 1) and POSIX byte-range (kind 2) locks; the locks of one holder and owner never overlap; a dead holder's locks are void |
 //!
 //! `MIGRATIONS[i]` takes a volume from schema version `i` to `i + 1`;
 //! version 0 means "empty database".
@@ -270,8 +271,21 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE TABLE fsx_orphans (
         branch   INTEGER NOT NULL,
         ino      INTEGER NOT NULL,
+        holder   TEXT NOT NULL,
         since_ms INTEGER NOT NULL,
         PRIMARY KEY (branch, ino)
     );
+    CREATE TABLE fsx_locks (
+        branch    INTEGER NOT NULL,
+        ino       INTEGER NOT NULL,
+        kind      INTEGER NOT NULL,
+        holder    TEXT NOT NULL,
+        owner     INTEGER NOT NULL,
+        start     INTEGER NOT NULL,
+        stop      INTEGER NOT NULL,
+        exclusive INTEGER NOT NULL,
+        PRIMARY KEY (branch, ino, kind, holder, owner, start)
+    );
+    CREATE INDEX fsx_locks_holder ON fsx_locks (holder);
     ",
 ];

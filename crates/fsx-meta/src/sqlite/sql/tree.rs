@@ -46,8 +46,26 @@ pub(super) fn text(q: Q) -> &'static str {
         }
         Q::DeleteXattrsOf => "DELETE FROM fsx_xattrs WHERE layer = ?1 AND ino = ?2",
         Q::AddOrphan => {
-            "INSERT OR IGNORE INTO fsx_orphans (branch, ino, since_ms) VALUES (?1, ?2, ?3)"
+            "INSERT OR IGNORE INTO fsx_orphans (branch, ino, holder, since_ms)
+             VALUES (?1, ?2, ?3, ?4)"
         }
         Q::DeleteOrphan => "DELETE FROM fsx_orphans WHERE branch = ?1 AND ino = ?2",
+        Q::Orphans => "SELECT branch, ino, holder, since_ms FROM fsx_orphans ORDER BY branch, ino",
+        Q::LocksOf => {
+            "SELECT holder, owner, start, stop, exclusive FROM fsx_locks
+             WHERE branch = ?1 AND ino = ?2 AND kind = ?3 ORDER BY holder, owner, start"
+        }
+        Q::AddLock => {
+            "INSERT INTO fsx_locks (branch, ino, kind, holder, owner, start, stop, exclusive)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        }
+        Q::DeleteOwnerLocks => {
+            "DELETE FROM fsx_locks
+             WHERE branch = ?1 AND ino = ?2 AND kind = ?3 AND holder = ?4 AND owner = ?5"
+        }
+        Q::ReleaseLocks => {
+            "DELETE FROM fsx_locks WHERE holder = ?1 AND (?2 IS NULL OR ino = ?2)
+                 AND (?3 IS NULL OR (kind = ?3 AND owner = ?4))"
+        }
     }
 }

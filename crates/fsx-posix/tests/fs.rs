@@ -1,0 +1,360 @@
+//! The calls the differential test does not cover, each against a real
+//! volume (SQLite metadata, local-directory store): unlinked files kept
+//! open, sessions killed with files unlinked and locks held (a real
+//! SIGKILLed child process), locks between two sessions, `statfs`, sparse
+//! files, `fallocate`, read-only commits and shared handles.
+
+// The killed child speaks to the harness on stdout.
+#![allow(clippy::print_stdout)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use fsx_engine::{GcOptions, NoProgress, SystemEnv, Volume, VolumeOptions};
+use fsx_meta::VolumeConfig;
+use fsx_meta::sqlite::SqliteMeta;
+use fsx_posix::{Caller, Fs, LockKind, LockRange, OpenFlags, SetAttrs, Whence, errno};
+use fsx_store::local::LocalBackend;
+use fsx_testkit::crash;
+
+async fn create(dir: &Path) -> Volume {
+    Volume::create(
+        Arc::new(SqliteMeta::open(dir.join("meta.db"), true).unwrap()),
+        Arc::new(LocalBackend::open(dir.join("data")).unwrap()),
+        Arc::new(SystemEnv::new()),
+        VolumeConfig::new("fs-test", 256 * 1024, "data", 1),
+        VolumeOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn open(dir: &Path) -> Volume {
+    Volume::open(
+        Arc::new(SqliteMeta::open(dir.join("meta.db"), false).unwrap()),
+        Arc::new(LocalBackend::open(dir.join("data")).unwrap()),
+        Arc::new(SystemEnv::new()),
+        VolumeOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
+fn root() -> Caller {
+    Caller::root()
+}
+
+fn posix(owner: u64, start: u64, stop: u64, exclusive: bool) -> LockRange {
+    LockRange {
+        kind: LockKind::Posix,
+        owner,
+        start,
+        stop,
+        exclusive,
+    }
+}
+
+async fn read_all(fs: &Fs, fh: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let chunk = fs.read(fh, out.len() as u64, 1 << 20).await.unwrap();
+        if chunk.is_empty() {
+            return out;
+        }
+        out.extend_from_slice(&chunk);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unlinked_file_lives_until_its_last_handle_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Fs::new(create(dir.path()).await).await.unwrap();
+    let me = root();
+    let (a, fh) = fs
+        .create(fs.root(), b"f", 0o644, OpenFlags::read_write(), true, &me)
+        .await
+        .unwrap();
+    fs.write(fh, 0, &[7u8; 10_000]).await.unwrap();
+    let reader = fs.open(a.ino, OpenFlags::read_only(), &me).await.unwrap();
+    fs.unlink(fs.root(), b"f", &me).await.unwrap();
+    assert_eq!(
+        fs.lookup(fs.root(), b"f", &me).await.unwrap_err().errno(),
+        errno::ENOENT
+    );
+    // Both handles still read and write it; stat says it has no link.
+    fs.write(fh, 10_000, b"more").await.unwrap();
+    fs.fsync(fh).await.unwrap();
+    let data = read_all(&fs, reader).await;
+    assert_eq!(data.len(), 10_004);
+    assert_eq!(&data[10_000..], b"more");
+    let st = fs.getattr(a.ino).await.unwrap();
+    assert_eq!((st.nlink, st.size), (0, 10_004));
+    assert_eq!(fs.volume().meta().orphans().await.unwrap().len(), 1);
+    fs.release(fh).await.unwrap();
+    assert_eq!(read_all(&fs, reader).await.len(), 10_004, "one handle left");
+    fs.release(reader).await.unwrap();
+    // The last close dropped it: no orphan, no inode, no data.
+    assert!(fs.volume().meta().orphans().await.unwrap().is_empty());
+    assert_eq!(fs.getattr(a.ino).await.unwrap_err().errno(), errno::ENOENT);
+    let gc = fs
+        .volume()
+        .gc(&GcOptions::default().grace_ms(0), &NoProgress)
+        .await
+        .unwrap();
+    assert!(
+        fs.volume().fsck(&NoProgress).await.unwrap().is_clean(),
+        "fsck after the orphan went ({gc:?})"
+    );
+}
+
+const CHILD: &str = "a_session_killed_with_a_file_unlinked_and_a_lock_held_loses_both";
+
+/// The child: opens a file, writes and syncs it, takes a lock, unlinks
+/// the file while it is open, says so and waits to be killed.
+async fn child(dir: &Path) {
+    let fs = Fs::new(open(dir).await).await.unwrap();
+    let me = root();
+    let (a, fh) = fs
+        .create(
+            fs.root(),
+            b"doomed",
+            0o644,
+            OpenFlags::read_write(),
+            true,
+            &me,
+        )
+        .await
+        .unwrap();
+    fs.write(fh, 0, &vec![1u8; 600_000]).await.unwrap();
+    fs.fsync(fh).await.unwrap();
+    fs.setlk(a.ino, &posix(1, 0, u64::MAX, true)).await.unwrap();
+    fs.unlink(fs.root(), b"doomed", &me).await.unwrap();
+    // The lock's file is gone from the tree: lock a named one too.
+    let (b, _) = fs
+        .create(
+            fs.root(),
+            b"kept",
+            0o644,
+            OpenFlags::read_write(),
+            true,
+            &me,
+        )
+        .await
+        .unwrap();
+    fs.setlk(b.ino, &posix(1, 0, 100, true)).await.unwrap();
+    println!("ack {}", a.ino);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_killed_with_a_file_unlinked_and_a_lock_held_loses_both() {
+    if let Ok(dir) = std::env::var("FSX_POSIX_CHILD") {
+        child(Path::new(&dir)).await;
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    drop(create(dir.path()).await);
+    let run = crash::run_child::<i64>(
+        CHILD,
+        &[("FSX_POSIX_CHILD", dir.path().to_str().unwrap())],
+        crash::Stop::AfterAcks {
+            acks: 1,
+            delay: std::time::Duration::ZERO,
+        },
+    );
+    assert!(
+        matches!(run.ending, crash::Ending::Killed),
+        "the child ended on its own: {}",
+        run.output_tail()
+    );
+    let doomed = run.last.expect("the child acknowledged its unlink");
+    let volume = open(dir.path()).await;
+    let orphans = volume.meta().orphans().await.unwrap();
+    assert_eq!(
+        orphans.len(),
+        1,
+        "the dead session's unlinked file is recorded"
+    );
+    assert_eq!(orphans[0].ino, doomed);
+    // The next file system over the volume reclaims it.
+    let fs = Fs::new(volume).await.unwrap();
+    assert!(fs.volume().meta().orphans().await.unwrap().is_empty());
+    assert_eq!(fs.getattr(doomed).await.unwrap_err().errno(), errno::ENOENT);
+    // The dead session's lock does not hold anyone up.
+    let kept = fs.lookup(fs.root(), b"kept", &root()).await.unwrap();
+    fs.setlk(kept.ino, &posix(9, 0, 10, true)).await.unwrap();
+    let gc = fs
+        .volume()
+        .gc(&GcOptions::default().grace_ms(0), &NoProgress)
+        .await
+        .unwrap();
+    assert!(
+        gc.deleted > 0,
+        "the unlinked file's extents are freed: {gc:?}"
+    );
+    assert!(fs.volume().fsck(&NoProgress).await.unwrap().is_clean());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locks_hold_between_sessions_until_one_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Fs::new(create(dir.path()).await).await.unwrap();
+    let b = Fs::new(open(dir.path()).await).await.unwrap();
+    let me = root();
+    let (f, fh) = a
+        .create(a.root(), b"db", 0o644, OpenFlags::read_write(), true, &me)
+        .await
+        .unwrap();
+    a.setlk(f.ino, &posix(1, 0, 4096, true)).await.unwrap();
+    let e = b
+        .setlk(f.ino, &posix(1, 100, 200, false))
+        .await
+        .unwrap_err();
+    assert_eq!(e.errno(), errno::EAGAIN);
+    let seen = b.getlk(f.ino, &posix(1, 100, 200, false)).await.unwrap();
+    assert_eq!(
+        seen.map(|l| (l.start, l.stop, l.exclusive)),
+        Some((0, 4096, true))
+    );
+    b.setlk(f.ino, &posix(1, 4096, 8192, false)).await.unwrap();
+    // flock is separate from POSIX locks and whole-file.
+    let fl = LockRange {
+        kind: LockKind::Flock,
+        owner: fh,
+        start: 0,
+        stop: 0,
+        exclusive: true,
+    };
+    a.setlk(f.ino, &fl).await.unwrap();
+    assert_eq!(
+        b.setlk(f.ino, &fl).await.unwrap_err().errno(),
+        errno::EAGAIN
+    );
+    a.unlock_owner(f.ino, LockKind::Posix, 1).await.unwrap();
+    b.setlk(f.ino, &posix(1, 100, 200, true)).await.unwrap();
+    assert_eq!(
+        b.setlk(f.ino, &fl).await.unwrap_err().errno(),
+        errno::EAGAIN
+    );
+    a.close_all().await.unwrap();
+    b.setlk(f.ino, &fl).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sparse_files_fallocate_statfs_and_shared_handles() {
+    let dir = tempfile::tempdir().unwrap();
+    let volume = create(dir.path()).await;
+    volume
+        .meta()
+        .set_setting(fsx_posix::CAPACITY_SETTING, &(1u64 << 30).to_string())
+        .await
+        .unwrap();
+    let fs = Fs::new(volume).await.unwrap();
+    let me = root();
+    let st = fs.statfs().await.unwrap();
+    assert_eq!(st.blocks * u64::from(st.block_size), 1 << 30);
+    assert_eq!(st.name_max, 255);
+    let (a, w) = fs
+        .create(
+            fs.root(),
+            b"sparse",
+            0o644,
+            OpenFlags::read_write(),
+            true,
+            &me,
+        )
+        .await
+        .unwrap();
+    // Data at 0 and at 1 MiB, a hole between and after (fallocate
+    // extends the size without data).
+    fs.write(w, 0, &[1u8; 4096]).await.unwrap();
+    fs.write(w, 1 << 20, &[2u8; 4096]).await.unwrap();
+    fs.fallocate(w, 0, 3 << 20, false, false).await.unwrap();
+    assert_eq!(fs.getattr(a.ino).await.unwrap().size, 3 << 20);
+    assert_eq!(fs.lseek(w, 0, Whence::Hole).await.unwrap(), 4096);
+    assert_eq!(fs.lseek(w, 4096, Whence::Data).await.unwrap(), 1 << 20);
+    assert_eq!(
+        fs.lseek(w, (1 << 20) + 4096, Whence::Data)
+            .await
+            .unwrap_err()
+            .errno(),
+        errno::ENXIO
+    );
+    // KEEP_SIZE leaves the size; PUNCH_HOLE zeroes the range.
+    fs.fallocate(w, 0, 4 << 20, true, false).await.unwrap();
+    assert_eq!(fs.getattr(a.ino).await.unwrap().size, 3 << 20);
+    fs.fallocate(w, 100, 200, true, true).await.unwrap();
+    // A second handle sees the first's unsynced writes at once.
+    let r = fs.open(a.ino, OpenFlags::read_only(), &me).await.unwrap();
+    let head = fs.read(r, 0, 400).await.unwrap();
+    assert!(head[..100].iter().all(|&b| b == 1) && head[100..300].iter().all(|&b| b == 0));
+    assert_eq!(head[300], 1);
+    // O_APPEND writes at the end, wherever the caller asks.
+    let ap = fs
+        .open(
+            a.ino,
+            OpenFlags {
+                write: true,
+                append: true,
+                ..OpenFlags::default()
+            },
+            &me,
+        )
+        .await
+        .unwrap();
+    fs.write(ap, 0, b"tail").await.unwrap();
+    assert_eq!(fs.getattr(a.ino).await.unwrap().size, (3 << 20) + 4);
+    assert_eq!(fs.read(r, 3 << 20, 10).await.unwrap(), b"tail");
+    // A handle not open for writing cannot write.
+    assert_eq!(
+        fs.write(r, 0, b"x").await.unwrap_err().errno(),
+        errno::EBADF
+    );
+    fs.close_all().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_is_read_only_and_keeps_its_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let volume = create(dir.path()).await;
+    let fs = Fs::new(volume.clone()).await.unwrap();
+    let me = root();
+    let d = fs.mkdir(fs.root(), b"dir", 0o755, &me).await.unwrap();
+    let (_, fh) = fs
+        .create(d.ino, b"f", 0o600, OpenFlags::read_write(), true, &me)
+        .await
+        .unwrap();
+    fs.write(fh, 0, b"committed").await.unwrap();
+    fs.release(fh).await.unwrap();
+    let c = volume.commit("snap").await.unwrap();
+    fs.unlink(d.ino, b"f", &me).await.unwrap();
+    let old = Fs::new(volume.at_commit(c.id).await.unwrap())
+        .await
+        .unwrap();
+    let f = old.lookup(d.ino, b"f", &me).await.unwrap();
+    assert_eq!(f.mode, 0o600);
+    let r = old.open(f.ino, OpenFlags::read_only(), &me).await.unwrap();
+    assert_eq!(read_all(&old, r).await, b"committed");
+    for e in [
+        old.mkdir(old.root(), b"x", 0o755, &me).await.map(|_| ()),
+        old.unlink(d.ino, b"f", &me).await,
+        old.open(f.ino, OpenFlags::read_write(), &me)
+            .await
+            .map(|_| ()),
+        old.setattr(
+            f.ino,
+            &SetAttrs {
+                mode: Some(0o644),
+                ..SetAttrs::default()
+            },
+            None,
+            &me,
+        )
+        .await
+        .map(|_| ()),
+    ] {
+        assert_eq!(e.unwrap_err().errno(), errno::EROFS);
+    }
+}
