@@ -235,7 +235,7 @@ async fn tree_op(v: &Volume, op: TreeOp<'_>) -> fsx_meta::Result<()> {
         }
         TreeOp::Rmdir(d) => {
             let (parent, name) = place(v, d).await?;
-            meta.remove(branch, parent, &name, true, false, &root, 1)
+            meta.remove(branch, parent, &name, true, None, &root, 1)
                 .await
                 .map(|_| ())
         }
@@ -249,7 +249,7 @@ async fn tree_op(v: &Volume, op: TreeOp<'_>) -> fsx_meta::Result<()> {
                 p2,
                 &n2,
                 RenameFlags::default(),
-                false,
+                None,
                 &root,
                 1,
             )
