@@ -103,6 +103,20 @@ pub fn check_symlink_target(target: &[u8]) -> Result<(), Refused> {
     Ok(())
 }
 
+/// The access ACL's attribute name.
+pub const ACL_ACCESS: &[u8] = b"system.posix_acl_access";
+/// The default ACL's attribute name (directories only).
+pub const ACL_DEFAULT: &[u8] = b"system.posix_acl_default";
+
+/// Checks the value of a POSIX ACL attribute: the kernel's binary form,
+/// a 4-byte header of version 2 then 8-byte entries.
+pub fn check_acl_value(value: &[u8]) -> Result<(), Refused> {
+    let ok = value.len() >= 4
+        && (value.len() - 4) % 8 == 0
+        && u32::from_le_bytes([value[0], value[1], value[2], value[3]]) == 2;
+    if ok { Ok(()) } else { Err(Refused::Invalid) }
+}
+
 /// What an extended attribute is being accessed for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum XattrOp {
@@ -128,6 +142,21 @@ pub fn check_xattr(
     }
     if op == XattrOp::Set && value_len > XATTR_SIZE_MAX {
         return Err(Refused::TooBig);
+    }
+    // POSIX ACLs are kept as the attributes they travel as (stored, not
+    // enforced): only the owner or root sets one, and a default ACL
+    // belongs to directories. No permission bits are read, as in the
+    // kernel's `system.` handlers.
+    if name == ACL_ACCESS || name == ACL_DEFAULT {
+        if op == XattrOp::Set {
+            if !caller.is_root() && caller.uid != node.uid {
+                return Err(Refused::NotPermitted);
+            }
+            if name == ACL_DEFAULT && !node.dir {
+                return Err(Refused::Access);
+            }
+        }
+        return Ok(());
     }
     let suffix_of = |prefix: &[u8]| name.strip_prefix(prefix);
     let (ns, suffix) = if let Some(s) = suffix_of(b"user.") {

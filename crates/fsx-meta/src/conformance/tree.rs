@@ -526,6 +526,74 @@ pub(super) async fn xattrs(m: &dyn MetaEngine) -> CheckResult {
         set(b"user.a", None, false, false).await,
         Refused::NoData,
     )?;
+    // POSIX ACLs are kept (stored, not enforced); a default ACL belongs
+    // to directories, and only the owner sets one.
+    let acl: &[u8] = &[2, 0, 0, 0, 1, 0, 6, 0, 0xff, 0xff, 0xff, 0xff];
+    ok(
+        "set an access ACL",
+        m.setxattr(
+            MAIN_BRANCH,
+            f.ino,
+            crate::names::ACL_ACCESS,
+            Some(acl),
+            false,
+            false,
+            &me,
+            NOW,
+        )
+        .await,
+    )?;
+    let got = ok(
+        "get it",
+        m.getxattr(View::MAIN, f.ino, crate::names::ACL_ACCESS, &me)
+            .await,
+    )?;
+    ensure!(&got[..] == acl, "ACL {got:?}");
+    refused(
+        "a default ACL on a file",
+        m.setxattr(
+            MAIN_BRANCH,
+            f.ino,
+            crate::names::ACL_DEFAULT,
+            Some(acl),
+            false,
+            false,
+            &me,
+            NOW,
+        )
+        .await,
+        Refused::Access,
+    )?;
+    refused(
+        "a malformed ACL",
+        m.setxattr(
+            MAIN_BRANCH,
+            f.ino,
+            crate::names::ACL_ACCESS,
+            Some(&acl[..5]),
+            false,
+            false,
+            &me,
+            NOW,
+        )
+        .await,
+        Refused::Invalid,
+    )?;
+    refused(
+        "another system attribute",
+        m.setxattr(
+            MAIN_BRANCH,
+            f.ino,
+            b"system.other",
+            Some(b"x"),
+            false,
+            false,
+            &me,
+            NOW,
+        )
+        .await,
+        Refused::Unsupported,
+    )?;
     refused(
         "a 64 KiB + 1 value",
         m.setxattr(

@@ -1064,6 +1064,11 @@ pub(crate) async fn setxattr(
     if create && replace {
         return Err(refused(Refused::Invalid, "XATTR_CREATE with XATTR_REPLACE"));
     }
+    if let Some(v) = value
+        && (name == names::ACL_ACCESS || name == names::ACL_DEFAULT)
+    {
+        names::check_acl_value(v).map_err(|r| refused(r, "not a POSIX ACL"))?;
+    }
     let exists = xattr_value(tx, &chain, ino, name).await?.is_some();
     if value.is_some() && create && exists {
         return Err(refused(Refused::Exists, "attribute exists"));
