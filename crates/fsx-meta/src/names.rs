@@ -112,7 +112,7 @@ pub const ACL_DEFAULT: &[u8] = b"system.posix_acl_default";
 /// a 4-byte header of version 2 then 8-byte entries.
 pub fn check_acl_value(value: &[u8]) -> Result<(), Refused> {
     let ok = value.len() >= 4
-        && (value.len() - 4) % 8 == 0
+        && (value.len() - 4).is_multiple_of(8)
         && u32::from_le_bytes([value[0], value[1], value[2], value[3]]) == 2;
     if ok { Ok(()) } else { Err(Refused::Invalid) }
 }

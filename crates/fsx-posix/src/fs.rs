@@ -814,7 +814,7 @@ impl Fs {
     }
 
     /// `fallocate(fh, mode, offset, len)`: `keep_size` leaves the size
-    /// alone; `punch_hole` (with `keep_size`) zeroes the range.
+    /// alone; `punch_hole` (with `keep_size`) makes the range a hole.
     pub async fn fallocate(
         &self,
         fh: Fh,
@@ -839,15 +839,7 @@ impl Fs {
         let mut g = h.node.file.lock().await;
         let f = live(&mut g)?;
         if punch_hole {
-            let stop = end.min(f.size());
-            let mut at = offset;
-            // Bounded buffers: a punched gigabyte is not a gigabyte of RAM.
-            let zeros = vec![0u8; 1 << 20];
-            while at < stop {
-                let n = (stop - at).min(zeros.len() as u64);
-                f.write_at(at, &zeros[..n as usize]).await?;
-                at += n;
-            }
+            f.punch_hole(offset, len).await?;
         } else if !keep_size && end > f.size() {
             f.truncate(end).await?;
         }

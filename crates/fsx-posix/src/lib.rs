@@ -30,8 +30,10 @@
 //! - `atime` changes only when set explicitly (as `noatime` mounts do).
 //! - A regular file's `mtime` and `ctime` move with its writes when they
 //!   become durable, at millisecond resolution.
-//! - `fallocate` with `FALLOC_FL_PUNCH_HOLE` writes zeros: the range reads
-//!   as zeros, but `SEEK_HOLE` does not find it.
+//! - `fallocate` reserves no space (an object store has none to reserve):
+//!   without `KEEP_SIZE` it only sets the size.
+//! - POSIX ACLs (`system.posix_acl_*`) are stored and returned, not
+//!   enforced, and do not change the mode bits.
 
 mod error;
 mod fs;

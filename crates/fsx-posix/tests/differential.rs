@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use fsx_engine::{SystemEnv, Volume, VolumeOptions};
 use fsx_meta::VolumeConfig;
-use fsx_posix::{Caller, Fh, Fs, NodeKind, OpenFlags, RenameFlags, SetAttrs, errno};
+use fsx_posix::{Caller, Fh, Fs, NodeKind, OpenFlags, RenameFlags, SetAttrs, Whence, errno};
 use fsx_store::local::LocalBackend;
 use proptest::prelude::*;
 
@@ -72,6 +72,12 @@ enum Op {
         seed: u8,
     },
     Truncate(usize, u64),
+    /// `fallocate(PUNCH_HOLE | KEEP_SIZE)`.
+    Punch {
+        path: usize,
+        offset: u64,
+        len: u64,
+    },
     Read(usize),
     Rename {
         from: usize,
@@ -113,6 +119,7 @@ fn op() -> impl Strategy<Value = Op> {
         5 => (p.clone(), 0..SPAN, 1usize..10_000, any::<u8>())
             .prop_map(|(path, offset, len, seed)| Op::Write { path, offset, len, seed }),
         2 => (p.clone(), 0..SPAN).prop_map(|(p, s)| Op::Truncate(p, s)),
+        2 => (p.clone(), 0..SPAN, 1..SPAN).prop_map(|(path, offset, len)| Op::Punch { path, offset, len }),
         2 => p.clone().prop_map(Op::Read),
         4 => (p.clone(), p.clone(), 0u8..3).prop_map(|(from, to, flags)| Op::Rename { from, to, flags }),
         2 => (p.clone(), p.clone()).prop_map(|(a, b)| Op::Link(a, b)),
@@ -261,6 +268,17 @@ impl Real {
                 Op::Truncate(i, size) => {
                     check(libc::truncate(p(i).as_ptr(), size as i64) as i64).map(|_| None)
                 }
+                Op::Punch { path, offset, len } => {
+                    let fd = self.open(path, libc::O_WRONLY)?;
+                    let r = check(libc::fallocate(
+                        fd,
+                        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                        offset as i64,
+                        len as i64,
+                    ) as i64);
+                    Self::close(fd);
+                    r.map(|_| None)
+                }
                 Op::Read(i) => {
                     let fd = self.open(i, libc::O_RDONLY)?;
                     let r = Self::read_fd(fd);
@@ -371,7 +389,34 @@ struct Entry {
     nlink: u32,
     /// Files: contents; symlinks: target; directories: nothing.
     data: Vec<u8>,
+    /// Files: where data starts and stops again (`SEEK_DATA`,
+    /// `SEEK_HOLE`), so holes match too.
+    extents: Vec<(u64, u64)>,
     xattrs: BTreeMap<String, Vec<u8>>,
+}
+
+/// The data runs of a real file, by `lseek`.
+fn real_extents(path: &Path, size: u64) -> Vec<(u64, u64)> {
+    let cp = c(path);
+    // SAFETY: a valid path; the fd is closed below.
+    let fd = unsafe { libc::open(cp.as_ptr(), libc::O_RDONLY) };
+    assert!(fd >= 0, "open {}", path.display());
+    let mut out = Vec::new();
+    let mut at = 0u64;
+    while at < size {
+        // SAFETY: an open fd.
+        let data = unsafe { libc::lseek(fd, at as i64, libc::SEEK_DATA) };
+        if data < 0 {
+            break;
+        }
+        // SAFETY: an open fd.
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        out.push((data as u64, hole as u64));
+        at = hole as u64;
+    }
+    // SAFETY: closed once.
+    unsafe { libc::close(fd) };
+    out
 }
 
 fn real_tree(root: &Path) -> BTreeMap<String, Entry> {
@@ -418,6 +463,11 @@ fn real_tree(root: &Path) -> BTreeMap<String, Entry> {
                     v[..len as usize].to_vec(),
                 );
             }
+            let extents = if kind == NodeKind::File {
+                real_extents(&path, data.len() as u64)
+            } else {
+                Vec::new()
+            };
             let rel = path
                 .strip_prefix(root)
                 .unwrap()
@@ -432,6 +482,7 @@ fn real_tree(root: &Path) -> BTreeMap<String, Entry> {
                     gid: md.gid(),
                     nlink: md.nlink() as u32,
                     data,
+                    extents,
                     xattrs,
                 },
             );
@@ -561,6 +612,17 @@ impl Side {
                 };
                 fs.setattr(a.ino, &set, None, me).await.map_err(e)?;
                 Ok(None)
+            }
+            Op::Punch { path, offset, len } => {
+                let a = self.resolve(PATHS[path], true).await?;
+                let flags = OpenFlags {
+                    write: true,
+                    ..OpenFlags::default()
+                };
+                let fh = fs.open(a.ino, flags, me).await.map_err(e)?;
+                let r = fs.fallocate(fh, offset, len, true, true).await.map_err(e);
+                fs.release(fh).await.map_err(e)?;
+                r.map(|_| None)
             }
             Op::Read(i) => {
                 let a = self.resolve(PATHS[i], true).await?;
@@ -721,6 +783,7 @@ impl Side {
                 };
                 let a = fs.getattr(d.ino).await.unwrap();
                 assert_eq!(a.kind, d.kind, "{path}: entry kind and inode kind differ");
+                let mut extents = Vec::new();
                 let data = match a.kind {
                     NodeKind::Dir => {
                         dirs.push((d.ino, path.clone()));
@@ -730,6 +793,7 @@ impl Side {
                     NodeKind::File => {
                         let fh = fs.open(d.ino, OpenFlags::read_only(), &me).await.unwrap();
                         let data = self.read_all(fh).await.unwrap();
+                        extents = fsx_extents(fs, fh, data.len() as u64).await;
                         fs.release(fh).await.unwrap();
                         assert_eq!(
                             data.len() as u64,
@@ -754,6 +818,7 @@ impl Side {
                         gid: a.gid,
                         nlink: a.nlink,
                         data,
+                        extents,
                         xattrs,
                     },
                 );
@@ -761,6 +826,21 @@ impl Side {
         }
         out
     }
+}
+
+/// The data runs of an fsx file, by `Fs::lseek`.
+async fn fsx_extents(fs: &Fs, fh: Fh, size: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut at = 0u64;
+    while at < size {
+        let Ok(data) = fs.lseek(fh, at, Whence::Data).await else {
+            break;
+        };
+        let hole = fs.lseek(fh, data, Whence::Hole).await.unwrap();
+        out.push((data, hole));
+        at = hole;
+    }
+    out
 }
 
 /// The inode behind a handle (through a stat of what it reads).
@@ -864,14 +944,15 @@ fn summary(t: &BTreeMap<String, Entry>) -> Vec<String> {
     t.iter()
         .map(|(p, e)| {
             format!(
-                "{p} {:?} {:o} {}:{} n{} {}B {:?}",
+                "{p} {:?} {:o} {}:{} n{} {}B {:?} data {:?}",
                 e.kind,
                 e.mode,
                 e.uid,
                 e.gid,
                 e.nlink,
                 e.data.len(),
-                e.xattrs.keys().collect::<Vec<_>>()
+                e.xattrs.keys().collect::<Vec<_>>(),
+                e.extents
             )
         })
         .collect()

@@ -286,6 +286,25 @@ async fn sparse_files_fallocate_statfs_and_shared_handles() {
     fs.fallocate(w, 0, 4 << 20, true, false).await.unwrap();
     assert_eq!(fs.getattr(a.ino).await.unwrap().size, 3 << 20);
     fs.fallocate(w, 100, 200, true, true).await.unwrap();
+    // A punch over whole pages leaves a hole SEEK_HOLE finds.
+    fs.write(w, 2 << 20, &[3u8; 3 * 4096]).await.unwrap();
+    fs.fallocate(w, (2 << 20) + 4096, 4096, true, true)
+        .await
+        .unwrap();
+    assert_eq!(
+        fs.lseek(w, 2 << 20, Whence::Hole).await.unwrap(),
+        (2 << 20) + 4096
+    );
+    assert_eq!(
+        fs.lseek(w, (2 << 20) + 4096, Whence::Data).await.unwrap(),
+        (2 << 20) + 8192
+    );
+    fs.fsync(w).await.unwrap();
+    assert_eq!(
+        fs.lseek(w, (2 << 20) + 4096, Whence::Data).await.unwrap(),
+        (2 << 20) + 8192,
+        "the hole is durable"
+    );
     // A second handle sees the first's unsynced writes at once.
     let r = fs.open(a.ino, OpenFlags::read_only(), &me).await.unwrap();
     let head = fs.read(r, 0, 400).await.unwrap();
