@@ -525,6 +525,48 @@ impl File {
         }
     }
 
+    /// Makes extent `idx` of this file the extent stored under `key` (whole:
+    /// every page of it), sharing it rather than copying its bytes — how
+    /// `copy_file_range` clones. The caller read `key` from another file's
+    /// map, whose entry keeps the record live meanwhile. Durable when this
+    /// returns (it syncs what was buffered first, then commits the new
+    /// entry); the file grows to cover the extent if it was shorter.
+    pub async fn clone_extent(&mut self, idx: u64, key: &str) -> Result<()> {
+        self.writer_mut()?;
+        if self.local.is_some() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "a file with a local journal shares no extents; copy its bytes",
+            ));
+        }
+        self.commit().await?;
+        let ppe = self.ppe;
+        let first = idx
+            .checked_mul(ppe)
+            .ok_or_else(|| Error::invalid("an extent past the largest offset"))?;
+        let end_bytes = (first + ppe)
+            .checked_mul(self.ps())
+            .ok_or_else(|| Error::invalid("an extent past the largest offset"))?;
+        let size = self.size.max(end_bytes);
+        let w = self
+            .writer
+            .as_ref()
+            .ok_or_else(|| Error::invalid("read-only"))?;
+        let batch = WriteBatch::new(self.lease(w), Vec::new(), size)
+            .auto_commit(self.shared.auto_commit_ms())
+            .with_extents(vec![ExtentWrite {
+                extent_idx: idx,
+                key: key.to_string(),
+                pages: first..first + ppe,
+            }]);
+        self.shared.meta.commit_writes(&batch).await?;
+        self.snapshot().forget(idx);
+        self.touched_extents.insert(idx);
+        self.size = size;
+        self.writer_mut()?.synced_size = size;
+        Ok(())
+    }
+
     /// Makes bytes `[offset, offset + len)` read as zeros without changing
     /// the size (`fallocate(PUNCH_HOLE | KEEP_SIZE)`): whole pages become
     /// holes (`SEEK_HOLE` finds them, and they take no space once

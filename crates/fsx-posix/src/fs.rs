@@ -195,6 +195,11 @@ fn live(file: &mut Option<File>) -> Result<&mut File> {
         .ok_or_else(|| err(errno::EBADF, "the file was closed"))
 }
 
+fn live_ref(file: &Option<File>) -> Result<&File> {
+    file.as_ref()
+        .ok_or_else(|| err(errno::EBADF, "the file was closed"))
+}
+
 impl Fs {
     /// The file system of `volume`'s view (a branch: read-write; a commit:
     /// read-only).
@@ -844,6 +849,101 @@ impl Fs {
             f.truncate(end).await?;
         }
         Ok(())
+    }
+
+    /// `copy_file_range`: copies up to `len` bytes from `fh_in` at
+    /// `off_in` to `fh_out` at `off_out` (fewer at the end of the source),
+    /// returning how many. Whole extents that both offsets align to, and
+    /// that the source holds packed, are shared rather than copied (a
+    /// clone: a map entry, no bytes moved); the rest is copied.
+    pub async fn copy_file_range(
+        &self,
+        fh_in: Fh,
+        off_in: u64,
+        fh_out: Fh,
+        off_out: u64,
+        len: u64,
+    ) -> Result<u64> {
+        let (src, dst) = (self.handle(fh_in)?, self.handle(fh_out)?);
+        if !src.flags.read || !dst.flags.write {
+            return Err(err(
+                errno::EBADF,
+                "copy_file_range needs a readable source and a writable destination",
+            ));
+        }
+        if dst.flags.append {
+            return Err(err(errno::EBADF, "copy_file_range into an O_APPEND handle"));
+        }
+        let same = src.node.ino == dst.node.ino;
+        let src_size = {
+            let mut g = src.node.file.lock().await;
+            let f = live(&mut g)?;
+            if f.is_writer() {
+                // What is cloned must be what the metadata says.
+                f.sync().await?;
+            }
+            f.size()
+        };
+        // Clamped to the source first, then checked for overlap, as the
+        // kernel does.
+        let len = len.min(src_size.saturating_sub(off_in));
+        if same && len > 0 && off_in < off_out.saturating_add(len) && off_out < off_in + len {
+            return Err(err(errno::EINVAL, "overlapping ranges of one file"));
+        }
+        let extent = u64::from(self.volume.config().extent_size);
+        let (page_in, page_out) = {
+            let gi = src.node.file.lock().await;
+            let pi = live_ref(&gi)?.page_size();
+            drop(gi);
+            let go = dst.node.file.lock().await;
+            (pi, live_ref(&go)?.page_size())
+        };
+        let ppe = extent / u64::from(page_in);
+        let mut done = 0u64;
+        while done < len {
+            let (at_in, at_out) = (off_in + done, off_out + done);
+            let rest = len - done;
+            let aligned = !same
+                && page_in == page_out
+                && at_in.is_multiple_of(extent)
+                && at_out.is_multiple_of(extent)
+                && rest >= extent;
+            if aligned {
+                let idx = at_in / extent;
+                let map = self
+                    .meta()
+                    .read_map(self.view(), src.node.ino, idx * ppe, ppe, ppe)
+                    .await?;
+                let key = map
+                    .extents
+                    .iter()
+                    .find(|(i, _)| *i == idx)
+                    .map(|(_, k)| k.clone());
+                if let (Some(key), true) = (key, map.dirty.is_empty()) {
+                    let mut g = dst.node.file.lock().await;
+                    live(&mut g)?.clone_extent(at_out / extent, &key).await?;
+                    done += extent;
+                    continue;
+                }
+            }
+            // Bytes, up to the next extent boundary of the source.
+            let step = rest.min(extent - at_in % extent).min(1 << 20);
+            let data = {
+                let g = src.node.file.lock().await;
+                live_ref(&g)?.read_at(at_in, step as usize).await?
+            };
+            if data.is_empty() {
+                break;
+            }
+            let mut g = dst.node.file.lock().await;
+            live(&mut g)?.write_at(at_out, &data).await?;
+            done += data.len() as u64;
+        }
+        if !dst.caller.is_root() && done > 0 {
+            let a = self.meta().getattr(self.view(), dst.node.ino).await?;
+            self.after_write(dst.node.ino, &dst.caller, &a).await?;
+        }
+        Ok(done)
     }
 
     /// `getxattr`.

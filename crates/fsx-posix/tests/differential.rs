@@ -79,6 +79,13 @@ enum Op {
         len: u64,
     },
     Read(usize),
+    CopyRange {
+        from: usize,
+        off_in: u64,
+        to: usize,
+        off_out: u64,
+        len: u64,
+    },
     Rename {
         from: usize,
         to: usize,
@@ -121,6 +128,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (p.clone(), 0..SPAN).prop_map(|(p, s)| Op::Truncate(p, s)),
         2 => (p.clone(), 0..SPAN, 1..SPAN).prop_map(|(path, offset, len)| Op::Punch { path, offset, len }),
         2 => p.clone().prop_map(Op::Read),
+        2 => (p.clone(), 0..SPAN, p.clone(), 0..SPAN, 1..SPAN)
+            .prop_map(|(from, off_in, to, off_out, len)| Op::CopyRange { from, off_in, to, off_out, len }),
         4 => (p.clone(), p.clone(), 0u8..3).prop_map(|(from, to, flags)| Op::Rename { from, to, flags }),
         2 => (p.clone(), p.clone()).prop_map(|(a, b)| Op::Link(a, b)),
         3 => p.clone().prop_map(Op::Unlink),
@@ -278,6 +287,45 @@ impl Real {
                     ) as i64);
                     Self::close(fd);
                     r.map(|_| None)
+                }
+                Op::CopyRange {
+                    from,
+                    off_in,
+                    to,
+                    off_out,
+                    len,
+                } => {
+                    let fin = self.open(from, libc::O_RDONLY)?;
+                    let fout = match self.open(to, libc::O_WRONLY) {
+                        Ok(fd) => fd,
+                        Err(e) => {
+                            Self::close(fin);
+                            return Err(e);
+                        }
+                    };
+                    let (mut a, mut b) = (off_in as i64, off_out as i64);
+                    let mut total = 0i64;
+                    // The kernel may copy less than asked: go on to the end.
+                    let r = loop {
+                        let n = libc::copy_file_range(
+                            fin,
+                            &mut a,
+                            fout,
+                            &mut b,
+                            (len as i64 - total) as usize,
+                            0,
+                        );
+                        if n < 0 {
+                            break Err(last_errno());
+                        }
+                        total += n as i64;
+                        if n == 0 || total >= len as i64 {
+                            break Ok(Some(total.to_string().into_bytes()));
+                        }
+                    };
+                    Self::close(fin);
+                    Self::close(fout);
+                    r
                 }
                 Op::Read(i) => {
                     let fd = self.open(i, libc::O_RDONLY)?;
@@ -623,6 +671,57 @@ impl Side {
                 let r = fs.fallocate(fh, offset, len, true, true).await.map_err(e);
                 fs.release(fh).await.map_err(e)?;
                 r.map(|_| None)
+            }
+            Op::CopyRange {
+                from,
+                off_in,
+                to,
+                off_out,
+                len,
+            } => {
+                let a = self.resolve(PATHS[from], true).await?;
+                if a.kind == NodeKind::Dir {
+                    // The kernel opens a directory for reading (through
+                    // opendir) and refuses the copy after the destination
+                    // opened.
+                    let b = self.resolve(PATHS[to], true).await?;
+                    let wo = OpenFlags {
+                        write: true,
+                        ..OpenFlags::default()
+                    };
+                    let fout = fs.open(b.ino, wo, me).await.map_err(e)?;
+                    fs.release(fout).await.map_err(e)?;
+                    return Err(errno::EISDIR);
+                }
+                let fin = fs
+                    .open(a.ino, OpenFlags::read_only(), me)
+                    .await
+                    .map_err(e)?;
+                let b = match self.resolve(PATHS[to], true).await {
+                    Ok(b) => b,
+                    Err(x) => {
+                        fs.release(fin).await.map_err(e)?;
+                        return Err(x);
+                    }
+                };
+                let wo = OpenFlags {
+                    write: true,
+                    ..OpenFlags::default()
+                };
+                let fout = match fs.open(b.ino, wo, me).await {
+                    Ok(f) => f,
+                    Err(x) => {
+                        fs.release(fin).await.map_err(e)?;
+                        return Err(e(x));
+                    }
+                };
+                let r = fs
+                    .copy_file_range(fin, off_in, fout, off_out, len)
+                    .await
+                    .map_err(e);
+                fs.release(fin).await.map_err(e)?;
+                fs.release(fout).await.map_err(e)?;
+                r.map(|n| Some(n.to_string().into_bytes()))
             }
             Op::Read(i) => {
                 let a = self.resolve(PATHS[i], true).await?;

@@ -377,3 +377,82 @@ async fn a_commit_is_read_only_and_keeps_its_tree() {
         assert_eq!(e.unwrap_err().errno(), errno::EROFS);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_file_range_shares_whole_extents_and_copies_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Fs::new(create(dir.path()).await).await.unwrap();
+    let me = root();
+    const E: u64 = 256 * 1024;
+    let data: Vec<u8> = (0..3 * E + 1000).map(|i| (i % 251) as u8).collect();
+    let (src, w) = fs
+        .create(fs.root(), b"src", 0o644, OpenFlags::read_write(), true, &me)
+        .await
+        .unwrap();
+    fs.write(w, 0, &data).await.unwrap();
+    fs.fsync(w).await.unwrap();
+    let (dst, d) = fs
+        .create(fs.root(), b"dst", 0o644, OpenFlags::read_write(), true, &me)
+        .await
+        .unwrap();
+    let n = fs.copy_file_range(w, 0, d, 0, 10 * E).await.unwrap();
+    assert_eq!(n, data.len() as u64, "stops at the source's end");
+    fs.fsync(d).await.unwrap();
+    assert_eq!(read_all(&fs, d).await, data);
+    // The whole extents are the source's: the same keys, no new bytes.
+    let meta = fs.volume().meta();
+    let keys = async |ino| {
+        meta.read_map(fsx_meta::View::MAIN, ino, 0, 4 * 64, 64)
+            .await
+            .unwrap()
+            .extents
+    };
+    let (ks, kd) = (keys(src.ino).await, keys(dst.ino).await);
+    assert!(ks.len() >= 3, "the source is packed: {ks:?}");
+    assert_eq!(
+        ks[..3],
+        kd[..3],
+        "the destination shares the source's extents"
+    );
+    // Unaligned: bytes.
+    let (_, u) = fs
+        .create(
+            fs.root(),
+            b"unaligned",
+            0o644,
+            OpenFlags::read_write(),
+            true,
+            &me,
+        )
+        .await
+        .unwrap();
+    assert_eq!(fs.copy_file_range(w, 100, u, 7, E).await.unwrap(), E);
+    let got = read_all(&fs, u).await;
+    assert_eq!(&got[7..], &data[100..100 + E as usize]);
+    assert!(got[..7].iter().all(|&b| b == 0));
+    // Writing the clone leaves the source alone; the source's removal
+    // leaves the clone whole.
+    fs.write(d, 5, b"changed").await.unwrap();
+    fs.fsync(d).await.unwrap();
+    assert_eq!(read_all(&fs, w).await, data);
+    fs.release(w).await.unwrap();
+    fs.unlink(fs.root(), b"src", &me).await.unwrap();
+    fs.volume()
+        .gc(&GcOptions::default().grace_ms(0), &NoProgress)
+        .await
+        .unwrap();
+    let mut want = data.clone();
+    want[5..12].copy_from_slice(b"changed");
+    let again = fs.open(dst.ino, OpenFlags::read_only(), &me).await.unwrap();
+    assert_eq!(read_all(&fs, again).await, want);
+    assert!(fs.volume().fsck(&NoProgress).await.unwrap().is_clean());
+    // Overlapping ranges of one file are refused.
+    assert_eq!(
+        fs.copy_file_range(d, 0, d, 10, 100)
+            .await
+            .unwrap_err()
+            .errno(),
+        errno::EINVAL
+    );
+    fs.close_all().await.unwrap();
+}
