@@ -19,8 +19,8 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use fsx_meta::{
-    BranchId, BranchInfo, CommitId, CommitInfo, CommitRequest, FileId, FileMeta, JournalSnapshot,
-    LayerUsage, MetaEngine, MetaErrorKind, PageWrite, View,
+    BranchId, BranchInfo, CommitId, CommitInfo, CommitRequest, FileId, FileMeta, Ino,
+    JournalSnapshot, LayerUsage, MetaEngine, MetaErrorKind, NodeKind, PageWrite, TreeNode, View,
 };
 
 use crate::error::{Error, ErrorKind, Result};
@@ -711,6 +711,47 @@ impl Volume {
                 conflicts.push((id, name));
             }
         }
+        // Directories, symlinks and special files, after the files (a
+        // directory goes once the files in it went), deepest first (a
+        // directory goes once its subdirectories went).
+        let others = |v: View| async move {
+            Ok::<_, Error>(
+                self.shared
+                    .meta
+                    .tree_nodes(v)
+                    .await?
+                    .into_iter()
+                    .filter(|n| n.attr.kind != NodeKind::File)
+                    .map(|n| (n.attr.ino, n))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+        };
+        let nb = match base {
+            Some(b) => others(View::Commit(b)).await?,
+            None => BTreeMap::new(),
+        };
+        let (ns, nt) = (others(source).await?, others(target).await?);
+        let mut nodes = Vec::new();
+        for ino in ns.keys().chain(nb.keys()).collect::<BTreeSet<_>>() {
+            let (s, b, t) = (ns.get(ino), nb.get(ino), nt.get(ino));
+            if node_state(s) == node_state(b) {
+                continue;
+            }
+            let Some(any) = s.or(b) else { continue };
+            let name = if any.attr.kind == NodeKind::Dir {
+                format!("{}/", any.path)
+            } else {
+                any.path.clone()
+            };
+            let depth = any.path.matches('/').count();
+            if node_state(t) == node_state(b) {
+                nodes.push((depth, *ino, name));
+            } else if node_state(t) != node_state(s) {
+                conflicts.push((*ino, name));
+            }
+        }
+        nodes.sort_by_key(|n| std::cmp::Reverse(n.0));
+        take.extend(nodes.into_iter().map(|(_, ino, name)| (ino, name)));
         Ok((take, conflicts))
     }
 
@@ -745,4 +786,31 @@ impl Volume {
             .await?
             .is_none())
     }
+}
+
+/// What a merge compares of an inode that is not a regular file: kind,
+/// mode, owner, device, target and names — not times, which a directory
+/// changes with every entry made or removed in it.
+type NodeState<'a> = (
+    NodeKind,
+    u32,
+    u32,
+    u32,
+    u64,
+    Option<&'a [u8]>,
+    &'a [(Ino, Bytes)],
+);
+
+fn node_state(n: Option<&TreeNode>) -> Option<NodeState<'_>> {
+    n.map(|n| {
+        (
+            n.attr.kind,
+            n.attr.mode,
+            n.attr.uid,
+            n.attr.gid,
+            n.attr.rdev,
+            n.target.as_deref(),
+            n.links.as_slice(),
+        )
+    })
 }

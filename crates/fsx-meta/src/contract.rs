@@ -56,7 +56,7 @@ pub use settings::MetaSettings;
 pub use tiers::MetaTiers;
 pub use tree::{
     Attr, ByteLock, DirEntry, Ino, LockKind, MakeNode, MetaTree, NodeKind, Orphan, SetAttr,
-    SetTime, Unlinked,
+    SetTime, TreeNode, Unlinked,
 };
 
 /// Identifier of a file, stable across renames and shared by every branch

@@ -58,7 +58,7 @@ pub use contract::{
     LeaseRequest, LockKind, MAIN_BRANCH, MAIN_BRANCH_NAME, MakeNode, MetaBranches, MetaEngine,
     MetaExtents, MetaFiles, MetaSettings, MetaTiers, MetaTree, NodeKind, Orphan, PackCommit,
     PageWrite, RESERVED_SETTINGS, ReadMap, SetAttr, SetTime, TierCopy, TierMark, TierTotals,
-    Unlinked, View, VolumeConfig, WriteBatch,
+    TreeNode, Unlinked, View, VolumeConfig, WriteBatch,
 };
 pub use error::{MetaError, MetaErrorKind, Result};
 pub use open::{OpenOptions, open_meta};

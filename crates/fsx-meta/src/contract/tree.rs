@@ -172,6 +172,21 @@ pub struct MakeNode<'a> {
     pub now_ns: i64,
 }
 
+/// An inode as a walk of a view's tree finds it (see
+/// [`MetaTree::tree_nodes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeNode {
+    /// Its attributes.
+    pub attr: Attr,
+    /// A symlink's target.
+    pub target: Option<Bytes>,
+    /// Its entries: `(directory, name)`, ascending.
+    pub links: Vec<(Ino, Bytes)>,
+    /// One of its paths, from the root, without a leading `/` (names that
+    /// are not UTF-8 shown lossily).
+    pub path: String,
+}
+
 /// An unlinked regular file some holder still has open.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Orphan {
@@ -295,6 +310,10 @@ pub trait MetaTree {
         after: Option<&'a [u8]>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<DirEntry>>>;
+
+    /// Every inode reachable from the root of `view` other than the root,
+    /// with its entries: what a merge compares per path.
+    fn tree_nodes(&self, view: View) -> BoxFuture<'_, Result<Vec<TreeNode>>>;
 
     /// A symlink's target (`EINVAL` if `ino` is not a symlink).
     fn readlink(&self, view: View, ino: Ino) -> BoxFuture<'_, Result<Bytes>>;

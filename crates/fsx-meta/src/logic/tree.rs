@@ -38,7 +38,7 @@ use super::layers::{self};
 use super::{Lock, Row, Tx, args, corrupt, files};
 use crate::contract::{
     Attr, BranchId, ByteLock, DirEntry, FileMeta, Ino, LayerId, LockKind, MakeNode, NodeKind,
-    Orphan, SetAttr, SetTime, Unlinked, View,
+    Orphan, SetAttr, SetTime, TreeNode, Unlinked, View,
 };
 use crate::error::{MetaError, MetaErrorKind, Result};
 use crate::names::{self, Refused, XattrOp};
@@ -490,6 +490,50 @@ pub(crate) async fn readdir(
     let chain = layers::view_chain(tx, view).await?;
     need_dir(tx, &chain, dir).await?;
     dir_page(tx, &chain, dir, after, limit).await
+}
+
+pub(crate) async fn tree_nodes(tx: &impl Tx, view: View) -> Result<Vec<TreeNode>> {
+    let chain = layers::view_chain(tx, view).await?;
+    let mut found: BTreeMap<Ino, TreeNode> = BTreeMap::new();
+    let mut todo = vec![(root(tx).await?, String::new())];
+    while let Some((dir, path)) = todo.pop() {
+        let mut after: Option<Bytes> = None;
+        loop {
+            let page = dir_page(tx, &chain, dir, after.as_deref(), 1024).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.name.clone());
+            for e in page {
+                let name = String::from_utf8_lossy(&e.name);
+                let p = if path.is_empty() {
+                    name.into_owned()
+                } else {
+                    format!("{path}/{name}")
+                };
+                if let Some(t) = found.get_mut(&e.ino) {
+                    t.links.push((dir, e.name));
+                    continue;
+                }
+                let n = need_node(tx, &chain, e.ino).await?;
+                if n.kind == NodeKind::Dir {
+                    todo.push((e.ino, p.clone()));
+                }
+                found.insert(
+                    e.ino,
+                    TreeNode {
+                        attr: attr(tx, &chain, &n).await?,
+                        target: n.target.clone(),
+                        links: vec![(dir, e.name)],
+                        path: p,
+                    },
+                );
+            }
+        }
+    }
+    let mut out: Vec<TreeNode> = found.into_values().collect();
+    for t in &mut out {
+        t.links.sort();
+    }
+    Ok(out)
 }
 
 pub(crate) async fn readlink(tx: &impl Tx, view: View, ino: Ino) -> Result<Bytes> {
@@ -1364,15 +1408,32 @@ pub(crate) async fn copy_links(
     let head = target[0];
     let want = links_of(tx, source, ino).await?;
     let have = links_of(tx, target, ino).await?;
+    let theirs = node(tx, source, ino).await?;
+    let ours = node(tx, target, ino).await?;
+    let dir = theirs.as_ref().or(ours.as_ref()).map(|n| n.kind) == Some(NodeKind::Dir);
+    if theirs.is_none() && dir && !is_empty_dir(tx, target, ino).await? {
+        return Err(MetaError::conflict(format!(
+            "directory #{ino} was removed on one side and holds new entries on the other; \
+             remove or move them and merge again"
+        )));
+    }
+    // A directory's link count is 2 plus its subdirectories: an entry of
+    // one that moves counts for its new parent.
+    let step = |d: &mut NodeRow, by: i32| {
+        d.touch(now_ns);
+        if dir {
+            d.nlink = d.nlink.saturating_add_signed(by);
+        }
+    };
     for (p, n) in have.difference(&want) {
         drop_entry(tx, target, *p, n).await?;
         if let Some(mut d) = node(tx, target, *p).await? {
-            d.touch(now_ns);
+            step(&mut d, -1);
             put_node(tx, head, &d).await?;
         }
     }
-    let Some(mut n) = node(tx, source, ino).await? else {
-        if let Some(mut t) = node(tx, target, ino).await? {
+    let Some(mut n) = theirs else {
+        if let Some(mut t) = ours {
             t.deleted = true;
             put_node(tx, head, &t).await?;
         }
@@ -1382,16 +1443,26 @@ pub(crate) async fn copy_links(
         ensure_dir(tx, target, source, *p, now_ns).await?;
         if entry(tx, target, *p, name).await?.is_some() {
             return Err(MetaError::conflict(format!(
-                "two files would be called {:?} in directory {p}; rename one on either side and merge again",
+                "two files would be called {:?} in directory #{p}; rename one on either side and merge again",
                 String::from_utf8_lossy(name)
             )));
         }
         put_entry(tx, head, *p, name, ino, n.kind).await?;
         let mut d = need_dir(tx, target, *p).await?;
-        d.touch(now_ns);
+        step(&mut d, 1);
         put_node(tx, head, &d).await?;
     }
     n.layer = head;
+    n.nlink = if dir {
+        // Ours (updated by the subdirectories merged so far), or a new
+        // directory's own two.
+        match node(tx, target, ino).await? {
+            Some(o) => o.nlink,
+            None => 2,
+        }
+    } else {
+        u32::try_from(want.len()).unwrap_or(u32::MAX)
+    };
     put_node(tx, head, &n).await
 }
 
@@ -1831,6 +1902,10 @@ macro_rules! impl_meta_tree {
                 ) -> BoxFuture<'a, Result<Vec<DirEntry>>> {
                     run!($mode, self, Read, |tx| tree::readdir(tx, view, dir, after, limit)
                         .await)
+                }
+
+                fn tree_nodes(&self, view: View) -> BoxFuture<'_, Result<Vec<TreeNode>>> {
+                    run!($mode, self, Read, |tx| tree::tree_nodes(tx, view).await)
                 }
 
                 fn readlink(&self, view: View, ino: Ino) -> BoxFuture<'_, Result<Bytes>> {
