@@ -383,6 +383,26 @@ pub(super) async fn removal_and_orphans(m: &dyn MetaEngine) -> CheckResult {
     )?;
     ok("rmdir", rm(root, b"d", true, false).await)?;
     ensure!(nlink(m, root).await? == 2, "root nlink after rmdir");
+    // An orphan of a branch deleted meanwhile is simply forgotten.
+    let dev = ok("branch", m.create_branch("dev", View::MAIN, 20).await)?;
+    let mut on_dev = node(root, b"o", NodeKind::File, 0o644, &me);
+    on_dev.branch = dev.id;
+    let o = ok("make on dev", m.make(&on_dev).await)?;
+    let u = ok(
+        "unlink open on dev",
+        m.remove(dev.id, root, b"o", false, Some(HOLDER), &me, NOW)
+            .await,
+    )?;
+    ensure!(u.orphaned, "{u:?}");
+    ok("delete dev", m.delete_branch("dev", NOW).await)?;
+    ok(
+        "forget on a deleted branch",
+        m.forget_orphan(dev.id, o.ino, NOW).await,
+    )?;
+    ensure!(
+        ok("orphans", m.orphans().await)?.is_empty(),
+        "the deleted branch's orphan is gone"
+    );
     Ok(())
 }
 

@@ -987,8 +987,16 @@ pub(crate) async fn forget_orphan(
     ino: Ino,
     now_ns: i64,
 ) -> Result<()> {
-    let chain = begin_change(tx, branch).await?;
+    tx.lock(Lock::Graph { exclusive: false }).await?;
     tx.exec(Q::DeleteOrphan.into(), args![branch, ino]).await?;
+    // The branch may have been deleted (and the file with it) meanwhile.
+    match layers::branch(tx, branch).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == MetaErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    tx.lock(Lock::Names(branch)).await?;
+    let chain = layers::head_chain(tx, branch).await?;
     let Some(mut n) = node(tx, &chain, ino).await? else {
         return Ok(());
     };
