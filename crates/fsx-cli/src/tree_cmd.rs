@@ -24,7 +24,7 @@ use clap::Args;
 use fsx_posix::{Attr, Fs, NodeKind};
 
 use crate::tree::copy::{Options, Tally, copy_tree};
-use crate::tree::local::{LocalTree, caller};
+use crate::tree::local::LocalTree;
 use crate::tree::shown_bytes;
 use crate::tree::volume::{VNode, VolumeTree, reason};
 use crate::volume_cmd::{ViewArgs, canonical, open_volume, runtime, volume_files};
@@ -211,11 +211,7 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
     };
     runtime()?.block_on(async {
         let fs = open_fs(&place, &view).await?;
-        let tree = VolumeTree {
-            fs: &fs,
-            caller: caller(),
-            label: place.label(),
-        };
+        let tree = VolumeTree::new(&fs, place.label());
         let (dst, attr) = resolve(&tree, &place, true).await?;
         let shown = tree.show_node(&dst);
         if attr.kind != NodeKind::Dir {
@@ -255,11 +251,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     }
     runtime()?.block_on(async {
         let fs = open_fs(&place, &args.view).await?;
-        let tree = VolumeTree {
-            fs: &fs,
-            caller: caller(),
-            label: place.label(),
-        };
+        let tree = VolumeTree::new(&fs, place.label());
         let (src, attr) = resolve(&tree, &place, false).await?;
         if attr.kind != NodeKind::Dir {
             bail!(
@@ -339,11 +331,7 @@ pub fn ls(args: LsArgs) -> anyhow::Result<ExitCode> {
     let place = Place::parse(&args.target)?;
     runtime()?.block_on(async {
         let fs = open_fs(&place, &args.view).await?;
-        let tree = VolumeTree {
-            fs: &fs,
-            caller: caller(),
-            label: place.label(),
-        };
+        let tree = VolumeTree::new(&fs, place.label());
         let (node, attr) = resolve(&tree, &place, false).await?;
         let mut rows = Vec::new();
         if attr.kind == NodeKind::Dir {

@@ -23,10 +23,10 @@ pub(crate) struct Options {
     /// Merge into what the destination holds: a non-directory of the same
     /// name is replaced, a directory merged into.
     pub force: bool,
-    /// Set owners (only root may).
+    /// Give the copies their source's owners (only root may); otherwise
+    /// they belong to `own_ids`.
     pub keep_owners: bool,
-    /// The copier's uid and gid: what the copies belong to when owners
-    /// are not kept.
+    /// The copier's uid and gid.
     pub own_ids: (u32, u32),
 }
 
@@ -372,13 +372,19 @@ impl<S: Source, D: Dest> Copier<'_, S, D> {
                 }
             }
         }
-        let (uid, gid) = (e.stat.uid, e.stat.gid);
-        if self.options.keep_owners {
-            if let Err(err) = dst.set_owner(node, uid, gid).await {
-                self.fail(&e.node, &format!("owner {uid}:{gid}"), &err);
+        // Always set: a destination makes nodes as its own user (a volume
+        // as the tree's superuser), and a set-group-ID directory gives its
+        // group to what is made in it.
+        let (uid, gid) = if self.options.keep_owners {
+            (e.stat.uid, e.stat.gid)
+        } else {
+            if (e.stat.uid, e.stat.gid) != self.options.own_ids {
+                self.tally.owners_not_kept += 1;
             }
-        } else if (uid, gid) != self.options.own_ids {
-            self.tally.owners_not_kept += 1;
+            self.options.own_ids
+        };
+        if let Err(err) = dst.set_owner(node, uid, gid).await {
+            self.fail(&e.node, &format!("owner {uid}:{gid}"), &err);
         }
         let mode = (e.stat.kind != NodeKind::Symlink).then_some(e.stat.mode);
         if let Err(err) = dst

@@ -23,21 +23,6 @@ use super::{Dest, Make, Source, Stat, shown_bytes};
 /// A local directory tree; nodes are absolute paths.
 pub(crate) struct LocalTree;
 
-/// The identity of the process, as `fsx_posix` wants it for the volume
-/// side and as new local files get it.
-pub(crate) fn caller() -> fsx_posix::Caller {
-    // SAFETY: geteuid and getegid only read the process's credentials.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
-    if uid == 0 {
-        return fsx_posix::Caller::root();
-    }
-    let mut groups = vec![0; 1024];
-    // SAFETY: getgroups writes at most `groups.len()` ids into the buffer.
-    let n = unsafe { libc::getgroups(groups.len() as libc::c_int, groups.as_mut_ptr()) };
-    groups.truncate(usize::try_from(n).unwrap_or(0));
-    fsx_posix::Caller::new(uid, gid, &groups)
-}
-
 fn c_path(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a path with a NUL byte"))

@@ -29,6 +29,9 @@
 //!   user attributes; `chown` clears set-user-ID, so the mode follows it;
 //!   times go last because anything written before them would move them.
 //!   A directory's attributes are set after its children are made.
+//! - **Owners** are the source's when the process is root; otherwise every
+//!   copy belongs to the process's user (counted, and said once, when the
+//!   source's owner differed).
 //! - **A regular file's times are set after its handle is released:** in
 //!   a volume, a file's `mtime` follows its writes until they are synced.
 //! - **Hard links** are found by the source's identity of an inode (local

@@ -1,7 +1,13 @@
 //! A volume's file tree as a [`Source`] and a [`Dest`], through
-//! [`fsx_posix::Fs`]: every call is made as the process's user
-//! ([`super::local::caller`]), so the tree's permission checks answer as
-//! they would on a mount.
+//! [`fsx_posix::Fs`].
+//!
+//! Every call is made as the tree's superuser, whoever runs the command:
+//! the command holds the volume's metadata and store outright, as `fsx
+//! file put` and `get` do, and the tree's own permissions are for those
+//! who reach it through a mount. So an import is not stopped by the
+//! root-owned root of a new volume, and an export sees everything — a
+//! `trusted.` attribute a non-root user cannot set locally is reported as
+//! not copied rather than hidden. The walker sets every copy's owner.
 //!
 //! Errors keep the tree's message and name the errno as the C library
 //! does ("Operation not supported (os error 95)"), so a reason reads the
@@ -20,9 +26,20 @@ const READDIR_BATCH: usize = 1024;
 /// The tree of one view of a volume.
 pub(crate) struct VolumeTree<'a> {
     pub fs: &'a Fs,
+    /// Always the superuser (see the module docs).
     pub caller: Caller,
     /// The volume as the user named it, to print paths as `VOLUME:/path`.
     pub label: String,
+}
+
+impl<'a> VolumeTree<'a> {
+    pub fn new(fs: &'a Fs, label: String) -> Self {
+        Self {
+            fs,
+            caller: Caller::root(),
+            label,
+        }
+    }
 }
 
 /// An inode, with the path it was reached by (for messages).
