@@ -71,8 +71,9 @@ enum Command {
     /// --force. Keeps file contents with their holes, modes (set-user-ID,
     /// set-group-ID, sticky), access and modification times (ns), symlinks,
     /// hard links, extended attributes (user., trusted., security.), FIFOs,
-    /// sockets and device nodes, and — when run as root — owners; PATH
-    /// itself takes DIR's attributes. Whatever cannot be copied is named on
+    /// sockets and device nodes, and — when run as root — owners (else the
+    /// copies are the user's, and a note says so); PATH itself takes DIR's
+    /// attributes. Whatever cannot be copied is named on
     /// stderr with the reason, the rest is copied, and the exit status is 1.
     Import(tree_cmd::ImportArgs),
     /// Copy a directory tree of a volume out into a local directory.

@@ -150,7 +150,7 @@ fn own_ids() -> (u32, u32) {
 
 async fn open_fs(place: &Place, view: &ViewArgs) -> anyhow::Result<Fs> {
     let volume = view.select(open_volume(&place.volume).await?).await?;
-    Ok(Fs::new(volume).await.map_err(reason)?)
+    Fs::new(volume).await.map_err(reason)
 }
 
 /// Walks `place`'s names from the root; with `make`, makes the missing

@@ -203,7 +203,7 @@ fn snapshot(root: &Path) -> Snapshot {
                 uid: m.uid(),
                 gid: m.gid(),
                 nlink: m.nlink(),
-                size: (regular || t.is_symlink()).then(|| m.len()),
+                size: (regular || t.is_symlink()).then_some(m.len()),
                 atime_ns: m.atime() * 1_000_000_000 + m.atime_nsec(),
                 mtime_ns: m.mtime() * 1_000_000_000 + m.mtime_nsec(),
                 rdev: m.rdev(),
