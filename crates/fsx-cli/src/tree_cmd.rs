@@ -161,11 +161,12 @@ async fn resolve(
     make: bool,
 ) -> anyhow::Result<(VNode, Attr)> {
     let root = tree.fs.root();
+    let mut attr = tree.fs.getattr(root).await.map_err(reason)?;
     let mut node = VNode {
         ino: root,
         path: b"/".to_vec(),
+        owner: Some((attr.uid, attr.gid)),
     };
-    let mut attr = tree.fs.getattr(root).await.map_err(reason)?;
     for name in &place.names {
         if attr.kind != NodeKind::Dir {
             bail!("{} is not a directory", tree.show_node(&node));
@@ -180,7 +181,10 @@ async fn resolve(
                 .with_context(|| format!("cannot make {}", tree.show_node(&node.child(name, 0))))?,
             None => bail!("{} does not exist", tree.show_node(&node.child(name, 0))),
         };
-        node = node.child(name, attr.ino);
+        node = VNode {
+            owner: Some((attr.uid, attr.gid)),
+            ..node.child(name, attr.ino)
+        };
     }
     Ok((node, attr))
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use fsx_posix::NodeKind;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{Dest, Make, Source, Stat, shown_bytes};
+use super::{Attributes, Dest, Make, Source, Stat, shown_bytes};
 
 /// Bytes read and written per call.
 const CHUNK: usize = 1 << 20;
@@ -352,7 +352,7 @@ impl<S: Source, D: Dest> Copier<'_, S, D> {
         Ok(node)
     }
 
-    /// Extended attributes, owner, then mode and times (see the module
+    /// Extended attributes, then owner, mode and times (see the module
     /// docs for why in this order).
     async fn apply_attributes(&mut self, e: &Entry<S::Node>, node: &D::Node) {
         let (src, dst) = (self.src, self.dst);
@@ -372,9 +372,9 @@ impl<S: Source, D: Dest> Copier<'_, S, D> {
                 }
             }
         }
-        // Always set: a destination makes nodes as its own user (a volume
-        // as the tree's superuser), and a set-group-ID directory gives its
-        // group to what is made in it.
+        // The owner is always set: a destination makes nodes as its own
+        // user (a volume as the tree's superuser), and a set-group-ID
+        // directory gives its group to what is made in it.
         let (uid, gid) = if self.options.keep_owners {
             (e.stat.uid, e.stat.gid)
         } else {
@@ -383,15 +383,15 @@ impl<S: Source, D: Dest> Copier<'_, S, D> {
             }
             self.options.own_ids
         };
-        if let Err(err) = dst.set_owner(node, uid, gid).await {
-            self.fail(&e.node, &format!("owner {uid}:{gid}"), &err);
-        }
-        let mode = (e.stat.kind != NodeKind::Symlink).then_some(e.stat.mode);
-        if let Err(err) = dst
-            .set_mode_and_times(node, mode, e.stat.atime_ns, e.stat.mtime_ns)
-            .await
-        {
-            self.fail(&e.node, "mode and times", &err);
+        let attrs = Attributes {
+            uid,
+            gid,
+            mode: (e.stat.kind != NodeKind::Symlink).then_some(e.stat.mode),
+            atime_ns: e.stat.atime_ns,
+            mtime_ns: e.stat.mtime_ns,
+        };
+        if let Err(err) = dst.set_attributes(node, &attrs).await {
+            self.fail(&e.node, "owner, mode and times", &err);
         }
     }
 }

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use fsx_posix::NodeKind;
 
-use super::{Dest, Make, Source, Stat, shown_bytes};
+use super::{Attributes, Dest, Make, Source, Stat, shown_bytes};
 
 /// A local directory tree; nodes are absolute paths.
 pub(crate) struct LocalTree;
@@ -368,22 +368,13 @@ impl Dest for LocalTree {
         Ok(set_xattr(node, name, value)?)
     }
 
-    async fn set_owner(&self, node: &PathBuf, uid: u32, gid: u32) -> anyhow::Result<()> {
-        Ok(std::os::unix::fs::lchown(node, Some(uid), Some(gid))?)
-    }
-
-    async fn set_mode_and_times(
-        &self,
-        node: &PathBuf,
-        mode: Option<u32>,
-        atime_ns: i64,
-        mtime_ns: i64,
-    ) -> anyhow::Result<()> {
-        if let Some(mode) = mode {
+    async fn set_attributes(&self, node: &PathBuf, a: &Attributes) -> anyhow::Result<()> {
+        std::os::unix::fs::lchown(node, Some(a.uid), Some(a.gid)).context("chown")?;
+        if let Some(mode) = a.mode {
             std::fs::set_permissions(node, std::fs::Permissions::from_mode(mode))
                 .context("chmod")?;
         }
-        set_times(node, atime_ns, mtime_ns).context("setting times")?;
+        set_times(node, a.atime_ns, a.mtime_ns).context("setting times")?;
         Ok(())
     }
 }

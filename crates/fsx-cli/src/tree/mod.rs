@@ -23,12 +23,13 @@
 //!   progress bar are known and every time recorded is the one the entry
 //!   had before the copy touched it (reading a directory updates its
 //!   access time on most local mounts).
-//! - **Attributes last, in this order:** extended attributes, owner, then
-//!   mode and times together. New nodes are made owner-only (`0700`,
-//!   `0600`) so a non-root copier can still write into them and set their
-//!   user attributes; `chown` clears set-user-ID, so the mode follows it;
-//!   times go last because anything written before them would move them.
-//!   A directory's attributes are set after its children are made.
+//! - **Attributes last:** extended attributes, then owner, mode and times
+//!   in one step ([`Dest::set_attributes`]; in a volume one transaction
+//!   when no set-id bit forces `chown` first, since `chown` clears them).
+//!   New nodes are made owner-only (`0700`, `0600`) so a non-root copier
+//!   can still write into them and set their user attributes; times go
+//!   last because anything written before them would move them. A
+//!   directory's attributes are set after its children are made.
 //! - **Owners** are the source's when the process is root; otherwise every
 //!   copy belongs to the process's user (counted, and said once, when the
 //!   source's owner differed).
@@ -69,6 +70,18 @@ pub(crate) struct Stat {
     /// Which inode this is, to find hard links: local `(st_dev, st_ino)`,
     /// `(0, ino)` in a volume.
     pub id: (u64, u64),
+}
+
+/// What a copy's node ends with, set in one step once its contents,
+/// children and extended attributes are in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Attributes {
+    pub uid: u32,
+    pub gid: u32,
+    /// `None` for a symlink, whose mode is fixed.
+    pub mode: Option<u32>,
+    pub atime_ns: i64,
+    pub mtime_ns: i64,
 }
 
 /// What to make at a name, other than a regular file.
@@ -151,15 +164,9 @@ pub(crate) trait Dest {
     async fn link(&self, node: &Self::Node, parent: &Self::Node, name: &[u8])
     -> anyhow::Result<()>;
     async fn set_xattr(&self, node: &Self::Node, name: &[u8], value: &[u8]) -> anyhow::Result<()>;
-    async fn set_owner(&self, node: &Self::Node, uid: u32, gid: u32) -> anyhow::Result<()>;
-    /// Sets the mode (unless `None`: a symlink's is fixed) and both times.
-    async fn set_mode_and_times(
-        &self,
-        node: &Self::Node,
-        mode: Option<u32>,
-        atime_ns: i64,
-        mtime_ns: i64,
-    ) -> anyhow::Result<()>;
+    /// Sets owner, mode and times (see [`Attributes`]), in an order that
+    /// leaves exactly these: `chown` clears set-user-ID and set-group-ID.
+    async fn set_attributes(&self, node: &Self::Node, attrs: &Attributes) -> anyhow::Result<()>;
 }
 
 /// A name or path as printed: unchanged when it is UTF-8 without control

@@ -18,7 +18,7 @@ use fsx_posix::{
     Caller, Fh, Fs, FsError, Ino, NodeKind, OpenFlags, SetAttrs, SetTime, Whence, errno,
 };
 
-use super::{Dest, Make, Source, Stat, shown_bytes};
+use super::{Attributes, Dest, Make, Source, Stat, shown_bytes};
 
 /// Entries asked for per `readdir` call.
 const READDIR_BATCH: usize = 1024;
@@ -48,6 +48,9 @@ pub(crate) struct VNode {
     pub ino: Ino,
     /// Absolute path in the volume (`/` for the root).
     pub path: Vec<u8>,
+    /// Its owner and group when known (what a new node got), so setting
+    /// the same again costs no transaction.
+    pub owner: Option<(u32, u32)>,
 }
 
 impl VNode {
@@ -58,7 +61,18 @@ impl VNode {
             path.push(b'/');
         }
         path.extend_from_slice(name);
-        VNode { ino, path }
+        VNode {
+            ino,
+            path,
+            owner: None,
+        }
+    }
+
+    fn owned_by(self, a: &fsx_posix::Attr) -> VNode {
+        VNode {
+            owner: Some((a.uid, a.gid)),
+            ..self
+        }
     }
 }
 
@@ -222,10 +236,10 @@ impl Dest for VolumeTree<'_> {
     type Writer = VWriter;
 
     async fn existing(&self, parent: &VNode, name: &[u8]) -> anyhow::Result<Option<(VNode, bool)>> {
-        Ok(self
-            .lookup(parent.ino, name)
-            .await?
-            .map(|a| (parent.child(name, a.ino), a.kind == NodeKind::Dir)))
+        Ok(self.lookup(parent.ino, name).await?.map(|a| {
+            let dir = a.kind == NodeKind::Dir;
+            (parent.child(name, a.ino).owned_by(&a), dir)
+        }))
     }
 
     async fn remove(&self, parent: &VNode, name: &[u8]) -> anyhow::Result<()> {
@@ -242,7 +256,8 @@ impl Dest for VolumeTree<'_> {
             Make::Symlink(target) => self.fs.symlink(p, name, target, c).await,
             Make::Special(kind, rdev) => self.fs.mknod(p, name, kind, 0o600, rdev, c).await,
         };
-        Ok(parent.child(name, made.map_err(reason)?.ino))
+        let a = made.map_err(reason)?;
+        Ok(parent.child(name, a.ino).owned_by(&a))
     }
 
     async fn create(&self, parent: &VNode, name: &[u8]) -> anyhow::Result<(VNode, VWriter)> {
@@ -260,7 +275,7 @@ impl Dest for VolumeTree<'_> {
             ino: a.ino,
             end: 0,
         };
-        Ok((parent.child(name, a.ino), w))
+        Ok((parent.child(name, a.ino).owned_by(&a), w))
     }
 
     async fn write(&self, file: &mut VWriter, offset: u64, data: &[u8]) -> anyhow::Result<()> {
@@ -304,32 +319,30 @@ impl Dest for VolumeTree<'_> {
             .map_err(reason)
     }
 
-    async fn set_owner(&self, node: &VNode, uid: u32, gid: u32) -> anyhow::Result<()> {
-        let set = SetAttrs {
-            uid: Some(uid),
-            gid: Some(gid),
+    async fn set_attributes(&self, node: &VNode, a: &Attributes) -> anyhow::Result<()> {
+        let mut set = SetAttrs {
+            mode: a.mode,
+            atime: at(a.atime_ns),
+            mtime: at(a.mtime_ns),
             ..SetAttrs::default()
         };
-        self.fs
-            .setattr(node.ino, &set, None, &self.caller)
-            .await
-            .map(drop)
-            .map_err(reason)
-    }
-
-    async fn set_mode_and_times(
-        &self,
-        node: &VNode,
-        mode: Option<u32>,
-        atime_ns: i64,
-        mtime_ns: i64,
-    ) -> anyhow::Result<()> {
-        let set = SetAttrs {
-            mode,
-            atime: at(atime_ns),
-            mtime: at(mtime_ns),
-            ..SetAttrs::default()
-        };
+        if node.owner != Some((a.uid, a.gid)) {
+            // One `setattr` changes the mode before the owner, and the
+            // owner's change clears set-id bits: with any, chown first.
+            let owner = SetAttrs {
+                uid: Some(a.uid),
+                gid: Some(a.gid),
+                ..SetAttrs::default()
+            };
+            if a.mode.is_some_and(|m| m & 0o6000 != 0) {
+                self.fs
+                    .setattr(node.ino, &owner, None, &self.caller)
+                    .await
+                    .map_err(reason)?;
+            } else {
+                (set.uid, set.gid) = (owner.uid, owner.gid);
+            }
+        }
         self.fs
             .setattr(node.ino, &set, None, &self.caller)
             .await
