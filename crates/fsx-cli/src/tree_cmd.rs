@@ -109,7 +109,8 @@ impl Place {
             None => {
                 let dir = &bytes[..splits[0]];
                 bail!(
-                    "{} is not an fsx volume (no {} in it): write VOLUME:/PATH, the volume directory `fsx init` made, then the path in its tree",
+                    "{} is not an fsx volume (no {} in it): write VOLUME:/PATH, the volume \
+                     directory `fsx init` made, then the path in its tree",
                     shown_bytes(dir),
                     fsx_volume::VOLUME_FILE
                 );
@@ -196,14 +197,16 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot read {}", args.dir.display()))?;
     if !src.is_dir() {
         bail!(
-            "{} is not a directory: import copies a directory's tree (use `fsx file put` for one file)",
+            "{} is not a directory: import copies a directory's tree \
+             (use `fsx file put` for one file)",
             args.dir.display()
         );
     }
     for own in volume_files(&place.volume)? {
         if own.starts_with(&src) || src.starts_with(&own) {
             bail!(
-                "{} holds the volume's own files ({}) or lies inside them: importing would copy the volume into itself; import a directory outside the volume",
+                "{} holds the volume's own files ({}) or lies inside them: importing would \
+                 copy the volume into itself; import a directory outside the volume",
                 args.dir.display(),
                 own.display()
             );
@@ -223,8 +226,9 @@ pub fn import(args: ImportArgs) -> anyhow::Result<ExitCode> {
         }
         if !args.force && !tree.entries(dst.ino).await?.is_empty() {
             bail!(
-                "{shown} is not empty: import copies into an empty or new directory; choose another \
-                 path (VOLUME:/PATH) or pass --force to merge into it (entries of the same name are replaced)"
+                "{shown} is not empty: import copies into an empty or new directory; \
+                 choose another path (VOLUME:/PATH) or pass --force to merge into it \
+                 (entries of the same name are replaced)"
             );
         }
         let started = Instant::now();
@@ -244,9 +248,11 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let dest = &args.dir;
     if let Some(d) = canonical(dest) {
         for own in volume_files(&place.volume)? {
-            if d.starts_with(&own) {
+            if d.starts_with(&own) || own.starts_with(&d) {
                 bail!(
-                    "refusing to export into {}, inside the volume's own files ({}): choose a destination outside the volume",
+                    "refusing to export into {}: it holds the volume's own files ({}) or \
+                     lies inside them, which the copy could overwrite; choose a destination \
+                     outside the volume",
                     dest.display(),
                     own.display()
                 );
@@ -259,7 +265,8 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         let (src, attr) = resolve(&tree, &place, false).await?;
         if attr.kind != NodeKind::Dir {
             bail!(
-                "{} is not a directory: export copies a directory's tree (use `fsx file get` for one file)",
+                "{} is not a directory: export copies a directory's tree \
+                 (use `fsx file get` for one file)",
                 tree.show_node(&src)
             );
         }
@@ -276,16 +283,20 @@ pub fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             .is_some();
         if has_entries && !args.force {
             bail!(
-                "{} is not empty: export writes only into an empty or new directory; empty it, \
-                 choose another, or pass --force to merge into it (entries of the same name are replaced)",
+                "{} is not empty: export writes only into an empty or new directory; \
+                 empty it, choose another, or pass --force to merge into it \
+                 (entries of the same name are replaced)",
                 args.dir.display()
             );
         }
         let started = Instant::now();
         let copied = copy_tree(&tree, src, &LocalTree, dest, &options("export", args.force)).await;
         let closed = fs.close_all().await.map_err(reason);
+        // The store's read counters, as `fsx file get` keeps them.
+        let flushed = fs.volume().flush_counters().await;
         let tally = copied?;
         closed?;
+        flushed?;
         Ok(summary("exported", &tally, started))
     })
 }
@@ -316,7 +327,8 @@ fn summary(done: &str, t: &Tally, started: Instant) -> ExitCode {
     if t.owners_not_kept > 0 {
         let (uid, gid) = own_ids();
         eprintln!(
-            "fsx: note: owners were not kept (only root can set them): {} belonging to other users now belong to uid {uid}, gid {gid}",
+            "fsx: note: owners were not kept (only root can set them): {} belonging to \
+             other users now belong to uid {uid}, gid {gid}",
             plural(t.owners_not_kept, "entry", "entries")
         );
     }

@@ -850,6 +850,8 @@ fn import_into_a_sub_path_and_refusing_non_empty_destinations() {
     assert!(err.contains("not a directory"), "{err}");
     let err = fails(&["export", s(&vol), s(&vol.join("data/x"))]);
     assert!(err.contains("volume's own files"), "{err}");
+    let err = fails(&["export", "--force", s(&vol), s(dir.path())]);
+    assert!(err.contains("volume's own files"), "{err}");
     let err = fails(&["import", s(&src.join("a/one")), s(&vol)]);
     assert!(err.contains("not a directory"), "{err}");
     let err = fails(&["import", s(&src), &format!("{}/nope:/x", s(dir.path()))]);
