@@ -7,6 +7,8 @@
 //! whose own name holds `:/` still parses: the first split whose left
 //! side is a volume wins.
 //!
+//! Missing directories of an import's PATH are made as `fsx file put`
+//! makes a name's directories: mode 0755, the tree root's user's.
 //! Destinations must be empty (or new) unless `--force` merges into them;
 //! the copy itself and what it keeps are in [`crate::tree`]. A copy that
 //! could not copy everything still copies the rest, then exits 1 with
@@ -166,8 +168,9 @@ async fn resolve(
     let mut node = VNode {
         ino: root,
         path: b"/".to_vec(),
-        owner: Some((attr.uid, attr.gid)),
-    };
+        owner: None,
+    }
+    .owned_by(&attr);
     for name in &place.names {
         if attr.kind != NodeKind::Dir {
             bail!("{} is not a directory", tree.show_node(&node));
@@ -182,10 +185,7 @@ async fn resolve(
                 .with_context(|| format!("cannot make {}", tree.show_node(&node.child(name, 0))))?,
             None => bail!("{} does not exist", tree.show_node(&node.child(name, 0))),
         };
-        node = VNode {
-            owner: Some((attr.uid, attr.gid)),
-            ..node.child(name, attr.ino)
-        };
+        node = node.child(name, attr.ino).owned_by(&attr);
     }
     Ok((node, attr))
 }

@@ -68,7 +68,8 @@ impl VNode {
         }
     }
 
-    fn owned_by(self, a: &fsx_posix::Attr) -> VNode {
+    /// This node, known to have `a`'s owner and group.
+    pub fn owned_by(self, a: &fsx_posix::Attr) -> VNode {
         VNode {
             owner: Some((a.uid, a.gid)),
             ..self
@@ -313,10 +314,17 @@ impl Dest for VolumeTree<'_> {
     }
 
     async fn set_xattr(&self, node: &VNode, name: &[u8], value: &[u8]) -> anyhow::Result<()> {
-        self.fs
+        match self
+            .fs
             .setxattr(node.ino, name, value, false, false, &self.caller)
             .await
-            .map_err(reason)
+        {
+            Err(e) if e.errno() == errno::EOPNOTSUPP => Err(reason(e).context(
+                "the volume's tree keeps only user., trusted. and security. attributes \
+                 (not POSIX ACLs, system.posix_acl_*, yet)",
+            )),
+            r => r.map_err(reason),
+        }
     }
 
     async fn set_attributes(&self, node: &VNode, a: &Attributes) -> anyhow::Result<()> {
