@@ -13,6 +13,8 @@ mod extent_cmd;
 mod sql_cmd;
 mod store_cmd;
 mod tier_cmd;
+mod tree;
+mod tree_cmd;
 mod volume_cmd;
 
 use std::process::ExitCode;
@@ -43,7 +45,9 @@ Exit status:
        and `fsx gc` packs them.
   1    a finding, not an error: `fsck` found faults, `extent verify|inspect`
        a bad extent, `store check` a failed check, `merge` stopped on
-       conflicts (nothing applied), `sql` a failed statement.
+       conflicts (nothing applied), `sql` a failed statement, `import` or
+       `export` could not copy something (each named on stderr; everything
+       else was copied).
   2    an error (bad arguments included): the command failed and changed
        nothing. A failed `file get` leaves the destination as it was; a failed
        `file put` of a new name stores nothing under it. Maintenance (gc,
@@ -60,6 +64,31 @@ enum Command {
     /// Copy files in and out of a volume, list, rename, delete them.
     #[command(subcommand)]
     File(volume_cmd::FileCommand),
+    /// Copy a local directory tree into a volume's file tree.
+    ///
+    /// Copies the contents of DIR into VOLUME:/PATH (default: the root;
+    /// missing directories of PATH are made), which must be empty unless
+    /// --force. Keeps file contents with their holes, modes (set-user-ID,
+    /// set-group-ID, sticky), access and modification times (ns), symlinks,
+    /// hard links, extended attributes (user., trusted., security.), FIFOs,
+    /// sockets and device nodes, and — when run as root — owners (else the
+    /// copies are the user's, and a note says so); PATH itself takes DIR's
+    /// attributes. Whatever cannot be copied is named on
+    /// stderr with the reason, the rest is copied, and the exit status is 1.
+    Import(tree_cmd::ImportArgs),
+    /// Copy a directory tree of a volume out into a local directory.
+    ///
+    /// Copies the contents of VOLUME:/PATH (default: the root) into DIR,
+    /// which is made if missing and must be empty unless --force; DIR takes
+    /// PATH's attributes. Keeps what `fsx import` keeps, holes included.
+    /// Whatever cannot be copied is named on stderr with the reason, the
+    /// rest is copied, and the exit status is 1.
+    Export(tree_cmd::ExportArgs),
+    /// List a directory of a volume's file tree (or show one entry).
+    ///
+    /// Names are printed as they are unless they hold control characters
+    /// or bytes that are not UTF-8: then quoted, with escapes.
+    Ls(tree_cmd::LsArgs),
     #[command(flatten)]
     Volume(volume_cmd::VolumeCommand),
     /// Branches: create (from a branch or commit), list with the bytes each
@@ -100,6 +129,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Init(args) => volume_cmd::init(args),
         Command::File(cmd) => volume_cmd::run_file(cmd),
+        Command::Import(args) => tree_cmd::import(args),
+        Command::Export(args) => tree_cmd::export(args),
+        Command::Ls(args) => tree_cmd::ls(args),
         Command::Volume(cmd) => volume_cmd::run(cmd),
         Command::Branch(cmd) => branch_cmd::run_branch(cmd),
         Command::History(cmd) => branch_cmd::run_history(cmd),

@@ -771,22 +771,41 @@ async fn copy_out(f: &fsx_engine::File, out: &mut dyn Write) -> anyhow::Result<(
 /// volume's own metadata database or data directory (compared as
 /// canonical paths, so symlinks and `..` do not get around it).
 fn check_destination(volume_dir: &Path, local: &Path) -> anyhow::Result<()> {
-    let canon = |p: &Path| -> Option<PathBuf> {
-        if let Ok(c) = p.canonicalize() {
-            return Some(c);
-        }
-        // A destination that does not exist yet: its directory's canonical
-        // form plus its name.
-        let parent = fsx_volume::absolute(p)
-            .ok()?
-            .parent()?
-            .canonicalize()
-            .ok()?;
-        Some(parent.join(p.file_name()?))
-    };
-    let Some(dest) = canon(local) else {
+    let Some(dest) = canonical(local) else {
         return Ok(());
     };
+    for p in volume_files(volume_dir)? {
+        if dest == p || dest.starts_with(&p) {
+            bail!(
+                "refusing to write {} inside the volume's own files ({}): that would destroy the volume being read; choose a destination outside it",
+                local.display(),
+                p.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `p`'s canonical form; for a path that does not exist yet, its
+/// nearest existing ancestor's canonical form plus the names below it.
+pub(crate) fn canonical(p: &Path) -> Option<PathBuf> {
+    let abs = fsx_volume::absolute(p).ok()?;
+    let mut missing = Vec::new();
+    let mut at = abs.as_path();
+    loop {
+        if let Ok(mut c) = at.canonicalize() {
+            c.extend(missing.iter().rev());
+            return Some(c);
+        }
+        missing.push(at.file_name()?);
+        at = at.parent()?;
+    }
+}
+
+/// The volume directory, its SQLite metadata database (with its journal
+/// files) and a local data directory, as [`canonical`] paths: what no
+/// command may write into, nor copy the volume into.
+pub(crate) fn volume_files(volume_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let dir = fsx_volume::absolute(volume_dir)?;
     let mut protected = vec![dir.clone()];
     if let Ok(file) = VolumeFile::read(&dir) {
@@ -803,17 +822,7 @@ fn check_destination(volume_dir: &Path, local: &Path) -> anyhow::Result<()> {
             protected.push(PathBuf::from(store));
         }
     }
-    for p in protected {
-        let Some(p) = canon(&p) else { continue };
-        if dest == p || dest.starts_with(&p) {
-            bail!(
-                "refusing to write {} inside the volume's own files ({}): that would destroy the volume being read; choose a destination outside it",
-                local.display(),
-                p.display()
-            );
-        }
-    }
-    Ok(())
+    Ok(protected.iter().filter_map(|p| canonical(p)).collect())
 }
 
 /// Fills `buf` unless the input ends first (pipes return short reads).
