@@ -607,8 +607,12 @@ impl File {
             if at == page * ps && stop == (page + 1) * ps {
                 self.buffer_page(page, None);
             } else if self.seek(page * ps, crate::sparse::Seek::Data).await? == Some(page * ps) {
-                let zeros = vec![0u8; (stop - at) as usize];
-                self.write_at(at, &zeros).await?;
+                // Never past the end: zeroing must not grow the file.
+                let upto = stop.min(self.size);
+                if at < upto {
+                    let zeros = vec![0u8; (upto - at) as usize];
+                    self.write_at(at, &zeros).await?;
+                }
             }
             at = stop;
         }

@@ -321,7 +321,7 @@ impl Dest for VolumeTree<'_> {
         {
             Err(e) if e.errno() == errno::EOPNOTSUPP => Err(reason(e).context(
                 "the volume's tree keeps only user., trusted. and security. attributes \
-                 (not POSIX ACLs, system.posix_acl_*, yet)",
+                 and POSIX ACLs (system.posix_acl_*)",
             )),
             r => r.map_err(reason),
         }

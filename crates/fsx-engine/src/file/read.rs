@@ -436,10 +436,21 @@ impl File {
 
     /// Which pages of extent `idx` hold data, as this handle sees them.
     async fn present_pages(&self, idx: u64) -> Result<Vec<bool>> {
+        match self.present_pages_once(idx, true).await {
+            Err(e) if e.kind() == ErrorKind::Corrupt && self.stable() => {
+                // As for reads: a key the snapshot kept may have been
+                // packed away and freed since; ask the metadata again.
+                self.snapshot().clear();
+                self.present_pages_once(idx, false).await
+            }
+            other => other,
+        }
+    }
+
+    async fn present_pages_once(&self, idx: u64, use_snapshot: bool) -> Result<Vec<bool>> {
         let ppe = self.ppe;
         let first = idx * ppe;
-        let map = match self
-            .stable()
+        let map = match (use_snapshot && self.stable())
             .then(|| self.snapshot().extents.get(&idx).cloned())
         {
             Some(Some(m)) => m,
