@@ -197,8 +197,8 @@ pub enum VolumeCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show or change the volume's I/O settings: extents in flight,
-    /// readahead, cache size.
+    /// Show or change the volume's settings: extents in flight,
+    /// readahead, cache size, the capacity a file system reports.
     ///
     /// With no NAME=VALUE, prints every setting with its value and where
     /// it comes from (stored in the volume, or the default). Settings are

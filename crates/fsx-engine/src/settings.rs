@@ -30,6 +30,7 @@ enum Field {
     InFlight,
     Readahead,
     Cache,
+    Capacity,
 }
 
 /// Extents a sync uploads, or a read loads, at once.
@@ -59,8 +60,22 @@ pub const CACHE_BYTES: IoKnob = IoKnob {
     max: 1 << 40,
 };
 
+/// The capacity a file system over the volume reports (`statfs`).
+pub const CAPACITY_BYTES: IoKnob = IoKnob {
+    name: "fs.capacity_bytes",
+    field: Field::Capacity,
+    help: "bytes a mounted file system reports as its size (statfs)",
+    min: 1 << 20,
+    max: 1 << 62,
+};
+
 /// Every I/O knob.
-pub const IO_KNOBS: [IoKnob; 3] = [EXTENTS_IN_FLIGHT, READAHEAD_EXTENTS, CACHE_BYTES];
+pub const IO_KNOBS: [IoKnob; 4] = [
+    EXTENTS_IN_FLIGHT,
+    READAHEAD_EXTENTS,
+    CACHE_BYTES,
+    CAPACITY_BYTES,
+];
 
 impl IoKnob {
     /// The knob named `name`, if there is one.
@@ -89,6 +104,7 @@ impl IoKnob {
             Field::InFlight => options.extents_in_flight as u64,
             Field::Readahead => options.readahead_extents as u64,
             Field::Cache => options.cache_bytes,
+            Field::Capacity => options.capacity_bytes,
         }
     }
 
@@ -99,6 +115,7 @@ impl IoKnob {
             Field::InFlight => options.extents_in_flight = n,
             Field::Readahead => options.readahead_extents = n,
             Field::Cache => options.cache_bytes = v,
+            Field::Capacity => options.capacity_bytes = v,
         }
     }
 }
@@ -128,7 +145,7 @@ pub async fn set_io_knob(meta: &dyn MetaEngine, name: &str, value: &str) -> Resu
     let knob = IoKnob::named(name).ok_or_else(|| {
         let names: Vec<&str> = IO_KNOBS.iter().map(|k| k.name).collect();
         Error::invalid(format!(
-            "{name:?} is not an I/O setting; the settings are {}",
+            "{name:?} is not a volume setting; the settings are {}",
             names.join(", ")
         ))
     })?;

@@ -65,6 +65,10 @@ pub struct VolumeOptions {
     pub max_buffer_bytes: usize,
     /// Whether `sync` packs extents whose dirty pages fill them.
     pub pack_on_sync: bool,
+    /// The size a file system over the volume reports (setting
+    /// `fs.capacity_bytes`; 1 PiB by default: an object store is as large
+    /// as the bill).
+    pub capacity_bytes: u64,
     /// Faster tiers in front of the data store; `None` keeps every extent
     /// in the data store only, without tier records.
     pub tiers: Option<TierSet>,
@@ -85,6 +89,7 @@ impl Default for VolumeOptions {
             readahead_extents: 8,
             max_buffer_bytes: 32 << 20,
             pack_on_sync: true,
+            capacity_bytes: 1 << 50,
             tiers: None,
             journals: None,
         }
@@ -765,6 +770,11 @@ impl Volume {
                 .map(|k| (k.name, k.get(&self.shared.options)))
                 .collect(),
         })
+    }
+
+    /// The size a file system over the volume reports (`fs.capacity_bytes`).
+    pub fn capacity_bytes(&self) -> u64 {
+        self.shared.options.capacity_bytes
     }
 
     /// What this handle reads and writes.

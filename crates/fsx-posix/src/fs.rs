@@ -108,12 +108,6 @@ pub struct StatFs {
     pub name_max: u32,
 }
 
-/// The setting naming the capacity `statfs` reports, in bytes.
-pub const CAPACITY_SETTING: &str = "capacity_bytes";
-/// The capacity reported without the setting: 1 PiB (an object store is
-/// as large as the bill).
-pub const DEFAULT_CAPACITY: u64 = 1 << 50;
-
 /// `lseek`'s sparse-file whences.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Whence {
@@ -1085,20 +1079,12 @@ impl Fs {
             .await?)
     }
 
-    /// `statfs`: capacity from the volume's `capacity_bytes` setting
-    /// (default 1 PiB), used bytes as its extents store them (compressed,
+    /// `statfs`: the volume's `fs.capacity_bytes` setting (default 1 PiB)
+    /// as the size, used bytes as its extents store them (compressed,
     /// shared by branches counted once); inodes are not limited.
     pub async fn statfs(&self) -> Result<StatFs> {
         let meta = self.meta();
-        let capacity = match meta.setting(CAPACITY_SETTING).await? {
-            Some(v) => v.parse::<u64>().map_err(|_| {
-                err(
-                    errno::EIO,
-                    format!("volume setting {CAPACITY_SETTING}={v:?} is not a byte count"),
-                )
-            })?,
-            None => DEFAULT_CAPACITY,
-        };
+        let capacity = self.volume.capacity_bytes();
         let totals = meta.extent_totals().await?;
         let used = totals.bytes;
         Ok(StatFs {

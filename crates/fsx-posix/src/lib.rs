@@ -39,9 +39,7 @@ mod error;
 mod fs;
 
 pub use error::{FsError, Result, errno};
-pub use fs::{
-    CAPACITY_SETTING, DEFAULT_CAPACITY, Fh, Fs, LockRange, OpenFlags, SetAttrs, StatFs, Whence,
-};
+pub use fs::{Fh, Fs, LockRange, OpenFlags, SetAttrs, StatFs, Whence};
 pub use fsx_meta::contract::{Attr, DirEntry, Ino, LockKind, NodeKind, SetTime};
 pub use fsx_meta::perm::Caller;
 pub use fsx_meta::rename::RenameFlags;

@@ -246,12 +246,15 @@ async fn locks_hold_between_sessions_until_one_ends() {
 async fn sparse_files_fallocate_statfs_and_shared_handles() {
     let dir = tempfile::tempdir().unwrap();
     let volume = create(dir.path()).await;
-    volume
-        .meta()
-        .set_setting(fsx_posix::CAPACITY_SETTING, &(1u64 << 30).to_string())
-        .await
-        .unwrap();
-    let fs = Fs::new(volume).await.unwrap();
+    fsx_engine::settings::set_io_knob(
+        volume.meta().as_ref(),
+        "fs.capacity_bytes",
+        &(1u64 << 30).to_string(),
+    )
+    .await
+    .unwrap();
+    drop(volume);
+    let fs = Fs::new(open(dir.path()).await).await.unwrap();
     let me = root();
     let st = fs.statfs().await.unwrap();
     assert_eq!(st.blocks * u64::from(st.block_size), 1 << 30);
