@@ -798,6 +798,28 @@ impl Fs {
         Ok(self.meta().readdir(self.view(), ino, after, limit).await?)
     }
 
+    /// `readdirplus`: [`Fs::readdir`] with each entry's attributes (an
+    /// open file's size as its handles see it), in one metadata read.
+    pub async fn readdir_plus(
+        &self,
+        ino: Ino,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(DirEntry, Attr)>> {
+        let mut out = self
+            .meta()
+            .readdir_plus(self.view(), ino, after, limit)
+            .await?;
+        for (_, a) in &mut out {
+            if let Some(node) = self.open_node(a.ino)
+                && let Some(f) = node.file.lock().await.as_ref()
+            {
+                a.size = f.size();
+            }
+        }
+        Ok(out)
+    }
+
     /// `lseek(SEEK_DATA | SEEK_HOLE)`: `ENXIO` past the end.
     pub async fn lseek(&self, fh: Fh, offset: u64, whence: Whence) -> Result<u64> {
         let h = self.handle(fh)?;

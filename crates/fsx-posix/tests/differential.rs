@@ -873,7 +873,7 @@ impl Side {
         let mut out = BTreeMap::new();
         let mut dirs = vec![(fs.root(), String::new())];
         while let Some((dir, prefix)) = dirs.pop() {
-            for d in fs.readdir(dir, None, 10_000).await.unwrap() {
+            for (d, plus) in fs.readdir_plus(dir, None, 10_000).await.unwrap() {
                 let name = String::from_utf8(d.name.to_vec()).unwrap();
                 let path = if prefix.is_empty() {
                     name
@@ -882,6 +882,7 @@ impl Side {
                 };
                 let a = fs.getattr(d.ino).await.unwrap();
                 assert_eq!(a.kind, d.kind, "{path}: entry kind and inode kind differ");
+                assert_eq!(plus, a, "{path}: readdirplus and getattr differ");
                 let mut extents = Vec::new();
                 let data = match a.kind {
                     NodeKind::Dir => {

@@ -104,6 +104,18 @@ pub(super) async fn basics(m: &dyn MetaEngine) -> CheckResult {
         listed == [&b"A"[..], b"d", b"dev", b"fifo", b"s", &[0xff, b'z']],
         "readdir order: {listed:?}"
     );
+    let plus = ok(
+        "readdir_plus",
+        m.readdir_plus(View::MAIN, root, None, 100).await,
+    )?;
+    ensure!(
+        plus.len() == 6
+            && plus.iter().all(|(e, a)| e.ino == a.ino && e.kind == a.kind)
+            && plus
+                .iter()
+                .any(|(e, a)| &e.name[..] == b"d" && a.nlink == 2),
+        "readdir_plus gives each entry's attributes: {plus:?}"
+    );
     let after = ok(
         "readdir after",
         m.readdir(View::MAIN, root, Some(b"dev"), 2).await,

@@ -311,6 +311,16 @@ pub trait MetaTree {
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<DirEntry>>>;
 
+    /// [`MetaTree::readdir`] with each entry's attributes, read in the same
+    /// transaction (`readdirplus`).
+    fn readdir_plus<'a>(
+        &'a self,
+        view: View,
+        dir: Ino,
+        after: Option<&'a [u8]>,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<(DirEntry, Attr)>>>;
+
     /// Every inode reachable from the root of `view` other than the root,
     /// with its entries: what a merge compares per path.
     fn tree_nodes(&self, view: View) -> BoxFuture<'_, Result<Vec<TreeNode>>>;

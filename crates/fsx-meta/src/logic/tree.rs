@@ -536,6 +536,24 @@ pub(crate) async fn tree_nodes(tx: &impl Tx, view: View) -> Result<Vec<TreeNode>
     Ok(out)
 }
 
+pub(crate) async fn readdir_plus(
+    tx: &impl Tx,
+    view: View,
+    dir: Ino,
+    after: Option<&[u8]>,
+    limit: usize,
+) -> Result<Vec<(DirEntry, Attr)>> {
+    let chain = layers::view_chain(tx, view).await?;
+    need_dir(tx, &chain, dir).await?;
+    let mut out = Vec::new();
+    for e in dir_page(tx, &chain, dir, after, limit).await? {
+        let n = need_node(tx, &chain, e.ino).await?;
+        let a = attr(tx, &chain, &n).await?;
+        out.push((e, a));
+    }
+    Ok(out)
+}
+
 pub(crate) async fn readlink(tx: &impl Tx, view: View, ino: Ino) -> Result<Bytes> {
     let chain = layers::view_chain(tx, view).await?;
     let n = need_node(tx, &chain, ino).await?;
@@ -1909,6 +1927,17 @@ macro_rules! impl_meta_tree {
                     limit: usize,
                 ) -> BoxFuture<'a, Result<Vec<DirEntry>>> {
                     run!($mode, self, Read, |tx| tree::readdir(tx, view, dir, after, limit)
+                        .await)
+                }
+
+                fn readdir_plus<'a>(
+                    &'a self,
+                    view: View,
+                    dir: Ino,
+                    after: Option<&'a [u8]>,
+                    limit: usize,
+                ) -> BoxFuture<'a, Result<Vec<(DirEntry, Attr)>>> {
+                    run!($mode, self, Read, |tx| tree::readdir_plus(tx, view, dir, after, limit)
                         .await)
                 }
 
