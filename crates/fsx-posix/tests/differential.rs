@@ -715,10 +715,24 @@ impl Side {
                         return Err(e(x));
                     }
                 };
-                let r = fs
-                    .copy_file_range(fin, off_in, fout, off_out, len)
-                    .await
-                    .map_err(e);
+                // As on the kernel side: go on until the end or nothing
+                // more comes (a copy within one file can find bytes its
+                // first call wrote).
+                let mut total = 0u64;
+                let r = loop {
+                    match fs
+                        .copy_file_range(fin, off_in + total, fout, off_out + total, len - total)
+                        .await
+                    {
+                        Err(x) => break Err(e(x)),
+                        Ok(n) => {
+                            total += n;
+                            if n == 0 || total >= len {
+                                break Ok(total);
+                            }
+                        }
+                    }
+                };
                 fs.release(fin).await.map_err(e)?;
                 fs.release(fout).await.map_err(e)?;
                 r.map(|n| Some(n.to_string().into_bytes()))
