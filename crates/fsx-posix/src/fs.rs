@@ -686,8 +686,24 @@ impl Fs {
         Ok(live(&mut g)?.read_at(offset, len).await?)
     }
 
-    /// `pwrite` (with `O_APPEND`, at the end): returns the bytes written.
+    /// `pwrite` (with `O_APPEND`, at the end) by the process that opened
+    /// the handle: returns the bytes written (see [`Fs::write_as`]).
     pub async fn write(&self, fh: Fh, offset: u64, data: &[u8]) -> Result<usize> {
+        let h = self.handle(fh)?;
+        self.write_as(fh, offset, data, &h.caller).await
+    }
+
+    /// `pwrite` by `caller`, which may differ from whoever opened the
+    /// handle (a descriptor passed on, or credentials changed since): a
+    /// write by a caller without root's privilege clears set-user-ID and
+    /// set-group-ID, as the kernel decides by the writer's credentials.
+    pub async fn write_as(
+        &self,
+        fh: Fh,
+        offset: u64,
+        data: &[u8],
+        caller: &Caller,
+    ) -> Result<usize> {
         let h = self.handle(fh)?;
         if !h.flags.write {
             return Err(err(errno::EBADF, "handle not open for writing"));
@@ -701,9 +717,9 @@ impl Fs {
             }
             f.write_at(at, data).await?;
         }
-        if !h.caller.is_root() {
+        if !caller.is_root() {
             let a = self.meta().getattr(self.view(), h.node.ino).await?;
-            self.after_write(h.node.ino, &h.caller, &a).await?;
+            self.after_write(h.node.ino, caller, &a).await?;
         }
         Ok(data.len())
     }

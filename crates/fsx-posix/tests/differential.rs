@@ -842,8 +842,10 @@ impl Side {
                 len,
                 seed,
             } => match self.fhs[slot] {
+                // The descriptor stays open across a change of user: the
+                // write is the current user's.
                 Some(fh) => fs
-                    .write(fh, offset, &bytes(len, seed))
+                    .write_as(fh, offset, &bytes(len, seed), me)
                     .await
                     .map(|_| None)
                     .map_err(e),
