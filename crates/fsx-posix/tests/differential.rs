@@ -1111,25 +1111,21 @@ proptest! {
     }
 }
 
-fn pg() -> Arc<fsx_testkit::postgres::PgServer> {
-    static SERVER: std::sync::OnceLock<Arc<fsx_testkit::postgres::PgServer>> =
-        std::sync::OnceLock::new();
-    SERVER
-        .get_or_init(|| Arc::new(fsx_testkit::postgres::PgServer::start()))
-        .clone()
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig {
+/// One PostgreSQL server for every case, owned by the test so that it
+/// stops when the test ends (a static would never be dropped).
+#[test]
+fn postgres_tree_behaves_like_the_kernel() {
+    set_umask();
+    let server = Arc::new(fsx_testkit::postgres::PgServer::start());
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: cases(48),
         failure_persistence: None,
         ..ProptestConfig::default()
-    })]
-
-    #[test]
-    fn postgres_tree_behaves_like_the_kernel(ops in proptest::collection::vec(op(), 1..40)) {
-        set_umask();
-        let server = pg();
-        runtime().block_on(run(&Meta::Postgres(server), ops))?;
+    });
+    let outcome = runner.run(&proptest::collection::vec(op(), 1..40), |ops| {
+        runtime().block_on(run(&Meta::Postgres(server.clone()), ops))
+    });
+    if let Err(e) = outcome {
+        panic!("{e}");
     }
 }
