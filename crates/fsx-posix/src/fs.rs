@@ -267,13 +267,8 @@ impl Fs {
     /// `stat`: the attributes of `ino`; an open file's size includes
     /// what its handles wrote and did not sync yet.
     pub async fn getattr(&self, ino: Ino) -> Result<Attr> {
-        let mut a = self.meta().getattr(self.view(), ino).await?;
-        if let Some(node) = self.open_node(ino)
-            && let Some(f) = node.file.lock().await.as_ref()
-        {
-            a.size = f.size();
-        }
-        Ok(a)
+        let a = self.meta().getattr(self.view(), ino).await?;
+        self.with_open_size(a).await
     }
 
     /// The entry `name` of `parent`.
@@ -285,6 +280,7 @@ impl Fs {
         self.with_open_size(a).await
     }
 
+    /// `a` with the size its open handles see (unsynced writes included).
     async fn with_open_size(&self, mut a: Attr) -> Result<Attr> {
         if let Some(node) = self.open_node(a.ino)
             && let Some(f) = node.file.lock().await.as_ref()
@@ -822,16 +818,13 @@ impl Fs {
         after: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(DirEntry, Attr)>> {
-        let mut out = self
+        let mut out = Vec::new();
+        for (e, a) in self
             .meta()
             .readdir_plus(self.view(), ino, after, limit)
-            .await?;
-        for (_, a) in &mut out {
-            if let Some(node) = self.open_node(a.ino)
-                && let Some(f) = node.file.lock().await.as_ref()
-            {
-                a.size = f.size();
-            }
+            .await?
+        {
+            out.push((e, self.with_open_size(a).await?));
         }
         Ok(out)
     }
