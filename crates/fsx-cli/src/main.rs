@@ -10,6 +10,7 @@
 
 mod branch_cmd;
 mod extent_cmd;
+mod mount_cmd;
 mod sql_cmd;
 mod store_cmd;
 mod tier_cmd;
@@ -89,6 +90,20 @@ enum Command {
     /// Names are printed as they are unless they hold control characters
     /// or bytes that are not UTF-8: then quoted, with escapes.
     Ls(tree_cmd::LsArgs),
+    /// Mount a volume's tree as a local file system (FUSE).
+    ///
+    /// Every database and program can then use the volume. `fsync`,
+    /// `fdatasync` and `close` of a written file are durable when they
+    /// return; a crash of the daemon loses nothing they acknowledged. The
+    /// daemon detaches once the mount is ready (--foreground keeps it);
+    /// `fsx umount`, `fusermount3 -u`, SIGTERM or SIGINT unmount it after
+    /// closing every file. Needs root, or fusermount3 and access to
+    /// /dev/fuse. Another mount of the volume on the same PostgreSQL
+    /// metadata sees a file closed here whole at its next open.
+    Mount(mount_cmd::MountArgs),
+    /// Unmount a volume mounted with `fsx mount`, and wait until its
+    /// daemon has closed its files and exited.
+    Umount(mount_cmd::UmountArgs),
     #[command(flatten)]
     Volume(volume_cmd::VolumeCommand),
     /// Branches: create (from a branch or commit), list with the bytes each
@@ -120,9 +135,14 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FSX_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // fuser warns when the kernel's unmount came first (every
+                // `fsx umount`): not worth a line in the log.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("warn,fuser::session=error")
+                }),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
     let cli = Cli::parse();
@@ -132,6 +152,8 @@ fn main() -> ExitCode {
         Command::Import(args) => tree_cmd::import(args),
         Command::Export(args) => tree_cmd::export(args),
         Command::Ls(args) => tree_cmd::ls(args),
+        Command::Mount(args) => mount_cmd::mount(args),
+        Command::Umount(args) => mount_cmd::umount(args),
         Command::Volume(cmd) => volume_cmd::run(cmd),
         Command::Branch(cmd) => branch_cmd::run_branch(cmd),
         Command::History(cmd) => branch_cmd::run_history(cmd),
