@@ -100,14 +100,10 @@ async fn seek_data_and_hole_follow_the_model() {
                     f.truncate(to).await.unwrap();
                     if to < size {
                         // Whole pages past the cut are holes; the page the
-                        // cut falls in is rewritten with its tail zeroed,
-                        // so it is data even if it was a hole (ext4
-                        // leaves a hole there).
+                        // cut falls in keeps what it was (a hole stays a
+                        // hole, as on ext4).
                         for p in to.div_ceil(PAGE)..span {
                             present[p as usize] = false;
-                        }
-                        if !to.is_multiple_of(PAGE) {
-                            present[(to / PAGE) as usize] = true;
                         }
                     }
                     size = to;

@@ -646,18 +646,22 @@ pub(crate) async fn commit_pack(tx: &impl Tx, c: &PackCommit) -> Result<()> {
     }
     let chain = layers::chain(tx, c.layer).await?;
     layers::visible(tx, &chain, file_id).await?;
-    let current = layers::visible_key(tx, &chain, file_id, c.extent_idx).await?;
+    let entry = layers::visible_entry(tx, &chain, file_id, c.extent_idx).await?;
+    let current = entry.as_ref().and_then(|(_, key)| key.clone());
     if current != c.expected_key {
         return Err(MetaError::conflict(format!(
             "extent {} of file #{file_id} changed while packing ({current:?}, expected {:?})",
             c.extent_idx, c.expected_key
         )));
     }
-    // An extent that packs to nothing while this layer's rows of it are
-    // consumed must still hide what lies below: the page cut above may
-    // cover lower dirty pages today, but GC can pack those into a lower
-    // extent, which only an extent entry hides (a tombstone here).
-    let hide_lower = c.new_key.is_none() && parent.is_some() && !c.consumed.is_empty();
+    // The rows this pack consumes hid lower ones (a hole over a lower dirty
+    // page, the holes a truncation wrote past its cut), and once they are
+    // gone only an extent entry of this layer keeps hiding them: a page
+    // cut covers lower dirty pages, not the lower extent GC may pack them
+    // into later. So the layer gets an entry of its own even when it packs
+    // to nothing (a tombstone) or to the very extent a lower layer shows.
+    let own_entry = entry.is_some_and(|(layer, _)| layer == c.layer);
+    let hide_lower = parent.is_some() && !c.consumed.is_empty() && !own_entry;
     if c.new_key != c.expected_key || hide_lower {
         let old = match tx
             .query_opt(Q::OwnExtent.into(), args![c.layer, file_id, idx])

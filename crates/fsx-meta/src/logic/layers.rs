@@ -403,14 +403,15 @@ pub(crate) async fn head_row(
     Ok((head, row))
 }
 
-/// The key extent `idx` of file `id` shows through `chain` (`None`: no
-/// entry, a tombstone, or hidden by a cut).
-pub(crate) async fn visible_key(
+/// The entry of extent `idx` of file `id` that `chain` shows: the layer
+/// holding it and its key (`None`: a tombstone); `None` if there is no
+/// entry or a cut hides it.
+pub(crate) async fn visible_entry(
     tx: &impl Tx,
     chain: &[LayerId],
     id: FileId,
     idx: u64,
-) -> Result<Option<String>> {
+) -> Result<Option<(LayerId, Option<String>)>> {
     let rows = rows_by_id(tx, id).await?;
     let mut own: HashMap<LayerId, Option<String>> = HashMap::new();
     for r in tx
@@ -419,11 +420,11 @@ pub(crate) async fn visible_key(
     {
         own.insert(r.i64(0, "layer")?, r.opt_text(1, "extent key")?);
     }
-    for layer in chain {
-        if let Some(key) = own.remove(layer) {
-            return Ok(key);
+    for &layer in chain {
+        if let Some(key) = own.remove(&layer) {
+            return Ok(Some((layer, key)));
         }
-        if let Some(r) = rows.iter().find(|r| r.layer == *layer)
+        if let Some(r) = rows.iter().find(|r| r.layer == layer)
             && r.cuts().1 <= idx
         {
             return Ok(None);
