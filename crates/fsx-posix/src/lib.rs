@@ -30,8 +30,6 @@
 //! - `atime` changes only when set explicitly (as `noatime` mounts do).
 //! - A regular file's `mtime` and `ctime` move with its writes when they
 //!   become durable, at millisecond resolution.
-//! - A truncation that ends inside a hole page makes that page data
-//!   (zeros): ext4 keeps the hole. Contents are the same.
 //! - `fallocate` reserves no space (an object store has none to reserve):
 //!   without `KEEP_SIZE` it only sets the size.
 //! - POSIX ACLs (`system.posix_acl_*`) are stored and returned, not

@@ -944,27 +944,6 @@ impl Side {
     }
 }
 
-/// fsx writes the page a truncation cuts inside even when it was a hole
-/// (ext4 keeps the hole; see `File::truncate`), so a page may be data on
-/// fsx and a hole on the kernel's side, reading zeros on both (contents
-/// are compared). Where fsx's data runs cover the kernel's, the kernel's
-/// stand for both; anything else still differs.
-fn holes_as_fsx_keeps_them(real: &BTreeMap<String, Entry>, fsx: &mut BTreeMap<String, Entry>) {
-    let pages = |runs: &[(u64, u64)]| -> std::collections::BTreeSet<u64> {
-        runs.iter()
-            .flat_map(|&(a, b)| (a / 4096)..b.div_ceil(4096))
-            .collect()
-    };
-    for (path, f) in fsx.iter_mut() {
-        if let Some(r) = real.get(path)
-            && r.extents != f.extents
-            && pages(&r.extents).is_subset(&pages(&f.extents))
-        {
-            f.extents = r.extents.clone();
-        }
-    }
-}
-
 /// The data runs of an fsx file, by `Fs::lseek`.
 async fn fsx_extents(fs: &Fs, fh: Fh, size: u64) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
@@ -1048,8 +1027,7 @@ async fn run(meta: &Meta, ops: Vec<Op>) -> Result<(), TestCaseError> {
             )));
             break;
         }
-        let (rt, mut ft) = (real_tree(&real_root), side.tree().await);
-        holes_as_fsx_keeps_them(&rt, &mut ft);
+        let (rt, ft) = (real_tree(&real_root), side.tree().await);
         if rt != ft {
             outcome = Err(TestCaseError::fail(format!(
                 "after step {i} {op:?} the trees differ:\n kernel {:?}\n fsx    {:?}",
