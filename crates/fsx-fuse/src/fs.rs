@@ -756,19 +756,23 @@ impl Filesystem for FsxFuse {
     ) {
         let i = self.inner.clone();
         let wrote = open_flags(flags.0).write;
+        // The kernel holds the inode until this reply, and nobody waits
+        // for it (`close(2)` returned after `flush` made the writes
+        // durable): answer first, so an unlinked file's inode goes at
+        // once, and close the handle behind it.
+        reply.ok();
         self.spawn(async move {
-            let r = i.fs.release(fh.0).await;
-            if r.is_ok()
-                && wrote
-                && let Ok(a) = i.fs.getattr(i.ino(ino)).await
-            {
-                // What this mount wrote went through the kernel's cache:
-                // the next open here may keep it.
-                i.remember(&a);
-            }
-            match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno_of("release", &e)),
+            match i.fs.release(fh.0).await {
+                Ok(()) => {
+                    if wrote && let Ok(a) = i.fs.getattr(i.ino(ino)).await {
+                        // What this mount wrote went through the kernel's
+                        // cache: the next open here may keep it.
+                        i.remember(&a);
+                    }
+                }
+                Err(e) => {
+                    errno_of("release", &e);
+                }
             }
         });
     }

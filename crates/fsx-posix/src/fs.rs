@@ -872,7 +872,12 @@ impl Fs {
             f.punch_hole(offset, len).await?;
         } else if !keep_size && end > f.size() {
             f.truncate(end).await?;
+        } else {
+            return Ok(());
         }
+        // The change shows in mtime and ctime at once, as on a disk
+        // (times follow a file's writes when they become durable).
+        f.sync().await?;
         Ok(())
     }
 
@@ -1026,6 +1031,9 @@ impl Fs {
     /// Closes every open handle (durably) and drops this session's locks:
     /// what unmounting does.
     pub async fn close_all(&self) -> Result<()> {
+        // A release under way (its handle already gone from the table)
+        // finishes before this returns.
+        drop(self.opening.lock().await);
         let fhs: Vec<Fh> = self.state().handles.keys().copied().collect();
         let mut first = None;
         for fh in fhs {
