@@ -30,7 +30,7 @@ fi
 # sources are compiled for wasm with clang); the native build needs nothing
 # but cargo.
 missing=""
-for pkg in clang sqlite3 python3; do
+for pkg in clang sqlite3 python3 attr; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing="$missing $pkg"
 done
 if [ -n "$missing" ]; then
@@ -45,6 +45,27 @@ elif ! rustc --print target-list | grep -qx wasm32-unknown-unknown \
     echo "the wasm32-unknown-unknown standard library is missing and rustup is not installed:" \
         "install Rust with rustup (https://rustup.rs) or add that target to your toolchain" >&2
     exit 1
+fi
+# The file-system suites run against `fsx mount` (crates/fsx-cli/tests/
+# mount_suites.rs): pjdfstest (POSIX conformance) and the `fsx` exerciser,
+# whose binary shares our name, so it lives in its own directory. FUSE
+# mounts need /dev/fuse and root (or fusermount3).
+tools="$root/target/tools"
+if [ ! -x "$tools/bin/pjdfstest" ]; then
+    cargo install --locked --root "$tools" pjdfstest --version 0.2.2
+fi
+if [ ! -x "$tools/exerciser/bin/fsx" ]; then
+    cargo install --locked --root "$tools/exerciser" fsx --version 0.3.2
+fi
+export FSX_PJDFSTEST="$tools/bin/pjdfstest"
+export FSX_EXERCISER="$tools/exerciser/bin/fsx"
+[ -e /dev/fuse ] || { echo "/dev/fuse is missing: load the fuse module (modprobe fuse); the mount tests need it" >&2; exit 1; }
+# pjdfstest switches to these users and groups.
+if [ "$(id -u)" -eq 0 ]; then
+    getent group tests >/dev/null || groupadd tests
+    getent group pjdfstest >/dev/null || groupadd pjdfstest
+    id tests >/dev/null 2>&1 || useradd -M -N -g tests tests
+    id pjdfstest >/dev/null 2>&1 || useradd -M -N -g pjdfstest pjdfstest
 fi
 cargo --version
 cargo nextest --version | head -n 1

@@ -898,6 +898,24 @@ impl File {
         Ok(())
     }
 
+    /// Renews the write lease once half of it is gone; nothing for a
+    /// reader. A writer that syncs renews it anyway; one that sits idle
+    /// (a database's table nobody writes for an hour) calls this so that
+    /// another machine cannot take the file from under it.
+    pub async fn renew_lease(&mut self) -> Result<()> {
+        let now = self.shared.env.now_ms();
+        let Some(w) = self.writer.as_ref() else {
+            return Ok(());
+        };
+        if now.saturating_sub(w.renewed_ms) < self.shared.options.lease_ttl_ms / 2 {
+            return Ok(());
+        }
+        let request = self.lease(w);
+        self.shared.meta.acquire_lease(&request).await?;
+        self.writer_mut()?.renewed_ms = now;
+        Ok(())
+    }
+
     /// Syncs, then packs every extent with dirty pages (a checkpoint).
     pub async fn checkpoint(&mut self) -> Result<()> {
         self.commit().await?;

@@ -87,6 +87,31 @@ async fn an_expired_lease_can_be_taken_over() {
 }
 
 #[tokio::test]
+async fn an_idle_writer_that_renews_its_lease_keeps_the_file() {
+    let (t, v) = TestVolume::new(MIB).await;
+    let mut w = v
+        .volume
+        .open_file("db", OpenOptions::create(4096))
+        .await
+        .unwrap();
+    w.write_at(0, b"first").await.unwrap();
+    w.sync().await.unwrap();
+    // Idle for twice the 30 s lease, renewing as a mount's daemon does.
+    for _ in 0..12 {
+        t.env.advance(5_000);
+        w.renew_lease().await.unwrap();
+    }
+    let other = v.volume.open_file("db", OpenOptions::write()).await;
+    assert_eq!(other.unwrap_err().kind(), ErrorKind::Busy);
+    w.write_at(0, b"later").await.unwrap();
+    w.sync().await.unwrap();
+    // A reader renews nothing and fails nothing.
+    let mut r = v.volume.open_file("db", OpenOptions::read()).await.unwrap();
+    r.renew_lease().await.unwrap();
+    assert_eq!(r.read_at(0, 5).await.unwrap(), b"later");
+}
+
+#[tokio::test]
 async fn packing_turns_many_page_writes_into_few_extent_puts() {
     let (t, v) = TestVolume::new(2 * MIB).await;
     let mut f = v

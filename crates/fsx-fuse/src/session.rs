@@ -18,7 +18,8 @@ use tokio::runtime::Handle;
 
 use crate::fs::{FsxFuse, SharedFs};
 
-/// How often the daemon drains the tier replication queue.
+/// How often the daemon renews leases and drains the tier replication
+/// queue.
 const BACKGROUND_EVERY: Duration = Duration::from_secs(5);
 
 /// Why a mount could not start or end cleanly.
@@ -279,13 +280,16 @@ impl Mount {
     }
 }
 
-/// The daemon's own work while mounted: copies owed to faster or slower
-/// tiers are made.
+/// The daemon's own work while mounted: the write leases of idle open
+/// files are renewed, and copies owed to faster or slower tiers made.
 async fn background(shared: Arc<dyn SharedFs>) {
     let mut tick = tokio::time::interval(BACKGROUND_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if let Err(e) = shared.fs().renew_leases().await {
+            tracing::warn!(error = %e, "renewing the write leases failed; it is retried");
+        }
         if let Some(tiers) = shared.fs().volume().tiers()
             && let Err(e) = tiers.replicate(256).await
         {

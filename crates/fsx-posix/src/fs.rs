@@ -1118,6 +1118,21 @@ impl Fs {
             .await?)
     }
 
+    /// Renews the write leases of the files open for writing whose lease
+    /// is half gone (see [`File::renew_lease`]); a daemon calls this
+    /// periodically. Returns how many files it looked at.
+    pub async fn renew_leases(&self) -> Result<usize> {
+        let nodes: Vec<Arc<OpenNode>> =
+            self.state().open.values().map(|(n, _)| n.clone()).collect();
+        for n in &nodes {
+            let mut g = n.file.lock().await;
+            if let Some(f) = g.as_mut() {
+                f.renew_lease().await?;
+            }
+        }
+        Ok(nodes.len())
+    }
+
     /// `statfs`: the volume's `fs.capacity_bytes` setting (default 1 PiB)
     /// as the size, used bytes as its extents store them (compressed,
     /// shared by branches counted once); inodes are not limited.
