@@ -91,6 +91,10 @@ cargo build --locked --target wasm32-unknown-unknown --no-default-features \
     -p fsx-format -p fsx-store -p fsx-meta -p fsx-engine
 
 step "build tests"
+# The file-system suites' mounts are served by a release build: the
+# exerciser's 100,000 operations take minutes on an unoptimised daemon.
+cargo build --release --locked -p fsx-cli
+export FSX_MOUNT_BIN="$root/target/release/fsx"
 # Built before the servers start, so the build's disk use is known when the
 # disk check below runs rather than growing under a running SeaweedFS.
 cargo nextest run --workspace --locked --no-run

@@ -135,6 +135,7 @@ fn files_on_the_mount_behave_as_on_a_disk_and_outlive_it() {
         .read(true)
         .write(true)
         .create(true)
+        .truncate(true)
         .open(m.path("sparse"))
         .unwrap();
     f.write_all_at(&[7; 4096], 1 << 20).unwrap();
@@ -173,6 +174,7 @@ fn files_on_the_mount_behave_as_on_a_disk_and_outlive_it() {
         .read(true)
         .write(true)
         .create(true)
+        .truncate(true)
         .open(m.path("mapped"))
         .unwrap();
     f.set_len(8192).unwrap();
@@ -308,11 +310,9 @@ fn posix_locks_conflict_between_processes_and_go_with_them() {
     assert_eq!(out.trim(), "got", "bytes 20..25 are free");
     lk.l_type = libc::F_RDLCK as i16;
     // F_GETLK from this process sees no conflict with its own lock.
-    // SAFETY: as above.
-    assert_eq!(
-        unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut lk) },
-        0
-    );
+    // SAFETY: as above; F_GETLK writes the struct it is given.
+    let got = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut lk) };
+    assert_eq!(got, 0);
     assert_eq!(lk.l_type, libc::F_UNLCK as i16);
     // Closing any descriptor of the file drops the process's locks.
     drop(f);

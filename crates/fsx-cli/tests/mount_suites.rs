@@ -6,14 +6,17 @@
 //!
 //! `scripts/test.sh` installs both and names them in `FSX_PJDFSTEST` and
 //! `FSX_EXERCISER`; without them these tests fail and say so (a suite that
-//! did not run is not a pass).
+//! did not run is not a pass). The mount's daemon is the `fsx` binary in
+//! `FSX_MOUNT_BIN` when set (the test script builds a release one, so that
+//! 100,000 exerciser operations take a minute or two, not ten), else this
+//! test build's.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{fsx, ok, s};
+use common::s;
 use tempfile::TempDir;
 
 fn tool(var: &str) -> PathBuf {
@@ -22,6 +25,23 @@ fn tool(var: &str) -> PathBuf {
     });
     assert!(p.exists(), "{var}={} does not exist", p.display());
     p
+}
+
+/// The `fsx` binary that serves the mounts.
+fn fsx_bin() -> PathBuf {
+    std::env::var_os("FSX_MOUNT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_fsx")))
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = Command::new(fsx_bin()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "fsx {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 struct Mounted(PathBuf);
@@ -38,7 +58,9 @@ impl Mounted {
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        let _ = fsx(&["umount", s(&self.0)]);
+        let _ = Command::new(fsx_bin())
+            .args(["umount", s(&self.0)])
+            .output();
     }
 }
 

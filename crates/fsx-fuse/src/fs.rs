@@ -43,6 +43,9 @@ const MAX_READAHEAD: u32 = 1 << 20;
 /// elsewhere (the holder may be another mount, which cannot wake us).
 const LOCK_RETRY_MAX: Duration = Duration::from_millis(50);
 
+/// Directory entries fetched (with their attributes for readdirplus).
+type Fetched = Vec<(DirEntry, Option<Attr>)>;
+
 /// An open directory: where each offset the kernel was given resumes,
 /// and entries fetched but not yet sent.
 #[derive(Default)]
@@ -53,7 +56,7 @@ struct DirCursor {
     /// The next offset to hand out (1 and 2 are `.` and `..`).
     next: u64,
     /// Entries fetched after offset `.0`, not sent yet.
-    pending: Option<(u64, Vec<(DirEntry, Option<Attr>)>)>,
+    pending: Option<(u64, Fetched)>,
 }
 
 /// When this mount last saw a file's contents change: its mtime, ctime and

@@ -124,6 +124,10 @@ struct OpenNode {
     file: AsyncMutex<Option<File>>,
     /// Its last name went while it was open.
     orphan: std::sync::atomic::AtomicBool,
+    /// A write found no set-user-ID or set-group-ID bit to clear, and no
+    /// `setattr` through this `Fs` came since: later writes by other
+    /// users than root need not look again (a metadata read per write).
+    no_setid: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone)]
@@ -475,6 +479,11 @@ impl Fs {
         caller: &Caller,
     ) -> Result<Attr> {
         let branch = self.branch()?;
+        if let Some(n) = self.open_node(ino) {
+            // A chmod may set the bits a write must clear again.
+            n.no_setid
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
         if let Some(size) = set.size {
             self.truncate(ino, size, fh, caller).await?;
         }
@@ -624,6 +633,7 @@ impl Fs {
             ino,
             file: AsyncMutex::new(Some(file)),
             orphan: std::sync::atomic::AtomicBool::new(false),
+            no_setid: std::sync::atomic::AtomicBool::new(false),
         });
         self.state().open.insert(ino, (node.clone(), 1));
         Ok(node)
@@ -713,8 +723,13 @@ impl Fs {
             }
             f.write_at(at, data).await?;
         }
-        if !caller.is_root() {
+        if !caller.is_root() && !h.node.no_setid.load(std::sync::atomic::Ordering::Acquire) {
             let a = self.meta().getattr(self.view(), h.node.ino).await?;
+            if a.mode & 0o6000 == 0 {
+                h.node
+                    .no_setid
+                    .store(true, std::sync::atomic::Ordering::Release);
+            }
             self.after_write(h.node.ino, caller, &a).await?;
         }
         Ok(data.len())
