@@ -21,7 +21,9 @@
 //!   un-checkpointed across the remount so the reader must replay it) and
 //!   in rollback-journal mode: thousands of rows in many transactions,
 //!   rolled-back transactions leaving no trace, `PRAGMA integrity_check`
-//!   ok and every row as written after a remount.
+//!   ok and every row as written after a remount. And in both modes the
+//!   fsx daemon SIGKILLed with a transaction open: after a remount every
+//!   committed row is there and the open transaction is not.
 //! - **DuckDB**, **ClickHouse** in process (chDB, a `MergeTree` table) and
 //!   **Kuzu** (a graph): built on the mount, queried after a remount, the
 //!   answers compared with values computed here. These run in a Python
@@ -959,6 +961,87 @@ fn sqlite_wal_on_mount() {
 #[test]
 fn sqlite_rollback_journal_on_mount() {
     sqlite_on_mount("delete");
+}
+
+/// Commits, then the fsx daemon SIGKILLed with a transaction open: after
+/// `fsx umount` and `fsx mount`, every committed row is there (synchronous
+/// = FULL: each commit was synced), the open transaction is not, and the
+/// database is intact.
+fn sqlite_daemon_sigkill(journal_mode: &str) {
+    let dir = temp_dir();
+    let mut mnt = Mounted::new(dir.path(), &[]);
+    let db = mnt.path().join("crash.db");
+    let mut conn = rusqlite::Connection::open(&db).unwrap();
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )
+    .unwrap();
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", journal_mode, |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, journal_mode);
+    conn.pragma_update(None, "synchronous", "FULL").unwrap();
+    conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, txn INTEGER, pad BLOB)")
+        .unwrap();
+    let (txns, rows) = (30i64, 200i64);
+    for t in 0..txns {
+        let tx = conn.transaction().unwrap();
+        for r in 0..rows {
+            tx.execute(
+                "INSERT INTO t (id, txn, pad) VALUES (?1, ?2, randomblob(300))",
+                (t * rows + r, t),
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    // Uncommitted: big enough to spill pages into the database file (or
+    // the WAL) before the crash.
+    conn.execute_batch("PRAGMA cache_size = 10; BEGIN").unwrap();
+    conn.execute(
+        "INSERT INTO t (id, txn, pad) SELECT id + 1000000, -1, randomblob(300) FROM t",
+        (),
+    )
+    .unwrap();
+    let daemon = mnt.daemon_pid();
+    sigkill(daemon);
+    wait_gone(&[daemon], "the fsx daemon");
+    // The connection's files are on the dead mount: closing may fail.
+    if let Err((conn, _)) = conn.close() {
+        std::mem::forget(conn);
+    }
+
+    mnt.umount();
+    mnt.mount();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let ic: String = conn
+        .query_row("PRAGMA integrity_check", (), |r| r.get(0))
+        .unwrap();
+    assert_eq!(ic, "ok", "integrity_check after the daemon was killed");
+    let got: (i64, i64, i64) = conn
+        .query_row("SELECT count(*), sum(id), min(txn) FROM t", (), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    let n = txns * rows;
+    assert_eq!(
+        got,
+        (n, n * (n - 1) / 2, 0),
+        "(count, sum(id), min(txn)): committed rows lost or the open transaction's kept"
+    );
+    drop(conn);
+    mnt.umount();
+}
+
+#[test]
+fn sqlite_wal_survives_daemon_sigkill() {
+    sqlite_daemon_sigkill("wal");
+}
+
+#[test]
+fn sqlite_rollback_journal_survives_daemon_sigkill() {
+    sqlite_daemon_sigkill("delete");
 }
 
 // ---------------------------------------------------------------------------
