@@ -7,7 +7,9 @@
 # decoder. `.ci/run` calls exactly this script.
 #
 # Environment:
-#   FSX_FUZZ_SECONDS  length of the fuzz run (default 30)
+#   FSX_FUZZ_SECONDS      length of the fuzz run (default 30)
+#   FSX_MOUNT_PG_SCALE    pgbench scale of the mount tests (default 2)
+#   FSX_MOUNT_PG_SECONDS  pgbench run length of the mount tests (default 10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -36,6 +38,14 @@ done
 if [ -n "$missing" ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
 fi
+# The mount tests (crates/fsx-cli/tests/mount_db.rs) run PostgreSQL 15 as
+# the postgres user (setpriv, from util-linux) and DuckDB, chDB and Kuzu
+# from a virtualenv; they fail, never skip, without them.
+if [ ! -x /usr/lib/postgresql/15/bin/pgbench ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15
+fi
+FSX_TEST_PYTHON=$(scripts/python-tools.sh)
+export FSX_TEST_PYTHON
 # The Workers build will reuse the runtime-free core, compiled to wasm32.
 if command -v rustup >/dev/null; then
     rustup target list --installed | grep -qx wasm32-unknown-unknown \
