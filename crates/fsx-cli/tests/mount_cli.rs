@@ -481,6 +481,22 @@ fn crash_round(vol: &Path, mp: &Path, seed: u64) {
 fn a_file_closed_on_one_mount_is_whole_at_the_next_open_on_another() {
     let tmp = TempDir::new().unwrap();
     let vol = volume(&tmp);
+    close_to_open(&tmp, &vol);
+}
+
+/// The same on PostgreSQL metadata, which is how mounts on several
+/// machines share a volume.
+#[test]
+fn mounts_sharing_postgres_metadata_see_each_others_closed_files() {
+    let pg = fsx_testkit::postgres::PgServer::start();
+    let tmp = TempDir::new().unwrap();
+    let vol = tmp.path().join("vol");
+    ok(&["init", s(&vol), "--meta", &pg.fresh_url()]);
+    close_to_open(&tmp, &vol);
+}
+
+fn close_to_open(tmp: &TempDir, vol: &Path) {
+    let vol = vol.to_path_buf();
     let a = Mounted::new(&vol, &tmp.path().join("a"), &[]);
     // B's kernel would keep attributes and names for an hour: only the
     // check at open can make it see A's changes.
@@ -591,4 +607,57 @@ fn sigterm_unmounts_after_closing_files() {
     let out = tmp.path().join("out");
     ok(&["file", "get", s(&vol), "kept", s(&out)]);
     assert_eq!(std::fs::read(out).unwrap(), b"written, not synced");
+}
+
+/// A POSIX lock taken through one mount holds on another mount of the
+/// volume, and goes when the first mount's daemon dies.
+#[test]
+fn locks_hold_across_mounts_and_die_with_their_mount() {
+    let tmp = TempDir::new().unwrap();
+    let vol = volume(&tmp);
+    let mut a = Mounted::new(&vol, &tmp.path().join("a"), &[]);
+    let b = Mounted::new(&vol, &tmp.path().join("b"), &[]);
+    std::fs::write(a.path("shared.lock"), b"x").unwrap();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(a.path("shared.lock"))
+        .unwrap();
+    let lk = libc::flock {
+        l_type: libc::F_WRLCK as i16,
+        l_whence: libc::SEEK_SET as i16,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    };
+    // SAFETY: fcntl with a valid flock struct on an open descriptor.
+    assert_eq!(unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLK, &lk) }, 0);
+    let probe = || {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                // Read-only: one mount at a time may hold a file open
+                // for writing (the write lease).
+                "import fcntl,os,sys\n\
+                 f=os.open(sys.argv[1],os.O_RDONLY)\n\
+                 try:\n  fcntl.lockf(f,fcntl.LOCK_SH|fcntl.LOCK_NB)\n  print('got')\n\
+                 except OSError as e:\n  print('refused',e.errno)\n",
+                s(&b.path("shared.lock")),
+            ])
+            .output()
+            .expect("python3 runs the lock probe");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let seen = probe();
+    assert!(seen.starts_with("refused"), "B must see A's lock: {seen}");
+    // A's daemon dies with the lock held (the process holding it lives on).
+    // SAFETY: kill sends a signal to the daemon's pid.
+    assert_eq!(unsafe { libc::kill(a.pid, libc::SIGKILL) }, 0);
+    // SAFETY: signal 0 only tests for the process.
+    while unsafe { libc::kill(a.pid, 0) } == 0 {
+        std::thread::yield_now();
+    }
+    assert_eq!(probe().trim(), "got", "a dead mount's locks are void");
+    drop(f);
+    a.umount();
 }
