@@ -21,7 +21,7 @@ use fsx_engine::{SystemEnv, VolumeOptions};
 use fsx_fuse::{Mount, MountConfig};
 use fsx_posix::Fs;
 
-use crate::volume_cmd::{ViewArgs, runtime};
+use crate::volume_cmd::{ViewArgs, parse_size, runtime};
 
 /// The environment variable that tells the re-started daemon which pipe
 /// to report readiness on.
@@ -63,6 +63,12 @@ pub struct MountArgs {
     /// removals may take this long to show).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     entry_timeout: Duration,
+    /// Unsynced bytes all open files may buffer together (K, M, G); past
+    /// it a write first syncs its own file, so the daemon's memory stays
+    /// bounded however many files are open. The extent cache is the
+    /// volume's `io.cache_bytes` setting (`fsx config`).
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    dirty_limit: u64,
 }
 
 /// `fsx umount`'s arguments.
@@ -171,6 +177,7 @@ fn serve(
         let volume = args.view.select(volume).await?;
         Ok::<_, anyhow::Error>(Fs::new(volume).await?)
     })?;
+    fs.set_dirty_limit(args.dirty_limit);
     let mount = Mount::start(fs, &mountpoint, config, rt.handle().clone())?;
     let mountpoint = mount.mountpoint().to_path_buf();
     let pid_path = pid_file(&mountpoint);

@@ -128,6 +128,8 @@ struct OpenNode {
     /// `setattr` through this `Fs` came since: later writes by other
     /// users than root need not look again (a metadata read per write).
     no_setid: std::sync::atomic::AtomicBool,
+    /// Its file's unsynced bytes when last noted (see `Fs::note`).
+    unsynced: std::sync::atomic::AtomicI64,
 }
 
 #[derive(Clone)]
@@ -156,6 +158,12 @@ pub struct Fs {
     /// Serialises opening and closing of inodes, so two handles opening
     /// one inode at once share one page-store file.
     opening: AsyncMutex<()>,
+    /// Unsynced bytes buffered by all open files (the sum of each node's
+    /// `unsynced` as last noted).
+    dirty: std::sync::atomic::AtomicI64,
+    /// Above this many unsynced bytes in all, a writer syncs its own file
+    /// before its write returns (see [`Fs::set_dirty_limit`]).
+    dirty_limit: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for Fs {
@@ -219,6 +227,8 @@ impl Fs {
             holder,
             state: Mutex::new(State::default()),
             opening: AsyncMutex::new(()),
+            dirty: std::sync::atomic::AtomicI64::new(0),
+            dirty_limit: std::sync::atomic::AtomicI64::new(i64::MAX),
         })
     }
 
@@ -634,6 +644,7 @@ impl Fs {
             file: AsyncMutex::new(Some(file)),
             orphan: std::sync::atomic::AtomicBool::new(false),
             no_setid: std::sync::atomic::AtomicBool::new(false),
+            unsynced: std::sync::atomic::AtomicI64::new(0),
         });
         self.state().open.insert(ino, (node.clone(), 1));
         Ok(node)
@@ -722,6 +733,16 @@ impl Fs {
                 return Err(err(errno::EFBIG, "write past the largest offset"));
             }
             f.write_at(at, data).await?;
+            self.note(&h.node, f);
+            if self.dirty.load(std::sync::atomic::Ordering::Relaxed)
+                > self.dirty_limit.load(std::sync::atomic::Ordering::Relaxed)
+                && f.unsynced_bytes() > 0
+            {
+                // Back-pressure: the write that takes the total over the
+                // limit waits for its own file's sync.
+                f.sync().await?;
+                self.note(&h.node, f);
+            }
         }
         if !caller.is_root() && !h.node.no_setid.load(std::sync::atomic::Ordering::Acquire) {
             let a = self.meta().getattr(self.view(), h.node.ino).await?;
@@ -758,8 +779,36 @@ impl Fs {
         let f = live(&mut g)?;
         if f.is_writer() {
             f.sync().await?;
+            self.note(&h.node, f);
         }
         Ok(())
+    }
+
+    /// Limits the unsynced bytes all open files buffer together: past
+    /// `bytes`, a write syncs its own file before it returns, so memory
+    /// stays bounded however many files are open (each file also syncs on
+    /// its own past the volume's `max_buffer_bytes`).
+    pub fn set_dirty_limit(&self, bytes: u64) {
+        self.dirty_limit.store(
+            i64::try_from(bytes).unwrap_or(i64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Unsynced bytes buffered by all open files, as last noted.
+    pub fn dirty_bytes(&self) -> u64 {
+        u64::try_from(self.dirty.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(0)
+    }
+
+    /// Brings the total of unsynced bytes up to date with `f`, the file of
+    /// `node` (called with its lock held, after a change).
+    fn note(&self, node: &OpenNode, f: &File) {
+        let now = i64::try_from(f.unsynced_bytes()).unwrap_or(i64::MAX);
+        let before = node
+            .unsynced
+            .swap(now, std::sync::atomic::Ordering::Relaxed);
+        self.dirty
+            .fetch_add(now - before, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// `flush` (every `close(2)` of a descriptor): durable, so a file
@@ -793,6 +842,9 @@ impl Fs {
         };
         let orphan = node.orphan.load(std::sync::atomic::Ordering::SeqCst);
         let file = node.file.lock().await.take();
+        let gone = node.unsynced.swap(0, std::sync::atomic::Ordering::Relaxed);
+        self.dirty
+            .fetch_sub(gone, std::sync::atomic::Ordering::Relaxed);
         if let Some(f) = file {
             f.close().await?;
         }
@@ -981,7 +1033,9 @@ impl Fs {
                 break;
             }
             let mut g = dst.node.file.lock().await;
-            live(&mut g)?.write_at(at_out, &data).await?;
+            let f = live(&mut g)?;
+            f.write_at(at_out, &data).await?;
+            self.note(&dst.node, f);
             done += data.len() as u64;
         }
         if !dst.caller.is_root() && done > 0 {

@@ -459,3 +459,69 @@ async fn copy_file_range_shares_whole_extents_and_copies_the_rest() {
     );
     fs.close_all().await.unwrap();
 }
+
+/// Many open files each below their own buffer limit still keep no more
+/// unsynced bytes in all than the session's limit: the write that goes
+/// over it syncs its own file first. The synced bytes are there for
+/// another session, the rest after close.
+#[tokio::test(flavor = "multi_thread")]
+async fn many_open_files_keep_unsynced_bytes_under_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Fs::new(create(dir.path()).await).await.unwrap();
+    let limit = 1u64 << 20;
+    fs.set_dirty_limit(limit);
+    let chunk = 256 * 1024;
+    let mut fhs = Vec::new();
+    for i in 0..8u8 {
+        let (_, fh) = fs
+            .create(
+                fs.root(),
+                format!("f{i}").as_bytes(),
+                0o644,
+                OpenFlags::read_write(),
+                true,
+                &root(),
+            )
+            .await
+            .unwrap();
+        fhs.push(fh);
+    }
+    let mut peak = 0;
+    for round in 0..4u64 {
+        for (i, &fh) in fhs.iter().enumerate() {
+            let data = vec![i as u8 + 1; chunk];
+            fs.write(fh, round * chunk as u64, &data).await.unwrap();
+            peak = peak.max(fs.dirty_bytes());
+        }
+    }
+    // 8 MiB written, none of it synced by the caller.
+    assert!(
+        peak <= limit + chunk as u64,
+        "{peak} unsynced bytes buffered with a limit of {limit}"
+    );
+    assert!(peak > 0);
+    let other = Fs::new(open(dir.path()).await).await.unwrap();
+    let mut synced = 0;
+    for i in 0..8u8 {
+        let a = other
+            .lookup(other.root(), format!("f{i}").as_bytes(), &root())
+            .await
+            .unwrap();
+        synced += a.size;
+    }
+    assert!(
+        synced >= 8 * 4 * chunk as u64 - limit - chunk as u64,
+        "only {synced} bytes reached the volume before close"
+    );
+    for fh in fhs {
+        fs.release(fh).await.unwrap();
+    }
+    assert_eq!(fs.dirty_bytes(), 0);
+    for i in 0..8u8 {
+        let a = other
+            .lookup(other.root(), format!("f{i}").as_bytes(), &root())
+            .await
+            .unwrap();
+        assert_eq!(a.size, 4 * chunk as u64);
+    }
+}
