@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use async_lock::RwLock;
 use bytes::Bytes;
 use fsx_engine::{File, OpenOptions, Volume};
 use fsx_meta::contract::{
@@ -121,7 +122,7 @@ pub enum Whence {
 struct OpenNode {
     ino: Ino,
     /// `None` once the last handle closed it.
-    file: AsyncMutex<Option<File>>,
+    file: RwLock<Option<File>>,
     /// Its last name went while it was open.
     orphan: std::sync::atomic::AtomicBool,
     /// A write found no set-user-ID or set-group-ID bit to clear, and no
@@ -297,7 +298,7 @@ impl Fs {
     /// `a` with the size its open handles see (unsynced writes included).
     async fn with_open_size(&self, mut a: Attr) -> Result<Attr> {
         if let Some(node) = self.open_node(a.ino)
-            && let Some(f) = node.file.lock().await.as_ref()
+            && let Some(f) = node.file.read().await.as_ref()
         {
             a.size = f.size();
         }
@@ -544,7 +545,7 @@ impl Fs {
             .await?;
         let out = async {
             let node = self.handle(fh)?.node;
-            let mut g = node.file.lock().await;
+            let mut g = node.file.write().await;
             let f = live(&mut g)?;
             f.truncate(size).await?;
             f.sync().await?;
@@ -597,7 +598,7 @@ impl Fs {
         };
         if flags.truncate && flags.write {
             let r = async {
-                let mut g = node.file.lock().await;
+                let mut g = node.file.write().await;
                 let f = live(&mut g)?;
                 if f.size() > 0 {
                     f.truncate(0).await?;
@@ -620,7 +621,7 @@ impl Fs {
         let _g = self.opening.lock().await;
         if let Some(node) = self.open_node(ino) {
             {
-                let mut g = node.file.lock().await;
+                let mut g = node.file.write().await;
                 let f = live(&mut g)?;
                 if write && !f.is_writer() {
                     let w = self.volume.open_id(ino, OpenOptions::write()).await?;
@@ -641,7 +642,7 @@ impl Fs {
         let file = self.volume.open_id(ino, options).await?;
         let node = Arc::new(OpenNode {
             ino,
-            file: AsyncMutex::new(Some(file)),
+            file: RwLock::new(Some(file)),
             orphan: std::sync::atomic::AtomicBool::new(false),
             no_setid: std::sync::atomic::AtomicBool::new(false),
             unsynced: std::sync::atomic::AtomicI64::new(0),
@@ -699,8 +700,8 @@ impl Fs {
         if !h.flags.read {
             return Err(err(errno::EBADF, "handle not open for reading"));
         }
-        let mut g = h.node.file.lock().await;
-        Ok(live(&mut g)?.read_at(offset, len).await?)
+        let g = h.node.file.read().await;
+        Ok(live_ref(&g)?.read_at(offset, len).await?)
     }
 
     /// `pwrite` (with `O_APPEND`, at the end) by the process that opened
@@ -726,7 +727,7 @@ impl Fs {
             return Err(err(errno::EBADF, "handle not open for writing"));
         }
         {
-            let mut g = h.node.file.lock().await;
+            let mut g = h.node.file.write().await;
             let f = live(&mut g)?;
             let at = if h.flags.append { f.size() } else { offset };
             if at.checked_add(data.len() as u64).is_none() {
@@ -775,7 +776,7 @@ impl Fs {
     /// this returns.
     pub async fn fsync(&self, fh: Fh) -> Result<()> {
         let h = self.handle(fh)?;
-        let mut g = h.node.file.lock().await;
+        let mut g = h.node.file.write().await;
         let f = live(&mut g)?;
         if f.is_writer() {
             f.sync().await?;
@@ -841,7 +842,7 @@ impl Fs {
             h.node
         };
         let orphan = node.orphan.load(std::sync::atomic::Ordering::SeqCst);
-        let file = node.file.lock().await.take();
+        let file = node.file.write().await.take();
         let gone = node.unsynced.swap(0, std::sync::atomic::Ordering::Relaxed);
         self.dirty
             .fetch_sub(gone, std::sync::atomic::Ordering::Relaxed);
@@ -899,7 +900,7 @@ impl Fs {
     /// `lseek(SEEK_DATA | SEEK_HOLE)`: `ENXIO` past the end.
     pub async fn lseek(&self, fh: Fh, offset: u64, whence: Whence) -> Result<u64> {
         let h = self.handle(fh)?;
-        let mut g = h.node.file.lock().await;
+        let mut g = h.node.file.write().await;
         let f = live(&mut g)?;
         let seek = match whence {
             Whence::Data => fsx_engine::sparse::Seek::Data,
@@ -933,7 +934,7 @@ impl Fs {
         let end = offset
             .checked_add(len)
             .ok_or_else(|| err(errno::EFBIG, "range past the largest offset"))?;
-        let mut g = h.node.file.lock().await;
+        let mut g = h.node.file.write().await;
         let f = live(&mut g)?;
         if punch_hole {
             f.punch_hole(offset, len).await?;
@@ -973,7 +974,7 @@ impl Fs {
         }
         let same = src.node.ino == dst.node.ino;
         let src_size = {
-            let mut g = src.node.file.lock().await;
+            let mut g = src.node.file.write().await;
             let f = live(&mut g)?;
             if f.is_writer() {
                 // What is cloned must be what the metadata says.
@@ -989,10 +990,10 @@ impl Fs {
         }
         let extent = u64::from(self.volume.config().extent_size);
         let (page_in, page_out) = {
-            let gi = src.node.file.lock().await;
+            let gi = src.node.file.write().await;
             let pi = live_ref(&gi)?.page_size();
             drop(gi);
-            let go = dst.node.file.lock().await;
+            let go = dst.node.file.write().await;
             (pi, live_ref(&go)?.page_size())
         };
         let ppe = extent / u64::from(page_in);
@@ -1017,7 +1018,7 @@ impl Fs {
                     .find(|(i, _)| *i == idx)
                     .map(|(_, k)| k.clone());
                 if let (Some(key), true) = (key, map.dirty.is_empty()) {
-                    let mut g = dst.node.file.lock().await;
+                    let mut g = dst.node.file.write().await;
                     live(&mut g)?.clone_extent(at_out / extent, &key).await?;
                     done += extent;
                     continue;
@@ -1026,13 +1027,13 @@ impl Fs {
             // Bytes, up to the next extent boundary of the source.
             let step = rest.min(extent - at_in % extent).min(1 << 20);
             let data = {
-                let g = src.node.file.lock().await;
+                let g = src.node.file.read().await;
                 live_ref(&g)?.read_at(at_in, step as usize).await?
             };
             if data.is_empty() {
                 break;
             }
-            let mut g = dst.node.file.lock().await;
+            let mut g = dst.node.file.write().await;
             let f = live(&mut g)?;
             f.write_at(at_out, &data).await?;
             self.note(&dst.node, f);
@@ -1194,7 +1195,7 @@ impl Fs {
         let nodes: Vec<Arc<OpenNode>> =
             self.state().open.values().map(|(n, _)| n.clone()).collect();
         for n in &nodes {
-            let mut g = n.file.lock().await;
+            let mut g = n.file.write().await;
             if let Some(f) = g.as_mut() {
                 f.renew_lease().await?;
             }
