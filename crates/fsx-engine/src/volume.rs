@@ -566,13 +566,43 @@ impl Volume {
         Ok(n)
     }
 
-    async fn open_meta(&self, meta: FileMeta, options: OpenOptions) -> Result<File> {
+    /// A writer's name and lease expiry for a regular file about to be
+    /// made with its lease ([`fsx_meta::MakeNode::lease`]); open it with
+    /// [`Volume::open_made`] under that name.
+    pub fn new_file_lease(&self) -> (String, i64) {
         let s = &self.shared;
+        (
+            s.env.new_holder_id(),
+            s.env.now_ms().saturating_add(s.options.lease_ttl_ms),
+        )
+    }
+
+    /// Opens for writing file `id`, just made with its write lease taken
+    /// by `holder` in the same transaction (see [`Volume::new_file_lease`]):
+    /// no second transaction for the lease.
+    pub async fn open_made(&self, id: fsx_meta::FileId, holder: String) -> Result<File> {
+        self.branch_id()?;
+        let meta = self.shared.meta.file_by_id(self.view, id).await?;
+        self.open_with(meta, Some(holder), OpenOptions::write())
+            .await
+    }
+
+    async fn open_meta(&self, meta: FileMeta, options: OpenOptions) -> Result<File> {
         let holder = if options.write {
             Some(self.acquire(&meta).await?)
         } else {
             None
         };
+        self.open_with(meta, holder, options).await
+    }
+
+    async fn open_with(
+        &self,
+        meta: FileMeta,
+        holder: Option<String>,
+        options: OpenOptions,
+    ) -> Result<File> {
+        let s = &self.shared;
         let pack_on_sync = options
             .pack_on_sync
             .unwrap_or(self.shared.options.pack_on_sync);

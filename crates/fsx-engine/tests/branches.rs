@@ -233,6 +233,7 @@ async fn tree_op(v: &Volume, op: TreeOp<'_>) -> fsx_meta::Result<()> {
                 page_size: 0,
                 caller: &root,
                 now_ns: 1,
+                lease: None,
             };
             meta.make(&node).await.map(|_| ())
         }

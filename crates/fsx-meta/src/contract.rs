@@ -55,8 +55,8 @@ pub use files::MetaFiles;
 pub use settings::MetaSettings;
 pub use tiers::MetaTiers;
 pub use tree::{
-    Attr, ByteLock, DirEntry, Ino, LockKind, MakeNode, MetaTree, NodeKind, Orphan, SetAttr,
-    SetTime, TreeNode, Unlinked,
+    Attr, ByteLock, DirEntry, Ino, LockKind, MakeNode, MetaTree, NewLease, NodeKind, Orphan,
+    SetAttr, SetTime, TreeNode, Unlinked,
 };
 
 /// Identifier of a file, stable across renames and shared by every branch

@@ -56,9 +56,9 @@ pub use contract::{
     DirtySummary, ExtentRecord, ExtentState, ExtentTotals, ExtentWrite, FileId, FileMeta,
     FileRename, Ino, JournalSnapshot, LayerGraph, LayerId, LayerInfo, LayerUsage, LeaseInfo,
     LeaseRequest, LockKind, MAIN_BRANCH, MAIN_BRANCH_NAME, MakeNode, MetaBranches, MetaEngine,
-    MetaExtents, MetaFiles, MetaSettings, MetaTiers, MetaTree, NodeKind, Orphan, PackCommit,
-    PageWrite, RESERVED_SETTINGS, ReadMap, SetAttr, SetTime, TierCopy, TierMark, TierTotals,
-    TreeNode, Unlinked, View, VolumeConfig, WriteBatch,
+    MetaExtents, MetaFiles, MetaSettings, MetaTiers, MetaTree, NewLease, NodeKind, Orphan,
+    PackCommit, PageWrite, RESERVED_SETTINGS, ReadMap, SetAttr, SetTime, TierCopy, TierMark,
+    TierTotals, TreeNode, Unlinked, View, VolumeConfig, WriteBatch,
 };
 pub use error::{MetaError, MetaErrorKind, Result};
 pub use open::{OpenOptions, open_meta};

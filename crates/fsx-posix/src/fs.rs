@@ -12,7 +12,8 @@ use async_lock::RwLock;
 use bytes::Bytes;
 use fsx_engine::{File, OpenOptions, Volume};
 use fsx_meta::contract::{
-    Attr, BranchId, ByteLock, DirEntry, Ino, LockKind, MakeNode, NodeKind, SetAttr, SetTime, View,
+    Attr, BranchId, ByteLock, DirEntry, Ino, LockKind, MakeNode, NewLease, NodeKind, SetAttr,
+    SetTime, View,
 };
 use fsx_meta::perm::{self, Caller, Owned};
 use fsx_meta::rename::RenameFlags;
@@ -316,6 +317,24 @@ impl Fs {
         target: Option<&[u8]>,
         caller: &Caller,
     ) -> Result<Attr> {
+        self.make_leased(parent, name, kind, mode, rdev, target, caller, None)
+            .await
+    }
+
+    /// [`Fs::make`], a regular file with its write lease taken in the same
+    /// transaction when `lease` is given.
+    #[allow(clippy::too_many_arguments)]
+    async fn make_leased(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        kind: NodeKind,
+        mode: u32,
+        rdev: u64,
+        target: Option<&[u8]>,
+        caller: &Caller,
+        lease: Option<NewLease<'_>>,
+    ) -> Result<Attr> {
         let node = MakeNode {
             branch: self.branch()?,
             parent,
@@ -327,6 +346,7 @@ impl Fs {
             page_size: PAGE_SIZE,
             caller,
             now_ns: now_ns(),
+            lease,
         };
         Ok(self.meta().make(&node).await?)
     }
@@ -640,6 +660,29 @@ impl Fs {
             OpenOptions::read()
         };
         let file = self.volume.open_id(ino, options).await?;
+        Ok(self.insert_node(ino, file))
+    }
+
+    /// The open node of `ino`, just made with its write lease held by
+    /// `holder` (nothing else can have it open yet).
+    /// The caller holds `opening`.
+    async fn attach_made(&self, ino: Ino, holder: String) -> Result<Arc<OpenNode>> {
+        match self.volume.open_made(ino, holder.clone()).await {
+            Ok(file) => Ok(self.insert_node(ino, file)),
+            Err(e) => {
+                // Give the lease back, or the file stays unwritable until
+                // it lapses.
+                if let Some(b) = self.branch
+                    && let Err(r) = self.meta().release_lease(b, ino, &holder).await
+                {
+                    tracing::warn!(error = %r, "releasing the lease of a new file failed");
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    fn insert_node(&self, ino: Ino, file: File) -> Arc<OpenNode> {
         let node = Arc::new(OpenNode {
             ino,
             file: RwLock::new(Some(file)),
@@ -648,7 +691,7 @@ impl Fs {
             unsynced: std::sync::atomic::AtomicI64::new(0),
         });
         self.state().open.insert(ino, (node.clone(), 1));
-        Ok(node)
+        node
     }
 
     /// `creat`/`open(O_CREAT)`: makes `parent/name` (unless it exists and
@@ -662,13 +705,47 @@ impl Fs {
         exclusive: bool,
         caller: &Caller,
     ) -> Result<(Attr, Fh)> {
-        match self
-            .make(parent, name, NodeKind::File, mode, 0, None, caller)
-            .await
-        {
-            Ok(a) => {
+        // A file made for writing takes its lease as it is made: one
+        // transaction instead of two for `open(O_CREAT)`.
+        let lease = flags.write.then(|| self.volume.new_file_lease());
+        let new_lease = lease.as_ref().map(|(holder, expires_ms)| NewLease {
+            holder,
+            expires_ms: *expires_ms,
+        });
+        // Held from the making to the opening, so that a concurrent open
+        // of the new name waits for this handle rather than meeting its
+        // lease.
+        let opening = self.opening.lock().await;
+        let made = self
+            .make_leased(
+                parent,
+                name,
+                NodeKind::File,
+                mode,
+                0,
+                None,
+                caller,
+                new_lease,
+            )
+            .await;
+        let made = match (made, lease) {
+            (Ok(a), Some((holder, _))) => {
+                let node = self.attach_made(a.ino, holder).await;
+                drop(opening);
+                node.map(|n| (a, n))
+            }
+            (Ok(a), None) => {
+                drop(opening);
+                self.attach(a.ino, false).await.map(|n| (a, n))
+            }
+            (Err(e), _) => {
+                drop(opening);
+                Err(e)
+            }
+        };
+        match made {
+            Ok((a, node)) => {
                 // A new file: the creator may write it whatever its mode.
-                let node = self.attach(a.ino, flags.write).await?;
                 let mut s = self.state();
                 s.next_fh += 1;
                 let fh = s.next_fh;

@@ -37,6 +37,7 @@ fn node<'a>(
         page_size: PS,
         caller,
         now_ns: NOW,
+        lease: None,
     }
 }
 
@@ -78,6 +79,29 @@ pub(super) async fn basics(m: &dyn MetaEngine) -> CheckResult {
     ensure!(
         f.kind == NodeKind::File && f.size == 0 && f.page_size == PS && f.nlink == 1,
         "a new file is {f:?}"
+    );
+    ensure!(
+        ok(
+            "lease of a file made without one",
+            m.lease(MAIN_BRANCH, f.ino).await
+        )?
+        .is_none(),
+        "a file made without a lease has one"
+    );
+    // A file made with its write lease holds it at once (one transaction).
+    let mut leased = node(d.ino, b"leased", NodeKind::File, 0o644, &me);
+    leased.lease = Some(NewLease {
+        holder: HOLDER,
+        expires_ms: NOW / 1_000_000 + 60_000,
+    });
+    let leased = ok("make with a lease", m.make(&leased).await)?;
+    let l = ok(
+        "lease of the new file",
+        m.lease(MAIN_BRANCH, leased.ino).await,
+    )?;
+    ensure!(
+        l.as_ref().is_some_and(|l| l.holder == HOLDER),
+        "the new file's lease is {l:?}"
     );
     let mut s = node(root, b"s", NodeKind::Symlink, 0o777, &me);
     s.target = Some(b"d/f");
@@ -176,7 +200,7 @@ pub(super) async fn basics(m: &dyn MetaEngine) -> CheckResult {
         .map(|f| f.name)
         .collect();
     ensure!(
-        listed == ["A", "d/f", "x/y/z", "\u{fffd}z"],
+        listed == ["A", "d/f", "d/leased", "x/y/z", "\u{fffd}z"],
         "list_files gives paths: {listed:?}"
     );
     ensure!(made.name == "x/y/z", "{made:?}");

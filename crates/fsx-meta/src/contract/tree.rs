@@ -170,6 +170,20 @@ pub struct MakeNode<'a> {
     pub caller: &'a Caller,
     /// Now, ns since the Unix epoch.
     pub now_ns: i64,
+    /// For a regular file: the write lease to take on it in the same
+    /// transaction (a file made to be written, as by `open(O_CREAT)`, then
+    /// costs one transaction, not two).
+    pub lease: Option<NewLease<'a>>,
+}
+
+/// The write lease a new regular file is made with (see
+/// [`MakeNode::lease`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewLease<'a> {
+    /// The writer that holds it.
+    pub holder: &'a str,
+    /// When it lapses unless renewed, ms since the Unix epoch.
+    pub expires_ms: i64,
 }
 
 /// An inode as a walk of a view's tree finds it (see

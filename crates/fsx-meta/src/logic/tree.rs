@@ -632,6 +632,14 @@ async fn make_in(
             args![head, ino, label.as_ref(), m.page_size, ms(m.now_ns)],
         )
         .await?;
+        // Nobody else can know the new inode yet: its lease is free.
+        if let Some(l) = m.lease {
+            tx.exec(
+                files::Q::SetLease.into(),
+                args![m.branch, ino, l.holder, l.expires_ms],
+            )
+            .await?;
+        }
     }
     p.touch(m.now_ns);
     if dir {
@@ -1257,6 +1265,7 @@ pub(crate) async fn make_parents<'p>(
                     page_size: 0,
                     caller: &root_caller,
                     now_ns,
+                    lease: None,
                 };
                 make_in(tx, chain, at, &m).await?
             }
@@ -1294,6 +1303,7 @@ pub(crate) async fn create_file_at(
         page_size,
         caller: &root_caller,
         now_ns,
+        lease: None,
     };
     Ok(make_in(tx, chain, dir, &m).await?.ino)
 }
