@@ -430,6 +430,11 @@ impl Fs {
     /// The inode `parent/name` names, without permission checks (the
     /// change that follows checks them).
     async fn peek(&self, parent: Ino, name: &[u8]) -> Option<Ino> {
+        // Only an inode open here matters to the callers: with nothing
+        // open, no lookup (a metadata read per unlink or rename).
+        if self.state().open.is_empty() {
+            return None;
+        }
         self.meta()
             .lookup(self.view(), parent, name, &Caller::root())
             .await
