@@ -575,6 +575,25 @@ fn a_mount_that_cannot_start_says_why_and_leaves_nothing() {
     // -o rw on a read-only mount is a contradiction.
     let err = fails(&["mount", s(&vol), s(&mp), "--read-only", "-o", "rw"]);
     assert!(err.contains("read-only"), "{err}");
+    // Another user than root, without fusermount3 or access to /dev/fuse.
+    let status = Command::new("chmod")
+        .args(["-R", "a+rwX", s(tmp.path())])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_fsx"))
+        .args(["mount", s(&vol), s(&mp)])
+        .env("HOME", tmp.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("mount as root, or install fusermount3"),
+        "{err}"
+    );
     // Nothing was left mounted.
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
     assert!(!mounts.contains(s(tmp.path())), "{mounts}");
