@@ -96,6 +96,13 @@ pub(crate) enum TxKind {
     /// Reads one snapshot. SQLite: a pooled reader; PostgreSQL: REPEATABLE
     /// READ READ ONLY.
     Read,
+    /// Changes only runtime rows that die with their holder (byte-range
+    /// locks): committed without waiting for the disk, since a crash that
+    /// loses them also ended every holder. SQLite: the writer with
+    /// `synchronous = NORMAL` for this transaction (WAL: never corrupt,
+    /// at worst the last such commits lost); PostgreSQL: `SET LOCAL
+    /// synchronous_commit = off`.
+    Runtime,
     /// Reads what this process has just written: SQLite reads on the
     /// writer connection, whose page cache already holds those pages (the
     /// packer's question after every sync); elsewhere a [`TxKind::Read`].
@@ -288,7 +295,7 @@ macro_rules! contract_impl {
             use fsx_store::BoxFuture;
             use $crate::Result;
             use $crate::contract::*;
-            use $crate::logic::TxKind::{Read, ReadOwnWrites, Write};
+            use $crate::logic::TxKind::{Read, ReadOwnWrites, Runtime, Write};
             use $crate::logic::{branches, extents, files, layers, run, settings, tiers};
 
             $($body)*

@@ -2045,11 +2045,11 @@ macro_rules! impl_meta_tree {
                     &'a self,
                     lock: &'a ByteLock,
                 ) -> BoxFuture<'a, Result<Option<ByteLock>>> {
-                    run!($mode, self, Write, |tx| tree::set_lock(tx, lock).await)
+                    run!($mode, self, Runtime, |tx| tree::set_lock(tx, lock).await)
                 }
 
                 fn unlock<'a>(&'a self, lock: &'a ByteLock) -> BoxFuture<'a, Result<()>> {
-                    run!($mode, self, Write, |tx| tree::unlock(tx, lock).await)
+                    run!($mode, self, Runtime, |tx| tree::unlock(tx, lock).await)
                 }
 
                 fn test_lock<'a>(
@@ -2065,7 +2065,7 @@ macro_rules! impl_meta_tree {
                     ino: Option<Ino>,
                     owner: Option<(LockKind, u64)>,
                 ) -> BoxFuture<'a, Result<()>> {
-                    run!($mode, self, Write, |tx| tree::release_locks(tx, holder, ino, owner)
+                    run!($mode, self, Runtime, |tx| tree::release_locks(tx, holder, ino, owner)
                         .await)
                 }
 

@@ -489,6 +489,9 @@ pub(crate) enum TxKind {
     /// REPEATABLE READ, read-only: one snapshot for the whole call, never a
     /// serialization failure.
     Read,
+    /// As `Write`, committed without waiting for the WAL flush
+    /// (`synchronous_commit = off`): rows that die with their holder.
+    Runtime,
 }
 
 impl Pooled<'_> {
@@ -502,13 +505,21 @@ impl Pooled<'_> {
         };
         let builder = conn.client.build_transaction();
         let builder = match kind {
-            TxKind::Write => builder.isolation_level(IsolationLevel::ReadCommitted),
+            TxKind::Write | TxKind::Runtime => {
+                builder.isolation_level(IsolationLevel::ReadCommitted)
+            }
             TxKind::Read => builder
                 .isolation_level(IsolationLevel::RepeatableRead)
                 .read_only(true),
         };
         conn.round_trips.add();
         let tx = builder.start().await.map_err(pg_err)?;
+        if kind == TxKind::Runtime {
+            conn.round_trips.add();
+            tx.batch_execute("SET LOCAL synchronous_commit = off")
+                .await
+                .map_err(pg_err)?;
+        }
         Ok(Tx {
             tx,
             statements: &conn.statements,

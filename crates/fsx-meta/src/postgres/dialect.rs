@@ -251,6 +251,7 @@ impl PgMeta {
     ) -> Result<T> {
         let begin = match kind {
             TxKind::Write => conn::TxKind::Write,
+            TxKind::Runtime => conn::TxKind::Runtime,
             TxKind::Read | TxKind::ReadOwnWrites => conn::TxKind::Read,
         };
         let mut attempt = 0u32;

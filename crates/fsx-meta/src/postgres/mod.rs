@@ -82,7 +82,9 @@
 //!   transaction, and the call retries it (see the `conn` module), at most a
 //!   few times.
 //! - **Durability.** A call returns after `COMMIT`, which with PostgreSQL's
-//!   default `synchronous_commit = on` is flushed to the WAL.
+//!   default `synchronous_commit = on` is flushed to the WAL. Runtime
+//!   transactions (byte-range locks, which die with their holders) set
+//!   `synchronous_commit = off` for themselves.
 //!
 //! The schema is in the `schema` module, with the same tables, invariants
 //! and version (`crate::SCHEMA_VERSION`) as the SQLite engine.

@@ -185,6 +185,7 @@ impl SqliteMeta {
         };
         match kind {
             TxKind::Write => self.write(body),
+            TxKind::Runtime => self.write_runtime(body),
             TxKind::Read => self.read(body),
             TxKind::ReadOwnWrites => self.read_on_writer(body),
         }

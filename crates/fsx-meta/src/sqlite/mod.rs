@@ -11,7 +11,9 @@
 //! - a pool of reader connections, each read one deferred transaction, i.e.
 //!   one consistent snapshot;
 //! - `synchronous = FULL`: a committed transaction survives power loss,
-//!   which is what makes `sync` an acknowledged, durable write.
+//!   which is what makes `sync` an acknowledged, durable write. Runtime
+//!   transactions (byte-range locks, which die with their holders anyway)
+//!   commit with `NORMAL`: no fsync each, never a corrupt database.
 //!
 //! **Read-only media.** Opening an existing database that cannot be written
 //! (a read-only mount, no write permission) falls back to a read-only
@@ -313,6 +315,28 @@ impl SqliteMeta {
             TransactionBehavior::Immediate,
             f,
         )
+    }
+
+    /// Runs `f` in one write transaction that changes only runtime rows
+    /// (see [`crate::logic::TxKind::Runtime`]): committed with
+    /// `synchronous = NORMAL`, without an fsync of its own. The next
+    /// transaction with `FULL` syncs the log with these frames in it.
+    pub(crate) fn write_runtime<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        if self.is_read_only() {
+            return self.write(f);
+        }
+        let mut conn = lock(&self.inner.writer);
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql_err)?;
+        let out = transact(&mut conn, TransactionBehavior::Immediate, f);
+        // Every other transaction is durable when it commits.
+        let restored = conn.pragma_update(None, "synchronous", "FULL");
+        let out = out?;
+        restored.map_err(sql_err)?;
+        Ok(out)
     }
 
     /// Runs `f` in one read transaction on the writer connection, whose
