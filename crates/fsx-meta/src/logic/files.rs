@@ -777,7 +777,8 @@ macro_rules! impl_meta_files {
                 }
 
                 fn acquire_lease<'a>(&'a self, req: &'a LeaseRequest) -> BoxFuture<'a, Result<()>> {
-                    run!($mode, self, Write, |tx| files::acquire_lease(tx, req).await)
+                    // A lease dies with its holder: no fsync of its own.
+                    run!($mode, self, Runtime, |tx| files::acquire_lease(tx, req).await)
                 }
 
                 fn release_lease<'a>(
@@ -786,7 +787,7 @@ macro_rules! impl_meta_files {
                     file_id: FileId,
                     holder: &'a str,
                 ) -> BoxFuture<'a, Result<()>> {
-                    run!($mode, self, Write, |tx| files::release_lease(
+                    run!($mode, self, Runtime, |tx| files::release_lease(
                         tx, branch, file_id, holder
                     )
                     .await)

@@ -97,8 +97,9 @@ pub(crate) enum TxKind {
     /// READ READ ONLY.
     Read,
     /// Changes only runtime rows that die with their holder (byte-range
-    /// locks): committed without waiting for the disk, since a crash that
-    /// loses them also ended every holder. SQLite: the writer with
+    /// locks, write leases): committed without waiting for the disk, since
+    /// a crash that loses them also ended every holder (a lease whose
+    /// release was lost is broken as its holder's, or lapses). SQLite: the writer with
     /// `synchronous = NORMAL` for this transaction (WAL: never corrupt,
     /// at worst the last such commits lost); PostgreSQL: `SET LOCAL
     /// synchronous_commit = off`.
