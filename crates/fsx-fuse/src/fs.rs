@@ -383,7 +383,7 @@ impl Filesystem for FsxFuse {
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let i = self.inner.clone();
-        let who = caller(req.uid(), req.gid(), req.pid());
+        let who = who(req);
         let name = name.as_bytes().to_vec();
         self.spawn(async move {
             let r = i.fs.lookup(i.ino(parent), &name, &who).await;
@@ -420,7 +420,7 @@ impl Filesystem for FsxFuse {
         reply: ReplyAttr,
     ) {
         let i = self.inner.clone();
-        let who = caller(req.uid(), req.gid(), req.pid());
+        let who = who(req);
         let set = SetAttrs {
             mode: mode.map(|m| m & 0o7777),
             uid,
@@ -468,7 +468,7 @@ impl Filesystem for FsxFuse {
         reply: ReplyEntry,
     ) {
         let i = self.inner.clone();
-        let who = caller(req.uid(), req.gid(), req.pid());
+        let who = who(req);
         let name = name.as_bytes().to_vec();
         self.spawn(async move {
             let r = async {
@@ -500,7 +500,7 @@ impl Filesystem for FsxFuse {
         reply: ReplyEntry,
     ) {
         let i = self.inner.clone();
-        let who = caller(req.uid(), req.gid(), req.pid());
+        let who = who(req);
         let name = name.as_bytes().to_vec();
         self.spawn(async move {
             let r = async {
@@ -514,7 +514,7 @@ impl Filesystem for FsxFuse {
 
     fn unlink(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let i = self.inner.clone();
-        let who = caller(req.uid(), req.gid(), req.pid());
+        let who = who(req);
         let name = name.as_bytes().to_vec();
         self.spawn(async move {
             let r = async {
@@ -522,16 +522,13 @@ impl Filesystem for FsxFuse {
                 i.fs.unlink(i.ino(parent), &name, &who).await
             }
             .await;
-            match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno_of("unlink", &e)),
-            }
+            done(reply, r, "unlink");
         });
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let i = self.inner.clone();
-        let who = caller(req.uid(), req.gid(), req.pid());
+        let who = who(req);
         let name = name.as_bytes().to_vec();
         self.spawn(async move {
             let r = async {
@@ -539,10 +536,7 @@ impl Filesystem for FsxFuse {
                 i.fs.rmdir(i.ino(parent), &name, &who).await
             }
             .await;
-            match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno_of("rmdir", &e)),
-            }
+            done(reply, r, "rmdir");
         });
     }
 
@@ -555,7 +549,7 @@ impl Filesystem for FsxFuse {
         reply: ReplyEntry,
     ) {
         let i = self.inner.clone();
-        let who = caller(req.uid(), req.gid(), req.pid());
+        let who = who(req);
         let name = link_name.as_bytes().to_vec();
         let target = target.as_os_str().as_bytes().to_vec();
         self.spawn(async move {
@@ -579,7 +573,7 @@ impl Filesystem for FsxFuse {
         reply: ReplyEmpty,
     ) {
         let i = self.inner.clone();
-        let who = caller(req.uid(), req.gid(), req.pid());
+        let who = who(req);
         let name = name.as_bytes().to_vec();
         let newname = newname.as_bytes().to_vec();
         let bits = flags.bits();
@@ -608,10 +602,7 @@ impl Filesystem for FsxFuse {
                 .await
             }
             .await;
-            match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno_of("rename", &e)),
-            }
+            done(reply, r, "rename");
         });
     }
 
@@ -624,7 +615,7 @@ impl Filesystem for FsxFuse {
         reply: ReplyEntry,
     ) {
         let i = self.inner.clone();
-        let who = caller(req.uid(), req.gid(), req.pid());
+        let who = who(req);
         let name = newname.as_bytes().to_vec();
         self.spawn(async move {
             let r = async {
@@ -638,7 +629,7 @@ impl Filesystem for FsxFuse {
 
     fn open(&self, req: &Request, ino: INodeNo, flags: fuser::OpenFlags, reply: ReplyOpen) {
         let i = self.inner.clone();
-        let who = caller(req.uid(), req.gid(), req.pid());
+        let who = who(req);
         let flags = open_flags(flags.0);
         self.spawn(async move {
             let r = async {
@@ -708,7 +699,7 @@ impl Filesystem for FsxFuse {
         let who = if req.pid() == 0 {
             Caller::root()
         } else {
-            caller(req.uid(), req.gid(), req.pid())
+            who(req)
         };
         let data = data.to_vec();
         self.spawn(async move {
@@ -740,10 +731,7 @@ impl Filesystem for FsxFuse {
                 Ok::<_, FsError>(())
             }
             .await;
-            match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno_of("flush", &e)),
-            }
+            done(reply, r, "flush");
         });
     }
 
@@ -799,7 +787,7 @@ impl Filesystem for FsxFuse {
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: fuser::OpenFlags, reply: ReplyOpen) {
         let i = self.inner.clone();
-        let who = caller(req.uid(), req.gid(), req.pid());
+        let who = who(req);
         self.spawn(async move {
             match i.fs.opendir(i.ino(ino), &who).await {
                 Ok(()) => {
@@ -929,7 +917,7 @@ impl Filesystem for FsxFuse {
         reply: ReplyEmpty,
     ) {
         let i = self.inner.clone();
-        let who = caller(req.uid(), req.gid(), req.pid());
+        let who = who(req);
         let name = name.as_bytes().to_vec();
         let value = value.to_vec();
         self.spawn(async move {
@@ -941,16 +929,13 @@ impl Filesystem for FsxFuse {
                     .await
             }
             .await;
-            match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno_of("setxattr", &e)),
-            }
+            done(reply, r, "setxattr");
         });
     }
 
     fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let i = self.inner.clone();
-        let who = caller(req.uid(), req.gid(), req.pid());
+        let who = who(req);
         let name = name.as_bytes().to_vec();
         self.spawn(async move {
             match i.fs.getxattr(i.ino(ino), &name, &who).await {
@@ -962,7 +947,7 @@ impl Filesystem for FsxFuse {
 
     fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let i = self.inner.clone();
-        let who = caller(req.uid(), req.gid(), req.pid());
+        let who = who(req);
         self.spawn(async move {
             match i.fs.listxattr(i.ino(ino), &who).await {
                 Ok(names) => {
@@ -980,7 +965,7 @@ impl Filesystem for FsxFuse {
 
     fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let i = self.inner.clone();
-        let who = caller(req.uid(), req.gid(), req.pid());
+        let who = who(req);
         let name = name.as_bytes().to_vec();
         self.spawn(async move {
             let r = async {
@@ -988,16 +973,13 @@ impl Filesystem for FsxFuse {
                 i.fs.removexattr(i.ino(ino), &name, &who).await
             }
             .await;
-            match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno_of("removexattr", &e)),
-            }
+            done(reply, r, "removexattr");
         });
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
         let i = self.inner.clone();
-        let who = caller(req.uid(), req.gid(), req.pid());
+        let who = who(req);
         let want = mask.bits() as u32 & 7;
         self.spawn(async move {
             let r = async {
@@ -1018,10 +1000,7 @@ impl Filesystem for FsxFuse {
                 }
             }
             .await;
-            match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno_of("access", &e)),
-            }
+            done(reply, r, "access");
         });
     }
 
@@ -1036,7 +1015,7 @@ impl Filesystem for FsxFuse {
         reply: ReplyCreate,
     ) {
         let i = self.inner.clone();
-        let who = caller(req.uid(), req.gid(), req.pid());
+        let who = who(req);
         let name = name.as_bytes().to_vec();
         self.spawn(async move {
             let r = async {
@@ -1139,10 +1118,7 @@ impl Filesystem for FsxFuse {
                     }
                 }
             };
-            match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno_of("setlk", &e)),
-            }
+            done(reply, r, "setlk");
         });
     }
 
@@ -1176,10 +1152,7 @@ impl Filesystem for FsxFuse {
                 .await
             }
             .await;
-            match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(errno_of("fallocate", &e)),
-            }
+            done(reply, r, "fallocate");
         });
     }
 
@@ -1239,6 +1212,19 @@ impl Filesystem for FsxFuse {
                 Err(e) => reply.error(errno_of("copy_file_range", &e)),
             }
         });
+    }
+}
+
+/// The caller of `req` (see [`caller`]).
+fn who(req: &Request) -> Caller {
+    caller(req.uid(), req.gid(), req.pid())
+}
+
+/// Answers a request whose reply carries nothing but success or an errno.
+fn done(reply: ReplyEmpty, r: Result<(), FsError>, op: &str) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno_of(op, &e)),
     }
 }
 
