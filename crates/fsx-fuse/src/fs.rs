@@ -158,7 +158,9 @@ impl FsxFuse {
         read_only: bool,
     ) -> Self {
         let inodes = Inodes::new(fs.root());
-        let read_only = read_only || fs.volume().branch_id().is_err();
+        // The library refuses every change of a read-only view itself.
+        let fs = if read_only { fs.read_only() } else { fs };
+        let read_only = fs.is_read_only();
         Self {
             inner: Arc::new(Inner {
                 fs,
@@ -224,14 +226,6 @@ impl Inner {
                 Generation(0),
             ),
             Err(e) => reply.error(errno_of(op, &e)),
-        }
-    }
-
-    fn refuse_if_read_only(&self) -> Result<(), FsError> {
-        if self.read_only {
-            Err(FsError::new(errno::EROFS, "the mount is read-only"))
-        } else {
-            Ok(())
         }
     }
 
@@ -430,11 +424,7 @@ impl Filesystem for FsxFuse {
             mtime: mtime.map(set_time),
         };
         self.spawn(async move {
-            let r = async {
-                i.refuse_if_read_only()?;
-                i.fs.setattr(i.ino(ino), &set, fh.map(|f| f.0), &who).await
-            }
-            .await;
+            let r = i.fs.setattr(i.ino(ino), &set, fh.map(|f| f.0), &who).await;
             match r {
                 Ok(a) => {
                     if size.is_some() {
@@ -472,7 +462,6 @@ impl Filesystem for FsxFuse {
         let name = name.as_bytes().to_vec();
         self.spawn(async move {
             let r = async {
-                i.refuse_if_read_only()?;
                 let kind = kind_of_mode(mode)
                     .ok_or_else(|| FsError::new(errno::EINVAL, "unknown file type"))?;
                 i.fs.mknod(
@@ -503,11 +492,7 @@ impl Filesystem for FsxFuse {
         let who = who(req);
         let name = name.as_bytes().to_vec();
         self.spawn(async move {
-            let r = async {
-                i.refuse_if_read_only()?;
-                i.fs.mkdir(i.ino(parent), &name, mode & 0o7777, &who).await
-            }
-            .await;
+            let r = i.fs.mkdir(i.ino(parent), &name, mode & 0o7777, &who).await;
             i.entry(reply, r, "mkdir");
         });
     }
@@ -517,11 +502,7 @@ impl Filesystem for FsxFuse {
         let who = who(req);
         let name = name.as_bytes().to_vec();
         self.spawn(async move {
-            let r = async {
-                i.refuse_if_read_only()?;
-                i.fs.unlink(i.ino(parent), &name, &who).await
-            }
-            .await;
+            let r = i.fs.unlink(i.ino(parent), &name, &who).await;
             done(reply, r, "unlink");
         });
     }
@@ -531,11 +512,7 @@ impl Filesystem for FsxFuse {
         let who = who(req);
         let name = name.as_bytes().to_vec();
         self.spawn(async move {
-            let r = async {
-                i.refuse_if_read_only()?;
-                i.fs.rmdir(i.ino(parent), &name, &who).await
-            }
-            .await;
+            let r = i.fs.rmdir(i.ino(parent), &name, &who).await;
             done(reply, r, "rmdir");
         });
     }
@@ -553,11 +530,7 @@ impl Filesystem for FsxFuse {
         let name = link_name.as_bytes().to_vec();
         let target = target.as_os_str().as_bytes().to_vec();
         self.spawn(async move {
-            let r = async {
-                i.refuse_if_read_only()?;
-                i.fs.symlink(i.ino(parent), &name, &target, &who).await
-            }
-            .await;
+            let r = i.fs.symlink(i.ino(parent), &name, &target, &who).await;
             i.entry(reply, r, "symlink");
         });
     }
@@ -579,7 +552,6 @@ impl Filesystem for FsxFuse {
         let bits = flags.bits();
         self.spawn(async move {
             let r = async {
-                i.refuse_if_read_only()?;
                 let known = libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE;
                 if bits & !known != 0 {
                     return Err(FsError::new(
@@ -618,11 +590,7 @@ impl Filesystem for FsxFuse {
         let who = who(req);
         let name = newname.as_bytes().to_vec();
         self.spawn(async move {
-            let r = async {
-                i.refuse_if_read_only()?;
-                i.fs.link(i.ino(ino), i.ino(newparent), &name, &who).await
-            }
-            .await;
+            let r = i.fs.link(i.ino(ino), i.ino(newparent), &name, &who).await;
             i.entry(reply, r, "link");
         });
     }
@@ -633,9 +601,6 @@ impl Filesystem for FsxFuse {
         let flags = open_flags(flags.0);
         self.spawn(async move {
             let r = async {
-                if flags.write {
-                    i.refuse_if_read_only()?;
-                }
                 let ino = i.ino(ino);
                 let fh = i.fs.open(ino, flags, &who).await?;
                 match i.fs.getattr(ino).await {
@@ -922,7 +887,6 @@ impl Filesystem for FsxFuse {
         let value = value.to_vec();
         self.spawn(async move {
             let r = async {
-                i.refuse_if_read_only()?;
                 let create = flags & libc::XATTR_CREATE != 0;
                 let replace = flags & libc::XATTR_REPLACE != 0;
                 i.fs.setxattr(i.ino(ino), &name, &value, create, replace, &who)
@@ -968,11 +932,7 @@ impl Filesystem for FsxFuse {
         let who = who(req);
         let name = name.as_bytes().to_vec();
         self.spawn(async move {
-            let r = async {
-                i.refuse_if_read_only()?;
-                i.fs.removexattr(i.ino(ino), &name, &who).await
-            }
-            .await;
+            let r = i.fs.removexattr(i.ino(ino), &name, &who).await;
             done(reply, r, "removexattr");
         });
     }
@@ -1019,7 +979,6 @@ impl Filesystem for FsxFuse {
         let name = name.as_bytes().to_vec();
         self.spawn(async move {
             let r = async {
-                i.refuse_if_read_only()?;
                 let exclusive = flags & libc::O_EXCL != 0;
                 let (a, fh) =
                     i.fs.create(

@@ -187,7 +187,7 @@ impl Mount {
             MountOption::Subtype("fsx".into()),
             MountOption::NoAtime,
         ];
-        if shared.fs().volume().branch_id().is_err() || config.read_only {
+        if shared.fs().is_read_only() {
             options.push(MountOption::RO);
         }
         if config.default_permissions {

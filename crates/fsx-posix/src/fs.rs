@@ -249,8 +249,24 @@ impl Fs {
     }
 
     fn branch(&self) -> Result<BranchId> {
-        self.branch
-            .ok_or_else(|| err(errno::EROFS, "a commit is read-only"))
+        self.branch.ok_or_else(|| {
+            err(
+                errno::EROFS,
+                "read-only: a commit, or a branch opened read-only",
+            )
+        })
+    }
+
+    /// This file system, refusing every change with `EROFS` (a branch
+    /// mounted read-only): it then behaves as a commit's.
+    pub fn read_only(mut self) -> Self {
+        self.branch = None;
+        self
+    }
+
+    /// Whether every change is refused (a commit, or [`Fs::read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.branch.is_none()
     }
 
     /// The root directory's inode number.
@@ -306,25 +322,10 @@ impl Fs {
         Ok(a)
     }
 
+    /// Makes `parent/name`; a regular file with its write lease taken in
+    /// the same transaction when `lease` is given.
     #[allow(clippy::too_many_arguments)]
     async fn make(
-        &self,
-        parent: Ino,
-        name: &[u8],
-        kind: NodeKind,
-        mode: u32,
-        rdev: u64,
-        target: Option<&[u8]>,
-        caller: &Caller,
-    ) -> Result<Attr> {
-        self.make_leased(parent, name, kind, mode, rdev, target, caller, None)
-            .await
-    }
-
-    /// [`Fs::make`], a regular file with its write lease taken in the same
-    /// transaction when `lease` is given.
-    #[allow(clippy::too_many_arguments)]
-    async fn make_leased(
         &self,
         parent: Ino,
         name: &[u8],
@@ -359,7 +360,7 @@ impl Fs {
         mode: u32,
         caller: &Caller,
     ) -> Result<Attr> {
-        self.make(parent, name, NodeKind::Dir, mode, 0, None, caller)
+        self.make(parent, name, NodeKind::Dir, mode, 0, None, caller, None)
             .await
     }
 
@@ -379,7 +380,7 @@ impl Fs {
         if matches!(kind, NodeKind::CharDev | NodeKind::BlockDev) && !caller.is_root() {
             return Err(err(errno::EPERM, "only root makes device nodes"));
         }
-        self.make(parent, name, kind, mode, rdev, None, caller)
+        self.make(parent, name, kind, mode, rdev, None, caller, None)
             .await
     }
 
@@ -399,6 +400,7 @@ impl Fs {
             0,
             Some(target),
             caller,
+            None,
         )
         .await
     }
@@ -722,7 +724,7 @@ impl Fs {
         // lease.
         let opening = self.opening.lock().await;
         let made = self
-            .make_leased(
+            .make(
                 parent,
                 name,
                 NodeKind::File,

@@ -8,8 +8,9 @@
 //!
 //! # Model
 //!
-//! - **One view.** An [`Fs`] serves one branch (read-write) or one commit
-//!   (read-only: every change is `EROFS`).
+//! - **One view.** An [`Fs`] serves one branch (read-write, unless made
+//!   [`Fs::read_only`]) or one commit (read-only: every change is
+//!   `EROFS`).
 //! - **Handles share one file.** Every handle of an inode in this [`Fs`]
 //!   goes through one page-store [`fsx_engine::File`], so what one handle
 //!   writes the others read at once; it is opened for writing (taking the
