@@ -48,7 +48,9 @@ pub struct MountArgs {
     #[arg(short, long)]
     foreground: bool,
     /// Mount options, comma-separated: allow_other, allow_root,
-    /// default_permissions, ro; anything else is passed to the kernel.
+    /// default_permissions, ro, dirsync (every change of the tree durable
+    /// before it returns, instead of at the next fsync or within 5 s);
+    /// anything else is passed to the kernel.
     #[arg(short = 'o', value_name = "OPTIONS", value_delimiter = ',')]
     options: Vec<String>,
     /// Where the detached daemon logs (default: mount.log in the volume
@@ -130,6 +132,7 @@ fn config(args: &MountArgs) -> anyhow::Result<MountConfig> {
             "allow_root" => c.allow_root = true,
             "default_permissions" => c.default_permissions = true,
             "ro" => c.read_only = true,
+            "dirsync" => c.dirsync = true,
             "rw" => {
                 if c.read_only {
                     bail!("-o rw contradicts a read-only mount (--read-only, --commit or -o ro)");

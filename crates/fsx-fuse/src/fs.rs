@@ -21,9 +21,10 @@ use fsx_posix::{
 };
 use fuser::{
     AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileHandle, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, Notifier, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLock, ReplyLseek,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, Notifier, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
+    ReplyLock, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
 use tokio::runtime::Handle;
 
@@ -184,8 +185,22 @@ impl FsxFuse {
         self.inner.clone()
     }
 
+    /// Answers a request: polled once here, on the FUSE thread, and
+    /// handed to the runtime only if it must wait. With SQLite metadata a
+    /// tree request completes in that poll (the engine answers every
+    /// statement at once), and hopping to a runtime worker and back
+    /// would cost more than the request itself; whatever waits for I/O
+    /// (the store, PostgreSQL, a lock) goes on waiting on the runtime, so
+    /// nothing waits here.
     fn spawn<F: Future<Output = ()> + Send + 'static>(&self, f: F) {
-        self.rt.spawn(f);
+        let mut f = Box::pin(f);
+        let _in_runtime = self.rt.enter();
+        // The runtime polls a spawned task at once, so the waker this poll
+        // leaves behind is replaced before anything could need it.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if f.as_mut().poll(&mut cx).is_pending() {
+            self.rt.spawn(f);
+        }
     }
 }
 
@@ -847,9 +862,29 @@ impl Filesystem for FsxFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        // Every change of the tree is one committed metadata transaction
-        // before its request is answered: there is nothing left to sync.
-        reply.ok();
+        let i = self.inner.clone();
+        self.spawn(async move {
+            match i.fs.sync_tree().await {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno_of("fsyncdir", &e)),
+            }
+        });
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        // No ioctl is supported: the answer a regular file gives (`isatty`
+        // asks on every `fopen`, so this must not log).
+        reply.error(Errno::from_i32(libc::ENOTTY));
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

@@ -18,8 +18,9 @@ use tokio::runtime::Handle;
 
 use crate::fs::{FsxFuse, SharedFs};
 
-/// How often the daemon renews leases and drains the tier replication
-/// queue.
+/// How often the daemon renews leases, drains the tier replication queue
+/// and makes the tree's changes durable (a local disk's journal commits
+/// as often).
 const BACKGROUND_EVERY: Duration = Duration::from_secs(5);
 
 /// Why a mount could not start or end cleanly.
@@ -75,6 +76,10 @@ pub struct MountConfig {
     pub fs_name: String,
     /// Threads reading requests from the kernel.
     pub threads: usize,
+    /// Every change of the tree durable before its call returns (`-o
+    /// dirsync`); otherwise durable at the next `fsync` or `fsyncdir`,
+    /// or within 5 s (see [`Fs::set_dirsync`]).
+    pub dirsync: bool,
     /// Other kernel mount options, passed as they are (`-o`).
     pub options: Vec<String>,
 }
@@ -89,7 +94,10 @@ impl Default for MountConfig {
             attr_ttl: Duration::from_secs(1),
             entry_ttl: Duration::from_secs(1),
             fs_name: "fsx".into(),
-            threads: 2,
+            // Two more than the cores here: a request that commits with
+            // a disk flush holds its thread meanwhile (`FsxFuse::spawn`).
+            threads: 4,
+            dirsync: false,
             options: Vec::new(),
         }
     }
@@ -174,6 +182,7 @@ impl Mount {
         rt: Handle,
     ) -> Result<Self, MountError> {
         let abs = check_mountpoint(mountpoint)?;
+        fs.set_dirsync(config.dirsync);
         let fuse = FsxFuse::new(
             fs,
             rt.clone(),
@@ -280,13 +289,17 @@ impl Mount {
     }
 }
 
-/// The daemon's own work while mounted: the write leases of idle open
-/// files are renewed, and copies owed to faster or slower tiers made.
+/// The daemon's own work while mounted: the tree's changes are made
+/// durable, the write leases of idle open files renewed, and copies owed
+/// to faster or slower tiers made.
 async fn background(shared: Arc<dyn SharedFs>) {
     let mut tick = tokio::time::interval(BACKGROUND_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if let Err(e) = shared.fs().sync_tree().await {
+            tracing::warn!(error = %e, "making the tree's changes durable failed; it is retried");
+        }
         if let Err(e) = shared.fs().renew_leases().await {
             tracing::warn!(error = %e, "renewing the write leases failed; it is retried");
         }

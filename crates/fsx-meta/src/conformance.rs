@@ -105,6 +105,9 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
     ("locks_conflict_split_and_die_with_their_session", |m| {
         Box::pin(tree::locks(m))
     }),
+    ("tree_changes_may_wait_for_a_barrier", |m| {
+        Box::pin(tree::deferred_durability(m))
+    }),
 ];
 
 /// Runs every check, each on an engine from `fresh`; returns the failures

@@ -36,7 +36,9 @@
 //! Each method is one atomic transaction: after it returns `Ok` its effects
 //! are durable (they survive a crash of the process or machine) and visible
 //! to every later call on any engine instance of the same volume; after it
-//! returns `Err` it has changed nothing.
+//! returns `Err` it has changed nothing. The one exception is opt-in: tree
+//! changes of an instance told to [`MetaTree::defer_durability`] are
+//! durable at its next barrier (see [`MetaTree`]'s "Durability").
 
 use bytes::Bytes;
 

@@ -856,9 +856,17 @@ impl Fs {
         Ok(())
     }
 
-    /// `fsync`/`fdatasync`: the handle's file's writes are durable when
-    /// this returns.
+    /// `fsync`/`fdatasync`: the handle's file's writes, and every change
+    /// of the tree made before, are durable when this returns (a local
+    /// disk promises less: the file's own name only after `fsync` of its
+    /// directory).
     pub async fn fsync(&self, fh: Fh) -> Result<()> {
+        self.sync_data(fh).await?;
+        self.sync_tree().await
+    }
+
+    /// The handle's file's writes are durable when this returns.
+    async fn sync_data(&self, fh: Fh) -> Result<()> {
         let h = self.handle(fh)?;
         let mut g = h.node.file.write().await;
         let f = live(&mut g)?;
@@ -867,6 +875,30 @@ impl Fs {
             self.note(&h.node, f);
         }
         Ok(())
+    }
+
+    /// Whether every change of the tree is durable when its call returns
+    /// (`true`, the default), or committed at once — seen by every later
+    /// call and every other session, kept through a crash of this process
+    /// — and durable at the next [`Fs::fsync`] of any file,
+    /// [`Fs::sync_tree`], durable sync of written data, or close of this
+    /// file system (`false`: what a local disk does, one disk flush for
+    /// many changes instead of one each).
+    pub fn set_dirsync(&self, on: bool) {
+        self.meta().defer_durability(!on);
+    }
+
+    /// `fsyncdir` and `syncfs`: every change of the tree made so far is
+    /// durable when this returns (nothing to do under
+    /// [`Fs::set_dirsync`]`(true)`).
+    pub async fn sync_tree(&self) -> Result<()> {
+        Ok(self.meta().barrier().await?)
+    }
+
+    /// Whether some change of the tree is committed but not durable yet
+    /// (see [`Fs::set_dirsync`]).
+    pub fn tree_sync_pending(&self) -> bool {
+        self.meta().durability_pending()
     }
 
     /// Limits the unsynced bytes all open files buffer together: past
@@ -896,10 +928,11 @@ impl Fs {
             .fetch_add(now - before, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// `flush` (every `close(2)` of a descriptor): durable, so a file
-    /// closed is seen whole by the next open anywhere.
+    /// `flush` (every `close(2)` of a descriptor): the file's writes are
+    /// durable, so a file closed is seen whole by the next open anywhere;
+    /// a close is no barrier for the tree (see [`Fs::set_dirsync`]).
     pub async fn flush(&self, fh: Fh) -> Result<()> {
-        self.fsync(fh).await
+        self.sync_data(fh).await
     }
 
     /// Closes a handle; the last handle of an inode closes its file
@@ -1182,8 +1215,8 @@ impl Fs {
             .await?)
     }
 
-    /// Closes every open handle (durably) and drops this session's locks:
-    /// what unmounting does.
+    /// Closes every open handle (durably), drops this session's locks and
+    /// makes every change of the tree durable: what unmounting does.
     pub async fn close_all(&self) -> Result<()> {
         // A release under way (its handle already gone from the table)
         // finishes before this returns.
@@ -1197,6 +1230,9 @@ impl Fs {
         }
         if let Err(e) = self.meta().release_locks(&self.holder, None, None).await {
             first.get_or_insert(e.into());
+        }
+        if let Err(e) = self.sync_tree().await {
+            first.get_or_insert(e);
         }
         first.map_or(Ok(()), Err)
     }

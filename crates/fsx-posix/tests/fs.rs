@@ -13,7 +13,7 @@ use std::sync::Arc;
 use fsx_engine::{GcOptions, NoProgress, SystemEnv, Volume, VolumeOptions};
 use fsx_meta::VolumeConfig;
 use fsx_meta::sqlite::SqliteMeta;
-use fsx_posix::{Caller, Fs, LockKind, LockRange, OpenFlags, SetAttrs, Whence, errno};
+use fsx_posix::{Caller, Fs, LockKind, LockRange, OpenFlags, RenameFlags, SetAttrs, Whence, errno};
 use fsx_store::local::LocalBackend;
 use fsx_testkit::crash;
 
@@ -524,4 +524,148 @@ async fn many_open_files_keep_unsynced_bytes_under_the_limit() {
             .unwrap();
         assert_eq!(a.size, 4 * chunk as u64);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tree_changes_without_dirsync_wait_for_the_next_barrier() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Fs::new(create(dir.path()).await).await.unwrap();
+    let me = root();
+    // The library's default: every change is durable when it returns.
+    fs.mkdir(fs.root(), b"synced", 0o755, &me).await.unwrap();
+    assert!(!fs.tree_sync_pending());
+
+    fs.set_dirsync(false);
+    let d = fs.mkdir(fs.root(), b"d", 0o755, &me).await.unwrap();
+    assert!(fs.tree_sync_pending(), "a deferred mkdir waits for nothing");
+    assert_eq!(fs.lookup(fs.root(), b"d", &me).await.unwrap().ino, d.ino);
+    fs.sync_tree().await.unwrap();
+    assert!(!fs.tree_sync_pending(), "fsyncdir left a change waiting");
+
+    // Closing an empty new file is no barrier (as on a local disk) …
+    let (_, fh) = fs
+        .create(d.ino, b"empty", 0o644, OpenFlags::read_write(), true, &me)
+        .await
+        .unwrap();
+    fs.flush(fh).await.unwrap();
+    fs.release(fh).await.unwrap();
+    assert!(
+        fs.tree_sync_pending(),
+        "closing an unwritten file flushed the tree"
+    );
+    // … but closing a written one syncs its data durably, and that commit
+    // carries every change before it.
+    let (_, fh) = fs
+        .create(d.ino, b"written", 0o644, OpenFlags::read_write(), true, &me)
+        .await
+        .unwrap();
+    fs.write(fh, 0, b"bytes").await.unwrap();
+    fs.flush(fh).await.unwrap();
+    assert!(!fs.tree_sync_pending(), "a durable data sync is no barrier");
+    fs.release(fh).await.unwrap();
+
+    // fsync of a file with nothing to write is a barrier too.
+    fs.rename(
+        d.ino,
+        b"empty",
+        d.ino,
+        b"renamed",
+        RenameFlags::default(),
+        &me,
+    )
+    .await
+    .unwrap();
+    assert!(fs.tree_sync_pending());
+    let reader = fs
+        .open(
+            fs.lookup(d.ino, b"written", &me).await.unwrap().ino,
+            OpenFlags::read_only(),
+            &me,
+        )
+        .await
+        .unwrap();
+    fs.fsync(reader).await.unwrap();
+    assert!(!fs.tree_sync_pending(), "fsync left the rename waiting");
+    fs.release(reader).await.unwrap();
+
+    // So is closing the file system.
+    fs.unlink(d.ino, b"renamed", &me).await.unwrap();
+    assert!(fs.tree_sync_pending());
+    fs.close_all().await.unwrap();
+    assert!(!fs.tree_sync_pending(), "close_all left the unlink waiting");
+
+    fs.set_dirsync(true);
+    fs.mkdir(fs.root(), b"again", 0o755, &me).await.unwrap();
+    assert!(!fs.tree_sync_pending());
+}
+
+const DEFERRED_CHILD: &str = "deferred_tree_changes_outlive_a_killed_session";
+
+/// The child: without dirsync, round `i` makes `d<i>`, creates `d<i>/f`
+/// and renames it to `d<i>/g`, never syncing, then acknowledges `i`.
+async fn deferred_child(dir: &Path) {
+    let fs = Fs::new(open(dir).await).await.unwrap();
+    fs.set_dirsync(false);
+    let me = root();
+    for i in 0u64.. {
+        let d = fs
+            .mkdir(fs.root(), format!("d{i}").as_bytes(), 0o755, &me)
+            .await
+            .unwrap();
+        let (_, fh) = fs
+            .create(d.ino, b"f", 0o644, OpenFlags::read_write(), true, &me)
+            .await
+            .unwrap();
+        fs.release(fh).await.unwrap();
+        fs.rename(d.ino, b"f", d.ino, b"g", RenameFlags::default(), &me)
+            .await
+            .unwrap();
+        // What is acknowledged here is not durable yet: the test is about
+        // deferred commits.
+        assert!(fs.tree_sync_pending());
+        println!("ack {i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_tree_changes_outlive_a_killed_session() {
+    if let Ok(dir) = std::env::var("FSX_POSIX_DEFERRED_CHILD") {
+        deferred_child(Path::new(&dir)).await;
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    drop(create(dir.path()).await);
+    let mut rng = crash::Rng(crash::seed(DEFERRED_CHILD));
+    let acks = 50 + rng.below(150);
+    let run = crash::run_child::<u64>(
+        DEFERRED_CHILD,
+        &[("FSX_POSIX_DEFERRED_CHILD", dir.path().to_str().unwrap())],
+        crash::Stop::AfterAcks {
+            acks,
+            delay: std::time::Duration::from_micros(rng.below(3_000)),
+        },
+    );
+    assert!(
+        matches!(run.ending, crash::Ending::Killed),
+        "the child ended on its own: {}",
+        run.output_tail()
+    );
+    let last = run.last.expect("the child acknowledged a round");
+    let fs = Fs::new(open(dir.path()).await).await.unwrap();
+    let me = root();
+    for i in 0..=last {
+        let d = fs
+            .lookup(fs.root(), format!("d{i}").as_bytes(), &me)
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged d{i} is gone: {e}"));
+        fs.lookup(d.ino, b"g", &me)
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged d{i}/g is gone: {e}"));
+        assert_eq!(
+            fs.lookup(d.ino, b"f", &me).await.unwrap_err().errno(),
+            errno::ENOENT,
+            "d{i}/f was renamed"
+        );
+    }
+    assert!(fs.volume().fsck(&NoProgress).await.unwrap().is_clean());
 }

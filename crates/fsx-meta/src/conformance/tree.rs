@@ -863,3 +863,89 @@ pub(super) async fn locks(m: &dyn MetaEngine) -> CheckResult {
     )?;
     Ok(())
 }
+
+/// Tree changes of an instance that defers their durability are
+/// committed at once and wait for a barrier, which a durable write also
+/// is; refused changes leave nothing waiting.
+pub(super) async fn deferred_durability(m: &dyn MetaEngine) -> CheckResult {
+    init(m).await?;
+    let root = ok("root", m.root().await)?;
+    let me = root_caller();
+    make(m, root, b"durable", NodeKind::Dir, &me).await?;
+    ensure!(
+        !m.durability_pending(),
+        "a change waits for a barrier before deferral was asked for"
+    );
+    ok("barrier with nothing waiting", m.barrier().await)?;
+
+    m.defer_durability(true);
+    let d = make(m, root, b"deferred", NodeKind::Dir, &me).await?;
+    ensure!(
+        m.durability_pending(),
+        "a deferred make waits for no barrier"
+    );
+    let seen = ok("lookup", m.lookup(View::MAIN, root, b"deferred", &me).await)?;
+    ensure!(seen.ino == d.ino, "a deferred make is not visible at once");
+    ok("barrier", m.barrier().await)?;
+    ensure!(!m.durability_pending(), "a barrier left changes waiting");
+
+    refused(
+        "make over an existing name",
+        m.make(&node(root, b"deferred", NodeKind::Dir, 0o755, &me))
+            .await,
+        Refused::Exists,
+    )?;
+    ensure!(
+        !m.durability_pending(),
+        "a refused change waits for a barrier"
+    );
+
+    ok(
+        "rename",
+        m.rename(
+            MAIN_BRANCH,
+            root,
+            b"deferred",
+            root,
+            b"renamed",
+            RenameFlags::default(),
+            None,
+            &me,
+            NOW,
+        )
+        .await,
+    )?;
+    ensure!(
+        m.durability_pending(),
+        "a deferred rename waits for no barrier"
+    );
+    // Any durable write of the instance is a barrier.
+    new_file(m, "data", HOLDER, NOW).await?;
+    ensure!(
+        !m.durability_pending(),
+        "a durable write did not make the deferred rename durable"
+    );
+    ok(
+        "remove",
+        m.remove(MAIN_BRANCH, root, b"renamed", true, None, &me, NOW)
+            .await,
+    )?;
+    ensure!(
+        m.durability_pending(),
+        "a deferred rmdir waits for no barrier"
+    );
+    ok("barrier", m.barrier().await)?;
+    let names = names(m, View::MAIN, root).await?;
+    ensure!(
+        names == ["data", "durable"],
+        "after deferred changes the root holds {names:?}"
+    );
+
+    m.defer_durability(false);
+    make(m, root, b"again", NodeKind::Dir, &me).await?;
+    ensure!(
+        !m.durability_pending(),
+        "a change waits for a barrier after deferral was turned off"
+    );
+    Ok(())
+}

@@ -299,6 +299,14 @@ pub struct Unlinked {
 ///   regular file's `mtime` and `ctime` also follow the page store's
 ///   writes (ms resolution), unless `setattr` set `mtime` after the last
 ///   write.
+/// - **Durability.** A change is durable when it returns, as every
+///   transaction of the contract is, unless this engine instance was told
+///   to [`MetaTree::defer_durability`]: then `make`, `setattr`, `link`,
+///   `remove`, `rename`, `forget_orphan` and `setxattr` commit without
+///   waiting for the disk — visible at once to every reader, kept through
+///   a crash of this process, in order — and are durable after the next
+///   [`MetaTree::barrier`] or the next durable write of the same instance
+///   (what `fsync` of a file or of its directory is on a local disk).
 pub trait MetaTree {
     /// The root directory's inode number.
     fn root(&self) -> BoxFuture<'_, Result<Ino>>;
@@ -400,6 +408,17 @@ pub trait MetaTree {
         caller: &'a Caller,
         now_ns: i64,
     ) -> BoxFuture<'a, Result<Option<Unlinked>>>;
+
+    /// Whether this instance's tree changes commit without waiting for
+    /// the disk (see "Durability"); off until set.
+    fn defer_durability(&self, on: bool);
+
+    /// Makes every change this instance committed before the call durable
+    /// (nothing to do, and no transaction, when none waits).
+    fn barrier(&self) -> BoxFuture<'_, Result<()>>;
+
+    /// Whether a change this instance committed may not be durable yet.
+    fn durability_pending(&self) -> bool;
 
     /// Drops an orphan's data if it still has no link (its last open
     /// handle closed, or its holder died).

@@ -69,6 +69,7 @@
 #![cfg_attr(not(all(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
@@ -108,6 +109,99 @@ pub(crate) enum TxKind {
     /// writer connection, whose page cache already holds those pages (the
     /// packer's question after every sync); elsewhere a [`TxKind::Read`].
     ReadOwnWrites,
+    /// Changes the file tree: a [`TxKind::Write`], unless the engine
+    /// defers the tree's durability ([`Durability`]): then committed as a
+    /// [`TxKind::Runtime`] is, durable at the next barrier.
+    Tree,
+}
+
+/// When committed changes become durable, for the tree changes an engine
+/// may commit without waiting for the disk
+/// ([`crate::contract::MetaTree::defer_durability`]).
+///
+/// Both engines log commits in one ordered stream (SQLite's WAL,
+/// PostgreSQL's WAL), so a commit that waits for the disk makes every
+/// commit before it durable too. A durable write transaction begun while
+/// deferred commits are pending therefore also writes the barrier row —
+/// a transaction that changes nothing flushes nothing — and, once it
+/// commits, counts them durable. The counters are per engine instance: a
+/// deferred commit of another process is that process's to flush.
+#[derive(Debug, Default)]
+pub(crate) struct Durability {
+    defer: AtomicBool,
+    /// Deferred commits so far.
+    committed: AtomicU64,
+    /// How many of them are known durable.
+    durable: AtomicU64,
+}
+
+/// What [`Durability::begin`] decided for one transaction.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ticket {
+    /// The kind the transaction runs as (never [`TxKind::Tree`]).
+    pub kind: TxKind,
+    /// Deferred commits this transaction makes durable by writing the
+    /// barrier row, if it must.
+    pub barrier: Option<u64>,
+    deferred: bool,
+}
+
+impl Durability {
+    pub fn set_defer(&self, on: bool) {
+        self.defer.store(on, Ordering::SeqCst);
+    }
+
+    /// Whether a deferred commit may not be durable yet.
+    pub fn pending(&self) -> bool {
+        self.durable.load(Ordering::SeqCst) < self.committed.load(Ordering::SeqCst)
+    }
+
+    /// How a transaction asked for as `kind` runs.
+    pub fn begin(&self, kind: TxKind) -> Ticket {
+        let kind = match kind {
+            TxKind::Tree if self.defer.load(Ordering::SeqCst) => {
+                return Ticket {
+                    kind: TxKind::Runtime,
+                    barrier: None,
+                    deferred: true,
+                };
+            }
+            TxKind::Tree => TxKind::Write,
+            k => k,
+        };
+        // Read before the transaction begins: what committed earlier is
+        // ahead of it in the log.
+        let committed = self.committed.load(Ordering::SeqCst);
+        let barrier = (kind == TxKind::Write && self.durable.load(Ordering::SeqCst) < committed)
+            .then_some(committed);
+        Ticket {
+            kind,
+            barrier,
+            deferred: false,
+        }
+    }
+
+    /// Records that the transaction of `t` committed.
+    pub fn committed(&self, t: Ticket) {
+        if t.deferred {
+            self.committed.fetch_add(1, Ordering::SeqCst);
+        }
+        if let Some(n) = t.barrier {
+            self.durable.fetch_max(n, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Writes the barrier row: a change in a durable transaction, so that its
+/// commit flushes the log (and every deferred commit before it).
+pub(crate) async fn write_barrier(tx: &impl Tx, n: u64) -> Result<()> {
+    let n = n.to_string();
+    tx.exec(
+        settings::Q::UpsertSetting.into(),
+        args!["durability.barrier", n.as_str()],
+    )
+    .await?;
+    Ok(())
 }
 
 /// A statement of some family, by name.
@@ -296,7 +390,7 @@ macro_rules! contract_impl {
             use fsx_store::BoxFuture;
             use $crate::Result;
             use $crate::contract::*;
-            use $crate::logic::TxKind::{Read, ReadOwnWrites, Runtime, Write};
+            use $crate::logic::TxKind::{Read, ReadOwnWrites, Runtime, Tree, Write};
             use $crate::logic::{branches, extents, files, layers, run, settings, tiers};
 
             $($body)*

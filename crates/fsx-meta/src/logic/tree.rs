@@ -1910,6 +1910,23 @@ macro_rules! impl_meta_tree {
             use bytes::Bytes;
 
             impl MetaTree for $engine {
+                fn defer_durability(&self, on: bool) {
+                    self.durability().set_defer(on);
+                }
+
+                fn barrier(&self) -> BoxFuture<'_, Result<()>> {
+                    if !self.durability().pending() {
+                        return Box::pin(std::future::ready(Ok(())));
+                    }
+                    // A durable write begun with deferred commits pending
+                    // writes the barrier row itself (`logic::Durability`).
+                    run!($mode, self, Write, |_tx| Ok(()))
+                }
+
+                fn durability_pending(&self) -> bool {
+                    self.durability().pending()
+                }
+
                 fn root(&self) -> BoxFuture<'_, Result<Ino>> {
                     run!($mode, self, Read, |tx| tree::root(tx).await)
                 }
@@ -1960,7 +1977,7 @@ macro_rules! impl_meta_tree {
                 }
 
                 fn make<'a>(&'a self, node: &'a MakeNode<'a>) -> BoxFuture<'a, Result<Attr>> {
-                    run!($mode, self, Write, |tx| tree::make(tx, node).await)
+                    run!($mode, self, Tree, |tx| tree::make(tx, node).await)
                 }
 
                 fn setattr<'a>(
@@ -1971,7 +1988,7 @@ macro_rules! impl_meta_tree {
                     caller: &'a Caller,
                     now_ns: i64,
                 ) -> BoxFuture<'a, Result<Attr>> {
-                    run!($mode, self, Write, |tx| tree::setattr(
+                    run!($mode, self, Tree, |tx| tree::setattr(
                         tx, branch, ino, set, caller, now_ns
                     )
                     .await)
@@ -1986,7 +2003,7 @@ macro_rules! impl_meta_tree {
                     caller: &'a Caller,
                     now_ns: i64,
                 ) -> BoxFuture<'a, Result<Attr>> {
-                    run!($mode, self, Write, |tx| tree::link(
+                    run!($mode, self, Tree, |tx| tree::link(
                         tx, branch, ino, new_parent, new_name, caller, now_ns
                     )
                     .await)
@@ -2002,7 +2019,7 @@ macro_rules! impl_meta_tree {
                     caller: &'a Caller,
                     now_ns: i64,
                 ) -> BoxFuture<'a, Result<Unlinked>> {
-                    run!($mode, self, Write, |tx| tree::remove(
+                    run!($mode, self, Tree, |tx| tree::remove(
                         tx, branch, parent, name, dir, open, caller, now_ns
                     )
                     .await)
@@ -2020,7 +2037,7 @@ macro_rules! impl_meta_tree {
                     caller: &'a Caller,
                     now_ns: i64,
                 ) -> BoxFuture<'a, Result<Option<Unlinked>>> {
-                    run!($mode, self, Write, |tx| tree::rename(
+                    run!($mode, self, Tree, |tx| tree::rename(
                         tx, branch, parent, name, new_parent, new_name, flags, open_dst,
                         caller, now_ns
                     )
@@ -2033,7 +2050,7 @@ macro_rules! impl_meta_tree {
                     ino: Ino,
                     now_ns: i64,
                 ) -> BoxFuture<'_, Result<()>> {
-                    run!($mode, self, Write, |tx| tree::forget_orphan(tx, branch, ino, now_ns)
+                    run!($mode, self, Tree, |tx| tree::forget_orphan(tx, branch, ino, now_ns)
                         .await)
                 }
 
@@ -2100,7 +2117,7 @@ macro_rules! impl_meta_tree {
                     caller: &'a Caller,
                     now_ns: i64,
                 ) -> BoxFuture<'a, Result<()>> {
-                    run!($mode, self, Write, |tx| tree::setxattr(
+                    run!($mode, self, Tree, |tx| tree::setxattr(
                         tx, branch, ino, name, value, create, replace, caller, now_ns
                     )
                     .await)

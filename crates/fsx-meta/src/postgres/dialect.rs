@@ -249,8 +249,9 @@ impl PgMeta {
         kind: TxKind,
         f: impl for<'t> Fn(&'t PgTx<'t>, Within<'t, 'a>) -> BoxFuture<'t, Result<T>>,
     ) -> Result<T> {
-        let begin = match kind {
-            TxKind::Write => conn::TxKind::Write,
+        let ticket = self.durability.begin(kind);
+        let begin = match ticket.kind {
+            TxKind::Write | TxKind::Tree => conn::TxKind::Write,
             TxKind::Runtime => conn::TxKind::Runtime,
             TxKind::Read | TxKind::ReadOwnWrites => conn::TxKind::Read,
         };
@@ -260,15 +261,18 @@ impl PgMeta {
             let outcome = async {
                 let mut c = self.pool.get().await?;
                 let tx = c.begin(begin).await?;
-                let value = f(
-                    &PgTx {
+                let value = {
+                    let ptx = PgTx {
                         tx: &tx,
                         caches: &self.caches,
                         shown: &self.pool.url().shown,
-                    },
-                    Within::default(),
-                )
-                .await?;
+                    };
+                    let value = f(&ptx, Within::default()).await?;
+                    if let Some(n) = ticket.barrier {
+                        crate::logic::write_barrier(&ptx, n).await?;
+                    }
+                    value
+                };
                 tx.commit().await?;
                 Ok(value)
             }
@@ -277,8 +281,17 @@ impl PgMeta {
                 Err(e) if attempt < MAX_ATTEMPTS && is_retryable(&e) => {
                     tracing::debug!(attempt, error = %e, "postgres transaction aborted; retrying");
                 }
+                Ok(v) => {
+                    self.durability.committed(ticket);
+                    break Ok(v);
+                }
                 other => break other,
             }
         }
+    }
+
+    /// What the engine knows of its deferred commits.
+    pub(crate) fn durability(&self) -> &crate::logic::Durability {
+        &self.durability
     }
 }

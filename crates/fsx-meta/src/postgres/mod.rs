@@ -113,6 +113,9 @@ pub struct PgMeta {
     pool: Arc<Pool>,
     /// Files as long runs of frozen layers show them (shared by clones).
     caches: Arc<Caches>,
+    /// Deferred tree commits and the barriers that made them durable
+    /// (shared by clones).
+    durability: Arc<crate::logic::Durability>,
 }
 
 impl std::fmt::Debug for PgMeta {
@@ -151,6 +154,7 @@ impl PgMeta {
         Ok(Self {
             pool: Arc::new(pool),
             caches: Arc::default(),
+            durability: Arc::default(),
         })
     }
 

@@ -175,19 +175,34 @@ impl SqliteMeta {
         f: impl AsyncFnOnce(&SqliteTx<'_>) -> Result<T>,
     ) -> Result<T> {
         let inner = &self.inner;
+        let ticket = inner.durability.begin(kind);
         let body = |tx: &Transaction<'_>| {
-            crate::logic::complete(f(&SqliteTx {
+            let tx = SqliteTx {
                 tx,
                 caches: &inner.caches,
                 path: &inner.path,
                 statements: &inner.statements,
-            }))
+            };
+            crate::logic::complete(async {
+                let value = f(&tx).await?;
+                if let Some(n) = ticket.barrier {
+                    crate::logic::write_barrier(&tx, n).await?;
+                }
+                Ok(value)
+            })
         };
-        match kind {
-            TxKind::Write => self.write(body),
+        let out = match ticket.kind {
+            TxKind::Write | TxKind::Tree => self.write(body),
             TxKind::Runtime => self.write_runtime(body),
             TxKind::Read => self.read(body),
             TxKind::ReadOwnWrites => self.read_on_writer(body),
-        }
+        }?;
+        inner.durability.committed(ticket);
+        Ok(out)
+    }
+
+    /// What the engine knows of its deferred commits.
+    pub(crate) fn durability(&self) -> &crate::logic::Durability {
+        &self.inner.durability
     }
 }

@@ -67,6 +67,11 @@ struct Inner {
     caches: Caches,
     /// Statements run, for [`SqliteMeta::statements`].
     statements: std::sync::atomic::AtomicU64,
+    /// Deferred tree commits and the barriers that made them durable.
+    durability: crate::logic::Durability,
+    /// The writer is set to `synchronous = NORMAL` (read and written with
+    /// the writer locked).
+    writer_normal: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Inner {
@@ -213,6 +218,8 @@ impl SqliteMeta {
                 readers: Mutex::new(Vec::new()),
                 caches: Caches::default(),
                 statements: Default::default(),
+                durability: Default::default(),
+                writer_normal: Default::default(),
             }),
         })
     }
@@ -275,6 +282,8 @@ impl SqliteMeta {
                 readers: Mutex::new(Vec::new()),
                 caches: Caches::default(),
                 statements: Default::default(),
+                durability: Default::default(),
+                writer_normal: Default::default(),
             }),
         })
     }
@@ -310,11 +319,23 @@ impl SqliteMeta {
                 ),
             ));
         }
-        transact(
-            &mut lock(&self.inner.writer),
-            TransactionBehavior::Immediate,
-            f,
-        )
+        let mut conn = lock(&self.inner.writer);
+        self.synchronous(&conn, true)?;
+        transact(&mut conn, TransactionBehavior::Immediate, f)
+    }
+
+    /// Sets the writer's `synchronous` to `FULL` (`full`) or `NORMAL`,
+    /// unless it is so already (called with the writer locked: the flag
+    /// says what the connection `conn` is set to).
+    fn synchronous(&self, conn: &Connection, full: bool) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.inner.writer_normal.load(Relaxed) != full {
+            return Ok(());
+        }
+        conn.pragma_update(None, "synchronous", if full { "FULL" } else { "NORMAL" })
+            .map_err(sql_err)?;
+        self.inner.writer_normal.store(!full, Relaxed);
+        Ok(())
     }
 
     /// Runs `f` in one write transaction that changes only runtime rows
@@ -329,14 +350,10 @@ impl SqliteMeta {
             return self.write(f);
         }
         let mut conn = lock(&self.inner.writer);
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(sql_err)?;
-        let out = transact(&mut conn, TransactionBehavior::Immediate, f);
-        // Every other transaction is durable when it commits.
-        let restored = conn.pragma_update(None, "synchronous", "FULL");
-        let out = out?;
-        restored.map_err(sql_err)?;
-        Ok(out)
+        // Left so until the next durable write sets it back: runs of
+        // deferred changes pay for the pragma once.
+        self.synchronous(&conn, false)?;
+        transact(&mut conn, TransactionBehavior::Immediate, f)
     }
 
     /// Runs `f` in one read transaction on the writer connection, whose
