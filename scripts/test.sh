@@ -98,7 +98,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "wasm32: the runtime-free core"
 # No tokio, no threads, no OS calls: what the Cloudflare Workers build needs.
 cargo build --locked --target wasm32-unknown-unknown --no-default-features \
-    -p fsx-format -p fsx-store -p fsx-meta -p fsx-engine
+    -p fsx-format -p fsx-protocol -p fsx-store -p fsx-meta -p fsx-engine
 
 step "build tests"
 # The file-system suites' mounts are served by a release build: the
