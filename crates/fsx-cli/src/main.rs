@@ -14,6 +14,7 @@ mod mount_cmd;
 mod sql_cmd;
 mod store_cmd;
 mod tier_cmd;
+mod token_cmd;
 mod tree;
 mod tree_cmd;
 mod volume_cmd;
@@ -128,6 +129,9 @@ enum Command {
     /// Monthly storage and operation cost by tier, next to the same
     /// operations with one blob per page.
     Cost(tier_cmd::CostArgs),
+    /// API tokens for `fsx serve`: create (printed once), list, revoke.
+    #[command(subcommand)]
+    Token(token_cmd::TokenCommand),
 }
 
 fn main() -> ExitCode {
@@ -162,6 +166,7 @@ fn main() -> ExitCode {
         Command::Store(cmd) => store_cmd::run(cmd),
         Command::Tier(cmd) => tier_cmd::run(cmd),
         Command::Cost(args) => tier_cmd::run_cost(args),
+        Command::Token(cmd) => token_cmd::run(cmd),
     };
     match result {
         Ok(code) => code,

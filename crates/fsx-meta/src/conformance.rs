@@ -108,6 +108,9 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
     ("tree_changes_may_wait_for_a_barrier", |m| {
         Box::pin(tree::deferred_durability(m))
     }),
+    ("tokens_are_stored_listed_and_revoked", |m| {
+        Box::pin(tokens::tokens(m))
+    }),
 ];
 
 /// Runs every check, each on an engine from `fresh`; returns the failures
@@ -143,6 +146,7 @@ mod branches;
 mod extents;
 mod files;
 mod tiers;
+mod tokens;
 mod tree;
 
 /// `Ok` value or a message naming the call.

@@ -29,6 +29,7 @@
 //! | [`MetaTiers`] | the hot tier, copy records and the replication queue, digests, access statistics |
 //! | [`MetaBranches`] | branches, commits, layers, merges, expiry |
 //! | [`MetaTree`] | the file tree: inodes, entries, links, symlinks, extended attributes, orphans |
+//! | [`MetaTokens`] | the API tokens `fsx serve` accepts (hashed secrets, scopes, revocation) |
 //!
 //! [`MetaEngine`] is their sum; callers import [`crate::prelude`]. What
 //! holds for every method of every family:
@@ -49,6 +50,7 @@ mod extents;
 mod files;
 mod settings;
 mod tiers;
+mod tokens;
 mod tree;
 
 pub use branches::MetaBranches;
@@ -56,6 +58,7 @@ pub use extents::MetaExtents;
 pub use files::MetaFiles;
 pub use settings::MetaSettings;
 pub use tiers::MetaTiers;
+pub use tokens::{MetaTokens, TOKEN_LABEL_MAX, TOKEN_SCOPES, TokenInfo, TokenRecord};
 pub use tree::{
     Attr, ByteLock, DirEntry, Ino, LockKind, MakeNode, MetaTree, NewLease, NodeKind, Orphan,
     SetAttr, SetTime, TreeNode, Unlinked,
@@ -775,6 +778,7 @@ pub trait MetaEngine:
     + MetaTiers
     + MetaBranches
     + MetaTree
+    + MetaTokens
     + fsx_store::MaybeSend
     + fsx_store::MaybeSync
     + std::fmt::Debug
@@ -788,6 +792,7 @@ impl<T> MetaEngine for T where
         + MetaTiers
         + MetaBranches
         + MetaTree
+        + MetaTokens
         + fsx_store::MaybeSend
         + fsx_store::MaybeSync
         + std::fmt::Debug

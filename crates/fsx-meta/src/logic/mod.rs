@@ -86,6 +86,7 @@ pub(crate) mod hot;
 pub(crate) mod layers;
 pub(crate) mod settings;
 pub(crate) mod tiers;
+pub(crate) mod tokens;
 pub(crate) mod tree;
 
 /// What a transaction may do.
@@ -215,6 +216,7 @@ pub(crate) enum Stmt {
     Branch(branches::Q),
     Hot(hot::Q),
     Tree(tree::Q),
+    Token(tokens::Q),
 }
 
 macro_rules! stmt_from {
@@ -235,10 +237,11 @@ stmt_from!(
     branches => Branch,
     hot => Hot,
     tree => Tree,
+    tokens => Token,
 );
 
 /// A dialect's `sql` module: one file per family (`branch.rs`, `extent.rs`,
-/// `file.rs`, `hot.rs`, `layer.rs`, `setting.rs`, `tier.rs`, `tree.rs`), each with a
+/// `file.rs`, `hot.rs`, `layer.rs`, `setting.rs`, `tier.rs`, `token.rs`, `tree.rs`), each with a
 /// `text(Q) -> &'static str`, and `text(Stmt)` dispatching to them.
 macro_rules! dialect_sql {
     () => {
@@ -249,6 +252,7 @@ macro_rules! dialect_sql {
         mod layer;
         mod setting;
         mod tier;
+        mod token;
         mod tree;
 
         /// The SQL of `stmt`.
@@ -263,6 +267,7 @@ macro_rules! dialect_sql {
                 Stmt::Branch(q) => branch::text(q),
                 Stmt::Hot(q) => hot::text(q),
                 Stmt::Tree(q) => tree::text(q),
+                Stmt::Token(q) => token::text(q),
             }
         }
     };
@@ -391,7 +396,7 @@ macro_rules! contract_impl {
             use $crate::Result;
             use $crate::contract::*;
             use $crate::logic::TxKind::{Read, ReadOwnWrites, Runtime, Tree, Write};
-            use $crate::logic::{branches, extents, files, layers, run, settings, tiers};
+            use $crate::logic::{branches, extents, files, layers, run, settings, tiers, tokens};
 
             $($body)*
         };

@@ -23,6 +23,7 @@
 //! | `fsx_extent_access` | `key → hits, last_ms` (since version 3) | only grows until the extent is forgotten |
 //! | `fsx_extent_digests` | `key → digests` of its pages (since version 3) | written with the extent's first copy; forgotten with it |
 //! | `fsx_nodes`, `fsx_entries`, `fsx_xattrs`, `fsx_orphans`, `fsx_locks` | the file tree (since 6), as in SQLite | names are `BYTEA`, which compares and sorts by bytes |
+//! | `fsx_tokens` | `id → label, scope, secret_hash, created_ms, revoked_ms` (since 7) | ids unique forever; the secret itself is never stored; a revoked row stays |
 //!
 //! Differences from SQLite, and why:
 //!
@@ -277,5 +278,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (branch, ino, kind, holder, owner, start)
     );
     CREATE INDEX fsx_locks_holder ON fsx_locks (holder);
+    "#,
+    // 6 → 7: the API tokens of `fsx serve` (`crate::logic::tokens`).
+    r#"
+    CREATE TABLE fsx_tokens (
+        id          TEXT COLLATE "C" PRIMARY KEY,
+        label       TEXT NOT NULL,
+        scope       TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        created_ms  BIGINT NOT NULL,
+        revoked_ms  BIGINT
+    );
     "#,
 ];

@@ -107,6 +107,37 @@ async fn older_schemas_migrate_with_their_data() {
     }
 }
 
+/// A version-6 volume (the tables of 6, no token table) gets an empty
+/// token table that works, and keeps its files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_6_gets_tokens() {
+    let server = PgServer::start();
+    let url = server.fresh_url();
+    let m = PgMeta::connect(&url).await.unwrap();
+    m.init_volume(&VolumeConfig::new("v", 2 << 20, "memory://", 1))
+        .await
+        .unwrap();
+    m.create_file(MAIN_BRANCH, "kept", 4096, 2).await.unwrap();
+    transact!(m.pool(), TxKind::Write, |tx| async {
+        tx.batch(
+            "DROP TABLE fsx_tokens;
+             UPDATE fsx_volume SET value = '6' WHERE key = 'schema_version';",
+        )
+        .await
+    })
+    .unwrap();
+    let m = PgMeta::connect(&url).await.unwrap();
+    m.open_volume().await.unwrap();
+    assert!(m.file(View::MAIN, "kept").await.is_ok());
+    assert!(m.tokens().await.unwrap().is_empty());
+    m.create_token(&TokenRecord::new("0a", "", "read", "h", 3))
+        .await
+        .unwrap();
+    assert_eq!(m.tokens().await.unwrap().len(), 1);
+    let version = m.setting("schema_version").await.unwrap().unwrap();
+    assert_eq!(version, SCHEMA_VERSION.to_string());
+}
+
 /// The advisory lock the engine takes on file `id` of `branch` in
 /// `schema`, as another session would spell it.
 fn file_lock_sql(schema: &str, branch: BranchId, id: FileId) -> String {

@@ -455,6 +455,7 @@ crate::logic::tiers::impl_meta_tiers!(SqliteMeta, sync);
 
 crate::logic::branches::impl_meta_branches!(SqliteMeta, sync);
 crate::logic::tree::impl_meta_tree!(SqliteMeta, sync);
+crate::logic::tokens::impl_meta_tokens!(SqliteMeta, sync);
 
 #[cfg(test)]
 mod tests {
@@ -585,6 +586,33 @@ mod tests {
         // The tree is writable on both branches afterwards.
         block_on(m.create_file(2, "dir/new", 4096, 9)).unwrap();
         assert!(block_on(m.file(View::MAIN, "dir/new")).is_err());
+        let version = block_on(m.setting("schema_version")).unwrap().unwrap();
+        assert_eq!(version, SCHEMA_VERSION.to_string());
+    }
+
+    /// A version-6 volume (the tables of 6, no token table) gets an empty
+    /// token table that works, and keeps its files.
+    #[test]
+    fn version_6_gets_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let m = SqliteMeta::open(&path, true).unwrap();
+        block_on(m.init_volume(&VolumeConfig::new("v", 2 << 20, "memory://", 1))).unwrap();
+        block_on(m.create_file(MAIN_BRANCH, "kept", 4096, 2)).unwrap();
+        drop(m);
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "DROP TABLE fsx_tokens;
+             UPDATE fsx_volume SET value = '6' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+        drop(c);
+        let m = SqliteMeta::open(&path, false).unwrap();
+        block_on(m.open_volume()).unwrap();
+        assert!(block_on(m.file(View::MAIN, "kept")).is_ok());
+        assert!(block_on(m.tokens()).unwrap().is_empty());
+        block_on(m.create_token(&TokenRecord::new("0a", "", "read", "h", 3))).unwrap();
+        assert_eq!(block_on(m.tokens()).unwrap().len(), 1);
         let version = block_on(m.setting("schema_version")).unwrap().unwrap();
         assert_eq!(version, SCHEMA_VERSION.to_string());
     }

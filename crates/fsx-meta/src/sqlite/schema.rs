@@ -24,6 +24,7 @@
 //! | `fsx_entries` | `(layer, parent, name) → ino, kind`, deleted (since 6) | names are bytes: 1–255, no `/`, no NUL, not `.`/`..` |
 //! | `fsx_xattrs` | `(layer, ino, name) → value`, deleted (since 6) | Linux's limits: name ≤ 255 bytes, value ≤ 64 KiB |
 //! | `fsx_orphans` | `(branch, ino) → holder, since` (since 6) | an unlinked regular file `holder` still has open: its data stays until its last close, or until `holder` is found dead |
+//! | `fsx_tokens` | `id → label, scope, secret_hash, created_ms, revoked_ms` (since 7) | ids unique forever; the secret itself is never stored; a revoked row stays |
 //! | `fsx_locks` | `(branch, ino, kind, holder, owner, start) → stop, exclusive` (since 6) | `flock` (kind 1) and POSIX byte-range (kind 2) locks; the locks of one holder and owner never overlap; a dead holder's locks are void |
 //!
 //! `MIGRATIONS[i]` takes a volume from schema version `i` to `i + 1`;
@@ -287,5 +288,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (branch, ino, kind, holder, owner, start)
     );
     CREATE INDEX fsx_locks_holder ON fsx_locks (holder);
+    ",
+    // 6 → 7: the API tokens of `fsx serve` (`crate::logic::tokens`).
+    "
+    CREATE TABLE fsx_tokens (
+        id          TEXT PRIMARY KEY,
+        label       TEXT NOT NULL,
+        scope       TEXT NOT NULL,
+        secret_hash TEXT NOT NULL,
+        created_ms  INTEGER NOT NULL,
+        revoked_ms  INTEGER
+    ) WITHOUT ROWID;
     ",
 ];
