@@ -11,6 +11,7 @@
 mod branch_cmd;
 mod extent_cmd;
 mod mount_cmd;
+mod serve_cmd;
 mod sql_cmd;
 mod store_cmd;
 mod tier_cmd;
@@ -132,6 +133,11 @@ enum Command {
     /// API tokens for `fsx serve`: create (printed once), list, revoke.
     #[command(subcommand)]
     Token(token_cmd::TokenCommand),
+    /// Serve volumes over HTTP (docs/API.md): every request needs a token
+    /// of its volume (`fsx token create`) unless the volume is public-read
+    /// (`server.public_read` = true). Prints `listening on URL`; SIGTERM or
+    /// SIGINT stop it after the requests in flight.
+    Serve(serve_cmd::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -167,6 +173,7 @@ fn main() -> ExitCode {
         Command::Tier(cmd) => tier_cmd::run(cmd),
         Command::Cost(args) => tier_cmd::run_cost(args),
         Command::Token(cmd) => token_cmd::run(cmd),
+        Command::Serve(args) => serve_cmd::run(args),
     };
     match result {
         Ok(code) => code,

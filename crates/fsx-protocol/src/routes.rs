@@ -46,9 +46,10 @@ pub enum Access {
     Token(Scope),
 }
 
-/// Names every route, for handlers and logs.
+/// Names every route, for handlers and logs. Not `non_exhaustive` on
+/// purpose: a server matches it exhaustively, so a new route fails to
+/// build every server that does not serve it yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum RouteId {
     /// The process is up.
     Healthz,

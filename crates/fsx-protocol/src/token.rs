@@ -5,7 +5,7 @@
 //!   stored record in one lookup;
 //! - `secret`: 64 lowercase hex digits (32 random bytes), shown once, at
 //!   creation, and never stored: the metadata keeps only its SHA-256
-//!   ([`TokenHash`]), which [`TokenHash::matches`] compares in constant
+//!   ([`TokenHash`]), which [`Token::matches`] compares in constant
 //!   time, so a server's answer time says nothing about how much of a
 //!   guessed secret was right.
 //!

@@ -1,6 +1,6 @@
 //! Validation of what a request names: volumes, branches (and commit
 //! specs), tree paths and content keys. Every function refuses with an
-//! [`InvalidInput`] that maps to one [`ErrorCode`](crate::ErrorCode), so a
+//! [`InvalidInput`] that maps to one [`ErrorCode`], so a
 //! server answers bad input with a 400 before anything is looked up.
 //!
 //! Rules:

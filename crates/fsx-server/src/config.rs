@@ -1,0 +1,78 @@
+//! What a server serves and the limits it keeps. Defaults are sized for
+//! one machine serving a few clients: raise them with the flags of `fsx
+//! serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default listening address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+
+/// A server's configuration.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Volume directories; each is served under its directory's name.
+    pub volumes: Vec<PathBuf>,
+    /// TLS, when given.
+    pub tls: Option<TlsFiles>,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+impl ServeConfig {
+    /// Serves `volumes` on `listen` with default limits, without TLS.
+    pub fn new(listen: SocketAddr, volumes: Vec<PathBuf>) -> Self {
+        Self {
+            listen,
+            volumes,
+            tls: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// A PEM certificate chain and its private key.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+}
+
+/// Request limits. Every refusal is a JSON error with its own code.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest request body, bytes (413 `payload_too_large`). Must hold
+    /// an extent (16 MiB at most, plus its header and bitmap) and is the
+    /// largest file one PUT writes.
+    pub max_body: usize,
+    /// Largest total of request header names and values, bytes (431
+    /// `headers_too_large`).
+    pub max_header_bytes: usize,
+    /// Longest time a request is waited for (408 `timeout`).
+    pub request_timeout: Duration,
+    /// Requests handled at once; more are refused (503 `unavailable`).
+    pub max_concurrent: usize,
+    /// Requests per second per token (and per public volume for requests
+    /// without one); 429 `rate_limited` beyond the burst.
+    pub rate_per_sec: f64,
+    /// Requests a token may make at once after being idle.
+    pub rate_burst: f64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body: 32 << 20,
+            max_header_bytes: 16 << 10,
+            request_timeout: Duration::from_secs(60),
+            max_concurrent: 256,
+            rate_per_sec: 200.0,
+            rate_burst: 400.0,
+        }
+    }
+}
