@@ -474,20 +474,17 @@ async fn write_file(
     let fs = v.tree(&q.branch).await?;
     let data = body_bytes(&state, body).await?;
     let (parent, name) = parent_of(&fs, &path).await?;
+    // The bytes go to a new file that replaces the old one by a rename
+    // once they are durable: a PUT that fails midway leaves the old file
+    // whole, never a mixture.
+    let temp = temp_name(name);
     let flags = OpenFlags {
         write: true,
-        truncate: true,
         ..OpenFlags::default()
     };
+    let root = Caller::root();
     let (_, fh) = fs
-        .create(
-            parent,
-            name.as_bytes(),
-            0o644,
-            flags,
-            false,
-            &Caller::root(),
-        )
+        .create(parent, temp.as_bytes(), 0o644, flags, true, &root)
         .await?;
     let written = async {
         let mut at = 0usize;
@@ -505,12 +502,45 @@ async fn write_file(
     }
     .await;
     let released = fs.release(fh).await;
-    written?;
-    released?;
+    let replaced = match written.and(released) {
+        Ok(()) => {
+            fs.rename(
+                parent,
+                temp.as_bytes(),
+                parent,
+                name.as_bytes(),
+                RenameFlags::default(),
+                &root,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = replaced {
+        if let Err(cleanup) = fs.unlink(parent, temp.as_bytes(), &root).await {
+            tracing::warn!(file = %temp, error = %cleanup, "removing a failed upload's file failed");
+        }
+        return Err(e.into());
+    }
     Ok(json(&t::Written {
         path: path.to_string(),
         size: data.len() as u64,
     }))
+}
+
+/// A name beside `name` for an upload in progress: hidden, and unique
+/// within this process (the exclusive create refuses a clash with
+/// another's).
+fn temp_name(name: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // Cut (at a character) so that a 255-byte name leaves room for the
+    // suffix, at most 38 bytes.
+    let mut cut = name.len().min(200);
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(".{}.fsx-put.{}.{n}", &name[..cut], std::process::id())
 }
 
 async fn mkdir(

@@ -115,6 +115,45 @@ async fn every_endpoint_works() {
         .await
         .unwrap();
     assert_eq!(code(bad).await, (416, "range_not_satisfiable".into()));
+    // A PUT over an existing file replaces it whole and leaves nothing
+    // beside it.
+    let r = c
+        .put(format!("{base}/file?path=/a/b/g.bin"))
+        .header("authorization", &auth)
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c
+        .put(format!("{base}/file?path=/a/b/g.bin"))
+        .header("authorization", &auth)
+        .body(&b"short"[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let got = get("/file?path=/a/b/g.bin").send().await.unwrap();
+    assert_eq!(got.bytes().await.unwrap(), &b"short"[..]);
+    let listed: serde_json::Value = get("/list?path=/a/b")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<_> = listed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed, ["f.bin", "g.bin"], "what the uploads left");
+    let r = post("/remove", json!({"path": "/a/b/g.bin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
     for i in 0..3 {
         let r = c
             .put(format!("{base}/file?path=/a/n{i}"))
