@@ -44,6 +44,10 @@ fi
 if [ ! -x /usr/lib/postgresql/15/bin/pgbench ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15
 fi
+# The server's /metrics is checked with Prometheus's own promtool.
+if ! command -v promtool >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus
+fi
 FSX_TEST_PYTHON=$(scripts/python-tools.sh)
 export FSX_TEST_PYTHON
 # The Workers build will reuse the runtime-free core, compiled to wasm32.

@@ -39,7 +39,7 @@ impl Method {
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Access {
-    /// Anyone: health checks, which name no volume.
+    /// Anyone: health checks and metrics.
     Public,
     /// A token of the route's volume with at least this scope (or, for
     /// [`Scope::Read`], anyone when the volume is public-read).
@@ -55,6 +55,8 @@ pub enum RouteId {
     Healthz,
     /// Every served volume answers.
     Readyz,
+    /// The server's metrics in the Prometheus text format.
+    Metrics,
     /// A volume's identity, settings the API exposes, and statistics.
     VolumeInfo,
     /// One tree entry's attributes.
@@ -125,6 +127,7 @@ use Scope::{Admin, Read, Write};
 pub const ROUTES: &[Route] = &[
     route(RouteId::Healthz, Get, "/healthz", Public),
     route(RouteId::Readyz, Get, "/readyz", Public),
+    route(RouteId::Metrics, Get, "/metrics", Public),
     route(RouteId::VolumeInfo, Get, "/v1/volumes/{vol}", Token(Read)),
     route(RouteId::Stat, Get, "/v1/volumes/{vol}/stat", Token(Read)),
     route(RouteId::List, Get, "/v1/volumes/{vol}/list", Token(Read)),

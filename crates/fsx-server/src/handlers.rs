@@ -169,6 +169,7 @@ pub(crate) fn handler(route: &Route) -> MethodRouter<Arc<AppState>> {
     match route.id {
         RouteId::Healthz => on(f, healthz),
         RouteId::Readyz => on(f, readyz),
+        RouteId::Metrics => on(f, crate::metrics::scrape),
         RouteId::VolumeInfo => on(f, volume_info),
         RouteId::Stat => on(f, stat),
         RouteId::List => on(f, list),

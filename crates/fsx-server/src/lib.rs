@@ -5,6 +5,7 @@
 //! | [`config`] | what a server serves and its limits |
 //! | `auth` | bearer tokens against the volume's metadata, scopes, public-read, the rate per token |
 //! | `limits` | request ids and logs, concurrency, per-request time, header size |
+//! | `metrics` | `/metrics`: requests by route and status, latencies, bytes, and each volume's extents, tiers and queue |
 //! | `handlers` | one function per [`fsx_protocol::RouteId`] |
 //! | `reply` | errors of every layer as the protocol's JSON error body |
 //! | `tls` | TLS from certificate files |
@@ -32,6 +33,7 @@ pub mod config;
 mod auth;
 mod handlers;
 mod limits;
+mod metrics;
 mod reply;
 mod tls;
 
@@ -112,6 +114,9 @@ pub enum ServerError {
         /// Why.
         why: String,
     },
+    /// The metrics registry refused a metric (a defect: names clash).
+    #[error("cannot set up the metrics: {0}")]
+    Metrics(String),
     /// The server stopped with an I/O error.
     #[error("the server failed")]
     Serve(#[source] std::io::Error),
@@ -125,6 +130,7 @@ pub(crate) struct AppState {
     pub limits: Limits,
     pub rate: RateLimiter,
     pub inflight: Arc<tokio::sync::Semaphore>,
+    pub metrics: metrics::Metrics,
 }
 
 /// The router of the whole API over `state`: [`ROUTES`], each behind its
@@ -132,9 +138,15 @@ pub(crate) struct AppState {
 fn router(state: Arc<AppState>) -> Router {
     let mut paths: BTreeMap<&'static str, MethodRouter<Arc<AppState>>> = BTreeMap::new();
     for route in ROUTES {
-        let method_router = handlers::handler(route).route_layer(
-            axum::middleware::from_fn_with_state((state.clone(), *route), auth::check),
-        );
+        let method_router = handlers::handler(route)
+            .route_layer(axum::middleware::from_fn_with_state(
+                (state.clone(), *route),
+                auth::check,
+            ))
+            .route_layer(axum::middleware::from_fn_with_state(
+                (state.clone(), *route),
+                metrics::track,
+            ));
         let entry = paths.remove(route.path);
         paths.insert(
             route.path,
@@ -183,6 +195,7 @@ impl Server {
             rate: RateLimiter::new(config.limits.rate_per_sec, config.limits.rate_burst),
             inflight: Arc::new(tokio::sync::Semaphore::new(config.limits.max_concurrent)),
             limits: config.limits.clone(),
+            metrics: metrics::Metrics::new().map_err(|e| ServerError::Metrics(e.to_string()))?,
         });
         let app = router(state);
         let listener = tokio::net::TcpListener::bind(config.listen)
