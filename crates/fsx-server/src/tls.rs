@@ -40,7 +40,14 @@ pub(crate) fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, ServerError> {
     }
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|e| fail(format!("reading the key: {e}")))?;
-    let mut config = ServerConfig::builder()
+    // The provider is named rather than taken from the process default:
+    // `ServerConfig::builder()` panics when more than one provider is
+    // compiled in (a dependency enabling rustls's `ring` would do it) and
+    // none was installed.
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| fail(e.to_string()))?;
