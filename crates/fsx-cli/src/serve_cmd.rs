@@ -78,21 +78,21 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
     };
     runtime()?.block_on(async {
+        // The signals are watched before the address is printed: a
+        // supervisor that sends SIGTERM as soon as it has read the
+        // address must get a graceful stop, not the default action
+        // (death by signal).
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("cannot watch SIGTERM")?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+            .context("cannot watch SIGINT")?;
         let server = Server::start(config).await?;
         println!("listening on {}", server.url());
         let stopper = server.stopper();
         tokio::spawn(async move {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot watch SIGTERM");
-                        return;
-                    }
-                };
             tokio::select! {
                 _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+                _ = int.recv() => {}
             }
             tracing::info!("stopping: letting requests in flight finish");
             stopper.stop();

@@ -40,7 +40,14 @@ pub(crate) fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, ServerError> {
     }
     let key = PrivateKeyDer::from_pem_file(&files.key)
         .map_err(|e| fail(format!("reading the key: {e}")))?;
-    let mut config = ServerConfig::builder()
+    // The provider is named rather than taken from the process default:
+    // `ServerConfig::builder()` panics when more than one provider is
+    // compiled in (a dependency enabling rustls's `ring` would do it) and
+    // none was installed.
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| fail(e.to_string()))?;
@@ -49,8 +56,18 @@ pub(crate) fn acceptor(files: &TlsFiles) -> Result<TlsAcceptor, ServerError> {
 }
 
 /// TLS connections from a TCP listener.
+///
+/// The TCP listener is owned here, not by a background task: when axum
+/// drops this listener at the start of a graceful shutdown, the port is
+/// closed at once, as it is without TLS. (A task of its own would keep
+/// accepting, and completing handshakes, until its next accept noticed.)
 pub(crate) struct TlsListener {
+    listener: TcpListener,
     addr: SocketAddr,
+    acceptor: TlsAcceptor,
+    /// Handshake tasks send finished connections here; the sender is kept
+    /// so that `ready` never ends while the listener lives.
+    tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
     ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
 }
 
@@ -60,34 +77,29 @@ impl TlsListener {
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let (tx, ready) = mpsc::channel(READY_QUEUE);
+        Self {
+            listener,
+            addr,
+            acceptor,
+            tx,
+            ready,
+        }
+    }
+
+    /// Starts the handshake of a new TCP connection in a task of its own.
+    fn handshake(&self, tcp: TcpStream, peer: SocketAddr) {
+        let (acceptor, ready) = (self.acceptor.clone(), self.tx.clone());
         tokio::spawn(async move {
-            loop {
-                let (tcp, peer) = match listener.accept().await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        // Out of descriptors and the like: the next accept
-                        // may work once connections close.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::task::yield_now().await;
-                        continue;
-                    }
-                };
-                let (acceptor, ready) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(tls)) => {
-                            let _ = ready.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                });
-                if tx.is_closed() {
-                    return;
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                // A send fails only once the listener is gone (shutdown):
+                // the connection is then dropped.
+                Ok(Ok(tls)) => {
+                    let _ = ready.send((tls, peer)).await;
                 }
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         });
-        Self { addr, ready }
     }
 }
 
@@ -96,10 +108,22 @@ impl axum::serve::Listener for TlsListener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(c) => c,
-            // The accept loop only ends once this receiver is gone.
-            None => std::future::pending().await,
+        // Cancel-safe, as axum needs (it drops this future when shutdown
+        // begins): both awaits are, and a handshake is started without
+        // awaiting anything.
+        loop {
+            tokio::select! {
+                Some(c) = self.ready.recv() => return c,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((tcp, peer)) => self.handshake(tcp, peer),
+                    Err(e) => {
+                        // Out of descriptors and the like: the next accept
+                        // may work once connections close.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::task::yield_now().await;
+                    }
+                },
+            }
         }
     }
 
