@@ -21,6 +21,9 @@ use fsx_engine::branch::{AUTO_COMMIT_SETTING, AUTO_RETAIN_SETTING, DEFAULT_AUTO_
 use fsx_engine::{FileChange, MergeOutcome, MergeStrategy, Volume};
 use fsx_meta::{BranchInfo, CommitId, CommitInfo, LayerUsage, MAIN_BRANCH_NAME, View};
 
+use fsx_protocol::types as t;
+
+use crate::remote_cmd::remote;
 use crate::volume_cmd::{open_volume, parse_duration, runtime, shown};
 
 /// `fsx branch …`.
@@ -261,56 +264,256 @@ fn format_pages(pages: &[std::ops::Range<u64>]) -> String {
     parts.join(", ")
 }
 
-/// Bytes deleting a branch would free.
-fn unique_bytes(u: &LayerUsage) -> u64 {
-    u.extent_bytes + u.dirty_bytes
+/// A branch and what only it holds, from a local volume or a server:
+/// what `fsx branch list` and `fsx stats` print.
+pub(crate) struct BranchRow {
+    pub name: String,
+    pub id: i64,
+    pub commit: Option<i64>,
+    pub created_ms: i64,
+    pub commit_ms: i64,
+    pub extents: u64,
+    pub extent_bytes: u64,
+    pub dirty_bytes: u64,
+}
+
+impl BranchRow {
+    /// A branch of a local volume.
+    pub(crate) fn local((b, u): &(BranchInfo, LayerUsage)) -> Self {
+        Self {
+            name: b.name.clone(),
+            id: b.id,
+            commit: b.commit,
+            created_ms: b.created_ms,
+            commit_ms: b.commit_ms,
+            extents: u.extents,
+            extent_bytes: u.extent_bytes,
+            dirty_bytes: u.dirty_bytes,
+        }
+    }
+
+    /// Bytes deleting the branch would free.
+    fn unique_bytes(&self) -> u64 {
+        self.extent_bytes + self.dirty_bytes
+    }
 }
 
 /// One branch and its usage, as `fsx branch list --json` and `fsx stats
 /// --json` print it.
-pub(crate) fn branch_json((b, u): &(BranchInfo, LayerUsage)) -> serde_json::Value {
+pub(crate) fn branch_json(b: &BranchRow) -> serde_json::Value {
     serde_json::json!({
         "name": b.name,
         "id": b.id,
         "commit": b.commit,
         "created_ms": b.created_ms,
         "commit_ms": b.commit_ms,
-        "unique_bytes": unique_bytes(u),
+        "unique_bytes": b.unique_bytes(),
         "unique": {
-            "extents": u.extents,
-            "extent_bytes": u.extent_bytes,
-            "dirty_bytes": u.dirty_bytes,
+            "extents": b.extents,
+            "extent_bytes": b.extent_bytes,
+            "dirty_bytes": b.dirty_bytes,
         },
     })
 }
 
-fn commit_json(c: &CommitInfo) -> serde_json::Value {
-    serde_json::json!({
-        "id": c.id,
-        "parent": c.parent,
-        "merged": c.merged,
-        "branch": c.branch,
-        "message": c.message,
-        "auto": c.auto,
-        "created_ms": c.created_ms,
-    })
+/// Prints `fsx branch list`.
+pub(crate) fn print_branches(rows: &[BranchRow], json: bool) -> anyhow::Result<()> {
+    if json {
+        let out: Vec<_> = rows.iter().map(branch_json).collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    let width = rows.iter().map(|b| b.name.len()).max().unwrap_or(0).max(4);
+    println!(
+        "{:<width$}  {:>6}  {:<20}  {:>14}",
+        "NAME", "COMMIT", "CREATED", "UNIQUE BYTES"
+    );
+    for b in rows {
+        let commit = b.commit.map_or_else(|| "-".to_string(), |c| c.to_string());
+        println!(
+            "{:<width$}  {commit:>6}  {:<20}  {:>14}",
+            b.name,
+            format_time(b.created_ms),
+            b.unique_bytes()
+        );
+    }
+    Ok(())
 }
 
-fn change_json(c: &FileChange) -> serde_json::Value {
-    let pages: Vec<_> = c
-        .pages
-        .iter()
-        .map(|r| serde_json::json!({ "start": r.start, "end": r.end }))
-        .collect();
-    serde_json::json!({
-        "id": c.id,
-        "kind": c.kind(),
-        "old_name": c.old_name,
-        "new_name": c.new_name,
-        "old_size": c.old_size,
-        "new_size": c.new_size,
-        "pages": pages,
-    })
+/// Prints `fsx branch create`.
+pub(crate) fn print_created(name: &str, from: &str, commit: Option<i64>) {
+    match commit {
+        Some(c) => println!("created branch {name} from {from} at commit {c}"),
+        None => println!("created branch {name} from {from} (no commits yet)"),
+    }
+}
+
+/// Prints `fsx log`.
+pub(crate) fn print_log(commits: &[fsx_protocol::types::Commit], json: bool) -> anyhow::Result<()> {
+    if json {
+        // The API's commit has exactly the fields `--json` documents.
+        let out: Vec<_> = commits
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()?;
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    for c in commits {
+        let mut markers = String::new();
+        if c.auto {
+            markers.push_str("[auto] ");
+        }
+        if let Some(m) = c.merged {
+            markers.push_str(&format!("[merge of {m}] "));
+        }
+        println!(
+            "{:>6}  {}  {}  {markers}{}",
+            c.id,
+            format_time(c.created_ms),
+            c.branch,
+            shown(&c.message)
+        );
+    }
+    Ok(())
+}
+
+/// A commit as the API and `fsx log --json` show it.
+fn commit_wire(c: &CommitInfo) -> fsx_protocol::types::Commit {
+    fsx_protocol::types::Commit {
+        id: c.id,
+        parent: c.parent,
+        merged: c.merged,
+        branch: c.branch.clone(),
+        message: c.message.clone(),
+        auto: c.auto,
+        created_ms: c.created_ms,
+    }
+}
+
+/// A changed file as the API and `fsx diff --json` show it.
+fn change_wire(c: &FileChange) -> t::Change {
+    t::Change {
+        id: c.id,
+        kind: c.kind().to_string(),
+        old_name: c.old_name.clone(),
+        new_name: c.new_name.clone(),
+        old_size: c.old_size,
+        new_size: c.new_size,
+        pages: c
+            .pages
+            .iter()
+            .map(|r| t::PageRange {
+                start: r.start,
+                end: r.end,
+            })
+            .collect(),
+    }
+}
+
+/// Prints `fsx diff`.
+fn print_diff(changes: &[t::Change], spec_a: &str, spec_b: &str, json: bool) -> anyhow::Result<()> {
+    if json {
+        // The API's change has exactly the fields `--json` documents.
+        let out: Vec<_> = changes
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()?;
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    if changes.is_empty() {
+        println!("no differences between {spec_a} and {spec_b}");
+    }
+    for c in changes {
+        let name = match (&c.old_name, &c.new_name) {
+            (Some(a), Some(b)) if a != b => format!("{a} -> {b}"),
+            (Some(n), _) | (None, Some(n)) => shown(n).into_owned(),
+            (None, None) => format!("file #{}", c.id),
+        };
+        let mut line = format!("{:<8}  {name}  ", c.kind);
+        if c.old_size == c.new_size {
+            line.push_str(&format!("{} bytes", c.new_size));
+        } else {
+            line.push_str(&format!("{} -> {} bytes", c.old_size, c.new_size));
+        }
+        if !c.pages.is_empty() {
+            let pages: Vec<_> = c.pages.iter().map(|r| r.start..r.end).collect();
+            line.push_str(&format!("  pages {}", format_pages(&pages)));
+        }
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// A merge's outcome as the API shows it.
+fn merged_wire(o: MergeOutcome) -> t::Merged {
+    let mut out = t::Merged {
+        outcome: t::MergeOutcome::UpToDate,
+        commit: None,
+        taken: Vec::new(),
+        resolved: Vec::new(),
+        conflicts: Vec::new(),
+    };
+    match o {
+        MergeOutcome::UpToDate => {}
+        MergeOutcome::FastForward(c) => {
+            out.outcome = t::MergeOutcome::FastForward;
+            out.commit = Some(commit_wire(&c));
+        }
+        MergeOutcome::Merged {
+            commit,
+            taken,
+            resolved,
+        } => {
+            out.outcome = t::MergeOutcome::Merged;
+            out.commit = Some(commit_wire(&commit));
+            out.taken = taken;
+            out.resolved = resolved;
+        }
+        MergeOutcome::Conflicts(names) => {
+            out.outcome = t::MergeOutcome::Conflicts;
+            out.conflicts = names;
+        }
+    }
+    out
+}
+
+/// Prints `fsx merge`; exit 1 when it stopped on conflicts.
+fn print_merged(m: &t::Merged, source: &str, into: &str, strategy: t::MergeStrategy) -> ExitCode {
+    let commit = m.commit.as_ref().map_or(0, |c| c.id);
+    match m.outcome {
+        t::MergeOutcome::UpToDate => println!("{into} already contains {source}"),
+        t::MergeOutcome::FastForward => {
+            println!("fast-forward: {into} is now at commit {commit}");
+        }
+        t::MergeOutcome::Merged => {
+            println!("merged {source} into {into} as commit {commit}");
+            for name in &m.taken {
+                println!("  taken     {} (changed on {source} only)", shown(name));
+            }
+            let side = match strategy {
+                t::MergeStrategy::Theirs => format!("took {source}'s version"),
+                _ => format!("kept {into}'s version"),
+            };
+            for name in &m.resolved {
+                println!("  conflict  {}: {side}", shown(name));
+            }
+        }
+        t::MergeOutcome::Conflicts => {
+            for name in &m.conflicts {
+                println!("CONFLICT {}", shown(name));
+            }
+            eprintln!(
+                "fsx: merge stopped: {} file(s) changed differently on {into} and {source}; \
+                 nothing was applied. Rerun with --strategy ours (keep {into}'s) or \
+                 --strategy theirs (take {source}'s).",
+                m.conflicts.len()
+            );
+            return ExitCode::from(1);
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// Runs `fsx branch …`.
@@ -321,41 +524,22 @@ pub fn run_branch(cmd: BranchCommand) -> anyhow::Result<ExitCode> {
 async fn branch(cmd: BranchCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         BranchCommand::Create { path, name, from } => {
+            if let Some(r) = remote(&path)? {
+                return crate::remote_cmd::branch_create(&r, &name, &from).await;
+            }
             let v = open_volume(&path).await?;
             let source = at_spec(&v, &from).await?;
             let b = source.create_branch(&name).await?;
-            match b.commit {
-                Some(c) => println!("created branch {} from {from} at commit {c}", b.name),
-                None => println!("created branch {} from {from} (no commits yet)", b.name),
-            }
+            print_created(&b.name, &from, b.commit);
         }
         BranchCommand::List { path, json } => {
+            if let Some(r) = remote(&path)? {
+                return crate::remote_cmd::branch_list(&r, json).await;
+            }
             let v = open_volume(&path).await?;
             let usage = v.branch_usage().await?;
-            if json {
-                let out: Vec<_> = usage.iter().map(branch_json).collect();
-                println!("{}", serde_json::to_string_pretty(&out)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            let width = usage
-                .iter()
-                .map(|(b, _)| b.name.len())
-                .max()
-                .unwrap_or(0)
-                .max(4);
-            println!(
-                "{:<width$}  {:>6}  {:<20}  {:>14}",
-                "NAME", "COMMIT", "CREATED", "UNIQUE BYTES"
-            );
-            for (b, u) in &usage {
-                let commit = b.commit.map_or_else(|| "-".to_string(), |c| c.to_string());
-                println!(
-                    "{:<width$}  {commit:>6}  {:<20}  {:>14}",
-                    b.name,
-                    format_time(b.created_ms),
-                    unique_bytes(u)
-                );
-            }
+            let rows: Vec<_> = usage.iter().map(BranchRow::local).collect();
+            print_branches(&rows, json)?;
         }
         BranchCommand::Delete { path, name } => {
             let v = open_volume(&path).await?;
@@ -409,6 +593,13 @@ async fn history(cmd: HistoryCommand) -> anyhow::Result<ExitCode> {
             message,
             branch,
         } => {
+            if let Some(r) = remote(&path)? {
+                let c = r
+                    .commit(&fsx_protocol::types::CommitRequest { branch, message })
+                    .await?;
+                println!("{}", c.id);
+                return Ok(ExitCode::SUCCESS);
+            }
             let v = open_volume(&path).await?.checkout(&branch).await?;
             let c = v.commit(&message).await?;
             println!("{}", c.id);
@@ -419,37 +610,29 @@ async fn history(cmd: HistoryCommand) -> anyhow::Result<ExitCode> {
             max_count,
             json,
         } => {
+            if let Some(r) = remote(&path)? {
+                return crate::remote_cmd::log(&r, &spec, max_count, json).await;
+            }
             let v = open_volume(&path).await?;
             let commits = at_spec(&v, &spec).await?.log(max_count).await?;
-            if json {
-                let out: Vec<_> = commits.iter().map(commit_json).collect();
-                println!("{}", serde_json::to_string_pretty(&out)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            for c in &commits {
-                let mut markers = String::new();
-                if c.auto {
-                    markers.push_str("[auto] ");
-                }
-                if let Some(m) = c.merged {
-                    markers.push_str(&format!("[merge of {m}] "));
-                }
-                println!(
-                    "{:>6}  {}  {}  {markers}{}",
-                    c.id,
-                    format_time(c.created_ms),
-                    c.branch,
-                    shown(&c.message)
-                );
-            }
+            let commits: Vec<_> = commits.iter().map(commit_wire).collect();
+            print_log(&commits, json)?;
         }
         HistoryCommand::Reset {
             path,
             branch,
             commit,
         } => {
-            let v = open_volume(&path).await?.checkout(&branch).await?;
-            v.reset(commit).await?;
+            if let Some(r) = remote(&path)? {
+                r.reset(&t::ResetRequest {
+                    branch: branch.clone(),
+                    commit,
+                })
+                .await?;
+            } else {
+                let v = open_volume(&path).await?.checkout(&branch).await?;
+                v.reset(commit).await?;
+            }
             println!("reset branch {branch} to commit {commit}");
         }
         HistoryCommand::Diff {
@@ -458,34 +641,14 @@ async fn history(cmd: HistoryCommand) -> anyhow::Result<ExitCode> {
             spec_b,
             json,
         } => {
-            let v = open_volume(&path).await?;
-            let (a, b) = (v.resolve(&spec_a).await?, v.resolve(&spec_b).await?);
-            let changes = v.diff(a, b).await?;
-            if json {
-                let out: Vec<_> = changes.iter().map(change_json).collect();
-                println!("{}", serde_json::to_string_pretty(&out)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            if changes.is_empty() {
-                println!("no differences between {spec_a} and {spec_b}");
-            }
-            for c in &changes {
-                let name = match (&c.old_name, &c.new_name) {
-                    (Some(a), Some(b)) if a != b => format!("{a} -> {b}"),
-                    (Some(n), _) | (None, Some(n)) => shown(n).into_owned(),
-                    (None, None) => format!("file #{}", c.id),
-                };
-                let mut line = format!("{:<8}  {name}  ", c.kind());
-                if c.old_size == c.new_size {
-                    line.push_str(&format!("{} bytes", c.new_size));
-                } else {
-                    line.push_str(&format!("{} -> {} bytes", c.old_size, c.new_size));
-                }
-                if !c.pages.is_empty() {
-                    line.push_str(&format!("  pages {}", format_pages(&c.pages)));
-                }
-                println!("{line}");
-            }
+            let changes = if let Some(r) = remote(&path)? {
+                r.diff(&spec_a, &spec_b).await?.changes
+            } else {
+                let v = open_volume(&path).await?;
+                let (a, b) = (v.resolve(&spec_a).await?, v.resolve(&spec_b).await?);
+                v.diff(a, b).await?.iter().map(change_wire).collect()
+            };
+            print_diff(&changes, &spec_a, &spec_b, json)?;
         }
         HistoryCommand::Merge {
             path,
@@ -493,49 +656,30 @@ async fn history(cmd: HistoryCommand) -> anyhow::Result<ExitCode> {
             into,
             strategy,
         } => {
-            let v = open_volume(&path).await?;
-            let target = v.checkout(&into).await?;
-            let from = v.resolve(&source).await?;
             let strategy = match strategy {
-                Strategy::Fail => MergeStrategy::Fail,
-                Strategy::Ours => MergeStrategy::Ours,
-                Strategy::Theirs => MergeStrategy::Theirs,
+                Strategy::Fail => t::MergeStrategy::Fail,
+                Strategy::Ours => t::MergeStrategy::Ours,
+                Strategy::Theirs => t::MergeStrategy::Theirs,
             };
-            match target.merge(from, strategy).await? {
-                MergeOutcome::UpToDate => println!("{into} already contains {source}"),
-                MergeOutcome::FastForward(c) => {
-                    println!("fast-forward: {into} is now at commit {}", c.id);
-                }
-                MergeOutcome::Merged {
-                    commit,
-                    taken,
-                    resolved,
-                } => {
-                    println!("merged {source} into {into} as commit {}", commit.id);
-                    for name in &taken {
-                        println!("  taken     {} (changed on {source} only)", shown(name));
-                    }
-                    let side = match strategy {
-                        MergeStrategy::Theirs => format!("took {source}'s version"),
-                        _ => format!("kept {into}'s version"),
-                    };
-                    for name in &resolved {
-                        println!("  conflict  {}: {side}", shown(name));
-                    }
-                }
-                MergeOutcome::Conflicts(names) => {
-                    for name in &names {
-                        println!("CONFLICT {}", shown(name));
-                    }
-                    eprintln!(
-                        "fsx: merge stopped: {} file(s) changed differently on {into} and {source}; \
-                         nothing was applied. Rerun with --strategy ours (keep {into}'s) or \
-                         --strategy theirs (take {source}'s).",
-                        names.len()
-                    );
-                    return Ok(ExitCode::from(1));
-                }
-            }
+            let merged = if let Some(r) = remote(&path)? {
+                r.merge(&t::MergeRequest {
+                    source: source.clone(),
+                    into: into.clone(),
+                    strategy,
+                })
+                .await?
+            } else {
+                let v = open_volume(&path).await?;
+                let target = v.checkout(&into).await?;
+                let from = v.resolve(&source).await?;
+                let engine_strategy = match strategy {
+                    t::MergeStrategy::Fail => MergeStrategy::Fail,
+                    t::MergeStrategy::Ours => MergeStrategy::Ours,
+                    t::MergeStrategy::Theirs => MergeStrategy::Theirs,
+                };
+                merged_wire(target.merge(from, engine_strategy).await?)
+            };
+            return Ok(print_merged(&merged, &source, &into, strategy));
         }
     }
     Ok(ExitCode::SUCCESS)

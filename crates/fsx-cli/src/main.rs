@@ -11,6 +11,7 @@
 mod branch_cmd;
 mod extent_cmd;
 mod mount_cmd;
+mod remote_cmd;
 mod serve_cmd;
 mod sql_cmd;
 mod store_cmd;

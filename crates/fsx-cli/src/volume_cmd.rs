@@ -356,6 +356,12 @@ pub fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
 
 /// Opens the volume in `path`.
 pub async fn open_volume(path: &Path) -> anyhow::Result<Volume> {
+    if fsx_client::is_remote(&path.to_string_lossy()) {
+        bail!(
+            "this command does not take a remote volume ({}): only `fsx file put|get|ls|rm|mv|stat`, `fsx branch list|create`, `fsx commit`, `fsx log`, `fsx diff`, `fsx merge`, `fsx reset` and `fsx stats` do; run it on the server's volume directory",
+            path.display()
+        );
+    }
     check_meta_not_empty(path)?;
     Ok(fsx_volume::open(path, Arc::new(SystemEnv::new()), VolumeOptions::default()).await?)
 }
@@ -385,7 +391,7 @@ pub(crate) fn check_meta_not_empty(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bar(len: Option<u64>, what: &str) -> ProgressBar {
+pub(crate) fn bar(len: Option<u64>, what: &str) -> ProgressBar {
     let pb = match len {
         Some(n) => ProgressBar::new(n),
         None => ProgressBar::new_spinner(),
@@ -443,7 +449,7 @@ impl Drop for BarProgress {
     }
 }
 
-const COPY_CHUNK: usize = 1 << 20;
+pub(crate) const COPY_CHUNK: usize = 1 << 20;
 
 /// Runs a file command.
 pub fn run_file(cmd: FileCommand) -> anyhow::Result<ExitCode> {
@@ -456,6 +462,9 @@ pub fn run_file(cmd: FileCommand) -> anyhow::Result<ExitCode> {
             | FileCommand::Mv { path, view, .. }
             | FileCommand::Stat { path, view, .. } => (path.clone(), view.clone()),
         };
+        if let Some(r) = crate::remote_cmd::remote(&path)? {
+            return crate::remote_cmd::file_command(&r, &view, cmd).await;
+        }
         let v = view.select(open_volume(&path).await?).await?;
         let result = file_command(&v, cmd).await;
         // Counters are kept even when the command failed midway.
@@ -686,7 +695,7 @@ async fn copy_in(
     Ok(offset)
 }
 
-fn put_done(name: &str, size: u64, unpacked: Option<fsx_engine::Error>) -> ExitCode {
+pub(crate) fn put_done(name: &str, size: u64, unpacked: Option<fsx_engine::Error>) -> ExitCode {
     if let Some(e) = unpacked {
         eprintln!(
             "fsx: warning: {} is stored durably, but packing its pages into extents failed ({e}); \
@@ -712,45 +721,80 @@ async fn get(v: &Volume, volume_dir: &Path, name: &str, local: &Path) -> anyhow:
         return Ok(());
     }
     check_destination(volume_dir, local)?;
-    // A symlink keeps pointing where it did: its target is replaced.
-    let dest = std::fs::canonicalize(local).or_else(|_| fsx_volume::absolute(local))?;
-    let dir = dest
-        .parent()
-        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
-    let file_name = dest
-        .file_name()
-        .with_context(|| format!("{} names no file", local.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.fsx-get-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = async {
-        let mut out = std::fs::OpenOptions::new()
+    let (dest, mut out) = Destination::create(local)?;
+    let copied = copy_out(&f, &mut out).await;
+    dest.finish(out, copied)
+}
+
+/// A file being written beside its destination, renamed over it only
+/// once complete and durable (`fsx file get`, local or remote).
+pub(crate) struct Destination {
+    local: PathBuf,
+    dest: PathBuf,
+    dir: PathBuf,
+    tmp: PathBuf,
+}
+
+impl Destination {
+    /// Creates the temporary file beside `local`.
+    pub(crate) fn create(local: &Path) -> anyhow::Result<(Self, std::fs::File)> {
+        // A symlink keeps pointing where it did: its target is replaced.
+        let dest = std::fs::canonicalize(local).or_else(|_| fsx_volume::absolute(local))?;
+        let dir = dest
+            .parent()
+            .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
+        let file_name = dest
+            .file_name()
+            .with_context(|| format!("{} names no file", local.display()))?;
+        let tmp = dir.join(format!(
+            ".{}.fsx-get-{}",
+            file_name.to_string_lossy(),
+            std::process::id()
+        ));
+        let out = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
+            .with_context(|| format!("cannot create {}", tmp.display()))
+            .with_context(|| format!("{} was left as it was", local.display()))?;
         // An existing destination keeps its permissions.
         if let Ok(m) = std::fs::metadata(&dest) {
             let _ = out.set_permissions(m.permissions());
         }
-        copy_out(&f, &mut out).await?;
-        out.sync_all()
-            .with_context(|| format!("cannot flush {}", tmp.display()))?;
-        std::fs::rename(&tmp, &dest)
-            .with_context(|| format!("cannot replace {}", dest.display()))?;
-        // The rename itself survives a crash once the directory is synced.
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
+        Ok((
+            Self {
+                local: local.to_path_buf(),
+                dest,
+                dir,
+                tmp,
+            },
+            out,
+        ))
+    }
+
+    /// After the copy (`copied`): syncs and renames over the destination,
+    /// or removes the temporary file and leaves the destination as it was.
+    pub(crate) fn finish(
+        self,
+        out: std::fs::File,
+        copied: anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let result = copied.and_then(|()| {
+            out.sync_all()
+                .with_context(|| format!("cannot flush {}", self.tmp.display()))?;
+            std::fs::rename(&self.tmp, &self.dest)
+                .with_context(|| format!("cannot replace {}", self.dest.display()))?;
+            // The rename itself survives a crash once the directory is synced.
+            if let Ok(d) = std::fs::File::open(&self.dir) {
+                let _ = d.sync_all();
+            }
+            Ok(())
+        });
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
         }
-        anyhow::Ok(())
+        result.with_context(|| format!("{} was left as it was", self.local.display()))
     }
-    .await;
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("{} was left as it was", local.display()))
 }
 
 async fn copy_out(f: &fsx_engine::File, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -839,6 +883,125 @@ fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
+/// What `fsx stats` prints, from a local volume or a server: one
+/// printer for both, so both print alike.
+pub(crate) struct StatsReport {
+    pub volume_id: String,
+    pub extent_size: u32,
+    /// The data store's URL without credentials.
+    pub store: String,
+    /// Operation counters: tier, operation, calls, bytes.
+    pub counters: Vec<(String, String, u64, u64)>,
+    pub extents: fsx_meta::ExtentTotals,
+    pub files: u64,
+    pub file_bytes: u64,
+    /// I/O settings by name.
+    pub settings: Vec<(String, u64)>,
+    pub branches: Vec<crate::branch_cmd::BranchRow>,
+}
+
+impl StatsReport {
+    async fn local(path: &Path) -> anyhow::Result<Self> {
+        let v = open_volume(path).await?;
+        let stats = v.stats().await?;
+        let branches = v.branch_usage().await?;
+        Ok(Self {
+            volume_id: v.config().volume_id.clone(),
+            extent_size: v.config().extent_size,
+            store: fsx_store::redact(&v.config().store_url),
+            counters: stats
+                .counters
+                .iter()
+                .map(|c| (c.tier.clone(), c.op.clone(), c.calls, c.bytes))
+                .collect(),
+            extents: stats.extents,
+            files: stats.files.len() as u64,
+            file_bytes: stats.files.iter().map(|f| f.size).sum(),
+            settings: stats.io.iter().map(|&(k, v)| (k.to_string(), v)).collect(),
+            branches: branches
+                .iter()
+                .map(crate::branch_cmd::BranchRow::local)
+                .collect(),
+        })
+    }
+
+    fn print(&self, json: bool) -> anyhow::Result<()> {
+        let mut tiers: std::collections::BTreeMap<String, TierStats> = Default::default();
+        for (tier, op, calls, bytes) in &self.counters {
+            let t = tiers.entry(tier.clone()).or_insert(TierStats {
+                puts: 0,
+                gets: 0,
+                deletes: 0,
+                heads: 0,
+                lists: 0,
+                bytes_put: 0,
+                bytes_got: 0,
+            });
+            match op.as_str() {
+                "put" => {
+                    t.puts += calls;
+                    t.bytes_put += bytes;
+                }
+                "get" | "get_range" => {
+                    t.gets += calls;
+                    t.bytes_got += bytes;
+                }
+                "delete" => t.deletes += calls,
+                "head" => t.heads += calls,
+                "list" => t.lists += calls,
+                _ => {}
+            }
+        }
+        let e = &self.extents;
+        if json {
+            let out = serde_json::json!({
+                "volume": self.volume_id,
+                "extent_size": self.extent_size,
+                "tiers": tiers,
+                "extents": {
+                    "count": e.count,
+                    "bytes": e.bytes,
+                    "referenced_count": e.referenced_count,
+                    "referenced_bytes": e.referenced_bytes,
+                },
+                "files": { "count": self.files, "bytes": self.file_bytes },
+                "branches": self.branches.iter().map(crate::branch_cmd::branch_json).collect::<Vec<_>>(),
+                "settings": self.settings.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            return Ok(());
+        }
+        println!("volume:      {}", self.volume_id);
+        println!("extent size: {} KiB", self.extent_size / 1024);
+        println!("data store:  {}", self.store);
+        println!("files:       {} ({} bytes)", self.files, self.file_bytes);
+        println!(
+            "extents:     {} ({} bytes); {} referenced ({} bytes)",
+            e.count, e.bytes, e.referenced_count, e.referenced_bytes
+        );
+        for (name, t) in &tiers {
+            println!(
+                "tier {name}: {} puts ({} bytes), {} gets ({} bytes), {} deletes, {} heads, {} lists",
+                t.puts, t.bytes_put, t.gets, t.bytes_got, t.deletes, t.heads, t.lists
+            );
+        }
+        for (name, value) in &self.settings {
+            println!("setting {name} = {value}");
+        }
+        for b in &self.branches {
+            println!(
+                "branch {}: {} unique bytes ({} extents, {} bytes; {} bytes of unpacked pages)",
+                b.name,
+                b.extent_bytes + b.dirty_bytes,
+                b.extents,
+                b.extent_bytes,
+                b.dirty_bytes
+            );
+        }
+        Ok(())
+    }
+}
+
 #[derive(Serialize)]
 struct TierStats {
     puts: u64,
@@ -858,82 +1021,11 @@ pub fn run(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
 async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         VolumeCommand::Stats { path, json } => {
-            let v = open_volume(&path).await?;
-            let stats = v.stats().await?;
-            let mut tiers: std::collections::BTreeMap<String, TierStats> = Default::default();
-            for c in &stats.counters {
-                let t = tiers.entry(c.tier.clone()).or_insert(TierStats {
-                    puts: 0,
-                    gets: 0,
-                    deletes: 0,
-                    heads: 0,
-                    lists: 0,
-                    bytes_put: 0,
-                    bytes_got: 0,
-                });
-                match c.op.as_str() {
-                    "put" => {
-                        t.puts += c.calls;
-                        t.bytes_put += c.bytes;
-                    }
-                    "get" | "get_range" => {
-                        t.gets += c.calls;
-                        t.bytes_got += c.bytes;
-                    }
-                    "delete" => t.deletes += c.calls,
-                    "head" => t.heads += c.calls,
-                    "list" => t.lists += c.calls,
-                    _ => {}
-                }
-            }
-            let e = stats.extents;
-            let branches = v.branch_usage().await?;
-            let file_bytes: u64 = stats.files.iter().map(|f| f.size).sum();
-            if json {
-                let out = serde_json::json!({
-                    "volume": v.config().volume_id,
-                    "extent_size": v.config().extent_size,
-                    "tiers": tiers,
-                    "extents": {
-                        "count": e.count,
-                        "bytes": e.bytes,
-                        "referenced_count": e.referenced_count,
-                        "referenced_bytes": e.referenced_bytes,
-                    },
-                    "files": { "count": stats.files.len(), "bytes": file_bytes },
-                    "branches": branches.iter().map(crate::branch_cmd::branch_json).collect::<Vec<_>>(),
-                    "settings": stats.io.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
-                });
-                println!("{}", serde_json::to_string_pretty(&out)?);
-            } else {
-                println!("volume:      {}", v.config().volume_id);
-                println!("extent size: {} KiB", v.config().extent_size / 1024);
-                println!("data store:  {}", fsx_store::redact(&v.config().store_url));
-                println!("files:       {} ({} bytes)", stats.files.len(), file_bytes);
-                println!(
-                    "extents:     {} ({} bytes); {} referenced ({} bytes)",
-                    e.count, e.bytes, e.referenced_count, e.referenced_bytes
-                );
-                for (name, t) in &tiers {
-                    println!(
-                        "tier {name}: {} puts ({} bytes), {} gets ({} bytes), {} deletes, {} heads, {} lists",
-                        t.puts, t.bytes_put, t.gets, t.bytes_got, t.deletes, t.heads, t.lists
-                    );
-                }
-                for (name, value) in &stats.io {
-                    println!("setting {name} = {value}");
-                }
-                for (b, u) in &branches {
-                    println!(
-                        "branch {}: {} unique bytes ({} extents, {} bytes; {} bytes of unpacked pages)",
-                        b.name,
-                        u.extent_bytes + u.dirty_bytes,
-                        u.extents,
-                        u.extent_bytes,
-                        u.dirty_bytes
-                    );
-                }
-            }
+            let report = match crate::remote_cmd::remote(&path)? {
+                Some(r) => crate::remote_cmd::stats(&r).await?,
+                None => StatsReport::local(&path).await?,
+            };
+            report.print(json)?;
         }
         VolumeCommand::Config { path, settings } => {
             let dir = fsx_volume::absolute(&path)?;

@@ -63,6 +63,8 @@ pub enum RouteId {
     Stat,
     /// A directory's entries, paged.
     List,
+    /// The page-store files by name (what `fsx file ls` lists).
+    Files,
     /// A file's bytes (whole, or a `Range`).
     ReadFile,
     /// Replaces a file's bytes with the body (creating it).
@@ -131,6 +133,7 @@ pub const ROUTES: &[Route] = &[
     route(RouteId::VolumeInfo, Get, "/v1/volumes/{vol}", Token(Read)),
     route(RouteId::Stat, Get, "/v1/volumes/{vol}/stat", Token(Read)),
     route(RouteId::List, Get, "/v1/volumes/{vol}/list", Token(Read)),
+    route(RouteId::Files, Get, "/v1/volumes/{vol}/files", Token(Read)),
     route(
         RouteId::ReadFile,
         Get,

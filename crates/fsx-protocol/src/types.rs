@@ -38,6 +38,14 @@ pub struct VolumeInfo {
     pub created_ms: i64,
     /// Whether reads need no token.
     pub public_read: bool,
+    /// The largest request body the server accepts (`fsx serve
+    /// --max-body`): also the largest file one `PUT …/file` writes.
+    /// Clients check it before sending (0 from a server that does not say).
+    #[serde(default)]
+    pub max_body: u64,
+    /// The data store's URL with its credentials removed.
+    #[serde(default)]
+    pub store: String,
     /// Statistics.
     pub stats: VolumeStats,
 }
@@ -53,10 +61,28 @@ pub struct VolumeStats {
     pub extents: u64,
     /// Their stored bytes.
     pub extent_bytes: u64,
+    /// Extent records some page map references.
+    #[serde(default)]
+    pub referenced_extents: u64,
+    /// Their stored bytes.
+    #[serde(default)]
+    pub referenced_bytes: u64,
     /// Branches.
     pub branches: u64,
     /// Operation counters by tier and operation.
     pub counters: Vec<Counter>,
+    /// The I/O settings the server runs the volume with, by name.
+    #[serde(default)]
+    pub settings: Vec<Setting>,
+}
+
+/// One setting and its effective value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Setting {
+    /// Its name (`io.cache_bytes`, …).
+    pub name: String,
+    /// Its value.
+    pub value: u64,
 }
 
 /// One operation counter.
@@ -167,6 +193,39 @@ pub struct ListPage {
     pub next: Option<String>,
 }
 
+/// `?prefix=P&branch=B` of `GET …/files`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesQuery {
+    /// Only names starting with this (default: every file).
+    #[serde(default)]
+    pub prefix: String,
+    /// The branch (default `main`).
+    #[serde(default = "main_branch")]
+    pub branch: String,
+}
+
+/// One page-store file: its name is its tree path without the leading
+/// `/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    /// Name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Page size.
+    pub page_size: u32,
+    /// Modification time.
+    pub modified_ms: i64,
+}
+
+/// `GET …/files`: every file whose name starts with the prefix, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Files {
+    /// The files.
+    pub files: Vec<FileInfo>,
+}
+
 /// `PUT …/file`: the file written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Written {
@@ -238,6 +297,20 @@ pub struct Branch {
     pub created_ms: i64,
     /// Time of its latest commit (or creation).
     pub commit_ms: i64,
+    /// What only this branch holds: in `GET …/branches`, absent elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique: Option<BranchUsage>,
+}
+
+/// What deleting a branch would free at the next GC.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BranchUsage {
+    /// Extents only it references.
+    pub extents: u64,
+    /// Their bytes.
+    pub extent_bytes: u64,
+    /// Page data it holds in the metadata engine (not yet packed).
+    pub dirty_bytes: u64,
 }
 
 /// `GET …/branches`.

@@ -173,6 +173,7 @@ pub(crate) fn handler(route: &Route) -> MethodRouter<Arc<AppState>> {
         RouteId::VolumeInfo => on(f, volume_info),
         RouteId::Stat => on(f, stat),
         RouteId::List => on(f, list),
+        RouteId::Files => on(f, files),
         RouteId::ReadFile => on(f, read_file),
         RouteId::WriteFile => on(f, write_file),
         RouteId::Mkdir => on(f, mkdir),
@@ -281,7 +282,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     })
 }
 
-async fn volume_info(Extension(v): Vol) -> Result<Response> {
+async fn volume_info(State(state): State<Arc<AppState>>, Extension(v): Vol) -> Result<Response> {
     let config = v.volume.config().clone();
     let stats = v.volume.stats().await?;
     let branches = v.volume.branches().await?;
@@ -291,12 +292,24 @@ async fn volume_info(Extension(v): Vol) -> Result<Response> {
         extent_size: config.extent_size,
         created_ms: config.created_ms,
         public_read: v.public_read,
+        max_body: state.limits.max_body as u64,
+        store: fsx_store::redact(&config.store_url),
         stats: t::VolumeStats {
             files: stats.files.len() as u64,
             file_bytes: stats.files.iter().map(|f| f.size).sum(),
             extents: stats.extents.count,
             extent_bytes: stats.extents.bytes,
+            referenced_extents: stats.extents.referenced_count,
+            referenced_bytes: stats.extents.referenced_bytes,
             branches: branches.len() as u64,
+            settings: stats
+                .io
+                .iter()
+                .map(|&(name, value)| t::Setting {
+                    name: name.to_string(),
+                    value,
+                })
+                .collect(),
             counters: stats
                 .counters
                 .into_iter()
@@ -365,6 +378,25 @@ async fn list(Extension(v): Vol, uri: Uri) -> Result<Response> {
         None
     };
     Ok(json(&t::ListPage { entries, next }))
+}
+
+/// The page-store files of a branch by name, as `fsx file ls` lists them
+/// (a file's name is its tree path without the leading `/`).
+async fn files(Extension(v): Vol, uri: Uri) -> Result<Response> {
+    let q: t::FilesQuery = query(&uri)?;
+    let view = v.at_spec(&q.branch).await?;
+    let files = view.list(&q.prefix).await?;
+    Ok(json(&t::Files {
+        files: files
+            .into_iter()
+            .map(|f| t::FileInfo {
+                name: f.name,
+                size: f.size,
+                page_size: f.page_size,
+                modified_ms: f.modified_ms,
+            })
+            .collect(),
+    }))
 }
 
 /// A byte range `[start, end)` asked for by a `Range` header, against an
@@ -635,6 +667,7 @@ fn branch_body(b: &BranchInfo) -> t::Branch {
         commit: b.commit,
         created_ms: b.created_ms,
         commit_ms: b.commit_ms,
+        unique: None,
     }
 }
 
@@ -651,9 +684,20 @@ fn commit_body(c: &CommitInfo) -> t::Commit {
 }
 
 async fn branches(Extension(v): Vol) -> Result<Response> {
-    let list = v.volume.branches().await?;
+    // With each branch's unique bytes, as `fsx branch list` shows them.
+    let list = v.volume.branch_usage().await?;
     Ok(json(&t::Branches {
-        branches: list.iter().map(branch_body).collect(),
+        branches: list
+            .iter()
+            .map(|(b, u)| t::Branch {
+                unique: Some(t::BranchUsage {
+                    extents: u.extents,
+                    extent_bytes: u.extent_bytes,
+                    dirty_bytes: u.dirty_bytes,
+                }),
+                ..branch_body(b)
+            })
+            .collect(),
     }))
 }
 
