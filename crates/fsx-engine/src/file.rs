@@ -304,12 +304,33 @@ impl File {
 
     /// Reads up to `len` bytes at `offset`; shorter at the end of the file.
     pub async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
-        let pieces = self.read_bytes_at(offset, len).await?;
-        let mut out = Vec::with_capacity(pieces.iter().map(Bytes::len).sum());
-        for p in &pieces {
-            out.extend_from_slice(p);
+        let end = offset.saturating_add(len as u64).min(self.size);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        if let Some(l) = &self.local {
+            return l.read(offset, end);
+        }
+        let first = offset / self.ps();
+        let pages = self.pages(first, (end - 1) / self.ps() - first + 1).await?;
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        for (i, page) in pages.iter().enumerate() {
+            let (from, to) = self.wanted(first + i as u64, offset, end);
+            match page {
+                Some(p) => out.extend_from_slice(p.get(from..to).unwrap_or_default()),
+                None => out.resize(out.len() + (to - from), 0),
+            }
         }
         Ok(out)
+    }
+
+    /// The part `[from, to)` of page `page_no` that a read of bytes
+    /// `[offset, end)` covers.
+    fn wanted(&self, page_no: u64, offset: u64, end: u64) -> (usize, usize) {
+        let ps = self.ps();
+        let page_start = page_no * ps;
+        let from = offset.saturating_sub(page_start) as usize;
+        (from, (end - page_start).min(ps) as usize)
     }
 
     /// Like [`File::read_at`], but the bytes come as pieces, in order,
@@ -323,15 +344,11 @@ impl File {
         if let Some(l) = &self.local {
             return Ok(vec![Bytes::from(l.read(offset, end)?)]);
         }
-        let ps = self.ps();
-        let first = offset / ps;
-        let last = (end - 1) / ps;
-        let pages = self.pages(first, last - first + 1).await?;
+        let first = offset / self.ps();
+        let pages = self.pages(first, (end - 1) / self.ps() - first + 1).await?;
         let mut out = Vec::with_capacity(pages.len());
         for (i, page) in pages.iter().enumerate() {
-            let page_start = (first + i as u64) * ps;
-            let from = offset.saturating_sub(page_start) as usize;
-            let to = ((end - page_start).min(ps)) as usize;
+            let (from, to) = self.wanted(first + i as u64, offset, end);
             out.push(match page {
                 Some(p) if p.get(from..to).is_some() => p.slice(from..to),
                 Some(_) => Bytes::new(),

@@ -1,10 +1,9 @@
 //! Blobs placed in memory for direct I/O.
 //!
-//! A local store writes and reads an extent file with `O_DIRECT` when the
-//! blob starts on an [`IO_ALIGN`] boundary: the disk then moves the bytes
-//! to and from the blob itself, where a buffered write or read costs the
-//! CPU a copy through the page cache (on a 2-core machine, about as much
-//! as hashing the blob). Producers of large blobs (the engine's extent
+//! A local store writes an extent file with `O_DIRECT` when the blob
+//! starts on an [`IO_ALIGN`] boundary: the disk then takes the bytes from
+//! the blob itself, where a buffered write costs the CPU a copy into the
+//! page cache (on a 2-core machine, about as much as hashing the blob). Producers of large blobs (the engine's extent
 //! encoder) build them with [`aligned`]; an unaligned blob is still
 //! stored correctly, through the page cache.
 

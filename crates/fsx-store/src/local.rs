@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::aligned::{IO_ALIGN, direct_prefix};
+use crate::aligned::direct_prefix;
 use crate::backend::{
     BoxFuture, Capabilities, ExtentBackend, ListPage, ListRequest, ObjectMeta, resolve_range,
 };
@@ -137,7 +137,12 @@ impl ExtentBackend for LocalBackend {
     fn get<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Bytes>> {
         let path = self.layout.path_for(key);
         Box::pin(blocking(move || {
-            read_object(&path).map_err(|e| io_error("get", &path, e))
+            // Through the page cache, unlike puts: a blob read once is
+            // often read again by another process (a database opened
+            // anew), and there the page cache serves it without the disk.
+            fs::read(&path)
+                .map(Bytes::from)
+                .map_err(|e| io_error("get", &path, e))
         }))
     }
 
@@ -526,63 +531,6 @@ fn write_direct(path: &Path, blocks: &[u8]) -> io::Result<()> {
 #[cfg(not(target_os = "linux"))]
 fn write_direct(_path: &Path, _blocks: &[u8]) -> io::Result<()> {
     Err(io::ErrorKind::Unsupported.into())
-}
-
-/// A whole object: read with direct I/O into a blob placed for it where
-/// the file system allows (no copy through the page cache, see
-/// [`crate::aligned`]), else through the page cache.
-fn read_object(path: &Path) -> io::Result<Bytes> {
-    if let Some(blob) = read_direct(path)? {
-        return Ok(blob);
-    }
-    fs::read(path).map(Bytes::from)
-}
-
-/// `None` where direct I/O does not apply: a file system that refuses it,
-/// or a file smaller than a block.
-#[cfg(target_os = "linux")]
-fn read_direct(path: &Path) -> io::Result<Option<Bytes>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let len = usize::try_from(file.metadata()?.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "object larger than memory"))?;
-    if len < IO_ALIGN {
-        return Ok(None);
-    }
-    let blocks = len.div_ceil(IO_ALIGN) * IO_ALIGN;
-    let mut v = vec![0u8; blocks + IO_ALIGN];
-    let pad = v.as_ptr().align_offset(IO_ALIGN).min(IO_ALIGN);
-    let buf = &mut v[pad..pad + blocks];
-    let mut got = 0;
-    // Every read but the one that reaches the end moves whole blocks, so
-    // the next starts aligned.
-    while got < len && got % IO_ALIGN == 0 {
-        match file.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return Ok(None),
-            Err(e) => return Err(e),
-        }
-    }
-    if got != len {
-        return Ok(None);
-    }
-    // `vec!` allocates exactly its length, so this moves nothing.
-    Ok(Some(Bytes::from(v).slice(pad..pad + len)))
-}
-
-#[cfg(not(target_os = "linux"))]
-fn read_direct(_path: &Path) -> io::Result<Option<Bytes>> {
-    Ok(None)
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
