@@ -1338,7 +1338,7 @@ fn encode_extent(
     let most = fsx_format::raw_len(page_size, page_count, present.len() as u32);
     // Placed for direct I/O: a local store writes it to disk without
     // copying it through the page cache.
-    let blob = fsx_store::aligned(most, |out| {
+    let blob = fsx_store::aligned_blob(most, |out| {
         encode_into(
             out,
             page_size,

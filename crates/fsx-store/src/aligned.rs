@@ -4,7 +4,7 @@
 //! starts on an [`IO_ALIGN`] boundary: the disk then takes the bytes from
 //! the blob itself, where a buffered write costs the CPU a copy into the
 //! page cache (on a 2-core machine, about as much as hashing the blob). Producers of large blobs (the engine's extent
-//! encoder) build them with [`aligned`]; an unaligned blob is still
+//! encoder) build them with [`aligned_blob`]; an unaligned blob is still
 //! stored correctly, through the page cache.
 
 use bytes::Bytes;
@@ -18,7 +18,7 @@ pub const IO_ALIGN: usize = 4096;
 /// vector whose first byte lies on an [`IO_ALIGN`] boundary. If `fill`
 /// writes more than `max_len` bytes the vector may move and the blob is
 /// merely unaligned.
-pub fn aligned<E>(
+pub fn aligned_blob<E>(
     max_len: usize,
     fill: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
 ) -> Result<Bytes, E> {
@@ -50,7 +50,7 @@ mod tests {
     #[test]
     fn aligned_blobs_start_on_the_boundary() {
         for len in [0usize, 1, 4095, 4096, 2 * 1024 * 1024 + 128] {
-            let b = aligned::<()>(len, |v| {
+            let b = aligned_blob::<()>(len, |v| {
                 v.extend((0..len).map(|i| i as u8));
                 Ok(())
             })
@@ -63,7 +63,7 @@ mod tests {
 
     #[test]
     fn overfilling_stays_correct() {
-        let b = aligned::<()>(10, |v| {
+        let b = aligned_blob::<()>(10, |v| {
             v.extend(std::iter::repeat_n(7u8, 10_000));
             Ok(())
         })

@@ -42,7 +42,7 @@ mod sync;
 pub mod url;
 pub mod wrappers;
 
-pub use aligned::{IO_ALIGN, aligned};
+pub use aligned::{IO_ALIGN, aligned_blob};
 pub use backend::{
     BoxFuture, Capabilities, ExtentBackend, ExtentBackendExt, ListPage, ListRequest, MaybeSend,
     MaybeSync, ObjectMeta,

@@ -31,6 +31,13 @@
 //! order): O(objects) per page. That is fine for fsck/GC sweeps of a local
 //! tier; a hot listing path would need an index.
 //!
+//! A blob placed for direct I/O ([`crate::aligned`], as the engine
+//! encodes every extent) is written with `O_DIRECT`, whole blocks of it:
+//! the disk takes the bytes from the blob, where the page cache would cost
+//! a copy of each, and a bulk write does not push other data out of the
+//! cache. Reads go through the page cache, which serves an object read
+//! again (a database opened anew) without the disk.
+//!
 //! File system work runs on tokio's blocking pool (`spawn_blocking`), never
 //! on the async executor's threads.
 
