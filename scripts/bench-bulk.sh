@@ -49,6 +49,8 @@ timed() {
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# "min–max" of the first column of stdin: the spread beside each median.
+spread() { sort -n | awk 'NR == 1 {lo = $1} {hi = $1} END {print lo "–" hi}'; }
 peak() { awk '{print $2}' "$1" | sort -n | tail -1; }
 
 echo "== $size_mib MiB of random bytes, $rounds rounds, $(nproc) cores, fsx $("$fsx" --version)"
@@ -81,8 +83,8 @@ echo
 echo "local directory store (medians; page cache dropped before each: $dropped)"
 echo "| | reference | fsx | fsx ÷ reference (throughput) | fsx peak RSS |"
 echo "|---|---|---|---|---|"
-echo "| put | cp + sync: $cp_s s ($(mbps "$cp_s") MB/s) | $put_s s ($(mbps "$put_s") MB/s) | $(awk -v a="$cp_s" -v b="$put_s" 'BEGIN{printf "%.2f", a/b}')× | $(peak "$dir/put") KB |"
-echo "| get | cat: $cat_s s ($(mbps "$cat_s") MB/s) | $get_s s ($(mbps "$get_s") MB/s) | $(awk -v a="$cat_s" -v b="$get_s" 'BEGIN{printf "%.2f", a/b}')× | $(peak "$dir/get") KB |"
+echo "| put | cp + sync: $cp_s s ($(cut -d' ' -f1 "$dir/cp" | spread); $(mbps "$cp_s") MB/s) | $put_s s ($(cut -d' ' -f1 "$dir/put" | spread); $(mbps "$put_s") MB/s) | $(awk -v a="$cp_s" -v b="$put_s" 'BEGIN{printf "%.2f", a/b}')× | $(peak "$dir/put") KB |"
+echo "| get | cat: $cat_s s ($(cut -d' ' -f1 "$dir/cat" | spread); $(mbps "$cat_s") MB/s) | $get_s s ($(cut -d' ' -f1 "$dir/get" | spread); $(mbps "$get_s") MB/s) | $(awk -v a="$cat_s" -v b="$get_s" 'BEGIN{printf "%.2f", a/b}')× | $(peak "$dir/get") KB |"
 
 if [[ -z ${FSX_TEST_S3_URL:-} ]]; then
     echo
@@ -113,5 +115,5 @@ echo
 echo "SeaweedFS S3 (medians; store bench: $large objects of 2 MiB, 4 in flight)"
 echo "| | reference | fsx | fsx ÷ reference (throughput) | fsx peak RSS |"
 echo "|---|---|---|---|---|"
-echo "| put | store bench 2 MiB put: $sbput MB/s | $s3put_s s ($(mbps "$s3put_s") MB/s) | $(awk -v a="$(mbps "$s3put_s")" -v b="$sbput" 'BEGIN{printf "%.2f", a/b}')× | $(peak "$dir/s3put") KB |"
-echo "| get | store bench 2 MiB get: $sbget MB/s | $s3get_s s ($(mbps "$s3get_s") MB/s) | $(awk -v a="$(mbps "$s3get_s")" -v b="$sbget" 'BEGIN{printf "%.2f", a/b}')× | $(peak "$dir/s3get") KB |"
+echo "| put | store bench 2 MiB put: $sbput MB/s ($(spread <"$dir/sbput")) | $s3put_s s ($(cut -d' ' -f1 "$dir/s3put" | spread); $(mbps "$s3put_s") MB/s) | $(awk -v a="$(mbps "$s3put_s")" -v b="$sbput" 'BEGIN{printf "%.2f", a/b}')× | $(peak "$dir/s3put") KB |"
+echo "| get | store bench 2 MiB get: $sbget MB/s ($(spread <"$dir/sbget")) | $s3get_s s ($(cut -d' ' -f1 "$dir/s3get" | spread); $(mbps "$s3get_s") MB/s) | $(awk -v a="$(mbps "$s3get_s")" -v b="$sbget" 'BEGIN{printf "%.2f", a/b}')× | $(peak "$dir/s3get") KB |"

@@ -567,13 +567,10 @@ async fn put(
     page_size: u32,
     sync_pages: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
-    let mut input: Box<dyn Read> = if local.as_os_str() == "-" {
-        Box::new(std::io::stdin().lock())
+    let input: Box<dyn Read + Send> = if local.as_os_str() == "-" {
+        Box::new(std::io::stdin())
     } else {
-        Box::new(
-            std::fs::File::open(local)
-                .with_context(|| format!("cannot read {}", local.display()))?,
-        )
+        Box::new(open_source(local).with_context(|| format!("cannot read {}", local.display()))?)
     };
     let total = std::fs::metadata(local)
         .ok()
@@ -600,7 +597,7 @@ async fn put(
     let sync_every = sync_pages.map(|n| n * u64::from(f.page_size()));
     let pb = bar(total, "put");
     let mut synced = false;
-    let copied = copy_in(&mut f, &mut *input, sync_every, &pb, &mut synced).await;
+    let copied = copy_in(&mut f, read_ahead(input), sync_every, &pb, &mut synced).await;
     pb.finish_and_clear();
     let outcome = match copied {
         Ok(size) => f
@@ -663,36 +660,101 @@ async fn put(
 /// writer's own when its buffer fills).
 async fn copy_in(
     f: &mut fsx_engine::File,
-    input: &mut dyn Read,
+    chunks: std::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
     sync_every: Option<u64>,
     pb: &ProgressBar,
     synced: &mut bool,
 ) -> anyhow::Result<u64> {
-    let mut buf = vec![0u8; COPY_CHUNK];
     let mut offset = 0u64;
     let mut next_sync = sync_every.unwrap_or(u64::MAX);
-    loop {
-        let want = (next_sync - offset).min(COPY_CHUNK as u64) as usize;
-        let n = read_full(input, &mut buf[..want]).context("read failed")?;
-        if n == 0 {
-            break;
+    // The reader thread is a chunk or two ahead: waiting for it here is
+    // waiting for the disk, which the engine's own threads keep busy.
+    for chunk in chunks {
+        let mut chunk = chunk.context("read failed")?;
+        while !chunk.is_empty() {
+            let n = (next_sync - offset).min(chunk.len().min(COPY_CHUNK) as u64) as usize;
+            let before = f.unsynced_bytes();
+            f.write_bytes(offset, chunk.split_to(n)).await?;
+            // Writes only grow the buffer; it shrinks (to empty) only when
+            // the writer synced on its own.
+            let after = f.unsynced_bytes();
+            *synced |= after < before || after == 0;
+            offset += n as u64;
+            if offset == next_sync {
+                f.sync().await?;
+                *synced = true;
+                next_sync = next_sync.saturating_add(sync_every.unwrap_or(u64::MAX));
+            }
+            pb.inc(n as u64);
         }
-        let before = f.unsynced_bytes();
-        f.write_at(offset, &buf[..n]).await?;
-        // Writes only grow the buffer; it shrinks (to empty) only when the
-        // writer synced on its own.
-        let after = f.unsynced_bytes();
-        *synced |= after < before || after == 0;
-        offset += n as u64;
-        if offset == next_sync {
-            f.sync().await?;
-            *synced = true;
-            next_sync = next_sync.saturating_add(sync_every.unwrap_or(u64::MAX));
-        }
-        pb.inc(n as u64);
     }
     f.truncate(offset).await?;
     Ok(offset)
+}
+
+/// Bytes a put reads its source by ([`read_ahead`]): large, because a
+/// direct read of one request keeps only as much of the disk busy as it
+/// asks for (the page cache's readahead would otherwise do that).
+const READ_CHUNK: usize = 8 << 20;
+
+/// Chunks read ahead of a put ([`read_ahead`]).
+const CHUNKS_AHEAD: usize = 2;
+
+/// Reads `input` on a thread of its own, [`READ_CHUNK`] bytes at a time,
+/// each into a fresh buffer that the engine keeps whole pages of without
+/// copying them ([`fsx_engine::File::write_bytes`]), up to
+/// [`CHUNKS_AHEAD`] chunks ahead: the disk reads the source while the
+/// engine encodes and stores what came before. Ends after the last chunk
+/// or the first error; stops when the receiver is dropped.
+fn read_ahead(
+    mut input: Box<dyn Read + Send>,
+) -> std::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(CHUNKS_AHEAD);
+    let spawned = std::thread::Builder::new()
+        .name("fsx-put-read".into())
+        .spawn(move || {
+            loop {
+                // Placed for direct I/O (see `open_source`).
+                let mut buf = vec![0u8; READ_CHUNK + fsx_store::IO_ALIGN];
+                let pad = buf
+                    .as_ptr()
+                    .align_offset(fsx_store::IO_ALIGN)
+                    .min(fsx_store::IO_ALIGN);
+                let chunk = match read_full(&mut *input, &mut buf[pad..pad + READ_CHUNK]) {
+                    Ok(0) => return,
+                    Ok(n) => Ok(bytes::Bytes::from(buf).slice(pad..pad + n)),
+                    Err(e) => Err(e),
+                };
+                let failed = chunk.is_err();
+                if tx.send(chunk).is_err() || failed {
+                    return;
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        // The receiver then reports the failure as the first chunk.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let _ = tx.send(Err(e));
+        return rx;
+    }
+    rx
+}
+
+/// A put's source file, read with direct I/O where the file system allows
+/// it: the disk moves the bytes into the chunk buffers themselves, where
+/// the page cache would cost a copy of every byte, and a put, which reads
+/// its source once, leaves the page cache to what else is running.
+fn open_source(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let plain = std::fs::File::open(path)?;
+    if !plain.metadata()?.is_file() {
+        return Ok(plain);
+    }
+    Ok(std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .unwrap_or(plain))
 }
 
 pub(crate) fn put_done(name: &str, size: u64, unpacked: Option<fsx_engine::Error>) -> ExitCode {
@@ -716,7 +778,11 @@ pub(crate) fn put_done(name: &str, size: u64, unpacked: Option<fsx_engine::Error
 async fn get(v: &Volume, volume_dir: &Path, name: &str, local: &Path) -> anyhow::Result<()> {
     let f = v.open_file(name, OpenOptions::read()).await?;
     if local.as_os_str() == "-" {
-        let mut out = std::io::stdout().lock();
+        // Standard output's own descriptor: `Stdout` would split vectored
+        // writes at newlines and copy the rest into its line buffer.
+        use std::os::fd::AsFd;
+        let stdout = std::io::stdout();
+        let mut out = std::fs::File::from(stdout.as_fd().try_clone_to_owned()?);
         copy_out(&f, &mut out).await?;
         return Ok(());
     }
@@ -801,13 +867,35 @@ async fn copy_out(f: &fsx_engine::File, out: &mut dyn Write) -> anyhow::Result<(
     let pb = bar(Some(f.size()), "get");
     let mut offset = 0;
     while offset < f.size() {
-        let chunk = f.read_at(offset, COPY_CHUNK).await?;
-        out.write_all(&chunk).context("write failed")?;
-        offset += chunk.len() as u64;
-        pb.inc(chunk.len() as u64);
+        // Pages shared with the extent cache, written with one vectored
+        // call per chunk rather than copied into a buffer first.
+        let pieces = f.read_bytes_at(offset, COPY_CHUNK).await?;
+        let n: usize = pieces.iter().map(bytes::Bytes::len).sum();
+        if n == 0 {
+            break;
+        }
+        write_pieces(out, &pieces).context("write failed")?;
+        offset += n as u64;
+        pb.inc(n as u64);
     }
     out.flush().context("write failed")?;
     pb.finish_and_clear();
+    Ok(())
+}
+
+/// Writes all of `pieces`, in order, with as few calls as the output takes.
+fn write_pieces(out: &mut dyn Write, pieces: &[bytes::Bytes]) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> =
+        pieces.iter().map(|p| std::io::IoSlice::new(p)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match out.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => std::io::IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
     Ok(())
 }
 

@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use fsx_format::{Extent, content_key, encode};
+use fsx_format::{Extent, content_key, encode, encode_into};
 use fsx_meta::{
     BranchId, ExtentWrite, FileMeta, LeaseRequest, PackCommit, PageWrite, View, WriteBatch,
 };
@@ -311,19 +311,49 @@ impl File {
         if let Some(l) = &self.local {
             return l.read(offset, end);
         }
-        let ps = self.ps();
-        let first = offset / ps;
-        let last = (end - 1) / ps;
-        let pages = self.pages(first, last - first + 1).await?;
+        let first = offset / self.ps();
+        let pages = self.pages(first, (end - 1) / self.ps() - first + 1).await?;
         let mut out = Vec::with_capacity((end - offset) as usize);
         for (i, page) in pages.iter().enumerate() {
-            let page_start = (first + i as u64) * ps;
-            let from = offset.saturating_sub(page_start) as usize;
-            let to = ((end - page_start).min(ps)) as usize;
+            let (from, to) = self.wanted(first + i as u64, offset, end);
             match page {
                 Some(p) => out.extend_from_slice(p.get(from..to).unwrap_or_default()),
                 None => out.resize(out.len() + (to - from), 0),
             }
+        }
+        Ok(out)
+    }
+
+    /// The part `[from, to)` of page `page_no` that a read of bytes
+    /// `[offset, end)` covers.
+    fn wanted(&self, page_no: u64, offset: u64, end: u64) -> (usize, usize) {
+        let ps = self.ps();
+        let page_start = page_no * ps;
+        let from = offset.saturating_sub(page_start) as usize;
+        (from, (end - page_start).min(ps) as usize)
+    }
+
+    /// Like [`File::read_at`], but the bytes come as pieces, in order,
+    /// that share memory with the extent cache rather than copies: a bulk
+    /// copy out writes them as they are.
+    pub async fn read_bytes_at(&self, offset: u64, len: usize) -> Result<Vec<Bytes>> {
+        let end = offset.saturating_add(len as u64).min(self.size);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        if let Some(l) = &self.local {
+            return Ok(vec![Bytes::from(l.read(offset, end)?)]);
+        }
+        let first = offset / self.ps();
+        let pages = self.pages(first, (end - 1) / self.ps() - first + 1).await?;
+        let mut out = Vec::with_capacity(pages.len());
+        for (i, page) in pages.iter().enumerate() {
+            let (from, to) = self.wanted(first + i as u64, offset, end);
+            out.push(match page {
+                Some(p) if p.get(from..to).is_some() => p.slice(from..to),
+                Some(_) => Bytes::new(),
+                None => zeros(to - from),
+            });
         }
         Ok(out)
     }
@@ -367,6 +397,19 @@ impl File {
     /// of `data` is buffered first: callers bound memory by writing in
     /// chunks (the CLI writes 1 MiB at a time).
     pub async fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<()> {
+        self.write(offset, data, None).await
+    }
+
+    /// Like [`File::write_at`], but the whole pages of `data` are kept as
+    /// slices of it, not copied: for a caller that hands its buffer over
+    /// (a bulk copy reads into a fresh buffer per chunk). Holding on to a
+    /// page holds the whole of `data` until the next sync.
+    pub async fn write_bytes(&mut self, offset: u64, data: Bytes) -> Result<()> {
+        self.write(offset, &data, Some(&data)).await
+    }
+
+    /// `data`, and the same bytes as `owned` when the caller gave them.
+    async fn write(&mut self, offset: u64, data: &[u8], owned: Option<&Bytes>) -> Result<()> {
         self.writer_mut()?;
         if data.is_empty() {
             return Ok(());
@@ -388,9 +431,10 @@ impl File {
             let page_start = page_no * ps;
             let in_page = (pos - page_start) as usize;
             let n = ((ps - in_page as u64).min(end - pos)) as usize;
-            let src = &data[(pos - offset) as usize..(pos - offset) as usize + n];
+            let at = (pos - offset) as usize;
+            let src = &data[at..at + n];
             let page = if n == ps as usize {
-                Bytes::copy_from_slice(src)
+                owned.map_or_else(|| Bytes::copy_from_slice(src), |b| b.slice(at..at + n))
             } else {
                 let mut p = if page_start < self.size {
                     self.read_page(page_no).await?.to_vec()
@@ -1175,12 +1219,8 @@ impl File {
         let new_key = if pages.is_empty() {
             None
         } else {
-            let blob = encode(
-                self.meta.page_size,
-                pages.iter().map(|(i, p)| (*i, p.as_ref())),
-                s.options.compression,
-            )?;
-            let key = content_key(&blob);
+            let present: Vec<(u32, Bytes)> = pages.into_iter().collect();
+            let (blob, key) = encode_extent(self.meta.page_size, &present, s.options.compression)?;
             if dirty.current_key.as_deref() != Some(key.as_str()) {
                 crate::failpoint::check(&*s.env, crate::Failpoint::Pin)?;
                 s.meta
@@ -1195,9 +1235,9 @@ impl File {
                 // point at bytes that cannot be read back.
                 if !stored_intact(&s, &okey).await? {
                     crate::failpoint::check(&*s.env, crate::Failpoint::Upload)?;
-                    s.store.put(&okey, Bytes::from(blob.clone())).await?;
+                    s.store.put(&okey, blob.clone()).await?;
                 }
-                s.cache.insert(&key, raw_for_cache(Bytes::from(blob))?);
+                s.cache.insert(&key, raw_for_cache(blob)?);
             }
             Some(key)
         };
@@ -1294,13 +1334,20 @@ fn encode_extent(
     present: &[(u32, Bytes)],
     compression: fsx_format::Compression,
 ) -> Result<Encoded> {
-    let blob = encode(
-        page_size,
-        present.iter().map(|(i, p)| (*i, p.as_ref())),
-        compression,
-    )?;
+    let page_count = present.last().map_or(0, |(i, _)| i + 1);
+    let most = fsx_format::raw_len(page_size, page_count, present.len() as u32);
+    // Placed for direct I/O: a local store writes it to disk without
+    // copying it through the page cache.
+    let blob = fsx_store::aligned_blob(most, |out| {
+        encode_into(
+            out,
+            page_size,
+            present.iter().map(|(i, p)| (*i, p.as_ref())),
+            compression,
+        )
+    })?;
     let key = content_key(&blob);
-    Ok((Bytes::from(blob), key))
+    Ok((blob, key))
 }
 
 /// Whether the stored object `key` reads back and matches its content key
@@ -1324,6 +1371,13 @@ async fn stored_intact(s: &Shared, key: &ObjectKey) -> Result<bool> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `n` zero bytes (at most a page), without allocating.
+fn zeros(n: usize) -> Bytes {
+    static ZEROS: [u8; fsx_format::MAX_PAGE_SIZE as usize] =
+        [0; fsx_format::MAX_PAGE_SIZE as usize];
+    Bytes::from_static(&ZEROS[..n.min(ZEROS.len())])
 }
 
 /// Re-encodes a compressed extent raw so cached page reads are slices.

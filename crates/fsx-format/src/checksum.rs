@@ -4,13 +4,19 @@
 //! SHA-256 for that) but catches torn and bit-flipped data. The loop is one
 //! long dependency chain, so it runs at roughly a byte per multiply latency.
 
-const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+pub(crate) const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
 const PRIME: u64 = 0x0000_0100_0000_01b3;
 
 /// FNV-1a 64 of `data`.
 pub fn fnv1a64(data: &[u8]) -> u64 {
+    fnv1a64_continue(FNV_OFFSET_BASIS, data)
+}
+
+/// FNV-1a 64 carried on from state `h` over `data`: the checksum of a
+/// concatenation, computed piece by piece.
+pub(crate) fn fnv1a64_continue(h: u64, data: &[u8]) -> u64 {
     data.iter()
-        .fold(OFFSET_BASIS, |h, &b| (h ^ u64::from(b)).wrapping_mul(PRIME))
+        .fold(h, |h, &b| (h ^ u64::from(b)).wrapping_mul(PRIME))
 }
 
 /// The checksum stored in a header for a data section: the reference writes
@@ -30,5 +36,9 @@ mod tests {
         assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
         assert_eq!(fnv1a64(b"foobar"), 0x85944171f73967e8);
         assert_eq!(section_checksum(b""), 0);
+        assert_eq!(
+            fnv1a64_continue(fnv1a64(b"foo"), b"bar"),
+            fnv1a64(b"foobar")
+        );
     }
 }

@@ -52,7 +52,7 @@ mod key;
 
 pub use checksum::fnv1a64;
 pub use decode::{Extent, ExtentView, PresentPages};
-pub use encode::{Compression, encode};
+pub use encode::{Compression, encode, encode_into, raw_len};
 pub use error::{ErrorKind, FormatError};
 pub use header::{Codec, FLAG_COMPRESSED, HEADER_LEN, Header, MAGIC, VERSION};
 pub use key::{CONTENT_KEY_PREFIX, content_key};

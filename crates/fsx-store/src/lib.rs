@@ -5,6 +5,7 @@
 //! | module | what | feature |
 //! |---|---|---|
 //! | [`backend`] | the contract (read its "Contract" section first) | — |
+//! | [`aligned`] | blobs placed for direct I/O | — |
 //! | [`key`] | validated [`ObjectKey`]s and content keys | — |
 //! | [`error`] | [`StoreError`] classified by caller action | — |
 //! | [`memory`] | in-memory reference backend | — |
@@ -22,6 +23,7 @@
 //! above a backend's declared maximum is rejected before any I/O; errors keep
 //! their source; the core (everything without a feature) is runtime-free.
 
+pub mod aligned;
 pub mod backend;
 pub mod cache;
 pub mod conformance;
@@ -40,6 +42,7 @@ mod sync;
 pub mod url;
 pub mod wrappers;
 
+pub use aligned::{IO_ALIGN, aligned_blob};
 pub use backend::{
     BoxFuture, Capabilities, ExtentBackend, ExtentBackendExt, ListPage, ListRequest, MaybeSend,
     MaybeSync, ObjectMeta,

@@ -31,6 +31,13 @@
 //! order): O(objects) per page. That is fine for fsck/GC sweeps of a local
 //! tier; a hot listing path would need an index.
 //!
+//! A blob placed for direct I/O ([`crate::aligned`], as the engine
+//! encodes every extent) is written with `O_DIRECT`, whole blocks of it:
+//! the disk takes the bytes from the blob, where the page cache would cost
+//! a copy of each, and a bulk write does not push other data out of the
+//! cache. Reads go through the page cache, which serves an object read
+//! again (a database opened anew) without the disk.
+//!
 //! File system work runs on tokio's blocking pool (`spawn_blocking`), never
 //! on the async executor's threads.
 
@@ -46,6 +53,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+use crate::aligned::direct_prefix;
 use crate::backend::{
     BoxFuture, Capabilities, ExtentBackend, ListPage, ListRequest, ObjectMeta, resolve_range,
 };
@@ -136,6 +144,9 @@ impl ExtentBackend for LocalBackend {
     fn get<'a>(&'a self, key: &'a ObjectKey) -> BoxFuture<'a, Result<Bytes>> {
         let path = self.layout.path_for(key);
         Box::pin(blocking(move || {
+            // Through the page cache, unlike puts: a blob read once is
+            // often read again by another process (a database opened
+            // anew), and there the page cache serves it without the disk.
             fs::read(&path)
                 .map(Bytes::from)
                 .map_err(|e| io_error("get", &path, e))
@@ -366,13 +377,11 @@ impl Layout {
         ));
         let result = (|| {
             // create_new: never clobber another writer's temp file.
-            let mut file = OpenOptions::new()
+            let file = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .open(&temp)?;
-            for part in parts {
-                file.write_all(part)?;
-            }
+            write_parts(&file, &temp, parts)?;
             file.sync_all()?;
             drop(file);
             install(&temp, &dir)
@@ -487,6 +496,48 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     out.sort();
     Ok(out)
+}
+
+/// Writes `parts` into `file`, new and empty at `temp`. The whole blocks
+/// of a single blob placed for direct I/O ([`crate::aligned`]) go to the
+/// disk straight from it, through a second descriptor opened `O_DIRECT`;
+/// the rest, and everything where direct I/O is refused, through the page
+/// cache. Either way the caller's `fsync` of `file` makes all of it
+/// durable (one inode).
+fn write_parts(file: &File, temp: &Path, parts: &[&[u8]]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut skip = 0;
+    if let [data] = parts {
+        let blocks = direct_prefix(data);
+        // A failed direct write (a file system without O_DIRECT) leaves
+        // nothing the buffered write below does not overwrite.
+        if blocks > 0 && write_direct(temp, &data[..blocks]).is_ok() {
+            skip = blocks;
+        }
+    }
+    let mut at = 0u64;
+    for part in parts {
+        let from = skip.min(part.len());
+        skip -= from;
+        file.write_all_at(&part[from..], at + from as u64)?;
+        at += part.len() as u64;
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn write_direct(path: &Path, blocks: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)?
+        .write_all(blocks)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn write_direct(_path: &Path, _blocks: &[u8]) -> io::Result<()> {
+    Err(io::ErrorKind::Unsupported.into())
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {

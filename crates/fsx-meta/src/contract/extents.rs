@@ -22,7 +22,11 @@ use crate::Result;
 ///   clock is older than the grace period, and a claimed (deleting) record
 ///   cannot be pinned or referenced. So an uploader that finishes within the
 ///   grace period can never have its extent deleted underneath it, and one
-///   that does not gets `Conflict` and retries.
+///   that does not gets `Conflict` and retries. A pin commits without a
+///   disk flush of its own: the transaction that references the extent
+///   comes later in the same ordered log, so it is durable only with the
+///   pin; a pin a crash takes leaves at most an unreferenced object, which
+///   GC removes after the grace period.
 /// - **Idempotency.** `gc_forget` of a missing record never corrupts
 ///   anything.
 pub trait MetaExtents {

@@ -210,7 +210,9 @@ macro_rules! impl_meta_extents {
                     bytes: u64,
                     now_ms: i64,
                 ) -> BoxFuture<'a, Result<()>> {
-                    run!($mode, self, Write, |tx| extents::pin_extent(
+                    // No disk flush of its own (see the contract's "Pins
+                    // protect uploads").
+                    run!($mode, self, Runtime, |tx| extents::pin_extent(
                         tx, key, bytes, now_ms
                     )
                     .await)

@@ -99,7 +99,8 @@ pub(crate) enum TxKind {
     /// READ READ ONLY.
     Read,
     /// Changes only runtime rows that die with their holder (byte-range
-    /// locks, write leases): committed without waiting for the disk, since
+    /// locks, write leases), or upload pins (see `contract::MetaExtents`):
+    /// committed without waiting for the disk, since
     /// a crash that loses them also ended every holder (a lease whose
     /// release was lost is broken as its holder's, or lapses). SQLite: the writer with
     /// `synchronous = NORMAL` for this transaction (WAL: never corrupt,
