@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
 use fsx_engine::branch::{AUTO_COMMIT_SETTING, AUTO_RETAIN_SETTING, DEFAULT_AUTO_RETAIN_MS};
-use fsx_engine::{FileChange, MergeOutcome, MergeStrategy, Volume};
-use fsx_meta::{BranchInfo, CommitId, CommitInfo, LayerUsage, MAIN_BRANCH_NAME, View};
+use fsx_engine::{MergeStrategy, Volume};
+use fsx_meta::{BranchInfo, CommitId, LayerUsage, MAIN_BRANCH_NAME, View};
 
 use fsx_protocol::types as t;
 
@@ -378,39 +378,6 @@ pub(crate) fn print_log(commits: &[fsx_protocol::types::Commit], json: bool) -> 
     Ok(())
 }
 
-/// A commit as the API and `fsx log --json` show it.
-fn commit_wire(c: &CommitInfo) -> fsx_protocol::types::Commit {
-    fsx_protocol::types::Commit {
-        id: c.id,
-        parent: c.parent,
-        merged: c.merged,
-        branch: c.branch.clone(),
-        message: c.message.clone(),
-        auto: c.auto,
-        created_ms: c.created_ms,
-    }
-}
-
-/// A changed file as the API and `fsx diff --json` show it.
-fn change_wire(c: &FileChange) -> t::Change {
-    t::Change {
-        id: c.id,
-        kind: c.kind().to_string(),
-        old_name: c.old_name.clone(),
-        new_name: c.new_name.clone(),
-        old_size: c.old_size,
-        new_size: c.new_size,
-        pages: c
-            .pages
-            .iter()
-            .map(|r| t::PageRange {
-                start: r.start,
-                end: r.end,
-            })
-            .collect(),
-    }
-}
-
 /// Prints `fsx diff`.
 fn print_diff(changes: &[t::Change], spec_a: &str, spec_b: &str, json: bool) -> anyhow::Result<()> {
     if json {
@@ -444,39 +411,6 @@ fn print_diff(changes: &[t::Change], spec_a: &str, spec_b: &str, json: bool) -> 
         println!("{line}");
     }
     Ok(())
-}
-
-/// A merge's outcome as the API shows it.
-fn merged_wire(o: MergeOutcome) -> t::Merged {
-    let mut out = t::Merged {
-        outcome: t::MergeOutcome::UpToDate,
-        commit: None,
-        taken: Vec::new(),
-        resolved: Vec::new(),
-        conflicts: Vec::new(),
-    };
-    match o {
-        MergeOutcome::UpToDate => {}
-        MergeOutcome::FastForward(c) => {
-            out.outcome = t::MergeOutcome::FastForward;
-            out.commit = Some(commit_wire(&c));
-        }
-        MergeOutcome::Merged {
-            commit,
-            taken,
-            resolved,
-        } => {
-            out.outcome = t::MergeOutcome::Merged;
-            out.commit = Some(commit_wire(&commit));
-            out.taken = taken;
-            out.resolved = resolved;
-        }
-        MergeOutcome::Conflicts(names) => {
-            out.outcome = t::MergeOutcome::Conflicts;
-            out.conflicts = names;
-        }
-    }
-    out
 }
 
 /// Prints `fsx merge`; exit 1 when it stopped on conflicts.
@@ -615,7 +549,7 @@ async fn history(cmd: HistoryCommand) -> anyhow::Result<ExitCode> {
             }
             let v = open_volume(&path).await?;
             let commits = at_spec(&v, &spec).await?.log(max_count).await?;
-            let commits: Vec<_> = commits.iter().map(commit_wire).collect();
+            let commits: Vec<_> = commits.iter().map(fsx_server::wire::commit).collect();
             print_log(&commits, json)?;
         }
         HistoryCommand::Reset {
@@ -646,7 +580,11 @@ async fn history(cmd: HistoryCommand) -> anyhow::Result<ExitCode> {
             } else {
                 let v = open_volume(&path).await?;
                 let (a, b) = (v.resolve(&spec_a).await?, v.resolve(&spec_b).await?);
-                v.diff(a, b).await?.iter().map(change_wire).collect()
+                v.diff(a, b)
+                    .await?
+                    .iter()
+                    .map(fsx_server::wire::change)
+                    .collect()
             };
             print_diff(&changes, &spec_a, &spec_b, json)?;
         }
@@ -677,7 +615,7 @@ async fn history(cmd: HistoryCommand) -> anyhow::Result<ExitCode> {
                     t::MergeStrategy::Ours => MergeStrategy::Ours,
                     t::MergeStrategy::Theirs => MergeStrategy::Theirs,
                 };
-                merged_wire(target.merge(from, engine_strategy).await?)
+                fsx_server::wire::merged(target.merge(from, engine_strategy).await?)
             };
             return Ok(print_merged(&merged, &source, &into, strategy));
         }

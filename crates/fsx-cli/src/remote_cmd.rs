@@ -126,13 +126,7 @@ pub async fn file_command(
                 .into_iter()
                 .find(|f| f.name == name)
                 .with_context(|| format!("not found: no file named {}", shown(&name)))?;
-            println!(
-                "name:      {}\nsize:      {}\npage size: {}\nmodified:  {} ms",
-                shown(&f.name),
-                f.size,
-                f.page_size,
-                f.modified_ms
-            );
+            crate::volume_cmd::print_stat(&f.name, f.size, f.page_size, f.modified_ms);
         }
     }
     Ok(ExitCode::SUCCESS)

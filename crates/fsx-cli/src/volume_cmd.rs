@@ -498,13 +498,7 @@ async fn file_command(v: &Volume, cmd: FileCommand) -> anyhow::Result<ExitCode> 
         } => v.rename(&from, &to, force).await?,
         FileCommand::Stat { name, .. } => {
             let f = v.stat(&name).await?;
-            println!(
-                "name:      {}\nsize:      {}\npage size: {}\nmodified:  {} ms",
-                shown(&f.name),
-                f.size,
-                f.page_size,
-                f.modified_ms
-            );
+            print_stat(&f.name, f.size, f.page_size, f.modified_ms);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -755,6 +749,14 @@ fn open_source(path: &Path) -> std::io::Result<std::fs::File> {
         .custom_flags(libc::O_DIRECT)
         .open(path)
         .unwrap_or(plain))
+}
+
+/// Prints `fsx file stat` (local or remote).
+pub(crate) fn print_stat(name: &str, size: u64, page_size: u32, modified_ms: i64) {
+    println!(
+        "name:      {}\nsize:      {size}\npage size: {page_size}\nmodified:  {modified_ms} ms",
+        shown(name)
+    );
 }
 
 pub(crate) fn put_done(name: &str, size: u64, unpacked: Option<fsx_engine::Error>) -> ExitCode {

@@ -23,8 +23,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, on};
 use axum::{Extension, extract::Query};
 use bytes::Bytes;
-use fsx_engine::{MergeOutcome, SystemEnv, Volume, VolumeOptions};
-use fsx_meta::{BranchInfo, CommitInfo, View};
+use fsx_engine::{SystemEnv, Volume, VolumeOptions};
+use fsx_meta::View;
 use fsx_posix::{Attr, Caller, Fs, Ino, NodeKind, OpenFlags, RenameFlags};
 use fsx_protocol::types::{self as t, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, MAX_LOG_LIMIT};
 use fsx_protocol::validate::{check_spec, check_volume_name};
@@ -32,6 +32,7 @@ use fsx_protocol::{ContentKey, ErrorCode, Route, RouteId, TreePath};
 use fsx_store::{ExtentBackendExt, ObjectKey};
 
 use crate::reply::{Fail, Result, json};
+use crate::wire;
 use crate::{AppState, ServerError, filter};
 
 /// The volume setting that lets requests without a token read.
@@ -660,29 +661,6 @@ async fn remove(
     }))
 }
 
-fn branch_body(b: &BranchInfo) -> t::Branch {
-    t::Branch {
-        name: b.name.clone(),
-        id: b.id,
-        commit: b.commit,
-        created_ms: b.created_ms,
-        commit_ms: b.commit_ms,
-        unique: None,
-    }
-}
-
-fn commit_body(c: &CommitInfo) -> t::Commit {
-    t::Commit {
-        id: c.id,
-        parent: c.parent,
-        merged: c.merged,
-        branch: c.branch.clone(),
-        message: c.message.clone(),
-        auto: c.auto,
-        created_ms: c.created_ms,
-    }
-}
-
 async fn branches(Extension(v): Vol) -> Result<Response> {
     // With each branch's unique bytes, as `fsx branch list` shows them.
     let list = v.volume.branch_usage().await?;
@@ -695,7 +673,7 @@ async fn branches(Extension(v): Vol) -> Result<Response> {
                     extent_bytes: u.extent_bytes,
                     dirty_bytes: u.dirty_bytes,
                 }),
-                ..branch_body(b)
+                ..wire::branch(b)
             })
             .collect(),
     }))
@@ -710,7 +688,7 @@ async fn create_branch(
     check_spec(&r.name)?;
     let source = v.at_spec(&r.from).await?;
     let b = source.create_branch(&r.name).await?;
-    Ok(json(&branch_body(&b)))
+    Ok(json(&wire::branch(&b)))
 }
 
 async fn commit(
@@ -726,7 +704,7 @@ async fn commit(
         .await?
         .commit(&r.message)
         .await?;
-    Ok(json(&commit_body(&c)))
+    Ok(json(&wire::commit(&c)))
 }
 
 async fn log(Extension(v): Vol, uri: Uri) -> Result<Response> {
@@ -737,7 +715,7 @@ async fn log(Extension(v): Vol, uri: Uri) -> Result<Response> {
         .clamp(1, MAX_LOG_LIMIT) as usize;
     let commits = v.at_spec(&q.spec).await?.log(limit).await?;
     Ok(json(&t::Log {
-        commits: commits.iter().map(commit_body).collect(),
+        commits: commits.iter().map(wire::commit).collect(),
     }))
 }
 
@@ -748,25 +726,7 @@ async fn diff(Extension(v): Vol, uri: Uri) -> Result<Response> {
     let (a, b) = (v.volume.resolve(&q.a).await?, v.volume.resolve(&q.b).await?);
     let changes = v.volume.diff(a, b).await?;
     Ok(json(&t::Diff {
-        changes: changes
-            .iter()
-            .map(|c| t::Change {
-                id: c.id,
-                kind: c.kind().to_string(),
-                old_name: c.old_name.clone(),
-                new_name: c.new_name.clone(),
-                old_size: c.old_size,
-                new_size: c.new_size,
-                pages: c
-                    .pages
-                    .iter()
-                    .map(|r| t::PageRange {
-                        start: r.start,
-                        end: r.end,
-                    })
-                    .collect(),
-            })
-            .collect(),
+        changes: changes.iter().map(wire::change).collect(),
     }))
 }
 
@@ -785,35 +745,7 @@ async fn merge(
         t::MergeStrategy::Ours => fsx_engine::MergeStrategy::Ours,
         t::MergeStrategy::Theirs => fsx_engine::MergeStrategy::Theirs,
     };
-    let mut out = t::Merged {
-        outcome: t::MergeOutcome::UpToDate,
-        commit: None,
-        taken: Vec::new(),
-        resolved: Vec::new(),
-        conflicts: Vec::new(),
-    };
-    match target.merge(from, strategy).await? {
-        MergeOutcome::UpToDate => {}
-        MergeOutcome::FastForward(c) => {
-            out.outcome = t::MergeOutcome::FastForward;
-            out.commit = Some(commit_body(&c));
-        }
-        MergeOutcome::Merged {
-            commit,
-            taken,
-            resolved,
-        } => {
-            out.outcome = t::MergeOutcome::Merged;
-            out.commit = Some(commit_body(&commit));
-            out.taken = taken;
-            out.resolved = resolved;
-        }
-        MergeOutcome::Conflicts(names) => {
-            out.outcome = t::MergeOutcome::Conflicts;
-            out.conflicts = names;
-        }
-    }
-    Ok(json(&out))
+    Ok(json(&wire::merged(target.merge(from, strategy).await?)))
 }
 
 async fn reset(

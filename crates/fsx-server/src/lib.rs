@@ -9,6 +9,7 @@
 //! | `handlers` | one function per [`fsx_protocol::RouteId`] |
 //! | `reply` | errors of every layer as the protocol's JSON error body |
 //! | `tls` | TLS from certificate files |
+//! | [`wire`] | the engine's answers in the API's terms (shared with the CLI) |
 //!
 //! # Invariants
 //!
@@ -36,6 +37,7 @@ mod limits;
 mod metrics;
 mod reply;
 mod tls;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
