@@ -591,7 +591,17 @@ async fn put(
     let sync_every = sync_pages.map(|n| n * u64::from(f.page_size()));
     let pb = bar(total, "put");
     let mut synced = false;
-    let copied = copy_in(&mut f, read_ahead(input), sync_every, &pb, &mut synced).await;
+    // A pipe hands over what it has as it comes (a writer may be waiting
+    // for this put to sync what it sent); a regular file fills each chunk.
+    let stream = local.as_os_str() == "-" || !std::fs::metadata(local).is_ok_and(|m| m.is_file());
+    let copied = copy_in(
+        &mut f,
+        read_ahead(input, stream),
+        sync_every,
+        &pb,
+        &mut synced,
+    )
+    .await;
     pb.finish_and_clear();
     let outcome = match copied {
         Ok(size) => f
@@ -691,6 +701,9 @@ async fn copy_in(
 /// asks for (the page cache's readahead would otherwise do that).
 const READ_CHUNK: usize = 8 << 20;
 
+/// The most a put reads from a pipe at once ([`read_ahead`]).
+const STREAM_CHUNK: usize = 1 << 20;
+
 /// Chunks read ahead of a put ([`read_ahead`]).
 const CHUNKS_AHEAD: usize = 2;
 
@@ -702,22 +715,35 @@ const CHUNKS_AHEAD: usize = 2;
 /// or the first error; stops when the receiver is dropped.
 fn read_ahead(
     mut input: Box<dyn Read + Send>,
+    stream: bool,
 ) -> std::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>> {
     let (tx, rx) = std::sync::mpsc::sync_channel(CHUNKS_AHEAD);
     let spawned = std::thread::Builder::new()
         .name("fsx-put-read".into())
         .spawn(move || {
+            // A stream's reads are copied out of one buffer: the engine
+            // keeps what it is given until the next sync, and a slice of
+            // a fresh chunk would keep all of the chunk for a few bytes.
+            let mut stream_buf = vec![0u8; if stream { STREAM_CHUNK } else { 0 }];
             loop {
-                // Placed for direct I/O (see `open_source`).
-                let mut buf = vec![0u8; READ_CHUNK + fsx_store::IO_ALIGN];
-                let pad = buf
-                    .as_ptr()
-                    .align_offset(fsx_store::IO_ALIGN)
-                    .min(fsx_store::IO_ALIGN);
-                let chunk = match read_full(&mut *input, &mut buf[pad..pad + READ_CHUNK]) {
-                    Ok(0) => return,
-                    Ok(n) => Ok(bytes::Bytes::from(buf).slice(pad..pad + n)),
-                    Err(e) => Err(e),
+                let chunk = if stream {
+                    match read_some(&mut *input, &mut stream_buf) {
+                        Ok(0) => return,
+                        Ok(n) => Ok(bytes::Bytes::copy_from_slice(&stream_buf[..n])),
+                        Err(e) => Err(e),
+                    }
+                } else {
+                    // Placed for direct I/O (see `open_source`).
+                    let mut buf = vec![0u8; READ_CHUNK + fsx_store::IO_ALIGN];
+                    let pad = buf
+                        .as_ptr()
+                        .align_offset(fsx_store::IO_ALIGN)
+                        .min(fsx_store::IO_ALIGN);
+                    match read_full(&mut *input, &mut buf[pad..pad + READ_CHUNK]) {
+                        Ok(0) => return,
+                        Ok(n) => Ok(bytes::Bytes::from(buf).slice(pad..pad + n)),
+                        Err(e) => Err(e),
+                    }
                 };
                 let failed = chunk.is_err();
                 if tx.send(chunk).is_err() || failed {
@@ -960,6 +986,16 @@ pub(crate) fn volume_files(volume_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Fills `buf` unless the input ends first (pipes return short reads).
+/// One read's worth: what the source has now (0 only at its end).
+fn read_some(input: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match input.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            other => return other,
+        }
+    }
+}
+
 fn read_full(input: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
