@@ -77,7 +77,7 @@ pub async fn file_command(
         FileCommand::Ls { prefix, .. } => {
             let branch = branch_of(view, "ls", true)?;
             for f in r.files(&prefix, &branch).await?.files {
-                println!("{:>14} {:>6} {}", f.size, f.page_size, shown(&f.name));
+                crate::volume_cmd::print_ls_line(&f.name, f.size, f.page_size);
             }
         }
         FileCommand::Put {

@@ -479,7 +479,7 @@ async fn file_command(v: &Volume, cmd: FileCommand) -> anyhow::Result<ExitCode> 
     match cmd {
         FileCommand::Ls { prefix, .. } => {
             for f in v.list(&prefix).await? {
-                println!("{:>14} {:>6} {}", f.size, f.page_size, shown(&f.name));
+                print_ls_line(&f.name, f.size, f.page_size);
             }
         }
         FileCommand::Put {
@@ -775,6 +775,11 @@ fn open_source(path: &Path) -> std::io::Result<std::fs::File> {
         .custom_flags(libc::O_DIRECT)
         .open(path)
         .unwrap_or(plain))
+}
+
+/// Prints one line of `fsx file ls` (local or remote).
+pub(crate) fn print_ls_line(name: &str, size: u64, page_size: u32) {
+    println!("{size:>14} {page_size:>6} {}", shown(name));
 }
 
 /// Prints `fsx file stat` (local or remote).
