@@ -26,6 +26,9 @@ pub enum ErrorKind {
     Unsupported,
     /// Stored data or metadata failed verification: run `fsx fsck`.
     Corrupt,
+    /// What was asked for is no longer kept (changes older than the
+    /// volume's feed keeps): start over from the current state.
+    Gone,
     /// Anything else.
     Other,
 }
@@ -41,6 +44,7 @@ impl fmt::Display for ErrorKind {
             Self::InvalidInput => "invalid input",
             Self::Unsupported => "unsupported",
             Self::Corrupt => "corrupt",
+            Self::Gone => "gone",
             Self::Other => "error",
         })
     }
@@ -102,6 +106,7 @@ impl From<MetaError> for Error {
             MetaErrorKind::InvalidInput => ErrorKind::InvalidInput,
             MetaErrorKind::Unsupported => ErrorKind::Unsupported,
             MetaErrorKind::Corrupt => ErrorKind::Corrupt,
+            MetaErrorKind::Gone => ErrorKind::Gone,
             _ => ErrorKind::Other,
         };
         Self::new(kind, format!("metadata: {}", e.message())).with_source(e)

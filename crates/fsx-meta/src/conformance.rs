@@ -111,6 +111,9 @@ pub const CHECKS: &[(&str, CheckFn)] = &[
     ("tokens_are_stored_listed_and_revoked", |m| {
         Box::pin(tokens::tokens(m))
     }),
+    ("changes_are_recorded_in_order", |m| {
+        Box::pin(changes::changes_are_recorded_in_order(m))
+    }),
 ];
 
 /// Runs every check, each on an engine from `fresh`; returns the failures
@@ -143,6 +146,7 @@ macro_rules! ensure {
 }
 
 mod branches;
+mod changes;
 mod extents;
 mod files;
 mod tiers;

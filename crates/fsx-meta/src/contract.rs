@@ -29,6 +29,7 @@
 //! | [`MetaTiers`] | the hot tier, copy records and the replication queue, digests, access statistics |
 //! | [`MetaBranches`] | branches, commits, layers, merges, expiry |
 //! | [`MetaTree`] | the file tree: inodes, entries, links, symlinks, extended attributes, orphans |
+//! | [`MetaChanges`] | the change feed: every change of content, numbered in the transaction that made it |
 //! | [`MetaTokens`] | the API tokens `fsx serve` accepts (hashed secrets, scopes, revocation) |
 //!
 //! [`MetaEngine`] is their sum; callers import [`crate::prelude`]. What
@@ -46,6 +47,7 @@ use bytes::Bytes;
 use crate::Result;
 
 mod branches;
+mod changes;
 mod extents;
 mod files;
 mod settings;
@@ -54,6 +56,8 @@ mod tokens;
 mod tree;
 
 pub use branches::MetaBranches;
+pub(crate) use changes::NewChange;
+pub use changes::{Change, ChangeKind, DEFAULT_CHANGES_KEPT, MetaChanges};
 pub use extents::MetaExtents;
 pub use files::MetaFiles;
 pub use settings::MetaSettings;
@@ -750,6 +754,10 @@ pub const RESERVED_SETTINGS: &[&str] = &[
     "root_ino",
     // The SQLite engine's count of rewrites of frozen layers.
     "layers.epoch",
+    // The greatest change number the feed forgot (schema version 8).
+    "changes.pruned",
+    // What makes a durable commit flush the deferred ones before it.
+    "durability.barrier",
 ];
 
 /// Refuses a [`RESERVED_SETTINGS`] name or an empty one.
@@ -779,6 +787,7 @@ pub trait MetaEngine:
     + MetaBranches
     + MetaTree
     + MetaTokens
+    + MetaChanges
     + fsx_store::MaybeSend
     + fsx_store::MaybeSync
     + std::fmt::Debug
@@ -793,6 +802,7 @@ impl<T> MetaEngine for T where
         + MetaBranches
         + MetaTree
         + MetaTokens
+        + MetaChanges
         + fsx_store::MaybeSend
         + fsx_store::MaybeSync
         + std::fmt::Debug

@@ -42,6 +42,9 @@ pub enum MetaErrorKind {
     Unsupported,
     /// The stored metadata is inconsistent.
     Corrupt,
+    /// What was asked for is no longer kept (changes older than the
+    /// feed keeps): start over from the current state.
+    Gone,
     /// A file-tree call refused, with the errno the kernel returns for it
     /// (see [`crate::contract::MetaTree`]).
     Refused(crate::names::Refused),
@@ -60,6 +63,7 @@ impl fmt::Display for MetaErrorKind {
             Self::InvalidInput => "invalid input",
             Self::Unsupported => "unsupported",
             Self::Corrupt => "corrupt",
+            Self::Gone => "gone",
             Self::Refused(r) => return write!(f, "refused (errno {})", r.errno()),
             Self::Other => "error",
         })

@@ -51,15 +51,15 @@ pub(crate) mod resolve;
 pub mod sqlite;
 
 pub use contract::{
-    AccessStats, Attr, BranchId, BranchInfo, ByteLock, CommitId, CommitInfo, CommitRequest,
-    CopyState, Counter, DirEntry, DirtyExtent, DirtyPage, DirtyPageCheck, DirtyPageCursor,
-    DirtySummary, ExtentRecord, ExtentState, ExtentTotals, ExtentWrite, FileId, FileMeta,
-    FileRename, Ino, JournalSnapshot, LayerGraph, LayerId, LayerInfo, LayerUsage, LeaseInfo,
-    LeaseRequest, LockKind, MAIN_BRANCH, MAIN_BRANCH_NAME, MakeNode, MetaBranches, MetaEngine,
-    MetaExtents, MetaFiles, MetaSettings, MetaTiers, MetaTokens, MetaTree, NewLease, NodeKind,
-    Orphan, PackCommit, PageWrite, RESERVED_SETTINGS, ReadMap, SetAttr, SetTime, TierCopy,
-    TierMark, TierTotals, TokenInfo, TokenRecord, TreeNode, Unlinked, View, VolumeConfig,
-    WriteBatch,
+    AccessStats, Attr, BranchId, BranchInfo, ByteLock, Change, ChangeKind, CommitId, CommitInfo,
+    CommitRequest, CopyState, Counter, DEFAULT_CHANGES_KEPT, DirEntry, DirtyExtent, DirtyPage,
+    DirtyPageCheck, DirtyPageCursor, DirtySummary, ExtentRecord, ExtentState, ExtentTotals,
+    ExtentWrite, FileId, FileMeta, FileRename, Ino, JournalSnapshot, LayerGraph, LayerId,
+    LayerInfo, LayerUsage, LeaseInfo, LeaseRequest, LockKind, MAIN_BRANCH, MAIN_BRANCH_NAME,
+    MakeNode, MetaBranches, MetaChanges, MetaEngine, MetaExtents, MetaFiles, MetaSettings,
+    MetaTiers, MetaTokens, MetaTree, NewLease, NodeKind, Orphan, PackCommit, PageWrite,
+    RESERVED_SETTINGS, ReadMap, SetAttr, SetTime, TierCopy, TierMark, TierTotals, TokenInfo,
+    TokenRecord, TreeNode, Unlinked, View, VolumeConfig, WriteBatch,
 };
 pub use error::{MetaError, MetaErrorKind, Result};
 pub use open::{OpenOptions, open_meta};
@@ -69,13 +69,14 @@ pub use open::{OpenOptions, open_meta};
 /// and [`MetaEngine`] itself.
 pub mod prelude {
     pub use crate::contract::{
-        MetaBranches, MetaEngine, MetaExtents, MetaFiles, MetaSettings, MetaTiers, MetaTokens,
+        MetaBranches, MetaChanges, MetaEngine, MetaExtents, MetaFiles, MetaSettings, MetaTiers,
+        MetaTokens,
     };
 }
 
 /// The metadata schema version this build writes. Volumes with an older
 /// version are migrated on open; newer ones are refused.
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// Smallest extent size a volume may be created with.
 pub const MIN_EXTENT_SIZE: u32 = 256 << 10;

@@ -14,9 +14,10 @@
 
 use super::files;
 use super::layers::{self, CommitKind};
-use super::{Lock, Tx, args};
+use super::{Lock, Tx, args, changes};
 use crate::contract::{
-    BranchId, BranchInfo, CommitId, CommitInfo, FileId, JournalSnapshot, MAIN_BRANCH, View,
+    BranchId, BranchInfo, ChangeKind, CommitId, CommitInfo, FileId, JournalSnapshot, MAIN_BRANCH,
+    NewChange, View,
 };
 use crate::error::{MetaError, MetaErrorKind, Result};
 use crate::num;
@@ -59,6 +60,8 @@ pub(crate) async fn create_branch(
             format!("branch {name:?} already exists"),
         ));
     }
+    // A branch point committed on the source branch is a change of it.
+    let mut branch_point = None;
     let (base_layer, base_commit) = match from {
         View::Commit(c) => (layers::commit(tx, c).await?.layer, Some(c)),
         View::Branch(b) => {
@@ -81,6 +84,7 @@ pub(crate) async fn create_branch(
                     let c = layers::commit_branch(tx, b, kind, now_ms)
                         .await?
                         .ok_or_else(forced_commit_made_nothing)?;
+                    branch_point = Some((b, c.id));
                     (c.layer, Some(c.id))
                 }
             }
@@ -92,9 +96,16 @@ pub(crate) async fn create_branch(
         args![name, head, base_commit, now_ms],
     )
     .await?;
-    layers::branch_named(tx, name)
+    let made = layers::branch_named(tx, name)
         .await?
-        .ok_or_else(|| MetaError::new(MetaErrorKind::Other, "branch vanished"))
+        .ok_or_else(|| MetaError::new(MetaErrorKind::Other, "branch vanished"))?;
+    if let Some((b, c)) = branch_point {
+        let change = NewChange::new(ChangeKind::Commit, b, now_ms).commit(Some(c));
+        changes::record(tx, change).await?;
+    }
+    let change = NewChange::new(ChangeKind::BranchCreate, made.id, now_ms).commit(base_commit);
+    changes::record(tx, change).await?;
+    Ok(made)
 }
 
 /// The branch called `name`, or `NotFound`.
@@ -119,7 +130,8 @@ pub(crate) async fn delete_branch(tx: &impl Tx, name: &str, now_ms: i64) -> Resu
     layers::check_no_writers(tx, &br, None, now_ms).await?;
     tx.exec(Q::DeleteBranchLeases.into(), args![br.id]).await?;
     tx.exec(Q::DeleteBranch.into(), args![br.id]).await?;
-    layers::collect(tx, now_ms).await
+    layers::collect(tx, now_ms).await?;
+    changes::record(tx, NewChange::new(ChangeKind::BranchDelete, br.id, now_ms)).await
 }
 
 /// Commits a branch's head (see [`crate::MetaBranches::commit`]): an
@@ -169,6 +181,10 @@ pub(crate) async fn commit(
             files::write_head(tx, branch, j.file_id, &empty, now_ms).await?;
         }
     }
+    if let Some(c) = &made {
+        let change = NewChange::new(ChangeKind::Commit, branch, now_ms).commit(Some(c.id));
+        changes::record(tx, change).await?;
+    }
     Ok(made)
 }
 
@@ -186,7 +202,9 @@ pub(crate) async fn reset_branch(
     tx.exec(Q::ResetBranch.into(), args![branch, head, to, now_ms])
         .await?;
     tx.exec(Q::DeleteBranchLeases.into(), args![branch]).await?;
-    layers::collect(tx, now_ms).await
+    layers::collect(tx, now_ms).await?;
+    let reset = NewChange::new(ChangeKind::Reset, branch, now_ms).commit(Some(to));
+    changes::record(tx, reset).await
 }
 
 /// Removes the automatic commits before `before_ms` that no branch points
@@ -243,9 +261,18 @@ pub(crate) async fn merge_files(
         merged: Some(merged),
         force: true,
     };
-    layers::commit_branch(tx, target, kind, now_ms)
+    let made = layers::commit_branch(tx, target, kind, now_ms)
         .await?
-        .ok_or_else(forced_commit_made_nothing)
+        .ok_or_else(forced_commit_made_nothing)?;
+    // Each file taken, then the merge itself: a follower learns which
+    // files to read again, and the commit that holds them.
+    for &id in files {
+        let change = NewChange::new(ChangeKind::Data, target, now_ms).ino(id);
+        changes::record(tx, change).await?;
+    }
+    let change = NewChange::new(ChangeKind::Merge, target, now_ms).commit(Some(made.id));
+    changes::record(tx, change).await?;
+    Ok(made)
 }
 
 /// `impl MetaBranches for $engine`: each method one transaction of the

@@ -11,11 +11,11 @@
 use std::collections::BTreeMap;
 
 use super::layers::{self, CommitKind};
-use super::{Column, Lock, Tx, args, extents, tree};
+use super::{Column, Lock, Tx, args, changes, extents, tree};
 use crate::contract::{
-    BranchId, BranchInfo, DirtyExtent, DirtyPageCheck, DirtyPageCursor, DirtySummary, ExtentWrite,
-    FileId, FileMeta, FileRename, LayerId, LeaseInfo, LeaseRequest, PackCommit, PageWrite, ReadMap,
-    View, WriteBatch,
+    BranchId, BranchInfo, ChangeKind, DirtyExtent, DirtyPageCheck, DirtyPageCursor, DirtySummary,
+    ExtentWrite, FileId, FileMeta, FileRename, LayerId, LeaseInfo, LeaseRequest, NewChange,
+    PackCommit, PageWrite, ReadMap, View, WriteBatch,
 };
 use crate::error::{MetaError, MetaErrorKind, Result};
 use crate::num;
@@ -157,6 +157,7 @@ pub(crate) async fn create_file(
     tx.lock(Lock::Names(branch)).await?;
     let chain = layers::head_chain(tx, branch).await?;
     let id = tree::create_file_at(tx, &chain, name, page_size, now_ms).await?;
+    changes::record_path(tx, &chain, ChangeKind::Make, branch, id, name, None, now_ms).await?;
     tree::file_meta(tx, &chain, id, name).await
 }
 
@@ -231,7 +232,18 @@ pub(crate) async fn rename_file(tx: &impl Tx, rename: &FileRename<'_>) -> Result
         check_no_other_writer(tx, branch, dst, holder, now_ms).await?;
         tree::unlink_file(tx, branch, &chain, to, dst, now_ms).await?;
     }
-    tree::move_file(tx, &chain, from, to, src, now_ms).await
+    tree::move_file(tx, &chain, from, to, src, now_ms).await?;
+    changes::record_path(
+        tx,
+        &chain,
+        ChangeKind::Rename,
+        branch,
+        src,
+        from,
+        Some(to),
+        now_ms,
+    )
+    .await
 }
 
 pub(crate) async fn delete_file(
@@ -249,7 +261,18 @@ pub(crate) async fn delete_file(
         .ok_or_else(|| MetaError::not_found(format!("no file {name:?}")))?;
     tx.lock(Lock::Files(branch, &[id])).await?;
     check_no_other_writer(tx, branch, id, holder, now_ms).await?;
-    tree::unlink_file(tx, branch, &chain, name, id, now_ms).await
+    tree::unlink_file(tx, branch, &chain, name, id, now_ms).await?;
+    changes::record_path(
+        tx,
+        &chain,
+        ChangeKind::Remove,
+        branch,
+        id,
+        name,
+        None,
+        now_ms,
+    )
+    .await
 }
 
 pub(crate) async fn acquire_lease(tx: &impl Tx, req: &LeaseRequest) -> Result<()> {
@@ -304,8 +327,9 @@ pub(crate) async fn commit_writes(tx: &impl Tx, batch: &WriteBatch) -> Result<()
     // `commit_ms` forward, so a batch found not due stays not due.
     let exclusive = batch.auto_commit_ms.is_some() && due(&layers::branch(tx, branch).await?);
     tx.lock(Lock::Graph { exclusive }).await?;
+    let mut auto = None;
     if exclusive && due(&layers::branch(tx, branch).await?) {
-        layers::commit_branch(tx, branch, CommitKind::AUTOMATIC, now).await?;
+        auto = layers::commit_branch(tx, branch, CommitKind::AUTOMATIC, now).await?;
     }
     tx.lock(Lock::Files(branch, &[file_id])).await?;
     check_lease(tx, &batch.lease).await?;
@@ -316,7 +340,16 @@ pub(crate) async fn commit_writes(tx: &impl Tx, batch: &WriteBatch) -> Result<()
         drop_extents_from: batch.drop_extents_from,
         extents: &batch.extents,
     };
-    write_head(tx, branch, file_id, &content, now).await
+    write_head(tx, branch, file_id, &content, now).await?;
+    if let Some(c) = auto {
+        let change = NewChange::new(ChangeKind::Commit, branch, now).commit(Some(c.id));
+        changes::record(tx, change).await?;
+    }
+    changes::record(
+        tx,
+        NewChange::new(ChangeKind::Data, branch, now).ino(file_id),
+    )
+    .await
 }
 
 /// What [`write_head`] writes to a file in a branch head.

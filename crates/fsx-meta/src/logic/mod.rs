@@ -49,6 +49,9 @@
 //!    hot-tier transaction takes this one lock and no other, and no other
 //!    transaction takes it, so it never waits on a metadata lock; it is
 //!    last so that a transaction touching both would still keep the order.
+//! 7. the change counter (PostgreSQL's `fsx_change_seq` row): numbering a
+//!    change ([`changes::record`]) is the last statement of a transaction
+//!    but the barrier row, so it is held from there to the commit only.
 //!
 //! Statements that change one row conditionally (`refcount + n … WHERE
 //! state = 0`, GC's claim with `SKIP LOCKED`) need no lock: PostgreSQL
@@ -80,6 +83,7 @@ use crate::num;
 use crate::resolve::FlatCache;
 
 pub(crate) mod branches;
+pub(crate) mod changes;
 pub(crate) mod extents;
 pub(crate) mod files;
 pub(crate) mod hot;
@@ -218,6 +222,7 @@ pub(crate) enum Stmt {
     Hot(hot::Q),
     Tree(tree::Q),
     Token(tokens::Q),
+    Change(changes::Q),
 }
 
 macro_rules! stmt_from {
@@ -239,14 +244,16 @@ stmt_from!(
     hot => Hot,
     tree => Tree,
     tokens => Token,
+    changes => Change,
 );
 
 /// A dialect's `sql` module: one file per family (`branch.rs`, `extent.rs`,
-/// `file.rs`, `hot.rs`, `layer.rs`, `setting.rs`, `tier.rs`, `token.rs`, `tree.rs`), each with a
+/// `change.rs`, `file.rs`, `hot.rs`, `layer.rs`, `setting.rs`, `tier.rs`, `token.rs`, `tree.rs`), each with a
 /// `text(Q) -> &'static str`, and `text(Stmt)` dispatching to them.
 macro_rules! dialect_sql {
     () => {
         mod branch;
+        mod change;
         mod extent;
         mod file;
         mod hot;
@@ -269,6 +276,7 @@ macro_rules! dialect_sql {
                 Stmt::Hot(q) => hot::text(q),
                 Stmt::Tree(q) => tree::text(q),
                 Stmt::Token(q) => token::text(q),
+                Stmt::Change(q) => change::text(q),
             }
         }
     };
@@ -397,7 +405,7 @@ macro_rules! contract_impl {
             use $crate::Result;
             use $crate::contract::*;
             use $crate::logic::TxKind::{Read, ReadOwnWrites, Runtime, Tree, Write};
-            use $crate::logic::{branches, extents, files, layers, run, settings, tiers, tokens};
+            use $crate::logic::{branches, changes, extents, files, layers, run, settings, tiers, tokens};
 
             $($body)*
         };

@@ -1431,6 +1431,16 @@ async fn links_of(tx: &impl Tx, chain: &[LayerId], ino: Ino) -> Result<BTreeSet<
     Ok(out)
 }
 
+/// The first (by parent, then name) of the entries naming `ino` in
+/// `chain`, if any.
+pub(crate) async fn first_link(
+    tx: &impl Tx,
+    chain: &[LayerId],
+    ino: Ino,
+) -> Result<Option<(Ino, Bytes)>> {
+    Ok(links_of(tx, chain, ino).await?.into_iter().next())
+}
+
 /// Makes the tree of `target` (a head chain) show file `ino` under the
 /// names `source` shows it, copying the directories on the way that
 /// `target` lacks; `Conflict` when a name is taken there by another inode.
@@ -1905,6 +1915,7 @@ macro_rules! impl_meta_tree {
     ($engine:ty, $mode:ident) => {
         $crate::logic::contract_impl! {
             use $crate::logic::tree;
+            use $crate::logic::changes::ms;
             use $crate::perm::Caller;
             use $crate::rename::RenameFlags;
             use bytes::Bytes;
@@ -1977,7 +1988,14 @@ macro_rules! impl_meta_tree {
                 }
 
                 fn make<'a>(&'a self, node: &'a MakeNode<'a>) -> BoxFuture<'a, Result<Attr>> {
-                    run!($mode, self, Tree, |tx| tree::make(tx, node).await)
+                    run!($mode, self, Tree, |tx| {
+                        let made = tree::make(tx, node).await?;
+                        let change = NewChange::new(ChangeKind::Make, node.branch, ms(node.now_ns))
+                            .ino(made.ino)
+                            .entry(node.parent, node.name);
+                        changes::record(tx, change).await?;
+                        Ok(made)
+                    })
                 }
 
                 fn setattr<'a>(
@@ -1988,10 +2006,12 @@ macro_rules! impl_meta_tree {
                     caller: &'a Caller,
                     now_ns: i64,
                 ) -> BoxFuture<'a, Result<Attr>> {
-                    run!($mode, self, Tree, |tx| tree::setattr(
-                        tx, branch, ino, set, caller, now_ns
-                    )
-                    .await)
+                    run!($mode, self, Tree, |tx| {
+                        let attr = tree::setattr(tx, branch, ino, set, caller, now_ns).await?;
+                        let change = NewChange::new(ChangeKind::Attr, branch, ms(now_ns)).ino(ino);
+                        changes::record(tx, change).await?;
+                        Ok(attr)
+                    })
                 }
 
                 fn link<'a>(
@@ -2003,10 +2023,16 @@ macro_rules! impl_meta_tree {
                     caller: &'a Caller,
                     now_ns: i64,
                 ) -> BoxFuture<'a, Result<Attr>> {
-                    run!($mode, self, Tree, |tx| tree::link(
-                        tx, branch, ino, new_parent, new_name, caller, now_ns
-                    )
-                    .await)
+                    run!($mode, self, Tree, |tx| {
+                        let attr =
+                            tree::link(tx, branch, ino, new_parent, new_name, caller, now_ns)
+                                .await?;
+                        let change = NewChange::new(ChangeKind::Link, branch, ms(now_ns))
+                            .ino(ino)
+                            .entry(new_parent, new_name);
+                        changes::record(tx, change).await?;
+                        Ok(attr)
+                    })
                 }
 
                 fn remove<'a>(
@@ -2019,10 +2045,16 @@ macro_rules! impl_meta_tree {
                     caller: &'a Caller,
                     now_ns: i64,
                 ) -> BoxFuture<'a, Result<Unlinked>> {
-                    run!($mode, self, Tree, |tx| tree::remove(
-                        tx, branch, parent, name, dir, open, caller, now_ns
-                    )
-                    .await)
+                    run!($mode, self, Tree, |tx| {
+                        let gone =
+                            tree::remove(tx, branch, parent, name, dir, open, caller, now_ns)
+                                .await?;
+                        let change = NewChange::new(ChangeKind::Remove, branch, ms(now_ns))
+                            .ino(gone.ino)
+                            .entry(parent, name);
+                        changes::record(tx, change).await?;
+                        Ok(gone)
+                    })
                 }
 
                 fn rename<'a>(
@@ -2037,11 +2069,25 @@ macro_rules! impl_meta_tree {
                     caller: &'a Caller,
                     now_ns: i64,
                 ) -> BoxFuture<'a, Result<Option<Unlinked>>> {
-                    run!($mode, self, Tree, |tx| tree::rename(
-                        tx, branch, parent, name, new_parent, new_name, flags, open_dst,
-                        caller, now_ns
-                    )
-                    .await)
+                    run!($mode, self, Tree, |tx| {
+                        let replaced = tree::rename(
+                            tx, branch, parent, name, new_parent, new_name, flags, open_dst,
+                            caller, now_ns,
+                        )
+                        .await?;
+                        let change = NewChange::new(ChangeKind::Rename, branch, ms(now_ns))
+                            .entry(parent, name)
+                            .to(new_parent, new_name);
+                        changes::record(tx, change).await?;
+                        if flags.exchange {
+                            // Both entries moved: the other one the other way.
+                            let back = NewChange::new(ChangeKind::Rename, branch, ms(now_ns))
+                                .entry(new_parent, new_name)
+                                .to(parent, name);
+                            changes::record(tx, back).await?;
+                        }
+                        Ok(replaced)
+                    })
                 }
 
                 fn forget_orphan(
@@ -2117,10 +2163,14 @@ macro_rules! impl_meta_tree {
                     caller: &'a Caller,
                     now_ns: i64,
                 ) -> BoxFuture<'a, Result<()>> {
-                    run!($mode, self, Tree, |tx| tree::setxattr(
-                        tx, branch, ino, name, value, create, replace, caller, now_ns
-                    )
-                    .await)
+                    run!($mode, self, Tree, |tx| {
+                        tree::setxattr(
+                            tx, branch, ino, name, value, create, replace, caller, now_ns,
+                        )
+                        .await?;
+                        let change = NewChange::new(ChangeKind::Xattr, branch, ms(now_ns)).ino(ino);
+                        changes::record(tx, change).await
+                    })
                 }
             }
         }

@@ -193,3 +193,4 @@ crate::logic::tiers::impl_meta_tiers!(PgMeta, boxed);
 crate::logic::branches::impl_meta_branches!(PgMeta, boxed);
 crate::logic::tree::impl_meta_tree!(PgMeta, boxed);
 crate::logic::tokens::impl_meta_tokens!(PgMeta, boxed);
+crate::logic::changes::impl_meta_changes!(PgMeta, boxed);

@@ -23,6 +23,7 @@
 //! | `fsx_extent_access` | `key → hits, last_ms` (since version 3) | only grows until the extent is forgotten |
 //! | `fsx_extent_digests` | `key → digests` of its pages (since version 3) | written with the extent's first copy; forgotten with it |
 //! | `fsx_nodes`, `fsx_entries`, `fsx_xattrs`, `fsx_orphans`, `fsx_locks` | the file tree (since 6), as in SQLite | names are `BYTEA`, which compares and sorts by bytes |
+//! | `fsx_changes`, `fsx_change_seq` | the change feed (since 8), as in SQLite; the number comes from the one row of `fsx_change_seq` | the counter row's lock is held from numbering to commit, so commits come in numbering order |
 //! | `fsx_tokens` | `id → label, scope, secret_hash, created_ms, revoked_ms` (since 7) | ids unique forever; the secret itself is never stored; a revoked row stays |
 //!
 //! Differences from SQLite, and why:
@@ -289,5 +290,27 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         created_ms  BIGINT NOT NULL,
         revoked_ms  BIGINT
     );
+    "#,
+    // 7 → 8: the change feed (`crate::logic::changes`): numbers from one
+    // counter row, whose lock orders the commits of recording
+    // transactions.
+    r#"
+    CREATE TABLE fsx_changes (
+        seq       BIGINT PRIMARY KEY,
+        at_ms     BIGINT NOT NULL,
+        branch    BIGINT NOT NULL,
+        kind      TEXT NOT NULL,
+        ino       BIGINT,
+        parent    BIGINT,
+        name      BYTEA,
+        to_parent BIGINT,
+        to_name   BYTEA,
+        commit_id BIGINT
+    );
+    CREATE TABLE fsx_change_seq (
+        id  INTEGER PRIMARY KEY CHECK (id = 1),
+        seq BIGINT NOT NULL
+    );
+    INSERT INTO fsx_change_seq (id, seq) VALUES (1, 0);
     "#,
 ];

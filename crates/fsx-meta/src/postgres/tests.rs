@@ -121,6 +121,8 @@ async fn version_6_gets_tokens() {
     transact!(m.pool(), TxKind::Write, |tx| async {
         tx.batch(
             "DROP TABLE fsx_tokens;
+             DROP TABLE fsx_changes;
+             DROP TABLE fsx_change_seq;
              UPDATE fsx_volume SET value = '6' WHERE key = 'schema_version';",
         )
         .await
@@ -134,6 +136,38 @@ async fn version_6_gets_tokens() {
         .await
         .unwrap();
     assert_eq!(m.tokens().await.unwrap().len(), 1);
+    let version = m.setting("schema_version").await.unwrap().unwrap();
+    assert_eq!(version, SCHEMA_VERSION.to_string());
+}
+
+/// A version-7 volume gets an empty change feed numbering from 1, and
+/// keeps its files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_7_gets_changes() {
+    let server = PgServer::start();
+    let url = server.fresh_url();
+    let m = PgMeta::connect(&url).await.unwrap();
+    m.init_volume(&VolumeConfig::new("v", 2 << 20, "memory://", 1))
+        .await
+        .unwrap();
+    m.create_file(MAIN_BRANCH, "kept", 4096, 2).await.unwrap();
+    transact!(m.pool(), TxKind::Write, |tx| async {
+        tx.batch(
+            "DROP TABLE fsx_changes;
+             DROP TABLE fsx_change_seq;
+             UPDATE fsx_volume SET value = '7' WHERE key = 'schema_version';",
+        )
+        .await
+    })
+    .unwrap();
+    let m = PgMeta::connect(&url).await.unwrap();
+    m.open_volume().await.unwrap();
+    assert!(m.file(View::MAIN, "kept").await.is_ok());
+    assert_eq!(m.last_change().await.unwrap(), 0);
+    m.create_file(MAIN_BRANCH, "new", 4096, 3).await.unwrap();
+    let got = m.changes(0, 10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].seq, got[0].kind), (1, crate::ChangeKind::Make));
     let version = m.setting("schema_version").await.unwrap().unwrap();
     assert_eq!(version, SCHEMA_VERSION.to_string());
 }

@@ -456,6 +456,7 @@ crate::logic::tiers::impl_meta_tiers!(SqliteMeta, sync);
 crate::logic::branches::impl_meta_branches!(SqliteMeta, sync);
 crate::logic::tree::impl_meta_tree!(SqliteMeta, sync);
 crate::logic::tokens::impl_meta_tokens!(SqliteMeta, sync);
+crate::logic::changes::impl_meta_changes!(SqliteMeta, sync);
 
 #[cfg(test)]
 mod tests {
@@ -590,6 +591,35 @@ mod tests {
         assert_eq!(version, SCHEMA_VERSION.to_string());
     }
 
+    /// A version-7 volume gets an empty change feed that numbers from 1,
+    /// and keeps its files.
+    #[test]
+    fn version_7_gets_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let m = SqliteMeta::open(&path, true).unwrap();
+        block_on(m.init_volume(&VolumeConfig::new("v", 2 << 20, "memory://", 1))).unwrap();
+        block_on(m.create_file(MAIN_BRANCH, "kept", 4096, 2)).unwrap();
+        drop(m);
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "DROP TABLE fsx_changes;
+             UPDATE fsx_volume SET value = '7' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+        drop(c);
+        let m = SqliteMeta::open(&path, false).unwrap();
+        block_on(m.open_volume()).unwrap();
+        assert!(block_on(m.file(View::MAIN, "kept")).is_ok());
+        assert_eq!(block_on(m.last_change()).unwrap(), 0);
+        block_on(m.create_file(MAIN_BRANCH, "new", 4096, 3)).unwrap();
+        let got = block_on(m.changes(0, 10)).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].seq, got[0].kind), (1, crate::ChangeKind::Make));
+        let version = block_on(m.setting("schema_version")).unwrap().unwrap();
+        assert_eq!(version, SCHEMA_VERSION.to_string());
+    }
+
     /// A version-6 volume (the tables of 6, no token table) gets an empty
     /// token table that works, and keeps its files.
     #[test]
@@ -603,6 +633,7 @@ mod tests {
         let c = Connection::open(&path).unwrap();
         c.execute_batch(
             "DROP TABLE fsx_tokens;
+             DROP TABLE fsx_changes;
              UPDATE fsx_volume SET value = '6' WHERE key = 'schema_version';",
         )
         .unwrap();

@@ -25,6 +25,7 @@
 //! | `fsx_xattrs` | `(layer, ino, name) → value`, deleted (since 6) | Linux's limits: name ≤ 255 bytes, value ≤ 64 KiB |
 //! | `fsx_orphans` | `(branch, ino) → holder, since` (since 6) | an unlinked regular file `holder` still has open: its data stays until its last close, or until `holder` is found dead |
 //! | `fsx_tokens` | `id → label, scope, secret_hash, created_ms, revoked_ms` (since 7) | ids unique forever; the secret itself is never stored; a revoked row stays |
+//! | `fsx_changes` | `seq →` at_ms, branch, kind, ino, parent, name, to_parent, to_name, commit_id (since 8) | one row per change of content, written by the transaction that made it; `seq` is 1, 2, 3 … in commit order; pruned from the oldest, never the newest |
 //! | `fsx_locks` | `(branch, ino, kind, holder, owner, start) → stop, exclusive` (since 6) | `flock` (kind 1) and POSIX byte-range (kind 2) locks; the locks of one holder and owner never overlap; a dead holder's locks are void |
 //!
 //! `MIGRATIONS[i]` takes a volume from schema version `i` to `i + 1`;
@@ -299,5 +300,23 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         created_ms  INTEGER NOT NULL,
         revoked_ms  INTEGER
     ) WITHOUT ROWID;
+    ",
+    // 7 → 8: the change feed (`crate::logic::changes`). The number is the
+    // rowid (no AUTOINCREMENT: the newest row is never deleted, so a
+    // number never repeats, and no `sqlite_sequence` page is written per
+    // change).
+    "
+    CREATE TABLE fsx_changes (
+        seq       INTEGER PRIMARY KEY,
+        at_ms     INTEGER NOT NULL,
+        branch    INTEGER NOT NULL,
+        kind      TEXT NOT NULL,
+        ino       INTEGER,
+        parent    INTEGER,
+        name      BLOB,
+        to_parent INTEGER,
+        to_name   BLOB,
+        commit_id INTEGER
+    );
     ",
 ];
