@@ -240,15 +240,32 @@ pub(super) async fn changes_are_recorded_in_order(m: &dyn MetaEngine) -> CheckRe
     )?;
 
     // Paths, read back while the names exist.
-    let path = ok("path_of g", m.path_of(View::MAIN, f.ino).await)?;
-    ensure!(path.as_deref() == Some(&b"/g"[..]), "path of g is {path:?}");
-    let path = ok("path_of root", m.path_of(View::MAIN, root).await)?;
+    let deep = ok(
+        "mkdir x/deep",
+        m.make(&node(x_dir, b"deep", NodeKind::Dir)).await,
+    )?;
+    want.push((
+        ChangeKind::Make,
+        MAIN_BRANCH,
+        Some(deep.ino),
+        Some((x_dir, b"deep".to_vec())),
+        None,
+        None,
+    ));
+    let asked = [f.ino, root, d.ino, deep.ino, x_dir, 999_999];
+    let paths = ok("paths_of", m.paths_of(View::MAIN, &asked).await)?;
+    let expect: [Option<&[u8]>; 6] = [
+        Some(b"/g"),
+        Some(b"/"),
+        Some(b"/d"),
+        Some(b"/x/deep"),
+        Some(b"/x"),
+        None,
+    ];
     ensure!(
-        path.as_deref() == Some(&b"/"[..]),
-        "path of the root is {path:?}"
+        paths.iter().map(|p| p.as_deref()).eq(expect),
+        "paths are {paths:?}"
     );
-    let path = ok("path_of d", m.path_of(View::MAIN, d.ino).await)?;
-    ensure!(path.as_deref() == Some(&b"/d"[..]), "path of d is {path:?}");
     ok(
         "delete_file z",
         m.delete_file(MAIN_BRANCH, "z", "w", NOW_MS).await,
@@ -261,8 +278,11 @@ pub(super) async fn changes_are_recorded_in_order(m: &dyn MetaEngine) -> CheckRe
         None,
         None,
     ));
-    let path = ok("path_of a deleted file", m.path_of(View::MAIN, x.id).await)?;
-    ensure!(path.is_none(), "a deleted file has path {path:?}");
+    let path = ok(
+        "paths_of a deleted file",
+        m.paths_of(View::MAIN, &[x.id]).await,
+    )?;
+    ensure!(path == [None], "a deleted file has path {path:?}");
 
     // Branches and commits.
     let c1 = ok(

@@ -229,8 +229,12 @@ pub trait MetaChanges {
     /// Forgets the oldest changes so that at most `keep` (≥ 1) remain.
     fn prune_changes(&self, keep: u64) -> BoxFuture<'_, Result<u64>>;
 
-    /// The path of `ino` in `view` (`/a/b`), the first of its names when
-    /// it has several, `None` when nothing names it: what a follower
-    /// shows for a change that names only a node.
-    fn path_of(&self, view: View, ino: Ino) -> BoxFuture<'_, Result<Option<Bytes>>>;
+    /// The path (`/a/b`) of each of `inos` in `view`, in one snapshot:
+    /// the first of its names when it has several, `None` when nothing
+    /// names it. What a follower shows for a change.
+    fn paths_of<'a>(
+        &'a self,
+        view: View,
+        inos: &'a [Ino],
+    ) -> BoxFuture<'a, Result<Vec<Option<Bytes>>>>;
 }

@@ -11,6 +11,8 @@
 //! order already, and the newest row is never pruned, so a number is
 //! never given twice.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 
 use super::{Tx, args, corrupt, layers, settings, tree};
@@ -181,36 +183,65 @@ pub(crate) async fn prune(tx: &impl Tx, keep: u64) -> Result<u64> {
     Ok(n)
 }
 
-/// Deepest directory nesting [`path_of`] follows before it calls the
+/// Deepest directory nesting [`paths_of`] follows before it calls the
 /// tree corrupt (a cycle of parents).
 const MAX_DEPTH: usize = 4096;
 
-pub(crate) async fn path_of(tx: &impl Tx, view: View, ino: Ino) -> Result<Option<Bytes>> {
+pub(crate) async fn paths_of(tx: &impl Tx, view: View, inos: &[Ino]) -> Result<Vec<Option<Bytes>>> {
     let chain = layers::view_chain(tx, view).await?;
     let root = tree::root(tx).await?;
-    let mut parts: Vec<Bytes> = Vec::new();
+    // Directories met on the way, by inode: the changes of one page
+    // mostly share their parents.
+    let mut known: HashMap<Ino, Option<Bytes>> = HashMap::new();
+    known.insert(root, Some(Bytes::from_static(b"/")));
+    let mut out = Vec::with_capacity(inos.len());
+    for &ino in inos {
+        out.push(path_in(tx, &chain, &mut known, ino).await?);
+    }
+    Ok(out)
+}
+
+async fn path_in(
+    tx: &impl Tx,
+    chain: &[LayerId],
+    known: &mut HashMap<Ino, Option<Bytes>>,
+    ino: Ino,
+) -> Result<Option<Bytes>> {
+    // Up to the first inode whose path is known.
+    let mut names: Vec<(Ino, Bytes)> = Vec::new();
     let mut at = ino;
-    while at != root {
-        if parts.len() > MAX_DEPTH {
+    let base = loop {
+        if let Some(p) = known.get(&at) {
+            break p.clone();
+        }
+        if names.len() > MAX_DEPTH {
             return Err(corrupt(format!(
                 "inode {ino}'s parents go deeper than {MAX_DEPTH} directories; run `fsx fsck`"
             )));
         }
-        let Some((parent, name)) = tree::first_link(tx, &chain, at).await? else {
-            return Ok(None);
-        };
-        parts.push(name);
-        at = parent;
+        match tree::first_link(tx, chain, at).await? {
+            Some((parent, name)) => {
+                names.push((at, name));
+                at = parent;
+            }
+            None => break None,
+        }
+    };
+    // Back down, remembering each directory's path.
+    let mut path = base;
+    for (node, name) in names.into_iter().rev() {
+        path = path.map(|p| {
+            let mut v = Vec::with_capacity(p.len() + 1 + name.len());
+            if p.as_ref() != b"/" {
+                v.extend_from_slice(&p);
+            }
+            v.push(b'/');
+            v.extend_from_slice(&name);
+            Bytes::from(v)
+        });
+        known.insert(node, path.clone());
     }
-    if parts.is_empty() {
-        return Ok(Some(Bytes::from_static(b"/")));
-    }
-    let mut path = Vec::new();
-    for p in parts.iter().rev() {
-        path.push(b'/');
-        path.extend_from_slice(p);
-    }
-    Ok(Some(path.into()))
+    Ok(path)
 }
 
 /// `impl MetaChanges for $engine` (`$mode`: see [`super::run`]).
@@ -230,8 +261,12 @@ macro_rules! impl_meta_changes {
                     run!($mode, self, Write, |tx| changes::prune(tx, keep).await)
                 }
 
-                fn path_of(&self, view: View, ino: Ino) -> BoxFuture<'_, Result<Option<bytes::Bytes>>> {
-                    run!($mode, self, Read, |tx| changes::path_of(tx, view, ino).await)
+                fn paths_of<'a>(
+                    &'a self,
+                    view: View,
+                    inos: &'a [Ino],
+                ) -> BoxFuture<'a, Result<Vec<Option<bytes::Bytes>>>> {
+                    run!($mode, self, Read, |tx| changes::paths_of(tx, view, inos).await)
                 }
             }
         }
