@@ -20,6 +20,7 @@ mod token_cmd;
 mod tree;
 mod tree_cmd;
 mod volume_cmd;
+mod watch_cmd;
 
 use std::process::ExitCode;
 
@@ -139,6 +140,12 @@ enum Command {
     /// (`server.public_read` = true). Prints `listening on URL`; SIGTERM or
     /// SIGINT stop it after the requests in flight.
     Serve(serve_cmd::ServeArgs),
+    /// Print a volume's changes as they happen (its change feed): one
+    /// line per change, `SEQ KIND BRANCH PATH [-> PATH]`, from a volume
+    /// directory or a remote volume (`http(s)://…/v1/volumes/NAME`, token
+    /// from FSX_TOKEN). A remote feed interrupted by a server restart is
+    /// resumed from the last line printed.
+    Watch(watch_cmd::WatchArgs),
 }
 
 fn main() -> ExitCode {
@@ -175,6 +182,7 @@ fn main() -> ExitCode {
         Command::Cost(args) => tier_cmd::run_cost(args),
         Command::Token(cmd) => token_cmd::run(cmd),
         Command::Serve(args) => serve_cmd::run(args),
+        Command::Watch(args) => watch_cmd::run(args),
     };
     match result {
         Ok(code) => code,

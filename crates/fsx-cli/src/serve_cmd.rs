@@ -49,6 +49,9 @@ pub struct ServeArgs {
     /// Requests a token may make at once after being idle.
     #[arg(long, value_name = "N", default_value_t = 400.0)]
     burst: f64,
+    /// WebSockets (`fsx watch`, sync agents) open at once; more get 503.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    max_websockets: usize,
 }
 
 /// Runs `fsx serve` until SIGTERM or SIGINT.
@@ -75,6 +78,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             max_concurrent: args.max_concurrent.max(1),
             rate_per_sec: args.rate,
             rate_burst: args.burst,
+            max_websockets: args.max_websockets.max(1),
         },
     };
     runtime()?.block_on(async {

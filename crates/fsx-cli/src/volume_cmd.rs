@@ -208,6 +208,7 @@ pub enum VolumeCommand {
     ///   io.extents_in_flight  extents a sync uploads, or a read loads, at once (1-64, default 4)
     ///   io.readahead_extents  extents a sequential read loads ahead (0-256, 0: off; default 8)
     ///   io.cache_bytes        bytes of verified extents cached in memory, per volume and process (default 64 MiB)
+    ///   changes.retain        changes the change feed keeps; older ones are pruned by fsx gc, mounts and fsx serve (default 1000000)
     Config {
         /// The volume directory.
         path: PathBuf,
@@ -1287,13 +1288,15 @@ async fn run_async(cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
             v.flush_counters().await?;
             println!(
                 "expired {} automatic commits; packed the dirty pages of {} commits; deleted {} \
-                 unreferenced extents ({} bytes), {} orphans; finished {} interrupted deletions",
+                 unreferenced extents ({} bytes), {} orphans; finished {} interrupted deletions; \
+                 forgot {} old changes of the change feed",
                 r.commits_expired,
                 r.commits_packed,
                 r.deleted,
                 r.bytes_freed,
                 r.orphans_deleted,
-                r.resumed
+                r.resumed,
+                r.changes_pruned
             );
             if r.orphans_kept > 0 {
                 println!(

@@ -34,7 +34,7 @@ pub struct RemoteVolume {
     /// The volume's name.
     name: String,
     /// The bearer token, if any.
-    token: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 impl std::fmt::Debug for RemoteVolume {
@@ -147,7 +147,7 @@ impl RemoteVolume {
     }
 
     /// The URL of `route` with `query` pairs.
-    fn route_url(&self, route: RouteId, query: &[(&str, &str)]) -> Url {
+    pub(crate) fn route_url(&self, route: RouteId, query: &[(&str, &str)]) -> Url {
         let template = route_of(route).map_or("", |r| r.path);
         let path = template.replace("{vol}", &self.name);
         let mut url = self.server.clone();
@@ -212,12 +212,23 @@ impl RemoteVolume {
                 };
             }
         };
-        let error = match serde_json::from_slice::<ErrorBody>(&body) {
+        self.decode_failure(route, url.as_str(), status.as_u16(), &body)
+    }
+
+    /// The [`Error`] of an answer of `status` with `body`.
+    pub(crate) fn decode_failure(
+        &self,
+        route: RouteId,
+        url: &str,
+        status: u16,
+        body: &[u8],
+    ) -> Error {
+        let error = match serde_json::from_slice::<ErrorBody>(body) {
             Ok(b) => b.error,
             Err(e) => {
                 return Error::Protocol {
                     url: url.to_string(),
-                    status: status.as_u16(),
+                    status,
                     why: e.to_string(),
                 };
             }
@@ -244,15 +255,12 @@ impl RemoteVolume {
                 url: self.server().to_string(),
                 limit: error.message,
             },
-            _ => Error::Api {
-                status: status.as_u16(),
-                error,
-            },
+            _ => Error::Api { status, error },
         }
     }
 
     /// A JSON answer of `route`.
-    async fn get_json<T: DeserializeOwned>(
+    pub(crate) async fn get_json<T: DeserializeOwned>(
         &self,
         route: RouteId,
         query: &[(&str, &str)],

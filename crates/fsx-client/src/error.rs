@@ -101,6 +101,27 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// The change feed's WebSocket could not be opened, or failed.
+    #[error("the WebSocket {url} failed: {why}")]
+    WebSocket {
+        /// The socket's URL.
+        url: String,
+        /// What failed.
+        why: String,
+    },
+    /// The server closed the change feed's WebSocket: resume from the
+    /// last change handled, or (`gone`) start over.
+    #[error("the server closed the WebSocket {url} ({code}: {reason})")]
+    WatchClosed {
+        /// The socket's URL.
+        url: String,
+        /// The close code (1001: the server stops; 1013: too slow).
+        code: u16,
+        /// The server's reason.
+        reason: String,
+        /// The changes after the cursor are no longer kept.
+        gone: bool,
+    },
     /// Reading what was to be uploaded failed; the upload was abandoned
     /// (the server stores nothing of an incomplete body).
     #[error("reading the data to upload failed")]

@@ -24,9 +24,11 @@
 
 mod client;
 pub mod error;
+mod watch;
 
 pub use client::{FileReader, RemoteVolume, is_remote};
 pub use error::Error;
+pub use watch::Watcher;
 
 /// The result of every call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

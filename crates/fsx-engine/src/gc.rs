@@ -120,6 +120,8 @@ pub struct GcReport {
     pub files_in_use: Vec<String>,
     /// Unlinked files whose last holder died with them open, dropped.
     pub unlinked_reclaimed: u64,
+    /// Changes of the change feed beyond `changes.retain`, forgotten.
+    pub changes_pruned: u64,
 }
 
 /// Dirty pages not yet packed into extents, of one file in one layer.
@@ -258,6 +260,7 @@ impl Volume {
         // unreferenced, and this run frees them.
         let mut report = GcReport {
             unlinked_reclaimed: self.reclaim_orphans().await?,
+            changes_pruned: self.prune_changes().await?,
             ..GcReport::default()
         };
         if options.expire_commits {

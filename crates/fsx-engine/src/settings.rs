@@ -1,5 +1,6 @@
-//! The I/O knobs a volume stores in its settings: extents in flight,
-//! readahead and the extent cache's size.
+//! The knobs a volume stores in its settings: extents in flight,
+//! readahead, the extent cache's size, the capacity a file system
+//! reports, and how many changes the change feed keeps.
 //!
 //! They live in the metadata (`MetaSettings::setting`), so every process
 //! that opens the volume uses them; a value stored there overrides the
@@ -31,6 +32,7 @@ enum Field {
     Readahead,
     Cache,
     Capacity,
+    ChangesRetain,
 }
 
 /// Extents a sync uploads, or a read loads, at once.
@@ -69,12 +71,22 @@ pub const CAPACITY_BYTES: IoKnob = IoKnob {
     max: 1 << 62,
 };
 
-/// Every I/O knob.
-pub const IO_KNOBS: [IoKnob; 4] = [
+/// Changes the change feed keeps.
+pub const CHANGES_RETAIN: IoKnob = IoKnob {
+    name: "changes.retain",
+    field: Field::ChangesRetain,
+    help: "changes the change feed keeps; older ones are pruned (fsx gc, mount, serve)",
+    min: 1,
+    max: 1 << 40,
+};
+
+/// Every stored knob.
+pub const IO_KNOBS: [IoKnob; 5] = [
     EXTENTS_IN_FLIGHT,
     READAHEAD_EXTENTS,
     CACHE_BYTES,
     CAPACITY_BYTES,
+    CHANGES_RETAIN,
 ];
 
 impl IoKnob {
@@ -105,6 +117,7 @@ impl IoKnob {
             Field::Readahead => options.readahead_extents as u64,
             Field::Cache => options.cache_bytes,
             Field::Capacity => options.capacity_bytes,
+            Field::ChangesRetain => options.changes_retain,
         }
     }
 
@@ -116,6 +129,7 @@ impl IoKnob {
             Field::Readahead => options.readahead_extents = n,
             Field::Cache => options.cache_bytes = v,
             Field::Capacity => options.capacity_bytes = v,
+            Field::ChangesRetain => options.changes_retain = v,
         }
     }
 }

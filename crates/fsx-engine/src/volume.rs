@@ -69,6 +69,9 @@ pub struct VolumeOptions {
     /// `fs.capacity_bytes`; 1 PiB by default: an object store is as large
     /// as the bill).
     pub capacity_bytes: u64,
+    /// Changes the volume's change feed keeps (setting `changes.retain`;
+    /// the oldest beyond are pruned by [`Volume::prune_changes`]).
+    pub changes_retain: u64,
     /// Faster tiers in front of the data store; `None` keeps every extent
     /// in the data store only, without tier records.
     pub tiers: Option<TierSet>,
@@ -90,6 +93,7 @@ impl Default for VolumeOptions {
             max_buffer_bytes: 32 << 20,
             pack_on_sync: true,
             capacity_bytes: 1 << 50,
+            changes_retain: fsx_meta::DEFAULT_CHANGES_KEPT,
             tiers: None,
             journals: None,
         }
@@ -785,6 +789,15 @@ impl Volume {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = now;
         Ok(())
+    }
+
+    /// Forgets the oldest changes of the volume's change feed beyond the
+    /// newest `changes.retain` (a stored knob, see [`crate::settings`]);
+    /// returns how many went. Run by `fsx gc`, the mount daemon and `fsx
+    /// serve` in the background.
+    pub async fn prune_changes(&self) -> Result<u64> {
+        let keep = self.shared.options.changes_retain.max(1);
+        Ok(self.shared.meta.prune_changes(keep).await?)
     }
 
     /// The volume's statistics: persistent operation counters (including

@@ -23,6 +23,9 @@ use crate::fs::{FsxFuse, SharedFs};
 /// as often).
 const BACKGROUND_EVERY: Duration = Duration::from_secs(5);
 
+/// Background ticks between two prunings of the change feed (5 minutes).
+const PRUNE_EVERY_TICKS: u64 = 60;
+
 /// Why a mount could not start or end cleanly.
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
@@ -295,8 +298,19 @@ impl Mount {
 async fn background(shared: Arc<dyn SharedFs>) {
     let mut tick = tokio::time::interval(BACKGROUND_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = 0u64;
     loop {
         tick.tick().await;
+        ticks += 1;
+        if ticks % PRUNE_EVERY_TICKS == 1 {
+            match shared.fs().volume().prune_changes().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(changes = n, "forgot the change feed's oldest changes"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "pruning the change feed failed; it is retried")
+                }
+            }
+        }
         if let Err(e) = shared.fs().sync_tree().await {
             tracing::warn!(error = %e, "making the tree's changes durable failed; it is retried");
         }

@@ -51,6 +51,9 @@ pub enum ErrorCode {
     Unavailable,
     /// 400: a change of a read-only view (a commit).
     ReadOnly,
+    /// 410: the changes after the sequence number asked for are no longer
+    /// kept: start over from the volume's current state.
+    Gone,
 }
 
 impl ErrorCode {
@@ -70,6 +73,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Timeout => 408,
             ErrorCode::Conflict => 409,
+            ErrorCode::Gone => 410,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::RangeNotSatisfiable => 416,
             ErrorCode::RateLimited => 429,
@@ -101,6 +105,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::ReadOnly => "read_only",
+            ErrorCode::Gone => "gone",
         }
     }
 }
@@ -162,6 +167,7 @@ mod tests {
             ErrorCode::HeadersTooLarge,
             ErrorCode::RangeNotSatisfiable,
             ErrorCode::ReadOnly,
+            ErrorCode::Gone,
         ] {
             let s = serde_json::to_value(code).unwrap_or_default();
             assert_eq!(s, serde_json::Value::from(code.as_str()));

@@ -9,6 +9,7 @@
 //! |---|---|
 //! | [`routes`] | the route table: every endpoint's method, path template and required [`Scope`] |
 //! | [`types`] | the JSON request and response bodies, and query strings |
+//! | [`feed`] | the change feed: `…/changes` pages and the `…/watch` WebSocket's messages |
 //! | [`error`] | the JSON error body and its stable codes, with their HTTP statuses |
 //! | [`token`] | bearer tokens: format, generation from caller-supplied randomness, hashing and constant-time checking |
 //! | [`scope`] | [`Scope`]: read ⊂ write ⊂ admin |
@@ -25,6 +26,7 @@
 //!   protocol: clients branch on them, so they never change meaning.
 
 pub mod error;
+pub mod feed;
 pub mod routes;
 pub mod scope;
 pub mod token;

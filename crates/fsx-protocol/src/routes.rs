@@ -97,6 +97,10 @@ pub enum RouteId {
     ExtentPut,
     /// Which of the given keys the store lacks.
     ExtentsMissing,
+    /// The changes after a sequence number (the change feed).
+    Changes,
+    /// A WebSocket that pushes each new change as it commits.
+    Watch,
 }
 
 /// One endpoint.
@@ -220,6 +224,13 @@ pub const ROUTES: &[Route] = &[
         "/v1/volumes/{vol}/extents-missing",
         Token(Read),
     ),
+    route(
+        RouteId::Changes,
+        Get,
+        "/v1/volumes/{vol}/changes",
+        Token(Read),
+    ),
+    route(RouteId::Watch, Get, "/v1/volumes/{vol}/watch", Token(Read)),
 ];
 
 /// The route of `id`.

@@ -62,6 +62,9 @@ pub struct Limits {
     pub rate_per_sec: f64,
     /// Requests a token may make at once after being idle.
     pub rate_burst: f64,
+    /// WebSockets (`…/watch`) open at once; more are refused (503
+    /// `unavailable`). They do not count as requests in flight.
+    pub max_websockets: usize,
 }
 
 impl Default for Limits {
@@ -73,6 +76,7 @@ impl Default for Limits {
             max_concurrent: 256,
             rate_per_sec: 200.0,
             rate_burst: 400.0,
+            max_websockets: 256,
         }
     }
 }

@@ -55,6 +55,8 @@ pub(crate) struct ServedVolume {
     pub public_read: bool,
     /// The file system of each branch used so far.
     trees: Mutex<HashMap<String, Arc<Fs>>>,
+    /// Its change feed's newest number, for the sockets that follow it.
+    pub feed: crate::feed::Feed,
 }
 
 impl std::fmt::Debug for ServedVolume {
@@ -157,6 +159,7 @@ pub(crate) async fn open_volumes(
                 volume,
                 public_read,
                 trees: Mutex::new(HashMap::new()),
+                feed: crate::feed::Feed::new(),
             }),
         );
     }
@@ -191,6 +194,8 @@ pub(crate) fn handler(route: &Route) -> MethodRouter<Arc<AppState>> {
         RouteId::ExtentGet => on(f, extent_get),
         RouteId::ExtentPut => on(f, extent_put),
         RouteId::ExtentsMissing => on(f, extents_missing),
+        RouteId::Changes => on(f, crate::feed::changes),
+        RouteId::Watch => on(f, crate::feed::watch),
     }
 }
 

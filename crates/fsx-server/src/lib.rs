@@ -7,6 +7,7 @@
 //! | `limits` | request ids and logs, concurrency, per-request time, header size |
 //! | `metrics` | `/metrics`: requests by route and status, latencies, bytes, and each volume's extents, tiers and queue |
 //! | `handlers` | one function per [`fsx_protocol::RouteId`] |
+//! | `feed` | the change feed: `…/changes` pages and the `…/watch` WebSocket |
 //! | `reply` | errors of every layer as the protocol's JSON error body |
 //! | `tls` | TLS from certificate files |
 //! | [`wire`] | the engine's answers in the API's terms (shared with the CLI) |
@@ -17,8 +18,8 @@
 //!   [`fsx_protocol::ROUTES`] and asks `handlers` for each route's
 //!   handler by an exhaustive match, with the route's access check in
 //!   front of it: no route is served without its check, no route of the
-//!   table is left unserved. (The change feed's `/changes` and `/watch`
-//!   will be rows of the table like the others.)
+//!   table is left unserved; the change feed's `/changes` and `/watch`
+//!   are rows of the table like the others.
 //! - **Refused means unchanged.** Authentication, scope, validation of
 //!   names, paths and keys, body and header limits all run before a
 //!   handler touches a volume.
@@ -32,6 +33,7 @@
 pub mod config;
 
 mod auth;
+mod feed;
 mod handlers;
 mod limits;
 mod metrics;
@@ -124,6 +126,9 @@ pub enum ServerError {
     Serve(#[source] std::io::Error),
 }
 
+/// Longest wait at shutdown for WebSockets to send their close frames.
+const SOCKETS_AT_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The server's shared state.
 #[derive(Debug)]
 pub(crate) struct AppState {
@@ -133,6 +138,10 @@ pub(crate) struct AppState {
     pub rate: RateLimiter,
     pub inflight: Arc<tokio::sync::Semaphore>,
     pub metrics: metrics::Metrics,
+    /// Open WebSockets.
+    pub sockets: feed::Sockets,
+    /// Turns true when the server stops.
+    pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The router of the whole API over `state`: [`ROUTES`], each behind its
@@ -192,14 +201,17 @@ impl Server {
     /// serving on the current tokio runtime.
     pub async fn start(config: ServeConfig) -> Result<Self, ServerError> {
         let volumes = handlers::open_volumes(&config.volumes).await?;
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let state = Arc::new(AppState {
             volumes,
             rate: RateLimiter::new(config.limits.rate_per_sec, config.limits.rate_burst),
             inflight: Arc::new(tokio::sync::Semaphore::new(config.limits.max_concurrent)),
             limits: config.limits.clone(),
             metrics: metrics::Metrics::new().map_err(|e| ServerError::Metrics(e.to_string()))?,
+            sockets: feed::Sockets::default(),
+            stop: stopped.clone(),
         });
-        let app = router(state);
+        let app = router(state.clone());
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| ServerError::Bind {
@@ -210,28 +222,38 @@ impl Server {
             addr: config.listen,
             source,
         })?;
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(feed::poll(state.clone(), stopped.clone()));
         let shutdown = async move {
             // Either `Server::shutdown` or the sender being dropped.
             let _ = stopped.wait_for(|s| *s).await;
         };
         let tls = config.tls.is_some();
+        // Upgraded connections (WebSockets) are not the HTTP server's to
+        // wait for: they see the stop themselves, send their close frame,
+        // and are waited for here.
+        let drained = async move {
+            state.sockets.drained(SOCKETS_AT_SHUTDOWN).await;
+        };
         let task = match &config.tls {
             Some(files) => {
                 let acceptor = tls::acceptor(files)?;
                 let listener = tls::TlsListener::new(listener, acceptor);
                 tokio::spawn(async move {
-                    axum::serve(listener, app)
+                    let served = axum::serve(listener, app)
                         .with_graceful_shutdown(shutdown)
                         .await
-                        .map_err(ServerError::Serve)
+                        .map_err(ServerError::Serve);
+                    drained.await;
+                    served
                 })
             }
             None => tokio::spawn(async move {
-                axum::serve(listener, app)
+                let served = axum::serve(listener, app)
                     .with_graceful_shutdown(shutdown)
                     .await
-                    .map_err(ServerError::Serve)
+                    .map_err(ServerError::Serve);
+                drained.await;
+                served
             }),
         };
         tracing::info!(%addr, tls, "serving");

@@ -33,6 +33,7 @@ pub(crate) struct Metrics {
     bytes_in: IntCounterVec,
     bytes_out: IntCounterVec,
     in_flight: IntGauge,
+    websockets: IntGauge,
 }
 
 impl Metrics {
@@ -74,6 +75,11 @@ impl Metrics {
         registry.register(Box::new(bytes_in.clone()))?;
         registry.register(Box::new(bytes_out.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
+        let websockets = IntGauge::new(
+            "fsx_websockets_open",
+            "WebSockets following a change feed now",
+        )?;
+        registry.register(Box::new(websockets.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -81,7 +87,13 @@ impl Metrics {
             bytes_in,
             bytes_out,
             in_flight,
+            websockets,
         })
+    }
+
+    /// Counts WebSockets opened (`+1`) and closed (`-1`).
+    pub fn websockets(&self, delta: i64) {
+        self.websockets.add(delta);
     }
 }
 

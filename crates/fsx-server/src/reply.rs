@@ -49,6 +49,7 @@ impl From<fsx_engine::Error> for Fail {
             K::AlreadyExists | K::Busy | K::Conflict => ErrorCode::Conflict,
             K::InvalidInput => ErrorCode::BadRequest,
             K::Unavailable => ErrorCode::Unavailable,
+            K::Gone => ErrorCode::Gone,
             _ => return internal(&e),
         };
         Fail::new(code, e.to_string())

@@ -83,3 +83,7 @@ pub fn merged(o: MergeOutcome) -> t::Merged {
     }
     out
 }
+
+/// Changes of the feed, with their paths when asked for (see
+/// `crate::feed`): what `…/changes`, `…/watch` and `fsx watch` show.
+pub use crate::feed::feed_changes;
