@@ -484,3 +484,121 @@ fn serve_refuses_to_start_without_its_volume_port_or_certificate() {
     }
     drop(busy);
 }
+
+/// `fsx watch` as a user runs it: a child printing lines, read as they
+/// come.
+struct Watching {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Watching {
+    fn start(url: &str, token: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fsx"))
+            .args(["watch", url, "--since", "0"])
+            .env("FSX_TOKEN", token)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The next `n` lines (within [`DEADLINE`]).
+    fn take(&self, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                self.lines
+                    .recv_timeout(DEADLINE)
+                    .unwrap_or_else(|e| panic!("fsx watch printed {i} of {n} lines: {e}"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `fsx watch URL` prints the changes of a served volume as they happen —
+/// made by another process on the volume here — and, when the server
+/// restarts, goes on from the last line it printed: no line lost, none
+/// repeated. Its lines are what `fsx watch DIR --once` prints locally.
+#[test]
+fn watch_follows_a_served_volume_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let vol = dir.path().join("vol");
+    ok(&["init", s(&vol)]);
+    let token = ok(&["token", "create", s(&vol), "--scope", "read"])
+        .trim()
+        .to_string();
+    let mut served = Served::start(
+        &[s(&vol), "--listen", "127.0.0.1:0"],
+        &dir.path().join("serve1.log"),
+    );
+    let addr = served.addr();
+    let url = format!("http://{addr}/v1/volumes/vol");
+    let watch = Watching::start(&url, &token);
+    let src = dir.path().join("x");
+    std::fs::write(&src, b"hello").unwrap();
+    ok(&["file", "put", s(&src), s(&vol), "docs/x.txt"]);
+    // A put writes under a hidden name, then renames it into place.
+    let first = watch.take(3);
+    let kinds: Vec<&str> = first
+        .iter()
+        .map(|l| l.split(' ').nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(kinds, ["make", "data", "rename"], "{first:?}");
+    assert!(
+        first[0].starts_with("1 make main /.fsx-partial/"),
+        "{first:?}"
+    );
+    assert!(first[2].ends_with(" -> /docs/x.txt"), "{first:?}");
+
+    served.signal("TERM");
+    assert!(served.wait().success(), "{}", served.log());
+    // Changed while no server runs: the feed is the volume's, not the
+    // server's, so the watch gets it once the server is back.
+    ok(&["file", "mv", s(&vol), "docs/x.txt", "docs/y.txt"]);
+    let _again = Served::start(
+        &[s(&vol), "--listen", &addr.to_string()],
+        &dir.path().join("serve2.log"),
+    );
+    ok(&["file", "rm", s(&vol), "docs/y.txt"]);
+    let rest = watch.take(2);
+    assert_eq!(
+        rest,
+        [
+            "4 rename main /docs/x.txt -> /docs/y.txt",
+            "5 remove main /docs/y.txt"
+        ]
+    );
+    // The same lines locally; a change naming only a node shows the
+    // node's path when read (`data` of x.txt, now gone, showed its path
+    // then and its number now), so those compare by number and kind.
+    let local = ok(&["watch", s(&vol), "--since", "0", "--once"]);
+    let all: Vec<String> = first.into_iter().chain(rest).collect();
+    let key = |l: &str| -> String {
+        match l.split(' ').nth(1) {
+            Some("data" | "attr" | "xattr") => l.split(' ').take(3).collect::<Vec<_>>().join(" "),
+            _ => l.to_string(),
+        }
+    };
+    let local: Vec<String> = local.lines().map(key).collect();
+    let remote: Vec<String> = all.iter().map(|l| key(l)).collect();
+    assert_eq!(local, remote);
+}
