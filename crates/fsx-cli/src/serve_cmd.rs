@@ -52,6 +52,14 @@ pub struct ServeArgs {
     /// WebSockets (`fsx watch`, sync agents) open at once; more get 503.
     #[arg(long, value_name = "N", default_value_t = 256)]
     max_websockets: usize,
+    /// Garbage-collect every served volume this often (e.g. 1h), as `fsx
+    /// gc` does; default: never (run `fsx gc` yourself).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    gc_every: Option<Duration>,
+    /// How long an extent must have been unreferenced before a scheduled
+    /// GC deletes it.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
+    gc_grace: Duration,
 }
 
 /// Runs `fsx serve` until SIGTERM or SIGINT.
@@ -80,6 +88,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             rate_burst: args.burst,
             max_websockets: args.max_websockets.max(1),
         },
+        gc_every: args.gc_every,
+        gc_grace: args.gc_grace,
     };
     runtime()?.block_on(async {
         // The signals are watched before the address is printed: a

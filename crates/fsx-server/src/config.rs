@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Default grace period of scheduled GC runs: an hour, as `fsx gc`.
+pub const DEFAULT_GC_GRACE: Duration = Duration::from_secs(3600);
+
 /// Default listening address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 
@@ -20,6 +23,13 @@ pub struct ServeConfig {
     pub tls: Option<TlsFiles>,
     /// Request limits.
     pub limits: Limits,
+    /// Garbage-collect every volume this often (`None`: never; `fsx gc`
+    /// does it by hand).
+    pub gc_every: Option<Duration>,
+    /// How long an extent must have been unreferenced (or, without a
+    /// record, stored) before a scheduled GC deletes it (`fsx gc --grace`
+    /// and `--orphan-grace`).
+    pub gc_grace: Duration,
 }
 
 impl ServeConfig {
@@ -30,6 +40,8 @@ impl ServeConfig {
             volumes,
             tls: None,
             limits: Limits::default(),
+            gc_every: None,
+            gc_grace: DEFAULT_GC_GRACE,
         }
     }
 }

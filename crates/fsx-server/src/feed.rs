@@ -48,8 +48,6 @@ use crate::reply::{Fail, Result, json};
 
 /// How often a followed volume's newest change number is read.
 pub(crate) const POLL_EVERY: Duration = Duration::from_millis(100);
-/// Polls between two prunings of each volume's feed (about a minute).
-const PRUNE_EVERY_POLLS: u64 = 600;
 /// Longest wait for a socket to take one message.
 pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the server pings a socket; two unanswered pings close it.
@@ -135,25 +133,10 @@ impl Sockets {
 pub(crate) async fn poll(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(POLL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = stopped(&mut stop) => return,
-        }
-        ticks += 1;
-        if ticks % PRUNE_EVERY_POLLS == 1 {
-            for v in state.volumes.values() {
-                match v.volume.prune_changes().await {
-                    Ok(0) => {}
-                    Ok(n) => {
-                        tracing::info!(volume = %v.name, changes = n, "forgot the change feed's oldest changes")
-                    }
-                    Err(e) => {
-                        tracing::warn!(volume = %v.name, error = %e, "pruning the change feed failed; it is retried")
-                    }
-                }
-            }
         }
         for v in state.volumes.values() {
             if v.feed.last.receiver_count() == 0 {
@@ -176,7 +159,7 @@ pub(crate) async fn poll(state: Arc<AppState>, mut stop: watch::Receiver<bool>) 
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns is not `Send`: dropped here, never
     // held across another await.
     let _ = stop.wait_for(|s| *s).await.map(|_| ());

@@ -7,6 +7,7 @@
 //! | `limits` | request ids and logs, concurrency, per-request time, header size |
 //! | `metrics` | `/metrics`: requests by route and status, latencies, bytes, and each volume's extents, tiers and queue |
 //! | `handlers` | one function per [`fsx_protocol::RouteId`] |
+//! | `background` | the server's own work: tier copies, counters, pruning the feed, scheduled GC |
 //! | `feed` | the change feed: `…/changes` pages and the `…/watch` WebSocket |
 //! | `reply` | errors of every layer as the protocol's JSON error body |
 //! | `tls` | TLS from certificate files |
@@ -33,6 +34,7 @@
 pub mod config;
 
 mod auth;
+mod background;
 mod feed;
 mod handlers;
 mod limits;
@@ -142,6 +144,10 @@ pub(crate) struct AppState {
     pub sockets: feed::Sockets,
     /// Turns true when the server stops.
     pub stop: tokio::sync::watch::Receiver<bool>,
+    /// How often every volume is garbage-collected, if at all.
+    pub gc_every: Option<std::time::Duration>,
+    /// The grace period of those runs.
+    pub gc_grace: std::time::Duration,
 }
 
 /// The router of the whole API over `state`: [`ROUTES`], each behind its
@@ -210,6 +216,8 @@ impl Server {
             metrics: metrics::Metrics::new().map_err(|e| ServerError::Metrics(e.to_string()))?,
             sockets: feed::Sockets::default(),
             stop: stopped.clone(),
+            gc_every: config.gc_every,
+            gc_grace: config.gc_grace,
         });
         let app = router(state.clone());
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -223,6 +231,7 @@ impl Server {
             source,
         })?;
         tokio::spawn(feed::poll(state.clone(), stopped.clone()));
+        tokio::spawn(background::run(state.clone(), stopped.clone()));
         let shutdown = async move {
             // Either `Server::shutdown` or the sender being dropped.
             let _ = stopped.wait_for(|s| *s).await;

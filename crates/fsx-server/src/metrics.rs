@@ -34,6 +34,7 @@ pub(crate) struct Metrics {
     bytes_out: IntCounterVec,
     in_flight: IntGauge,
     websockets: IntGauge,
+    gc_runs: IntCounterVec,
 }
 
 impl Metrics {
@@ -80,6 +81,14 @@ impl Metrics {
             "WebSockets following a change feed now",
         )?;
         registry.register(Box::new(websockets.clone()))?;
+        let gc_runs = IntCounterVec::new(
+            Opts::new(
+                "fsx_gc_runs_total",
+                "Scheduled GC runs (`fsx serve --gc-every`)",
+            ),
+            &["volume"],
+        )?;
+        registry.register(Box::new(gc_runs.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -88,7 +97,13 @@ impl Metrics {
             bytes_out,
             in_flight,
             websockets,
+            gc_runs,
         })
+    }
+
+    /// Counts one scheduled GC run of `volume`.
+    pub fn gc_run(&self, volume: &str) {
+        self.gc_runs.with_label_values(&[volume]).inc();
     }
 
     /// Counts WebSockets opened (`+1`) and closed (`-1`).
