@@ -538,11 +538,12 @@ impl File {
                 *st = match job.try_recv() {
                     Ok(None) => continue,
                     Ok(Some(Ok((blob, key)))) => match pin(&s, &key, &blob).await {
-                        Ok(()) => Staged::Storing {
+                        Ok(new) => Staged::Storing {
                             upload: MaybeDone::Future(Box::pin(upload(
                                 s.clone(),
                                 key.clone(),
                                 blob,
+                                new,
                             ))),
                             key,
                             started: false,
@@ -1223,7 +1224,8 @@ impl File {
             let (blob, key) = encode_extent(self.meta.page_size, &present, s.options.compression)?;
             if dirty.current_key.as_deref() != Some(key.as_str()) {
                 crate::failpoint::check(&*s.env, crate::Failpoint::Pin)?;
-                s.meta
+                let new = s
+                    .meta
                     .pin_extent(&key, blob.len() as u64, s.env.now_ms())
                     .await?;
                 let okey = ObjectKey::new(&key)?;
@@ -1232,8 +1234,10 @@ impl File {
                 // damaged: it is read and checked against its key (one get,
                 // which also answers "missing"), and a missing or bad copy
                 // is replaced by this good one, so new references never
-                // point at bytes that cannot be read back.
-                if !stored_intact(&s, &okey).await? {
+                // point at bytes that cannot be read back. A record the pin
+                // made has no object to check (at most an orphan of the
+                // same content, which the put replaces).
+                if new || !stored_intact(&s, &okey).await? {
                     crate::failpoint::check(&*s.env, crate::Failpoint::Upload)?;
                     s.store.put(&okey, blob.clone()).await?;
                 }
@@ -1282,26 +1286,33 @@ fn lost_job() -> Error {
 /// returns its key.
 async fn store_encoded(s: &Shared, job: EncodeJob) -> Result<String> {
     let (blob, key) = crate::env::finished(job).await??;
-    pin(s, &key, &blob).await?;
-    upload(s, key.clone(), blob).await?;
+    let new = pin(s, &key, &blob).await?;
+    upload(s, key.clone(), blob, new).await?;
     Ok(key)
 }
 
 /// Pins an extent's record before its upload, so GC cannot delete it
-/// while it is on its way.
-async fn pin(s: &Shared, key: &str, blob: &Bytes) -> Result<()> {
+/// while it is on its way; `true` when the pin made the record (see
+/// `MetaExtents::pin_extent`).
+async fn pin(s: &Shared, key: &str, blob: &Bytes) -> Result<bool> {
     crate::failpoint::check(&*s.env, crate::Failpoint::Pin)?;
-    s.meta
+    Ok(s.meta
         .pin_extent(key, blob.len() as u64, s.env.now_ms())
-        .await?;
-    Ok(())
+        .await?)
 }
 
-/// Stores a pinned extent unless the store holds an intact copy, and
-/// caches it. No metadata transaction: it may wait between polls.
-async fn upload(s: impl std::ops::Deref<Target = Shared>, key: String, blob: Bytes) -> Result<()> {
+/// Stores a pinned extent — at once when its record is `new` (no copy to
+/// check: one request, not two), else unless the store holds an intact
+/// copy — and caches it. No metadata transaction: it may wait between
+/// polls.
+async fn upload(
+    s: impl std::ops::Deref<Target = Shared>,
+    key: String,
+    blob: Bytes,
+    new: bool,
+) -> Result<()> {
     let okey = ObjectKey::new(&key)?;
-    if !stored_intact(&s, &okey).await? {
+    if new || !stored_intact(&s, &okey).await? {
         crate::failpoint::check(&*s.env, crate::Failpoint::Upload)?;
         s.store.put(&okey, blob.clone()).await?;
     }

@@ -21,9 +21,9 @@ const PAGE: u32 = 4096;
 
 /// Statements of a steady-state 1-page sync: the lease check (renewal
 /// skipped while more than half the lease is left), the head and its file
-/// row, the file's next write sequence and size, the page, and the
-/// packer's count of the extent's dirty pages.
-const SYNC_ONE_PAGE_STATEMENTS: u64 = 5;
+/// row, the file's next write sequence and size, the page, the packer's
+/// count of the extent's dirty pages, and the change feed's record.
+const SYNC_ONE_PAGE_STATEMENTS: u64 = 6;
 
 /// A volume on SQLite metadata in a temporary directory, with local
 /// journals if `journals`.

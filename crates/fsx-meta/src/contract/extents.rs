@@ -31,9 +31,17 @@ use crate::Result;
 ///   anything.
 pub trait MetaExtents {
     /// Ensures a live record for `key` and restarts its idle clock;
-    /// `Conflict` if GC is deleting it.
-    fn pin_extent<'a>(&'a self, key: &'a str, bytes: u64, now_ms: i64)
-    -> BoxFuture<'a, Result<()>>;
+    /// `Conflict` if GC is deleting it. Returns `true` when the record may
+    /// have been made by this pin (it did not exist, or was made in the
+    /// same millisecond): the store then most likely lacks the object,
+    /// and an uploader writes it without reading it first. `false`: the
+    /// record existed, and so may an intact copy.
+    fn pin_extent<'a>(
+        &'a self,
+        key: &'a str,
+        bytes: u64,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<bool>>;
 
     /// Claims at most `limit` records with refcount 0 idle since before
     /// `now_ms - grace_ms`, the longest idle first, marking them deleting;

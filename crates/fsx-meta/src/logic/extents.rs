@@ -30,9 +30,10 @@ pub(crate) enum Q {
     /// `(key, n, now_ms)`: drops `n` references, starting the idle clock
     /// when the last goes; changes 1 row or none (fewer references).
     Decref,
-    /// `(key, bytes, now_ms) → state`: creates a live record or restarts
-    /// the idle clock of a live one (a deleting one keeps its clock); always
-    /// returns the record's state.
+    /// `(key, bytes, now_ms) → state, created now`: creates a live record
+    /// or restarts the idle clock of a live one (a deleting one keeps its
+    /// clock); always returns the record's state, and whether it was
+    /// created at `now_ms`.
     Pin,
     /// `(cutoff_ms, limit) → key, idle_since_ms`: marks deleting up to
     /// `limit` unreferenced live records idle since before `cutoff_ms`,
@@ -96,13 +97,13 @@ pub(crate) async fn release(
 
 /// Ensures a live record for `key`, restarting its idle clock; `Conflict`
 /// if GC is deleting it.
-pub(crate) async fn pin_extent(tx: &impl Tx, key: &str, bytes: u64, now_ms: i64) -> Result<()> {
+pub(crate) async fn pin_extent(tx: &impl Tx, key: &str, bytes: u64, now_ms: i64) -> Result<bool> {
     let bytes = num::to_sql(bytes, "extent size")?;
     let row = tx
         .query_one(Q::Pin.into(), args![key, bytes, now_ms])
         .await?;
     if row.i64(0, "extent state")? == 0 {
-        Ok(())
+        row.bool(1, "extent new")
     } else {
         Err(MetaError::conflict(format!(
             "extent {key} is being garbage-collected; retry after GC"
@@ -209,7 +210,7 @@ macro_rules! impl_meta_extents {
                     key: &'a str,
                     bytes: u64,
                     now_ms: i64,
-                ) -> BoxFuture<'a, Result<()>> {
+                ) -> BoxFuture<'a, Result<bool>> {
                     // No disk flush of its own (see the contract's "Pins
                     // protect uploads").
                     run!($mode, self, Runtime, |tx| extents::pin_extent(

@@ -18,7 +18,7 @@ pub(super) fn text(q: Q) -> &'static str {
              ON CONFLICT (key) DO UPDATE SET idle_since_ms =
                  CASE WHEN fsx_extents.state = 0 THEN excluded.idle_since_ms
                       ELSE fsx_extents.idle_since_ms END
-             RETURNING state"
+             RETURNING state, created_ms = ?3"
         }
         Q::Claim => {
             "UPDATE fsx_extents SET state = 1
