@@ -3,11 +3,11 @@
 #
 # Installs the tools the tests need, starts the real servers they talk to
 # (on 127.0.0.1, free ports, stopped again on exit), checks formatting and
-# lints, runs every test, and ends with a bounded fuzz run of the extent
-# decoder. `.ci/run` calls exactly this script.
+# lints, runs every test, and ends with bounded fuzz runs of the extent
+# decoder and of request parsing. `.ci/run` calls exactly this script.
 #
 # Environment:
-#   FSX_FUZZ_SECONDS      length of the fuzz run (default 30)
+#   FSX_FUZZ_SECONDS      length of each fuzz target's run (default 30; two targets)
 #   FSX_MOUNT_PG_SCALE    pgbench scale of the mount tests (default 2)
 #   FSX_MOUNT_PG_SECONDS  pgbench run length of the mount tests (default 10)
 set -euo pipefail
@@ -149,19 +149,23 @@ step "tests"
 cargo test --workspace --locked --doc
 cargo nextest run --workspace --locked --no-fail-fast
 
-step "fuzz: extent decoder, ${FSX_FUZZ_SECONDS:-30} s"
-corpus=$(mktemp -d -t fsx-fuzz-corpus.XXXXXX)
 # cargo-fuzz needs unstable rustc flags; RUSTC_BOOTSTRAP lets the stable
-# toolchain accept them, so no nightly toolchain is required.
-fuzz_log=$(mktemp -t fsx-fuzz-log.XXXXXX)
-if (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run decode "$corpus" seeds/decode -- \
-    -max_total_time="${FSX_FUZZ_SECONDS:-30}" -rss_limit_mb=2048 -print_final_stats=1) >"$fuzz_log" 2>&1; then
-    tail -n 12 "$fuzz_log"
-else
-    cat "$fuzz_log"
-    echo "fuzzing found a failure; the reproducer is under fuzz/artifacts/decode/" >&2
-    exit 1
-fi
-rm -rf "$corpus" "$fuzz_log"
+# toolchain accept them, so no nightly toolchain is required. Each target
+# starts from its seeds in a fresh corpus: `decode` is the extent decoder,
+# `request` what the server parses from untrusted requests.
+for target in decode request; do
+    step "fuzz: $target, ${FSX_FUZZ_SECONDS:-30} s"
+    corpus=$(mktemp -d -t fsx-fuzz-corpus.XXXXXX)
+    fuzz_log=$(mktemp -t fsx-fuzz-log.XXXXXX)
+    if (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$corpus" "seeds/$target" -- \
+        -max_total_time="${FSX_FUZZ_SECONDS:-30}" -rss_limit_mb=2048 -print_final_stats=1) >"$fuzz_log" 2>&1; then
+        tail -n 12 "$fuzz_log"
+    else
+        cat "$fuzz_log"
+        echo "fuzzing found a failure; the reproducer is under fuzz/artifacts/$target/" >&2
+        exit 1
+    fi
+    rm -rf "$corpus" "$fuzz_log"
+done
 
 step "all checks passed"

@@ -8,6 +8,7 @@
 // Printing is this binary's job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench_cmd;
 mod branch_cmd;
 mod extent_cmd;
 mod mount_cmd;
@@ -125,6 +126,9 @@ enum Command {
     /// Check and benchmark storage backends (conformance suite, throughput).
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
+    /// Load tests: `fsx bench serve` loads the HTTP API of `fsx serve`.
+    #[command(subcommand)]
+    Bench(bench_cmd::BenchCommand),
     /// Tiered storage: status, promotion, demotion, configuration,
     /// replication and scrubbing.
     #[command(subcommand)]
@@ -178,6 +182,7 @@ fn main() -> ExitCode {
         Command::Sql(args) => sql_cmd::run(args),
         Command::Extent(cmd) => extent_cmd::run(cmd),
         Command::Store(cmd) => store_cmd::run(cmd),
+        Command::Bench(cmd) => bench_cmd::run(cmd),
         Command::Tier(cmd) => tier_cmd::run(cmd),
         Command::Cost(args) => tier_cmd::run_cost(args),
         Command::Token(cmd) => token_cmd::run(cmd),

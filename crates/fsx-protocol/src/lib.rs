@@ -10,6 +10,7 @@
 //! | [`routes`] | the route table: every endpoint's method, path template and required [`Scope`] |
 //! | [`types`] | the JSON request and response bodies, and query strings |
 //! | [`feed`] | the change feed: `…/changes` pages and the `…/watch` WebSocket's messages |
+//! | [`request`] | parsing a request's query string and `Range` header |
 //! | [`error`] | the JSON error body and its stable codes, with their HTTP statuses |
 //! | [`token`] | bearer tokens: format, generation from caller-supplied randomness, hashing and constant-time checking |
 //! | [`scope`] | [`Scope`]: read ⊂ write ⊂ admin |
@@ -27,6 +28,7 @@
 
 pub mod error;
 pub mod feed;
+pub mod request;
 pub mod routes;
 pub mod scope;
 pub mod token;
@@ -34,7 +36,7 @@ pub mod types;
 pub mod validate;
 
 pub use error::{ApiError, ErrorBody, ErrorCode};
-pub use routes::{Access, Method, ROUTES, Route, RouteId};
+pub use routes::{Access, Method, ROUTES, Route, RouteId, RouteMatch, match_route};
 pub use scope::Scope;
 pub use token::{Token, TokenError, TokenHash};
 pub use validate::{ContentKey, InvalidInput, TreePath};

@@ -8,6 +8,18 @@
 //! Tree paths travel in the query string (`?path=`), not in the URL path,
 //! so the root, names with `%` or `?`, and path checks need no second
 //! decoding rule.
+//!
+//! [`match_route`] is the table's own matcher, for servers without axum
+//! (the Workers build) and for the fuzz target: a test of `fsx-server`
+//! (`tests/route_match.rs`) checks that axum's router answers every path
+//! the way it says. Its rules, which are axum's: a literal segment matches
+//! itself byte for byte (no percent-decoding, no case folding); a `{name}`
+//! matches one segment, empty only when it is not the path's last one
+//! (`/v1/volumes//stat` names the volume "", which validation then
+//! refuses), and is percent-decoded afterwards (a
+//! segment that does not decode to UTF-8 is [`RouteMatch::BadParam`]); no
+//! trailing `/` is ignored; `HEAD` is served by a path's `GET` route when
+//! the path has no `HEAD` route of its own.
 
 use crate::Scope;
 
@@ -25,6 +37,18 @@ pub enum Method {
 }
 
 impl Method {
+    /// The method named `s` (exactly, upper case, as HTTP spells it), if
+    /// the API uses it.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "GET" => Some(Method::Get),
+            "HEAD" => Some(Method::Head),
+            "PUT" => Some(Method::Put),
+            "POST" => Some(Method::Post),
+            _ => None,
+        }
+    }
+
     /// The method's name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -238,6 +262,84 @@ pub fn route_of(id: RouteId) -> Option<&'static Route> {
     ROUTES.iter().find(|r| r.id == id)
 }
 
+/// How a request's method and path meet the table (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteMatch {
+    /// The route that serves it, and its `{name}` parameters, decoded, in
+    /// template order.
+    Found {
+        /// The route.
+        route: &'static Route,
+        /// `(name, value)` per parameter.
+        params: Vec<(&'static str, String)>,
+    },
+    /// The route's path matches but a parameter is not UTF-8 once
+    /// percent-decoded.
+    BadParam {
+        /// The route.
+        route: &'static Route,
+    },
+    /// Some route has this path, none with this method (405).
+    MethodNotAllowed,
+    /// No route has this path (404).
+    NotFound,
+}
+
+/// The raw `{name}` segments of `path` if it fits `template`.
+fn fit<'p>(template: &'static str, path: &'p str) -> Option<Vec<(&'static str, &'p str)>> {
+    let mut params = Vec::new();
+    let mut segments = path.split('/');
+    let mut template = template.split('/').peekable();
+    while let Some(t) = template.next() {
+        let s = segments.next()?;
+        let last = template.peek().is_none();
+        match t.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
+            // axum's router (matchit) lets a parameter be empty between
+            // two slashes, not at the end of the path.
+            Some(_) if last && s.is_empty() => return None,
+            Some(name) => params.push((name, s)),
+            None if t == s => {}
+            None => return None,
+        }
+    }
+    segments.next().is_none().then_some(params)
+}
+
+/// Which route of [`ROUTES`] serves `method` on `path` (the URL's path,
+/// still percent-encoded, without its query string).
+pub fn match_route(method: Method, path: &str) -> RouteMatch {
+    let mut path_known = false;
+    let mut get = None;
+    for route in ROUTES {
+        let Some(raw) = fit(route.path, path) else {
+            continue;
+        };
+        path_known = true;
+        if route.method == method {
+            return decoded(route, raw);
+        }
+        if method == Method::Head && route.method == Method::Get {
+            get = Some((route, raw));
+        }
+    }
+    match get {
+        Some((route, raw)) => decoded(route, raw),
+        None if path_known => RouteMatch::MethodNotAllowed,
+        None => RouteMatch::NotFound,
+    }
+}
+
+fn decoded(route: &'static Route, raw: Vec<(&'static str, &str)>) -> RouteMatch {
+    let mut params = Vec::with_capacity(raw.len());
+    for (name, value) in raw {
+        match percent_encoding::percent_decode_str(value).decode_utf8() {
+            Ok(v) => params.push((name, v.into_owned())),
+            Err(_) => return RouteMatch::BadParam { route },
+        }
+    }
+    RouteMatch::Found { route, params }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +362,64 @@ mod tests {
             }
         }
         assert!(route_of(RouteId::Reset).is_some_and(|r| r.access == Access::Token(Scope::Admin)));
+    }
+
+    fn found(m: &RouteMatch) -> Option<(RouteId, Vec<String>)> {
+        match m {
+            RouteMatch::Found { route, params } => {
+                Some((route.id, params.iter().map(|(_, v)| v.clone()).collect()))
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_matcher_follows_the_table() {
+        for route in ROUTES {
+            let path = route.path.replace("{vol}", "v").replace("{key}", "ext-00");
+            let m = match_route(route.method, &path);
+            assert_eq!(found(&m).map(|f| f.0), Some(route.id), "{path}");
+        }
+        assert_eq!(
+            found(&match_route(Method::Get, "/v1/volumes/a%20b/stat")),
+            Some((RouteId::Stat, vec!["a b".to_string()]))
+        );
+        assert_eq!(
+            found(&match_route(Method::Head, "/v1/volumes/v/extents/k")),
+            Some((RouteId::ExtentHead, vec!["v".into(), "k".into()]))
+        );
+        assert_eq!(
+            found(&match_route(Method::Head, "/healthz")).map(|f| f.0),
+            Some(RouteId::Healthz),
+            "HEAD falls back to GET"
+        );
+        for missing in [
+            "",
+            "/",
+            "/healthz/",
+            "/v1/volumes/",
+            "/v1/volumes/v/extents/",
+            "/V1/volumes/v",
+        ] {
+            assert_eq!(
+                match_route(Method::Get, missing),
+                RouteMatch::NotFound,
+                "{missing:?}"
+            );
+        }
+        assert_eq!(
+            found(&match_route(Method::Get, "/v1/volumes//stat")),
+            Some((RouteId::Stat, vec![String::new()]))
+        );
+        assert_eq!(
+            match_route(Method::Post, "/v1/volumes/v/stat"),
+            RouteMatch::MethodNotAllowed
+        );
+        assert!(matches!(
+            match_route(Method::Get, "/v1/volumes/%ff/stat"),
+            RouteMatch::BadParam { .. }
+        ));
+        assert_eq!(Method::parse("GET"), Some(Method::Get));
+        assert_eq!(Method::parse("get"), None);
     }
 }

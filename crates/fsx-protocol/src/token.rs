@@ -92,6 +92,13 @@ impl Token {
         })
     }
 
+    /// Parses an `Authorization` header's value: `Bearer` and a token
+    /// (spaces around the token are ignored).
+    pub fn from_bearer(value: &str) -> Result<Self, TokenError> {
+        let token = value.strip_prefix("Bearer ").ok_or(TokenError::Malformed)?;
+        Self::parse(token.trim())
+    }
+
     /// The public id.
     pub fn id(&self) -> &str {
         &self.id
@@ -194,6 +201,17 @@ mod tests {
             assert_eq!(Token::parse(bad), Err(TokenError::Malformed), "{bad:?}");
         }
         assert!(check_id("0123456789abcdeg").is_err());
+        assert_eq!(
+            Token::from_bearer(&format!("Bearer  {good} ")),
+            Token::parse(&good)
+        );
+        for bad in [
+            good.clone(),
+            format!("bearer {good}"),
+            format!("Basic {good}"),
+        ] {
+            assert_eq!(Token::from_bearer(&bad), Err(TokenError::Malformed));
+        }
         assert!(TokenHash::from_hex("zz").is_err());
     }
 }

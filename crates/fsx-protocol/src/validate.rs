@@ -16,6 +16,8 @@
 //!   component (`a//b`, a trailing `/`), each component at most 255
 //!   bytes, the whole at most 4096 bytes (Linux's `NAME_MAX` and
 //!   `PATH_MAX`).
+//! - **Entry names** (one component, e.g. a listing's `after`) follow
+//!   the component rule: 1–255 bytes, no `/`, no NUL, not `.` or `..`.
 //! - **Content keys** are `extent/ext-` and 32 lowercase hex digits (what
 //!   [`fsx_format::content_key`] makes); in a URL path the segment is the
 //!   key without its `extent/` directory.
@@ -137,6 +139,23 @@ pub fn check_spec(spec: &str) -> Result<(), InvalidInput> {
             name: cut(spec),
             why,
         }),
+    }
+}
+
+/// Checks one entry name: a single component of a tree path (see the
+/// module docs).
+pub fn check_entry_name(name: &str) -> Result<(), InvalidInput> {
+    let bad = |why| InvalidInput::Path {
+        path: cut(name),
+        why,
+    };
+    if name.contains('/') {
+        return Err(bad("a name has no '/'"));
+    }
+    match TreePath::parse(name) {
+        Ok(p) if p.is_root() => Err(bad("empty")),
+        Ok(_) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -285,6 +304,17 @@ mod tests {
             );
         }
         assert!(TreePath::parse(&"x".repeat(255)).is_ok());
+    }
+
+    #[test]
+    fn entry_names_are_single_components() {
+        for good in ["a", "b c", "ü.db", "...", ".hidden"] {
+            assert!(check_entry_name(good).is_ok(), "{good:?}");
+        }
+        let long = "x".repeat(256);
+        for bad in ["", "/", "a/b", "/a", "a/", ".", "..", "a\0", &long] {
+            assert!(check_entry_name(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

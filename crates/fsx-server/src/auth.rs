@@ -134,8 +134,7 @@ async fn allow(
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(|t| Token::parse(t.trim()).ok())
+        .and_then(|v| Token::from_bearer(v).ok())
         .ok_or_else(unauthorized)?;
     match scope_in(&volume, &token).await? {
         Some(scope) if scope.allows(needed) => Ok((

@@ -28,12 +28,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::Uri;
 use axum::response::Response;
-use axum::{Extension, extract::Query};
 use fsx_meta::{BranchId, Change, Ino, MetaErrorKind, View};
 use fsx_protocol::ErrorCode;
 use fsx_protocol::feed::{
@@ -250,13 +250,7 @@ type Vol = Extension<Arc<ServedVolume>>;
 
 /// `GET …/changes`.
 pub(crate) async fn changes(Extension(v): Vol, uri: Uri) -> Result<Response> {
-    let q: fsx_protocol::feed::ChangesQuery =
-        Query::try_from_uri(&uri).map(|q| q.0).map_err(|e| {
-            Fail::new(
-                ErrorCode::BadRequest,
-                format!("bad query string: {}", e.body_text()),
-            )
-        })?;
+    let q: fsx_protocol::feed::ChangesQuery = fsx_protocol::request::parse_query(uri.query())?;
     let limit = q.limit.unwrap_or(DEFAULT_CHANGES_LIMIT);
     if limit == 0 || limit > MAX_CHANGES_LIMIT {
         return Err(Fail::new(
@@ -283,12 +277,7 @@ pub(crate) async fn watch(
     uri: Uri,
     upgrade: std::result::Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response> {
-    let q: WatchQuery = Query::try_from_uri(&uri).map(|q| q.0).map_err(|e| {
-        Fail::new(
-            ErrorCode::BadRequest,
-            format!("bad query string: {}", e.body_text()),
-        )
-    })?;
+    let q: WatchQuery = fsx_protocol::request::parse_query(uri.query())?;
     let upgrade = upgrade.map_err(|e| {
         Fail::new(
             ErrorCode::BadRequest,
