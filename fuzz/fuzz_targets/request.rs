@@ -204,8 +204,11 @@ fuzz_target!(|data: &[u8]| {
     body::<t::MergeRequest>(data);
     body::<t::ResetRequest>(data);
     body::<t::MissingRequest>(data);
-    // What a client parses from a server: the error body.
+    // What a client parses from a server: the error body, and the change
+    // feed's pages and WebSocket messages.
     let _ = serde_json::from_slice::<fsx_protocol::ErrorBody>(data);
+    body::<fsx_protocol::feed::ChangesPage>(data);
+    body::<fsx_protocol::feed::WatchEvent>(data);
 
     // Paths, names, headers and queries are text by the time they reach
     // the protocol (axum hands out `&str`).
@@ -222,4 +225,6 @@ fuzz_target!(|data: &[u8]| {
     query::<t::FilesQuery>(s);
     query::<t::LogQuery>(s);
     query::<t::DiffQuery>(s);
+    query::<fsx_protocol::feed::ChangesQuery>(s);
+    query::<fsx_protocol::feed::WatchQuery>(s);
 });
