@@ -56,6 +56,10 @@ mod tokens;
 mod tree;
 
 pub use branches::MetaBranches;
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres")),
+    allow(unused_imports)
+)]
 pub(crate) use changes::NewChange;
 pub use changes::{Change, ChangeKind, DEFAULT_CHANGES_KEPT, MetaChanges};
 pub use extents::MetaExtents;

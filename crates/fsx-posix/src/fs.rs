@@ -8,7 +8,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use async_lock::RwLock;
+// async-lock's locks are fair: a waiter starved for half a millisecond
+// is served next. (futures-util's mutex is not: under a steady stream of
+// opens and closes one `create` waited for as long as the stream lasted.)
+use async_lock::{Mutex as AsyncMutex, RwLock};
 use bytes::Bytes;
 use fsx_engine::{File, OpenOptions, Volume};
 use fsx_meta::contract::{
@@ -17,7 +20,6 @@ use fsx_meta::contract::{
 };
 use fsx_meta::perm::{self, Caller, Owned};
 use fsx_meta::rename::RenameFlags;
-use futures_util::lock::Mutex as AsyncMutex;
 
 use crate::error::{FsError, Result, errno};
 

@@ -142,6 +142,7 @@ pub struct Change {
 /// A change about to be recorded (everything but its number and the
 /// branch's name, which the record and the reader fill in).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 pub(crate) struct NewChange<'a> {
     pub at_ms: i64,
     pub branch: BranchId,
@@ -154,6 +155,7 @@ pub(crate) struct NewChange<'a> {
     pub commit: Option<CommitId>,
 }
 
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres")), allow(dead_code))]
 impl<'a> NewChange<'a> {
     pub fn new(kind: ChangeKind, branch: BranchId, at_ms: i64) -> Self {
         Self {
