@@ -669,3 +669,62 @@ async fn deferred_tree_changes_outlive_a_killed_session() {
     }
     assert!(fs.volume().fsck(&NoProgress).await.unwrap().is_clean());
 }
+
+/// Opens and closes are serialised by one lock, and a close of a written
+/// file holds it through its durable sync; under a steady stream of
+/// writers making, writing and closing files, another `create` still gets
+/// its turn: it completes while the stream goes on, not after it ends
+/// (with an unfair lock it waited for the whole stream, as `fsx bench
+/// serve` found).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_is_not_starved_by_a_stream_of_opens_and_closes() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    const ROUNDS: u64 = 1_000;
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(Fs::new(create(dir.path()).await).await.unwrap());
+    let me = root();
+    let write = OpenFlags {
+        write: true,
+        ..OpenFlags::default()
+    };
+    let done = Arc::new(AtomicBool::new(false));
+    let started = Arc::new(AtomicU64::new(0));
+    let churners: Vec<_> = (0..4)
+        .map(|c| {
+            let (fs, done, started) = (fs.clone(), done.clone(), started.clone());
+            tokio::spawn(async move {
+                let me = root();
+                let mut n = 0;
+                while n < ROUNDS && !done.load(Ordering::SeqCst) {
+                    let name = format!("c{c}-{n}");
+                    let (_, fh) = fs
+                        .create(fs.root(), name.as_bytes(), 0o644, write, true, &me)
+                        .await
+                        .unwrap();
+                    fs.write(fh, 0, b"x").await.unwrap();
+                    fs.release(fh).await.unwrap();
+                    n += 1;
+                    started.fetch_add(1, Ordering::SeqCst);
+                }
+                n
+            })
+        })
+        .collect();
+    // Into the stream before the create asks for its turn.
+    while started.load(Ordering::SeqCst) < 8 {
+        tokio::task::yield_now().await;
+    }
+    let (_, fh) = fs
+        .create(fs.root(), b"new", 0o644, write, true, &me)
+        .await
+        .unwrap();
+    done.store(true, Ordering::SeqCst);
+    fs.release(fh).await.unwrap();
+    for c in churners {
+        let n = c.await.unwrap();
+        assert!(
+            n < ROUNDS,
+            "the create waited until a writer had made and closed {ROUNDS} files"
+        );
+    }
+}
