@@ -206,6 +206,48 @@ fn acks(log: &Path) -> usize {
         .count()
 }
 
+/// The volume's change feed, read directly: `(seq, kind, ino)` of every
+/// change, checked to be numbered 1, 2, 3 … without a gap.
+fn feed(vol: &Path) -> Vec<(u64, String, Option<i64>)> {
+    let out = ok(&["watch", s(vol), "--since", "0", "--once", "--json"]);
+    let changes: Vec<(u64, String, Option<i64>)> = out
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["seq"].as_u64().unwrap(),
+                v["kind"].as_str().unwrap().to_string(),
+                v["ino"].as_i64(),
+            )
+        })
+        .collect();
+    for (i, c) in changes.iter().enumerate() {
+        assert_eq!(c.0, i as u64 + 1, "the feed has a gap or a repeat: {c:?}");
+    }
+    changes
+}
+
+/// Acknowledged changes of one round's log, by kind.
+fn acked_kinds(log: &str) -> BTreeMap<String, usize> {
+    let mut sent: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut out = BTreeMap::new();
+    for line in log.lines().filter(|l| !l.starts_with('#')) {
+        let w: Vec<&str> = line.split(' ').collect();
+        match w[0] {
+            "B" => {
+                sent.insert(w[1], w[3]);
+            }
+            "A" => {
+                if let Some(kind) = sent.remove(w[1]) {
+                    *out.entry(kind.to_string()).or_default() += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 fn digest(bytes: &[u8]) -> String {
     fsx_format::content_key(bytes)
         .strip_prefix(fsx_format::CONTENT_KEY_PREFIX)
@@ -233,6 +275,7 @@ fn a_sigkill_under_load_loses_no_acknowledged_change() {
         .to_string();
     let mut want = BTreeMap::new();
     let mut total_acked = 0;
+    let mut fed: Vec<(u64, String, Option<i64>)> = Vec::new();
     let mut rng = seed | 1;
     for round in 0..3u64 {
         rng ^= rng << 13;
@@ -313,6 +356,33 @@ fn a_sigkill_under_load_loses_no_acknowledged_change() {
             String::from_utf8_lossy(&fsck.stdout),
             String::from_utf8_lossy(&fsck.stderr)
         );
+        // The change feed went on where it stood: what it said before
+        // the kill it still says, numbered alike, and it numbers the
+        // round's changes after it without a gap (checked in `feed`).
+        let now = feed(&vol);
+        assert!(
+            now.len() >= fed.len() && now[..fed.len()] == fed[..],
+            "round {round} (seed {seed}): the feed changed what it said before"
+        );
+        // Every acknowledged change of the round is in it: a put is a
+        // rename of its temporary file into place, a mkdir a make.
+        let new = &now[fed.len()..];
+        let count = |k: &str| new.iter().filter(|c| c.1 == k).count();
+        let acked = acked_kinds(&text);
+        let n = |k: &str| acked.get(k).copied().unwrap_or(0);
+        assert!(
+            count("rename") >= n("put") + n("rename"),
+            "round {round} (seed {seed}): {acked:?}"
+        );
+        assert!(
+            count("make") >= n("put") + n("mkdir"),
+            "round {round} (seed {seed}): {acked:?}"
+        );
+        assert!(
+            count("remove") >= n("remove"),
+            "round {round} (seed {seed}): {acked:?}"
+        );
+        fed = now;
     }
 
     // The tree as the volume holds it, without HTTP, against this file's
