@@ -77,6 +77,12 @@ pub struct Limits {
     /// WebSockets (`…/watch`) open at once; more are refused (503
     /// `unavailable`). They do not count as requests in flight.
     pub max_websockets: usize,
+    /// How often a WebSocket is pinged; two unanswered pings close it
+    /// (1013).
+    pub ws_ping_every: Duration,
+    /// Longest wait for a WebSocket to take one message before it is
+    /// closed (1013): a reader that does not read is not buffered for.
+    pub ws_send_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -89,6 +95,8 @@ impl Default for Limits {
             rate_per_sec: 200.0,
             rate_burst: 400.0,
             max_websockets: 256,
+            ws_ping_every: Duration::from_secs(15),
+            ws_send_timeout: Duration::from_secs(10),
         }
     }
 }

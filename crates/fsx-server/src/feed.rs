@@ -14,7 +14,8 @@
 //!   doubt (a failed read, a slow reader, a missed ping) the socket closes
 //!   and the client resumes from the last number it handled.
 //! - **Bounded.** Each socket holds one page of changes at most; a reader
-//!   that does not take a message within [`SEND_TIMEOUT`] is closed
+//!   that does not take a message within
+//!   [`crate::Limits::ws_send_timeout`] is closed
 //!   (1013) instead of buffered for; sockets beyond
 //!   [`crate::Limits::max_websockets`] are refused (503); a client that
 //!   sends anything but pongs and a close is closed after
@@ -48,10 +49,6 @@ use crate::reply::{Fail, Result, json};
 
 /// How often a followed volume's newest change number is read.
 pub(crate) const POLL_EVERY: Duration = Duration::from_millis(100);
-/// Longest wait for a socket to take one message.
-pub(crate) const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the server pings a socket; two unanswered pings close it.
-pub(crate) const PING_EVERY: Duration = Duration::from_secs(15);
 /// Messages (other than pongs and a close) a client may send in one ping
 /// period before its socket is closed.
 pub(crate) const MAX_STRIKES: u32 = 16;
@@ -312,6 +309,8 @@ pub(crate) async fn watch(
                 v,
                 paths: q.paths,
                 cursor: since,
+                send_timeout: state.limits.ws_send_timeout,
+                ping_every: state.limits.ws_ping_every,
             };
             follower.run(stop).await;
             drop(slot);
@@ -331,6 +330,8 @@ struct Follower {
     v: Arc<ServedVolume>,
     paths: bool,
     cursor: u64,
+    send_timeout: Duration,
+    ping_every: Duration,
 }
 
 impl Follower {
@@ -341,16 +342,22 @@ impl Follower {
                 code,
                 reason: reason.into(),
             };
-            let _ =
-                tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::Close(Some(frame))))
-                    .await;
+            let _ = tokio::time::timeout(
+                self.send_timeout,
+                self.socket.send(Message::Close(Some(frame))),
+            )
+            .await;
         }
     }
 
     async fn send(&mut self, event: &WatchEvent) -> std::result::Result<(), End> {
         let text = serde_json::to_string(event)
             .map_err(|_| End::Close(1011, "the server could not encode a change"))?;
-        match tokio::time::timeout(SEND_TIMEOUT, self.socket.send(Message::Text(text.into()))).await
+        match tokio::time::timeout(
+            self.send_timeout,
+            self.socket.send(Message::Text(text.into())),
+        )
+        .await
         {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(End::Gone),
@@ -424,7 +431,7 @@ impl Follower {
         if let Err(end) = self.send(&hello).await {
             return end;
         }
-        let mut ping = tokio::time::interval(PING_EVERY);
+        let mut ping = tokio::time::interval(self.ping_every);
         ping.tick().await;
         let mut unanswered = 0u32;
         let mut strikes = 0u32;
@@ -447,7 +454,7 @@ impl Follower {
                     }
                     unanswered += 1;
                     let sent = tokio::time::timeout(
-                        SEND_TIMEOUT,
+                        self.send_timeout,
                         self.socket.send(Message::Ping(bytes::Bytes::new())),
                     )
                     .await;

@@ -623,3 +623,67 @@ async fn the_feed_delivers_every_change_once_in_order_across_restarts_postgres()
     let vol = make_volume(&dir.path().join("vol"), Some(pg.url(&schema))).await;
     feed_property(vol).await;
 }
+
+/// Open WebSockets, from `/metrics`.
+async fn open_sockets(server: &str) -> Option<u64> {
+    let text = client()
+        .get(format!("{server}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("fsx_websockets_open "))
+        .and_then(|n| n.trim().parse().ok())
+}
+
+/// A client that stops reading stops answering pings: its socket is
+/// closed (1013, resume later), its slot freed for another, and the
+/// server holds nothing for it meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_that_stops_reading_is_closed_and_its_slot_freed() {
+    let dir = tempfile::tempdir().unwrap();
+    let vol = make_volume(&dir.path().join("vol"), None).await;
+    let read = token(&vol, Scope::Read, 2).await;
+    let limits = fsx_server::Limits {
+        max_websockets: 1,
+        ws_ping_every: Duration::from_millis(50),
+        ws_send_timeout: Duration::from_millis(200),
+        ..fsx_server::Limits::default()
+    };
+    let server = serve(vec![vol.clone()], Some(limits)).await;
+    let url = server.url();
+    let remote = RemoteVolume::new(&format!("{url}/v1/volumes/vol"), Some(read)).unwrap();
+    let mut idle = remote.watch(None, false).await.unwrap();
+    assert_eq!(open_sockets(&url).await, Some(1));
+    // Not read from here on: no pong goes back.
+    let deadline = std::time::Instant::now() + EVENT_WAIT;
+    while open_sockets(&url).await != Some(0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle socket stayed open"
+        );
+        tokio::task::yield_now().await;
+    }
+    // Its slot serves another client.
+    let mut other = remote.watch(None, false).await.unwrap();
+    assert!(matches!(
+        next(&mut other).await.unwrap(),
+        Some(WatchEvent::Hello { .. })
+    ));
+    // What the idle client finds once it reads again: the hello sent
+    // before, then the end — the close frame saying "resume" (1013), or,
+    // when its own pending pongs hit the closed connection first, the
+    // transport's error. Either way it resumes from its cursor.
+    assert!(matches!(
+        next(&mut idle).await.unwrap(),
+        Some(WatchEvent::Hello { .. })
+    ));
+    match next(&mut idle).await {
+        Err(ClientError::WatchClosed { code: 1013, .. } | ClientError::WebSocket { .. }) => {}
+        other => panic!("expected the socket closed, got {other:?}"),
+    }
+    server.shutdown().await.unwrap();
+}
