@@ -9,17 +9,6 @@ use common::*;
 use fsx_protocol::{Access, Method, ROUTES, RouteId, Scope};
 use serde_json::json;
 
-/// A tiny EXT1 extent and its key.
-fn extent(seed: u8) -> (Vec<u8>, String) {
-    let mut blob = vec![0u8; 64];
-    blob[..4].copy_from_slice(b"EXT1");
-    blob[4] = 1;
-    blob[8..12].copy_from_slice(&4096u32.to_le_bytes());
-    blob[40] = seed;
-    let key = fsx_format::content_key(&blob);
-    (blob, key)
-}
-
 fn seg(key: &str) -> &str {
     key.rsplit('/').next().unwrap()
 }

@@ -11,30 +11,10 @@ use std::time::{Duration, Instant};
 use common::*;
 use fsx_protocol::Scope;
 
-/// A tiny EXT1 extent and its key (as `api.rs` makes them).
-fn extent(seed: u8) -> (Vec<u8>, String) {
-    let mut blob = vec![0u8; 64];
-    blob[..4].copy_from_slice(b"EXT1");
-    blob[4] = 1;
-    blob[8..12].copy_from_slice(&4096u32.to_le_bytes());
-    blob[40] = seed;
-    let key = fsx_format::content_key(&blob);
-    (blob, key)
-}
-
-/// Scheduled GC runs of volume `vol` so far, from `/metrics`.
+/// Scheduled GC runs of volume `vol` so far.
 async fn gc_runs(server: &str) -> u64 {
-    let text = client()
-        .get(format!("{server}/metrics"))
-        .send()
+    metric(server, "fsx_gc_runs_total{volume=\"vol\"}")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("fsx_gc_runs_total{volume=\"vol\"} "))
-        .and_then(|n| n.trim().parse().ok())
         .unwrap_or(0)
 }
 

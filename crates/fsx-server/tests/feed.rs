@@ -626,17 +626,7 @@ async fn the_feed_delivers_every_change_once_in_order_across_restarts_postgres()
 
 /// Open WebSockets, from `/metrics`.
 async fn open_sockets(server: &str) -> Option<u64> {
-    let text = client()
-        .get(format!("{server}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("fsx_websockets_open "))
-        .and_then(|n| n.trim().parse().ok())
+    metric(server, "fsx_websockets_open").await
 }
 
 /// A client that stops reading stops answering pings: its socket is

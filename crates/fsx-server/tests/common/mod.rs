@@ -76,3 +76,31 @@ pub async fn code(r: reqwest::Response) -> (u16, String) {
         body["error"]["code"].as_str().unwrap_or("").to_string(),
     )
 }
+
+/// A tiny EXT1 extent and its key.
+pub fn extent(seed: u8) -> (Vec<u8>, String) {
+    let mut blob = vec![0u8; 64];
+    blob[..4].copy_from_slice(b"EXT1");
+    blob[4] = 1;
+    blob[8..12].copy_from_slice(&4096u32.to_le_bytes());
+    blob[40] = seed;
+    let key = fsx_format::content_key(&blob);
+    (blob, key)
+}
+
+/// The value of the metric line starting with `series ` (name and
+/// labels, as `/metrics` prints them) of the server at `server`.
+pub async fn metric(server: &str, series: &str) -> Option<u64> {
+    let text = client()
+        .get(format!("{server}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let prefix = format!("{series} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|n| n.trim().parse().ok())
+}
