@@ -147,6 +147,11 @@ struct Handle {
 struct State {
     handles: HashMap<Fh, Handle>,
     open: HashMap<Ino, (Arc<OpenNode>, usize)>,
+    /// Inodes whose last handle is closing their file (syncing it,
+    /// giving its lease back): locked by the closer until it is done, so
+    /// that an open of the inode waits for the close instead of meeting
+    /// its lease, while opens of other inodes go on.
+    closing: HashMap<Ino, Arc<AsyncMutex<()>>>,
     next_fh: Fh,
 }
 
@@ -159,8 +164,9 @@ pub struct Fs {
     /// files it keeps open.
     holder: String,
     state: Mutex<State>,
-    /// Serialises opening and closing of inodes, so two handles opening
-    /// one inode at once share one page-store file.
+    /// Serialises opening of inodes and the start of their last close, so
+    /// two handles opening one inode at once share one page-store file.
+    /// The close itself runs outside it (see `State::closing`).
     opening: AsyncMutex<()>,
     /// Unsynced bytes buffered by all open files (the sum of each node's
     /// `unsynced` as last noted).
@@ -197,6 +203,21 @@ fn owned(a: &Attr) -> Owned {
 
 fn err(errno: i32, message: impl Into<String>) -> FsError {
     FsError::new(errno, message)
+}
+
+/// A last close under way (see `State::closing`).
+struct Closing<'a> {
+    fs: &'a Fs,
+    ino: Ino,
+    _held: async_lock::MutexGuardArc<()>,
+}
+
+impl Drop for Closing<'_> {
+    fn drop(&mut self) {
+        // Before `_held` is released (fields drop after this body), so a
+        // waiter woken by it finds the inode no longer closing.
+        self.fs.state().closing.remove(&self.ino);
+    }
 }
 
 /// The file of an open node, unless its last handle closed it meanwhile.
@@ -647,7 +668,19 @@ impl Fs {
     /// The shared open node of `ino`, opened (or reopened for writing)
     /// as needed; counts one more handle.
     async fn attach(&self, ino: Ino, write: bool) -> Result<Arc<OpenNode>> {
-        let _g = self.opening.lock().await;
+        let _g = loop {
+            let g = self.opening.lock().await;
+            let closing = self.state().closing.get(&ino).cloned();
+            match closing {
+                None => break g,
+                Some(c) => {
+                    // Its last close is under way: wait for it, then
+                    // open afresh.
+                    drop(g);
+                    drop(c.lock().await);
+                }
+            }
+        };
         if let Some(node) = self.open_node(ino) {
             {
                 let mut g = node.file.write().await;
@@ -940,7 +973,7 @@ impl Fs {
     /// Closes a handle; the last handle of an inode closes its file
     /// (durably), and drops an orphan's data.
     pub async fn release(&self, fh: Fh) -> Result<()> {
-        let _g = self.opening.lock().await;
+        let g = self.opening.lock().await;
         let node = {
             let mut s = self.state();
             let Some(h) = s.handles.remove(&fh) else {
@@ -960,18 +993,35 @@ impl Fs {
             s.open.remove(&ino);
             h.node
         };
-        let orphan = node.orphan.load(std::sync::atomic::Ordering::SeqCst);
-        let file = node.file.write().await.take();
-        let gone = node.unsynced.swap(0, std::sync::atomic::Ordering::Relaxed);
-        self.dirty
-            .fetch_sub(gone, std::sync::atomic::Ordering::Relaxed);
-        if let Some(f) = file {
-            f.close().await?;
+        // The close (a durable sync, the lease given back) runs outside
+        // `opening`: opens of other inodes need not wait for its flush.
+        // An open of this inode waits on `closing` until it is done.
+        let closing = Arc::new(AsyncMutex::new(()));
+        let held = closing.clone().lock_arc().await;
+        self.state().closing.insert(node.ino, closing);
+        // Ends the close however this future ends (finished, failed or
+        // dropped): the entry goes, then the lock its waiters wait on.
+        let _done = Closing {
+            fs: self,
+            ino: node.ino,
+            _held: held,
+        };
+        drop(g);
+        async {
+            let orphan = node.orphan.load(std::sync::atomic::Ordering::SeqCst);
+            let file = node.file.write().await.take();
+            let gone = node.unsynced.swap(0, std::sync::atomic::Ordering::Relaxed);
+            self.dirty
+                .fetch_sub(gone, std::sync::atomic::Ordering::Relaxed);
+            if let Some(f) = file {
+                f.close().await?;
+            }
+            if orphan && let Some(b) = self.branch {
+                self.meta().forget_orphan(b, node.ino, now_ns()).await?;
+            }
+            Ok(())
         }
-        if orphan && let Some(b) = self.branch {
-            self.meta().forget_orphan(b, node.ino, now_ns()).await?;
-        }
-        Ok(())
+        .await
     }
 
     /// `opendir`: checks that `caller` may read directory `ino`.
@@ -1223,6 +1273,10 @@ impl Fs {
         // A release under way (its handle already gone from the table)
         // finishes before this returns.
         drop(self.opening.lock().await);
+        let closing: Vec<_> = self.state().closing.values().cloned().collect();
+        for c in closing {
+            drop(c.lock().await);
+        }
         let fhs: Vec<Fh> = self.state().handles.keys().copied().collect();
         let mut first = None;
         for fh in fhs {

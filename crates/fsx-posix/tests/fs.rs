@@ -728,3 +728,37 @@ async fn a_create_is_not_starved_by_a_stream_of_opens_and_closes() {
         );
     }
 }
+
+/// The last close of a file runs outside the lock that serialises opens:
+/// an open of the same inode meanwhile waits for that close (it neither
+/// meets the closing handle's lease nor misses its bytes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_during_the_last_close_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(Fs::new(create(dir.path()).await).await.unwrap());
+    let me = root();
+    let write = OpenFlags {
+        read: true,
+        write: true,
+        ..OpenFlags::default()
+    };
+    let (a, mut fh) = fs
+        .create(fs.root(), b"f", 0o644, write, true, &me)
+        .await
+        .unwrap();
+    for round in 0..8u8 {
+        let data = vec![round; 512 << 10];
+        fs.write(fh, 0, &data).await.unwrap();
+        // The last handle closes (a durable sync of 512 KiB unsynced)
+        // while the file is opened for writing again.
+        let closing = {
+            let fs = fs.clone();
+            tokio::spawn(async move { fs.release(fh).await })
+        };
+        let reopened = fs.open(a.ino, write, &me).await.unwrap();
+        closing.await.unwrap().unwrap();
+        assert_eq!(read_all(&fs, reopened).await, data, "round {round}");
+        fh = reopened;
+    }
+    fs.release(fh).await.unwrap();
+}
