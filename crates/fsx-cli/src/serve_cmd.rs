@@ -87,6 +87,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             rate_per_sec: args.rate,
             rate_burst: args.burst,
             max_websockets: args.max_websockets.max(1),
+            ..Limits::default()
         },
         gc_every: args.gc_every,
         gc_grace: args.gc_grace,
