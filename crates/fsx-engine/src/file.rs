@@ -205,6 +205,12 @@ impl File {
         self.size
     }
 
+    /// Whether the file's bytes are in a local journal (see
+    /// [`crate::journal`]) for this handle.
+    pub fn has_journal(&self) -> bool {
+        self.local.is_some()
+    }
+
     /// Whether this handle holds the write lease.
     pub fn is_writer(&self) -> bool {
         self.writer.is_some()

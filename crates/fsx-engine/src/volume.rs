@@ -585,10 +585,20 @@ impl Volume {
     /// by `holder` in the same transaction (see [`Volume::new_file_lease`]):
     /// no second transaction for the lease.
     pub async fn open_made(&self, id: fsx_meta::FileId, holder: String) -> Result<File> {
+        self.open_made_with(id, holder, OpenOptions::write()).await
+    }
+
+    /// [`Volume::open_made`] with `options` (a writer's: its journal and
+    /// packing choices).
+    pub async fn open_made_with(
+        &self,
+        id: fsx_meta::FileId,
+        holder: String,
+        options: OpenOptions,
+    ) -> Result<File> {
         self.branch_id()?;
         let meta = self.shared.meta.file_by_id(self.view, id).await?;
-        self.open_with(meta, Some(holder), OpenOptions::write())
-            .await
+        self.open_with(meta, Some(holder), options).await
     }
 
     async fn open_meta(&self, meta: FileMeta, options: OpenOptions) -> Result<File> {
@@ -688,6 +698,21 @@ impl Volume {
     /// `files` with the sizes of their local journals, where they have
     /// one: the journal is the file while it exists (see
     /// [`crate::journal`]).
+    /// The size of file `id`'s local journal, when it has one (see
+    /// [`crate::journal`]: while a journal is active the volume's own copy
+    /// of the file is empty, so this is the file's size).
+    pub fn journal_size(&self, id: fsx_meta::FileId) -> Result<Option<u64>> {
+        let (Some(dir), View::Branch(branch)) = (&self.shared.options.journals, self.view) else {
+            return Ok(None);
+        };
+        let name = journal_name(branch, id);
+        let io = |e| crate::journal::io_error(&name, "read", e);
+        match dir.open(&name).map_err(io)? {
+            Some(j) => Ok(Some(j.size().map_err(io)?)),
+            None => Ok(None),
+        }
+    }
+
     fn with_journal_sizes(&self, mut files: Vec<FileMeta>) -> Result<Vec<FileMeta>> {
         let (Some(dir), View::Branch(branch)) = (&self.shared.options.journals, self.view) else {
             return Ok(files);

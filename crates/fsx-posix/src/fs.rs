@@ -168,6 +168,8 @@ pub struct Fs {
     /// two handles opening one inode at once share one page-store file.
     /// The close itself runs outside it (see `State::closing`).
     opening: AsyncMutex<()>,
+    /// Last closes finished (see [`Fs::folds`]).
+    folds: std::sync::atomic::AtomicU64,
     /// Unsynced bytes buffered by all open files (the sum of each node's
     /// `unsynced` as last noted).
     dirty: std::sync::atomic::AtomicI64,
@@ -205,6 +207,34 @@ fn err(errno: i32, message: impl Into<String>) -> FsError {
     FsError::new(errno, message)
 }
 
+/// Whether a file called `name` is a database's write-ahead log or
+/// journal: SQLite's `-wal` and `-journal`, DuckDB's `.wal`, PostgreSQL's
+/// WAL segments (24 hex digits, in `pg_wal`). Such a file is rewritten
+/// in small synced appends and lives while its database is open, so a
+/// writer keeps it in a local journal where the volume has them (its
+/// metadata on this machine): a commit is then one `fdatasync`, not a
+/// metadata transaction (see `fsx_engine::journal`). Any other file named
+/// so is only stored that way too: its bytes and its durability are the
+/// same.
+fn journaled(name: &[u8]) -> bool {
+    name.ends_with(b"-wal")
+        || name.ends_with(b"-journal")
+        || name.ends_with(b".wal")
+        || (name.len() == 24 && name.iter().all(u8::is_ascii_hexdigit))
+}
+
+/// How a writer of a file called `name` opens it.
+fn writer_options(name: &[u8]) -> OpenOptions {
+    if journaled(name) {
+        // Its pages stay in the dirty buffer until the close (rewritten
+        // in place), rather than be packed into extents the next commit
+        // makes garbage: as the SQLite VFS opens them.
+        OpenOptions::write().pack_on_sync(false).journal(true)
+    } else {
+        OpenOptions::write()
+    }
+}
+
 /// A last close under way (see `State::closing`).
 struct Closing<'a> {
     fs: &'a Fs,
@@ -214,6 +244,11 @@ struct Closing<'a> {
 
 impl Drop for Closing<'_> {
     fn drop(&mut self) {
+        // Counted first: a reader that read the metadata before the fold
+        // and finds no journal after it knows to read again.
+        self.fs
+            .folds
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         // Before `_held` is released (fields drop after this body), so a
         // waiter woken by it finds the inode no longer closing.
         self.fs.state().closing.remove(&self.ino);
@@ -252,6 +287,7 @@ impl Fs {
             holder,
             state: Mutex::new(State::default()),
             opening: AsyncMutex::new(()),
+            folds: std::sync::atomic::AtomicU64::new(0),
             dirty: std::sync::atomic::AtomicI64::new(0),
             dirty_limit: std::sync::atomic::AtomicI64::new(i64::MAX),
         })
@@ -302,6 +338,18 @@ impl Fs {
         &self.volume
     }
 
+    /// The last component of a path of `ino` (empty when nothing names
+    /// it): what decides how a writer opens it ([`writer_options`]).
+    async fn name_of(&self, ino: Ino) -> Result<Vec<u8>> {
+        let paths = self.meta().paths_of(self.view(), &[ino]).await?;
+        Ok(paths
+            .into_iter()
+            .next()
+            .flatten()
+            .map(|p| p.rsplit(|&b| b == b'/').next().unwrap_or_default().to_vec())
+            .unwrap_or_default())
+    }
+
     fn open_node(&self, ino: Ino) -> Option<Arc<OpenNode>> {
         self.state().open.get(&ino).map(|(n, _)| n.clone())
     }
@@ -322,25 +370,49 @@ impl Fs {
     /// `stat`: the attributes of `ino`; an open file's size includes
     /// what its handles wrote and did not sync yet.
     pub async fn getattr(&self, ino: Ino) -> Result<Attr> {
+        let seen = self.folds();
         let a = self.meta().getattr(self.view(), ino).await?;
-        self.with_open_size(a).await
+        self.with_open_size(a, seen).await
     }
 
     /// The entry `name` of `parent`.
     pub async fn lookup(&self, parent: Ino, name: &[u8], caller: &Caller) -> Result<Attr> {
+        let seen = self.folds();
         let a = self
             .meta()
             .lookup(self.view(), parent, name, caller)
             .await?;
-        self.with_open_size(a).await
+        self.with_open_size(a, seen).await
     }
 
-    /// `a` with the size its open handles see (unsynced writes included).
-    async fn with_open_size(&self, mut a: Attr) -> Result<Attr> {
+    /// Last closes finished so far: a reader of the metadata notes it
+    /// first, to learn whether a journal was folded in meanwhile.
+    fn folds(&self) -> u64 {
+        self.folds.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// `a` (read from the metadata after [`Fs::folds`] was `seen`) with
+    /// the size its open handles see (unsynced writes included); for a
+    /// file a writer keeps in a local journal, the journal's size — the
+    /// volume's own copy is empty meanwhile (see `fsx_engine::journal`),
+    /// and a database checks a journal's size to know whether it is hot.
+    async fn with_open_size(&self, mut a: Attr, seen: u64) -> Result<Attr> {
         if let Some(node) = self.open_node(a.ino)
             && let Some(f) = node.file.read().await.as_ref()
         {
             a.size = f.size();
+            return Ok(a);
+        }
+        if a.kind == NodeKind::File && a.size == 0 {
+            match self.volume.journal_size(a.ino)? {
+                Some(n) => a.size = n,
+                // Folded in (and gone) since the metadata was read: the
+                // metadata has it now.
+                None if self.folds() != seen => {
+                    a.size = self.meta().getattr(self.view(), a.ino).await?.size;
+                }
+                None => {}
+            }
         }
         Ok(a)
     }
@@ -441,6 +513,7 @@ impl Fs {
         new_name: &[u8],
         caller: &Caller,
     ) -> Result<Attr> {
+        let seen = self.folds();
         let a = self
             .meta()
             .link(self.branch()?, ino, new_parent, new_name, caller, now_ns())
@@ -449,7 +522,7 @@ impl Fs {
             node.orphan
                 .store(false, std::sync::atomic::Ordering::SeqCst);
         }
-        self.with_open_size(a).await
+        self.with_open_size(a, seen).await
     }
 
     /// The inode `parent/name` names, without permission checks (the
@@ -557,6 +630,7 @@ impl Fs {
             written: set.size.is_some(),
         };
         let changes = meta_set != SetAttr::default();
+        let seen = self.folds();
         let a = if changes {
             self.meta()
                 .setattr(branch, ino, &meta_set, caller, now_ns())
@@ -564,7 +638,7 @@ impl Fs {
         } else {
             self.meta().getattr(self.view(), ino).await?
         };
-        self.with_open_size(a).await
+        self.with_open_size(a, seen).await
     }
 
     async fn truncate(&self, ino: Ino, size: u64, fh: Option<Fh>, caller: &Caller) -> Result<()> {
@@ -686,7 +760,8 @@ impl Fs {
                 let mut g = node.file.write().await;
                 let f = live(&mut g)?;
                 if write && !f.is_writer() {
-                    let w = self.volume.open_id(ino, OpenOptions::write()).await?;
+                    let options = writer_options(&self.name_of(ino).await?);
+                    let w = self.volume.open_id(ino, options).await?;
                     let old = std::mem::replace(f, w);
                     old.close().await?;
                 }
@@ -697,7 +772,7 @@ impl Fs {
             return Ok(node);
         }
         let options = if write {
-            OpenOptions::write()
+            writer_options(&self.name_of(ino).await?)
         } else {
             OpenOptions::read()
         };
@@ -708,8 +783,13 @@ impl Fs {
     /// The open node of `ino`, just made with its write lease held by
     /// `holder` (nothing else can have it open yet).
     /// The caller holds `opening`.
-    async fn attach_made(&self, ino: Ino, holder: String) -> Result<Arc<OpenNode>> {
-        match self.volume.open_made(ino, holder.clone()).await {
+    async fn attach_made(&self, ino: Ino, holder: String, name: &[u8]) -> Result<Arc<OpenNode>> {
+        let options = writer_options(name);
+        match self
+            .volume
+            .open_made_with(ino, holder.clone(), options)
+            .await
+        {
             Ok(file) => Ok(self.insert_node(ino, file)),
             Err(e) => {
                 // Give the lease back, or the file stays unwritable until
@@ -772,7 +852,7 @@ impl Fs {
             .await;
         let made = match (made, lease) {
             (Ok(a), Some((holder, _))) => {
-                let node = self.attach_made(a.ino, holder).await;
+                let node = self.attach_made(a.ino, holder, name).await;
                 drop(opening);
                 node.map(|n| (a, n))
             }
@@ -1056,12 +1136,13 @@ impl Fs {
         limit: usize,
     ) -> Result<Vec<(DirEntry, Attr)>> {
         let mut out = Vec::new();
+        let seen = self.folds();
         for (e, a) in self
             .meta()
             .readdir_plus(self.view(), ino, after, limit)
             .await?
         {
-            out.push((e, self.with_open_size(a).await?));
+            out.push((e, self.with_open_size(a, seen).await?));
         }
         Ok(out)
     }
@@ -1158,19 +1239,22 @@ impl Fs {
             return Err(err(errno::EINVAL, "overlapping ranges of one file"));
         }
         let extent = u64::from(self.volume.config().extent_size);
-        let (page_in, page_out) = {
+        let (page_in, page_out, dst_journal) = {
             let gi = src.node.file.write().await;
             let pi = live_ref(&gi)?.page_size();
             drop(gi);
             let go = dst.node.file.write().await;
-            (pi, live_ref(&go)?.page_size())
+            let f = live_ref(&go)?;
+            (pi, f.page_size(), f.has_journal())
         };
         let ppe = extent / u64::from(page_in);
         let mut done = 0u64;
         while done < len {
             let (at_in, at_out) = (off_in + done, off_out + done);
             let rest = len - done;
+            // A journaled file holds bytes, not extents: copied.
             let aligned = !same
+                && !dst_journal
                 && page_in == page_out
                 && at_in.is_multiple_of(extent)
                 && at_out.is_multiple_of(extent)

@@ -762,3 +762,98 @@ async fn an_open_during_the_last_close_waits_for_it() {
     }
     fs.release(fh).await.unwrap();
 }
+
+/// A database's WAL (`*-wal`, `*-journal`, `*.wal`, PostgreSQL's segment
+/// names) is kept in a local journal while it is written: a sync is one
+/// `fdatasync` of it, and the volume's own copy stays empty until the
+/// close folds it in. Meanwhile another session on the volume sees its
+/// size and bytes (a database checks a hot journal's size); after the
+/// close the volume holds them; an ordinary file is not journaled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_wal_is_kept_in_a_local_journal_while_written() {
+    use fsx_engine::journal::LocalJournalDir;
+    let dir = tempfile::tempdir().unwrap();
+    let journals = dir.path().join("meta.db-journals");
+    let with_journals = || {
+        VolumeOptions::default().journals(Some(Arc::new(LocalJournalDir::new(
+            journals.clone().into_os_string(),
+        ))))
+    };
+    let v = Volume::create(
+        Arc::new(SqliteMeta::open(dir.path().join("meta.db"), true).unwrap()),
+        Arc::new(LocalBackend::open(dir.path().join("data")).unwrap()),
+        Arc::new(SystemEnv::new()),
+        VolumeConfig::new("fs-test", 256 * 1024, "data", 1),
+        with_journals(),
+    )
+    .await
+    .unwrap();
+    let fs = Fs::new(v.clone()).await.unwrap();
+    let other = Fs::new(
+        Volume::open(
+            Arc::new(SqliteMeta::open(dir.path().join("meta.db"), false).unwrap()),
+            Arc::new(LocalBackend::open(dir.path().join("data")).unwrap()),
+            Arc::new(SystemEnv::new()),
+            with_journals(),
+        )
+        .await
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let me = root();
+    let rw = OpenFlags {
+        read: true,
+        write: true,
+        ..OpenFlags::default()
+    };
+    let data = vec![7u8; 100_000];
+    for (name, journaled) in [
+        (&b"db-wal"[..], true),
+        (b"000000010000000000000001", true),
+        (b"plain", false),
+    ] {
+        let (a, fh) = fs
+            .create(fs.root(), name, 0o644, rw, true, &me)
+            .await
+            .unwrap();
+        fs.write(fh, 0, &data).await.unwrap();
+        fs.fsync(fh).await.unwrap();
+        let stored = v
+            .meta()
+            .getattr(fsx_meta::View::MAIN, a.ino)
+            .await
+            .unwrap()
+            .size;
+        assert_eq!(
+            stored == 0,
+            journaled,
+            "{name:?}: the volume's copy holds {stored}"
+        );
+        assert_eq!(
+            v.journal_size(a.ino).unwrap().is_some(),
+            journaled,
+            "{name:?}"
+        );
+        // The other session sees it whole.
+        let seen = other.lookup(other.root(), name, &me).await.unwrap();
+        assert_eq!(seen.size, data.len() as u64, "{name:?}");
+        let rh = other
+            .open(a.ino, OpenFlags::read_only(), &me)
+            .await
+            .unwrap();
+        assert_eq!(read_all(&other, rh).await, data, "{name:?}");
+        other.release(rh).await.unwrap();
+        // The close folds it into the volume.
+        fs.release(fh).await.unwrap();
+        let stored = v
+            .meta()
+            .getattr(fsx_meta::View::MAIN, a.ino)
+            .await
+            .unwrap()
+            .size;
+        assert_eq!(stored, data.len() as u64, "{name:?} after the close");
+        assert!(v.journal_size(a.ino).unwrap().is_none(), "{name:?}");
+        assert_eq!(other.getattr(a.ino).await.unwrap().size, data.len() as u64);
+    }
+}
