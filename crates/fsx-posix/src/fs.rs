@@ -147,11 +147,6 @@ struct Handle {
 struct State {
     handles: HashMap<Fh, Handle>,
     open: HashMap<Ino, (Arc<OpenNode>, usize)>,
-    /// Inodes whose last handle is closing their file (syncing it,
-    /// giving its lease back): locked by the closer until it is done, so
-    /// that an open of the inode waits for the close instead of meeting
-    /// its lease, while opens of other inodes go on.
-    closing: HashMap<Ino, Arc<AsyncMutex<()>>>,
     next_fh: Fh,
 }
 
@@ -164,9 +159,8 @@ pub struct Fs {
     /// files it keeps open.
     holder: String,
     state: Mutex<State>,
-    /// Serialises opening of inodes and the start of their last close, so
-    /// two handles opening one inode at once share one page-store file.
-    /// The close itself runs outside it (see `State::closing`).
+    /// Serialises opening and closing of inodes, so two handles opening
+    /// one inode at once share one page-store file.
     opening: AsyncMutex<()>,
     /// Last closes finished (see [`Fs::folds`]).
     folds: std::sync::atomic::AtomicU64,
@@ -232,26 +226,6 @@ fn writer_options(name: &[u8]) -> OpenOptions {
         OpenOptions::write().pack_on_sync(false).journal(true)
     } else {
         OpenOptions::write()
-    }
-}
-
-/// A last close under way (see `State::closing`).
-struct Closing<'a> {
-    fs: &'a Fs,
-    ino: Ino,
-    _held: async_lock::MutexGuardArc<()>,
-}
-
-impl Drop for Closing<'_> {
-    fn drop(&mut self) {
-        // Counted first: a reader that read the metadata before the fold
-        // and finds no journal after it knows to read again.
-        self.fs
-            .folds
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        // Before `_held` is released (fields drop after this body), so a
-        // waiter woken by it finds the inode no longer closing.
-        self.fs.state().closing.remove(&self.ino);
     }
 }
 
@@ -742,19 +716,7 @@ impl Fs {
     /// The shared open node of `ino`, opened (or reopened for writing)
     /// as needed; counts one more handle.
     async fn attach(&self, ino: Ino, write: bool) -> Result<Arc<OpenNode>> {
-        let _g = loop {
-            let g = self.opening.lock().await;
-            let closing = self.state().closing.get(&ino).cloned();
-            match closing {
-                None => break g,
-                Some(c) => {
-                    // Its last close is under way: wait for it, then
-                    // open afresh.
-                    drop(g);
-                    drop(c.lock().await);
-                }
-            }
-        };
+        let _g = self.opening.lock().await;
         if let Some(node) = self.open_node(ino) {
             {
                 let mut g = node.file.write().await;
@@ -1073,21 +1035,7 @@ impl Fs {
             s.open.remove(&ino);
             h.node
         };
-        // The close (a durable sync, the lease given back) runs outside
-        // `opening`: opens of other inodes need not wait for its flush.
-        // An open of this inode waits on `closing` until it is done.
-        let closing = Arc::new(AsyncMutex::new(()));
-        let held = closing.clone().lock_arc().await;
-        self.state().closing.insert(node.ino, closing);
-        // Ends the close however this future ends (finished, failed or
-        // dropped): the entry goes, then the lock its waiters wait on.
-        let _done = Closing {
-            fs: self,
-            ino: node.ino,
-            _held: held,
-        };
-        drop(g);
-        async {
+        let closed = async {
             let orphan = node.orphan.load(std::sync::atomic::Ordering::SeqCst);
             let file = node.file.write().await.take();
             let gone = node.unsynced.swap(0, std::sync::atomic::Ordering::Relaxed);
@@ -1101,7 +1049,12 @@ impl Fs {
             }
             Ok(())
         }
-        .await
+        .await;
+        // Counted before the lock goes: a reader that read the metadata
+        // before this fold and finds no journal after it reads again.
+        self.folds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        drop(g);
+        closed
     }
 
     /// `opendir`: checks that `caller` may read directory `ino`.
@@ -1357,10 +1310,6 @@ impl Fs {
         // A release under way (its handle already gone from the table)
         // finishes before this returns.
         drop(self.opening.lock().await);
-        let closing: Vec<_> = self.state().closing.values().cloned().collect();
-        for c in closing {
-            drop(c.lock().await);
-        }
         let fhs: Vec<Fh> = self.state().handles.keys().copied().collect();
         let mut first = None;
         for fh in fhs {
