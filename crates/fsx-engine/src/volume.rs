@@ -695,9 +695,12 @@ impl Volume {
         self.with_journal_sizes(files)
     }
 
-    /// `files` with the sizes of their local journals, where they have
-    /// one: the journal is the file while it exists (see
-    /// [`crate::journal`]).
+    /// Whether writers opened with [`OpenOptions::journal`] get a local
+    /// journal here (a branch of a volume with a journal directory).
+    pub fn keeps_journals(&self) -> bool {
+        self.shared.options.journals.is_some() && matches!(self.view, View::Branch(_))
+    }
+
     /// The size of file `id`'s local journal, when it has one (see
     /// [`crate::journal`]: while a journal is active the volume's own copy
     /// of the file is empty, so this is the file's size).
@@ -713,6 +716,9 @@ impl Volume {
         }
     }
 
+    /// `files` with the sizes of their local journals, where they have
+    /// one: the journal is the file while it exists (see
+    /// [`crate::journal`]).
     fn with_journal_sizes(&self, mut files: Vec<FileMeta>) -> Result<Vec<FileMeta>> {
         let (Some(dir), View::Branch(branch)) = (&self.shared.options.journals, self.view) else {
             return Ok(files);

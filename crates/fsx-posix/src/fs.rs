@@ -314,7 +314,11 @@ impl Fs {
 
     /// The last component of a path of `ino` (empty when nothing names
     /// it): what decides how a writer opens it ([`writer_options`]).
+    /// Without local journals the name decides nothing, and is not read.
     async fn name_of(&self, ino: Ino) -> Result<Vec<u8>> {
+        if !self.volume.keeps_journals() {
+            return Ok(Vec::new());
+        }
         let paths = self.meta().paths_of(self.view(), &[ino]).await?;
         Ok(paths
             .into_iter()
@@ -377,7 +381,7 @@ impl Fs {
             a.size = f.size();
             return Ok(a);
         }
-        if a.kind == NodeKind::File && a.size == 0 {
+        if a.kind == NodeKind::File && a.size == 0 && self.volume.keeps_journals() {
             match self.volume.journal_size(a.ino)? {
                 Some(n) => a.size = n,
                 // Folded in (and gone) since the metadata was read: the
