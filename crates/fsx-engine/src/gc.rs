@@ -431,6 +431,11 @@ impl Volume {
                 Err(e) if e.kind() == fsx_store::ErrorKind::NotFound => {
                     report.missing.push(key.clone())
                 }
+                // A store that checks its own copies refuses a bad one.
+                Err(e) if e.kind() == fsx_store::ErrorKind::Corrupt => {
+                    report.extents_checked += 1;
+                    report.corrupt.push((key.clone(), e.to_string()));
+                }
                 Err(e) => return Err(Error::from(e)),
             }
             progress.advance(1);

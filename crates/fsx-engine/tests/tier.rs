@@ -603,10 +603,24 @@ async fn single_page_reads_from_cold_use_verified_range_reads() {
         .map(|(_, k)| k)
         .collect();
     let key = ObjectKey::new(&keys[0]).unwrap();
-    let mut blob = rig.cold.get(&key).await.unwrap().to_vec();
     let page_at = fsx_format::HEADER_LEN + 8 + 6 * PS;
-    blob[page_at + 10] ^= 1;
-    rig.cold.put(&key, Bytes::from(blob)).await.unwrap();
+    // Damaged on the disk, in place, as bit rot would: a put of bytes that
+    // do not hash to their key breaks the store contract instead.
+    let path = LocalBackend::open(rig.dir.path().join("data"))
+        .unwrap()
+        .path_for(&key);
+    {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let mut b = [0u8; 1];
+        file.read_exact_at(&mut b, (page_at + 10) as u64).unwrap();
+        file.write_all_at(&[b[0] ^ 1], (page_at + 10) as u64)
+            .unwrap();
+    }
     let err = f.read_page(70).await.unwrap_err();
     assert_eq!(err.kind(), fsx_engine::ErrorKind::Corrupt, "{err}");
     assert!(

@@ -45,7 +45,9 @@
 //! [`ErrorKind::Unsupported`], which the conformance suite reports as a
 //! skip; every durable backend of this crate offers it.
 //!
-//! **`get(key)`** — the whole object, or [`ErrorKind::NotFound`].
+//! **`get(key)`** — the whole object, or [`ErrorKind::NotFound`]. A store
+//! with [`Capabilities::checks_content`] fails a copy of a content key that
+//! is not what was put with [`ErrorKind::Corrupt`] instead of returning it.
 //!
 //! **`get_range(key, start..end)`** — byte range semantics, identical on every
 //! backend (the conformance suite pins them):
@@ -158,6 +160,17 @@ pub struct Capabilities {
     /// The store may drop objects on its own (a cache): a `get` after a
     /// successful `put` may return `NotFound`.
     pub may_evict: bool,
+    /// A `get` of a content key ([`ObjectKey::for_content`]) returns bytes that
+    /// hash to the key, or fails [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt):
+    /// the store checks its own copies (by a cheaper means where it can),
+    /// so callers need not hash them again. Only stores in the caller's
+    /// own trust domain (the local disk) may claim it; a remote store's
+    /// bytes are always hashed by the caller. Such a store may check
+    /// against what was put rather than against the key itself, so a put
+    /// of a content key must carry bytes that hash to it: the engine
+    /// derives each key from its bytes, tier copies are verified reads,
+    /// and `fsx serve` checks every extent body before it stores it.
+    pub checks_content: bool,
 }
 
 impl Capabilities {
@@ -170,6 +183,7 @@ impl Capabilities {
             per_key_write_interval: None,
             durable_put: true,
             may_evict: false,
+            checks_content: false,
         }
     }
 
@@ -194,6 +208,12 @@ impl Capabilities {
     /// Set [`Capabilities::may_evict`].
     pub fn may_evict(mut self, yes: bool) -> Self {
         self.may_evict = yes;
+        self
+    }
+
+    /// Set [`Capabilities::checks_content`].
+    pub fn checks_content(mut self, yes: bool) -> Self {
+        self.checks_content = yes;
         self
     }
 

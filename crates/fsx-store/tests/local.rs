@@ -257,3 +257,105 @@ async fn disk_cache_evicts_by_bytes_and_on_reopen_with_less_room() {
     assert!(smaller.used_bytes() <= 6_000);
     assert_eq!(smaller.list_all("").await.unwrap().len(), 2);
 }
+
+/// Whether `path` carries the local store's seal attribute.
+fn has_seal(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let mut buf = [0u8; 64];
+    // SAFETY: both strings are NUL-terminated; `buf` has the length given.
+    let n = unsafe {
+        libc::getxattr(
+            c.as_ptr(),
+            c"user.fsx.xxh3".as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    n == 16
+}
+
+fn remove_seal(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: both strings are NUL-terminated.
+    let r = unsafe { libc::removexattr(c.as_ptr(), c"user.fsx.xxh3".as_ptr()) };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+}
+
+/// Overwrites byte `at` of the file in place (same inode, attributes kept).
+fn flip_in_place(path: &Path, at: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).unwrap();
+    b[0] ^= 0x01;
+    f.write_all_at(&b, at).unwrap();
+}
+
+/// The store claims `checks_content`, so readers skip their own SHA-256:
+/// every way a local copy can go bad must still fail its get as `Corrupt`,
+/// with the seal and, for files without one, with the key's own hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_checks_its_own_copies() {
+    let dir = temp_dir().unwrap();
+    let store = LocalBackend::open(dir.path()).unwrap();
+    assert!(store.capabilities().checks_content);
+    let a = Bytes::from((0..300_000u32).map(|i| (i * 7) as u8).collect::<Vec<_>>());
+    let b = Bytes::from(vec![9u8; 70_000]);
+    let (ka, kb) = (ObjectKey::for_content(&a), ObjectKey::for_content(&b));
+    store.put(&ka, a.clone()).await.unwrap();
+    assert!(store.put_if_absent(&kb, b.clone()).await.unwrap());
+    let (pa, pb) = (store.path_for(&ka), store.path_for(&kb));
+    assert!(
+        has_seal(&pa) && has_seal(&pb),
+        "this file system keeps user xattrs"
+    );
+    assert_eq!(store.get(&ka).await.unwrap(), a);
+    assert_eq!(store.get(&kb).await.unwrap(), b);
+
+    // One bit flipped in place, anywhere: the seal no longer matches.
+    for at in [0u64, 4096, 299_999] {
+        flip_in_place(&pa, at);
+        let err = store.get(&ka).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "byte {at}: {err}");
+        flip_in_place(&pa, at);
+        assert_eq!(store.get(&ka).await.unwrap(), a, "restored");
+    }
+
+    // Another key's intact file, seal and all, moved over this name: the
+    // seal is bound to the key it was written under.
+    {
+        // Sealed copy of `b` under `a`'s name.
+        let sealed_b = dir.path().join("sealed-b");
+        std::fs::hard_link(&pb, &sealed_b).unwrap();
+        std::fs::rename(&sealed_b, &pa).unwrap();
+        let err = store.get(&ka).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+        store.put(&ka, a.clone()).await.unwrap();
+    }
+
+    // Without a seal (written before seals, or a file system without user
+    // xattrs) the key's own hash decides.
+    remove_seal(&pa);
+    assert_eq!(store.get(&ka).await.unwrap(), a);
+    flip_in_place(&pa, 123);
+    assert_eq!(store.get(&ka).await.unwrap_err().kind(), ErrorKind::Corrupt);
+
+    // Keys that name no content are not checked.
+    let plain = key("meta/plain");
+    store
+        .put(&plain, Bytes::from_static(b"plain"))
+        .await
+        .unwrap();
+    assert!(!has_seal(&store.path_for(&plain)));
+    flip_in_place(&store.path_for(&plain), 0);
+    assert_eq!(
+        store.get(&plain).await.unwrap(),
+        Bytes::from_static(b"qlain")
+    );
+}
