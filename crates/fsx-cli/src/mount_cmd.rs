@@ -57,13 +57,15 @@ pub struct MountArgs {
     /// directory).
     #[arg(long, value_name = "FILE")]
     log_file: Option<PathBuf>,
-    /// How long the kernel caches attributes (another mount's changes
-    /// may take this long to show in `stat`).
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    /// How long the kernel caches attributes. Other writers' changes are
+    /// dropped from the cache as the volume's change feed shows them
+    /// (within about 0.1 s); this bounds what the feed cannot say.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     attr_timeout: Duration,
-    /// How long the kernel caches names (another mount's renames and
-    /// removals may take this long to show).
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    /// How long the kernel caches names (as `--attr-timeout`: other
+    /// writers' renames and removals show as the feed reports them; a
+    /// reset of the mounted branch may take this long).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     entry_timeout: Duration,
     /// Unsynced bytes all open files may buffer together (K, M, G); past
     /// it a write first syncs its own file, so the daemon's memory stays

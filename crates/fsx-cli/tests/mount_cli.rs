@@ -530,6 +530,87 @@ fn close_to_open(tmp: &TempDir, vol: &Path) {
     assert_eq!(std::fs::read(a.path("fresh")).unwrap(), b"from b");
 }
 
+/// Another mount's changes reach this mount's kernel caches through the
+/// change feed: both keep names and attributes for an hour, so only the
+/// daemons' invalidations can make `stat` on one see what the other
+/// changed.
+#[test]
+fn another_mounts_changes_leave_the_kernel_caches() {
+    let tmp = TempDir::new().unwrap();
+    let vol = volume(&tmp);
+    feed_invalidates(&tmp, &vol);
+}
+
+/// The same between mounts sharing PostgreSQL metadata.
+#[test]
+fn another_mounts_changes_leave_the_kernel_caches_on_postgres() {
+    let pg = fsx_testkit::postgres::PgServer::start();
+    let tmp = TempDir::new().unwrap();
+    let vol = tmp.path().join("vol");
+    ok(&["init", s(&vol), "--meta", &pg.fresh_url()]);
+    feed_invalidates(&tmp, &vol);
+}
+
+/// Waits (at most 10 s) until `ready` holds; panics with `what` if it
+/// never does.
+fn eventually(what: &str, mut ready: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !ready() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "B never saw {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+fn feed_invalidates(tmp: &TempDir, vol: &Path) {
+    let hour = ["--attr-timeout", "1h", "--entry-timeout", "1h"];
+    let a = Mounted::new(vol, &tmp.path().join("a"), &hour);
+    let b = Mounted::new(vol, &tmp.path().join("b"), &hour);
+    std::fs::create_dir(a.path("d")).unwrap();
+    std::fs::write(a.path("f"), b"abc").unwrap();
+    // B caches the names and attributes.
+    assert_eq!(
+        std::fs::metadata(b.path("f")).unwrap().mode() & 0o777,
+        0o644
+    );
+    assert_eq!(std::fs::metadata(b.path("f")).unwrap().len(), 3);
+    assert!(std::fs::metadata(b.path("d")).unwrap().is_dir());
+    let mode = |p: &Path| std::fs::metadata(p).map(|m| m.mode() & 0o777).ok();
+
+    std::fs::set_permissions(a.path("f"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    eventually("the chmod", || mode(&b.path("f")) == Some(0o600));
+
+    // A write and close on A: B's cached size goes without B opening it.
+    let mut f = OpenOptions::new().append(true).open(a.path("f")).unwrap();
+    f.write_all(b"defg").unwrap();
+    drop(f);
+    eventually("the new size", || {
+        std::fs::metadata(b.path("f")).map(|m| m.len()).ok() == Some(7)
+    });
+
+    std::fs::rename(a.path("f"), a.path("d/g")).unwrap();
+    eventually("the rename", || {
+        errno_of(std::fs::metadata(b.path("f"))) == libc::ENOENT
+            && mode(&b.path("d/g")) == Some(0o600)
+    });
+    assert_eq!(std::fs::read(b.path("d/g")).unwrap(), b"abcdefg");
+
+    std::fs::remove_file(a.path("d/g")).unwrap();
+    eventually("the removal", || {
+        errno_of(std::fs::metadata(b.path("d/g"))) == libc::ENOENT
+    });
+
+    // And the other way round.
+    std::fs::write(b.path("d/h"), b"from b").unwrap();
+    assert_eq!(std::fs::metadata(a.path("d/h")).unwrap().len(), 6);
+    std::fs::remove_file(b.path("d/h")).unwrap();
+    eventually("B's removal on A", || {
+        errno_of(std::fs::metadata(a.path("d/h"))) == libc::ENOENT
+    });
+}
+
 #[test]
 fn a_commit_mounts_read_only_with_the_commits_contents() {
     let tmp = TempDir::new().unwrap();

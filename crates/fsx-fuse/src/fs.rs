@@ -211,6 +211,9 @@ pub trait SharedFs: Send + Sync {
     fn fs(&self) -> &Fs;
     /// Hands over the session's notifier (once the session is up).
     fn set_notifier(&self, n: Notifier);
+    /// Makes the kernel forget what `drops` name (see [`crate::follow`]).
+    /// Blocks on the kernel: call it on a blocking thread.
+    fn forget(&self, drops: &[crate::follow::Forget]);
 }
 
 impl SharedFs for Inner {
@@ -220,6 +223,38 @@ impl SharedFs for Inner {
 
     fn set_notifier(&self, n: Notifier) {
         let _ = self.notifier.set(n);
+    }
+
+    fn forget(&self, drops: &[crate::follow::Forget]) {
+        use crate::follow::Forget;
+        let Some(n) = self.notifier.get() else {
+            return;
+        };
+        // ENOENT: the kernel holds nothing of it, which is fine.
+        let report = |r: std::io::Result<()>| {
+            if let Err(e) = r
+                && e.raw_os_error() != Some(libc::ENOENT)
+            {
+                tracing::debug!(error = %e, "dropping a kernel cache failed");
+            }
+        };
+        for d in drops {
+            match d {
+                Forget::Entry(parent, name) => {
+                    report(n.inval_entry(self.inodes.to_kernel(*parent), OsStr::from_bytes(name)))
+                }
+                // Offset -1: attributes only.
+                Forget::Attrs(ino) => report(n.inval_inode(self.inodes.to_kernel(*ino), -1, 0)),
+                Forget::Pages(ino) => report(n.inval_inode(self.inodes.to_kernel(*ino), 0, 0)),
+                Forget::Everything => {
+                    let mut inos: Vec<Ino> = lock(&self.seen).keys().copied().collect();
+                    inos.push(self.inodes.to_fs(INodeNo(1)));
+                    for ino in inos {
+                        report(n.inval_inode(self.inodes.to_kernel(ino), 0, 0));
+                    }
+                }
+            }
+        }
     }
 }
 

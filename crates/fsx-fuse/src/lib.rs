@@ -19,11 +19,15 @@
 //!   cache in the kernel (writes reach the daemon as they are made) and no
 //!   queue of uploads behind an acknowledged `fsync`.
 //! - **Caches.** The kernel keeps attributes and names for
-//!   [`MountConfig::attr_ttl`] / [`MountConfig::entry_ttl`] (1 s by
-//!   default) and a file's pages across opens while the file is unchanged
-//!   (`FOPEN_KEEP_CACHE`). An open that finds the file changed since this
-//!   mount last saw it (another mount wrote it) drops the kernel's pages
-//!   and attributes of it first: close-to-open consistency.
+//!   [`MountConfig::attr_ttl`] / [`MountConfig::entry_ttl`]
+//!   ([`DEFAULT_TTL`], 10 s, by default) and a file's pages across opens
+//!   while the file is unchanged (`FOPEN_KEEP_CACHE`). The daemon follows
+//!   the volume's change feed every 100 ms and drops from the kernel's
+//!   caches what another writer changed (`follow`), so the timeouts only
+//!   bound what the feed cannot say (a reset of the branch). An open that
+//!   finds the file changed since this mount last saw it (another mount
+//!   wrote it) drops the kernel's pages and attributes of it first:
+//!   close-to-open consistency, whatever the feed's delay.
 //! - **Inode numbers** are the tree's own, except that the kernel's root
 //!   is always 1: the volume's root and inode 1 trade places (a swap, so
 //!   every number still names one inode).
@@ -39,9 +43,10 @@
 //! - The kernel's inode 1 is the volume's root; [`Inodes`] is an involution.
 
 mod attr;
+mod follow;
 mod fs;
 mod session;
 
 pub use attr::Inodes;
 pub use fs::FsxFuse;
-pub use session::{Mount, MountConfig, MountError, unmount};
+pub use session::{DEFAULT_TTL, Mount, MountConfig, MountError, unmount};

@@ -21,6 +21,9 @@ use crate::fs::{FsxFuse, SharedFs};
 /// How often the daemon renews leases, drains the tier replication queue
 /// and makes the tree's changes durable (a local disk's journal commits
 /// as often).
+/// How long the kernel keeps attributes and names unless told otherwise.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
+
 const BACKGROUND_EVERY: Duration = Duration::from_secs(5);
 
 /// Background ticks between two prunings of the change feed (5 minutes).
@@ -94,8 +97,11 @@ impl Default for MountConfig {
             allow_other: false,
             allow_root: false,
             default_permissions: false,
-            attr_ttl: Duration::from_secs(1),
-            entry_ttl: Duration::from_secs(1),
+            // Long, because other writers' changes are dropped from the
+            // kernel's caches as the change feed shows them (see
+            // `crate::follow`); the timeouts bound what that cannot reach.
+            attr_ttl: DEFAULT_TTL,
+            entry_ttl: DEFAULT_TTL,
             fs_name: "fsx".into(),
             // Two more than the cores here: a request that commits with
             // a disk flush holds its thread meanwhile (`FsxFuse::spawn`).
@@ -113,6 +119,9 @@ pub struct Mount {
     mountpoint: PathBuf,
     rt: Handle,
     background: tokio::task::JoinHandle<()>,
+    /// Drops the kernel's caches of other writers' changes
+    /// ([`crate::follow`]).
+    follower: tokio::task::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Mount {
@@ -242,6 +251,7 @@ impl Mount {
                 source: Box::new(e),
             })?;
         let background = rt.spawn(background(shared.clone()));
+        let follower = rt.spawn(crate::follow::follow(shared.clone()));
         tracing::info!(mountpoint = %abs.display(), "mounted");
         Ok(Self {
             thread,
@@ -249,6 +259,7 @@ impl Mount {
             mountpoint: abs,
             rt,
             background,
+            follower,
         })
     }
 
@@ -263,6 +274,7 @@ impl Mount {
     pub fn wait(self) -> Result<(), MountError> {
         let served = self.thread.join();
         self.background.abort();
+        self.follower.abort();
         let fs = self.shared;
         let closed = self.rt.block_on(async {
             let closed = fs.fs().close_all().await;

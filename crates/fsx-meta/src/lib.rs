@@ -76,7 +76,7 @@ pub mod prelude {
 
 /// The metadata schema version this build writes. Volumes with an older
 /// version are migrated on open; newer ones are refused.
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 
 /// Smallest extent size a volume may be created with.
 pub const MIN_EXTENT_SIZE: u32 = 256 << 10;

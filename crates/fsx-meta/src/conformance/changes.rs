@@ -342,7 +342,15 @@ pub(super) async fn changes_are_recorded_in_order(m: &dyn MetaEngine) -> CheckRe
     for (i, (c, w)) in got.iter().zip(&want).enumerate() {
         ensure!(shape(c) == *w, "change {} is {c:?}, not {w:?}", i + 1);
         ensure!(c.at_ms == NOW_MS, "change {} is timed {}", i + 1, c.at_ms);
+        ensure!(
+            c.origin == Some(m.origin()),
+            "change {} has origin {:?}, not this instance's {}",
+            i + 1,
+            c.origin,
+            m.origin()
+        );
     }
+    ensure!(m.origin() > 0, "an origin is positive, not {}", m.origin());
     ensure!(
         got[0].branch_name.as_deref() == Some(MAIN_BRANCH_NAME),
         "a change of main names branch {:?}",

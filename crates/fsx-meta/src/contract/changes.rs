@@ -137,6 +137,9 @@ pub struct Change {
     pub to_name: Option<Bytes>,
     /// The commit made, merged or reset to.
     pub commit: Option<CommitId>,
+    /// Which engine instance made it ([`MetaChanges::origin`]); `None`
+    /// for changes recorded before volumes kept it (schema 9).
+    pub origin: Option<i64>,
 }
 
 /// A change about to be recorded (everything but its number and the
@@ -218,6 +221,8 @@ impl<'a> NewChange<'a> {
 ///   some of them are no longer kept ([`MetaChanges::prune_changes`]), it
 ///   fails with `Gone`: the follower must start over from the volume's
 ///   state, not carry on past a hole.
+/// - **Marked with their origin.** Every change records the
+///   [`MetaChanges::origin`] of the engine instance that made it.
 /// - **Pruned from the oldest.** [`MetaChanges::prune_changes`] forgets
 ///   the oldest changes so that at most `keep` remain (never the newest),
 ///   and returns how many it forgot.
@@ -227,6 +232,13 @@ pub trait MetaChanges {
 
     /// The number of the newest change, 0 when there is none.
     fn last_change(&self) -> BoxFuture<'_, Result<u64>>;
+
+    /// The number this engine instance records as the origin of each
+    /// change it makes ([`Change::origin`]): positive, fixed for the
+    /// instance's life (its clones share it) and, in practice, different
+    /// from every other instance's, in any process on any machine. A
+    /// follower that also writes (a mount) skips its own changes by it.
+    fn origin(&self) -> i64;
 
     /// Forgets the oldest changes so that at most `keep` (≥ 1) remain.
     fn prune_changes(&self, keep: u64) -> BoxFuture<'_, Result<u64>>;

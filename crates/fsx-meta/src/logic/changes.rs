@@ -24,10 +24,10 @@ use crate::num;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Q {
     /// `(at_ms, branch, kind, ino, parent, name, to_parent, to_name,
-    /// commit_id)`: records a change under the next number.
+    /// commit_id, origin)`: records a change under the next number.
     Record,
     /// `(after, limit) → seq, at_ms, branch, branch name, kind, ino,
-    /// parent, name, to_parent, to_name, commit_id`, ascending.
+    /// parent, name, to_parent, to_name, commit_id, origin`, ascending.
     After,
     /// `→ seq` of the newest change (0 when none).
     Last,
@@ -56,6 +56,7 @@ pub(crate) async fn record(tx: &impl Tx, c: NewChange<'_>) -> Result<()> {
             c.to_parent,
             c.to_name,
             c.commit,
+            tx.caches().origin(),
         ],
     )
     .await?;
@@ -152,6 +153,7 @@ pub(crate) async fn changes(tx: &impl Tx, after: u64, limit: usize) -> Result<Ve
                 to_parent: r.opt_i64(8, "change to_parent")?,
                 to_name: r.opt_blob(9, "change to_name")?,
                 commit: r.opt_i64(10, "change commit")?,
+                origin: r.opt_i64(11, "change origin")?,
             })
         })
         .collect()
@@ -255,6 +257,10 @@ macro_rules! impl_meta_changes {
 
                 fn last_change(&self) -> BoxFuture<'_, Result<u64>> {
                     run!($mode, self, Read, |tx| changes::last(tx).await)
+                }
+
+                fn origin(&self) -> i64 {
+                    self.engine_caches().origin()
                 }
 
                 fn prune_changes(&self, keep: u64) -> BoxFuture<'_, Result<u64>> {

@@ -663,10 +663,40 @@ const CACHED_CHAINS: usize = 4096;
 /// - **flats**: files as long runs of frozen layers show them, valid for
 ///   the epoch they were built at (`layers.epoch` moves on every rewrite
 ///   of frozen rows).
-#[derive(Default)]
+///
+/// It also holds the instance's **origin**, recorded with each change it
+/// makes ([`crate::contract::MetaChanges::origin`]).
 pub(crate) struct Caches {
     chains: Mutex<HashMap<LayerId, Arc<Vec<LayerId>>>>,
     flats: Mutex<FlatCache>,
+    origin: i64,
+}
+
+impl Default for Caches {
+    fn default() -> Self {
+        Self {
+            chains: Mutex::default(),
+            flats: Mutex::default(),
+            origin: new_origin(),
+        }
+    }
+}
+
+/// A positive number no other engine instance picks, in practice: 62
+/// random bits from the standard library's per-process keys, mixed with
+/// the process, the clock and a counter.
+fn new_origin() -> i64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static MADE: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u64(MADE.fetch_add(1, Ordering::Relaxed));
+    if let Ok(d) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        h.write_u128(d.as_nanos());
+    }
+    // Positive and nonzero, so it fits every dialect's BIGINT.
+    (h.finish() >> 2) as i64 | 1
 }
 
 impl std::fmt::Debug for Caches {
@@ -696,6 +726,10 @@ impl Caches {
 
     pub fn flats(&self) -> MutexGuard<'_, FlatCache> {
         guard(&self.flats)
+    }
+
+    pub fn origin(&self) -> i64 {
+        self.origin
     }
 }
 

@@ -118,6 +118,13 @@ pub struct PgMeta {
     durability: Arc<crate::logic::Durability>,
 }
 
+impl PgMeta {
+    /// What this instance remembers (and its change origin).
+    pub(crate) fn engine_caches(&self) -> &Caches {
+        &self.caches
+    }
+}
+
 impl std::fmt::Debug for PgMeta {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "PgMeta({})", self.pool.url().shown)

@@ -313,4 +313,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO fsx_change_seq (id, seq) VALUES (1, 0);
     "#,
+    // 8 → 9: which engine instance made each change (as in SQLite).
+    r#"
+    ALTER TABLE fsx_changes ADD COLUMN origin BIGINT;
+    "#,
 ];

@@ -172,6 +172,40 @@ async fn version_7_gets_changes() {
     assert_eq!(version, SCHEMA_VERSION.to_string());
 }
 
+/// A version-8 volume keeps its changes (without an origin) and records
+/// the origin of every change after them; two instances on one volume
+/// record different origins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_8_gets_origins() {
+    let server = PgServer::start();
+    let url = server.fresh_url();
+    let m = PgMeta::connect(&url).await.unwrap();
+    m.init_volume(&VolumeConfig::new("v", 2 << 20, "memory://", 1))
+        .await
+        .unwrap();
+    m.create_file(MAIN_BRANCH, "old", 4096, 2).await.unwrap();
+    transact!(m.pool(), TxKind::Write, |tx| async {
+        tx.batch(
+            "ALTER TABLE fsx_changes DROP COLUMN origin;
+             UPDATE fsx_volume SET value = '8' WHERE key = 'schema_version';",
+        )
+        .await
+    })
+    .unwrap();
+    let a = PgMeta::connect(&url).await.unwrap();
+    a.open_volume().await.unwrap();
+    let b = PgMeta::connect(&url).await.unwrap();
+    b.open_volume().await.unwrap();
+    assert_ne!(a.origin(), b.origin());
+    a.create_file(MAIN_BRANCH, "by-a", 4096, 3).await.unwrap();
+    b.create_file(MAIN_BRANCH, "by-b", 4096, 4).await.unwrap();
+    let got = b.changes(0, 10).await.unwrap();
+    let origins: Vec<Option<i64>> = got.iter().map(|c| c.origin).collect();
+    assert_eq!(origins, [None, Some(a.origin()), Some(b.origin())]);
+    let version = m.setting("schema_version").await.unwrap().unwrap();
+    assert_eq!(version, SCHEMA_VERSION.to_string());
+}
+
 /// The advisory lock the engine takes on file `id` of `branch` in
 /// `schema`, as another session would spell it.
 fn file_lock_sql(schema: &str, branch: BranchId, id: FileId) -> String {

@@ -86,6 +86,13 @@ impl Drop for Inner {
     }
 }
 
+impl SqliteMeta {
+    /// What this instance remembers (and its change origin).
+    pub(crate) fn engine_caches(&self) -> &Caches {
+        &self.inner.caches
+    }
+}
+
 impl std::fmt::Debug for SqliteMeta {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SqliteMeta({})", self.inner.path.display())
@@ -617,6 +624,38 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].seq, got[0].kind), (1, crate::ChangeKind::Make));
         let version = block_on(m.setting("schema_version")).unwrap().unwrap();
+        assert_eq!(version, SCHEMA_VERSION.to_string());
+    }
+
+    /// A version-8 volume keeps its changes (without an origin) and
+    /// records the origin of every change after them; two instances on
+    /// one volume record different origins.
+    #[test]
+    fn version_8_gets_origins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let m = SqliteMeta::open(&path, true).unwrap();
+        block_on(m.init_volume(&VolumeConfig::new("v", 2 << 20, "memory://", 1))).unwrap();
+        block_on(m.create_file(MAIN_BRANCH, "old", 4096, 2)).unwrap();
+        drop(m);
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "ALTER TABLE fsx_changes DROP COLUMN origin;
+             UPDATE fsx_volume SET value = '8' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+        drop(c);
+        let a = SqliteMeta::open(&path, false).unwrap();
+        block_on(a.open_volume()).unwrap();
+        let b = SqliteMeta::open(&path, false).unwrap();
+        block_on(b.open_volume()).unwrap();
+        assert_ne!(a.origin(), b.origin());
+        block_on(a.create_file(MAIN_BRANCH, "by-a", 4096, 3)).unwrap();
+        block_on(b.create_file(MAIN_BRANCH, "by-b", 4096, 4)).unwrap();
+        let got = block_on(b.changes(0, 10)).unwrap();
+        let origins: Vec<Option<i64>> = got.iter().map(|c| c.origin).collect();
+        assert_eq!(origins, [None, Some(a.origin()), Some(b.origin())]);
+        let version = block_on(a.setting("schema_version")).unwrap().unwrap();
         assert_eq!(version, SCHEMA_VERSION.to_string());
     }
 

@@ -25,7 +25,7 @@
 //! | `fsx_xattrs` | `(layer, ino, name) → value`, deleted (since 6) | Linux's limits: name ≤ 255 bytes, value ≤ 64 KiB |
 //! | `fsx_orphans` | `(branch, ino) → holder, since` (since 6) | an unlinked regular file `holder` still has open: its data stays until its last close, or until `holder` is found dead |
 //! | `fsx_tokens` | `id → label, scope, secret_hash, created_ms, revoked_ms` (since 7) | ids unique forever; the secret itself is never stored; a revoked row stays |
-//! | `fsx_changes` | `seq →` at_ms, branch, kind, ino, parent, name, to_parent, to_name, commit_id (since 8) | one row per change of content, written by the transaction that made it; `seq` is 1, 2, 3 … in commit order; pruned from the oldest, never the newest |
+//! | `fsx_changes` | `seq →` at_ms, branch, kind, ino, parent, name, to_parent, to_name, commit_id (since 8), origin (since 9) | one row per change of content, written by the transaction that made it; `seq` is 1, 2, 3 … in commit order; pruned from the oldest, never the newest |
 //! | `fsx_locks` | `(branch, ino, kind, holder, owner, start) → stop, exclusive` (since 6) | `flock` (kind 1) and POSIX byte-range (kind 2) locks; the locks of one holder and owner never overlap; a dead holder's locks are void |
 //!
 //! `MIGRATIONS[i]` takes a volume from schema version `i` to `i + 1`;
@@ -318,5 +318,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         to_name   BLOB,
         commit_id INTEGER
     );
+    ",
+    // 8 → 9: which engine instance made each change, so that a follower
+    // that writes too (a mount) can skip its own.
+    "
+    ALTER TABLE fsx_changes ADD COLUMN origin INTEGER;
     ",
 ];
