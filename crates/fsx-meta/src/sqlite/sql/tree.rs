@@ -10,9 +10,19 @@ pub(super) fn text(q: Q) -> &'static str {
              FROM fsx_nodes WHERE layer IN rarray(?1) AND ino = ?2"
         }
         Q::PutNode => {
-            "INSERT OR REPLACE INTO fsx_nodes (layer, ino, kind, mode, uid, gid, nlink, rdev,
+            // An upsert, not `INSERT OR REPLACE`: a replace deletes and
+            // reinserts the row, rewriting its entry in every index, where
+            // an update leaves the index on `ino` alone (one page less to
+            // write per change of an existing node).
+            "INSERT INTO fsx_nodes (layer, ino, kind, mode, uid, gid, nlink, rdev,
                  atime_ns, mtime_ns, ctime_ns, btime_ns, data_seq, parent, target, deleted)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+             ON CONFLICT (layer, ino) DO UPDATE SET kind = excluded.kind, mode = excluded.mode,
+                 uid = excluded.uid, gid = excluded.gid, nlink = excluded.nlink,
+                 rdev = excluded.rdev, atime_ns = excluded.atime_ns,
+                 mtime_ns = excluded.mtime_ns, ctime_ns = excluded.ctime_ns,
+                 btime_ns = excluded.btime_ns, data_seq = excluded.data_seq,
+                 parent = excluded.parent, target = excluded.target, deleted = excluded.deleted"
         }
         Q::EntryRows => {
             "SELECT layer, ino, kind, deleted FROM fsx_entries
@@ -28,8 +38,11 @@ pub(super) fn text(q: Q) -> &'static str {
              WHERE layer IN rarray(?1) AND ino = ?2 AND deleted = 0"
         }
         Q::PutEntry => {
-            "INSERT OR REPLACE INTO fsx_entries (layer, parent, name, ino, kind, deleted)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            // An upsert, as `PutNode`.
+            "INSERT INTO fsx_entries (layer, parent, name, ino, kind, deleted)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (layer, parent, name) DO UPDATE SET ino = excluded.ino,
+                 kind = excluded.kind, deleted = excluded.deleted"
         }
         Q::DeleteEntry => "DELETE FROM fsx_entries WHERE layer = ?1 AND parent = ?2 AND name = ?3",
         Q::XattrRows => {
