@@ -161,7 +161,7 @@ pub struct Capabilities {
     /// successful `put` may return `NotFound`.
     pub may_evict: bool,
     /// A `get` of a content key ([`ObjectKey::for_content`]) returns bytes that
-    /// hash to the key, or fails [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt):
+    /// hash to the key, or fails [`ErrorKind::Corrupt`]:
     /// the store checks its own copies (by a cheaper means where it can),
     /// so callers need not hash them again. Only stores in the caller's
     /// own trust domain (the local disk) may claim it; a remote store's
