@@ -1082,9 +1082,26 @@ impl File {
             if chunk.is_empty() {
                 break;
             }
-            draft
-                .write_at(&chunk, offset)
-                .map_err(|e| journal_err(name, "write", e))?;
+            // Pages of zeros are left unwritten: the journal's `set_len`
+            // below makes them a hole, which reads as zeros. A database's
+            // new WAL segment is zero-filled before it is first written.
+            let ps = self.ps() as usize;
+            let mut run: Option<usize> = None;
+            for at in (0..chunk.len()).step_by(ps).chain([chunk.len()]) {
+                let data = chunk
+                    .get(at..(at + ps).min(chunk.len()))
+                    .is_some_and(|p| p.iter().any(|&b| b != 0));
+                match (run, data) {
+                    (None, true) => run = Some(at),
+                    (Some(from), false) => {
+                        draft
+                            .write_at(&chunk[from..at], offset + from as u64)
+                            .map_err(|e| journal_err(name, "write", e))?;
+                        run = None;
+                    }
+                    _ => {}
+                }
+            }
             offset += chunk.len() as u64;
         }
         draft

@@ -320,3 +320,54 @@ async fn a_merge_takes_an_open_journal_of_its_source() {
         "main keeps what it merged"
     );
 }
+
+/// A file that is mostly zeros (a database's WAL segment, zero-filled
+/// before it is used) moves into a journal whole, its zeros left as a
+/// hole of the journal file rather than written, and reads back the same
+/// before and after the journal is folded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_started_over_zeros_keeps_them_as_a_hole() {
+    use std::os::unix::fs::MetadataExt;
+    let (t, _) = TestVolume::new(EXTENT).await;
+    let plain = t.reopen().await.volume;
+    let len = 3 << 20;
+    let mut want = vec![0u8; len];
+    want[(1 << 20)..(1 << 20) + 8192].copy_from_slice(&pattern(3, 8192));
+    let mut f = plain
+        .open_file("seg.wal", OpenOptions::create(PAGE))
+        .await
+        .unwrap();
+    f.write_at(0, &want).await.unwrap();
+    f.sync().await.unwrap();
+    f.close().await.unwrap();
+
+    let v = t.reopen_with(journaled(&t)).await.volume;
+    let mut w = v
+        .open_file("seg.wal", OpenOptions::write().journal(true))
+        .await
+        .unwrap();
+    assert!(w.has_journal());
+    assert_eq!(
+        w.read_at(0, len).await.unwrap(),
+        want,
+        "the journal holds the file"
+    );
+    let journals: Vec<_> = std::fs::read_dir(t.path().join("meta.db-journals"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(journals.len(), 1, "{journals:?}");
+    let meta = std::fs::metadata(&journals[0]).unwrap();
+    assert_eq!(meta.len(), len as u64);
+    assert!(
+        meta.blocks() * 512 < (1 << 20),
+        "{} bytes allocated for 8 KiB of data: the zeros were written",
+        meta.blocks() * 512
+    );
+    w.write_at(100, b"after").await.unwrap();
+    want[100..105].copy_from_slice(b"after");
+    w.sync().await.unwrap();
+    w.close().await.unwrap();
+    let plain = t.reopen().await.volume;
+    assert_eq!(read_all(&plain, "seg.wal").await, want);
+}

@@ -639,8 +639,18 @@ mod tests {
         block_on(m.create_file(MAIN_BRANCH, "old", 4096, 2)).unwrap();
         drop(m);
         let c = Connection::open(&path).unwrap();
+        // Version 8's tables: no origin, leases with a rowid.
         c.execute_batch(
             "ALTER TABLE fsx_changes DROP COLUMN origin;
+             DROP TABLE fsx_leases;
+             CREATE TABLE fsx_leases (
+                 branch     INTEGER NOT NULL,
+                 file_id    INTEGER NOT NULL,
+                 holder     TEXT NOT NULL,
+                 expires_ms INTEGER NOT NULL,
+                 PRIMARY KEY (branch, file_id)
+             );
+             INSERT INTO fsx_leases (branch, file_id, holder, expires_ms) VALUES (1, 7, 'w', 99);
              UPDATE fsx_volume SET value = '8' WHERE key = 'schema_version';",
         )
         .unwrap();
@@ -655,6 +665,24 @@ mod tests {
         let got = block_on(b.changes(0, 10)).unwrap();
         let origins: Vec<Option<i64>> = got.iter().map(|c| c.origin).collect();
         assert_eq!(origins, [None, Some(a.origin()), Some(b.origin())]);
+        // The leases table was rebuilt without a rowid, its rows kept.
+        let c = Connection::open(&path).unwrap();
+        let ddl: String = c
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'fsx_leases'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(ddl.contains("WITHOUT ROWID"), "{ddl}");
+        let held: String = c
+            .query_row(
+                "SELECT holder FROM fsx_leases WHERE branch = 1 AND file_id = 7",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(held, "w");
         let version = block_on(a.setting("schema_version")).unwrap().unwrap();
         assert_eq!(version, SCHEMA_VERSION.to_string());
     }

@@ -14,7 +14,7 @@
 //! | `fsx_extent_map` | `(layer, file, extent index) → key` (NULL: tombstone) | every key has an `fsx_extents` row |
 //! | `fsx_extents` | key, refcount, state (0 live, 1 deleting), bytes, idle clock | refcount = number of map rows naming the key, over all layers |
 //! | `fsx_dirty_pages` | `(layer, file, page) → seq, data` (NULL data = hole), `crc` (since 5) | overrides the layer's extent map; `crc` = `checksum::page_checksum` of the row |
-//! | `fsx_leases` | `(branch, file) → holder, expiry` | at most one holder per file per branch |
+//! | `fsx_leases` | `(branch, file) → holder, expiry` (without a rowid since 9) | at most one holder per file per branch |
 //! | `fsx_hot_extents` | `(key, part) → bytes` of the hot tier | parts of one key are contiguous from 0 |
 //! | `fsx_counters` | `(tier, op) → calls, bytes` (since version 2) | only grows |
 //! | `fsx_tier_copies` | `(key, tier) → bytes, state (0 present, 1 queued), attempts, next_ms, last_error` (since version 3) | a present row means the tier held a verified copy; queued rows are the replication queue |
@@ -320,8 +320,22 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     ",
     // 8 → 9: which engine instance made each change, so that a follower
-    // that writes too (a mount) can skip its own.
+    // that writes too (a mount) can skip its own; and leases keyed by
+    // their primary key alone (no rowid beside it), so that taking and
+    // releasing one writes one B-tree, not two — every create and close
+    // of a written file does both.
     "
     ALTER TABLE fsx_changes ADD COLUMN origin INTEGER;
+    CREATE TABLE fsx_leases_v9 (
+        branch     INTEGER NOT NULL,
+        file_id    INTEGER NOT NULL,
+        holder     TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        PRIMARY KEY (branch, file_id)
+    ) WITHOUT ROWID;
+    INSERT INTO fsx_leases_v9 (branch, file_id, holder, expires_ms)
+        SELECT branch, file_id, holder, expires_ms FROM fsx_leases;
+    DROP TABLE fsx_leases;
+    ALTER TABLE fsx_leases_v9 RENAME TO fsx_leases;
     ",
 ];
