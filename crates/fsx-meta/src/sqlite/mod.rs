@@ -639,7 +639,8 @@ mod tests {
         block_on(m.create_file(MAIN_BRANCH, "old", 4096, 2)).unwrap();
         drop(m);
         let c = Connection::open(&path).unwrap();
-        // Version 8's tables: no origin, leases with a rowid.
+        // Version 8's tables: no origin, leases with a rowid, file names
+        // indexed.
         c.execute_batch(
             "ALTER TABLE fsx_changes DROP COLUMN origin;
              DROP TABLE fsx_leases;
@@ -651,6 +652,7 @@ mod tests {
                  PRIMARY KEY (branch, file_id)
              );
              INSERT INTO fsx_leases (branch, file_id, holder, expires_ms) VALUES (1, 7, 'w', 99);
+             CREATE INDEX fsx_files_name ON fsx_files (name);
              UPDATE fsx_volume SET value = '8' WHERE key = 'schema_version';",
         )
         .unwrap();
@@ -683,6 +685,14 @@ mod tests {
             )
             .unwrap();
         assert_eq!(held, "w");
+        let name_index: i64 = c
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'fsx_files_name'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(name_index, 0, "the unused index on file names is gone");
         let version = block_on(a.setting("schema_version")).unwrap().unwrap();
         assert_eq!(version, SCHEMA_VERSION.to_string());
     }
