@@ -640,7 +640,7 @@ mod tests {
         drop(m);
         let c = Connection::open(&path).unwrap();
         // Version 8's tables: no origin, leases with a rowid, file names
-        // indexed.
+        // and node numbers indexed.
         c.execute_batch(
             "ALTER TABLE fsx_changes DROP COLUMN origin;
              DROP TABLE fsx_leases;
@@ -653,6 +653,7 @@ mod tests {
              );
              INSERT INTO fsx_leases (branch, file_id, holder, expires_ms) VALUES (1, 7, 'w', 99);
              CREATE INDEX fsx_files_name ON fsx_files (name);
+             CREATE INDEX fsx_nodes_ino ON fsx_nodes (ino);
              UPDATE fsx_volume SET value = '8' WHERE key = 'schema_version';",
         )
         .unwrap();
@@ -687,12 +688,13 @@ mod tests {
         assert_eq!(held, "w");
         let name_index: i64 = c
             .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE name = 'fsx_files_name'",
+                "SELECT count(*) FROM sqlite_master
+                 WHERE name IN ('fsx_files_name', 'fsx_nodes_ino')",
                 [],
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(name_index, 0, "the unused index on file names is gone");
+        assert_eq!(name_index, 0, "the unused indexes are gone");
         let version = block_on(a.setting("schema_version")).unwrap().unwrap();
         assert_eq!(version, SCHEMA_VERSION.to_string());
     }

@@ -323,12 +323,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // that writes too (a mount) can skip its own; and leases keyed by
     // their primary key alone (no rowid beside it), so that taking and
     // releasing one writes one B-tree, not two — every create and close
-    // of a written file does both. And no index on file names: since the
-    // flat API resolves paths through the tree (6), no statement looks a
-    // file row up by name, and every create and delete wrote that index.
+    // of a written file does both. And no index on file names nor on
+    // nodes' numbers alone: since the flat API resolves paths through the
+    // tree (6), no statement looks a file row up by name, and every
+    // statement on nodes names their layers, which the primary key
+    // (layer, ino) serves; every create wrote both indexes.
     "
     ALTER TABLE fsx_changes ADD COLUMN origin INTEGER;
     DROP INDEX IF EXISTS fsx_files_name;
+    DROP INDEX IF EXISTS fsx_nodes_ino;
     CREATE TABLE fsx_leases_v9 (
         branch     INTEGER NOT NULL,
         file_id    INTEGER NOT NULL,
