@@ -304,9 +304,10 @@ impl Mount {
     }
 }
 
-/// The daemon's own work while mounted: the tree's changes are made
-/// durable, the write leases of idle open files renewed, and copies owed
-/// to faster or slower tiers made.
+/// The daemon's own work while mounted: journaled files idle since their
+/// last close folded, the tree's changes made durable, the write leases
+/// of idle open files renewed, and copies owed to faster or slower tiers
+/// made.
 async fn background(shared: Arc<dyn SharedFs>) {
     let mut tick = tokio::time::interval(BACKGROUND_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -322,6 +323,9 @@ async fn background(shared: Arc<dyn SharedFs>) {
                     tracing::warn!(error = %e, "pruning the change feed failed; it is retried")
                 }
             }
+        }
+        if let Err(e) = shared.fs().close_idle_journals(false).await {
+            tracing::warn!(error = %e, "closing idle journaled files failed; it is retried");
         }
         if let Err(e) = shared.fs().sync_tree().await {
             tracing::warn!(error = %e, "making the tree's changes durable failed; it is retried");

@@ -146,9 +146,19 @@ struct Handle {
 #[derive(Default)]
 struct State {
     handles: HashMap<Fh, Handle>,
+    /// Open nodes and their handle counts. A count of 0 is a journaled
+    /// writer kept open after its last close (see `lingering`).
     open: HashMap<Ino, (Arc<OpenNode>, usize)>,
+    /// Journaled files whose last handle closed, kept open (synced, their
+    /// lease held) until the time here, ms: a database reopens its WAL
+    /// soon and often, and each fold and new journal would copy the whole
+    /// file twice (see [`Fs::close_idle_journals`]).
+    lingering: HashMap<Ino, i64>,
     next_fh: Fh,
 }
+
+/// How long a journaled file stays open after its last close.
+const LINGER_MS: i64 = 5_000;
 
 /// File-system calls over one view of a volume (see the crate docs).
 pub struct Fs {
@@ -732,9 +742,11 @@ impl Fs {
                     old.close().await?;
                 }
             }
-            if let Some(e) = self.state().open.get_mut(&ino) {
+            let mut s = self.state();
+            if let Some(e) = s.open.get_mut(&ino) {
                 e.1 += 1;
             }
+            s.lingering.remove(&ino);
             return Ok(node);
         }
         let options = if write {
@@ -1036,9 +1048,81 @@ impl Fs {
             if !last {
                 return Ok(());
             }
-            s.open.remove(&ino);
             h.node
         };
+        if self.linger(&node).await? {
+            return Ok(());
+        }
+        self.state().open.remove(&node.ino);
+        let closed = self.close_node(&node).await;
+        drop(g);
+        closed
+    }
+
+    /// Keeps `node`, whose last handle just closed, open for a while if it
+    /// is a journaled writer's: synced (the close is durable), lease held,
+    /// handle count 0. The caller holds `opening`.
+    async fn linger(&self, node: &Arc<OpenNode>) -> Result<bool> {
+        if node.orphan.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(false);
+        }
+        {
+            let mut g = node.file.write().await;
+            let Some(f) = g.as_mut() else {
+                return Ok(false);
+            };
+            if !(f.has_journal() && f.is_writer()) {
+                return Ok(false);
+            }
+            f.sync().await?;
+            self.note(node, f);
+        }
+        let mut s = self.state();
+        if let Some(e) = s.open.get_mut(&node.ino) {
+            e.1 = 0;
+        }
+        s.lingering
+            .insert(node.ino, now_ns() / 1_000_000 + LINGER_MS);
+        Ok(true)
+    }
+
+    /// Closes (folds) the journaled files that stayed open after their
+    /// last close and were not reopened for a while; `all`: every one of
+    /// them. The mount's background work calls it every few seconds.
+    pub async fn close_idle_journals(&self, all: bool) -> Result<()> {
+        let g = self.opening.lock().await;
+        let now = now_ns() / 1_000_000;
+        let due: Vec<Arc<OpenNode>> = {
+            let mut s = self.state();
+            let inos: Vec<Ino> = s
+                .lingering
+                .iter()
+                .filter(|&(_, &until)| all || until <= now)
+                .map(|(&ino, _)| ino)
+                .collect();
+            let mut due = Vec::new();
+            for ino in inos {
+                s.lingering.remove(&ino);
+                if let Some((node, 0)) = s.open.get(&ino).map(|(n, c)| (n.clone(), *c)) {
+                    s.open.remove(&ino);
+                    due.push(node);
+                }
+            }
+            due
+        };
+        let mut first = None;
+        for node in due {
+            if let Err(e) = self.close_node(&node).await {
+                first.get_or_insert(e);
+            }
+        }
+        drop(g);
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Closes `node`'s file (durably), dropping an orphan's data; the
+    /// node is out of the table already. The caller holds `opening`.
+    async fn close_node(&self, node: &Arc<OpenNode>) -> Result<()> {
         let closed = async {
             let orphan = node.orphan.load(std::sync::atomic::Ordering::SeqCst);
             let file = node.file.write().await.take();
@@ -1057,7 +1141,6 @@ impl Fs {
         // Counted before the lock goes: a reader that read the metadata
         // before this fold and finds no journal after it reads again.
         self.folds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        drop(g);
         closed
     }
 
@@ -1320,6 +1403,9 @@ impl Fs {
             if let Err(e) = self.release(fh).await {
                 first.get_or_insert(e);
             }
+        }
+        if let Err(e) = self.close_idle_journals(true).await {
+            first.get_or_insert(e);
         }
         if let Err(e) = self.meta().release_locks(&self.holder, None, None).await {
             first.get_or_insert(e.into());

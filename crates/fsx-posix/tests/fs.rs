@@ -852,8 +852,37 @@ async fn a_database_wal_is_kept_in_a_local_journal_while_written() {
             .unwrap();
         assert_eq!(read_all(&other, rh).await, data, "{name:?}");
         other.release(rh).await.unwrap();
-        // The close folds it into the volume.
         fs.release(fh).await.unwrap();
+        // A journaled file stays open a while after its last close
+        // (synced, its lease held): a reopen finds it as it was, without
+        // a fold into the volume and a new journal.
+        assert_eq!(
+            v.journal_size(a.ino).unwrap().is_some(),
+            journaled,
+            "{name:?}"
+        );
+        if journaled {
+            // The journal file's inode: a fold and a new journal would
+            // make another file.
+            let journal_ino = || {
+                use std::os::unix::fs::MetadataExt;
+                let mut inos: Vec<u64> = std::fs::read_dir(&journals)
+                    .unwrap()
+                    .map(|e| e.unwrap().metadata().unwrap().ino())
+                    .collect();
+                inos.sort_unstable();
+                inos
+            };
+            let before = journal_ino();
+            assert_eq!(before.len(), 1, "{name:?}");
+            let fh = fs.open(a.ino, rw, &me).await.unwrap();
+            fs.write(fh, 0, &data).await.unwrap();
+            fs.release(fh).await.unwrap();
+            assert_eq!(journal_ino(), before, "{name:?}: folded between two opens");
+            assert_eq!(other.getattr(a.ino).await.unwrap().size, data.len() as u64);
+        }
+        // Once idle, the close folds it into the volume.
+        fs.close_idle_journals(true).await.unwrap();
         let stored = v
             .meta()
             .getattr(fsx_meta::View::MAIN, a.ino)
