@@ -1050,7 +1050,7 @@ impl Fs {
             }
             h.node
         };
-        if self.linger(&node).await? {
+        if self.linger(&node).await {
             return Ok(());
         }
         self.state().open.remove(&node.ino);
@@ -1062,19 +1062,24 @@ impl Fs {
     /// Keeps `node`, whose last handle just closed, open for a while if it
     /// is a journaled writer's: synced (the close is durable), lease held,
     /// handle count 0. The caller holds `opening`.
-    async fn linger(&self, node: &Arc<OpenNode>) -> Result<bool> {
+    async fn linger(&self, node: &Arc<OpenNode>) -> bool {
         if node.orphan.load(std::sync::atomic::Ordering::SeqCst) {
-            return Ok(false);
+            return false;
         }
         {
             let mut g = node.file.write().await;
             let Some(f) = g.as_mut() else {
-                return Ok(false);
+                return false;
             };
             if !(f.has_journal() && f.is_writer()) {
-                return Ok(false);
+                return false;
             }
-            f.sync().await?;
+            // A failed sync closes it now instead: the close syncs again
+            // and reports the failure.
+            if let Err(e) = f.sync().await {
+                tracing::warn!(ino = node.ino, error = %e, "syncing a journaled file at its last close failed");
+                return false;
+            }
             self.note(node, f);
         }
         let mut s = self.state();
@@ -1083,7 +1088,7 @@ impl Fs {
         }
         s.lingering
             .insert(node.ino, now_ns() / 1_000_000 + LINGER_MS);
-        Ok(true)
+        true
     }
 
     /// Closes (folds) the journaled files that stayed open after their
