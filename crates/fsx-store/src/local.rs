@@ -193,7 +193,7 @@ impl ExtentBackend for LocalBackend {
             self.capabilities.check_put_size(&key, value.len())?;
             blocking(move || {
                 let seal = seal(&key, &value);
-                layout.write_sealed_atomically(&key, &value, seal)
+                layout.write_parts_atomically(&key, &[&value], seal)
             })
             .await
         })
@@ -432,16 +432,22 @@ impl Layout {
         path
     }
 
-    /// Temp file, fsync, rename, fsync directory (see module docs).
-    pub(crate) fn write_parts_atomically(&self, key: &ObjectKey, parts: &[&[u8]]) -> Result<()> {
+    /// Temp file marked with `seal` (see the module docs), fsync, rename,
+    /// fsync directory (see module docs).
+    pub(crate) fn write_parts_atomically(
+        &self,
+        key: &ObjectKey,
+        parts: &[&[u8]],
+        seal: Option<Seal>,
+    ) -> Result<()> {
         let path = self.path_for(key);
-        self.with_synced_temp("put", &path, parts, None, |temp, dir| {
+        self.with_synced_temp("put", &path, parts, seal, |temp, dir| {
             fs::rename(temp, &path)?;
             sync_dir(dir)
         })
     }
 
-    /// Like [`Layout::write_sealed_atomically`], but only if the object is absent:
+    /// Like [`Layout::write_parts_atomically`], but only if the object is absent:
     /// the complete, fsynced temp file is *linked* to the final name, and
     /// `link(2)` fails on an existing name as `O_EXCL` does, so of several
     /// racing creators exactly one wins and no reader sees a partial file.
@@ -464,21 +470,6 @@ impl Layout {
                 Ok(created)
             },
         )
-    }
-
-    /// Like [`Layout::write_parts_atomically`], and marks the file with `seal`
-    /// (see the module docs) before it is synced.
-    pub(crate) fn write_sealed_atomically(
-        &self,
-        key: &ObjectKey,
-        value: &[u8],
-        seal: Option<Seal>,
-    ) -> Result<()> {
-        let path = self.path_for(key);
-        self.with_synced_temp("put", &path, &[value], seal, |temp, dir| {
-            fs::rename(temp, &path)?;
-            sync_dir(dir)
-        })
     }
 
     /// Writes `parts` to a new temp file next to `path`, marks it with

@@ -115,9 +115,11 @@ impl DiskCache {
         })()?;
         let cache = Self {
             inner: Arc::new(inner),
+            // `verify` checks every content key's payload against its key.
             capabilities: Capabilities::new(capacity)
                 .supports_range(false)
-                .may_evict(true),
+                .may_evict(true)
+                .checks_content(true),
         };
         cache.inner.evict_until_fits(0)?;
         Ok(cache)
@@ -189,7 +191,7 @@ impl Inner {
         self.evict_until_fits(size)?;
         let digest = Sha256::digest(value);
         self.layout
-            .write_parts_atomically(key, &[MAGIC, &digest, value])?;
+            .write_parts_atomically(key, &[MAGIC, &digest, value], None)?;
         lock(&self.recency).touch(key, size);
         // Concurrent puts may each have made room only for themselves.
         self.evict_until_fits(0)
